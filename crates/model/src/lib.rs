@@ -1,1 +1,15 @@
-//! tokenscale-model
+//! tokenscale-model: tensors, weights, models, preprocessing and generation for LLaVA-style VLMs.
+
+pub mod checkpoint;
+pub mod clip;
+pub mod config;
+pub mod generation;
+pub mod llama;
+pub mod llava;
+pub mod nn;
+pub mod preprocess;
+pub mod resample;
+pub mod tokenizer;
+pub mod weights;
+
+pub use candle_core::{DType, Device, Tensor};

@@ -1,0 +1,101 @@
+//! Recognising a checkpoint folder's architecture from its `config.json`, and loaders by kind.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device};
+
+use crate::clip::{ClipVisionConfig, ClipVisionTransformer};
+use crate::config::{parse, read_json_value};
+use crate::llama::{Llama, LlamaConfig};
+use crate::weights::Weights;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Architecture {
+    /// `CLIPVisionModel`
+    ClipVision,
+    /// `CLIPModel` (the vision half is used)
+    Clip,
+    /// `LlamaForCausalLM`, `Qwen2ForCausalLM`, `MistralForCausalLM`
+    CausalLm(String),
+    /// `LlavaForConditionalGeneration`
+    Llava,
+}
+
+pub const SUPPORTED: &str = "clip_vision_model, clip, llama, mistral, qwen2, llava";
+
+impl Architecture {
+    pub fn detect(dir: &Path) -> Result<(Self, serde_json::Value)> {
+        let path = dir.join("config.json");
+        if !dir.is_dir() {
+            bail!("{}: model folder not found", dir.display());
+        }
+        let value = read_json_value(&path)?;
+        let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        let arch = match model_type {
+            "clip_vision_model" => Self::ClipVision,
+            "clip" => Self::Clip,
+            "llava" => Self::Llava,
+            t if crate::llama::SUPPORTED_MODEL_TYPES.contains(&t) => Self::CausalLm(t.to_string()),
+            "" => bail!("{}: missing field `model_type` (supported: {SUPPORTED})", path.display()),
+            other => bail!("{}: unsupported model_type `{other}` (supported: {SUPPORTED})", path.display()),
+        };
+        Ok((arch, value))
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Self::ClipVision => "CLIPVisionModel".into(),
+            Self::Clip => "CLIPModel".into(),
+            Self::CausalLm(t) => format!("{t} causal LM"),
+            Self::Llava => "LlavaForConditionalGeneration".into(),
+        }
+    }
+}
+
+/// The vision tower of a `CLIPVisionModel` or `CLIPModel` folder.
+pub fn load_clip_vision(dir: &Path, dtype: DType, device: &Device) -> Result<ClipVisionTransformer> {
+    let (arch, value) = Architecture::detect(dir)?;
+    let origin = dir.join("config.json").display().to_string();
+    let config: ClipVisionConfig = match arch {
+        Architecture::ClipVision => parse(&value, &origin, "")?,
+        Architecture::Clip => parse(value.get("vision_config").unwrap_or(&serde_json::json!({})), &origin, "vision_config")?,
+        other => bail!("{origin}: expected a CLIP checkpoint, found {}", other.name()),
+    };
+    let weights = Weights::from_dir(dir, dtype, device)?;
+    ClipVisionTransformer::load(&weights.pp("vision_model"), &config, None)
+}
+
+/// A causal LM folder (`*ForCausalLM`).
+pub fn load_causal_lm(dir: &Path, dtype: DType, device: &Device) -> Result<Llama> {
+    let (arch, value) = Architecture::detect(dir)?;
+    let origin = dir.join("config.json").display().to_string();
+    if !matches!(arch, Architecture::CausalLm(_)) {
+        bail!("{origin}: expected a causal LM checkpoint, found {}", arch.name());
+    }
+    let config = LlamaConfig::from_value(&value, &origin, "")?;
+    let weights = Weights::from_dir(dir, dtype, device)?;
+    Llama::load(&weights, &config, &origin)
+}
+
+/// Per-component parameter counts and the storage dtypes, grouped by key prefix.
+pub struct Inventory {
+    pub tensors: usize,
+    pub parameters: usize,
+    pub components: BTreeMap<String, usize>,
+    pub dtypes: BTreeMap<String, usize>,
+}
+
+pub fn inventory(weights: &Weights) -> Result<Inventory> {
+    let mut inv = Inventory { tensors: 0, parameters: 0, components: BTreeMap::new(), dtypes: BTreeMap::new() };
+    for (key, dtype, count) in weights.summary()? {
+        let parts: Vec<&str> = key.split('.').collect();
+        let component = if parts[0] == "model" && parts.len() > 2 { format!("{}.{}", parts[0], parts[1]) } else { parts[0].to_string() };
+        inv.tensors += 1;
+        inv.parameters += count;
+        *inv.components.entry(component).or_default() += count;
+        *inv.dtypes.entry(dtype).or_default() += count;
+    }
+    Ok(inv)
+}

@@ -1,0 +1,440 @@
+//! LLaMA-family causal decoder: Llama-2/Vicuna, Llama-3 (GQA, rope_scaling "llama3"), Mistral,
+//! Qwen2 (qkv bias, tied embeddings). Takes ids or input embeddings, keeps a KV cache and can
+//! return the hidden states of every layer at every position.
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Embedding, Linear, RmsNorm};
+use serde::Deserialize;
+
+use crate::config::token_ids;
+use crate::nn::{self, Activation};
+use crate::weights::Weights;
+
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RopeScaling {
+    #[serde(alias = "type")]
+    pub rope_type: Option<String>,
+    pub factor: Option<f64>,
+    pub low_freq_factor: Option<f64>,
+    pub high_freq_factor: Option<f64>,
+    pub original_max_position_embeddings: Option<usize>,
+    pub rope_theta: Option<f64>,
+}
+
+fn default_eps() -> f64 { 1e-6 }
+fn default_max_pos() -> usize { 2048 }
+fn default_act() -> String { "silu".into() }
+
+/// The fields of an HF Llama / Mistral / Qwen2 `config.json` this runtime uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LlamaConfig {
+    #[serde(default)]
+    pub model_type: Option<String>,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    /// transformers v5 puts theta and scaling together here.
+    #[serde(default)]
+    pub rope_parameters: Option<RopeScaling>,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    pub vocab_size: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub bos_token_id: Option<serde_json::Value>,
+    #[serde(default)]
+    pub eos_token_id: Option<serde_json::Value>,
+}
+
+impl LlamaConfig {
+    /// Parses a (possibly sparse) config: nested sub-configs such as llava-hf's `text_config`
+    /// only store values that differ from the class defaults, so those defaults are filled in.
+    pub fn from_value(value: &serde_json::Value, origin: &str, field: &str) -> Result<Self> {
+        let mut value = value.clone();
+        let Some(map) = value.as_object_mut() else {
+            bail!("{origin}: field `{field}` must be an object");
+        };
+        let model_type = map.get("model_type").and_then(|v| v.as_str()).unwrap_or("llama").to_string();
+        let defaults = match model_type.as_str() {
+            "llama" => serde_json::json!({"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+                "num_attention_heads": 32, "vocab_size": 32000, "max_position_embeddings": 2048}),
+            "mistral" => serde_json::json!({"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000, "max_position_embeddings": 131072}),
+            "qwen2" => serde_json::json!({"hidden_size": 4096, "intermediate_size": 22016, "num_hidden_layers": 32,
+                "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 151936, "max_position_embeddings": 32768}),
+            other => bail!(
+                "{origin}: unsupported model_type `{other}` in `{}` (supported: {})",
+                if field.is_empty() { "model_type" } else { field },
+                SUPPORTED_MODEL_TYPES.join(", ")
+            ),
+        };
+        if let Some(d) = defaults.as_object() {
+            for (k, v) in d {
+                map.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        let config: Self = crate::config::parse(&value, origin, field)?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    pub fn model_type(&self) -> &str {
+        self.model_type.as_deref().unwrap_or("llama")
+    }
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+    pub fn eos_token_ids(&self) -> Vec<u32> {
+        token_ids(self.eos_token_id.as_ref())
+    }
+    pub fn bos_token_ids(&self) -> Vec<u32> {
+        token_ids(self.bos_token_id.as_ref())
+    }
+    fn qkv_bias(&self) -> bool {
+        self.model_type() == "qwen2" || self.attention_bias
+    }
+    fn rope_theta(&self) -> f64 {
+        self.rope_theta
+            .or_else(|| self.rope_parameters.as_ref().and_then(|p| p.rope_theta))
+            .unwrap_or(10_000.0)
+    }
+    fn scaling(&self) -> Option<&RopeScaling> {
+        self.rope_scaling.as_ref().or(self.rope_parameters.as_ref())
+    }
+
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        if !SUPPORTED_MODEL_TYPES.contains(&self.model_type()) {
+            bail!(
+                "{origin}: unsupported model_type `{}` (supported: {})",
+                self.model_type(),
+                SUPPORTED_MODEL_TYPES.join(", ")
+            );
+        }
+        if self.num_attention_heads == 0 || self.kv_heads() == 0 || self.num_attention_heads % self.kv_heads() != 0 {
+            bail!(
+                "{origin}: num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_attention_heads,
+                self.kv_heads()
+            );
+        }
+        Ok(())
+    }
+
+    /// Inverse RoPE frequencies, following HF's default, "linear" and "llama3" rope types.
+    pub fn inv_freq(&self) -> Result<Vec<f64>> {
+        let dim = self.head_dim();
+        let base = self.rope_theta();
+        let mut inv: Vec<f64> = (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f64 / dim as f64)).collect();
+        let Some(s) = self.scaling() else { return Ok(inv) };
+        match s.rope_type.as_deref().unwrap_or("default") {
+            "default" => {}
+            "linear" => {
+                let factor = s.factor.context("rope_scaling: missing field `factor`")?;
+                inv.iter_mut().for_each(|f| *f /= factor);
+            }
+            "llama3" => {
+                let factor = s.factor.context("rope_scaling: missing field `factor`")?;
+                let low = s.low_freq_factor.context("rope_scaling: missing field `low_freq_factor`")?;
+                let high = s.high_freq_factor.context("rope_scaling: missing field `high_freq_factor`")?;
+                let old = s
+                    .original_max_position_embeddings
+                    .context("rope_scaling: missing field `original_max_position_embeddings`")? as f64;
+                let low_wavelen = old / low;
+                let high_wavelen = old / high;
+                for f in inv.iter_mut() {
+                    let wavelen = 2.0 * std::f64::consts::PI / *f;
+                    if wavelen > low_wavelen {
+                        *f /= factor;
+                    } else if wavelen >= high_wavelen {
+                        let smooth = (old / wavelen - low) / (high - low);
+                        *f = (1.0 - smooth) * *f / factor + smooth * *f;
+                    }
+                }
+            }
+            other => bail!("rope_scaling: unsupported rope_type `{other}` (supported: default, linear, llama3)"),
+        }
+        Ok(inv)
+    }
+}
+
+/// Keys and values of every layer for the positions seen so far.
+#[derive(Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        Self { layers: vec![None; num_layers] }
+    }
+    pub fn seq_len(&self) -> usize {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.dim(2).unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+fn repeat_kv(xs: Tensor, times: usize) -> Result<Tensor> {
+    if times == 1 {
+        return Ok(xs);
+    }
+    let (b, kv, t, d) = xs.dims4()?;
+    Ok(xs.unsqueeze(2)?.expand((b, kv, times, t, d))?.reshape((b, kv * times, t, d))?)
+}
+
+impl Attention {
+    fn forward(
+        &self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut Option<(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        let split = |x: Tensor, heads: usize| -> Result<Tensor> {
+            Ok(x.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = split(self.q.forward(xs)?, self.heads)?;
+        let k = split(self.k.forward(xs)?, self.kv_heads)?;
+        let v = split(self.v.forward(xs)?, self.kv_heads)?;
+        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let (k, v) = match cache.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        *cache = Some((k.clone(), v.clone()));
+        let groups = self.heads / self.kv_heads;
+        let k = repeat_kv(k, groups)?.contiguous()?;
+        let v = repeat_kv(v, groups)?.contiguous()?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
+        Ok(self.o.forward(&ctx)?)
+    }
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let gated = (self.act.apply(&self.gate.forward(xs)?)? * self.up.forward(xs)?)?;
+        Ok(self.down.forward(&gated)?)
+    }
+}
+
+struct DecoderLayer {
+    attn: Attention,
+    mlp: Mlp,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+}
+
+/// What one forward pass returns.
+pub struct LlamaOutput {
+    /// `[B, T, V]` for every position, or `[B, 1, V]` for the last position only.
+    pub logits: Tensor,
+    /// HF's `hidden_states`: index 0 = input embeddings, i = output of layer i, the last one after
+    /// the final norm. Empty unless requested.
+    pub hidden_states: Vec<Tensor>,
+}
+
+pub struct Llama {
+    pub config: LlamaConfig,
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    inv_freq: Tensor,
+}
+
+impl Llama {
+    /// `w` is rooted where `model.` and `lm_head.` live (a `*ForCausalLM` checkpoint). When
+    /// `model_prefix` differs (e.g. llava-hf's `model.language_model`) pass the two views directly.
+    pub fn load(w: &Weights, config: &LlamaConfig, origin: &str) -> Result<Self> {
+        Self::load_parts(&w.pp("model"), w, config, origin)
+    }
+
+    pub fn load_parts(model: &Weights, head: &Weights, config: &LlamaConfig, origin: &str) -> Result<Self> {
+        let c = config;
+        c.validate(origin)?;
+        let h = c.hidden_size;
+        let hd = c.head_dim();
+        let act = Activation::parse(&c.hidden_act, "hidden_act")?;
+        let embed_weight = model.get("embed_tokens.weight", &[c.vocab_size, h])?;
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let lw = model.pp(&format!("layers.{i}"));
+            let aw = lw.pp("self_attn");
+            let mw = lw.pp("mlp");
+            let qkv_bias = c.qkv_bias();
+            layers.push(DecoderLayer {
+                attn: Attention {
+                    q: nn::linear(&aw, "q_proj", h, c.num_attention_heads * hd, qkv_bias)?,
+                    k: nn::linear(&aw, "k_proj", h, c.kv_heads() * hd, qkv_bias)?,
+                    v: nn::linear(&aw, "v_proj", h, c.kv_heads() * hd, qkv_bias)?,
+                    o: nn::linear(&aw, "o_proj", c.num_attention_heads * hd, h, c.attention_bias)?,
+                    heads: c.num_attention_heads,
+                    kv_heads: c.kv_heads(),
+                    head_dim: hd,
+                },
+                mlp: Mlp {
+                    gate: nn::linear(&mw, "gate_proj", h, c.intermediate_size, c.mlp_bias)?,
+                    up: nn::linear(&mw, "up_proj", h, c.intermediate_size, c.mlp_bias)?,
+                    down: nn::linear(&mw, "down_proj", c.intermediate_size, h, c.mlp_bias)?,
+                    act,
+                },
+                input_layernorm: nn::rms_norm(&lw, "input_layernorm", h, c.rms_norm_eps)?,
+                post_attention_layernorm: nn::rms_norm(&lw, "post_attention_layernorm", h, c.rms_norm_eps)?,
+            });
+        }
+        let norm = nn::rms_norm(model, "norm", h, c.rms_norm_eps)?;
+        let lm_head = if head.contains("lm_head.weight") {
+            nn::linear(head, "lm_head", h, c.vocab_size, false)?
+        } else if c.tie_word_embeddings {
+            Linear::new(embed_weight.clone(), None)
+        } else {
+            bail!("{origin}: missing tensor `{}` (and tie_word_embeddings is false)", head.key("lm_head.weight"));
+        };
+        let inv: Vec<f32> = c.inv_freq()?.into_iter().map(|f| f as f32).collect();
+        let inv_freq = Tensor::new(inv, model.device())?;
+        Ok(Self { config: c.clone(), embed_tokens: Embedding::new(embed_weight, h), layers, norm, lm_head, inv_freq })
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    pub fn device(&self) -> &Device {
+        self.inv_freq.device()
+    }
+
+    /// `ids` is `[B, T]` (u32) → `[B, T, H]`.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let vocab = self.config.vocab_size as u32;
+        let max = ids.flatten_all()?.max(0)?.to_scalar::<u32>()?;
+        if max >= vocab {
+            bail!("token id {max} is outside the vocabulary of {vocab}");
+        }
+        Ok(self.embed_tokens.forward(ids)?)
+    }
+
+    fn rope_tables(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
+        let positions = Tensor::arange(start as u32, (start + len) as u32, self.device())?.to_dtype(DType::F32)?;
+        let freqs = positions.unsqueeze(1)?.matmul(&self.inv_freq.unsqueeze(0)?)?;
+        Ok((freqs.cos()?, freqs.sin()?))
+    }
+
+    /// Runs the decoder over `embeds` (`[B, T, H]`) appended after what `cache` holds.
+    pub fn forward_embeds(
+        &self,
+        embeds: &Tensor,
+        cache: &mut KvCache,
+        all_logits: bool,
+        want_hidden: bool,
+    ) -> Result<LlamaOutput> {
+        let (_, t, _) = embeds.dims3()?;
+        let past = cache.seq_len();
+        if past + t > self.config.max_position_embeddings {
+            bail!(
+                "sequence of {} tokens exceeds the context of {} (max_position_embeddings)",
+                past + t,
+                self.config.max_position_embeddings
+            );
+        }
+        if cache.layers.len() != self.layers.len() {
+            *cache = self.new_cache();
+        }
+        let (cos, sin) = self.rope_tables(past, t)?;
+        let mask = if t > 1 { Some(causal_mask(t, past, embeds.dtype(), self.device())?) } else { None };
+        let mut xs = embeds.clone();
+        let mut hidden_states = Vec::new();
+        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            if want_hidden {
+                hidden_states.push(xs.clone());
+            }
+            let attn = layer.attn.forward(&layer.input_layernorm.forward(&xs)?, &cos, &sin, mask.as_ref(), slot)?;
+            let h = (xs + attn)?;
+            let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&h)?)?;
+            xs = (h + mlp)?;
+        }
+        let normed = self.norm.forward(&xs)?;
+        if want_hidden {
+            hidden_states.push(normed.clone());
+        }
+        let last = if all_logits { normed } else { normed.narrow(1, t - 1, 1)? };
+        let logits = self.lm_head.forward(&last)?;
+        Ok(LlamaOutput { logits, hidden_states })
+    }
+
+    pub fn forward_ids(&self, ids: &Tensor, cache: &mut KvCache, all_logits: bool, want_hidden: bool) -> Result<LlamaOutput> {
+        self.forward_embeds(&self.embed(ids)?, cache, all_logits, want_hidden)
+    }
+}
+
+/// Additive mask `[T, past + T]`: 0 where key j ≤ past + i, −∞ after.
+fn causal_mask(t: usize, past: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let total = past + t;
+    let data: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(data, (t, total), device)?.to_dtype(dtype)?)
+}
+
+/// Greedy argmax of a `[V]` logits row.
+pub fn argmax(logits: &Tensor) -> Result<u32> {
+    Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
+}

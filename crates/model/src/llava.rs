@@ -1,0 +1,259 @@
+//! LLaVA-1.5 in the llava-hf layout (`LlavaForConditionalGeneration`): CLIP vision tower,
+//! linear–GELU–linear projector, LLaMA-family language model; `<image>` expanded to the
+//! vision-token count; vicuna_v1 prompt.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::Linear;
+use serde::Deserialize;
+
+use crate::clip::{ClipVisionConfig, ClipVisionTransformer};
+use crate::config::{parse, read_json_value};
+use crate::llama::{Llama, LlamaConfig};
+use crate::nn::{self, Activation};
+use crate::preprocess::{expand_to_square, mean_color, ClipImageProcessorConfig};
+use crate::tokenizer::Tokenizer;
+use crate::weights::Weights;
+
+pub const VICUNA_V1_SYSTEM: &str = "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the human's questions.";
+
+/// The vicuna_v1 conversation LLaVA-1.5 was trained with, one user turn with the image first.
+pub fn vicuna_v1_prompt(question: &str) -> String {
+    format!("{VICUNA_V1_SYSTEM} USER: <image>\n{question} ASSISTANT:")
+}
+
+fn default_projector_act() -> String { "gelu".into() }
+fn default_feature_layer() -> serde_json::Value { serde_json::Value::from(-2) }
+fn default_strategy() -> String { "default".into() }
+fn yes() -> bool { true }
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawLlavaConfig {
+    #[serde(default)]
+    vision_config: serde_json::Value,
+    #[serde(default)]
+    text_config: serde_json::Value,
+    #[serde(alias = "image_token_id")]
+    image_token_index: Option<u32>,
+    #[serde(default = "default_projector_act")]
+    projector_hidden_act: String,
+    #[serde(default = "default_feature_layer")]
+    vision_feature_layer: serde_json::Value,
+    #[serde(default = "default_strategy")]
+    vision_feature_select_strategy: String,
+    #[serde(default = "yes")]
+    multimodal_projector_bias: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LlavaConfig {
+    pub vision: ClipVisionConfig,
+    pub text: LlamaConfig,
+    pub image_token_index: u32,
+    pub projector_act: Activation,
+    pub vision_feature_layer: i64,
+    /// "default" drops the CLS token, "full" keeps it.
+    pub keep_cls: bool,
+    pub projector_bias: bool,
+}
+
+impl LlavaConfig {
+    pub fn from_value(value: &serde_json::Value, origin: &str) -> Result<Self> {
+        let raw: RawLlavaConfig = parse(value, origin, "")?;
+        let vision: ClipVisionConfig = parse(&raw.vision_config, origin, "vision_config")?;
+        let text = LlamaConfig::from_value(&raw.text_config, origin, "text_config")?;
+        let image_token_index = raw.image_token_index.unwrap_or(32000);
+        let vision_feature_layer = raw
+            .vision_feature_layer
+            .as_i64()
+            .with_context(|| format!("{origin}: field `vision_feature_layer`: only a single layer index is supported"))?;
+        let keep_cls = match raw.vision_feature_select_strategy.as_str() {
+            "default" => false,
+            "full" => true,
+            other => bail!("{origin}: field `vision_feature_select_strategy`: unknown value `{other}` (expected default or full)"),
+        };
+        Ok(Self {
+            vision,
+            text,
+            image_token_index,
+            projector_act: Activation::parse(&raw.projector_hidden_act, "projector_hidden_act")?,
+            vision_feature_layer,
+            keep_cls,
+            projector_bias: raw.multimodal_projector_bias,
+        })
+    }
+
+    /// Vision tokens per image before any reduction.
+    pub fn image_tokens(&self) -> usize {
+        self.vision.num_patches() + usize::from(self.keep_cls)
+    }
+}
+
+pub struct Llava {
+    pub config: LlavaConfig,
+    pub vision: ClipVisionTransformer,
+    proj1: Linear,
+    proj2: Linear,
+    pub llm: Llama,
+    /// Index into the (truncated) vision tower's hidden states.
+    feature_index: usize,
+}
+
+impl Llava {
+    pub fn load(w: &Weights, config: &LlavaConfig, origin: &str) -> Result<Self> {
+        // transformers ≥ 4.52 nests everything under `model.`; older llava-hf checkpoints do not.
+        let (root, lm_model, lm_head) = if w.contains_prefix("model.vision_tower.") {
+            (w.pp("model"), w.pp("model.language_model"), w.clone())
+        } else {
+            (w.clone(), w.pp("language_model.model"), w.pp("language_model"))
+        };
+        let layers = config.vision.num_hidden_layers as i64;
+        let feature_index = if config.vision_feature_layer < 0 { layers + 1 + config.vision_feature_layer } else { config.vision_feature_layer };
+        if feature_index < 0 || feature_index > layers {
+            bail!("{origin}: field `vision_feature_layer` = {} is out of range for {layers} layers", config.vision_feature_layer);
+        }
+        let vision = ClipVisionTransformer::load(&root.pp("vision_tower.vision_model"), &config.vision, Some(feature_index as usize))?;
+        let pw = root.pp("multi_modal_projector");
+        let (vh, th) = (config.vision.hidden_size, config.text.hidden_size);
+        let proj1 = nn::linear(&pw, "linear_1", vh, th, config.projector_bias)?;
+        let proj2 = nn::linear(&pw, "linear_2", th, th, config.projector_bias)?;
+        let llm = Llama::load_parts(&lm_model, &lm_head, &config.text, origin)?;
+        Ok(Self { config: config.clone(), vision, proj1, proj2, llm, feature_index: feature_index as usize })
+    }
+
+    /// The selected CLIP layer (CLS dropped per the strategy), `[B, tokens, vision_hidden]`.
+    pub fn vision_features(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let out = self.vision.forward(pixel_values)?;
+        let feats = out.hidden_states[self.feature_index].clone();
+        if self.config.keep_cls {
+            Ok(feats)
+        } else {
+            let n = feats.dim(1)?;
+            Ok(feats.narrow(1, 1, n - 1)?)
+        }
+    }
+
+    /// Projects vision features into the LLM's embedding space.
+    pub fn project(&self, features: &Tensor) -> Result<Tensor> {
+        let h = self.config.projector_act.apply(&self.proj1.forward(features)?)?;
+        Ok(self.proj2.forward(&h)?)
+    }
+
+    /// LLM input embeddings for `ids` with the image-token positions replaced, in order, by the
+    /// rows of `image_embeds` (`[n, H]`).
+    pub fn merge_embeddings(&self, ids: &[u32], image_embeds: &Tensor) -> Result<Tensor> {
+        let device = self.llm.device();
+        let text = self.llm.embed(&Tensor::new(ids, device)?.unsqueeze(0)?)?.squeeze(0)?;
+        let slots: Vec<usize> = ids.iter().enumerate().filter(|(_, &t)| t == self.config.image_token_index).map(|(i, _)| i).collect();
+        let n = image_embeds.dim(0)?;
+        if slots.len() != n {
+            bail!("the prompt has {} image tokens but the image gives {n} embeddings", slots.len());
+        }
+        if n == 0 {
+            return Ok(text.unsqueeze(0)?);
+        }
+        let mut pieces = Vec::new();
+        let mut pos = 0;
+        let mut row = 0;
+        // Image tokens come in contiguous runs; copy text spans and image spans alternately.
+        while pos < ids.len() {
+            let start = pos;
+            let is_image = ids[pos] == self.config.image_token_index;
+            while pos < ids.len() && (ids[pos] == self.config.image_token_index) == is_image {
+                pos += 1;
+            }
+            let len = pos - start;
+            if is_image {
+                pieces.push(image_embeds.narrow(0, row, len)?);
+                row += len;
+            } else {
+                pieces.push(text.narrow(0, start, len)?);
+            }
+        }
+        Ok(Tensor::cat(&pieces, 0)?.unsqueeze(0)?)
+    }
+}
+
+/// A llava-hf checkpoint folder: model, tokenizer and image processor together.
+pub struct LlavaPipeline {
+    pub model: Llava,
+    pub tokenizer: Tokenizer,
+    pub processor: ClipImageProcessorConfig,
+    pub dir: PathBuf,
+}
+
+/// What the model is fed for one image and prompt.
+pub struct LlavaInputs {
+    pub input_ids: Vec<u32>,
+    /// `[1, 3, H, W]`
+    pub pixel_values: Tensor,
+}
+
+impl LlavaPipeline {
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let origin = config_path.display().to_string();
+        let config = LlavaConfig::from_value(&read_json_value(&config_path)?, &origin)?;
+        let weights = Weights::from_dir(dir, dtype, device)?;
+        let model = Llava::load(&weights, &config, &origin)?;
+        let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
+        let processor_path = dir.join("preprocessor_config.json");
+        let processor = if processor_path.is_file() {
+            ClipImageProcessorConfig::from_file(&processor_path)?
+        } else {
+            ClipImageProcessorConfig::clip_336()
+        };
+        Ok(Self { model, tokenizer, processor, dir: dir.to_path_buf() })
+    }
+
+    /// Pad-to-square with the mean colour (LLaVA-1.5), then the CLIP processor.
+    pub fn pixel_values(&self, image: &image::RgbImage) -> Result<Tensor> {
+        let square = expand_to_square(image, mean_color(&self.processor.image_mean));
+        Ok(self.processor.preprocess(&square, self.model.llm.device())?.unsqueeze(0)?)
+    }
+
+    /// Token ids of `prompt` (which must contain one `<image>`) with that token repeated
+    /// `vision_tokens` times.
+    pub fn input_ids(&self, prompt: &str, vision_tokens: usize) -> Result<Vec<u32>> {
+        let image_id = self.model.config.image_token_index;
+        let ids = self.tokenizer.encode(prompt, true)?;
+        let count = ids.iter().filter(|&&t| t == image_id).count();
+        if count != 1 {
+            bail!("the prompt must contain exactly one <image> token (id {image_id}); found {count}");
+        }
+        let mut out = Vec::with_capacity(ids.len() + vision_tokens);
+        for t in ids {
+            if t == image_id {
+                out.extend(std::iter::repeat_n(image_id, vision_tokens));
+            } else {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn prepare(&self, image: &image::RgbImage, prompt: &str) -> Result<LlavaInputs> {
+        let pixel_values = self.pixel_values(image)?;
+        let input_ids = self.input_ids(prompt, self.model.config.image_tokens())?;
+        Ok(LlavaInputs { input_ids, pixel_values })
+    }
+
+    /// Prompt embeddings for the full (unreduced) image.
+    pub fn embeddings(&self, inputs: &LlavaInputs) -> Result<Tensor> {
+        let features = self.model.vision_features(&inputs.pixel_values)?;
+        let projected = self.model.project(&features)?.squeeze(0)?;
+        self.model.merge_embeddings(&inputs.input_ids, &projected)
+    }
+
+    pub fn stop_tokens(&self) -> Vec<u32> {
+        let mut stops = self.model.config.text.eos_token_ids();
+        if let Some(id) = self.tokenizer.token_id("</s>") {
+            stops.push(id);
+        }
+        stops.sort();
+        stops.dedup();
+        stops
+    }
+}

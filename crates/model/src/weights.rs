@@ -1,0 +1,220 @@
+//! Safetensors checkpoints read as they are, with errors that name the file and the tensor key.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use candle_core::safetensors::{MmapedSafetensors, SliceSafetensors};
+use candle_core::{DType, Device, Tensor};
+
+enum Store {
+    Files(MmapedSafetensors),
+    Embedded(SliceSafetensors<'static>),
+}
+
+struct Inner {
+    store: Store,
+    origin: String,
+    keys: Vec<String>,
+    dtype: DType,
+    device: Device,
+}
+
+/// A view of a checkpoint's tensors under a key prefix; tensors are converted to `dtype` on load.
+#[derive(Clone)]
+pub struct Weights {
+    inner: Arc<Inner>,
+    prefix: String,
+}
+
+/// The safetensors files of a checkpoint folder: `model.safetensors`, the shards named by
+/// `model.safetensors.index.json`, or any single `*.safetensors` file.
+pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).with_context(|| format!("{}: cannot read", index.display()))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", index.display()))?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .with_context(|| format!("{}: missing field `weight_map`", index.display()))?;
+        let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
+        files.sort();
+        files.dedup();
+        for file in &files {
+            if !file.is_file() {
+                bail!("{}: shard {} listed in `weight_map` is missing", index.display(), file.display());
+            }
+        }
+        return Ok(files);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read checkpoint folder", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        bail!("{}: no model.safetensors, model.safetensors.index.json or *.safetensors file", dir.display());
+    }
+    Ok(found)
+}
+
+impl Weights {
+    pub fn from_files(files: &[PathBuf], dtype: DType, device: &Device) -> Result<Self> {
+        for file in files {
+            validate_safetensors_file(file)?;
+        }
+        // SAFETY: the files are treated as read-only for the life of the map.
+        let store = unsafe { MmapedSafetensors::multi(files) }
+            .with_context(|| format!("{}: not a valid safetensors file", files[0].display()))?;
+        let keys = store.tensors().into_iter().map(|(k, _)| k).collect();
+        let origin = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
+        Ok(Self::new(Store::Files(store), origin, keys, dtype, device))
+    }
+
+    pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        Self::from_files(&checkpoint_files(dir)?, dtype, device)
+    }
+
+    pub fn from_static(bytes: &'static [u8], origin: &str, dtype: DType, device: &Device) -> Result<Self> {
+        let store = SliceSafetensors::new(bytes).with_context(|| format!("{origin}: not a valid safetensors buffer"))?;
+        let keys = store.tensors().into_iter().map(|(k, _)| k).collect();
+        Ok(Self::new(Store::Embedded(store), origin.to_string(), keys, dtype, device))
+    }
+
+    fn new(store: Store, origin: String, mut keys: Vec<String>, dtype: DType, device: &Device) -> Self {
+        keys.sort();
+        let inner = Inner { store, origin, keys, dtype, device: device.clone() };
+        Self { inner: Arc::new(inner), prefix: String::new() }
+    }
+
+    /// The same checkpoint seen under `prefix.` (appended to the current prefix).
+    pub fn pp(&self, prefix: &str) -> Self {
+        let prefix = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}.{prefix}", self.prefix) };
+        Self { inner: self.inner.clone(), prefix }
+    }
+
+    pub fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.inner.keys.binary_search(&self.key(name)).is_ok()
+    }
+
+    /// True when any tensor key starts with this view's prefix followed by `name`.
+    pub fn contains_prefix(&self, name: &str) -> bool {
+        let wanted = self.key(name);
+        self.inner.keys.iter().any(|k| k.starts_with(&wanted))
+    }
+
+    pub fn all_keys(&self) -> &[String] {
+        &self.inner.keys
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.inner.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.inner.dtype
+    }
+
+    /// The tensor `name` with exactly `shape`, converted to the working dtype.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let tensor = self.get_unchecked(name)?;
+        if tensor.dims() != shape {
+            bail!(
+                "{}: tensor `{}` has shape {:?}, expected {:?}",
+                self.inner.origin,
+                self.key(name),
+                tensor.dims(),
+                shape
+            );
+        }
+        Ok(tensor)
+    }
+
+    /// The tensor `name` in whatever shape the checkpoint stores, converted to the working dtype.
+    pub fn get_unchecked(&self, name: &str) -> Result<Tensor> {
+        let key = self.key(name);
+        if !self.contains(name) {
+            bail!("{}: missing tensor `{key}`", self.inner.origin);
+        }
+        let device = &self.inner.device;
+        let raw = match &self.inner.store {
+            Store::Files(st) => st.load(&key, device),
+            Store::Embedded(st) => st.load(&key, device),
+        }
+        .with_context(|| format!("{}: cannot read tensor `{key}`", self.inner.origin))?;
+        raw.to_dtype(self.inner.dtype)
+            .with_context(|| format!("{}: cannot convert tensor `{key}`", self.inner.origin))
+    }
+
+    /// Storage dtype and element count of every tensor, for `inspect`.
+    pub fn summary(&self) -> Result<Vec<(String, String, usize)>> {
+        let views = match &self.inner.store {
+            Store::Files(st) => st.tensors(),
+            Store::Embedded(st) => st.tensors(),
+        };
+        let mut rows: Vec<(String, String, usize)> = views
+            .into_iter()
+            .map(|(k, v)| (k, format!("{:?}", v.dtype()), v.shape().iter().product()))
+            .collect();
+        rows.sort();
+        Ok(rows)
+    }
+}
+
+/// Checks the header length and the data size before mapping, so a truncated file is an error
+/// naming the file instead of a failure deep inside the mapping.
+fn validate_safetensors_file(path: &Path) -> Result<()> {
+    let bytes_len = std::fs::metadata(path).with_context(|| format!("{}: cannot open", path.display()))?.len();
+    let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut head = [0u8; 8];
+    std::io::Read::read_exact(&mut file, &mut head)
+        .map_err(|_| anyhow::anyhow!("{}: truncated safetensors file (no header)", path.display()))?;
+    let header_len = u64::from_le_bytes(head);
+    if header_len == 0 || 8 + header_len > bytes_len {
+        bail!("{}: truncated or corrupt safetensors file (header length {header_len})", path.display());
+    }
+    let mut header = vec![0u8; header_len as usize];
+    std::io::Read::read_exact(&mut file, &mut header)
+        .map_err(|_| anyhow::anyhow!("{}: truncated safetensors header", path.display()))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| anyhow::anyhow!("{}: corrupt safetensors header: {e}", path.display()))?;
+    let mut data_end = 0u64;
+    if let Some(map) = json.as_object() {
+        for (key, entry) in map {
+            if key == "__metadata__" {
+                continue;
+            }
+            if let Some(end) = entry.get("data_offsets").and_then(|o| o.get(1)).and_then(|e| e.as_u64()) {
+                data_end = data_end.max(end);
+            }
+        }
+    }
+    if 8 + header_len + data_end > bytes_len {
+        bail!(
+            "{}: truncated safetensors file: data needs {} bytes, file has {}",
+            path.display(),
+            8 + header_len + data_end,
+            bytes_len
+        );
+    }
+    Ok(())
+}
