@@ -291,6 +291,7 @@ pub struct Llama {
     norm: RmsNorm,
     lm_head: Linear,
     inv_freq: Tensor,
+    norm_dtype: DType,
 }
 
 impl Llama {
@@ -343,7 +344,8 @@ impl Llama {
         };
         let inv: Vec<f32> = c.inv_freq()?.into_iter().map(|f| f as f32).collect();
         let inv_freq = Tensor::new(inv, model.device())?;
-        Ok(Self { config: c.clone(), embed_tokens: Embedding::new(embed_weight, h), layers, norm, lm_head, inv_freq })
+        let norm_dtype = embed_weight.dtype();
+        Ok(Self { config: c.clone(), embed_tokens: Embedding::new(embed_weight, h), layers, norm, lm_head, inv_freq, norm_dtype })
     }
 
     pub fn num_layers(&self) -> usize {
@@ -362,6 +364,11 @@ impl Llama {
         self.inv_freq.device()
     }
 
+    /// The working dtype of the weights.
+    pub fn dtype(&self) -> DType {
+        self.norm_dtype
+    }
+
     /// `ids` is `[B, T]` (u32) → `[B, T, H]`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let vocab = self.config.vocab_size as u32;
@@ -375,7 +382,7 @@ impl Llama {
     fn rope_tables(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
         let positions = Tensor::arange(start as u32, (start + len) as u32, self.device())?.to_dtype(DType::F32)?;
         let freqs = positions.unsqueeze(1)?.matmul(&self.inv_freq.unsqueeze(0)?)?;
-        Ok((freqs.cos()?, freqs.sin()?))
+        Ok((freqs.cos()?.to_dtype(self.dtype())?, freqs.sin()?.to_dtype(self.dtype())?))
     }
 
     /// Runs the decoder over `embeds` (`[B, T, H]`) appended after what `cache` holds.
