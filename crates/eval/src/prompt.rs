@@ -1,0 +1,167 @@
+//! Prompts built exactly as VLMEvalKit builds them, and the per-dataset generation limits.
+
+use crate::dataset::Item;
+use crate::kind::Kind;
+use serde::{Deserialize, Serialize};
+
+pub const CAPTION_DEFAULT_QUESTION: &str =
+    "Please describe this image in general. Directly provide the description, do not include prefix like \"This image depicts\". ";
+pub const VQA_SUFFIX: &str = "\nAnswer the question using a single word or phrase.";
+
+/// Which prompt builder to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptStyle {
+    /// The dataset's own `build_prompt` (what models without a custom prompt get).
+    #[default]
+    Default,
+    /// LLaVA's custom MCQ prompt (`vlmeval/vlm/llava/llava.py`); other kinds use the default.
+    Llava,
+}
+
+impl PromptStyle {
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "default" => Ok(PromptStyle::Default),
+            "llava" => Ok(PromptStyle::Llava),
+            _ => anyhow::bail!("unknown prompt style {s:?} (default, llava)"),
+        }
+    }
+}
+
+/// VLMEvalKit's `cn_string`: any CJK unified ideograph U+4E00..U+9FFF.
+pub fn cn_string(s: &str) -> bool {
+    s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+}
+
+/// The text part of the message (images come first in VLMEvalKit's message list; the chat
+/// wrapping, e.g. LLaVA's `USER: <image>\n… ASSISTANT:`, is the model's business).
+pub fn build_prompt(item: &Item, kind: Kind, style: PromptStyle) -> String {
+    match kind {
+        Kind::Mcq => match style {
+            PromptStyle::Default => mcq_default(item),
+            PromptStyle::Llava => mcq_llava(item),
+        },
+        Kind::Vqa => format!("{}{}", item.question, VQA_SUFFIX),
+        // MME/POPE/HallusionBench, OCRBench and captions use the question as is (a caption set
+        // without a question column was given the default question at load time).
+        Kind::Yorn | Kind::Ocrbench | Kind::Caption => item.question.clone(),
+    }
+}
+
+fn mcq_default(item: &Item) -> String {
+    let mut prompt = String::new();
+    if let Some(h) = &item.hint {
+        prompt += &format!("Hint: {h}\n");
+    }
+    prompt += &format!("Question: {}\n", item.question);
+    if !item.options.is_empty() {
+        prompt += "Options:\n";
+        for (l, t) in &item.options {
+            prompt += &format!("{l}. {t}\n");
+        }
+        prompt += "Please select the correct answer from the options above. \n";
+    }
+    prompt
+}
+
+fn mcq_llava(item: &Item) -> String {
+    let mut q = item.question.clone();
+    if let Some(h) = &item.hint {
+        q = format!("{h}\n{q}");
+    }
+    for (l, t) in &item.options {
+        q += &format!("\n{l}. {t}");
+    }
+    if !item.options.is_empty() {
+        if cn_string(&q) {
+            q += "\n请直接回答选项字母。";
+        } else {
+            q += "\nAnswer with the option's letter from the given choices directly.";
+        }
+    } else {
+        q += "\nAnswer the question directly.";
+    }
+    q
+}
+
+/// `max_new_tokens` used by the paper's evaluation (`eval_models/imgque.py`, seed-system §6):
+/// SEEDBench 3; MCQ and Y/N 32; COCO caption 32; OCRVQA/ChartQA/DocVQA 100; TextVQA 10;
+/// everything else (OCRBench, other VQA sets) the default 512.
+pub fn max_new_tokens(dataset: &str, kind: Kind) -> usize {
+    let l = dataset.to_ascii_lowercase();
+    if l.contains("seedbench") {
+        return 3;
+    }
+    match kind {
+        Kind::Mcq | Kind::Yorn => return 32,
+        Kind::Caption => return 32,
+        _ => {}
+    }
+    if l.contains("coco") {
+        32
+    } else if l.contains("ocrvqa") || l.contains("chartqa") || l.contains("docvqa") {
+        100
+    } else if l.contains("textvqa") {
+        10
+    } else {
+        512
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn item(hint: Option<&str>, q: &str, opts: &[(char, &str)]) -> Item {
+        Item {
+            line: 2,
+            row: 0,
+            index: "0".into(),
+            images: vec![],
+            image_key: "0".into(),
+            image_path: vec![],
+            question: q.into(),
+            hint: hint.map(Into::into),
+            options: opts.iter().map(|(l, t)| (*l, t.to_string())).collect(),
+            answer: None,
+            category: None,
+            l2_category: None,
+            split: None,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn mcq_prompts() {
+        let it = item(Some("H"), "Q?", &[('A', "x"), ('B', "y")]);
+        assert_eq!(
+            build_prompt(&it, Kind::Mcq, PromptStyle::Default),
+            "Hint: H\nQuestion: Q?\nOptions:\nA. x\nB. y\nPlease select the correct answer from the options above. \n"
+        );
+        assert_eq!(
+            build_prompt(&it, Kind::Mcq, PromptStyle::Llava),
+            "H\nQ?\nA. x\nB. y\nAnswer with the option's letter from the given choices directly."
+        );
+        let cn = item(None, "这是什么", &[('A', "x")]);
+        assert!(build_prompt(&cn, Kind::Mcq, PromptStyle::Llava).ends_with("\n请直接回答选项字母。"));
+        let none = item(None, "Q", &[]);
+        assert_eq!(build_prompt(&none, Kind::Mcq, PromptStyle::Llava), "Q\nAnswer the question directly.");
+        assert_eq!(build_prompt(&none, Kind::Mcq, PromptStyle::Default), "Question: Q\n");
+        assert_eq!(
+            build_prompt(&none, Kind::Vqa, PromptStyle::Llava),
+            "Q\nAnswer the question using a single word or phrase."
+        );
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(max_new_tokens("SEEDBench_IMG", Kind::Mcq), 3);
+        assert_eq!(max_new_tokens("MME", Kind::Yorn), 32);
+        assert_eq!(max_new_tokens("COCO_VAL", Kind::Caption), 32);
+        assert_eq!(max_new_tokens("ChartQA_TEST", Kind::Vqa), 100);
+        assert_eq!(max_new_tokens("TextVQA_VAL", Kind::Vqa), 10);
+        assert_eq!(max_new_tokens("OCRBench", Kind::Ocrbench), 512);
+    }
+}

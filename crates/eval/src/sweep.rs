@@ -1,0 +1,406 @@
+//! The n-sweep engine: for every item of every dataset (in this shard), prepare the image once,
+//! then answer at each vision-token count n that is not already in the store.
+
+use crate::dataset::{fnv1a, Dataset};
+use crate::kind::Kind;
+use crate::prompt::{self, PromptStyle};
+use crate::store::{Record, Shard, Store};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What a model must provide to be swept over vision-token budgets.
+pub trait Answerer {
+    /// Image work that does not depend on n (decoded/resized pixels, HD crops, vision-tower
+    /// features...), computed once per image and reused for every n.
+    type Prepared;
+    /// Name used in the store key and the scores table.
+    fn model_name(&self) -> String;
+    /// Token reducer name used in the store key (e.g. the `--reducer` value).
+    fn reducer(&self) -> String {
+        "default".to_string()
+    }
+    /// Prompt builder this model gets (LLaVA-style models get LLaVA's MCQ prompt).
+    fn prompt_style(&self) -> PromptStyle {
+        PromptStyle::Default
+    }
+    fn prepare_image(&mut self, images: &[image::DynamicImage]) -> Result<Self::Prepared>;
+    /// Greedy answer for `prompt` with `vision_tokens` image tokens; returns the decoded text.
+    fn answer(&mut self, prepared: &Self::Prepared, prompt: &str, vision_tokens: usize, max_new_tokens: usize)
+        -> Result<String>;
+}
+
+/// What decides whether stored predictions are still valid: refused when it differs, unless
+/// `--force`. Models, reducers and n are part of each record's key and may change freely.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub datasets: Vec<DatasetSpec>,
+    /// Override of the per-dataset `max_new_tokens` (None: the paper's limits).
+    pub max_new_tokens: Option<usize>,
+    /// Free-form settings of the caller that change predictions (dtype, decoding...).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSpec {
+    pub name: String,
+    pub kind: Kind,
+    /// Path as given (informational; `merge` and `score` use it to find the TSV).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path: Option<PathBuf>,
+    /// FNV-1a 64 of the TSV bytes, hex.
+    pub content_hash: String,
+    pub rows: usize,
+}
+
+impl DatasetSpec {
+    pub fn of(ds: &Dataset) -> DatasetSpec {
+        DatasetSpec {
+            name: ds.name.clone(),
+            kind: ds.kind,
+            path: if ds.path.as_os_str().is_empty() { None } else { Some(ds.path.clone()) },
+            content_hash: format!("{:016x}", ds.content_hash),
+            rows: ds.items.len(),
+        }
+    }
+}
+
+impl RunConfig {
+    pub fn new(datasets: &[Dataset], max_new_tokens: Option<usize>, settings: BTreeMap<String, String>) -> RunConfig {
+        RunConfig { datasets: datasets.iter().map(DatasetSpec::of).collect(), max_new_tokens, settings }
+    }
+
+    /// The identity compared across runs (paths excluded: the same file may be mounted elsewhere).
+    pub fn fingerprint(&self) -> String {
+        let mut c = self.clone();
+        for d in &mut c.datasets {
+            d.path = None;
+        }
+        c.datasets.sort_by(|a, b| a.name.cmp(&b.name));
+        let s = serde_json::to_string(&c).unwrap();
+        format!("{:016x}", fnv1a(s.as_bytes()))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConfigFile {
+    fingerprint: String,
+    config: RunConfig,
+}
+
+/// Write `RUN_DIR/config.json`, or check it against an existing one: a different configuration
+/// is refused unless `force` (then the file is replaced and the stored records are kept).
+pub fn check_or_write_config(run_dir: &Path, cfg: &RunConfig, force: bool) -> Result<()> {
+    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let path = run_dir.join("config.json");
+    let fp = cfg.fingerprint();
+    if path.exists() {
+        let old: ConfigFile = serde_json::from_slice(&std::fs::read(&path)?)
+            .with_context(|| format!("{}: not a tokenscale run configuration", path.display()))?;
+        if old.fingerprint == fp {
+            return Ok(());
+        }
+        if !force {
+            let diff = describe_diff(&old.config, cfg);
+            bail!(
+                "{} was produced by a different configuration (fingerprint {} ≠ {}): {diff}; use another RUN_DIR, or --force to reuse it anyway",
+                run_dir.display(),
+                old.fingerprint,
+                fp
+            );
+        }
+        eprintln!("warning: --force: reusing {} although its configuration differs", run_dir.display());
+    }
+    let tmp = run_dir.join(format!(".config.json.{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&ConfigFile { fingerprint: fp, config: cfg.clone() })?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+/// Read `RUN_DIR/config.json`.
+pub fn read_config(run_dir: &Path) -> Result<(String, RunConfig)> {
+    let path = run_dir.join("config.json");
+    let f: ConfigFile = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("{} is not a run directory (no config.json)", run_dir.display()))?,
+    )
+    .with_context(|| format!("{}: not a tokenscale run configuration", path.display()))?;
+    Ok((f.fingerprint, f.config))
+}
+
+fn describe_diff(a: &RunConfig, b: &RunConfig) -> String {
+    let mut d = Vec::new();
+    let names = |c: &RunConfig| c.datasets.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+    if names(a) != names(b) {
+        d.push(format!("datasets {:?} vs {:?}", names(a), names(b)));
+    } else {
+        for (x, y) in a.datasets.iter().zip(&b.datasets) {
+            if x.content_hash != y.content_hash || x.kind != y.kind {
+                d.push(format!("dataset {} has different content or kind", x.name));
+            }
+        }
+    }
+    if a.max_new_tokens != b.max_new_tokens {
+        d.push(format!("max_new_tokens {:?} vs {:?}", a.max_new_tokens, b.max_new_tokens));
+    }
+    if a.settings != b.settings {
+        d.push(format!("settings {:?} vs {:?}", a.settings, b.settings));
+    }
+    if d.is_empty() {
+        "configuration differs".into()
+    } else {
+        d.join("; ")
+    }
+}
+
+/// How to run a sweep.
+#[derive(Clone, Debug)]
+pub struct SweepConfig {
+    pub run_dir: PathBuf,
+    pub vision_tokens: Vec<usize>,
+    pub shard: Shard,
+    pub force: bool,
+    /// Override of the per-dataset `max_new_tokens`.
+    pub max_new_tokens: Option<usize>,
+    /// Caller settings that change predictions (part of the fingerprint).
+    pub settings: BTreeMap<String, String>,
+    /// Show an indicatif progress bar with ETA.
+    pub progress: bool,
+    /// Stop after this many new answers (tests).
+    pub max_answers: Option<usize>,
+}
+
+impl SweepConfig {
+    pub fn new(run_dir: impl Into<PathBuf>, vision_tokens: Vec<usize>) -> SweepConfig {
+        SweepConfig {
+            run_dir: run_dir.into(),
+            vision_tokens,
+            shard: Shard::default(),
+            force: false,
+            max_new_tokens: None,
+            settings: BTreeMap::new(),
+            progress: false,
+            max_answers: None,
+        }
+    }
+}
+
+/// What a sweep did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SweepSummary {
+    pub answered: usize,
+    pub skipped: usize,
+    pub images_prepared: usize,
+    pub prepare_seconds: f64,
+    pub answer_seconds: f64,
+    pub wall_seconds: f64,
+}
+
+/// Run one answerer over `datasets` × `cfg.vision_tokens` (this shard's rows), appending every
+/// prediction to the run's store. Items whose every n is already stored are skipped without
+/// touching the model; image preparation happens once per image and is reused for all n.
+pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &SweepConfig) -> Result<SweepSummary> {
+    if cfg.vision_tokens.is_empty() {
+        bail!("no vision-token counts to sweep");
+    }
+    let run_cfg = RunConfig::new(datasets, cfg.max_new_tokens, cfg.settings.clone());
+    check_or_write_config(&cfg.run_dir, &run_cfg, cfg.force)?;
+    let mut store = Store::open(&cfg.run_dir, cfg.shard)?;
+    let model = answerer.model_name();
+    let reducer = answerer.reducer();
+    let style = answerer.prompt_style();
+    let start = Instant::now();
+    let mut sum = SweepSummary::default();
+
+    // Work list: (dataset, item, missing n values).
+    let mut work: Vec<(usize, usize, Vec<usize>)> = Vec::new();
+    let mut total = 0u64;
+    for (di, ds) in datasets.iter().enumerate() {
+        for (ii, it) in ds.items.iter().enumerate() {
+            if !cfg.shard.owns(it.row) {
+                continue;
+            }
+            let missing: Vec<usize> = cfg
+                .vision_tokens
+                .iter()
+                .copied()
+                .filter(|&n| !store.contains(&(model.clone(), reducer.clone(), n, ds.name.clone(), it.index.clone())))
+                .collect();
+            sum.skipped += cfg.vision_tokens.len() - missing.len();
+            if !missing.is_empty() {
+                total += missing.len() as u64;
+                work.push((di, ii, missing));
+            }
+        }
+    }
+    let bar = if cfg.progress {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} answers  ETA {eta_precise}",
+            )
+            .unwrap(),
+        );
+        b.set_message(format!("{model}/{reducer}"));
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut cache: Option<(usize, String, A::Prepared)> = None;
+    'outer: for (di, ii, missing) in work {
+        let ds = &datasets[di];
+        let it = &ds.items[ii];
+        let reuse = matches!(&cache, Some((d, k, _)) if *d == di && *k == it.image_key);
+        if !reuse {
+            let t = Instant::now();
+            let imgs = it.decode_images().with_context(|| format!("{}", ds.name))?;
+            let p = answerer
+                .prepare_image(&imgs)
+                .with_context(|| format!("{}: line {}: index {}: preparing the image", ds.name, it.line, it.index))?;
+            sum.prepare_seconds += t.elapsed().as_secs_f64();
+            sum.images_prepared += 1;
+            cache = Some((di, it.image_key.clone(), p));
+        }
+        let prepared = &cache.as_ref().unwrap().2;
+        let text = prompt::build_prompt(it, ds.kind, style);
+        let mnt = cfg.max_new_tokens.unwrap_or_else(|| prompt::max_new_tokens(&ds.name, ds.kind));
+        for n in missing {
+            if let Some(m) = cfg.max_answers {
+                if sum.answered >= m {
+                    break 'outer;
+                }
+            }
+            let t = Instant::now();
+            let pred = answerer
+                .answer(prepared, &text, n, mnt)
+                .with_context(|| format!("{}: line {}: index {}: n={n}", ds.name, it.line, it.index))?;
+            let secs = t.elapsed().as_secs_f64();
+            sum.answer_seconds += secs;
+            store.append(Record {
+                model: model.clone(),
+                reducer: reducer.clone(),
+                n,
+                dataset: ds.name.clone(),
+                index: it.index.clone(),
+                prediction: pred,
+                seconds: (secs * 1e6).round() / 1e6,
+            })?;
+            sum.answered += 1;
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    sum.wall_seconds = start.elapsed().as_secs_f64();
+    Ok(sum)
+}
+
+/// A deterministic *reference answerer for tests and demos* — not a model. It knows the ground
+/// truth of the datasets it was built from and answers correctly with a probability that grows
+/// with n (p(n) = 0.3 + 0.65·(1 − e^(−n/48))), decided by a hash of (image, prompt), so the same
+/// question is answered identically in every run and correctness is monotone in n.
+pub struct EchoAnswerer {
+    name: String,
+    reducer: String,
+    truth: HashMap<u64, (Kind, String, Vec<String>)>,
+    /// Sleep per answer (for kill-and-resume tests).
+    pub answer_sleep: Duration,
+    /// Sleep per prepared image (to model shared image work).
+    pub prepare_sleep: Duration,
+}
+
+fn pixel_hash(images: &[image::DynamicImage]) -> u64 {
+    let mut h = 0xcbf29ce484222325u64;
+    for im in images {
+        let rgb = im.to_rgb8();
+        h ^= fnv1a(rgb.as_raw()).wrapping_add(rgb.width() as u64 * 31 + rgb.height() as u64);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    let mut x = a ^ b.wrapping_mul(0x9e3779b97f4a7c15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x
+}
+
+impl EchoAnswerer {
+    /// Build from the datasets it will be asked about (decodes their images once).
+    pub fn new(name: &str, datasets: &[Dataset], style: PromptStyle) -> Result<EchoAnswerer> {
+        let mut truth = HashMap::new();
+        for ds in datasets {
+            let mut img_hash: HashMap<String, u64> = HashMap::new();
+            for it in &ds.items {
+                let ph = match img_hash.get(&it.image_key) {
+                    Some(h) => *h,
+                    None => {
+                        let h = pixel_hash(&it.decode_images()?);
+                        img_hash.insert(it.image_key.clone(), h);
+                        h
+                    }
+                };
+                let text = prompt::build_prompt(it, ds.kind, style);
+                let key = mix(ph, fnv1a(text.as_bytes()));
+                let opts: Vec<String> = it.options.iter().map(|(l, _)| l.to_string()).collect();
+                let ans = it.answers().first().cloned().unwrap_or_default();
+                truth.insert(key, (ds.kind, ans, opts));
+            }
+        }
+        Ok(EchoAnswerer {
+            name: name.to_string(),
+            reducer: "default".into(),
+            truth,
+            answer_sleep: Duration::ZERO,
+            prepare_sleep: Duration::ZERO,
+        })
+    }
+
+    pub fn with_reducer(mut self, r: &str) -> Self {
+        self.reducer = r.to_string();
+        self
+    }
+
+    pub fn p_correct(n: usize) -> f64 {
+        0.3 + 0.65 * (1.0 - (-(n as f64) / 48.0).exp())
+    }
+}
+
+impl Answerer for EchoAnswerer {
+    type Prepared = u64;
+    fn model_name(&self) -> String {
+        self.name.clone()
+    }
+    fn reducer(&self) -> String {
+        self.reducer.clone()
+    }
+    fn prepare_image(&mut self, images: &[image::DynamicImage]) -> Result<u64> {
+        std::thread::sleep(self.prepare_sleep);
+        Ok(pixel_hash(images))
+    }
+    fn answer(&mut self, prepared: &u64, prompt: &str, n: usize, _max_new_tokens: usize) -> Result<String> {
+        std::thread::sleep(self.answer_sleep);
+        let key = mix(*prepared, fnv1a(prompt.as_bytes()));
+        let Some((kind, ans, opts)) = self.truth.get(&key) else {
+            return Ok("I don't know.".to_string());
+        };
+        let u = (mix(key, 0x5eed) % 1_000_000) as f64 / 1_000_000.0;
+        let correct = u < Self::p_correct(n);
+        Ok(match (kind, correct) {
+            (_, true) => ans.clone(),
+            (Kind::Mcq, false) => {
+                let others: Vec<&String> = opts.iter().filter(|o| *o != ans).collect();
+                if others.is_empty() {
+                    "Z".into()
+                } else {
+                    others[(key % others.len() as u64) as usize].clone()
+                }
+            }
+            (Kind::Yorn, false) => if ans == "Yes" { "No" } else { "Yes" }.to_string(),
+            (_, false) => "unknown".to_string(),
+        })
+    }
+}
