@@ -10,6 +10,7 @@
 
 pub mod dataset;
 pub mod kind;
+pub mod merge;
 pub mod predfile;
 pub mod prompt;
 pub mod py;

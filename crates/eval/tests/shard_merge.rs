@@ -1,0 +1,94 @@
+//! Sharded runs merged with `merge_runs` equal a one-machine run; a different configuration is
+//! refused unless forced; the n-sweep prepares each image once.
+
+use std::path::{Path, PathBuf};
+use tokenscale_eval::merge::{finish_run, merge_runs};
+use tokenscale_eval::prompt::PromptStyle;
+use tokenscale_eval::store::Shard;
+use tokenscale_eval::sweep::run_sweep;
+use tokenscale_eval::{Dataset, EchoAnswerer, ScoreOptions, SweepConfig};
+
+fn load(tsvs: &[PathBuf]) -> Vec<Dataset> {
+    tsvs.iter().map(|p| Dataset::load(p, None).unwrap()).collect()
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn shards_merge_to_the_one_machine_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tsvs = tokenscale_eval::synth::generate(&tmp.path().join("data"), 3, 10, 24).unwrap();
+    let ds = load(&tsvs);
+    let ns = vec![1, 8, 16, 32, 64, 128, 256];
+
+    let one = tmp.path().join("one");
+    let mut a = EchoAnswerer::new("echo", &ds, PromptStyle::Default).unwrap();
+    let s = run_sweep(&mut a, &ds, &SweepConfig::new(&one, ns.clone())).unwrap();
+    assert_eq!(s.answered, 30 * 7);
+    // Shared image work: one preparation per distinct image, not per (image, n).
+    assert_eq!(s.images_prepared, 10 + 5 + 10);
+    finish_run(&one, &ds, ScoreOptions::default()).unwrap();
+
+    let mut dirs = Vec::new();
+    for k in 0..3 {
+        let d = tmp.path().join(format!("shard{k}"));
+        let mut cfg = SweepConfig::new(&d, ns.clone());
+        cfg.shard = Shard { k, count: 3 };
+        let mut a = EchoAnswerer::new("echo", &ds, PromptStyle::Default).unwrap();
+        run_sweep(&mut a, &ds, &cfg).unwrap();
+        dirs.push(d);
+    }
+    let merged = tmp.path().join("merged");
+    merge_runs(&dirs, &merged, &[], ScoreOptions::default(), false).unwrap();
+    for f in ["scores.json", "scores.csv", "scores.md", "predictions/SYNTH_MCQ.csv", "predictions/SYNTH_YORN.jsonl", "predictions/SYNTH_VQA.csv"] {
+        assert_eq!(read(&one.join(f)), read(&merged.join(f)), "{f} differs");
+    }
+    // Scores improve with n for the reference answerer (sanity of the table).
+    let scores: Vec<serde_json::Value> = serde_json::from_slice(&read(&one.join("scores.json"))).unwrap();
+    let overall = |n: u64| {
+        scores
+            .iter()
+            .find(|r| r["dataset"] == "SYNTH_YORN" && r["n"] == n && r["metric"] == "Overall" && r["category"].is_null())
+            .unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(overall(256) >= overall(1));
+
+    // Shards may also share one directory (shared filesystem) and be merged in place.
+    let shared = tmp.path().join("shared");
+    for k in 0..2 {
+        let mut cfg = SweepConfig::new(&shared, ns.clone());
+        cfg.shard = Shard { k, count: 2 };
+        let mut a = EchoAnswerer::new("echo", &ds, PromptStyle::Default).unwrap();
+        run_sweep(&mut a, &ds, &cfg).unwrap();
+    }
+    merge_runs(&[shared.clone()], &shared, &[], ScoreOptions::default(), false).unwrap();
+    assert_eq!(read(&one.join("scores.json")), read(&shared.join("scores.json")));
+}
+
+#[test]
+fn different_configuration_is_refused_unless_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tsvs = tokenscale_eval::synth::generate(&tmp.path().join("data"), 5, 4, 24).unwrap();
+    let ds = load(&tsvs);
+    let run = tmp.path().join("run");
+    let mut a = EchoAnswerer::new("echo", &ds, PromptStyle::Default).unwrap();
+    run_sweep(&mut a, &ds, &SweepConfig::new(&run, vec![1])).unwrap();
+    // More n values and another model are fine (they are part of the key).
+    run_sweep(&mut a, &ds, &SweepConfig::new(&run, vec![1, 2])).unwrap();
+    let mut cfg = SweepConfig::new(&run, vec![1]);
+    cfg.max_new_tokens = Some(7);
+    let err = format!("{:#}", run_sweep(&mut a, &ds, &cfg).unwrap_err());
+    assert!(err.contains("different configuration") && err.contains("--force") && err.contains("max_new_tokens"), "{err}");
+    cfg.force = true;
+    run_sweep(&mut a, &ds, &cfg).unwrap();
+    // A different dataset content is refused too.
+    let other = tokenscale_eval::synth::generate(&tmp.path().join("data2"), 6, 4, 24).unwrap();
+    let ds2 = load(&other);
+    let mut a2 = EchoAnswerer::new("echo", &ds2, PromptStyle::Default).unwrap();
+    let err = format!("{:#}", run_sweep(&mut a2, &ds2, &SweepConfig::new(&run, vec![1])).unwrap_err());
+    assert!(err.contains("different content"), "{err}");
+}
