@@ -14,6 +14,20 @@ struct Cli {
 enum Command {
     /// Print the tokenscale version.
     Version,
+    /// Score predictions made elsewhere against a VLMEvalKit TSV (no model is loaded).
+    Score(cmd::score::Args),
+    /// Combine the run directories of a sharded sweep into one result.
+    Merge(cmd::merge::Args),
+    /// Generate an answer for an image and a prompt, streamed to stdout.
+    Run(cmd::run::Args),
+    /// One forward pass written as safetensors (inputs, logits, hidden states) for parity checks.
+    Forward(cmd::forward::Args),
+    /// Architecture, tensor and parameter counts of a checkpoint folder.
+    Inspect(cmd::inspect::Args),
+    /// Fit scaling laws (paper, power, log-linear, saturating) to a score table, with bootstrap CIs and figures.
+    Fit(cmd::fit::Args),
+    /// Evaluate the bound lambda*sqrt(Upsilon(n)) and n_balance(n) from psi terms (and a measured D(n)).
+    Bound(cmd::bound::Args),
 }
 
 fn main() {
@@ -23,6 +37,13 @@ fn main() {
             println!("tokenscale {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Score(args) => cmd::score::run(args),
+        Command::Merge(args) => cmd::merge::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Forward(args) => cmd::forward::run(args),
+        Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Fit(args) => cmd::fit::run(args),
+        Command::Bound(args) => cmd::bound::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

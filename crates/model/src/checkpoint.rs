@@ -64,7 +64,9 @@ pub fn load_clip_vision(dir: &Path, dtype: DType, device: &Device) -> Result<Cli
         other => bail!("{origin}: expected a CLIP checkpoint, found {}", other.name()),
     };
     let weights = Weights::from_dir(dir, dtype, device)?;
-    ClipVisionTransformer::load(&weights.pp("vision_model"), &config, None)
+    // transformers v4 writes CLIPVisionModel keys under `vision_model.`; v5 writes them bare.
+    let root = if weights.contains_prefix("vision_model.") { weights.pp("vision_model") } else { weights };
+    ClipVisionTransformer::load(&root, &config, None)
 }
 
 /// A causal LM folder (`*ForCausalLM`).

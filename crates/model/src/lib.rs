@@ -4,12 +4,15 @@ pub mod checkpoint;
 pub mod clip;
 pub mod config;
 pub mod generation;
+pub mod io;
 pub mod llama;
 pub mod llava;
 pub mod nn;
 pub mod preprocess;
 pub mod resample;
+pub mod runtime;
 pub mod tokenizer;
 pub mod weights;
 
-pub use candle_core::{DType, Device, Tensor};
+pub use candle_core::{self, DType, Device, Tensor};
+pub use image;

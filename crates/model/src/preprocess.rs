@@ -136,6 +136,12 @@ impl ClipImageProcessorConfig {
 
     /// The pixel values HF produces for one image: `[3, crop_h, crop_w]`, f32.
     pub fn preprocess(&self, img: &RgbImage, device: &Device) -> Result<Tensor> {
+        let img = self.resize_and_crop(img)?;
+        Ok(to_tensor(&img, self, device)?)
+    }
+
+    /// The 8-bit image after the resize and center-crop steps, before rescaling.
+    pub fn resize_and_crop(&self, img: &RgbImage) -> Result<RgbImage> {
         let mut img = img.clone();
         if img.width() == 0 || img.height() == 0 {
             bail!("image has zero size");
@@ -149,7 +155,7 @@ impl ClipImageProcessorConfig {
             let (ch, cw) = self.crop_hw();
             img = center_crop(&img, cw, ch);
         }
-        Ok(to_tensor(&img, self, device)?)
+        Ok(img)
     }
 }
 

@@ -1,1 +1,8 @@
 // One module per subcommand.
+pub mod forward;
+pub mod inspect;
+pub mod run;
+pub mod bound;
+pub mod fit;
+pub mod score;
+pub mod merge;

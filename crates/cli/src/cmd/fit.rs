@@ -1,0 +1,267 @@
+//! `tokenscale fit`: fit scaling laws to a score table; write fits.json, fits.md and figures.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use tokenscale_law::data::{read_scores, SeriesData};
+use tokenscale_law::fit::{fit_series, validate, FitOptions, FitResult, Space};
+use tokenscale_law::{Direction, Law};
+use tokenscale_plot::{atomic_write, DiffHeatmap, Figure, GridPanel, ScalingGrid};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SpaceArg {
+    /// Least squares on the scores (the paper's α(n) form and the other laws).
+    Score,
+    /// Least squares on ln(score); for the power law this is the OLS behind the paper's figures.
+    Log,
+    /// Both.
+    Both,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Score table: CSV with columns (series, n, score), or the paper-scores shape
+    /// (figure, panel, benchmark, n_l, score; series = figure/benchmark).
+    pub file: PathBuf,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Fitting space.
+    #[arg(long, value_enum, default_value = "score")]
+    pub space: SpaceArg,
+    /// Leave points out of the fit: SERIES:N (SERIES = full series name or benchmark name). Reported
+    /// as excluded in every output.
+    #[arg(long, value_name = "SERIES:N", num_args = 1..)]
+    pub exclude: Vec<String>,
+    /// Metrics where lower is better (full series name, benchmark, or the metric part before '@').
+    #[arg(long = "lower-is-better", value_name = "METRIC", num_args = 1..)]
+    pub lower_is_better: Vec<String>,
+    /// Laws to fit (comma separated): paper, paper_dpsi0, power, loglinear, saturating.
+    #[arg(long, value_delimiter = ',', default_value = "paper,paper_dpsi0,power,loglinear,saturating")]
+    pub laws: Vec<String>,
+    /// Laws drawn in the scaling grid (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "power,paper")]
+    pub grid_laws: Vec<String>,
+    /// Bootstrap resamples for the 95% intervals (at least 1000 unless 0 = no intervals).
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Bootstrap seed.
+    #[arg(long, default_value_t = 2025)]
+    pub seed: u64,
+    /// |studentised residual| above which a point is flagged as an outlier.
+    #[arg(long, default_value_t = 3.0)]
+    pub outlier_threshold: f64,
+    /// Skip the figures.
+    #[arg(long)]
+    pub no_figures: bool,
+}
+
+fn parse_laws(names: &[String]) -> Result<Vec<Law>> {
+    names
+        .iter()
+        .map(|s| Law::from_name(s.trim()).with_context(|| format!("unknown law `{s}` (paper, paper_dpsi0, power, loglinear, saturating)")))
+        .collect()
+}
+
+fn matches_metric(s: &SeriesData, key: &str) -> bool {
+    s.name == key || s.benchmark == key || s.benchmark.split('@').next() == Some(key)
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn fmt(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && (a >= 1e5 || a < 1e-3) {
+        format!("{v:.4e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let laws = parse_laws(&args.laws)?;
+    let grid_laws = parse_laws(&args.grid_laws)?;
+    if args.bootstrap != 0 && args.bootstrap < 1000 {
+        bail!("--bootstrap must be 0 (no intervals) or at least 1000, got {}", args.bootstrap);
+    }
+    let series = read_scores(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    // Bad input is refused as a whole, with every problem listed.
+    let problems: Vec<String> = series.iter().filter_map(|s| validate(&s.name, &s.points).err().map(|e| e.to_string())).collect();
+    if !problems.is_empty() {
+        bail!("invalid score table {}:\n  {}", args.file.display(), problems.join("\n  "));
+    }
+    let mut exclude: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for e in &args.exclude {
+        let (name, n) = e.rsplit_once(':').with_context(|| format!("--exclude `{e}`: expected SERIES:N"))?;
+        let n: f64 = n.trim().parse().with_context(|| format!("--exclude `{e}`: `{n}` is not a number"))?;
+        let hits: Vec<&SeriesData> = series.iter().filter(|s| s.name == name || s.benchmark == name).collect();
+        if hits.is_empty() {
+            bail!("--exclude `{e}`: no series or benchmark named `{name}`");
+        }
+        for s in hits {
+            if !s.points.iter().any(|p| (p.0 - n).abs() <= 1e-9 * n.abs()) {
+                bail!("--exclude `{e}`: series `{}` has no point at n = {n}", s.name);
+            }
+            exclude.entry(s.name.clone()).or_default().push(n);
+        }
+    }
+    for m in &args.lower_is_better {
+        if !series.iter().any(|s| matches_metric(s, m)) {
+            bail!("--lower-is-better `{m}`: no series or benchmark matches");
+        }
+    }
+    let spaces: Vec<Space> = match args.space {
+        SpaceArg::Score => vec![Space::Score],
+        SpaceArg::Log => vec![Space::Log],
+        SpaceArg::Both => vec![Space::Score, Space::Log],
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+
+    let mut fits: Vec<FitResult> = Vec::new();
+    let mut errors: Vec<serde_json::Value> = Vec::new();
+    for s in &series {
+        let direction = if args.lower_is_better.iter().any(|m| matches_metric(s, m)) { Direction::LowerIsBetter } else { Direction::HigherIsBetter };
+        let ex = exclude.get(&s.name).cloned().unwrap_or_default();
+        for &space in &spaces {
+            let opts = FitOptions { space, direction, bootstrap: args.bootstrap, seed: args.seed, outlier_threshold: args.outlier_threshold, ..Default::default() };
+            for &law in &laws {
+                match fit_series(&s.name, &s.points, &ex, law, &opts) {
+                    Ok(f) => fits.push(f),
+                    Err(e) => errors.push(serde_json::json!({"series": s.name, "law": law.name(), "space": space.name(), "error": e.to_string()})),
+                }
+            }
+        }
+    }
+
+    let json = serde_json::to_string_pretty(&fits)?;
+    atomic_write(&args.out.join("fits.json"), json.as_bytes())?;
+    atomic_write(&args.out.join("fit_errors.json"), serde_json::to_string_pretty(&errors)?.as_bytes())?;
+    atomic_write(&args.out.join("fits.md"), markdown(&args, &series, &fits, &errors).as_bytes())?;
+
+    let mut written = vec!["fits.json".to_string(), "fit_errors.json".into(), "fits.md".into()];
+    if !args.no_figures {
+        written.extend(figures(&args.out, &series, &fits, &grid_laws, &spaces)?);
+    }
+    eprintln!("fitted {} law/series/space combinations ({} failed) from {}; wrote {} in {}", fits.len(), errors.len(), args.file.display(), written.join(", "), args.out.display());
+    Ok(())
+}
+
+fn markdown(args: &Args, series: &[SeriesData], fits: &[FitResult], errors: &[serde_json::Value]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Scaling-law fits\n");
+    let _ = writeln!(md, "Input: `{}`. Bootstrap: {} residual resamples, seed {}. Outliers: |externally studentised residual| > {} (flagged, kept in the fit). AIC/BIC: Gaussian likelihood with sigma^2 = RSS/N, k = law parameters + 1. Metrics are in each fit's space (`score` = least squares on scores, `log` = least squares on ln score).\n", args.file.display(), args.bootstrap, args.seed, args.outlier_threshold);
+    for s in series {
+        let mine: Vec<&FitResult> = fits.iter().filter(|f| f.series == s.name).collect();
+        let _ = writeln!(md, "## {}\n", s.name);
+        if let Some(f) = mine.first() {
+            let _ = writeln!(md, "Direction: {}.\n", match f.direction {
+                Direction::HigherIsBetter => "higher is better",
+                Direction::LowerIsBetter => "lower is better",
+            });
+        }
+        let _ = writeln!(md, "| law | space | parameters (95% CI) | R² | RMSE | AIC | ΔAIC | outliers | excluded |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+        let mut best: BTreeMap<&str, f64> = BTreeMap::new();
+        for f in &mine {
+            let e = best.entry(f.space.name()).or_insert(f64::INFINITY);
+            *e = e.min(f.aic);
+        }
+        for f in &mine {
+            let params: Vec<String> = f.params.iter().map(|(k, v)| {
+                let [lo, hi] = f.ci95[k];
+                format!("{k} = {} [{}, {}]", fmt(*v), fmt(lo), fmt(hi))
+            }).collect();
+            let list = |v: &[f64]| if v.is_empty() { "-".to_string() } else { v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ") };
+            let _ = writeln!(md, "| {} | {} | {} | {:.4} | {} | {:.2} | {:.2} | {} | {} |", f.law.name(), f.space.name(), params.join("; "), f.r2, fmt(f.rmse), f.aic, f.aic - best[f.space.name()], list(&f.outliers), list(&f.excluded));
+        }
+        for f in mine.iter().filter(|f| f.law == Law::Paper) {
+            if let Some(r) = &f.regime {
+                let list = |v: &[f64]| if v.is_empty() { "none".to_string() } else { v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ") };
+                let nb = r.n_balance.map_or("infinite (Delta-psi = 0 form)".to_string(), fmt);
+                let _ = writeln!(md, "\nRegime ({} space, paper law, form `{}`): n_balance = {nb}; sublinear n: {}; linear n: {}.", f.space.name(), r.form, list(&r.sublinear), list(&r.linear));
+            }
+        }
+        for f in &mine {
+            let le: Vec<String> = f.local_exponent.iter().map(|l| format!("{}: {}", l.n, l.value.map_or("-".into(), |v| format!("{v:.4}")))).collect();
+            let _ = writeln!(md, "\nLocal exponent d ln S / d ln n, {} ({}): {}", f.law.name(), f.space.name(), le.join(", "));
+            for note in &f.notes {
+                let _ = writeln!(md, "- note ({}, {}): {note}", f.law.name(), f.space.name());
+            }
+        }
+        for e in errors.iter().filter(|e| e["series"] == s.name.as_str()) {
+            let _ = writeln!(md, "- could not fit {} ({} space): {}", e["law"].as_str().unwrap_or(""), e["space"].as_str().unwrap_or(""), e["error"].as_str().unwrap_or(""));
+        }
+        let _ = writeln!(md);
+    }
+    md
+}
+
+fn figures(out: &Path, series: &[SeriesData], fits: &[FitResult], grid_laws: &[Law], spaces: &[Space]) -> Result<Vec<String>> {
+    let mut written = Vec::new();
+    // Groups in file order (figure / model); series without a group form one grid.
+    let mut groups: Vec<Option<String>> = Vec::new();
+    for s in series {
+        if !groups.contains(&s.group) {
+            groups.push(s.group.clone());
+        }
+    }
+    for g in &groups {
+        let panels: Vec<GridPanel> = series
+            .iter()
+            .filter(|s| &s.group == g)
+            .filter_map(|s| {
+                let chosen: Vec<&FitResult> = spaces
+                    .iter()
+                    .flat_map(|sp| grid_laws.iter().filter_map(move |l| fits.iter().find(|f| f.series == s.name && f.law == *l && f.space == *sp)))
+                    .collect();
+                (!chosen.is_empty()).then(|| GridPanel::from_fits(if g.is_some() { &s.benchmark } else { &s.name }, &chosen))
+            })
+            .collect();
+        if panels.is_empty() {
+            continue;
+        }
+        let stem = match g {
+            Some(g) => format!("grid_{}", sanitize(g)),
+            None => "grid".to_string(),
+        };
+        ScalingGrid::new(g.as_deref().unwrap_or("scaling fits"), panels).save(out, &stem)?;
+        written.push(format!("{stem}.svg/.png"));
+    }
+    // Difference heatmap between the first two groups, per benchmark and n.
+    if let [Some(a), Some(b), ..] = groups.as_slice() {
+        let mut rows = Vec::new();
+        let mut ns: Vec<f64> = Vec::new();
+        for s in series.iter().filter(|s| s.group.as_ref() == Some(a)) {
+            if series.iter().any(|t| t.group.as_ref() == Some(b) && t.benchmark == s.benchmark) {
+                rows.push(s.benchmark.clone());
+                for p in &s.points {
+                    if !ns.iter().any(|n| n == &p.0) {
+                        ns.push(p.0);
+                    }
+                }
+            }
+        }
+        ns.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        if !rows.is_empty() {
+            let get = |g: &String, bench: &str, n: f64| series.iter().find(|s| s.group.as_ref() == Some(g) && s.benchmark == bench).and_then(|s| s.points.iter().find(|p| p.0 == n).map(|p| p.1));
+            let values: Vec<Vec<Option<f64>>> = rows.iter().map(|r| ns.iter().map(|&n| Some(get(a, r, n)? - get(b, r, n)?)).collect()).collect();
+            let mut csv = String::from("benchmark,n,a,b,difference\n");
+            for (r, row) in rows.iter().zip(&values) {
+                for (n, v) in ns.iter().zip(row) {
+                    if let Some(v) = v {
+                        let _ = writeln!(csv, "\"{}\",{n},{},{},{v}", r.replace('"', "\"\""), get(a, r, *n).unwrap_or_default(), get(b, r, *n).unwrap_or_default());
+                    }
+                }
+            }
+            let stem = format!("diff_{}_minus_{}", sanitize(a), sanitize(b));
+            atomic_write(&out.join(format!("{stem}.csv")), csv.as_bytes())?;
+            let heat = DiffHeatmap { title: format!("{a} minus {b} (score difference)"), rows, cols: ns.iter().map(|n| n.to_string()).collect(), values };
+            heat.save(out, &stem)?;
+            written.push(format!("{stem}.csv/.svg/.png"));
+        }
+    }
+    Ok(written)
+}

@@ -1,0 +1,57 @@
+//! `tokenscale forward`: one forward pass, written as safetensors for parity checks: the exact
+//! `input_ids` (i64) and `pixel_values` fed to the model, `logits` of every position and
+//! `hidden_states.0` (embeddings) … `hidden_states.L` (after the final norm), all floats in f32.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use tokenscale_model::io::write_atomic;
+use tokenscale_model::preprocess::load_image;
+use tokenscale_model::runtime::Runtime;
+use tokenscale_model::{DType, Device, Tensor};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    #[arg(long)]
+    pub prompt: String,
+    /// Use --prompt as the exact model input (it must contain <image> for LLaVA).
+    #[arg(long)]
+    pub raw_prompt: bool,
+    /// Output .safetensors file (written whole or not at all).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
+    let image = args.image.as_deref().map(load_image).transpose()?;
+    let prepared = runtime.prepare(image.as_ref(), &args.prompt, args.raw_prompt)?;
+    let llm = runtime.llm();
+    let out = llm.forward_embeds(&prepared.embeds, &mut llm.new_cache(), true, true)?;
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let ids: Vec<i64> = prepared.input_ids.iter().map(|&t| t as i64).collect();
+    tensors.insert("input_ids".into(), Tensor::new(ids, &Device::Cpu)?);
+    if let Some(px) = &prepared.pixel_values {
+        tensors.insert("pixel_values".into(), px.to_dtype(DType::F32)?);
+    }
+    tensors.insert("logits".into(), out.logits.squeeze(0)?.to_dtype(DType::F32)?);
+    for (i, h) in out.hidden_states.iter().enumerate() {
+        tensors.insert(format!("hidden_states.{i}"), h.squeeze(0)?.to_dtype(DType::F32)?);
+    }
+    write_atomic(&args.out, |tmp| {
+        tokenscale_model::candle_core::safetensors::save(&tensors, tmp).with_context(|| format!("{}: cannot write", args.out.display()))
+    })?;
+    eprintln!(
+        "wrote {} ({} tokens, {} vision tokens, {} hidden states)",
+        args.out.display(),
+        prepared.input_ids.len(),
+        prepared.vision_tokens,
+        out.hidden_states.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `tokenscale run`: generate an answer for an image and a prompt, streaming it to stdout.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use tokenscale_model::generation::{generate, GenerationConfig};
+use tokenscale_model::preprocess::load_image;
+use tokenscale_model::runtime::Runtime;
+use tokenscale_model::tokenizer::TokenStream;
+use tokenscale_model::{DType, Device};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Checkpoint folder (config.json, *.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Image file (PNG or JPEG); required by vision-language models.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// The user's question; wrapped in the model's chat template unless --raw-prompt.
+    #[arg(long)]
+    pub prompt: String,
+    /// Use --prompt as the exact model input (it must contain <image> for LLaVA).
+    #[arg(long)]
+    pub raw_prompt: bool,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
+    let image = args.image.as_deref().map(load_image).transpose()?;
+    generate_streaming(&runtime, image.as_ref(), &args.prompt, args.raw_prompt, &config_from(&args, &runtime))?;
+    Ok(())
+}
+
+fn config_from(args: &Args, runtime: &Runtime) -> GenerationConfig {
+    GenerationConfig {
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        seed: args.seed,
+        stop_tokens: runtime.stop_tokens(),
+    }
+}
+
+/// Streams the answer to stdout as it is generated and returns it whole.
+pub fn generate_streaming(
+    runtime: &Runtime,
+    image: Option<&tokenscale_model::image::RgbImage>,
+    prompt: &str,
+    raw: bool,
+    config: &GenerationConfig,
+) -> Result<String> {
+    let prepared = runtime.prepare(image, prompt, raw)?;
+    let mut stream = TokenStream::new(runtime.tokenizer());
+    let mut answer = String::new();
+    let mut stdout = std::io::stdout();
+    generate(runtime.llm(), &prepared.embeds, config, |token| {
+        let piece = stream.push(token)?;
+        stdout.write_all(piece.as_bytes())?;
+        stdout.flush()?;
+        answer.push_str(&piece);
+        Ok(())
+    })?;
+    println!();
+    Ok(answer.trim().to_string())
+}
