@@ -87,14 +87,17 @@ pub struct LocalExponent {
 /// The paper law's regime report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Regime {
-    /// `general` (0 < n_b < ∞), `nb0` (optimum on the n_b = 0 boundary: S = c·n^β, all n linear),
-    /// `dpsi0` (n_b → ∞, the Δψ = 0 form S = c·n^{β/2}: all n sublinear).
+    /// `general` (0 < n_b < ∞ at the optimum) or `dpsi0` (no interior optimum: the best curve is a
+    /// pure power law, reported in the Δψ = 0 form S = c·n^{β/2}; the same curve is the n_b = 0
+    /// form with β halved, so n_balance and the regimes are not identifiable).
     pub form: String,
-    /// Estimated n_balance (None for the `dpsi0` form, where it is infinite).
+    /// Estimated n_balance (None for the `dpsi0` form).
     pub n_balance: Option<f64>,
-    /// Measured n below n_balance: the linear term of Υ dominates, D(n) grows like √n.
+    /// Measured n below n_balance: the linear term of Υ dominates, D(n) grows like √n
+    /// (empty for `dpsi0`).
     pub sublinear: Vec<f64>,
-    /// Measured n at or above n_balance: the quadratic term dominates, D(n) grows like n.
+    /// Measured n at or above n_balance: the quadratic term dominates, D(n) grows like n
+    /// (empty for `dpsi0`).
     pub linear: Vec<f64>,
 }
 
@@ -211,7 +214,13 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
 
     // Point estimate (in a solver form), plus the form used for diagnostics and bootstrap.
     let mut notes = Vec::new();
-    let (form, sol, regime_form) = point_estimate(law, &ns, &ys, &yt, log, opts.direction, &mut notes).ok_or_else(|| fail("no start reached a finite optimum"))?;
+    let (form, sol, regime_form) = point_estimate(law, &ns, &ys, &yt, log, opts.direction, &mut notes).ok_or_else(|| {
+        if law == Law::Saturating && runs_to_loglinear_limit(&ns, &yt, log) {
+            fail("no finite optimum: the least squares run towards alpha -> 0 with |c| -> infinity, i.e. the log-linear limit S = a + b ln n; see the loglinear fit")
+        } else {
+            fail("no start reached a finite optimum")
+        }
+    })?;
     let (report_form, report_p) = to_report(form, &sol.p);
     if report_p.iter().any(|v| !v.is_finite()) {
         return Err(fail("non-finite parameters"));
@@ -324,7 +333,7 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
         };
         let all: Vec<f64> = points.iter().map(|p| p.0).collect();
         let (sublinear, linear) = match nb {
-            None => (all, vec![]),
+            None => (vec![], vec![]),
             Some(nb) => (all.iter().copied().filter(|&n| n < nb).collect(), all.iter().copied().filter(|&n| n >= nb).collect()),
         };
         Regime { form: rf.to_string(), n_balance: nb, sublinear, linear }
@@ -392,7 +401,6 @@ fn report_names(law: Law, form: Form) -> &'static [&'static str] {
 fn to_report(form: Form, p: &[f64]) -> (Form, Vec<f64>) {
     match form {
         Form::PaperLogNb => (Form::Law(Law::Paper), vec![p[0], p[1], p[2].exp()]),
-        Form::PaperNb0 => (Form::Law(Law::Paper), vec![p[0], p[1], 0.0]),
         f => (f, p.to_vec()),
     }
 }
@@ -417,7 +425,6 @@ fn starts(form: Form, ns: &[f64], ys: &[f64], direction: Direction) -> Vec<Vec<f
     match form {
         Form::Law(Law::Power) => vec![vec![c0, -s], vec![ys[0], 0.0]],
         Form::Law(Law::PaperDpsi0) => vec![vec![c0, 2.0 * s], vec![ys[0], 0.0]],
-        Form::PaperNb0 => vec![vec![c0, s], vec![ys[0], 0.0]],
         Form::PaperLogNb => {
             let mut v = Vec::new();
             for nb in [0.3f64, 3.0, 30.0, 300.0, 3000.0, 30000.0] {
@@ -443,7 +450,8 @@ fn starts(form: Form, ns: &[f64], ys: &[f64], direction: Direction) -> Vec<Vec<f
         }
         Form::Law(Law::Saturating) => {
             let mut v = Vec::new();
-            for alpha in [0.05, 0.2, 0.5, 1.0, 2.0] {
+            // Negative alpha (with c < 0) is convex growth S_inf + |c| n^|alpha|; allowed as well.
+            for alpha in [0.05, 0.2, 0.5, 1.0, 2.0, -0.05, -0.2, -0.5] {
                 let x: Vec<f64> = ns.iter().map(|n| n.powf(-alpha)).collect();
                 if let Some((s_inf, b)) = ols(&x, ys) {
                     v.push(vec![s_inf, -b, alpha]);
@@ -460,13 +468,16 @@ fn starts(form: Form, ns: &[f64], ys: &[f64], direction: Direction) -> Vec<Vec<f
 }
 
 /// The point estimate. For the paper law, the interior optimum (n_b = e^t, then polished in the
-/// raw parameters) competes with the two boundaries n_b = 0 and n_b → ∞ (the Δψ = 0 form).
+/// raw parameters) competes with the boundary (a pure power law, reported in the Δψ = 0 form).
 fn point_estimate(law: Law, ns: &[f64], ys: &[f64], yt: &[f64], log: bool, dir: Direction, notes: &mut Vec<String>) -> Option<(Form, Solution, Option<&'static str>)> {
     if law != Law::Paper {
         let form = Form::Law(law);
         let sol = multi_start(form, ns, yt, log, &starts(form, ns, ys, dir))?;
         if law == Law::Saturating {
             if let Some(&alpha) = sol.p.get(2) {
+                if alpha < 0.0 {
+                    notes.push(format!("alpha = {alpha:.4} < 0: no saturation in n (the law grows like |c|*n^|alpha|); s_inf is an offset, not an asymptote"));
+                }
                 if alpha.abs() < 1e-3 {
                     notes.push(format!("alpha = {alpha:.3e} ~ 0: the saturating law degenerates to its log-linear limit (s_inf and c are not identifiable)"));
                 }
@@ -484,24 +495,38 @@ fn point_estimate(law: Law, ns: &[f64], ys: &[f64], yt: &[f64], log: bool, dir: 
             None => Some(s),
         }
     });
-    let nb0 = multi_start(Form::PaperNb0, ns, yt, log, &starts(Form::PaperNb0, ns, ys, dir));
+    // Both boundaries (n_b = 0: c·n^β, and n_b → ∞: c·n^{β/2}) are the same pure power-law family,
+    // so they tie exactly; the boundary is reported in the Δψ = 0 form.
     let inf = multi_start(Form::Law(Law::PaperDpsi0), ns, yt, log, &starts(Form::Law(Law::PaperDpsi0), ns, ys, dir));
-    let rss = |s: &Option<Solution>| s.as_ref().map_or(f64::INFINITY, |s| s.rss);
-    let best_boundary = rss(&nb0).min(rss(&inf));
+    let rss_inf = inf.as_ref().map_or(f64::INFINITY, |s| s.rss);
     if let Some(s) = &interior {
         let nb = s.p[2].exp();
         let inside = nb > 1e-9 * nmax.max(1.0) && nb < 1e6 * nmax.max(1.0);
-        if inside && s.rss < best_boundary * (1.0 - 1e-10) {
+        if inside && s.rss < rss_inf * (1.0 - 1e-10) {
             return Some((Form::PaperLogNb, s.clone(), Some("general")));
         }
     }
-    if rss(&nb0) <= rss(&inf) {
-        notes.push("the least-squares optimum lies on the boundary n_balance = 0 (S = c*n^beta): every measured n is in the linear regime".into());
-        nb0.map(|s| (Form::PaperNb0, s, Some("nb0")))
-    } else {
-        notes.push("n_balance -> infinity at the least-squares optimum: reported in the Delta-psi = 0 form S = c*n^(beta/2) (n_balance undefined, every measured n sublinear)".into());
-        inf.map(|s| (Form::Law(Law::PaperDpsi0), s, Some("dpsi0")))
+    notes.push(
+        "no interior optimum: the best paper-law curve is a pure power law, reached both as n_balance -> infinity (Delta-psi = 0 form, reported: S = c*n^(beta/2), every n sublinear) and as n_balance -> 0 (S = c*n^beta with beta halved, every n linear); n_balance and the regimes are not identifiable from these scores"
+            .into(),
+    );
+    inf.map(|s| (Form::Law(Law::PaperDpsi0), s, Some("dpsi0")))
+}
+
+/// Whether the saturating law's residual sum of squares approaches the log-linear one as α → 0
+/// (with S_∞ and c chosen optimally), i.e. its infimum is the log-linear limit.
+fn runs_to_loglinear_limit(ns: &[f64], yt: &[f64], log: bool) -> bool {
+    if log {
+        return false;
     }
+    let lx: Vec<f64> = ns.iter().map(|n| n.ln()).collect();
+    let Some((a, b)) = ols(&lx, yt) else { return false };
+    let rss_ll: f64 = lx.iter().zip(yt).map(|(x, y)| (a + b * x - y).powi(2)).sum();
+    let alpha = 1e-6;
+    let x: Vec<f64> = ns.iter().map(|n| n.powf(-alpha)).collect();
+    let Some((s_inf, slope)) = ols(&x, yt) else { return false };
+    let rss_sat: f64 = x.iter().zip(yt).map(|(x, y)| (s_inf + slope * x - y).powi(2)).sum();
+    (rss_sat - rss_ll).abs() <= 1e-3 * rss_ll.max(1e-300)
 }
 
 /// Externally studentised residuals (None entries where undefined).

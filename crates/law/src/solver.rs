@@ -5,12 +5,11 @@ use levenberg_marquardt::{LeastSquaresProblem, LevenbergMarquardt};
 use nalgebra::{storage::Owned, DMatrix, DVector, Dyn};
 
 /// A parametrisation handed to the solver. `PaperLogNb` is the paper law with n_b = exp(t) so that
-/// n_b > 0 holds without bounds; `PaperNb0` is the paper law on its n_b = 0 boundary (S = c·n^β).
+/// n_b > 0 holds without bounds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Form {
     Law(Law),
     PaperLogNb,
-    PaperNb0,
 }
 
 impl Form {
@@ -18,7 +17,6 @@ impl Form {
         match self {
             Form::Law(l) => l.n_params(),
             Form::PaperLogNb => 3,
-            Form::PaperNb0 => 2,
         }
     }
 
@@ -26,7 +24,6 @@ impl Form {
         match self {
             Form::Law(l) => l.eval(p, n),
             Form::PaperLogNb => Law::Paper.eval(&[p[0], p[1], p[2].exp()], n),
-            Form::PaperNb0 => Law::Paper.eval(&[p[0], p[1], 0.0], n),
         }
     }
 
@@ -40,12 +37,6 @@ impl Form {
                 g[0] = g3[0];
                 g[1] = g3[1];
                 g[2] = g3[2] * nb;
-            }
-            Form::PaperNb0 => {
-                let mut g3 = [0.0; 3];
-                Law::Paper.grad(&[p[0], p[1], 0.0], n, &mut g3);
-                g[0] = g3[0];
-                g[1] = g3[1];
             }
         }
     }
