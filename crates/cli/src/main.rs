@@ -18,6 +18,8 @@ enum Command {
     Score(cmd::score::Args),
     /// Combine the run directories of a sharded sweep into one result.
     Merge(cmd::merge::Args),
+    /// Run the embedded default model end to end (no download).
+    Demo(cmd::demo::Args),
     /// Generate an answer for an image and a prompt, streamed to stdout.
     Run(cmd::run::Args),
     /// One forward pass written as safetensors (inputs, logits, hidden states) for parity checks.
@@ -39,6 +41,7 @@ fn main() {
         }
         Command::Score(args) => cmd::score::run(args),
         Command::Merge(args) => cmd::merge::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Forward(args) => cmd::forward::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),

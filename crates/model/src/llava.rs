@@ -194,10 +194,7 @@ pub struct LlavaInputs {
 impl LlavaPipeline {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let config_path = dir.join("config.json");
-        let origin = config_path.display().to_string();
-        let config = LlavaConfig::from_value(&read_json_value(&config_path)?, &origin)?;
         let weights = Weights::from_dir(dir, dtype, device)?;
-        let model = Llava::load(&weights, &config, &origin)?;
         let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
         let processor_path = dir.join("preprocessor_config.json");
         let processor = if processor_path.is_file() {
@@ -205,6 +202,21 @@ impl LlavaPipeline {
         } else {
             ClipImageProcessorConfig::clip_336()
         };
+        let config = read_json_value(&config_path)?;
+        Self::from_parts(&config, &config_path.display().to_string(), &weights, tokenizer, processor, dir)
+    }
+
+    /// Builds the pipeline from already-read parts (used for checkpoints embedded in the binary).
+    pub fn from_parts(
+        config: &serde_json::Value,
+        origin: &str,
+        weights: &Weights,
+        tokenizer: Tokenizer,
+        processor: ClipImageProcessorConfig,
+        dir: &Path,
+    ) -> Result<Self> {
+        let config = LlavaConfig::from_value(config, origin)?;
+        let model = Llava::load(weights, &config, origin)?;
         Ok(Self { model, tokenizer, processor, dir: dir.to_path_buf() })
     }
 

@@ -96,9 +96,12 @@ impl ClipImageProcessorConfig {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let value = crate::config::read_json_value(path)?;
-        let config: Self = crate::config::parse(&value, &path.display().to_string(), "")?;
-        config.validate(&path.display().to_string())?;
+        Self::from_value(&crate::config::read_json_value(path)?, &path.display().to_string())
+    }
+
+    pub fn from_value(value: &serde_json::Value, origin: &str) -> Result<Self> {
+        let config: Self = crate::config::parse(value, origin, "")?;
+        config.validate(origin)?;
         Ok(config)
     }
 

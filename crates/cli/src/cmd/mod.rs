@@ -1,4 +1,5 @@
 // One module per subcommand.
+pub mod demo;
 pub mod forward;
 pub mod inspect;
 pub mod run;

@@ -1,0 +1,170 @@
+//! The runtime subcommands end to end through the binary: demo, run, forward, inspect, and the
+//! one-line errors for bad input (no panic, non-zero exit, no partial output file).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tokenscale_model::candle_core::{safetensors, DType, Device};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures")
+}
+
+fn tokenscale(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenscale")).args(args).output().expect("binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts a clean failure: exit code 1, one `error:` line naming `needle`, no panic.
+fn assert_one_line_error(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("error: ") && err.contains(needle), "expected {needle:?} in: {err}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+fn edit_config(dir: &Path, key: &str, value: serde_json::Value) {
+    let path = dir.join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json[key] = value;
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+}
+
+#[test]
+fn demo_runs_on_the_embedded_model() {
+    let o = tokenscale(&["demo", "--max-new-tokens", "8"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    for needle in ["vision tokens: 576", "prompt:", "image:", "answer:"] {
+        assert!(out.contains(needle), "missing {needle:?} in {out}");
+    }
+}
+
+#[test]
+fn forward_writes_what_transformers_computes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("fwd.safetensors");
+    let llava = fixtures().join("llava");
+    let image = fixtures().join("preprocess/coffee.png");
+    let o = tokenscale(&[
+        "forward", "--model", llava.to_str().unwrap(), "--image", image.to_str().unwrap(), "--raw-prompt",
+        "--prompt", "USER: <image>\nWhat is shown in this image? ASSISTANT:", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = safetensors::load(&out, &Device::Cpu).unwrap();
+    let want = safetensors::load(llava.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let ids = |t: &tokenscale_model::Tensor| t.to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap();
+    assert_eq!(ids(&got["input_ids"]), ids(&want["input_ids"]));
+    for key in ["pixel_values", "logits", "hidden_states.0", "hidden_states.2"] {
+        assert_eq!(got[key].dtype(), DType::F32, "{key}");
+        let diff = (&got[key] - &want[key]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff <= 1e-4, "{key}: {diff}");
+    }
+    assert!(!got.contains_key("hidden_states.3"));
+}
+
+#[test]
+fn run_streams_an_answer_for_a_text_model() {
+    let dir = fixtures().join("qwen2");
+    let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--prompt", "The quick brown fox", "--max-new-tokens", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!stdout(&o).trim().is_empty());
+}
+
+#[test]
+fn sampling_is_reproducible_with_a_seed() {
+    let dir = fixtures().join("llama_gqa");
+    let args = ["run", "--model", dir.to_str().unwrap(), "--prompt", "The cat", "--max-new-tokens", "12", "--temperature", "1.5", "--top-p", "0.95"];
+    let run = |seed: &str| {
+        let mut a = args.to_vec();
+        a.extend(["--seed", seed]);
+        stdout(&tokenscale(&a))
+    };
+    assert_eq!(run("7"), run("7"));
+    assert_ne!(run("7"), run("8"), "different seeds should (almost surely) differ");
+}
+
+#[test]
+fn inspect_counts_every_parameter() {
+    let dir = fixtures().join("llava");
+    let o = tokenscale(&["inspect", dir.to_str().unwrap(), "--json"]);
+    assert!(o.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tensors = safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let total: usize = tensors.values().map(|t| t.elem_count()).sum();
+    assert_eq!(report["parameters"].as_u64().unwrap() as usize, total);
+    assert_eq!(report["tensors"].as_u64().unwrap() as usize, tensors.len());
+    assert_eq!(report["architecture"], "LlavaForConditionalGeneration");
+    assert!(report["components"]["vision_tower"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let llama = fixtures().join("llama_gqa");
+    let run = |dir: &Path| tokenscale(&["run", "--model", dir.to_str().unwrap(), "--prompt", "hi", "--max-new-tokens", "2"]);
+
+    assert_one_line_error(&run(&tmp.path().join("nowhere")), "model folder not found");
+
+    let unsupported = tmp.path().join("unsupported");
+    copy_dir(&llama, &unsupported);
+    edit_config(&unsupported, "model_type", "gpt2".into());
+    assert_one_line_error(&run(&unsupported), "unsupported model_type `gpt2` (supported: clip_vision_model, clip, llama");
+
+    let missing = tmp.path().join("missing");
+    copy_dir(&llama, &missing);
+    edit_config(&missing, "num_hidden_layers", 3.into());
+    assert_one_line_error(&run(&missing), "missing tensor `model.layers.2.self_attn.q_proj.weight`");
+
+    let shape = tmp.path().join("shape");
+    copy_dir(&llama, &shape);
+    edit_config(&shape, "intermediate_size", 256.into());
+    assert_one_line_error(&run(&shape), "tensor `model.layers.0.mlp.gate_proj.weight` has shape [128, 64], expected [256, 64]");
+
+    let truncated = tmp.path().join("truncated");
+    copy_dir(&llama, &truncated);
+    let st = truncated.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
+    assert_one_line_error(&run(&truncated), "truncated safetensors file");
+
+    let no_field = tmp.path().join("nofield");
+    copy_dir(&llama, &no_field);
+    let path = no_field.join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json.as_object_mut().unwrap().insert("hidden_size".into(), "wide".into());
+    std::fs::write(&path, json.to_string()).unwrap();
+    assert_one_line_error(&run(&no_field), "config.json");
+
+    let long = "the river ".repeat(600);
+    let o = tokenscale(&["run", "--model", llama.to_str().unwrap(), "--prompt", &long, "--max-new-tokens", "2"]);
+    assert_one_line_error(&o, "exceeds the context");
+}
+
+#[test]
+fn corrupt_image_fails_without_writing_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = tmp.path().join("broken.png");
+    let good = std::fs::read(fixtures().join("preprocess/coffee.png")).unwrap();
+    std::fs::write(&image, &good[..good.len() / 3]).unwrap();
+    let out = tmp.path().join("fwd.safetensors");
+    let llava = fixtures().join("llava");
+    let o = tokenscale(&[
+        "forward", "--model", llava.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, "broken.png");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "only the broken image should be there");
+}
