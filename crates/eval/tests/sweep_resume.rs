@@ -77,3 +77,33 @@ fn sigkill_at_several_points_loses_and_duplicates_nothing() {
     let out = harness(&run, ns, 0, "0/1", &tsvs).stdout(std::process::Stdio::piped()).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("answered 0 skipped {expected} ")));
 }
+
+/// A full disk while appending (RLIMIT_FSIZE makes writes past the limit fail with EFBIG): the
+/// sweep stops with an error, the store holds only whole records, and a resume completes it.
+#[cfg(unix)]
+#[test]
+fn full_disk_leaves_no_torn_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tsvs = tokenscale_eval::synth::generate(&tmp.path().join("data"), 12, 4, 24).unwrap();
+    let run = tmp.path().join("run");
+    let expected = 3 * 4 * 2;
+    // The limit is reached a few records in, in the middle of a record.
+    let out = harness(&run, "1,8", 0, "0/1", &tsvs)
+        .env("TOKENSCALE_HARNESS_FSIZE", "1000")
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store left valid"), "{err}");
+    let f = run.join("store").join("shard-0000-of-0001.jsonl");
+    let bytes = std::fs::read(&f).unwrap();
+    assert!(!bytes.is_empty() && bytes.len() <= 1000 && bytes.ends_with(b"\n"), "torn store ({} bytes)", bytes.len());
+    let (recs, valid) = read_jsonl(&f).unwrap();
+    assert_eq!(valid as usize, bytes.len());
+    assert!(!recs.is_empty() && recs.len() < expected);
+    assert!(harness(&run, "1,8", 0, "0/1", &tsvs).status().unwrap().success());
+    let (raw, _) = read_jsonl(&f).unwrap();
+    let keys: HashSet<_> = raw.iter().map(|r| r.key()).collect();
+    assert_eq!((raw.len(), keys.len()), (expected, expected));
+}

@@ -13,7 +13,22 @@ use tokenscale_eval::prompt::PromptStyle;
 use tokenscale_eval::store::Shard;
 use tokenscale_eval::{Dataset, EchoAnswerer, ScoreOptions, SweepConfig};
 
+/// `TOKENSCALE_HARNESS_FSIZE=BYTES`: cap the size of files this process may write (RLIMIT_FSIZE),
+/// so writes past it fail with EFBIG as on a full disk.
+fn limit_file_size() {
+    #[cfg(unix)]
+    if let Some(bytes) = std::env::var("TOKENSCALE_HARNESS_FSIZE").ok().and_then(|s| s.parse::<u64>().ok()) {
+        // SAFETY: plain libc calls with valid arguments.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: libc::RLIM_INFINITY };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    limit_file_size();
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("gen") {
         let dir = args.get(2).ok_or_else(|| anyhow::anyhow!("usage: {} gen DIR [SEED] [ITEMS]", args[0]))?;
