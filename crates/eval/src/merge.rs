@@ -53,15 +53,18 @@ pub fn merge_runs(run_dirs: &[PathBuf], out: &Path, data: &[PathBuf], opts: Scor
     let mut all: BTreeMap<Key, Record> = BTreeMap::new();
     for d in run_dirs {
         let (fp, cfg) = sweep::read_config(d)?;
-        match &cfg0 {
-            None => cfg0 = Some((fp, cfg, d)),
-            Some((fp0, _, d0)) if *fp0 != fp && !force => bail!(
-                "{} and {} were produced by different configurations (fingerprints {fp0} ≠ {fp}); use --force to merge anyway",
-                d0.display(),
-                d.display()
-            ),
-            _ => {}
-        }
+        cfg0 = match cfg0 {
+            None => Some((fp, cfg, d)),
+            Some((fp0, c0, d0)) => match c0.union(&cfg) {
+                Ok(u) => Some((fp0, u, d0)),
+                Err(diff) if !force => bail!(
+                    "{} and {} were produced by different configurations (fingerprints {fp0} ≠ {fp}): {diff}; use --force to merge anyway",
+                    d0.display(),
+                    d.display()
+                ),
+                Err(_) => Some((fp0, c0, d0)),
+            },
+        };
         for (k, r) in store::load_run(d)? {
             match all.get(&k) {
                 Some(prev) if prev.prediction != r.prediction && !force => bail!(

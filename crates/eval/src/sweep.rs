@@ -91,33 +91,67 @@ struct ConfigFile {
     config: RunConfig,
 }
 
-/// Write `RUN_DIR/config.json`, or check it against an existing one: a different configuration
-/// is refused unless `force` (then the file is replaced and the stored records are kept).
+/// Write `RUN_DIR/config.json`, or check the new configuration against the existing one. The
+/// stored configuration is the union of the datasets used so far: adding datasets (or models,
+/// reducers, n values) is fine; a dataset whose content or kind changed under the same name, or a
+/// different `max_new_tokens` / settings, is refused unless `force` (then the file is replaced and
+/// the stored records are kept).
 pub fn check_or_write_config(run_dir: &Path, cfg: &RunConfig, force: bool) -> Result<()> {
     std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
     let path = run_dir.join("config.json");
-    let fp = cfg.fingerprint();
+    let mut merged = cfg.clone();
     if path.exists() {
         let old: ConfigFile = serde_json::from_slice(&std::fs::read(&path)?)
             .with_context(|| format!("{}: not a tokenscale run configuration", path.display()))?;
-        if old.fingerprint == fp {
-            return Ok(());
-        }
-        if !force {
-            let diff = describe_diff(&old.config, cfg);
-            bail!(
+        match old.config.union(cfg) {
+            Ok(u) => {
+                if u == old.config {
+                    return Ok(());
+                }
+                merged = u;
+            }
+            Err(diff) if !force => bail!(
                 "{} was produced by a different configuration (fingerprint {} ≠ {}): {diff}; use another RUN_DIR, or --force to reuse it anyway",
                 run_dir.display(),
                 old.fingerprint,
-                fp
-            );
+                cfg.fingerprint()
+            ),
+            Err(_) => eprintln!("warning: --force: reusing {} although its configuration differs", run_dir.display()),
         }
-        eprintln!("warning: --force: reusing {} although its configuration differs", run_dir.display());
     }
     let tmp = run_dir.join(format!(".config.json.{}", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&ConfigFile { fingerprint: fp, config: cfg.clone() })?)?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&ConfigFile { fingerprint: merged.fingerprint(), config: merged })?)?;
     std::fs::rename(&tmp, &path)?;
     Ok(())
+}
+
+impl RunConfig {
+    /// The union of two compatible configurations (datasets of both, in first-seen order), or a
+    /// description of what conflicts.
+    pub fn union(&self, other: &RunConfig) -> std::result::Result<RunConfig, String> {
+        let mut d = Vec::new();
+        if self.max_new_tokens != other.max_new_tokens {
+            d.push(format!("max_new_tokens {:?} vs {:?}", self.max_new_tokens, other.max_new_tokens));
+        }
+        if self.settings != other.settings {
+            d.push(format!("settings {:?} vs {:?}", self.settings, other.settings));
+        }
+        let mut out = self.clone();
+        for ds in &other.datasets {
+            match self.datasets.iter().find(|x| x.name == ds.name) {
+                Some(x) if x.content_hash != ds.content_hash || x.kind != ds.kind => {
+                    d.push(format!("dataset {} has different content or kind ({} {} vs {} {})", ds.name, x.kind, x.content_hash, ds.kind, ds.content_hash))
+                }
+                Some(_) => {}
+                None => out.datasets.push(ds.clone()),
+            }
+        }
+        if d.is_empty() {
+            Ok(out)
+        } else {
+            Err(d.join("; "))
+        }
+    }
 }
 
 /// Read `RUN_DIR/config.json`.
@@ -128,31 +162,6 @@ pub fn read_config(run_dir: &Path) -> Result<(String, RunConfig)> {
     )
     .with_context(|| format!("{}: not a tokenscale run configuration", path.display()))?;
     Ok((f.fingerprint, f.config))
-}
-
-fn describe_diff(a: &RunConfig, b: &RunConfig) -> String {
-    let mut d = Vec::new();
-    let names = |c: &RunConfig| c.datasets.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
-    if names(a) != names(b) {
-        d.push(format!("datasets {:?} vs {:?}", names(a), names(b)));
-    } else {
-        for (x, y) in a.datasets.iter().zip(&b.datasets) {
-            if x.content_hash != y.content_hash || x.kind != y.kind {
-                d.push(format!("dataset {} has different content or kind", x.name));
-            }
-        }
-    }
-    if a.max_new_tokens != b.max_new_tokens {
-        d.push(format!("max_new_tokens {:?} vs {:?}", a.max_new_tokens, b.max_new_tokens));
-    }
-    if a.settings != b.settings {
-        d.push(format!("settings {:?} vs {:?}", a.settings, b.settings));
-    }
-    if d.is_empty() {
-        "configuration differs".into()
-    } else {
-        d.join("; ")
-    }
 }
 
 /// How to run a sweep.

@@ -89,6 +89,17 @@ fn different_configuration_is_refused_unless_forced() {
     let other = tokenscale_eval::synth::generate(&tmp.path().join("data2"), 6, 4, 24).unwrap();
     let ds2 = load(&other);
     let mut a2 = EchoAnswerer::new("echo", &ds2, PromptStyle::Default).unwrap();
-    let err = format!("{:#}", run_sweep(&mut a2, &ds2, &SweepConfig::new(&run, vec![1])).unwrap_err());
+    let mut cfg = SweepConfig::new(&run, vec![1]);
+    cfg.max_new_tokens = Some(7);
+    let err = format!("{:#}", run_sweep(&mut a2, &ds2, &cfg).unwrap_err());
     assert!(err.contains("different content"), "{err}");
+    // A subset of the datasets, or a new one, is fine.
+    run_sweep(&mut a, &ds[..1], &cfg).unwrap();
+    let renamed = tmp.path().join("data2/POPE.tsv");
+    std::fs::copy(&other[1], &renamed).unwrap();
+    let pope = vec![Dataset::load(&renamed, None).unwrap()];
+    let mut a3 = EchoAnswerer::new("echo", &pope, PromptStyle::Default).unwrap();
+    run_sweep(&mut a3, &pope, &cfg).unwrap();
+    let (_, c) = tokenscale_eval::sweep::read_config(&run).unwrap();
+    assert_eq!(c.datasets.len(), 4);
 }
