@@ -96,3 +96,59 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!("wrote bound.json, bound.csv and figures in {}", args.out.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tokenscale-bound-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn constants_with_distance_fit_lambda() {
+        let dir = tmp("c");
+        let dist = dir.join("d.csv");
+        let mut body = String::from("n,d_mean,d_std\n");
+        for n in 1..=100 {
+            let ups = tokenscale_law::bound::upsilon(n as f64, 0.5, 0.375, 0.3125);
+            let _ = writeln!(body, "{n},{},{}", 3.0 * ups.sqrt(), 0.2);
+        }
+        std::fs::write(&dist, body).unwrap();
+        let out = dir.join("out");
+        run(Args { psi: None, psi_eq: Some(0.5), psi_aa: Some(0.375), psi_ab: Some(0.3125), distance: Some(dist), max_n: 100, out: out.clone(), no_figures: false }).unwrap();
+        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bound.json")).unwrap()).unwrap();
+        assert!((j["lambda"].as_f64().unwrap() - 3.0).abs() < 1e-9);
+        assert_eq!(j["balance_point"], 7);
+        let csv = std::fs::read_to_string(out.join("bound.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 101);
+        for f in ["bound_distance.png", "bound_distance.svg", "bound_balance.png", "bound_psi.svg"] {
+            assert!(std::fs::metadata(out.join(f)).unwrap().len() > 500, "{f}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn psi_curve_without_balance_has_no_nan() {
+        let dir = tmp("p");
+        let psi = dir.join("psi.csv");
+        let mut body = String::from("n,psi_eq,psi_aa,psi_bb,psi_ab\n1,0.9,,,\n");
+        for n in 2..=20 {
+            let _ = writeln!(body, "{n},0.8,0.30,0.32,0.40");
+        }
+        std::fs::write(&psi, body).unwrap();
+        let out = dir.join("out");
+        run(Args { psi: Some(psi), psi_eq: None, psi_aa: None, psi_ab: None, distance: None, max_n: 50, out: out.clone(), no_figures: false }).unwrap();
+        let text = std::fs::read_to_string(out.join("bound.json")).unwrap() + &std::fs::read_to_string(out.join("bound.csv")).unwrap();
+        assert!(!text.to_lowercase().contains("nan") && !text.contains("inf,"));
+        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bound.json")).unwrap()).unwrap();
+        assert!(j["notes"][0].as_str().unwrap().contains("n_balance undefined"));
+        assert!(!out.join("bound_balance.png").exists());
+        // Neither source of psi given.
+        assert!(run(Args { psi: None, psi_eq: Some(0.5), psi_aa: None, psi_ab: None, distance: None, max_n: 5, out, no_figures: true }).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -265,3 +265,131 @@ fn figures(out: &Path, series: &[SeriesData], fits: &[FitResult], grid_laws: &[L
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tokenscale-fit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn args(file: PathBuf, out: PathBuf) -> Args {
+        Args {
+            file,
+            out,
+            space: SpaceArg::Score,
+            exclude: vec![],
+            lower_is_better: vec![],
+            laws: vec!["paper".into(), "paper_dpsi0".into(), "power".into(), "loglinear".into(), "saturating".into()],
+            grid_laws: vec!["power".into(), "paper".into()],
+            bootstrap: 1000,
+            seed: 2025,
+            outlier_threshold: 3.0,
+            no_figures: false,
+        }
+    }
+
+    // The MMStar rows of the paper's published scores (figure names shortened).
+    const PAPER_ROWS: &str = "figure,panel,benchmark,n_l,score
+vqq,11,Overall@MMStar,1,30.1333
+vqq,11,Overall@MMStar,8,30.4667
+vqq,11,Overall@MMStar,16,30.8000
+vqq,11,Overall@MMStar,32,31.8000
+vqq,11,Overall@MMStar,64,31.7333
+vqq,11,Overall@MMStar,128,30.3333
+vqq,11,Overall@MMStar,256,34.1333
+vqq,11,Overall@MMStar,384,35.4667
+vqq,11,Overall@MMStar,512,35.4000
+vqq,11,Overall@MMStar,768,35.2000
+ft,11,Overall@MMStar,1,24.4000
+ft,11,Overall@MMStar,8,24.3333
+ft,11,Overall@MMStar,16,24.3333
+ft,11,Overall@MMStar,32,25.0667
+ft,11,Overall@MMStar,64,24.9333
+ft,11,Overall@MMStar,128,27.8667
+ft,11,Overall@MMStar,256,27.4667
+ft,11,Overall@MMStar,384,25.4000
+ft,11,Overall@MMStar,512,25.6000
+ft,11,Overall@MMStar,768,30.2000
+";
+
+    #[test]
+    fn fit_writes_schema_markdown_and_figures() {
+        let dir = tmp("ok");
+        let csv = dir.join("scores.csv");
+        std::fs::write(&csv, PAPER_ROWS).unwrap();
+        let out = dir.join("out");
+        let mut a = args(csv, out.clone());
+        a.space = SpaceArg::Both;
+        a.exclude = vec!["ft/Overall@MMStar:768".into()];
+        run(a).unwrap();
+        let text = std::fs::read_to_string(out.join("fits.json")).unwrap();
+        assert!(!text.contains("NaN") && !text.contains("Infinity"));
+        let fits: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        assert!(fits.len() >= 16, "{}", fits.len());
+        for f in &fits {
+            for key in ["series", "law", "space", "params", "ci95", "r2", "rmse", "aic", "bic", "outliers"] {
+                assert!(f.get(key).is_some(), "missing {key}");
+            }
+            for (k, v) in f["params"].as_object().unwrap() {
+                assert!(v.is_f64());
+                let ci = f["ci95"][k].as_array().unwrap();
+                assert_eq!(ci.len(), 2);
+            }
+        }
+        let paper = fits.iter().find(|f| f["law"] == "paper" && f["space"] == "score" && f["series"] == "vqq/Overall@MMStar").unwrap();
+        assert!(paper["params"]["c"].is_f64() && paper["params"]["beta"].is_f64() && paper["params"]["n_balance"].is_f64());
+        let ft = fits.iter().find(|f| f["law"] == "power" && f["series"] == "ft/Overall@MMStar").unwrap();
+        assert_eq!(ft["excluded"], serde_json::json!([768.0]));
+        let md = std::fs::read_to_string(out.join("fits.md")).unwrap();
+        assert!(md.contains("## vqq/Overall@MMStar") && md.contains("Regime") && md.contains("Local exponent"));
+        for f in ["grid_vqq.png", "grid_vqq.svg", "grid_ft.png", "diff_vqq_minus_ft.png", "diff_vqq_minus_ft.svg", "diff_vqq_minus_ft.csv"] {
+            let bytes = std::fs::read(out.join(f)).unwrap_or_else(|_| panic!("{f} missing"));
+            assert!(bytes.len() > 500, "{f}");
+        }
+        assert_eq!(&std::fs::read(out.join("grid_vqq.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+        // no temporary files left behind
+        assert!(std::fs::read_dir(&out).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_clear_message() {
+        let dir = tmp("bad");
+        let cases = [
+            ("series,n,score\ns,1,2\ns,8,NaN\ns,16,3\n", "not finite"),
+            ("series,n,score\ns,0,2\ns,8,2.5\ns,16,3\n", "not a positive"),
+            ("series,n,score\ns,1,2\ns,8,2\ns,16,2\n", "all scores are equal"),
+            ("series,n,score\ns,1,2\ns,abc,2\n", "not a number"),
+        ];
+        for (i, (body, msg)) in cases.iter().enumerate() {
+            let csv = dir.join(format!("in{i}.csv"));
+            std::fs::write(&csv, body).unwrap();
+            let out = dir.join(format!("out{i}"));
+            let err = format!("{:#}", run(args(csv, out.clone())).unwrap_err());
+            assert!(err.contains(msg), "{err}");
+            assert!(!out.join("fits.json").exists());
+        }
+        let csv = dir.join("ok.csv");
+        std::fs::write(&csv, "series,n,score\ns,1,2\ns,8,2.5\ns,16,3\n").unwrap();
+        let mut a = args(csv.clone(), dir.join("o"));
+        a.exclude = vec!["nope:8".into()];
+        assert!(format!("{:#}", run(a).unwrap_err()).contains("no series"));
+        let mut a = args(csv.clone(), dir.join("o"));
+        a.bootstrap = 10;
+        assert!(run(a).is_err());
+        // Two points excluded leave one: every law reports too few points, in fit_errors.json.
+        let mut a = args(csv, dir.join("o2"));
+        a.exclude = vec!["s:8".into(), "s:16".into()];
+        a.no_figures = true;
+        run(a).unwrap();
+        let errs: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(dir.join("o2/fit_errors.json")).unwrap()).unwrap();
+        assert_eq!(errs.len(), 5);
+        assert!(errs[0]["error"].as_str().unwrap().contains("need at least"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
