@@ -11,12 +11,49 @@ pub fn read_predictions(path: &Path) -> Result<Vec<(String, String)>> {
         "jsonl" | "json" => read_json(path),
         "tsv" => read_delimited(path, b'\t'),
         "csv" => read_delimited(path, b','),
-        "xlsx" | "xls" => bail!(
-            "{}: xlsx prediction files are not supported; export the sheet as CSV/TSV (or run VLMEvalKit with PRED_FORMAT=tsv)",
-            path.display()
-        ),
-        _ => bail!("{}: unknown predictions format (use .csv, .tsv or .jsonl)", path.display()),
+        "xlsx" | "xlsm" | "xls" | "xlsb" | "ods" => read_sheet(path),
+        _ => bail!("{}: unknown predictions format (use .csv, .tsv, .jsonl or .xlsx)", path.display()),
     }
+}
+
+fn cell_to_string(c: &calamine::Data) -> String {
+    use calamine::Data;
+    match c {
+        Data::Empty => String::new(),
+        Data::String(s) => s.clone(),
+        Data::Int(i) => i.to_string(),
+        // pandas reads whole numbers of an int column back as ints.
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", *f as i64),
+        Data::Float(f) => format!("{f}"),
+        Data::Bool(b) => if *b { "True" } else { "False" }.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// VLMEvalKit's own `{model}_{dataset}.xlsx` prediction files (first sheet, header row).
+fn read_sheet(path: &Path) -> Result<Vec<(String, String)>> {
+    use calamine::Reader;
+    let mut wb = calamine::open_workbook_auto(path).with_context(|| format!("cannot open spreadsheet {}", path.display()))?;
+    let range = wb
+        .worksheet_range_at(0)
+        .ok_or_else(|| anyhow!("{}: no worksheet", path.display()))?
+        .with_context(|| format!("{}: unreadable first worksheet", path.display()))?;
+    let mut rows = range.rows();
+    let header: Vec<String> = rows.next().map(|r| r.iter().map(cell_to_string).collect()).unwrap_or_default();
+    let ci = header.iter().position(|h| h == "index").ok_or_else(|| anyhow!("{}: row 1: no 'index' column", path.display()))?;
+    let cp = header
+        .iter()
+        .position(|h| h == "prediction")
+        .ok_or_else(|| anyhow!("{}: row 1: no 'prediction' column", path.display()))?;
+    let mut out = Vec::new();
+    for (i, r) in rows.enumerate() {
+        let idx = r.get(ci).map(cell_to_string).unwrap_or_default();
+        if idx.is_empty() {
+            bail!("{}: row {}: empty 'index'", path.display(), i + 2);
+        }
+        out.push((idx, r.get(cp).map(cell_to_string).unwrap_or_default()));
+    }
+    Ok(out)
 }
 
 fn json_to_string(v: &serde_json::Value) -> String {

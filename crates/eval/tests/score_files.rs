@@ -29,7 +29,8 @@ fn csv_tsv_jsonl_predictions_score_the_same() {
     w.flush().unwrap();
     assert_eq!(read_predictions(&tmp.path().join("p.csv")).unwrap(), jsonl);
     assert_eq!(read_predictions(&tmp.path().join("p.tsv")).unwrap(), jsonl);
-    assert!(read_predictions(&tmp.path().join("p.xlsx")).is_err());
+    assert_eq!(read_predictions(&fixtures().join("MME.pred.xlsx")).unwrap(), jsonl);
+    assert!(read_predictions(&tmp.path().join("missing.xlsx")).is_err());
 
     let ds = Dataset::load(&fixtures().join("MME.tsv"), None).unwrap();
     let mut recs = BTreeMap::new();

@@ -1,4 +1,5 @@
-//! `tokenscale score`: score predictions made elsewhere (no model is loaded).
+//! `tokenscale score`: score predictions made elsewhere (no model is loaded): CSV / TSV / JSONL or
+//! VLMEvalKit `.xlsx` files with `index` and `prediction` columns.
 
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ pub struct Args {
     /// Benchmark TSV in VLMEvalKit format (repeat, paired with --pred in order).
     #[arg(long, required = true)]
     pub data: Vec<PathBuf>,
-    /// Predictions: CSV, TSV or JSONL with `index` and `prediction` columns (one per --data).
+    /// Predictions: CSV, TSV, JSONL or VLMEvalKit xlsx with `index` and `prediction` columns (one per --data).
     #[arg(long, required = true)]
     pub pred: Vec<PathBuf>,
     /// Output directory for scores.json / scores.csv / scores.md and predictions/.
