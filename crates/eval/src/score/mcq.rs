@@ -4,7 +4,7 @@
 use super::{Compat, Metric, Row};
 use crate::py;
 use regex::Regex;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 const REJECT: [&str; 4] = [
@@ -55,11 +55,9 @@ pub fn can_infer_option(answer: &str, choices: &[(char, String)], compat: Compat
     }
     if compat == Compat::Head {
         if let Some(c) = answer_is_re().captures(answer) {
+            // VLMEvalKit upper-cases the captured letter before looking it up.
             let l = c[1].chars().next().unwrap().to_ascii_uppercase();
-            // The class [ABCD] under (?i) also matches lower case; VLMEvalKit compares the
-            // captured text itself with the choice keys.
-            let raw = c[1].chars().next().unwrap();
-            if raw == l && choices.iter().any(|(k, _)| *k == l) {
+            if choices.iter().any(|(k, _)| *k == l) {
                 return Some(l);
             }
         }
@@ -196,7 +194,6 @@ pub fn report_acc(scored: &[(&Row, f64)]) -> Vec<Metric> {
             out.push(Metric::new(sp.clone(), Some(n), "acc", v));
         }
     }
-    let _ = HashMap::<(), ()>::new();
     out
 }
 
@@ -220,6 +217,6 @@ mod tests {
         assert_eq!(can_infer("B is what I would say here for sure", &c, h), None);
         assert_eq!(can_infer("B is what I would say here for sure", &c, Compat::V0ff0c3e), Some('B'));
         assert_eq!(can_infer("I think the answer is **C** because A B", &c, h), Some('C'));
-        assert_eq!(can_infer("the answer is c", &c, h), None);
+        assert_eq!(can_infer("the answer is c", &c, h), Some('C'));
     }
 }
