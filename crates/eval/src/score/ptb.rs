@@ -122,6 +122,16 @@ fn split_chunk(chunk: &str, out: &mut Vec<String>, last_in_line: bool) {
 }
 
 fn split_clitics(w: &str) -> Vec<String> {
+    // Times glued to am/pm ("5:00pm", "10.30pm") are split; "7am" is not.
+    for suf in ["am", "pm"] {
+        if let Some(stem) = w.strip_suffix(suf) {
+            if !stem.is_empty() && stem.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '.') && stem.chars().next().unwrap().is_ascii_digit()
+                && stem.contains([':', '.'])
+            {
+                return vec![stem.into(), suf.into()];
+            }
+        }
+    }
     for (full, a, b) in [("cannot", "can", "not"), ("gonna", "gon", "na"), ("gotta", "got", "ta"), ("wanna", "wan", "na")] {
         if w == full {
             return vec![a.into(), b.into()];
