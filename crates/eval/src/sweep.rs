@@ -32,6 +32,59 @@ pub trait Answerer {
         -> Result<String>;
 }
 
+/// Object-safe form of [`Answerer`], so that models of different types can be held together
+/// (`Vec<Box<dyn DynAnswerer>>`) and swept one after the other; every `Answerer` whose prepared
+/// type is `'static` is one, and `Box<dyn DynAnswerer>` is an `Answerer` again.
+pub trait DynAnswerer {
+    fn dyn_model_name(&self) -> String;
+    fn dyn_reducer(&self) -> String;
+    fn dyn_prompt_style(&self) -> PromptStyle;
+    fn prepare_dyn(&mut self, images: &[image::DynamicImage]) -> Result<Box<dyn std::any::Any>>;
+    fn answer_dyn(&mut self, prepared: &dyn std::any::Any, prompt: &str, vision_tokens: usize, max_new_tokens: usize)
+        -> Result<String>;
+}
+
+impl<A: Answerer> DynAnswerer for A
+where
+    A::Prepared: 'static,
+{
+    fn dyn_model_name(&self) -> String {
+        Answerer::model_name(self)
+    }
+    fn dyn_reducer(&self) -> String {
+        Answerer::reducer(self)
+    }
+    fn dyn_prompt_style(&self) -> PromptStyle {
+        Answerer::prompt_style(self)
+    }
+    fn prepare_dyn(&mut self, images: &[image::DynamicImage]) -> Result<Box<dyn std::any::Any>> {
+        Ok(Box::new(self.prepare_image(images)?))
+    }
+    fn answer_dyn(&mut self, prepared: &dyn std::any::Any, prompt: &str, n: usize, mnt: usize) -> Result<String> {
+        let p = prepared.downcast_ref::<A::Prepared>().ok_or_else(|| anyhow::anyhow!("prepared image of another model"))?;
+        self.answer(p, prompt, n, mnt)
+    }
+}
+
+impl Answerer for Box<dyn DynAnswerer> {
+    type Prepared = Box<dyn std::any::Any>;
+    fn model_name(&self) -> String {
+        (**self).dyn_model_name()
+    }
+    fn reducer(&self) -> String {
+        (**self).dyn_reducer()
+    }
+    fn prompt_style(&self) -> PromptStyle {
+        (**self).dyn_prompt_style()
+    }
+    fn prepare_image(&mut self, images: &[image::DynamicImage]) -> Result<Self::Prepared> {
+        (**self).prepare_dyn(images)
+    }
+    fn answer(&mut self, prepared: &Self::Prepared, prompt: &str, n: usize, mnt: usize) -> Result<String> {
+        (**self).answer_dyn(prepared.as_ref(), prompt, n, mnt)
+    }
+}
+
 /// What decides whether stored predictions are still valid: refused when it differs, unless
 /// `--force`. Models, reducers and n are part of each record's key and may change freely.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -103,3 +103,37 @@ fn different_configuration_is_refused_unless_forced() {
     let (_, c) = tokenscale_eval::sweep::read_config(&run).unwrap();
     assert_eq!(c.datasets.len(), 4);
 }
+
+#[test]
+fn boxed_answerers_and_conflicting_merges() {
+    use tokenscale_eval::sweep::DynAnswerer;
+    let tmp = tempfile::tempdir().unwrap();
+    let tsvs = tokenscale_eval::synth::generate(&tmp.path().join("data"), 9, 4, 24).unwrap();
+    let ds = load(&tsvs);
+    let mut models: Vec<Box<dyn DynAnswerer>> = vec![
+        Box::new(EchoAnswerer::new("a", &ds, PromptStyle::Default).unwrap()),
+        Box::new(EchoAnswerer::new("b", &ds, PromptStyle::Llava).unwrap().with_reducer("pool")),
+    ];
+    let run = tmp.path().join("run");
+    for m in models.iter_mut() {
+        run_sweep(m, &ds, &SweepConfig::new(&run, vec![4, 16])).unwrap();
+    }
+    let rows = finish_run(&run, &ds, ScoreOptions::default()).unwrap();
+    assert!(rows.iter().any(|r| r.model == "b" && r.reducer == "pool" && r.n == 16));
+    // Two runs that stored different predictions for the same key do not merge silently.
+    let other = tmp.path().join("other");
+    let mut c = EchoAnswerer::new("a", &ds, PromptStyle::Default).unwrap();
+    c.answer_sleep = std::time::Duration::ZERO;
+    let mut cfg = SweepConfig::new(&other, vec![4]);
+    cfg.max_answers = Some(3);
+    run_sweep(&mut c, &ds, &cfg).unwrap();
+    let f = other.join("store/shard-0000-of-0001.jsonl");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let first = text.lines().next().unwrap();
+    let mut rec: tokenscale_eval::store::Record = serde_json::from_str(first).unwrap();
+    rec.prediction.push_str(" (changed)");
+    std::fs::write(&f, text.replacen(first, &serde_json::to_string(&rec).unwrap(), 1)).unwrap();
+    let err = format!("{:#}", merge_runs(&[run.clone(), other.clone()], &tmp.path().join("m"), &[], ScoreOptions::default(), false).unwrap_err());
+    assert!(err.contains("different prediction") && err.contains("--force"), "{err}");
+    merge_runs(&[run, other], &tmp.path().join("m2"), &[], ScoreOptions::default(), true).unwrap();
+}
