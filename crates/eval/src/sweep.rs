@@ -355,6 +355,15 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
     }
     bar.finish_and_clear();
     sum.wall_seconds = start.elapsed().as_secs_f64();
+    // One line per sweep invocation (timings of shared image work vs answers), for reports.
+    let log = serde_json::json!({
+        "model": model, "reducer": reducer, "shard": format!("{}/{}", cfg.shard.k, cfg.shard.count),
+        "vision_tokens": cfg.vision_tokens, "summary": &sum,
+    });
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(cfg.run_dir.join("sweeps.jsonl")) {
+        use std::io::Write;
+        let _ = writeln!(f, "{log}");
+    }
     Ok(sum)
 }
 
