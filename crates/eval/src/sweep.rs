@@ -267,6 +267,8 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
     if cfg.vision_tokens.is_empty() {
         bail!("no vision-token counts to sweep");
     }
+    let mut seen = std::collections::HashSet::new();
+    let vision_tokens: Vec<usize> = cfg.vision_tokens.iter().copied().filter(|n| seen.insert(*n)).collect();
     let run_cfg = RunConfig::new(datasets, cfg.max_new_tokens, cfg.settings.clone());
     check_or_write_config(&cfg.run_dir, &run_cfg, cfg.force)?;
     let mut store = Store::open(&cfg.run_dir, cfg.shard)?;
@@ -284,13 +286,12 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
             if !cfg.shard.owns(it.row) {
                 continue;
             }
-            let missing: Vec<usize> = cfg
-                .vision_tokens
+            let missing: Vec<usize> = vision_tokens
                 .iter()
                 .copied()
                 .filter(|&n| !store.contains(&(model.clone(), reducer.clone(), n, ds.name.clone(), it.index.clone())))
                 .collect();
-            sum.skipped += cfg.vision_tokens.len() - missing.len();
+            sum.skipped += vision_tokens.len() - missing.len();
             if !missing.is_empty() {
                 total += missing.len() as u64;
                 work.push((di, ii, missing));
@@ -317,7 +318,7 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
         let reuse = matches!(&cache, Some((d, k, _)) if *d == di && *k == it.image_key);
         if !reuse {
             let t = Instant::now();
-            let imgs = it.decode_images().with_context(|| format!("{}", ds.name))?;
+            let imgs = it.decode_images().with_context(|| ds.name.clone())?;
             let p = answerer
                 .prepare_image(&imgs)
                 .with_context(|| format!("{}: line {}: index {}: preparing the image", ds.name, it.line, it.index))?;

@@ -77,7 +77,7 @@ pub fn process_digit_article(in_text: &str) -> String {
 
 /// `process_answer`.
 pub fn process_answer(a: &str) -> String {
-    let a = a.replace('\n', " ").replace('\t', " ");
+    let a = a.replace(['\n', '\t'], " ");
     let a = py::strip(&a);
     process_digit_article(&process_punctuation(a))
 }
