@@ -57,6 +57,6 @@ pub fn run(args: Args) -> Result<()> {
     println!("prompt:        {:?}", vicuna_v1_prompt(&args.prompt));
     print!("answer:        ");
     let config = GenerationConfig { max_new_tokens: args.max_new_tokens, stop_tokens: runtime.stop_tokens(), ..Default::default() };
-    super::run::generate_streaming(&runtime, Some(&image), &args.prompt, false, &config)?;
+    super::run::generate_streaming(&runtime, Some(&image), &args.prompt, false, &Default::default(), &config)?;
     Ok(())
 }

@@ -22,6 +22,8 @@ pub struct Args {
     /// Use --prompt as the exact model input (it must contain <image> for LLaVA).
     #[arg(long)]
     pub raw_prompt: bool,
+    #[command(flatten)]
+    pub budget: super::BudgetArgs,
     /// Output .safetensors file (written whole or not at all).
     #[arg(long)]
     pub out: PathBuf,
@@ -30,7 +32,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
     let image = args.image.as_deref().map(load_image).transpose()?;
-    let prepared = runtime.prepare(image.as_ref(), &args.prompt, args.raw_prompt)?;
+    let prepared = runtime.prepare(image.as_ref(), &args.prompt, args.raw_prompt, &args.budget.to_budget())?;
     let llm = runtime.llm();
     let out = llm.forward_embeds(&prepared.embeds, &mut llm.new_cache(), true, true)?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use tokenscale_model::generation::{generate, GenerationConfig};
 use tokenscale_model::preprocess::load_image;
-use tokenscale_model::runtime::Runtime;
+use tokenscale_model::runtime::{Runtime, VisionBudget};
 use tokenscale_model::tokenizer::TokenStream;
 use tokenscale_model::{DType, Device};
 
@@ -24,6 +24,8 @@ pub struct Args {
     /// Use --prompt as the exact model input (it must contain <image> for LLaVA).
     #[arg(long)]
     pub raw_prompt: bool,
+    #[command(flatten)]
+    pub budget: super::BudgetArgs,
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
     /// 0 = greedy.
@@ -38,7 +40,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
     let image = args.image.as_deref().map(load_image).transpose()?;
-    generate_streaming(&runtime, image.as_ref(), &args.prompt, args.raw_prompt, &config_from(&args, &runtime))?;
+    generate_streaming(&runtime, image.as_ref(), &args.prompt, args.raw_prompt, &args.budget.to_budget(), &config_from(&args, &runtime))?;
     Ok(())
 }
 
@@ -58,9 +60,10 @@ pub fn generate_streaming(
     image: Option<&tokenscale_model::image::RgbImage>,
     prompt: &str,
     raw: bool,
+    budget: &VisionBudget,
     config: &GenerationConfig,
 ) -> Result<String> {
-    let prepared = runtime.prepare(image, prompt, raw)?;
+    let prepared = runtime.prepare(image, prompt, raw, budget)?;
     let mut stream = TokenStream::new(runtime.tokenizer());
     let mut answer = String::new();
     let mut stdout = std::io::stdout();

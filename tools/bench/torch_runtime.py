@@ -1,0 +1,91 @@
+"""PyTorch side of the runtime benchmark: same checkpoint, same measurements as
+crates/model/benches/runtime.rs (vision tower, LLM prefill, decode), printed as one JSON object.
+
+usage: python tools/bench/torch_runtime.py DIR [--decode-tokens N] [--repeat K]
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from transformers import LlavaForConditionalGeneration
+
+VICUNA = ("A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
+          "detailed, and polite answers to the human's questions. USER: <image>\nDescribe the image in detail. ASSISTANT:")
+
+
+def timed(repeat, fn):
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gemm(n, repeat):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / timed(repeat, lambda: a @ b) / 1e9
+
+
+@torch.inference_mode()
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dir")
+    ap.add_argument("--decode-tokens", type=int, default=32)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    from transformers import AutoTokenizer
+    model = LlavaForConditionalGeneration.from_pretrained(args.dir, torch_dtype=torch.float32, attn_implementation="sdpa").eval()
+    tok = AutoTokenizer.from_pretrained(args.dir)
+    image_id = model.config.image_token_index
+    ids = tok(VICUNA).input_ids
+    pos = ids.index(image_id)
+    ids = ids[:pos] + [image_id] * 576 + ids[pos + 1:]
+    input_ids = torch.tensor([ids])
+    pixel_values = torch.randn(1, 3, 336, 336)
+    lm, head = model.model.language_model, model.lm_head
+
+    def vision():
+        return model.model.get_image_features(pixel_values=pixel_values, vision_feature_layer=-2,
+                                              vision_feature_select_strategy="default")
+
+    feats = vision()
+    feats = feats[0] if isinstance(feats, (list, tuple)) else feats
+    embeds = lm.embed_tokens(input_ids)
+    mask = input_ids == image_id
+    embeds = embeds.masked_scatter(mask.unsqueeze(-1), feats.reshape(-1, embeds.shape[-1]))
+
+    def prefill():
+        out = lm(inputs_embeds=embeds, use_cache=True)
+        return out, head(out.last_hidden_state[:, -1:])
+
+    vision_s = timed(args.repeat, vision)
+    prefill_s = timed(args.repeat, prefill)
+    out, _ = prefill()
+    past = out.past_key_values
+    nxt = torch.tensor([[1]])
+    step = lm(input_ids=nxt, past_key_values=past, use_cache=True)
+    past = step.past_key_values
+    start = time.perf_counter()
+    for _ in range(args.decode_tokens):
+        step = lm(input_ids=nxt, past_key_values=past, use_cache=True)
+        past = step.past_key_values
+        head(step.last_hidden_state)
+    decode_s = (time.perf_counter() - start) / args.decode_tokens
+    print(json.dumps({
+        "impl": f"pytorch {torch.__version__}",
+        "threads": torch.get_num_threads(),
+        "gemm_f32_gflops": {"1024": gemm(1024, 5), "2048": gemm(2048, 3)},
+        "prompt_tokens": len(ids),
+        "vision_s": vision_s,
+        "prefill_s": prefill_s,
+        "prefill_tokens_per_s": len(ids) / prefill_s,
+        "decode_tokens_per_s": 1 / decode_s,
+    }))
+
+
+if __name__ == "__main__":
+    main()
