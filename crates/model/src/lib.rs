@@ -1,5 +1,6 @@
 //! tokenscale-model: tensors, weights, models, preprocessing and generation for LLaVA-style VLMs.
 
+pub mod chat;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;

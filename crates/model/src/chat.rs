@@ -1,0 +1,185 @@
+//! Chat parsing for the imgque model and LLaVA (seed-system §1 "Token types", "Query token layout",
+//! §3 "Chat parsing", §9 quirks).
+//!
+//! - [`token_type`]: the bit-flag token types (PAD 1 … TXT 512) and the `is_ctl` / `is_the_type` helpers.
+//! - [`ChatTemplate`]: llama-2, llama-2-vision, vicuna_v1.1, qwen-7b-chat, phi-3, microsoft-phi-3,
+//!   llama-3, llama-3-vision, turning a [`Conversation`] into typed (string, type) [`Segment`]s.
+//! - [`ChatParser`]: per-segment tokenisation (`add_special_tokens = false`) into [`ChatTokens`]
+//!   (`input_ids`, `input_tps`, `attention_mask = tps != PAD`), with QED slots (`ChatQEDParser`:
+//!   n_l before the first question, n_s before each later one) or IMG tokens (`ChatIMGParser`,
+//!   LLaVA) when an image is present.
+//! - [`QueryParser`]: the query-decoder row (`ChatQEDQueryParser` / `ChatQEDDropQueryParser`):
+//!   per question, CLIP tokens (QUE) ++ placeholders (QED) ++ eos (EOS).
+//! - [`ChatAndQueryParser`]: both at once (`UtilChatAndQueryParser.parse_record`), with the
+//!   QED-slot / QED|EOS-output counts checked against each other.
+//! - Records ([`record`]): chat JSONL, the simple role list and the VLMEvalKit message list, all
+//!   turned into a [`Conversation`].
+
+pub mod parser;
+pub mod record;
+pub mod template;
+
+pub use parser::{
+    placeholder_token, tokenize_segments, validate_query_lengths, ChatAndQueryParser, ChatParser, ChatTokens, ParsedRecord,
+    QueryParser, VisionSlots,
+};
+pub use record::{
+    conversation_from_simple, conversation_from_vlmeval, parse_chat_jsonl, parse_chat_record, parse_simple_record,
+    parse_vlmeval_message, ChatMessage, ChatRecord, SimpleEntry, VlmEvalItem,
+};
+pub use template::{ChatTemplate, Segment, SepStyle, TEMPLATE_NAMES};
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+/// A token type: an OR of the bit flags in [`token_type`].
+pub type TokenType = u32;
+
+/// Token-type bit flags (`constants.py`). A token's type is tested with a bitwise AND.
+pub mod token_type {
+    use super::TokenType;
+
+    pub const PAD: TokenType = 1;
+    pub const INST: TokenType = 2;
+    pub const SYS: TokenType = 4;
+    pub const IMG: TokenType = 8;
+    pub const QUE: TokenType = 16;
+    pub const ANS: TokenType = 32;
+    pub const BOS: TokenType = 64;
+    pub const EOS: TokenType = 128;
+    pub const QED: TokenType = 256;
+    pub const TXT: TokenType = 512;
+
+    /// PAD | INST | SYS | BOS | EOS = 199.
+    pub const CTL: TokenType = PAD | INST | SYS | BOS | EOS;
+    pub const QUE_ANS: TokenType = QUE | ANS; // 48
+    pub const ANS_EOS: TokenType = ANS | EOS; // 160
+    pub const IMG_QED: TokenType = IMG | QED; // 264
+    pub const QUE_QED: TokenType = QUE | QED; // 272
+    pub const QUE_ANS_EOS: TokenType = QUE | ANS | EOS; // 176
+    pub const QED_EOS: TokenType = QED | EOS; // 384
+    pub const QED_ANS_EOS: TokenType = QED | ANS | EOS; // 416
+
+    /// `tps & CTL != 0`.
+    pub fn is_ctl(tp: TokenType) -> bool {
+        tp & CTL != 0
+    }
+
+    pub fn not_ctl(tp: TokenType) -> bool {
+        !is_ctl(tp)
+    }
+
+    /// `tps & the_type != 0` (true when the token has any of the bits of `the_type`).
+    pub fn is_the_type(tp: TokenType, the_type: TokenType) -> bool {
+        tp & the_type != 0
+    }
+
+    pub fn not_the_type(tp: TokenType, the_type: TokenType) -> bool {
+        !is_the_type(tp, the_type)
+    }
+
+    /// How many tokens have any of the bits of `the_type`.
+    pub fn count(tps: &[TokenType], the_type: TokenType) -> usize {
+        tps.iter().filter(|&&t| is_the_type(t, the_type)).count()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    /// An empty content is an "empty message" (fastchat's `None`): only the role tag is emitted,
+    /// e.g. the assistant turn still to be generated.
+    pub content: String,
+}
+
+/// One conversation: optional image, optional system message, messages alternating
+/// user / assistant starting with the user.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// Image path (or other reference); `None` for a text-only conversation.
+    pub image: Option<String>,
+    /// `None`: the template's default system message; `Some("")`: no system prompt.
+    pub system: Option<String>,
+    pub messages: Vec<Message>,
+}
+
+impl Conversation {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+
+    pub fn with_system(mut self, system: impl Into<String>) -> Self {
+        self.system = Some(system.into());
+        self
+    }
+
+    pub fn user(mut self, content: impl Into<String>) -> Self {
+        self.messages.push(Message { role: Role::User, content: content.into() });
+        self
+    }
+
+    pub fn assistant(mut self, content: impl Into<String>) -> Self {
+        self.messages.push(Message { role: Role::Assistant, content: content.into() });
+        self
+    }
+
+    /// From plain strings alternating user / assistant (user first).
+    pub fn from_turns<S: AsRef<str>>(turns: &[S]) -> Self {
+        let mut c = Self::new();
+        for (i, t) in turns.iter().enumerate() {
+            let role = if i % 2 == 0 { Role::User } else { Role::Assistant };
+            c.messages.push(Message { role, content: t.as_ref().to_string() });
+        }
+        c
+    }
+
+    /// The prompt to generate from: appends an empty assistant message when the last message is
+    /// the user's (so the templates emit the assistant role tag).
+    pub fn for_generation(mut self) -> Self {
+        if self.messages.last().map(|m| m.role) == Some(Role::User) {
+            self.messages.push(Message { role: Role::Assistant, content: String::new() });
+        }
+        self
+    }
+
+    /// The non-empty user messages, in order: the questions that get QED slots / query rows.
+    pub fn questions(&self) -> Vec<&str> {
+        self.messages.iter().filter(|m| m.role == Role::User && !m.content.is_empty()).map(|m| m.content.as_str()).collect()
+    }
+
+    /// Roles must alternate user, assistant, user, … starting with the user.
+    pub fn validate(&self) -> Result<()> {
+        for (i, m) in self.messages.iter().enumerate() {
+            let want = if i % 2 == 0 { Role::User } else { Role::Assistant };
+            if m.role != want {
+                bail!(
+                    "messages[{i}]: role \"{}\" where \"{}\" was expected (roles must alternate user, assistant, … starting with user)",
+                    m.role.as_str(),
+                    want.as_str()
+                );
+            }
+        }
+        Ok(())
+    }
+}
