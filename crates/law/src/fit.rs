@@ -300,6 +300,12 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
         ci95.insert(name.to_string(), ci);
     }
 
+    if let (Law::Paper, Some("general"), Some([lo, hi])) = (law, regime_form, ci95.get("n_balance")) {
+        if *lo <= 0.0 || hi / lo > 1e3 {
+            notes.push(format!("n_balance is poorly determined: its 95% interval [{lo:.3e}, {hi:.3e}] spans the boundaries (the bootstrap refits move towards a pure power law)"));
+        }
+    }
+
     // Curve and band on a log grid over the measured range.
     let nmin = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let nmax = points.iter().map(|p| p.0).fold(0.0, f64::max);
