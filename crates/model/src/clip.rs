@@ -61,7 +61,9 @@ struct Attention {
 }
 
 impl Attention {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+    /// The attention output and, when `detail`, the probabilities `[B, heads, T, T]` and the raw
+    /// keys (`k_proj` output, before any scaling) averaged over heads, `[B, T, head_dim]`.
+    fn forward_detailed(&self, xs: &Tensor, detail: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
         let (b, t, h) = xs.dims3()?;
         let shape = |x: Tensor| -> Result<Tensor> {
             Ok(x.reshape((b, t, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
@@ -73,7 +75,8 @@ impl Attention {
         let scores = q.matmul(&k.t()?)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
-        Ok(self.out.forward(&ctx)?)
+        let detail = if detail { Some((probs, k.mean(1)?)) } else { None };
+        Ok((self.out.forward(&ctx)?, detail))
     }
 }
 
@@ -87,11 +90,20 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let h = (xs + self.attn.forward(&self.ln1.forward(xs)?)?)?;
+    fn forward_detailed(&self, xs: &Tensor, detail: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+        let (attn, detail) = self.attn.forward_detailed(&self.ln1.forward(xs)?, detail)?;
+        let h = (xs + attn)?;
         let mlp = self.fc2.forward(&self.act.apply(&self.fc1.forward(&self.ln2.forward(&h)?)?)?)?;
-        Ok((h + mlp)?)
+        Ok(((h + mlp)?, detail))
     }
+}
+
+/// The self-attention of one encoder layer, for token reducers (VisionZip).
+pub struct ClipLayerAttention {
+    /// Softmax probabilities `[B, heads, T, T]` (row = query, column = key; token 0 is CLS).
+    pub probs: Tensor,
+    /// `k_proj` output averaged over heads, `[B, T, head_dim]` (VisionZip's similarity metric).
+    pub keys_mean: Tensor,
 }
 
 /// Outputs of a CLIP vision forward pass.
@@ -166,6 +178,21 @@ impl ClipVisionTransformer {
 
     /// `pixel_values` is `[B, C, image_size, image_size]`.
     pub fn forward(&self, pixel_values: &Tensor) -> Result<ClipVisionOutput> {
+        Ok(self.forward_with_attention(pixel_values, None)?.0)
+    }
+
+    /// [`Self::forward`], also returning the attention probabilities and head-averaged keys of
+    /// encoder layer `layer` (0-based; its output is `hidden_states[layer + 1]`) when asked.
+    pub fn forward_with_attention(
+        &self,
+        pixel_values: &Tensor,
+        layer: Option<usize>,
+    ) -> Result<(ClipVisionOutput, Option<ClipLayerAttention>)> {
+        if let Some(l) = layer {
+            if l >= self.layers.len() {
+                bail!("CLIP attention of layer {l} requested but the tower has {} layers", self.layers.len());
+            }
+        }
         let c = &self.config;
         let dims = pixel_values.dims();
         if dims.len() != 4 || dims[1] != c.num_channels || dims[2] != c.image_size || dims[3] != c.image_size {
@@ -184,15 +211,20 @@ impl ClipVisionTransformer {
         let mut xs = self.pre_layrnorm.forward(&xs)?;
         let mut hidden_states = Vec::with_capacity(self.layers.len() + 1);
         hidden_states.push(xs.clone());
-        for layer in &self.layers {
-            xs = layer.forward(&xs)?;
+        let mut attention = None;
+        for (i, l) in self.layers.iter().enumerate() {
+            let (next, detail) = l.forward_detailed(&xs, layer == Some(i))?;
+            if let Some((probs, keys_mean)) = detail {
+                attention = Some(ClipLayerAttention { probs, keys_mean });
+            }
+            xs = next;
             hidden_states.push(xs.clone());
         }
         let pooler_output = match &self.post_layernorm {
             Some(ln) => Some(ln.forward(&xs.narrow(1, 0, 1)?.squeeze(1)?)?),
             None => None,
         };
-        Ok(ClipVisionOutput { hidden_states, pooler_output })
+        Ok((ClipVisionOutput { hidden_states, pooler_output }, attention))
     }
 
     /// Hidden state of layer `index` (negative counts from the end, as in Python).

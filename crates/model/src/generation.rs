@@ -5,7 +5,7 @@ use candle_core::{DType, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::llama::{KvCache, Llama};
+use crate::llama::{KvCache, Llama, SpanPrune};
 
 #[derive(Debug, Clone)]
 pub struct GenerationConfig {
@@ -89,15 +89,49 @@ pub fn generate(
     llm: &Llama,
     prompt_embeds: &Tensor,
     config: &GenerationConfig,
-    mut on_token: impl FnMut(u32) -> Result<()>,
+    on_token: impl FnMut(u32) -> Result<()>,
 ) -> Result<Vec<u32>> {
     let mut cache: KvCache = llm.new_cache();
+    if config.max_new_tokens == 0 {
+        return Ok(Vec::new());
+    }
+    let logits = llm.forward_embeds(prompt_embeds, &mut cache, false, false)?.logits;
+    continue_generation(llm, &mut cache, logits, config, on_token)
+}
+
+/// [`generate`] whose prefill prunes a span of the prompt as FastV does (see
+/// [`crate::llama::SpanPrune`]); `prune: None` is exactly [`generate`].
+pub fn generate_pruned(
+    llm: &Llama,
+    prompt_embeds: &Tensor,
+    prune: Option<&SpanPrune>,
+    config: &GenerationConfig,
+    on_token: impl FnMut(u32) -> Result<()>,
+) -> Result<Vec<u32>> {
+    let Some(prune) = prune else { return generate(llm, prompt_embeds, config, on_token) };
+    if config.max_new_tokens == 0 {
+        return Ok(Vec::new());
+    }
+    let mut cache = llm.new_cache();
+    let logits = llm.forward_embeds_pruned(prompt_embeds, &mut cache, false, false, prune)?.output.logits;
+    continue_generation(llm, &mut cache, logits, config, on_token)
+}
+
+/// The decode loop after a prefill done elsewhere (e.g. FastV's pruned prefill): `logits` are
+/// the prefill's last-position logits and `cache` what it left. Same sampling and stopping as
+/// [`generate`].
+pub fn continue_generation(
+    llm: &Llama,
+    cache: &mut KvCache,
+    mut logits: Tensor,
+    config: &GenerationConfig,
+    mut on_token: impl FnMut(u32) -> Result<()>,
+) -> Result<Vec<u32>> {
     let mut sampler = Sampler::new(config);
     let mut tokens = Vec::new();
     if config.max_new_tokens == 0 {
         return Ok(tokens);
     }
-    let mut logits = llm.forward_embeds(prompt_embeds, &mut cache, false, false)?.logits;
     loop {
         let next = sampler.sample(&logits.flatten_all()?)?;
         tokens.push(next);
@@ -106,7 +140,7 @@ pub fn generate(
             break;
         }
         let ids = Tensor::new(&[[next]], llm.device())?;
-        logits = llm.forward_ids(&ids, &mut cache, false, false)?.logits;
+        logits = llm.forward_ids(&ids, cache, false, false)?.logits;
     }
     Ok(tokens)
 }

@@ -10,6 +10,7 @@ pub mod llama;
 pub mod llava;
 pub mod nn;
 pub mod preprocess;
+pub mod reduce;
 pub mod resample;
 pub mod runtime;
 pub mod tokenizer;

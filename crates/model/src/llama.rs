@@ -197,6 +197,40 @@ impl KvCache {
             _ => 0,
         }
     }
+    /// Cached positions of every layer (they differ after FastV-style pruning, where layers ≥ K
+    /// keep only the surviving tokens; the next position is always `seq_len()`, layer 0's count).
+    pub fn layer_lens(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0))).collect()
+    }
+}
+
+/// FastV-style pruning of one contiguous span of a forward call's input (e.g. the image tokens).
+/// Layers `< layer` see every token; before layer `layer` the `keep` span tokens that the last
+/// input token attends to most at layer `layer − 1` (probabilities averaged over heads) are kept,
+/// with every token outside the span, and the others are dropped from the hidden states and
+/// from the KV caches of layers ≥ `layer`. Survivors keep their original position ids, so a
+/// plain decode step (`forward_embeds` with the returned cache) continues at the next position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanPrune {
+    /// K ≥ 1.
+    pub layer: usize,
+    /// Span offset within the `embeds` of the call.
+    pub start: usize,
+    pub len: usize,
+    /// 1 ≤ keep ≤ len.
+    pub keep: usize,
+}
+
+/// What a pruned forward pass returns.
+pub struct PrunedOutput {
+    /// Logits of the surviving positions (all of them, or only the last one).
+    pub output: LlamaOutput,
+    /// Offsets (within the call's input) of the tokens that reach the layers ≥ K, ascending.
+    pub kept: Vec<usize>,
+    /// Offsets within the span of the kept span tokens, ascending.
+    pub kept_in_span: Vec<usize>,
+    /// Attention of the last input token over the span at layer K − 1, averaged over heads.
+    pub span_scores: Vec<f32>,
 }
 
 struct Attention {
@@ -226,6 +260,20 @@ impl Attention {
         mask: Option<&Tensor>,
         cache: &mut Option<(Tensor, Tensor)>,
     ) -> Result<Tensor> {
+        Ok(self.forward_detailed(xs, cos, sin, mask, cache, false)?.0)
+    }
+
+    /// Also returns, when `last_probs`, the attention probabilities of the last query over every
+    /// key (cached ones first), averaged over heads: `[B, S]`.
+    fn forward_detailed(
+        &self,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut Option<(Tensor, Tensor)>,
+        last_probs: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, t, _) = xs.dims3()?;
         let split = |x: Tensor, heads: usize| -> Result<Tensor> {
             Ok(x.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
@@ -249,8 +297,9 @@ impl Attention {
             scores = scores.broadcast_add(mask)?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let last = if last_probs { Some(probs.narrow(2, t - 1, 1)?.squeeze(2)?.to_dtype(DType::F32)?.mean(1)?) } else { None };
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
-        Ok(self.o.forward(&ctx)?)
+        Ok((self.o.forward(&ctx)?, last))
     }
 }
 
@@ -427,6 +476,90 @@ impl Llama {
         Ok(LlamaOutput { logits, hidden_states })
     }
 
+    /// [`Self::forward_embeds`] with FastV-style pruning of a span of `embeds` (see [`SpanPrune`]).
+    /// The cache it leaves has fewer positions in layers ≥ K; continue decoding with
+    /// `forward_embeds`/`forward_ids` as usual. Batch size must be 1.
+    pub fn forward_embeds_pruned(
+        &self,
+        embeds: &Tensor,
+        cache: &mut KvCache,
+        all_logits: bool,
+        want_hidden: bool,
+        prune: &SpanPrune,
+    ) -> Result<PrunedOutput> {
+        let (b, t, _) = embeds.dims3()?;
+        if b != 1 {
+            bail!("pruned forward needs batch size 1, got {b}");
+        }
+        let p = prune;
+        if p.layer == 0 || p.layer > self.layers.len() {
+            bail!("FastV layer K = {} is out of range: 1 ≤ K ≤ {} (the decoder's layers)", p.layer, self.layers.len());
+        }
+        if p.len == 0 || p.start + p.len >= t {
+            bail!("the pruned span [{}, {}) must be non-empty and followed by at least one token (input has {t})", p.start, p.start + p.len);
+        }
+        if p.keep == 0 || p.keep > p.len {
+            bail!("FastV keeps {} tokens but 1 ≤ R ≤ {} (the span length)", p.keep, p.len);
+        }
+        let past = cache.seq_len();
+        if past + t > self.config.max_position_embeddings {
+            bail!(
+                "sequence of {} tokens exceeds the context of {} (max_position_embeddings)",
+                past + t,
+                self.config.max_position_embeddings
+            );
+        }
+        if cache.layers.len() != self.layers.len() {
+            *cache = self.new_cache();
+        }
+        let (cos_all, sin_all) = self.rope_tables(past, t)?;
+        let (mut cos, mut sin) = (cos_all.clone(), sin_all.clone());
+        let mut xs = embeds.clone();
+        let mut hidden_states = Vec::new();
+        let mut kept: Vec<usize> = (0..t).collect();
+        let mut kept_in_span = Vec::new();
+        let mut span_scores = Vec::new();
+        let mut scores_row: Option<Tensor> = None;
+        for (i, (layer, slot)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+            if i == p.layer {
+                (span_scores, kept_in_span, kept) = select_span(scores_row.take(), t, p)?;
+                let idx = Tensor::new(kept.iter().map(|&k| k as u32).collect::<Vec<_>>(), xs.device())?;
+                xs = xs.index_select(&idx, 1)?;
+                cos = cos_all.index_select(&idx, 0)?;
+                sin = sin_all.index_select(&idx, 0)?;
+            }
+            if want_hidden {
+                hidden_states.push(xs.clone());
+            }
+            let cur = xs.dim(1)?;
+            let layer_past = slot.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
+            let mask = if cur > 1 { Some(causal_mask(cur, layer_past, embeds.dtype(), self.device())?) } else { None };
+            let want_row = i + 1 == p.layer;
+            let (attn, row) =
+                layer.attn.forward_detailed(&layer.input_layernorm.forward(&xs)?, &cos, &sin, mask.as_ref(), slot, want_row)?;
+            if want_row {
+                scores_row = row;
+            }
+            let h = (xs + attn)?;
+            let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&h)?)?;
+            xs = (h + mlp)?;
+        }
+        if p.layer == self.layers.len() {
+            // K = L: the selection happens after the last layer; only the logits' positions change.
+            (span_scores, kept_in_span, kept) = select_span(scores_row.take(), t, p)?;
+            let idx = Tensor::new(kept.iter().map(|&k| k as u32).collect::<Vec<_>>(), xs.device())?;
+            xs = xs.index_select(&idx, 1)?;
+        }
+        let normed = self.norm.forward(&xs)?;
+        if want_hidden {
+            hidden_states.push(normed.clone());
+        }
+        let cur = normed.dim(1)?;
+        let last = if all_logits { normed } else { normed.narrow(1, cur - 1, 1)? };
+        let logits = self.lm_head.forward(&last)?;
+        Ok(PrunedOutput { output: LlamaOutput { logits, hidden_states }, kept, kept_in_span, span_scores })
+    }
+
     pub fn forward_ids(&self, ids: &Tensor, cache: &mut KvCache, all_logits: bool, want_hidden: bool) -> Result<LlamaOutput> {
         self.forward_embeds(&self.embed(ids)?, cache, all_logits, want_hidden)
     }
@@ -439,6 +572,27 @@ fn causal_mask(t: usize, past: usize, dtype: DType, device: &Device) -> Result<T
         .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
         .collect();
     Ok(Tensor::from_vec(data, (t, total), device)?.to_dtype(dtype)?)
+}
+
+/// FastV's selection from the last query's head-averaged attention row `[1, past + t]`:
+/// (span scores, kept offsets within the span, kept offsets within the input).
+fn select_span(row: Option<Tensor>, t: usize, p: &SpanPrune) -> Result<(Vec<f32>, Vec<usize>, Vec<usize>)> {
+    let row = row.context("FastV: no attention row from layer K − 1")?;
+    let past = row.dim(1)? - t;
+    let row: Vec<f32> = row.squeeze(0)?.to_vec1()?;
+    let scores = row[past + p.start..past + p.start + p.len].to_vec();
+    let in_span = top_k_sorted(&scores, p.keep);
+    let kept = (0..p.start).chain(in_span.iter().map(|&j| p.start + j)).chain(p.start + p.len..t).collect();
+    Ok((scores, in_span, kept))
+}
+
+/// Indices of the `k` largest values (ties go to the lower index), in ascending index order.
+pub fn top_k_sorted(values: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    let mut top: Vec<usize> = order.into_iter().take(k).collect();
+    top.sort_unstable();
+    top
 }
 
 /// Greedy argmax of a `[V]` logits row.

@@ -11,9 +11,10 @@ use serde::Deserialize;
 
 use crate::clip::{ClipVisionConfig, ClipVisionTransformer};
 use crate::config::{parse, read_json_value};
-use crate::llama::{Llama, LlamaConfig};
+use crate::llama::{Llama, LlamaConfig, SpanPrune};
 use crate::nn::{self, Activation};
 use crate::preprocess::{expand_to_square, mean_color, ClipImageProcessorConfig};
+use crate::reduce::{self, Reducer};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
@@ -135,6 +136,47 @@ impl Llava {
         }
     }
 
+    /// The vision tokens of one image (`pixel_values` `[1, C, H, W]`) brought to `n` by
+    /// `reducer`, as CLIP features `[1, n, vision_hidden]` ready for [`Self::project`]. `pool`
+    /// pools before the projector; `visionzip` works at the selected layer (and, as VisionZip
+    /// does, always keeps CLS among the dominant tokens); `fastv` reduces inside the LLM, so here
+    /// it returns every token. `n` = [`LlavaConfig::image_tokens`] is the identity.
+    pub fn reduced_vision_features(&self, pixel_values: &Tensor, n: usize, reducer: Reducer) -> Result<Tensor> {
+        let b = pixel_values.dim(0)?;
+        if b != 1 {
+            bail!("token reduction works on one image at a time (got a batch of {b})");
+        }
+        let available = self.config.image_tokens();
+        reduce::check_budget(n, available)?;
+        if n == available || matches!(reducer, Reducer::FastV { .. }) {
+            return self.vision_features(pixel_values);
+        }
+        let reduced = match reducer {
+            Reducer::Pool => {
+                let feats = self.vision_features(pixel_values)?.squeeze(0)?;
+                let g = self.config.vision.grid();
+                let grid = if self.config.keep_cls { None } else { Some((g, g)) };
+                reduce::pool(&feats, grid, n)?
+            }
+            Reducer::Uniform => reduce::uniform(&self.vision_features(pixel_values)?.squeeze(0)?, n)?,
+            Reducer::VisionZip => {
+                if self.feature_index == 0 {
+                    bail!("visionzip needs an encoder layer's attention, but vision_feature_layer selects the embeddings");
+                }
+                let (out, attn) = self.vision.forward_with_attention(pixel_values, Some(self.feature_index - 1))?;
+                let attn = attn.context("visionzip: no attention from the selected layer")?;
+                let hidden = out.hidden_states[self.feature_index].squeeze(0)?;
+                let t = hidden.dim(0)?;
+                let cls: Vec<f32> =
+                    attn.probs.squeeze(0)?.narrow(1, 0, 1)?.squeeze(1)?.narrow(1, 1, t - 1)?.to_dtype(DType::F32)?.sum(0)?.to_vec1()?;
+                let (dominant, contextual) = reduce::visionzip_split(n);
+                reduce::visionzip(&hidden, &attn.keys_mean.squeeze(0)?, &cls, dominant, contextual)?.0
+            }
+            Reducer::FastV { .. } => unreachable!(),
+        };
+        Ok(reduced.unsqueeze(0)?)
+    }
+
     /// Projects vision features into the LLM's embedding space.
     pub fn project(&self, features: &Tensor) -> Result<Tensor> {
         let h = self.config.projector_act.apply(&self.proj1.forward(features)?)?;
@@ -189,6 +231,19 @@ pub struct LlavaInputs {
     pub input_ids: Vec<u32>,
     /// `[1, 3, H, W]`
     pub pixel_values: Tensor,
+}
+
+/// What the LLM is fed at a vision-token budget ([`LlavaPipeline::prepare_budget`]).
+pub struct BudgetInputs {
+    pub input_ids: Vec<u32>,
+    /// `[1, 3, H, W]`
+    pub pixel_values: Tensor,
+    /// `[1, T, H]`
+    pub embeds: Tensor,
+    /// FastV's pruning for the prefill (use [`crate::generation::generate_pruned`] or
+    /// [`Llama::forward_embeds_pruned`]); `None` for the other reducers.
+    pub prune: Option<SpanPrune>,
+    pub vision_tokens: usize,
 }
 
 impl LlavaPipeline {
@@ -257,6 +312,36 @@ impl LlavaPipeline {
         let features = self.model.vision_features(&inputs.pixel_values)?;
         let projected = self.model.project(&features)?.squeeze(0)?;
         self.model.merge_embeddings(&inputs.input_ids, &projected)
+    }
+
+    /// Inputs at a vision-token budget: `n` tokens made by `reducer` (see [`crate::reduce`]).
+    /// For pool/uniform/visionzip the prompt holds `n` image tokens; for fastv it holds all of
+    /// them and `prune` says what the LLM's prefill drops (`None` when `n` keeps everything).
+    pub fn prepare_budget(&self, image: &image::RgbImage, prompt: &str, n: usize, reducer: Reducer) -> Result<BudgetInputs> {
+        let available = self.model.config.image_tokens();
+        reduce::check_budget(n, available)?;
+        let pixel_values = self.pixel_values(image)?;
+        let features = self.model.reduced_vision_features(&pixel_values, n, reducer)?;
+        let projected = self.model.project(&features)?.squeeze(0)?;
+        let image_id = self.model.config.image_token_index;
+        let (input_ids, prune) = match reducer {
+            Reducer::FastV { layer } => {
+                let layers = self.model.llm.num_layers();
+                if layer > layers {
+                    bail!("--reducer fastv:{layer}: K must be within 1..={layers} (the LLM's layers)");
+                }
+                let ids = self.input_ids(prompt, available)?;
+                let start = ids.iter().position(|&t| t == image_id).unwrap_or(0);
+                if start + available >= ids.len() {
+                    bail!("fastv needs at least one prompt token after the image");
+                }
+                let prune = (n < available).then_some(SpanPrune { layer, start, len: available, keep: n });
+                (ids, prune)
+            }
+            _ => (self.input_ids(prompt, n)?, None),
+        };
+        let embeds = self.model.merge_embeddings(&input_ids, &projected)?;
+        Ok(BudgetInputs { input_ids, pixel_values, embeds, prune, vision_tokens: n })
     }
 
     pub fn stop_tokens(&self) -> Vec<u32> {

@@ -8,13 +8,25 @@ use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
 use crate::checkpoint::{load_causal_lm, Architecture};
-use crate::llama::Llama;
+use crate::generation::{generate_pruned, GenerationConfig};
+use crate::llama::{Llama, LlamaOutput, SpanPrune};
 use crate::llava::{vicuna_v1_prompt, LlavaPipeline};
+use crate::reduce::Reducer;
 use crate::tokenizer::Tokenizer;
 
 pub enum Runtime {
     Llava(LlavaPipeline),
     Lm { llm: Llama, tokenizer: Tokenizer },
+}
+
+/// How many vision tokens to give the LLM. `tokens: None` keeps the model's native count.
+/// For LLaVA, `reducer` picks how 576 CLIP tokens become `tokens` (pool, uniform, visionzip,
+/// fastv); for the query-fused model `tokens` is n_l and `short_tokens` n_s.
+#[derive(Debug, Clone, Default)]
+pub struct VisionBudget {
+    pub tokens: Option<usize>,
+    pub short_tokens: Option<usize>,
+    pub reducer: Option<String>,
 }
 
 /// The inputs fed to the LLM for one prompt.
@@ -26,6 +38,10 @@ pub struct Prepared {
     /// The prompt text after templating.
     pub prompt: String,
     pub vision_tokens: usize,
+    /// FastV's pruning of the prompt's image span, applied by [`Runtime::forward`] and
+    /// [`Runtime::generate`] (the LLM then sees `vision_tokens` image tokens from layer K on);
+    /// `None` otherwise.
+    pub prune: Option<SpanPrune>,
 }
 
 impl Runtime {
@@ -69,11 +85,32 @@ impl Runtime {
 
     /// Templating: LLaVA wraps `prompt` in the vicuna_v1 conversation unless `raw`, in which case
     /// the prompt must carry its own `<image>`. Causal LMs take the prompt as it is.
-    pub fn prepare(&self, image: Option<&RgbImage>, prompt: &str, raw: bool) -> Result<Prepared> {
+    pub fn prepare(&self, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<Prepared> {
         match self {
             Self::Llava(p) => {
                 let image = image.ok_or_else(|| anyhow::anyhow!("this model needs an image (--image PATH)"))?;
                 let text = if raw { prompt.to_string() } else { vicuna_v1_prompt(prompt) };
+                if budget.tokens.is_some() || budget.reducer.is_some() {
+                    let Some(n) = budget.tokens else {
+                        bail!("--reducer needs --vision-tokens N (1 ≤ N ≤ {})", p.model.config.image_tokens());
+                    };
+                    let Some(name) = budget.reducer.as_deref() else {
+                        bail!("--vision-tokens on LLaVA needs --reducer (pool, uniform, visionzip, fastv, fastv:K)");
+                    };
+                    if budget.short_tokens.is_some() {
+                        bail!("--short-tokens applies to the query-fused model only");
+                    }
+                    let reducer = Reducer::parse(name)?;
+                    let inputs = p.prepare_budget(image, &text, n, reducer)?;
+                    return Ok(Prepared {
+                        input_ids: inputs.input_ids,
+                        pixel_values: Some(inputs.pixel_values),
+                        embeds: inputs.embeds,
+                        prompt: text,
+                        vision_tokens: inputs.vision_tokens,
+                        prune: inputs.prune,
+                    });
+                }
                 let inputs = p.prepare(image, &text)?;
                 let embeds = p.embeddings(&inputs)?;
                 Ok(Prepared {
@@ -82,9 +119,13 @@ impl Runtime {
                     embeds,
                     prompt: text,
                     vision_tokens: p.model.config.image_tokens(),
+                    prune: None,
                 })
             }
             Self::Lm { llm, tokenizer } => {
+                if budget.tokens.is_some() {
+                    bail!("--vision-tokens needs a vision-language model");
+                }
                 if image.is_some() {
                     bail!("this is a text-only model: drop --image");
                 }
@@ -94,8 +135,31 @@ impl Runtime {
                 }
                 let ids = Tensor::new(input_ids.as_slice(), llm.device())?.unsqueeze(0)?;
                 let embeds = llm.embed(&ids)?;
-                Ok(Prepared { input_ids, pixel_values: None, embeds, prompt: prompt.to_string(), vision_tokens: 0 })
+                Ok(Prepared { input_ids, pixel_values: None, embeds, prompt: prompt.to_string(), vision_tokens: 0, prune: None })
             }
         }
+    }
+}
+
+impl Runtime {
+    /// One forward pass over prepared inputs from an empty cache, applying FastV's pruning when
+    /// the budget asked for it (then `logits`/later hidden states cover the surviving positions).
+    pub fn forward(&self, prepared: &Prepared, all_logits: bool, want_hidden: bool) -> Result<LlamaOutput> {
+        let llm = self.llm();
+        let mut cache = llm.new_cache();
+        match &prepared.prune {
+            Some(prune) => Ok(llm.forward_embeds_pruned(&prepared.embeds, &mut cache, all_logits, want_hidden, prune)?.output),
+            None => llm.forward_embeds(&prepared.embeds, &mut cache, all_logits, want_hidden),
+        }
+    }
+
+    /// Generates after prepared inputs (FastV-pruned prefill when asked), streaming tokens.
+    pub fn generate(
+        &self,
+        prepared: &Prepared,
+        config: &GenerationConfig,
+        on_token: impl FnMut(u32) -> Result<()>,
+    ) -> Result<Vec<u32>> {
+        generate_pruned(self.llm(), &prepared.embeds, prepared.prune.as_ref(), config, on_token)
     }
 }
