@@ -20,7 +20,7 @@ pub mod record;
 pub mod template;
 
 pub use parser::{
-    placeholder_token, tokenize_segments, validate_query_lengths, ChatAndQueryParser, ChatParser, ChatTokens, ParsedRecord,
+    image_token_id, placeholder_token, resolve_token_id, tokenize_segments, validate_query_lengths, ChatAndQueryParser, ChatParser, ChatTokens, ParsedRecord,
     QueryParser, VisionSlots,
 };
 pub use record::{

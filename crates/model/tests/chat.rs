@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tokenscale_model::chat::token_type::*;
 use tokenscale_model::chat::{
-    parse_chat_jsonl, parse_chat_record, parse_simple_record, parse_vlmeval_message, validate_query_lengths,
+    image_token_id, parse_chat_jsonl, parse_chat_record, parse_simple_record, parse_vlmeval_message, resolve_token_id, validate_query_lengths,
     ChatAndQueryParser, ChatParser, ChatTemplate, Conversation, QueryParser, Role, TEMPLATE_NAMES,
 };
 use tokenscale_model::tokenizer::Tokenizer;
@@ -207,8 +207,19 @@ fn n_l_n_s_validation() {
     assert!(ChatParser::qed(t.clone(), 2, 3, 0).is_err());
     assert!(ChatParser::qed(t, 1, 1, 0).is_ok());
     assert!(validate_query_lengths(1, 1).is_ok());
-    let e = QueryParser::from_clip_tokenizer(&clip, 2, 1, false, Some("<nope>")).unwrap_err().to_string();
-    assert!(e.contains("<nope>"), "{e}");
+    let e = format!("{:#}", QueryParser::from_clip_tokenizer(&clip, 2, 1, false, Some("<nope>")).unwrap_err());
+    assert!(e.contains("CLIP pad token") && e.contains("\"<nope>\" is not in the tokenizer"), "{e}");
+}
+
+#[test]
+fn token_resolution() {
+    let special = llm_tokenizer("llm_special");
+    let plain = llm_tokenizer("llama_gqa");
+    assert_eq!(image_token_id(&special, 2), special.token_id("<image>").unwrap());
+    assert_eq!(image_token_id(&plain, 2), 2, "no image token: eos");
+    assert_eq!(resolve_token_id(&plain, Some("<pad>"), 2).unwrap(), 3);
+    assert_eq!(resolve_token_id(&plain, None, 2).unwrap(), 2);
+    assert!(resolve_token_id(&plain, Some("<|im_end|>"), 2).is_err());
 }
 
 #[test]

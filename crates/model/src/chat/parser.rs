@@ -86,6 +86,21 @@ pub fn validate_query_lengths(n_l: usize, n_s: usize) -> Result<()> {
     Ok(())
 }
 
+/// The id of `token` when given and present, else `fallback` (the original's "pad := eos if
+/// missing"). An explicitly named token that the tokenizer lacks is an error.
+pub fn resolve_token_id(tok: &Tokenizer, token: Option<&str>, fallback: u32) -> Result<u32> {
+    match token {
+        Some(t) => tok.token_id(t).with_context(|| format!("{}: token {t:?} is not in the tokenizer", tok.origin())),
+        None => Ok(fallback),
+    }
+}
+
+/// The image token for [`ChatParser::img`]: `<image>` (llava-hf) or `<|image|>` when the tokenizer
+/// has one, else `eos_id` (as `ChatIMGParser`).
+pub fn image_token_id(tok: &Tokenizer, eos_id: u32) -> u32 {
+    tok.token_id("<image>").or_else(|| tok.token_id("<|image|>")).unwrap_or(eos_id)
+}
+
 /// What goes into the LLM row for the image (only when the conversation has one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VisionSlots {
@@ -206,10 +221,7 @@ impl QueryParser {
         let eos_id = clip
             .token_id("<|endoftext|>")
             .with_context(|| format!("{}: CLIP tokenizer has no <|endoftext|> (eos) token", clip.origin()))?;
-        let pad_id = match pad_token {
-            Some(p) => clip.token_id(p).with_context(|| format!("{}: pad token {p:?} is not in the CLIP tokenizer", clip.origin()))?,
-            None => eos_id,
-        };
+        let pad_id = resolve_token_id(clip, pad_token, eos_id).context("CLIP pad token")?;
         let base = append_special_padding
             .then(|| clip.token_id(&placeholder_token(0)).unwrap_or(clip.vocab_size() as u32));
         Self::new(n_l, n_s, eos_id, pad_id, base)
