@@ -452,7 +452,11 @@ fn starts(form: Form, ns: &[f64], ys: &[f64], direction: Direction) -> Vec<Vec<f
         Form::Law(Law::Loglinear) => {
             let lx: Vec<f64> = ns.iter().map(|n| n.ln()).collect();
             let (a, b) = ols(&lx, ys).unwrap_or((ys[0], 0.0));
-            vec![vec![a, b]]
+            // A start that stays positive at every n (needed in log space when the OLS line dips below 0).
+            let (lo, hi) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &y| (l.min(y), h.max(y)));
+            let (x0, x1) = lx.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)));
+            let b1 = if x1 > x0 { (hi - lo) / (x1 - x0) } else { 0.0 };
+            vec![vec![a, b], vec![lo * 0.9 - b1.min(0.0) * x1, b1], vec![ys.iter().sum::<f64>() / ys.len() as f64, 0.0]]
         }
         Form::Law(Law::Saturating) => {
             let mut v = Vec::new();
