@@ -458,8 +458,17 @@ impl Figure for DiffHeatmap {
         if self.rows.is_empty() || self.cols.is_empty() {
             return Err(PlotError::Empty("heatmap without rows or columns".into()));
         }
-        let scale = self.values.iter().flatten().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-        let scale = if scale > 0.0 { scale } else { 1.0 };
+        // Benchmarks have different score scales: colour is normalised per row.
+        let row_scale: Vec<f64> = (0..self.rows.len())
+            .map(|i| {
+                let m = self.values.get(i).map_or(0.0, |r| r.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs())));
+                if m > 0.0 {
+                    m
+                } else {
+                    1.0
+                }
+            })
+            .collect();
         let (cw, ch) = (Self::CELL.0 as i32, Self::CELL.1 as i32);
         let (left, top) = (Self::LEFT as i32, Self::TOP as i32);
         let title = TextStyle::from((FAMILY, 18).into_font()).color(&BLACK);
@@ -477,7 +486,7 @@ impl Figure for DiffHeatmap {
                 let x = left + j as i32 * cw;
                 let v = self.values.get(i).and_then(|row| row.get(j)).copied().flatten();
                 let fill = match v {
-                    Some(v) => diverging(v / scale),
+                    Some(v) => diverging(v / row_scale[i]),
                     None => RGBColor(230, 230, 230),
                 };
                 root.draw(&Rectangle::new([(x, y), (x + cw, y + ch)], fill.filled())).map_err(draw_err)?;
@@ -488,7 +497,7 @@ impl Figure for DiffHeatmap {
         }
         let foot = TextStyle::from((FAMILY, 11).into_font()).color(&RGBColor(80, 80, 80));
         let y = top + self.rows.len() as i32 * ch + 18;
-        root.draw(&Text::new(format!("red: positive, blue: negative; full colour at |difference| = {}", fmt_tick(&scale)), (10, y), foot)).map_err(draw_err)?;
+        root.draw(&Text::new("red: positive, blue: negative; colour scaled per row (full colour = the row's largest |difference|)".to_string(), (10, y), foot)).map_err(draw_err)?;
         Ok(())
     }
 }
