@@ -24,8 +24,8 @@ pub use parser::{
     QueryParser, VisionSlots,
 };
 pub use record::{
-    conversation_from_simple, conversation_from_vlmeval, parse_chat_jsonl, parse_chat_record, parse_simple_record,
-    parse_vlmeval_message, ChatMessage, ChatRecord, SimpleEntry, VlmEvalItem,
+    conversation_from_simple, conversation_from_vlmeval, parse_any_record, parse_chat_jsonl, parse_chat_record,
+    parse_simple_record, parse_vlmeval_message, record_shape, ChatMessage, ChatRecord, RecordShape, SimpleEntry, VlmEvalItem,
 };
 pub use template::{ChatTemplate, Segment, SepStyle, TEMPLATE_NAMES};
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tokenscale_model::chat::token_type::*;
 use tokenscale_model::chat::{
-    image_token_id, parse_chat_jsonl, parse_chat_record, parse_simple_record, parse_vlmeval_message, resolve_token_id, validate_query_lengths,
-    ChatAndQueryParser, ChatParser, ChatTemplate, Conversation, QueryParser, Role, TEMPLATE_NAMES,
+    image_token_id, parse_any_record, parse_chat_jsonl, parse_chat_record, parse_simple_record, parse_vlmeval_message, record_shape, resolve_token_id, validate_query_lengths,
+    ChatAndQueryParser, ChatParser, ChatTemplate, Conversation, QueryParser, RecordShape, Role, TEMPLATE_NAMES,
 };
 use tokenscale_model::tokenizer::Tokenizer;
 
@@ -412,4 +412,24 @@ fn prompts_equal_hf_chat_template_renderings() {
     assert_eq!(p, "<|user|>\nQ<|end|>\n<|endoftext|>");
     let p = ChatTemplate::by_name("llama-3").unwrap().prompt(&c, true).unwrap();
     assert!(p.ends_with("Q<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"), "{p}");
+}
+
+#[test]
+fn any_record_shape() {
+    let chat = r#"{"image": "a.jpg", "messages": [{"role":"user","content":"q"}]}"#;
+    let simple = r#"[{"role":"image","content":"a.jpg"},{"role":"user","content":"q"}]"#;
+    let vlm = r#"[{"type":"image","value":"a.jpg"},{"type":"text","value":"q"}]"#;
+    assert_eq!(record_shape(chat).unwrap(), RecordShape::Chat);
+    assert_eq!(record_shape(simple).unwrap(), RecordShape::Simple);
+    assert_eq!(record_shape(vlm).unwrap(), RecordShape::VlmEval);
+    for j in [chat, simple, vlm] {
+        let (c, w) = parse_any_record(j, false).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(c.image.as_deref(), Some("a.jpg"));
+        assert_eq!(c.questions(), vec!["q"]);
+    }
+    for bad in ["[]", "3", "[1]", "[{\"x\":1}]", "{"] {
+        let e = record_shape(bad).unwrap_err().to_string();
+        assert!(e.starts_with("not a record") || e.starts_with("not JSON"), "{bad}: {e}");
+    }
 }

@@ -152,3 +152,42 @@ pub fn parse_vlmeval_message(json: &str, add_endoftext: bool) -> Result<Conversa
         .map_err(|e| anyhow!("not a VLMEvalKit message list [{{\"type\": ..., \"value\": ...}}] ({e})"))?;
     conversation_from_vlmeval(&items, add_endoftext)
 }
+
+/// Which of the three input shapes a JSON record has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordShape {
+    /// `{"image": ..., "messages": [{"role", "content"}]}`.
+    Chat,
+    /// `[{"role": image|system|user|assistant, "content"}]`.
+    Simple,
+    /// `[{"type": image|text, "value"}]`.
+    VlmEval,
+}
+
+/// Tells the shape from the JSON: an object is a chat record; an array is a VLMEvalKit list when
+/// its first item has "type", a simple role list when it has "role".
+pub fn record_shape(json: &str) -> Result<RecordShape> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| anyhow!("not JSON ({e})"))?;
+    let first = match &v {
+        serde_json::Value::Object(_) => return Ok(RecordShape::Chat),
+        serde_json::Value::Array(a) => a.first(),
+        _ => None,
+    };
+    match first {
+        Some(serde_json::Value::Object(o)) if o.contains_key("type") => Ok(RecordShape::VlmEval),
+        Some(serde_json::Value::Object(o)) if o.contains_key("role") => Ok(RecordShape::Simple),
+        _ => bail!(
+            "not a record: expected {{\"image\", \"messages\"}}, a list of {{\"role\", \"content\"}} or a list of {{\"type\", \"value\"}}"
+        ),
+    }
+}
+
+/// Any of the three shapes → conversation + warnings (only the simple role list warns).
+/// `add_endoftext` applies to the VLMEvalKit shape (see [`conversation_from_vlmeval`]).
+pub fn parse_any_record(json: &str, add_endoftext: bool) -> Result<(Conversation, Vec<String>)> {
+    match record_shape(json)? {
+        RecordShape::Chat => Ok((parse_chat_record(json)?, Vec::new())),
+        RecordShape::Simple => parse_simple_record(json),
+        RecordShape::VlmEval => Ok((parse_vlmeval_message(json, add_endoftext)?, Vec::new())),
+    }
+}
