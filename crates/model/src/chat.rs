@@ -14,6 +14,17 @@
 //!   QED-slot / QED|EOS-output counts checked against each other.
 //! - Records ([`record`]): chat JSONL, the simple role list and the VLMEvalKit message list, all
 //!   turned into a [`Conversation`].
+//!
+//! Where the design doc is silent (the original code is not available), this module chooses:
+//! - An empty message emits only its role tag (llama-2: only the structural `[INST]`/`[/INST]`,
+//!   `<s>[INST]` for later users); empty user messages are not questions: no QUE segment, no QED
+//!   slots, no query row. An image with no non-empty question is an error.
+//! - The prompt to generate from ends with an empty assistant message
+//!   ([`Conversation::for_generation`]); `add_endoftext` only acts on phi-3 (`<|endoftext|>`, EOS)
+//!   and llama-3 (assistant header, INST).
+//! - The query row's `fill_ends` eos tokens (PAD-typed) go once at the end of the row.
+//! - Special placeholders are `base + i`, base = id of `<|placeholder_qed_0|>` if the CLIP
+//!   tokenizer already has it, else `len(tokenizer)`.
 
 pub mod parser;
 pub mod record;
