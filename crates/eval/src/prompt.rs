@@ -85,6 +85,16 @@ fn mcq_llava(item: &Item) -> String {
     q
 }
 
+/// LLaVA's system prompt in VLMEvalKit (`vlmeval/vlm/llava/llava.py`).
+pub const LLAVA_SYSTEM: &str = "A chat between a curious human and an artificial intelligence assistant. \
+The assistant gives helpful, detailed, and polite answers to the human's questions. ";
+
+/// The full text VLMEvalKit's LLaVA wrapper feeds the model: the message (images first, each
+/// replaced by `" <image> "`, then the text) inside `SYSTEM + "USER: " + … + " ASSISTANT: "`.
+pub fn llava_chat(text: &str, n_images: usize) -> String {
+    format!("{LLAVA_SYSTEM}USER: {}{text} ASSISTANT: ", " <image> ".repeat(n_images))
+}
+
 /// `max_new_tokens` used by the paper's evaluation (`eval_models/imgque.py`, seed-system §6):
 /// SEEDBench 3; MCQ and Y/N 32; COCO caption 32; OCRVQA/ChartQA/DocVQA 100; TextVQA 10;
 /// everything else (OCRBench, other VQA sets) the default 512.
@@ -152,6 +162,14 @@ mod tests {
         assert_eq!(
             build_prompt(&none, Kind::Vqa, PromptStyle::Llava),
             "Q\nAnswer the question using a single word or phrase."
+        );
+    }
+
+    #[test]
+    fn llava_wrapping() {
+        assert_eq!(
+            llava_chat("Q", 1),
+            "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the human's questions. USER:  <image> Q ASSISTANT: "
         );
     }
 

@@ -1,5 +1,33 @@
 //! The n-sweep engine: for every item of every dataset (in this shard), prepare the image once,
 //! then answer at each vision-token count n that is not already in the store.
+//!
+//! Wiring a model (what `tokenscale eval` does):
+//!
+//! ```no_run
+//! use tokenscale_eval::{Dataset, ScoreOptions, SweepConfig};
+//! use tokenscale_eval::sweep::{run_sweep, Answerer};
+//! use tokenscale_eval::merge::finish_run;
+//!
+//! struct MyModel; // holds weights, tokenizer...
+//! impl Answerer for MyModel {
+//!     type Prepared = Vec<f32>; // e.g. vision-tower features, computed once per image
+//!     fn model_name(&self) -> String { "my-model".into() }
+//!     fn reducer(&self) -> String { "avgpool".into() }
+//!     fn prepare_image(&mut self, images: &[image::DynamicImage]) -> anyhow::Result<Vec<f32>> { Ok(vec![]) }
+//!     fn answer(&mut self, feats: &Vec<f32>, prompt: &str, n: usize, max_new_tokens: usize) -> anyhow::Result<String> {
+//!         Ok(String::new()) // reduce feats to n tokens, generate greedily, decode, strip
+//!     }
+//! }
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let datasets = vec![Dataset::load("MME.tsv".as_ref(), None)?];
+//! let mut cfg = SweepConfig::new("runs/mme", vec![1, 8, 16, 32, 64, 128, 256]);
+//! cfg.progress = true;                       // indicatif bar with ETA
+//! // cfg.shard = Shard::parse("3/8")?; cfg.force = true; cfg.max_new_tokens = Some(64);
+//! let summary = run_sweep(&mut MyModel, &datasets, &cfg)?;
+//! finish_run(&cfg.run_dir, &datasets, ScoreOptions::default())?; // scores.* + predictions/
+//! # Ok(()) }
+//! ```
 
 use crate::dataset::{fnv1a, Dataset};
 use crate::kind::Kind;
