@@ -65,6 +65,8 @@ pub struct LlamaConfig {
     pub bos_token_id: Option<serde_json::Value>,
     #[serde(default)]
     pub eos_token_id: Option<serde_json::Value>,
+    #[serde(default)]
+    pub pad_token_id: Option<serde_json::Value>,
 }
 
 impl LlamaConfig {
@@ -110,6 +112,9 @@ impl LlamaConfig {
     }
     pub fn eos_token_ids(&self) -> Vec<u32> {
         token_ids(self.eos_token_id.as_ref())
+    }
+    pub fn pad_token_id(&self) -> Option<u32> {
+        token_ids(self.pad_token_id.as_ref()).first().copied()
     }
     pub fn bos_token_ids(&self) -> Vec<u32> {
         token_ids(self.bos_token_id.as_ref())
@@ -462,7 +467,13 @@ impl Llama {
             if want_hidden {
                 hidden_states.push(xs.clone());
             }
-            let attn = layer.attn.forward(&layer.input_layernorm.forward(&xs)?, &cos, &sin, mask.as_ref(), slot)?;
+            // After a FastV-pruned prefill, layers ≥ K cache fewer positions: their mask differs.
+            let layer_past = slot.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
+            let own_mask = match &mask {
+                Some(_) if layer_past != past => Some(causal_mask(t, layer_past, embeds.dtype(), self.device())?),
+                _ => None,
+            };
+            let attn = layer.attn.forward(&layer.input_layernorm.forward(&xs)?, &cos, &sin, own_mask.as_ref().or(mask.as_ref()), slot)?;
             let h = (xs + attn)?;
             let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&h)?)?;
             xs = (h + mlp)?;

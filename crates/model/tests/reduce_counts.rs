@@ -131,3 +131,28 @@ fn bad_budgets_are_refused() {
     assert!(Reducer::parse("VisionZip").is_ok());
     assert_eq!(Reducer::parse("fastv").unwrap(), Reducer::FastV { layer: 2 });
 }
+
+#[test]
+fn decoding_after_a_pruned_prefill_takes_chunks_or_single_tokens() {
+    let (pipe, _) = setup();
+    let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
+    let inputs = pipe.prepare(&image, PROMPT).unwrap();
+    let embeds = pipe.embeddings(&inputs).unwrap();
+    let start = inputs.input_ids.iter().position(|&x| x == pipe.model.config.image_token_index).unwrap();
+    let llm = &pipe.model.llm;
+    let prune = SpanPrune { layer: 1, start, len: 576, keep: 9 };
+    let next = Tensor::new(&[[5u32, 17, 42]], &Device::Cpu).unwrap();
+    // three tokens at once …
+    let mut cache = llm.new_cache();
+    llm.forward_embeds_pruned(&embeds, &mut cache, false, false, &prune).unwrap();
+    let chunk = llm.forward_ids(&next, &mut cache, true, false).unwrap().logits;
+    // … equal three single steps
+    let mut cache = llm.new_cache();
+    llm.forward_embeds_pruned(&embeds, &mut cache, false, false, &prune).unwrap();
+    for i in 0..3 {
+        let one = llm.forward_ids(&next.narrow(1, i, 1).unwrap(), &mut cache, false, false).unwrap().logits;
+        assert_close(&one.squeeze(1).unwrap(), &chunk.narrow(1, i, 1).unwrap().squeeze(1).unwrap(), 1e-5, "chunked decode");
+    }
+    let t = inputs.input_ids.len();
+    assert_eq!(cache.layer_lens(), vec![t + 3, t - 576 + 9 + 3]);
+}
