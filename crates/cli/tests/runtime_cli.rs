@@ -168,3 +168,29 @@ fn corrupt_image_fails_without_writing_output() {
     assert_one_line_error(&o, "broken.png");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "only the broken image should be there");
 }
+
+#[test]
+fn query_fused_model_runs_at_any_budget() {
+    let dir = fixtures().join("imgque");
+    let image = dir.join("small.png");
+    let tmp = tempfile::tempdir().unwrap();
+    for (n_l, n_s) in [("1", "1"), ("8", "4")] {
+        let out = tmp.path().join(format!("fwd{n_l}.safetensors"));
+        let o = tokenscale(&[
+            "forward", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What is this?",
+            "--vision-tokens", n_l, "--short-tokens", n_s, "--out", out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let got = safetensors::load(&out, &Device::Cpu).unwrap();
+        let types_len = got["input_ids"].dim(0).unwrap();
+        assert_eq!(got["logits"].dim(0).unwrap(), types_len);
+        let trained = n_l == "8" && n_s == "4";
+        assert_eq!(String::from_utf8_lossy(&o.stderr).contains("warning: this checkpoint was trained"), !trained);
+    }
+    let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--drop-query", "--template", "vicuna_v1.1", "--max-new-tokens", "4"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--template", "chatgpt"]);
+    assert_one_line_error(&o, "chatgpt");
+    let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--vision-tokens", "9"]);
+    assert_one_line_error(&o, "n_l ≤ 8");
+}

@@ -21,9 +21,11 @@ pub enum Architecture {
     CausalLm(String),
     /// `LlavaForConditionalGeneration`
     Llava,
+    /// The paper's query-fused model (`ImageMultiQueryCLIPLLMModel`, HD)
+    ImgQue,
 }
 
-pub const SUPPORTED: &str = "clip_vision_model, clip, llama, mistral, qwen2, llava";
+pub const SUPPORTED: &str = "clip_vision_model, clip, llama, mistral, qwen2, llava, modeling_query_adapt_clip_llm";
 
 impl Architecture {
     pub fn detect(dir: &Path) -> Result<(Self, serde_json::Value)> {
@@ -37,6 +39,7 @@ impl Architecture {
             "clip_vision_model" => Self::ClipVision,
             "clip" => Self::Clip,
             "llava" => Self::Llava,
+            crate::imgque::MODEL_TYPE => Self::ImgQue,
             t if crate::llama::SUPPORTED_MODEL_TYPES.contains(&t) => Self::CausalLm(t.to_string()),
             "" => bail!("{}: missing field `model_type` (supported: {SUPPORTED})", path.display()),
             other => bail!("{}: unsupported model_type `{other}` (supported: {SUPPORTED})", path.display()),
@@ -50,6 +53,7 @@ impl Architecture {
             Self::Clip => "CLIPModel".into(),
             Self::CausalLm(t) => format!("{t} causal LM"),
             Self::Llava => "LlavaForConditionalGeneration".into(),
+            Self::ImgQue => "ImageMultiQueryCLIPLLMModel (HD)".into(),
         }
     }
 }

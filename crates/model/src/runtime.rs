@@ -7,7 +7,9 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use image::RgbImage;
 
+use crate::chat::{ChatTemplate, Conversation};
 use crate::checkpoint::{load_causal_lm, Architecture};
+use crate::imgque_pipeline::ImgQuePipeline;
 use crate::generation::{generate_pruned, GenerationConfig};
 use crate::llama::{Llama, LlamaOutput, SpanPrune};
 use crate::llava::{vicuna_v1_prompt, LlavaPipeline};
@@ -16,6 +18,7 @@ use crate::tokenizer::Tokenizer;
 
 pub enum Runtime {
     Llava(LlavaPipeline),
+    ImgQue(ImgQuePipeline),
     Lm { llm: Llama, tokenizer: Tokenizer },
 }
 
@@ -49,6 +52,7 @@ impl Runtime {
         let (arch, _) = Architecture::detect(dir)?;
         match arch {
             Architecture::Llava => Ok(Self::Llava(LlavaPipeline::load(dir, dtype, device)?)),
+            Architecture::ImgQue => Ok(Self::ImgQue(ImgQuePipeline::load(dir, dtype, device)?)),
             Architecture::CausalLm(_) => {
                 let llm = load_causal_lm(dir, dtype, device)?;
                 let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
@@ -61,6 +65,7 @@ impl Runtime {
     pub fn llm(&self) -> &Llama {
         match self {
             Self::Llava(p) => &p.model.llm,
+            Self::ImgQue(p) => &p.model.llm,
             Self::Lm { llm, .. } => llm,
         }
     }
@@ -68,17 +73,19 @@ impl Runtime {
     pub fn tokenizer(&self) -> &Tokenizer {
         match self {
             Self::Llava(p) => &p.tokenizer,
+            Self::ImgQue(p) => &p.tokenizer,
             Self::Lm { tokenizer, .. } => tokenizer,
         }
     }
 
     pub fn is_vlm(&self) -> bool {
-        matches!(self, Self::Llava(_))
+        matches!(self, Self::Llava(_) | Self::ImgQue(_))
     }
 
     pub fn stop_tokens(&self) -> Vec<u32> {
         match self {
             Self::Llava(p) => p.stop_tokens(),
+            Self::ImgQue(p) => p.stop_tokens(),
             Self::Lm { llm, .. } => llm.config.eos_token_ids(),
         }
     }
@@ -122,6 +129,7 @@ impl Runtime {
                     prune: None,
                 })
             }
+            Self::ImgQue(p) => prepare_imgque(p, image, prompt, raw, budget),
             Self::Lm { llm, tokenizer } => {
                 if budget.tokens.is_some() {
                     bail!("--vision-tokens needs a vision-language model");
@@ -139,6 +147,63 @@ impl Runtime {
             }
         }
     }
+}
+
+/// The query-fused model's conversation options: chat template (default llama-2-vision) and
+/// DropQuery (question text left out of the query decoder's row).
+pub fn configure_imgque(runtime: &mut Runtime, template: Option<&str>, drop_query: bool) -> Result<()> {
+    match runtime {
+        Runtime::ImgQue(p) => {
+            if let Some(name) = template {
+                p.template = ChatTemplate::by_name(name)?;
+            }
+            p.drop_query = drop_query;
+            Ok(())
+        }
+        _ if template.is_some() || drop_query => bail!("--template/--drop-query apply to the query-fused model only"),
+        _ => Ok(()),
+    }
+}
+
+/// n_l from `--vision-tokens` (default: the checkpoint's), n_s from `--short-tokens` (default: the
+/// checkpoint's, capped at n_l); values the checkpoint was not trained for run with a warning.
+pub fn imgque_budget(p: &ImgQuePipeline, budget: &VisionBudget) -> Result<(usize, usize)> {
+    if budget.reducer.is_some() {
+        bail!("--reducer applies to LLaVA; the query-fused model sets its budget with --vision-tokens (n_l) and --short-tokens (n_s)");
+    }
+    let (trained_l, trained_s) = p.trained_tokens();
+    let n_l = budget.tokens.unwrap_or(trained_l);
+    let n_s = budget.short_tokens.unwrap_or(trained_s.min(n_l));
+    p.parser(n_l, n_s)?; // a budget the checkpoint cannot serve is an error, not a warning
+    if n_l != trained_l || n_s != trained_s {
+        eprintln!("warning: this checkpoint was trained with n_l = {trained_l}, n_s = {trained_s}; running with n_l = {n_l}, n_s = {n_s}");
+    }
+    Ok((n_l, n_s))
+}
+
+fn prepare_imgque(p: &ImgQuePipeline, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<Prepared> {
+    if raw {
+        bail!("--raw-prompt is not supported for the query-fused model: its prompt is built from the chat template");
+    }
+    let conversation = Conversation::new().user(prompt).for_generation();
+    let Some(image) = image else {
+        let record = p.parser(p.trained_tokens().0, p.trained_tokens().1)?.parse(&p.tokenizer, &p.clip_tokenizer, &conversation, false)?;
+        let ids = Tensor::new(record.llm.input_ids.as_slice(), p.model.llm.device())?.unsqueeze(0)?;
+        let embeds = p.model.llm.embed(&ids)?;
+        let text = p.template.prompt(&conversation, false)?;
+        return Ok(Prepared { input_ids: record.llm.input_ids, pixel_values: None, embeds, prompt: text, vision_tokens: 0, prune: None });
+    };
+    let (n_l, n_s) = imgque_budget(p, budget)?;
+    let crop_tokens = p.encode_image(image)?;
+    let inputs = p.embeddings(&crop_tokens, &conversation, n_l, n_s)?;
+    Ok(Prepared {
+        input_ids: inputs.record.llm.input_ids,
+        pixel_values: None,
+        embeds: inputs.embeds,
+        prompt: p.template.prompt(&conversation, false)?,
+        vision_tokens: inputs.vision_tokens,
+        prune: None,
+    })
 }
 
 impl Runtime {

@@ -24,17 +24,19 @@ pub struct Args {
     pub raw_prompt: bool,
     #[command(flatten)]
     pub budget: super::BudgetArgs,
+    #[command(flatten)]
+    pub chat: super::ChatArgs,
     /// Output .safetensors file (written whole or not at all).
     #[arg(long)]
     pub out: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
+    let mut runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
+    args.chat.apply(&mut runtime)?;
     let image = args.image.as_deref().map(load_image).transpose()?;
     let prepared = runtime.prepare(image.as_ref(), &args.prompt, args.raw_prompt, &args.budget.to_budget())?;
-    let llm = runtime.llm();
-    let out = llm.forward_embeds(&prepared.embeds, &mut llm.new_cache(), true, true)?;
+    let out = runtime.forward(&prepared, true, true)?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let ids: Vec<i64> = prepared.input_ids.iter().map(|&t| t as i64).collect();
     tensors.insert("input_ids".into(), Tensor::new(ids, &Device::Cpu)?);

@@ -15,6 +15,24 @@ pub struct BudgetArgs {
     pub reducer: Option<String>,
 }
 
+/// Conversation options of the query-fused model.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ChatArgs {
+    /// Chat template: llama-2, llama-2-vision (default), vicuna_v1.1, qwen-7b-chat, phi-3,
+    /// microsoft-phi-3, llama-3, llama-3-vision.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Leave the question text out of the query decoder's row (the "DropQuery" models).
+    #[arg(long)]
+    pub drop_query: bool,
+}
+
+impl ChatArgs {
+    pub fn apply(&self, runtime: &mut tokenscale_model::runtime::Runtime) -> anyhow::Result<()> {
+        tokenscale_model::runtime::configure_imgque(runtime, self.template.as_deref(), self.drop_query)
+    }
+}
+
 impl BudgetArgs {
     pub fn to_budget(&self) -> tokenscale_model::runtime::VisionBudget {
         tokenscale_model::runtime::VisionBudget {

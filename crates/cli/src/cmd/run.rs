@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use tokenscale_model::generation::{generate, GenerationConfig};
+use tokenscale_model::generation::GenerationConfig;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::runtime::{Runtime, VisionBudget};
 use tokenscale_model::tokenizer::TokenStream;
@@ -26,6 +26,8 @@ pub struct Args {
     pub raw_prompt: bool,
     #[command(flatten)]
     pub budget: super::BudgetArgs,
+    #[command(flatten)]
+    pub chat: super::ChatArgs,
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
     /// 0 = greedy.
@@ -38,7 +40,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
+    let mut runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
+    args.chat.apply(&mut runtime)?;
     let image = args.image.as_deref().map(load_image).transpose()?;
     generate_streaming(&runtime, image.as_ref(), &args.prompt, args.raw_prompt, &args.budget.to_budget(), &config_from(&args, &runtime))?;
     Ok(())
@@ -67,7 +70,7 @@ pub fn generate_streaming(
     let mut stream = TokenStream::new(runtime.tokenizer());
     let mut answer = String::new();
     let mut stdout = std::io::stdout();
-    generate(runtime.llm(), &prepared.embeds, config, |token| {
+    runtime.generate(&prepared, config, |token| {
         let piece = stream.push(token)?;
         stdout.write_all(piece.as_bytes())?;
         stdout.flush()?;
