@@ -8,6 +8,7 @@ PY=${PY:-.venv/bin/python}
 DIR=${1:-/tmp/tokenscale-bench/llava-1b}
 $PY tools/bench/make_bench_model.py "$DIR"
 ours=$(cargo bench -q -p tokenscale-model --bench runtime -- "$DIR" 2>/dev/null | tail -1)
+echo "$ours" > /tmp/tokenscale-bench/ours.json
 theirs=$($PY tools/bench/torch_runtime.py "$DIR" | tail -1)
 echo "$ours"
 echo "$theirs"

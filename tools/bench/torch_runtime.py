@@ -49,11 +49,11 @@ def main():
     lm, head = model.model.language_model, model.lm_head
 
     def vision():
-        return model.model.get_image_features(pixel_values=pixel_values, vision_feature_layer=-2,
-                                              vision_feature_select_strategy="default")
+        # What LlavaModel.get_image_features does for layer -2 / "default": drop CLS, project.
+        out = model.model.vision_tower(pixel_values, output_hidden_states=True)
+        return model.model.multi_modal_projector(out.hidden_states[-2][:, 1:])
 
     feats = vision()
-    feats = feats[0] if isinstance(feats, (list, tuple)) else feats
     embeds = lm.embed_tokens(input_ids)
     mask = input_ids == image_id
     embeds = embeds.masked_scatter(mask.unsqueeze(-1), feats.reshape(-1, embeds.shape[-1]))

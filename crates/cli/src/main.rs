@@ -20,6 +20,10 @@ enum Command {
     Merge(cmd::merge::Args),
     /// Run the embedded default model end to end (no download).
     Demo(cmd::demo::Args),
+    /// Sweep models × vision-token counts × benchmarks (resumable, shardable), then score.
+    Eval(cmd::eval::Args),
+    /// Measure D(n) and the ψ terms on a model's hidden states over branching pairs; fit λ, n_balance.
+    Probe(cmd::probe::Args),
     /// Generate an answer for an image and a prompt, streamed to stdout.
     Run(cmd::run::Args),
     /// One forward pass written as safetensors (inputs, logits, hidden states) for parity checks.
@@ -42,6 +46,8 @@ fn main() {
         Command::Score(args) => cmd::score::run(args),
         Command::Merge(args) => cmd::merge::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
+        Command::Probe(args) => cmd::probe::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Forward(args) => cmd::forward::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),

@@ -11,6 +11,7 @@
 pub mod dataset;
 pub mod kind;
 pub mod merge;
+pub mod models;
 pub mod predfile;
 pub mod prompt;
 pub mod py;

@@ -142,37 +142,52 @@ impl Llava {
     /// does, always keeps CLS among the dominant tokens); `fastv` reduces inside the LLM, so here
     /// it returns every token. `n` = [`LlavaConfig::image_tokens`] is the identity.
     pub fn reduced_vision_features(&self, pixel_values: &Tensor, n: usize, reducer: Reducer) -> Result<Tensor> {
+        self.reduce_features(&self.encode_image(pixel_values, reducer)?, n, reducer)
+    }
+
+    /// The CLIP work for one image that every budget shares (sweeps compute it once per image).
+    pub fn encode_image(&self, pixel_values: &Tensor, reducer: Reducer) -> Result<VisionCache> {
         let b = pixel_values.dim(0)?;
         if b != 1 {
             bail!("token reduction works on one image at a time (got a batch of {b})");
         }
+        if !matches!(reducer, Reducer::VisionZip) {
+            return Ok(VisionCache { features: self.vision_features(pixel_values)?, zip: None });
+        }
+        if self.feature_index == 0 {
+            bail!("visionzip needs an encoder layer's attention, but vision_feature_layer selects the embeddings");
+        }
+        let (out, attn) = self.vision.forward_with_attention(pixel_values, Some(self.feature_index - 1))?;
+        let attn = attn.context("visionzip: no attention from the selected layer")?;
+        let hidden = out.hidden_states[self.feature_index].squeeze(0)?;
+        let t = hidden.dim(0)?;
+        let cls: Vec<f32> =
+            attn.probs.squeeze(0)?.narrow(1, 0, 1)?.squeeze(1)?.narrow(1, 1, t - 1)?.to_dtype(DType::F32)?.sum(0)?.to_vec1()?;
+        let features = if self.config.keep_cls { hidden.unsqueeze(0)? } else { hidden.narrow(0, 1, t - 1)?.unsqueeze(0)? };
+        Ok(VisionCache { features, zip: Some((hidden, attn.keys_mean.squeeze(0)?, cls)) })
+    }
+
+    /// Brings cached features to `n` tokens with `reducer`: `[1, n, vision_hidden]` (all tokens for fastv).
+    pub fn reduce_features(&self, cache: &VisionCache, n: usize, reducer: Reducer) -> Result<Tensor> {
         let available = self.config.image_tokens();
         reduce::check_budget(n, available)?;
         if n == available || matches!(reducer, Reducer::FastV { .. }) {
-            return self.vision_features(pixel_values);
+            return Ok(cache.features.clone());
         }
+        let feats = cache.features.squeeze(0)?;
         let reduced = match reducer {
             Reducer::Pool => {
-                let feats = self.vision_features(pixel_values)?.squeeze(0)?;
                 let g = self.config.vision.grid();
                 let grid = if self.config.keep_cls { None } else { Some((g, g)) };
                 reduce::pool(&feats, grid, n)?
             }
-            Reducer::Uniform => reduce::uniform(&self.vision_features(pixel_values)?.squeeze(0)?, n)?,
+            Reducer::Uniform => reduce::uniform(&feats, n)?,
             Reducer::VisionZip => {
-                if self.feature_index == 0 {
-                    bail!("visionzip needs an encoder layer's attention, but vision_feature_layer selects the embeddings");
-                }
-                let (out, attn) = self.vision.forward_with_attention(pixel_values, Some(self.feature_index - 1))?;
-                let attn = attn.context("visionzip: no attention from the selected layer")?;
-                let hidden = out.hidden_states[self.feature_index].squeeze(0)?;
-                let t = hidden.dim(0)?;
-                let cls: Vec<f32> =
-                    attn.probs.squeeze(0)?.narrow(1, 0, 1)?.squeeze(1)?.narrow(1, 1, t - 1)?.to_dtype(DType::F32)?.sum(0)?.to_vec1()?;
+                let (hidden, keys, cls) = cache.zip.as_ref().context("visionzip needs a cache made for visionzip")?;
                 let (dominant, contextual) = reduce::visionzip_split(n);
-                reduce::visionzip(&hidden, &attn.keys_mean.squeeze(0)?, &cls, dominant, contextual)?.0
+                reduce::visionzip(hidden, keys, cls, dominant, contextual)?.0
             }
-            Reducer::FastV { .. } => unreachable!(),
+            Reducer::FastV { .. } => unreachable!("handled above"),
         };
         Ok(reduced.unsqueeze(0)?)
     }
@@ -224,6 +239,14 @@ pub struct LlavaPipeline {
     pub tokenizer: Tokenizer,
     pub processor: ClipImageProcessorConfig,
     pub dir: PathBuf,
+}
+
+/// CLIP features of one image at the selected layer, plus what VisionZip selects with.
+pub struct VisionCache {
+    /// `[1, tokens, vision_hidden]` (CLS dropped per the strategy).
+    pub features: Tensor,
+    /// Selected-layer states with CLS, head-averaged keys, CLS attention per patch.
+    pub zip: Option<(Tensor, Tensor, Vec<f32>)>,
 }
 
 /// What the model is fed for one image and prompt.
@@ -318,10 +341,16 @@ impl LlavaPipeline {
     /// For pool/uniform/visionzip the prompt holds `n` image tokens; for fastv it holds all of
     /// them and `prune` says what the LLM's prefill drops (`None` when `n` keeps everything).
     pub fn prepare_budget(&self, image: &image::RgbImage, prompt: &str, n: usize, reducer: Reducer) -> Result<BudgetInputs> {
-        let available = self.model.config.image_tokens();
-        reduce::check_budget(n, available)?;
+        reduce::check_budget(n, self.model.config.image_tokens())?;
         let pixel_values = self.pixel_values(image)?;
-        let features = self.model.reduced_vision_features(&pixel_values, n, reducer)?;
+        let cache = self.model.encode_image(&pixel_values, reducer)?;
+        self.budget_inputs(&cache, pixel_values, prompt, n, reducer)
+    }
+
+    /// [`Self::prepare_budget`] from CLIP work already done for this image.
+    pub fn budget_inputs(&self, cache: &VisionCache, pixel_values: Tensor, prompt: &str, n: usize, reducer: Reducer) -> Result<BudgetInputs> {
+        let available = self.model.config.image_tokens();
+        let features = self.model.reduce_features(cache, n, reducer)?;
         let projected = self.model.project(&features)?.squeeze(0)?;
         let image_id = self.model.config.image_token_index;
         let (input_ids, prune) = match reducer {

@@ -45,6 +45,13 @@ pub struct Prepared {
     /// [`Runtime::generate`] (the LLM then sees `vision_tokens` image tokens from layer K on);
     /// `None` otherwise.
     pub prune: Option<SpanPrune>,
+    /// Where the LLM input holds vision tokens (LLaVA's image tokens before any FastV pruning,
+    /// the query-fused model's QED slots); empty for text.
+    pub vision_positions: Vec<usize>,
+}
+
+fn positions_where(values: &[u32], keep: impl Fn(u32) -> bool) -> Vec<usize> {
+    values.iter().enumerate().filter(|(_, &v)| keep(v)).map(|(i, _)| i).collect()
 }
 
 impl Runtime {
@@ -109,7 +116,9 @@ impl Runtime {
                     }
                     let reducer = Reducer::parse(name)?;
                     let inputs = p.prepare_budget(image, &text, n, reducer)?;
+                    let image_id = p.model.config.image_token_index;
                     return Ok(Prepared {
+                        vision_positions: positions_where(&inputs.input_ids, |t| t == image_id),
                         input_ids: inputs.input_ids,
                         pixel_values: Some(inputs.pixel_values),
                         embeds: inputs.embeds,
@@ -120,7 +129,9 @@ impl Runtime {
                 }
                 let inputs = p.prepare(image, &text)?;
                 let embeds = p.embeddings(&inputs)?;
+                let image_id = p.model.config.image_token_index;
                 Ok(Prepared {
+                    vision_positions: positions_where(&inputs.input_ids, |t| t == image_id),
                     input_ids: inputs.input_ids,
                     pixel_values: Some(inputs.pixel_values),
                     embeds,
@@ -143,7 +154,15 @@ impl Runtime {
                 }
                 let ids = Tensor::new(input_ids.as_slice(), llm.device())?.unsqueeze(0)?;
                 let embeds = llm.embed(&ids)?;
-                Ok(Prepared { input_ids, pixel_values: None, embeds, prompt: prompt.to_string(), vision_tokens: 0, prune: None })
+                Ok(Prepared {
+                    input_ids,
+                    pixel_values: None,
+                    embeds,
+                    prompt: prompt.to_string(),
+                    vision_tokens: 0,
+                    prune: None,
+                    vision_positions: Vec::new(),
+                })
             }
         }
     }
@@ -191,12 +210,21 @@ fn prepare_imgque(p: &ImgQuePipeline, image: Option<&RgbImage>, prompt: &str, ra
         let ids = Tensor::new(record.llm.input_ids.as_slice(), p.model.llm.device())?.unsqueeze(0)?;
         let embeds = p.model.llm.embed(&ids)?;
         let text = p.template.prompt(&conversation, false)?;
-        return Ok(Prepared { input_ids: record.llm.input_ids, pixel_values: None, embeds, prompt: text, vision_tokens: 0, prune: None });
+        return Ok(Prepared {
+            input_ids: record.llm.input_ids,
+            pixel_values: None,
+            embeds,
+            prompt: text,
+            vision_tokens: 0,
+            prune: None,
+            vision_positions: Vec::new(),
+        });
     };
     let (n_l, n_s) = imgque_budget(p, budget)?;
     let crop_tokens = p.encode_image(image)?;
     let inputs = p.embeddings(&crop_tokens, &conversation, n_l, n_s)?;
     Ok(Prepared {
+        vision_positions: positions_where(&inputs.record.llm.input_tps, |t| t & crate::chat::token_type::QED != 0),
         input_ids: inputs.record.llm.input_ids,
         pixel_values: None,
         embeds: inputs.embeds,

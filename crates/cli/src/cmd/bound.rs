@@ -49,8 +49,13 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
     let report = evaluate(&psi, args.max_n, distance.as_deref())?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    atomic_write(&args.out.join("bound.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    write_report(&report, &args.out, args.max_n, args.no_figures)
+}
+
+/// Writes `bound.json`, `bound.csv` and (unless `no_figures`) the figures of a bound report.
+pub fn write_report(report: &tokenscale_law::bound::BoundReport, out: &std::path::Path, max_n: usize, no_figures: bool) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    atomic_write(&out.join("bound.json"), serde_json::to_string_pretty(report)?.as_bytes())?;
     let mut csv = String::from("n,psi_eq,psi_aa,psi_ab,delta_psi,upsilon,sqrt_upsilon,bound,n_balance,regime,d_mean,d_std\n");
     for r in &report.rows {
         let _ = writeln!(
@@ -59,16 +64,16 @@ pub fn run(args: Args) -> Result<()> {
             r.n, r.psi_eq, r.psi_aa, r.psi_ab, r.delta_psi, r.upsilon, opt(r.sqrt_upsilon), opt(r.bound), opt(r.n_balance), r.regime, opt(r.d_mean), opt(r.d_std)
         );
     }
-    atomic_write(&args.out.join("bound.csv"), csv.as_bytes())?;
-    if !args.no_figures {
+    atomic_write(&out.join("bound.csv"), csv.as_bytes())?;
+    if !no_figures {
         let n: Vec<f64> = report.rows.iter().map(|r| r.n as f64).collect();
         let (fit, label) = match report.lambda {
             Some(l) => (report.rows.iter().map(|r| r.bound).collect(), format!("lambda sqrt(Upsilon(n)), lambda = {l:.4}")),
             None => (report.rows.iter().map(|r| r.sqrt_upsilon).collect(), "sqrt(Upsilon(n)) (lambda not fitted: no --distance)".to_string()),
         };
-        DistanceFigure { title: "E[D(n)] and the bound".into(), n: n.clone(), d_mean: report.rows.iter().map(|r| r.d_mean).collect(), d_std: report.rows.iter().map(|r| r.d_std).collect(), fit, fit_label: label }.save(&args.out, "bound_distance")?;
+        DistanceFigure { title: "E[D(n)] and the bound".into(), n: n.clone(), d_mean: report.rows.iter().map(|r| r.d_mean).collect(), d_std: report.rows.iter().map(|r| r.d_std).collect(), fit, fit_label: label }.save(&out, "bound_distance")?;
         if report.rows.iter().any(|r| r.n_balance.is_some()) {
-            BalanceFigure { title: "n_balance(n) against y = n".into(), n: n.clone(), n_balance: report.rows.iter().map(|r| r.n_balance).collect() }.save(&args.out, "bound_balance")?;
+            BalanceFigure { title: "n_balance(n) against y = n".into(), n: n.clone(), n_balance: report.rows.iter().map(|r| r.n_balance).collect() }.save(&out, "bound_balance")?;
         }
         let none = vec![None; n.len()];
         PsiFigure {
@@ -80,7 +85,7 @@ pub fn run(args: Args) -> Result<()> {
             psi_aabb: report.rows.iter().map(|r| Some(r.psi_aa)).collect(),
             psi_ab: report.rows.iter().map(|r| Some(r.psi_ab)).collect(),
         }
-        .save(&args.out, "bound_psi")?;
+        .save(&out, "bound_psi")?;
     }
     match report.lambda {
         Some(l) => eprintln!("lambda = {l:.6} (RMSE {:.4}, R2 {:.4})", report.lambda_rmse.unwrap_or(0.0), report.lambda_r2.unwrap_or(0.0)),
@@ -88,12 +93,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     match report.balance_point {
         Some(n) => eprintln!("n_balance(n) meets y = n at n = {n}"),
-        None => eprintln!("n_balance(n) stays above y = n (or is undefined) up to n = {}", args.max_n),
+        None => eprintln!("n_balance(n) stays above y = n (or is undefined) up to n = {}", max_n),
     }
     for note in &report.notes {
         eprintln!("note: {note}");
     }
-    eprintln!("wrote bound.json, bound.csv and figures in {}", args.out.display());
+    eprintln!("wrote bound.json, bound.csv and figures in {}", out.display());
     Ok(())
 }
 

@@ -43,8 +43,10 @@ impl BudgetArgs {
     }
 }
 pub mod demo;
+pub mod eval;
 pub mod forward;
 pub mod inspect;
+pub mod probe;
 pub mod run;
 pub mod bound;
 pub mod fit;
