@@ -11,6 +11,7 @@ pub mod imgque_pipeline;
 pub mod io;
 pub mod llama;
 pub mod llava;
+pub mod matvec;
 pub mod nn;
 pub mod preprocess;
 pub mod reduce;

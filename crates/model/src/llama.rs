@@ -8,6 +8,7 @@ use candle_nn::{Embedding, Linear, RmsNorm};
 use serde::Deserialize;
 
 use crate::config::token_ids;
+use crate::matvec;
 use crate::nn::{self, Activation};
 use crate::weights::Weights;
 
@@ -283,9 +284,9 @@ impl Attention {
         let split = |x: Tensor, heads: usize| -> Result<Tensor> {
             Ok(x.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
         };
-        let q = split(self.q.forward(xs)?, self.heads)?;
-        let k = split(self.k.forward(xs)?, self.kv_heads)?;
-        let v = split(self.v.forward(xs)?, self.kv_heads)?;
+        let q = split(matvec::apply(&self.q, xs)?, self.heads)?;
+        let k = split(matvec::apply(&self.k, xs)?, self.kv_heads)?;
+        let v = split(matvec::apply(&self.v, xs)?, self.kv_heads)?;
         let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
         let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
         let (k, v) = match cache.take() {
@@ -304,7 +305,7 @@ impl Attention {
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let last = if last_probs { Some(probs.narrow(2, t - 1, 1)?.squeeze(2)?.to_dtype(DType::F32)?.mean(1)?) } else { None };
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
-        Ok((self.o.forward(&ctx)?, last))
+        Ok((matvec::apply(&self.o, &ctx)?, last))
     }
 }
 
@@ -317,8 +318,8 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gated = (self.act.apply(&self.gate.forward(xs)?)? * self.up.forward(xs)?)?;
-        Ok(self.down.forward(&gated)?)
+        let gated = (self.act.apply(&matvec::apply(&self.gate, xs)?)? * matvec::apply(&self.up, xs)?)?;
+        Ok(matvec::apply(&self.down, &gated)?)
     }
 }
 
@@ -483,7 +484,7 @@ impl Llama {
             hidden_states.push(normed.clone());
         }
         let last = if all_logits { normed } else { normed.narrow(1, t - 1, 1)? };
-        let logits = self.lm_head.forward(&last)?;
+        let logits = matvec::apply(&self.lm_head, &last)?;
         Ok(LlamaOutput { logits, hidden_states })
     }
 
@@ -567,7 +568,7 @@ impl Llama {
         }
         let cur = normed.dim(1)?;
         let last = if all_logits { normed } else { normed.narrow(1, cur - 1, 1)? };
-        let logits = self.lm_head.forward(&last)?;
+        let logits = matvec::apply(&self.lm_head, &last)?;
         Ok(PrunedOutput { output: LlamaOutput { logits, hidden_states }, kept, kept_in_span, span_scores })
     }
 
