@@ -11,10 +11,10 @@
 //!   kernel, padding included), attention's QKᵀ and AV products over the full score matrix the
 //!   runtime computes (a causal mask does not halve it; GQA heads are repeated, so the products
 //!   run over all query heads), the LM head only on positions whose logits are computed (the
-//!   last prompt position at prefill, one per decode step), and the RoPE angle table (one
-//!   `positions × inv_freq` outer product, T·head_dim/2 MACs, per forward call).
+//!   last prompt position at prefill, one per decode step).
 //! * **Not counted:** layer/RMS norms, softmax, activations (GELU, quick-GELU, SiLU), residual
-//!   and position-embedding adds, RoPE rotation, embedding look-ups, the reducers' own
+//!   and position-embedding adds, RoPE (the angle table is an outer product, not a matmul in
+//!   transformers; the runtime's T·head_dim/2 products are left out too), embedding look-ups, the reducers' own
 //!   selection work (pooling, VisionZip's similarity, FastV's top-k).
 //! * What runs is what the runtime (`crates/model`) runs: LLaVA's vision tower stops at
 //!   `vision_feature_layer` (23 of 24 CLIP-L layers for −2; HF transformers runs all 24 and
@@ -197,8 +197,8 @@ pub fn hd_merge_macs_per_crop(s: &ImgQueShape) -> u64 {
 pub type LayerSpan = (u64, u64);
 
 /// One forward call of a LLaMA-family decoder: layer i runs `t_i` tokens against `s_i` keys;
-/// `rope_tokens` angle rows; `head_rows` logits rows.
-pub fn llm_pass_macs(l: &LlmShape, spans: &[LayerSpan], rope_tokens: u64, head_rows: u64) -> u64 {
+/// `head_rows` logits rows.
+pub fn llm_pass_macs(l: &LlmShape, spans: &[LayerSpan], head_rows: u64) -> u64 {
     let h = l.hidden;
     let q = l.heads * l.head_dim;
     let kv = l.kv_heads * l.head_dim;
@@ -206,9 +206,8 @@ pub fn llm_pass_macs(l: &LlmShape, spans: &[LayerSpan], rope_tokens: u64, head_r
         .iter()
         .map(|&(t, s)| t * h * (q + 2 * kv) + t * q * h + 2 * l.heads * t * s * l.head_dim + 3 * t * h * l.intermediate)
         .sum();
-    let rope = rope_tokens * l.head_dim.div_ceil(2);
     let head = if l.has_head { head_rows * h * l.vocab } else { 0 };
-    layers + rope + head
+    layers + head
 }
 
 /// Estimated peak elements alive inside one layer of a forward call (times the dtype's bytes):
@@ -245,18 +244,18 @@ fn kv_per_position(l: &LlmShape, bytes: u64) -> u64 {
 }
 
 /// The LLM's prefill and decode rows for a prompt whose layers cache `layer_lens[i]` positions
-/// after the prefill (all equal unless FastV pruned); `full` = the unpruned prompt length
-/// (what layers before the pruning run over and where positions continue).
-fn llm_rows(n: u64, l: &LlmShape, full: u64, layer_lens: &[u64], w: &Workload, params: u64) -> Vec<Row> {
+/// after the prefill (all equal unless FastV pruned: then layers before K hold the unpruned
+/// prompt, the others the survivors).
+fn llm_rows(n: u64, l: &LlmShape, layer_lens: &[u64], w: &Workload, params: u64) -> Vec<Row> {
     let bytes = w.dtype.bytes();
     let prefill: Vec<LayerSpan> = layer_lens.iter().map(|&p| (p, p)).collect();
-    let prefill_macs = llm_pass_macs(l, &prefill, full, 1);
+    let prefill_macs = llm_pass_macs(l, &prefill, 1);
     let prefill_kv: u64 = layer_lens.iter().map(|&p| p * kv_per_position(l, bytes)).sum();
     let mut decode_macs = 0;
     let mut decode_peak = 0;
     for i in 1..=w.new_tokens {
         let spans: Vec<LayerSpan> = layer_lens.iter().map(|&p| (1, p + i)).collect();
-        decode_macs += llm_pass_macs(l, &spans, 1, 1);
+        decode_macs += llm_pass_macs(l, &spans, 1);
         decode_peak = decode_peak.max(llm_pass_peak(l, &spans, 1));
     }
     let decode_kv = w.new_tokens * l.layers * kv_per_position(l, bytes);
@@ -339,7 +338,7 @@ pub fn cost(arch: &Arch, n: u64, w: &Workload) -> Result<Vec<Row>> {
                 projected * (vh + 2 * th) * bytes,
             ));
             check_context(&s.llm, n, full, w, "LLM")?;
-            rows.extend(llm_rows(n, &s.llm, full, &layer_lens, w, llm_params(&s.llm)));
+            rows.extend(llm_rows(n, &s.llm, &layer_lens, w, llm_params(&s.llm)));
         }
         Arch::ImgQue(s) => {
             let k = w.crops.unwrap_or_else(|| s.default_crops());
@@ -388,7 +387,7 @@ pub fn cost(arch: &Arch, n: u64, w: &Workload) -> Result<Vec<Row>> {
                 n,
                 "query_decoder",
                 llm_params(&s.decoder),
-                llm_pass_macs(&s.decoder, &spans, len, 0),
+                llm_pass_macs(&s.decoder, &spans, 0),
                 0,
                 llm_pass_peak(&s.decoder, &spans, 0) * bytes,
             ));
@@ -396,12 +395,12 @@ pub fn cost(arch: &Arch, n: u64, w: &Workload) -> Result<Vec<Row>> {
             rows.push(Row::new(n, "projector", vh * th, n * vh * th, 0, n * (vh + th) * bytes));
             let p = w.text_tokens + n;
             check_context(&s.llm, n, p, w, "LLM")?;
-            rows.extend(llm_rows(n, &s.llm, p, &vec![p; s.llm.layers as usize], w, llm_params(&s.llm)));
+            rows.extend(llm_rows(n, &s.llm, &vec![p; s.llm.layers as usize], w, llm_params(&s.llm)));
         }
         Arch::Llm(l) => {
             let p = w.text_tokens + n;
             check_context(l, n, p, w, "LLM")?;
-            rows.extend(llm_rows(n, l, p, &vec![p; l.layers as usize], w, llm_params(l)));
+            rows.extend(llm_rows(n, l, &vec![p; l.layers as usize], w, llm_params(l)));
         }
         Arch::Clip(c) => {
             let k = w.crops.unwrap_or(1);
