@@ -34,6 +34,8 @@ enum Command {
     Fit(cmd::fit::Args),
     /// Evaluate the bound lambda*sqrt(Upsilon(n)) and n_balance(n) from psi terms (and a measured D(n)).
     Bound(cmd::bound::Args),
+    /// Parameters, MACs/FLOPs, KV cache and activations per component for a list of n (config.json only).
+    Cost(cmd::cost::Args),
 }
 
 fn main() {
@@ -53,6 +55,7 @@ fn main() {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Fit(args) => cmd::fit::run(args),
         Command::Bound(args) => cmd::bound::run(args),
+        Command::Cost(args) => cmd::cost::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

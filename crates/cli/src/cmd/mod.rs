@@ -49,6 +49,7 @@ pub mod inspect;
 pub mod probe;
 pub mod run;
 pub mod bound;
+pub mod cost;
 pub mod fit;
 pub mod score;
 pub mod merge;
