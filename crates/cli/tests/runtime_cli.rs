@@ -194,3 +194,21 @@ fn query_fused_model_runs_at_any_budget() {
     let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--vision-tokens", "9"]);
     assert_one_line_error(&o, "n_l ≤ 8");
 }
+
+#[test]
+fn multi_turn_gives_n_l_then_n_s_tokens() {
+    let dir = fixtures().join("imgque");
+    let image = dir.join("small.png");
+    let o = tokenscale(&[
+        "run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What is this?",
+        "--prompt", "And the colour?", "--prompt", "Anything else?", "--max-new-tokens", "3",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = stdout(&o);
+    for (turn, n, total) in [(1, 8, 8), (2, 4, 12), (3, 4, 16)] {
+        assert!(out.contains(&format!("[turn {turn}: {n} vision tokens, {total} in the conversation]")), "{out}");
+    }
+    let llava = fixtures().join("llava");
+    let o = tokenscale(&["run", "--model", llava.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "a", "--prompt", "b"]);
+    assert_one_line_error(&o, "multi-turn");
+}

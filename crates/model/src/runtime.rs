@@ -204,7 +204,23 @@ fn prepare_imgque(p: &ImgQuePipeline, image: Option<&RgbImage>, prompt: &str, ra
     if raw {
         bail!("--raw-prompt is not supported for the query-fused model: its prompt is built from the chat template");
     }
-    let conversation = Conversation::new().user(prompt).for_generation();
+    prepare_imgque_conversation(p, image, &Conversation::new().user(prompt).for_generation(), budget)
+}
+
+impl Runtime {
+    /// Inputs for the next answer of a multi-turn conversation (earlier questions and answers,
+    /// then the new question): the query-fused model gives n_l tokens to the first question and
+    /// n_s to each later one. Other models take single prompts.
+    pub fn prepare_conversation(&self, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget) -> Result<Prepared> {
+        match self {
+            Self::ImgQue(p) => prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget),
+            _ => bail!("multi-turn conversations are supported for the query-fused model; give one --prompt"),
+        }
+    }
+}
+
+fn prepare_imgque_conversation(p: &ImgQuePipeline, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget) -> Result<Prepared> {
+    let conversation = conversation.clone();
     let Some(image) = image else {
         let record = p.parser(p.trained_tokens().0, p.trained_tokens().1)?.parse(&p.tokenizer, &p.clip_tokenizer, &conversation, false)?;
         let ids = Tensor::new(record.llm.input_ids.as_slice(), p.model.llm.device())?.unsqueeze(0)?;

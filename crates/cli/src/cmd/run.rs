@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use tokenscale_model::generation::GenerationConfig;
 use tokenscale_model::preprocess::load_image;
-use tokenscale_model::runtime::{Runtime, VisionBudget};
+use tokenscale_model::chat::Conversation;
+use tokenscale_model::runtime::{Prepared, Runtime, VisionBudget};
 use tokenscale_model::tokenizer::TokenStream;
 use tokenscale_model::{DType, Device};
 
@@ -18,9 +19,11 @@ pub struct Args {
     /// Image file (PNG or JPEG); required by vision-language models.
     #[arg(long)]
     pub image: Option<PathBuf>,
-    /// The user's question; wrapped in the model's chat template unless --raw-prompt.
-    #[arg(long)]
-    pub prompt: String,
+    /// The user's question; wrapped in the model's chat template unless --raw-prompt. Repeat it
+    /// for a multi-turn conversation (query-fused model: n_l tokens for the first question, n_s
+    /// for each later one); each answer is streamed and kept in the conversation.
+    #[arg(long, required = true)]
+    pub prompt: Vec<String>,
     /// Use --prompt as the exact model input (it must contain <image> for LLaVA).
     #[arg(long)]
     pub raw_prompt: bool,
@@ -43,7 +46,23 @@ pub fn run(args: Args) -> Result<()> {
     let mut runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
     args.chat.apply(&mut runtime)?;
     let image = args.image.as_deref().map(load_image).transpose()?;
-    generate_streaming(&runtime, image.as_ref(), &args.prompt, args.raw_prompt, &args.budget.to_budget(), &config_from(&args, &runtime))?;
+    let config = config_from(&args, &runtime);
+    let budget = args.budget.to_budget();
+    if let [prompt] = args.prompt.as_slice() {
+        generate_streaming(&runtime, image.as_ref(), prompt, args.raw_prompt, &budget, &config)?;
+        return Ok(());
+    }
+    let mut conversation = Conversation::new();
+    let mut seen = 0;
+    for (turn, question) in args.prompt.iter().enumerate() {
+        conversation = conversation.user(question.as_str());
+        let prepared = runtime.prepare_conversation(image.as_ref(), &conversation, &budget)?;
+        let new = prepared.vision_tokens - seen;
+        seen = prepared.vision_tokens;
+        println!("[turn {}: {new} vision tokens, {seen} in the conversation] {question}", turn + 1);
+        let answer = stream(&runtime, &prepared, &config)?;
+        conversation = conversation.assistant(answer);
+    }
     Ok(())
 }
 
@@ -67,11 +86,15 @@ pub fn generate_streaming(
     config: &GenerationConfig,
 ) -> Result<String> {
     let prepared = runtime.prepare(image, prompt, raw, budget)?;
-    let mut stream = TokenStream::new(runtime.tokenizer());
+    stream(runtime, &prepared, config)
+}
+
+fn stream(runtime: &Runtime, prepared: &Prepared, config: &GenerationConfig) -> Result<String> {
+    let mut pieces = TokenStream::new(runtime.tokenizer());
     let mut answer = String::new();
     let mut stdout = std::io::stdout();
-    runtime.generate(&prepared, config, |token| {
-        let piece = stream.push(token)?;
+    runtime.generate(prepared, config, |token| {
+        let piece = pieces.push(token)?;
         stdout.write_all(piece.as_bytes())?;
         stdout.flush()?;
         answer.push_str(&piece);
