@@ -44,9 +44,9 @@ fn eval_sweeps_llava_and_the_query_fused_model_and_resumes() {
     let run2 = tmp.path().join("run2");
     let out = ok(&tokenscale(&["eval", "--model", imgque.to_str().unwrap(), "--data", &mcq, "--vision-tokens", "1,8", "--out", run2.to_str().unwrap()]));
     assert!(out.contains("8 answered"), "{out}");
-    let o = tokenscale(&["eval", "--model", imgque.to_str().unwrap(), "--data", &mcq, "--vision-tokens", "9", "--out", run2.to_str().unwrap()]);
+    let o = tokenscale(&["eval", "--model", imgque.to_str().unwrap(), "--data", &mcq, "--vision-tokens", "17", "--out", run2.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("n_l ≤ 8"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("n_l ≤ 16"));
 }
 
 #[test]

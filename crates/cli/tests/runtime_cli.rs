@@ -174,7 +174,7 @@ fn query_fused_model_runs_at_any_budget() {
     let dir = fixtures().join("imgque");
     let image = dir.join("small.png");
     let tmp = tempfile::tempdir().unwrap();
-    for (n_l, n_s) in [("1", "1"), ("8", "4")] {
+    for (n_l, n_s) in [("1", "1"), ("16", "4")] {
         let out = tmp.path().join(format!("fwd{n_l}.safetensors"));
         let o = tokenscale(&[
             "forward", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What is this?",
@@ -184,15 +184,15 @@ fn query_fused_model_runs_at_any_budget() {
         let got = safetensors::load(&out, &Device::Cpu).unwrap();
         let types_len = got["input_ids"].dim(0).unwrap();
         assert_eq!(got["logits"].dim(0).unwrap(), types_len);
-        let trained = n_l == "8" && n_s == "4";
+        let trained = n_l == "16" && n_s == "4";
         assert_eq!(String::from_utf8_lossy(&o.stderr).contains("warning: this checkpoint was trained"), !trained);
     }
     let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--drop-query", "--template", "vicuna_v1.1", "--max-new-tokens", "4"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--template", "chatgpt"]);
     assert_one_line_error(&o, "chatgpt");
-    let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--vision-tokens", "9"]);
-    assert_one_line_error(&o, "n_l ≤ 8");
+    let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--vision-tokens", "17"]);
+    assert_one_line_error(&o, "n_l ≤ 16");
 }
 
 #[test]
@@ -205,7 +205,7 @@ fn multi_turn_gives_n_l_then_n_s_tokens() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = stdout(&o);
-    for (turn, n, total) in [(1, 8, 8), (2, 4, 12), (3, 4, 16)] {
+    for (turn, n, total) in [(1, 16, 16), (2, 4, 20), (3, 4, 24)] {
         assert!(out.contains(&format!("[turn {turn}: {n} vision tokens, {total} in the conversation]")), "{out}");
     }
     let llava = fixtures().join("llava");

@@ -76,7 +76,7 @@ fn hd_views_match_the_reference() {
 #[test]
 fn forward_matches_the_reference() {
     let (model, want, cases) = load();
-    for name in ["one", "two", "small", "drop"] {
+    for name in ["one", "two", "small", "drop", "n1", "n16"] {
         let case = &cases["cases"][name];
         let prefix = case["image_tensors_prefix"].as_str().unwrap();
         let img = case_image(case);
@@ -118,7 +118,7 @@ fn pipeline_builds_the_same_rows_and_answer() {
     let (_, want, cases) = load();
     let mut pipe = ImgQuePipeline::load(&fixture("imgque"), DType::F32, &Device::Cpu).unwrap();
     assert_eq!(pipe.num_crops, 4);
-    for name in ["one", "two", "small", "drop"] {
+    for name in ["one", "two", "small", "drop", "n1", "n16"] {
         let case = &cases["cases"][name];
         pipe.drop_query = case["drop_query"].as_bool().unwrap();
         let mut conv = Conversation::new().with_system(case["system_message"].as_str().unwrap());
@@ -146,11 +146,11 @@ fn n_l_beyond_the_checkpoint_placeholders_is_a_clear_error() {
     let pipe = ImgQuePipeline::load(&fixture("imgque"), DType::F32, &Device::Cpu).unwrap();
     let crop_tokens = pipe.encode_image(&load_image(&fixture("imgque").join("small.png")).unwrap()).unwrap();
     let conv = Conversation::new().user("What is this?");
-    let err = pipe.embeddings(&crop_tokens, &conv, 9, 4).err().expect("n_l = 9 exceeds the placeholders");
-    assert!(err.to_string().contains("allow n_l ≤ 8"), "{err}");
+    let err = pipe.embeddings(&crop_tokens, &conv, 17, 4).err().expect("n_l = 17 exceeds the placeholders");
+    assert!(err.to_string().contains("allow n_l ≤ 16"), "{err}");
     let err = pipe.embeddings(&crop_tokens, &conv, 2, 4).err().expect("n_s > n_l");
     assert!(err.to_string().contains("n_s"), "{err}");
-    for n_l in 1..=8 {
+    for n_l in 1..=16 {
         let inputs = pipe.embeddings(&crop_tokens, &conv, n_l, 1).unwrap();
         assert_eq!(inputs.vision_tokens, n_l);
     }
