@@ -36,6 +36,8 @@ enum Command {
     Bound(cmd::bound::Args),
     /// Parameters, MACs/FLOPs, KV cache and activations per component for a list of n (config.json only).
     Cost(cmd::cost::Args),
+    /// Checkpoint tools for the query-fused model: `update` (latest checkpoint-N → fresh folder), `swap-llm`.
+    Ckpt(cmd::ckpt::Args),
 }
 
 fn main() {
@@ -56,6 +58,7 @@ fn main() {
         Command::Fit(args) => cmd::fit::run(args),
         Command::Bound(args) => cmd::bound::run(args),
         Command::Cost(args) => cmd::cost::run(args),
+        Command::Ckpt(args) => cmd::ckpt::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

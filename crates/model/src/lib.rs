@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod checkpoint;
+pub mod ckpt;
 pub mod clip;
 pub mod config;
 pub mod generation;
