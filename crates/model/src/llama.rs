@@ -440,6 +440,23 @@ impl Llama {
         Ok((freqs.cos()?.to_dtype(self.dtype())?, freqs.sin()?.to_dtype(self.dtype())?))
     }
 
+    /// The cache length before `t` new positions, after checking they fit the context (and
+    /// giving a cache of the wrong depth a fresh start).
+    fn check_context(&self, cache: &mut KvCache, t: usize) -> Result<usize> {
+        if cache.layers.len() != self.layers.len() {
+            *cache = self.new_cache();
+        }
+        let past = cache.seq_len();
+        if past + t > self.config.max_position_embeddings {
+            bail!(
+                "sequence of {} tokens exceeds the context of {} (max_position_embeddings)",
+                past + t,
+                self.config.max_position_embeddings
+            );
+        }
+        Ok(past)
+    }
+
     /// Runs the decoder over `embeds` (`[B, T, H]`) appended after what `cache` holds.
     pub fn forward_embeds(
         &self,
@@ -449,17 +466,7 @@ impl Llama {
         want_hidden: bool,
     ) -> Result<LlamaOutput> {
         let (_, t, _) = embeds.dims3()?;
-        let past = cache.seq_len();
-        if past + t > self.config.max_position_embeddings {
-            bail!(
-                "sequence of {} tokens exceeds the context of {} (max_position_embeddings)",
-                past + t,
-                self.config.max_position_embeddings
-            );
-        }
-        if cache.layers.len() != self.layers.len() {
-            *cache = self.new_cache();
-        }
+        let past = self.check_context(cache, t)?;
         let (cos, sin) = self.rope_tables(past, t)?;
         let mask = if t > 1 { Some(causal_mask(t, past, embeds.dtype(), self.device())?) } else { None };
         let mut xs = embeds.clone();
@@ -513,17 +520,7 @@ impl Llama {
         if p.keep == 0 || p.keep > p.len {
             bail!("FastV keeps {} tokens but 1 ≤ R ≤ {} (the span length)", p.keep, p.len);
         }
-        let past = cache.seq_len();
-        if past + t > self.config.max_position_embeddings {
-            bail!(
-                "sequence of {} tokens exceeds the context of {} (max_position_embeddings)",
-                past + t,
-                self.config.max_position_embeddings
-            );
-        }
-        if cache.layers.len() != self.layers.len() {
-            *cache = self.new_cache();
-        }
+        let past = self.check_context(cache, t)?;
         let (cos_all, sin_all) = self.rope_tables(past, t)?;
         let (mut cos, mut sin) = (cos_all.clone(), sin_all.clone());
         let mut xs = embeds.clone();
