@@ -108,6 +108,17 @@ fn inspect_counts_every_parameter() {
     assert_eq!(report["tensors"].as_u64().unwrap() as usize, tensors.len());
     assert_eq!(report["architecture"], "LlavaForConditionalGeneration");
     assert!(report["components"]["vision_tower"].as_u64().unwrap() > 0);
+
+    let dir = fixtures().join("imgque");
+    let o = tokenscale(&["inspect", dir.to_str().unwrap(), "--json"]);
+    assert!(o.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["architecture"], "ImageMultiQueryCLIPLLMModel (HD)");
+    let tensors = safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let count = |prefix: &str| tensors.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, t)| t.elem_count()).sum::<usize>() as u64;
+    for component in ["imgque_backbone.clip_model", "imgque_backbone.imgque_model", "llm_backbone", "fusion_backbone"] {
+        assert_eq!(report["components"][component].as_u64().unwrap(), count(component), "{component}");
+    }
 }
 
 #[test]

@@ -97,7 +97,10 @@ pub fn inventory(weights: &Weights) -> Result<Inventory> {
     let mut inv = Inventory { tensors: 0, parameters: 0, components: BTreeMap::new(), dtypes: BTreeMap::new() };
     for (key, dtype, count) in weights.summary()? {
         let parts: Vec<&str> = key.split('.').collect();
-        let component = if parts[0] == "model" && parts.len() > 2 { format!("{}.{}", parts[0], parts[1]) } else { parts[0].to_string() };
+        // `model.` (transformers ≥ 4.52) and the query-fused model's `imgque_backbone.` hold
+        // several components each: name them by two segments.
+        let nested = matches!(parts[0], "model" | "imgque_backbone") && parts.len() > 2;
+        let component = if nested { format!("{}.{}", parts[0], parts[1]) } else { parts[0].to_string() };
         inv.tensors += 1;
         inv.parameters += count;
         *inv.components.entry(component).or_default() += count;

@@ -128,7 +128,10 @@ impl ImgQueConfig {
             "num_key_value_heads": v.hidden_size / 64,
             "rms_norm_eps": 1e-6,
             "rope_theta": 10000.0,
-            "max_position_embeddings": self.decoder_max_positions,
+            // The published setup (16 crops + global: 17·145 = 2465 positions, plus the query)
+            // exceeds the config's 2048; the original computes RoPE on the fly and never
+            // enforces it, so neither do we.
+            "max_position_embeddings": self.decoder_max_positions.max(1 << 24),
             "vocab_size": vocab_size,
             "tie_word_embeddings": true,
             "hidden_act": "silu",
