@@ -249,14 +249,6 @@ struct Attention {
     head_dim: usize,
 }
 
-fn repeat_kv(xs: Tensor, times: usize) -> Result<Tensor> {
-    if times == 1 {
-        return Ok(xs);
-    }
-    let (b, kv, t, d) = xs.dims4()?;
-    Ok(xs.unsqueeze(2)?.expand((b, kv, times, t, d))?.reshape((b, kv * times, t, d))?)
-}
-
 impl Attention {
     fn forward(
         &self,
@@ -294,17 +286,22 @@ impl Attention {
             None => (k, v),
         };
         *cache = Some((k.clone(), v.clone()));
+        // Grouped-query attention without copying K/V per query head: the `groups` query heads
+        // sharing a KV head are stacked along the rows, which also makes each product taller.
         let groups = self.heads / self.kv_heads;
-        let k = repeat_kv(k, groups)?.contiguous()?;
-        let v = repeat_kv(v, groups)?.contiguous()?;
+        let total = k.dim(2)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        let q = (q * scale)?.reshape((b, self.kv_heads, groups * t, self.head_dim))?;
+        let mut scores = q.matmul(&k.t()?)?; // [b, kv, groups·t, total]
         if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
+            let mask = if groups > 1 { mask.repeat((groups, 1))? } else { mask.clone() };
+            scores = scores.broadcast_add(&mask)?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs.matmul(&v.contiguous()?)?.reshape((b, self.heads, t, self.head_dim))?;
+        let probs = probs.reshape((b, self.heads, t, total))?;
         let last = if last_probs { Some(probs.narrow(2, t - 1, 1)?.squeeze(2)?.to_dtype(DType::F32)?.mean(1)?) } else { None };
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
+        let ctx = ctx.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
         Ok((matvec::apply(&self.o, &ctx)?, last))
     }
 }
