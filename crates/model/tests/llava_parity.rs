@@ -48,3 +48,39 @@ fn prompt_longer_than_context_is_an_error() {
     let err = llm.forward_embeds(&embeds, &mut llm.new_cache(), false, false).err().expect("must fail");
     assert!(err.to_string().contains("exceeds the context of 1024"), "{err}");
 }
+
+#[test]
+fn newer_transformers_key_layout_loads_the_same_model() {
+    // transformers ≥ 4.52 nests LLaVA under `model.` (`model.vision_tower`, `model.language_model`
+    // without its own `.model`, top-level `lm_head`); the same weights must give the same logits.
+    let src = fixture("llava");
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["config.json", "tokenizer.json", "preprocessor_config.json"] {
+        std::fs::copy(src.join(name), tmp.path().join(name)).unwrap();
+    }
+    let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let renamed: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(k, v)| {
+            let k = if let Some(rest) = k.strip_prefix("language_model.model.") {
+                format!("model.language_model.{rest}")
+            } else if k == "language_model.lm_head.weight" {
+                "lm_head.weight".to_string()
+            } else {
+                format!("model.{k}")
+            };
+            (k, v)
+        })
+        .collect();
+    assert!(renamed.keys().any(|k| k.starts_with("model.vision_tower.vision_model.")));
+    candle_core::safetensors::save(&renamed, tmp.path().join("model.safetensors")).unwrap();
+
+    let want = expected("llava");
+    let pipe = LlavaPipeline::load(tmp.path(), DType::F32, &Device::Cpu).unwrap();
+    let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
+    let inputs = pipe.prepare(&image, PROMPT).unwrap();
+    let embeds = pipe.embeddings(&inputs).unwrap();
+    let llm = &pipe.model.llm;
+    let out = llm.forward_embeds(&embeds, &mut llm.new_cache(), true, false).unwrap();
+    assert_close(&out.logits.squeeze(0).unwrap(), &want["logits"], TOL, "logits (new layout)");
+}
