@@ -24,6 +24,8 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Measure D(n) and the ψ terms on a model's hidden states over branching pairs; fit λ, n_balance.
     Probe(cmd::probe::Args),
+    /// Measured time per vision-token budget: vision, time to first token, prefill/decode speed, RSS.
+    Bench(cmd::bench::Args),
     /// Generate an answer for an image and a prompt, streamed to stdout.
     Run(cmd::run::Args),
     /// One forward pass written as safetensors (inputs, logits, hidden states) for parity checks.
@@ -52,6 +54,7 @@ fn main() {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Probe(args) => cmd::probe::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Forward(args) => cmd::forward::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),

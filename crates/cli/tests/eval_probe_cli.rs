@@ -86,3 +86,29 @@ fn probe_distance_equals_the_hidden_state_computation() {
     }
     assert!(out.join("bound.json").is_file());
 }
+
+#[test]
+fn bench_times_every_image_and_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for name in ["coffee.png", "chelsea.png"] {
+        std::fs::copy(fixtures().join("preprocess").join(name), images.join(name)).unwrap();
+    }
+    let out = tmp.path().join("bench");
+    let llava = fixtures().join("llava");
+    ok(&tokenscale(&[
+        "bench", "--model", llava.to_str().unwrap(), "--images", images.to_str().unwrap(), "--vision-tokens", "4,64",
+        "--reducer", "uniform", "--max-new-tokens", "5", "--repeat", "2", "--out", out.to_str().unwrap(),
+    ]));
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(out.join("bench.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2 * 2 * 2);
+    for r in &rows {
+        assert_eq!(r["new_tokens"], 5, "decoding runs to max_new_tokens");
+        assert!(r["ttft_s"].as_f64().unwrap() > 0.0 && r["vision_s"].as_f64().unwrap() > 0.0);
+    }
+    let prompt = |n: u64| rows.iter().find(|r| r["n"] == n).unwrap()["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(prompt(64) - prompt(4), 60, "the prompt grows by exactly the extra vision tokens");
+    assert!(std::fs::read_to_string(out.join("bench.md")).unwrap().contains("| 64 |"));
+}

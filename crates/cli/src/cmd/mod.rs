@@ -50,6 +50,7 @@ pub mod probe;
 pub mod run;
 pub mod bound;
 pub mod cost;
+pub mod bench;
 pub mod ckpt;
 pub mod fit;
 pub mod score;
