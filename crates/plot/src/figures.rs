@@ -23,6 +23,11 @@ fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
+/// Legend key for a line series: a short horizontal stroke in the series' colour.
+fn line_key(col: RGBColor, width: u32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(width))
+}
+
 fn range_of(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
     if lo.is_finite() {
@@ -173,7 +178,7 @@ impl Figure for ScalingGrid {
                     .draw_series(LineSeries::new(c.points.iter().filter(|p| p.fit >= y0 && p.fit <= y1).map(|p| (p.n.log2(), p.fit)), col.stroke_width(2)))
                     .map_err(draw_err)?;
                 if pi == 0 {
-                    s.label(c.label.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2)));
+                    s.label(c.label.clone()).legend(line_key(col, 2));
                 }
             }
             let black = RGBColor(20, 20, 20);
@@ -236,7 +241,7 @@ fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, n:
             .draw_series(LineSeries::new(n.iter().zip(&l.values).filter_map(|(x, y)| Some((*x, (*y)?))), col.stroke_width(2)))
             .map_err(draw_err)?
             .label(l.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2)));
+            .legend(line_key(col, 2));
     }
     chart
         .configure_series_labels()
@@ -341,13 +346,13 @@ impl Figure for DistanceFigure {
             .draw_series(LineSeries::new(self.n.iter().zip(&self.d_mean).filter_map(|(x, y)| Some((*x, (*y)?))), base.stroke_width(2)))
             .map_err(draw_err)?
             .label("mean D(n)")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], base.stroke_width(2)));
+            .legend(line_key(base, 2));
         let fc = color(3);
         chart
             .draw_series(LineSeries::new(self.n.iter().zip(&self.fit).filter_map(|(x, y)| Some((*x, (*y)?))), fc.stroke_width(2)))
             .map_err(draw_err)?
             .label(self.fit_label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], fc.stroke_width(2)));
+            .legend(line_key(fc, 2));
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
@@ -401,13 +406,13 @@ impl Figure for BalanceFigure {
             .draw_series(LineSeries::new(self.n.iter().zip(&self.n_balance).filter_map(|(x, y)| Some((*x, (*y)?.clamp(y0, y1)))), c0.stroke_width(2)))
             .map_err(draw_err)?
             .label("(1 - psi_eq)/(psi_AABB - psi_AB) - 1")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c0.stroke_width(2)));
+            .legend(line_key(c0, 2));
         let grey = RGBColor(90, 90, 90);
         chart
             .draw_series(LineSeries::new([(x0, x0), (x1, x1)], grey.stroke_width(1)))
             .map_err(draw_err)?
             .label("y = n")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], grey.stroke_width(1)));
+            .legend(line_key(grey, 1));
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
