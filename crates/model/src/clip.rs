@@ -3,10 +3,11 @@
 
 use anyhow::{bail, Result};
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, LayerNorm, Linear};
+use candle_nn::{Conv2d, Linear};
 use serde::Deserialize;
 
-use crate::nn::{self, Activation};
+use crate::matvec;
+use crate::nn::{self, Activation, LayerNorm};
 use crate::weights::Weights;
 
 fn default_hidden() -> usize { 768 }
@@ -69,14 +70,14 @@ impl Attention {
             Ok(x.reshape((b, t, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
         };
         let scale = (self.head_dim as f64).powf(-0.5);
-        let q = shape((self.q.forward(xs)? * scale)?)?;
-        let k = shape(self.k.forward(xs)?)?;
-        let v = shape(self.v.forward(xs)?)?;
-        let scores = q.matmul(&k.t()?)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
+        let q = shape((matvec::apply(&self.q, xs)? * scale)?)?;
+        let k = shape(matvec::apply(&self.k, xs)?)?;
+        let v = shape(matvec::apply(&self.v, xs)?)?;
+        let scores = nn::matmul(&q, &k.t()?)?;
+        let probs = nn::softmax_last_dim(&scores)?;
+        let ctx = nn::matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let detail = if detail { Some((probs, k.mean(1)?)) } else { None };
-        Ok((self.out.forward(&ctx)?, detail))
+        Ok((matvec::apply(&self.out, &ctx)?, detail))
     }
 }
 
@@ -93,7 +94,7 @@ impl EncoderLayer {
     fn forward_detailed(&self, xs: &Tensor, detail: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
         let (attn, detail) = self.attn.forward_detailed(&self.ln1.forward(xs)?, detail)?;
         let h = (xs + attn)?;
-        let mlp = self.fc2.forward(&self.act.apply(&self.fc1.forward(&self.ln2.forward(&h)?)?)?)?;
+        let mlp = matvec::apply(&self.fc2, &self.act.apply(&matvec::apply(&self.fc1, &self.ln2.forward(&h)?)?)?)?;
         Ok(((h + mlp)?, detail))
     }
 }
@@ -205,7 +206,7 @@ impl ClipVisionTransformer {
             );
         }
         let b = dims[0];
-        let patches = self.patch_embedding.forward(pixel_values)?.flatten_from(2)?.transpose(1, 2)?;
+        let patches = nn::conv(&self.patch_embedding, pixel_values)?.flatten_from(2)?.transpose(1, 2)?;
         let cls = self.class_embedding.reshape((1, 1, c.hidden_size))?.repeat((b, 1, 1))?;
         let xs = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
         let mut xs = self.pre_layrnorm.forward(&xs)?;

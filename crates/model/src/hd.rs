@@ -1,5 +1,6 @@
 //! The query-fused model's HD image views (the seed's Phi-3-V-style processor): a global
-//! pad-to-square view plus up to `num_crops` local 336² crops of an aspect-preserving resize.
+//! pad-to-square view plus up to `num_crops` local crops (336² in the published model; the crop
+//! side is the vision tower's `image_size`) of an aspect-preserving resize.
 
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
@@ -8,6 +9,7 @@ use image::RgbImage;
 use crate::preprocess::{OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 use crate::resample::{self, Filter};
 
+/// The published model's crop side.
 pub const CROP: u32 = 336;
 
 /// PIL's `Image.TRANSPOSE`: pixel (x, y) moves to (y, x).
@@ -17,9 +19,9 @@ fn transpose(img: &RgbImage) -> RgbImage {
 }
 
 /// The local view: landscape orientation, the largest `scale` with `scale·⌈scale/ratio⌉ ≤ hd_num`,
-/// bilinear resize to width `scale·336`, white padding of the height to a multiple of 336
+/// bilinear resize to width `scale·crop`, white padding of the height to a multiple of `crop`
 /// (top gets `int((target − h) / 2)`), orientation restored.
-pub fn hd_transform(img: &RgbImage, hd_num: usize) -> Result<RgbImage> {
+pub fn hd_transform(img: &RgbImage, hd_num: usize, crop: u32) -> Result<RgbImage> {
     if hd_num == 0 {
         bail!("num_crops must be at least 1");
     }
@@ -35,26 +37,26 @@ pub fn hd_transform(img: &RgbImage, hd_num: usize) -> Result<RgbImage> {
     if scale == 0 {
         bail!("num_crops {hd_num} is too small for a {w}x{h} image");
     }
-    let new_w = scale as u32 * CROP;
+    let new_w = scale as u32 * crop;
     let new_h = ((new_w as f64 / ratio) as u32).max(1);
     let resized = resample::resize(&img, new_w, new_h, Filter::Bilinear);
-    let target = new_h.div_ceil(CROP) * CROP;
+    let target = new_h.div_ceil(crop) * crop;
     let top = ((target - new_h) as f64 / 2.0) as u32;
     let mut padded = RgbImage::from_pixel(new_w, target, image::Rgb([255, 255, 255]));
     image::imageops::replace(&mut padded, &resized, 0, top as i64);
     Ok(if transposed { transpose(&padded) } else { padded })
 }
 
-/// The global view before normalisation: the long side LANCZOS-resized to 336 when larger
-/// (short side truncated), pasted centred on a black square of side max(336 if resized, long side).
-pub fn expand_to_square_black(img: &RgbImage) -> RgbImage {
+/// The global view before normalisation: the long side LANCZOS-resized to `crop` when larger
+/// (short side truncated), pasted centred on a black square of side max(`crop` if resized, long side).
+pub fn expand_to_square_black(img: &RgbImage, crop: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     let long = w.max(h);
-    let img = if long > CROP {
+    let img = if long > crop {
         let (nw, nh) = if w >= h {
-            (CROP, ((h as f64 * CROP as f64 / w as f64) as u32).max(1))
+            (crop, ((h as f64 * crop as f64 / w as f64) as u32).max(1))
         } else {
-            (((w as f64 * CROP as f64 / h as f64) as u32).max(1), CROP)
+            (((w as f64 * crop as f64 / h as f64) as u32).max(1), crop)
         };
         resample::resize(img, nw, nh, Filter::Lanczos)
     } else {
@@ -130,7 +132,7 @@ pub fn bicubic_square(data: &[f32], n: usize, out: usize) -> Vec<f32> {
     result
 }
 
-/// All views of one image, `[K, 3, 336, 336]`: the global view first, then the local crops in
+/// All views of one image, `[K, 3, crop, crop]`: the global view first, then the local crops in
 /// row-major order (empty padding crops are never produced).
 pub struct HdViews {
     pub pixel_values: Tensor,
@@ -144,14 +146,14 @@ impl HdViews {
     }
 }
 
-pub fn hd_views(img: &RgbImage, num_crops: usize, device: &Device) -> Result<HdViews> {
+pub fn hd_views(img: &RgbImage, num_crops: usize, crop: u32, device: &Device) -> Result<HdViews> {
     if img.width() == 0 || img.height() == 0 {
         bail!("image has zero size");
     }
-    let crop = CROP as usize;
-    let square = expand_to_square_black(img);
+    let square = expand_to_square_black(img, crop);
+    let local = hd_transform(img, num_crops, crop)?;
+    let crop = crop as usize;
     let global = bicubic_square(&normalize(&square), square.width() as usize, crop);
-    let local = hd_transform(img, num_crops)?;
     let (w, h) = (local.width() as usize, local.height() as usize);
     let (rows, cols) = (h / crop, w / crop);
     let local = normalize(&local);

@@ -5,13 +5,14 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, LayerNorm, Linear};
+use candle_nn::{Conv2d, Linear};
 use serde::Deserialize;
 
 use crate::clip::{ClipVisionConfig, ClipVisionTransformer};
 use crate::config::parse;
 use crate::llama::{KvCache, Llama, LlamaConfig};
-use crate::nn;
+use crate::matvec;
+use crate::nn::{self, LayerNorm};
 use crate::weights::Weights;
 
 /// Token-type bits the fusion reads (seed constants).
@@ -180,7 +181,7 @@ impl ImgQue {
         let (k, t, h) = normed.dims3()?;
         let g = self.config.vision.grid();
         let grid = normed.narrow(1, 1, t - 1)?.transpose(1, 2)?.reshape((k, h, g, g))?;
-        let merged = self.merge.forward(&grid)?;
+        let merged = nn::conv(&self.merge, &grid)?;
         let m = merged.dim(2)?;
         let idx = Tensor::arange_step(0u32, g as u32, 2, grid.device())?;
         let strided = grid.index_select(&idx, 2)?.index_select(&idx, 3)?;
@@ -232,7 +233,7 @@ impl ImgQue {
         if slots.len() != n {
             bail!("the prompt has {} QED slots but the query decoder gives {n} states", slots.len());
         }
-        let projected = self.proj.forward(query_states)?;
+        let projected = matvec::apply(&self.proj, query_states)?;
         let mut rows = Vec::with_capacity(input_ids.len());
         let mut next = 0;
         for i in 0..input_ids.len() {

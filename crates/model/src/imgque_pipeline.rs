@@ -48,14 +48,29 @@ fn json_string(value: &serde_json::Value, key: &str) -> Option<String> {
     }
 }
 
+/// The checkpoint's chat template: tokenscale's optional `chat_template` field of config.json
+/// (the published checkpoints have none and use [`DEFAULT_TEMPLATE`]).
+fn template_name<'a>(config: &'a serde_json::Value, origin: &str) -> Result<&'a str> {
+    match config.get("chat_template") {
+        None | Some(serde_json::Value::Null) => Ok(DEFAULT_TEMPLATE),
+        Some(serde_json::Value::String(name)) => Ok(name),
+        Some(_) => bail!("{origin}: field `chat_template` must be a template name string"),
+    }
+}
+
 impl ImgQuePipeline {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_with_weights(dir, &Weights::from_dir(dir, dtype, device)?)
+    }
+
+    /// The folder's config, tokenizers and processor settings with parameters from `weights`
+    /// (a model in training, or a listing of the parameters it needs).
+    pub fn load_with_weights(dir: &Path, weights: &Weights) -> Result<Self> {
         let config_path = dir.join("config.json");
         let origin = config_path.display().to_string();
         let value = read_json_value(&config_path)?;
         let config = ImgQueConfig::from_value(&value, &origin)?;
-        let weights = Weights::from_dir(dir, dtype, device)?;
-        let model = ImgQue::load(&weights, &config, &origin)?;
+        let model = ImgQue::load(weights, &config, &origin)?;
         let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
         let clip_tokenizer = Tokenizer::from_file(&dir.join("clip").join("tokenizer.json"))?;
         let processor_path = dir.join("preprocessor_config.json");
@@ -78,7 +93,7 @@ impl ImgQuePipeline {
             tokenizer,
             clip_tokenizer,
             num_crops,
-            template: ChatTemplate::by_name(DEFAULT_TEMPLATE)?,
+            template: ChatTemplate::by_name(template_name(&value, &origin)?)?,
             drop_query: false,
             llm_pad_id,
             clip_pad_token,
@@ -93,7 +108,8 @@ impl ImgQuePipeline {
     /// The crop tokens of one image (independent of n: computed once per image in sweeps),
     /// `[K, 145, vision_hidden]`.
     pub fn encode_image(&self, image: &RgbImage) -> Result<Tensor> {
-        let views = hd_views(image, self.num_crops, self.model.llm.device())?;
+        let crop = self.model.config.vision.image_size as u32;
+        let views = hd_views(image, self.num_crops, crop, self.model.llm.device())?;
         self.model.encode_crops(&views.pixel_values)
     }
 

@@ -4,12 +4,12 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Embedding, Linear, RmsNorm};
+use candle_nn::{Embedding, Linear};
 use serde::Deserialize;
 
 use crate::config::token_ids;
 use crate::matvec;
-use crate::nn::{self, Activation};
+use crate::nn::{self, Activation, RmsNorm};
 use crate::weights::Weights;
 
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
@@ -279,8 +279,8 @@ impl Attention {
         let q = split(matvec::apply(&self.q, xs)?, self.heads)?;
         let k = split(matvec::apply(&self.k, xs)?, self.kv_heads)?;
         let v = split(matvec::apply(&self.v, xs)?, self.kv_heads)?;
-        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let q = nn::rope(&q, cos, sin)?;
+        let k = nn::rope(&k, cos, sin)?;
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
             None => (k, v),
@@ -292,13 +292,13 @@ impl Attention {
         let total = k.dim(2)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let q = (q * scale)?.reshape((b, self.kv_heads, groups * t, self.head_dim))?;
-        let mut scores = q.matmul(&k.t()?)?; // [b, kv, groups·t, total]
+        let mut scores = nn::matmul(&q, &k.t()?)?; // [b, kv, groups·t, total]
         if let Some(mask) = mask {
             let mask = if groups > 1 { mask.repeat((groups, 1))? } else { mask.clone() };
             scores = scores.broadcast_add(&mask)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(&v.contiguous()?)?.reshape((b, self.heads, t, self.head_dim))?;
+        let probs = nn::softmax_last_dim(&scores)?;
+        let ctx = nn::matmul(&probs, &v.contiguous()?)?.reshape((b, self.heads, t, self.head_dim))?;
         let probs = probs.reshape((b, self.heads, t, total))?;
         let last = if last_probs { Some(probs.narrow(2, t - 1, 1)?.squeeze(2)?.to_dtype(DType::F32)?.mean(1)?) } else { None };
         let ctx = ctx.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;

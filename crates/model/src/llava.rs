@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::Linear;
 use serde::Deserialize;
 
 use crate::clip::{ClipVisionConfig, ClipVisionTransformer};
 use crate::config::{parse, read_json_value};
 use crate::llama::{Llama, LlamaConfig, SpanPrune};
+use crate::matvec;
 use crate::nn::{self, Activation};
 use crate::preprocess::{expand_to_square, mean_color, ClipImageProcessorConfig};
 use crate::reduce::{self, Reducer};
@@ -194,8 +195,8 @@ impl Llava {
 
     /// Projects vision features into the LLM's embedding space.
     pub fn project(&self, features: &Tensor) -> Result<Tensor> {
-        let h = self.config.projector_act.apply(&self.proj1.forward(features)?)?;
-        Ok(self.proj2.forward(&h)?)
+        let h = self.config.projector_act.apply(&matvec::apply(&self.proj1, features)?)?;
+        matvec::apply(&self.proj2, &h)
     }
 
     /// LLM input embeddings for `ids` with the image-token positions replaced, in order, by the

@@ -27,6 +27,10 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 fn linear_one_row(linear: &Linear, x: &Tensor) -> Result<Option<Tensor>> {
     let w = linear.weight();
     let (out_dim, in_dim) = w.dims2()?;
+    // The fast path reads raw storage, which autograd cannot see through.
+    if crate::nn::differentiable() {
+        return Ok(None);
+    }
     if x.dtype() != DType::F32 || w.dtype() != DType::F32 || x.elem_count() != in_dim || !w.is_contiguous() {
         return Ok(None);
     }

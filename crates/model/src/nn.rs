@@ -1,8 +1,10 @@
 //! Layer constructors over [`Weights`] and the activations HF configs name.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::{bail, Result};
-use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, LayerNorm, Linear, RmsNorm};
+use candle_core::{Module, Tensor, D};
+use candle_nn::{Conv2d, Conv2dConfig, Linear};
 use serde::Deserialize;
 
 use crate::weights::Weights;
@@ -22,11 +24,87 @@ pub fn linear_maybe_bias(w: &Weights, name: &str, in_dim: usize, out_dim: usize)
 
 pub fn layer_norm(w: &Weights, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
     let w = w.pp(name);
-    Ok(LayerNorm::new(w.get("weight", &[dim])?, w.get("bias", &[dim])?, eps))
+    Ok(LayerNorm { weight: w.get("weight", &[dim])?, bias: w.get("bias", &[dim])?, eps })
 }
 
 pub fn rms_norm(w: &Weights, name: &str, dim: usize, eps: f64) -> Result<RmsNorm> {
-    Ok(RmsNorm::new(w.pp(name).get("weight", &[dim])?, eps))
+    Ok(RmsNorm { weight: w.pp(name).get("weight", &[dim])?, eps })
+}
+
+/// candle's fused CPU kernels for softmax, the norms and RoPE have no backward pass. Training
+/// switches every layer to the same formulas written with differentiable tensor ops.
+static DIFFERENTIABLE: AtomicBool = AtomicBool::new(false);
+
+pub fn set_differentiable(on: bool) {
+    DIFFERENTIABLE.store(on, Ordering::Relaxed);
+}
+
+pub fn differentiable() -> bool {
+    DIFFERENTIABLE.load(Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        if !differentiable() {
+            return candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps as f32);
+        }
+        let mean = xs.mean_keepdim(D::Minus1)?;
+        let centred = xs.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        if !differentiable() {
+            return candle_nn::ops::rms_norm(&xs.contiguous()?, &self.weight, self.eps as f32);
+        }
+        let ms = xs.sqr()?.mean_keepdim(D::Minus1)?;
+        xs.broadcast_div(&(ms + self.eps)?.sqrt()?)?.broadcast_mul(&self.weight)
+    }
+}
+
+pub fn softmax_last_dim(xs: &Tensor) -> candle_core::Result<Tensor> {
+    if !differentiable() {
+        return candle_nn::ops::softmax_last_dim(xs);
+    }
+    let shifted = xs.broadcast_sub(&xs.max_keepdim(D::Minus1)?.detach())?;
+    let exp = shifted.exp()?;
+    exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)
+}
+
+/// Rotary embedding of `[B, H, T, D]` with `cos`/`sin` of `[T, D/2]` (HF's rotate-half layout).
+pub fn rope(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    if differentiable() {
+        candle_nn::rotary_emb::rope_slow(xs, cos, sin)
+    } else {
+        candle_nn::rotary_emb::rope(xs, cos, sin)
+    }
+}
+
+/// Every matrix product of attention goes through here (one place to count or specialise).
+pub fn matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    a.matmul(b)
+}
+
+/// Every convolution of the vision towers goes through here.
+pub fn conv(layer: &Conv2d, xs: &Tensor) -> candle_core::Result<Tensor> {
+    layer.forward(xs)
 }
 
 pub fn conv2d(

@@ -168,7 +168,7 @@ impl Runtime {
     }
 }
 
-/// The query-fused model's conversation options: chat template (default llama-2-vision) and
+/// The query-fused model's conversation options: chat template (default: the checkpoint's, else llama-2-vision) and
 /// DropQuery (question text left out of the query decoder's row).
 pub fn configure_imgque(runtime: &mut Runtime, template: Option<&str>, drop_query: bool) -> Result<()> {
     match runtime {

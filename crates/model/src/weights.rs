@@ -1,7 +1,8 @@
 //! Safetensors checkpoints read as they are, with errors that name the file and the tensor key.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use candle_core::safetensors::{MmapedSafetensors, SliceSafetensors};
@@ -10,6 +11,11 @@ use candle_core::{DType, Device, Tensor};
 enum Store {
     Files(MmapedSafetensors),
     Embedded(SliceSafetensors<'static>),
+    /// Tensors held in memory (a model being trained: its parameters, shared with the optimiser).
+    Tensors(HashMap<String, Tensor>),
+    /// Answers every shaped request with zeros and writes down what was asked for: loading a
+    /// model through it lists the parameters that model needs, in the loader's own names.
+    Recording { known: HashMap<String, Tensor>, asked: Mutex<Vec<(String, Vec<usize>)>> },
 }
 
 struct Inner {
@@ -88,6 +94,29 @@ impl Weights {
         Ok(Self::new(Store::Embedded(store), origin.to_string(), keys, dtype, device))
     }
 
+    /// Parameters held in memory under their checkpoint names.
+    pub fn from_tensors(tensors: HashMap<String, Tensor>, origin: &str, device: &Device) -> Self {
+        let keys = tensors.keys().cloned().collect();
+        let dtype = tensors.values().next().map_or(DType::F32, |t| t.dtype());
+        Self::new(Store::Tensors(tensors), origin.to_string(), keys, dtype, device)
+    }
+
+    /// A store that records the names and shapes a loader asks for (see [`Weights::asked`]);
+    /// `known` answers the requests whose shape the loader reads from the checkpoint itself.
+    pub fn recording(known: HashMap<String, Tensor>, dtype: DType, device: &Device) -> Self {
+        let keys = known.keys().cloned().collect();
+        let store = Store::Recording { known, asked: Mutex::new(Vec::new()) };
+        Self::new(store, "parameter listing".to_string(), keys, dtype, device)
+    }
+
+    /// What a [`Weights::recording`] store was asked for, in request order, without repeats.
+    pub fn asked(&self) -> Vec<(String, Vec<usize>)> {
+        match &self.inner.store {
+            Store::Recording { asked, .. } => asked.lock().map(|a| a.clone()).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
     fn new(store: Store, origin: String, mut keys: Vec<String>, dtype: DType, device: &Device) -> Self {
         keys.sort();
         let inner = Inner { store, origin, keys, dtype, device: device.clone() };
@@ -136,6 +165,16 @@ impl Weights {
 
     /// The tensor `name` with exactly `shape`, converted to the working dtype.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        if let Store::Recording { asked, .. } = &self.inner.store {
+            if !self.contains(name) {
+                let key = self.key(name);
+                let mut asked = asked.lock().map_err(|_| anyhow::anyhow!("parameter listing poisoned"))?;
+                if !asked.iter().any(|(k, _)| *k == key) {
+                    asked.push((key, shape.to_vec()));
+                }
+                return Ok(Tensor::zeros(shape, self.inner.dtype, &self.inner.device)?);
+            }
+        }
         let tensor = self.get_unchecked(name)?;
         if tensor.dims() != shape {
             bail!(
@@ -159,6 +198,9 @@ impl Weights {
         let raw = match &self.inner.store {
             Store::Files(st) => st.load(&key, device),
             Store::Embedded(st) => st.load(&key, device),
+            Store::Tensors(map) | Store::Recording { known: map, .. } => {
+                map.get(&key).cloned().ok_or_else(|| candle_core::Error::Msg(format!("no tensor `{key}`")))
+            }
         }
         .with_context(|| format!("{}: cannot read tensor `{key}`", self.inner.origin))?;
         raw.to_dtype(self.inner.dtype)
@@ -170,6 +212,12 @@ impl Weights {
         let views = match &self.inner.store {
             Store::Files(st) => st.tensors(),
             Store::Embedded(st) => st.tensors(),
+            Store::Tensors(map) | Store::Recording { known: map, .. } => {
+                let mut rows: Vec<(String, String, usize)> =
+                    map.iter().map(|(k, t)| (k.clone(), format!("{:?}", t.dtype()), t.elem_count())).collect();
+                rows.sort();
+                return Ok(rows);
+            }
         };
         let mut rows: Vec<(String, String, usize)> = views
             .into_iter()

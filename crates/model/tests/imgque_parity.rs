@@ -10,7 +10,7 @@ use common::{assert_close, fixture, ids};
 use image::RgbImage;
 use tokenscale_model::config::read_json_value;
 use tokenscale_model::generation::{generate, GenerationConfig};
-use tokenscale_model::hd::{expand_to_square_black, hd_transform, hd_views};
+use tokenscale_model::hd::{expand_to_square_black, hd_transform, hd_views, CROP};
 use tokenscale_model::imgque::{ImgQue, ImgQueConfig};
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::weights::Weights;
@@ -55,19 +55,19 @@ fn hd_views_match_the_reference() {
     for name in ["one", "two", "small"] {
         let case = &cases["cases"][name];
         let img = case_image(case);
-        let local = hd_transform(&img, 4).unwrap();
+        let local = hd_transform(&img, 4, CROP).unwrap();
         let (rows, cols) = sums(&local);
         assert_eq!(rows, i64s(&want[&format!("{name}.hd_image_rowsum")]), "{name} hd rows");
         assert_eq!(cols, i64s(&want[&format!("{name}.hd_image_colsum")]), "{name} hd cols");
-        let global = expand_to_square_black(&img);
+        let global = expand_to_square_black(&img, CROP);
         let (rows, cols) = sums(&global);
         assert_eq!(rows, i64s(&want[&format!("{name}.global_image_rowsum")]), "{name} global rows");
         assert_eq!(cols, i64s(&want[&format!("{name}.global_image_colsum")]), "{name} global cols");
-        assert_eq!(hd_views(&img, 4, &Device::Cpu).unwrap().crops(), case["num_crops"].as_u64().unwrap() as usize);
+        assert_eq!(hd_views(&img, 4, CROP, &Device::Cpu).unwrap().crops(), case["num_crops"].as_u64().unwrap() as usize);
     }
     // The torch-bicubic upscale of a global view smaller than 336.
     let img = case_image(&cases["cases"]["small"]);
-    let views = hd_views(&img, 4, &Device::Cpu).unwrap();
+    let views = hd_views(&img, 4, CROP, &Device::Cpu).unwrap();
     let idx = Tensor::arange_step(0u32, 336, 7, &Device::Cpu).unwrap();
     let sub = views.pixel_values.get(0).unwrap().index_select(&idx, 1).unwrap().index_select(&idx, 2).unwrap();
     assert_close(&sub, &want["small.global_pixel_values_s7"], 1e-5, "small global view");
@@ -80,7 +80,7 @@ fn forward_matches_the_reference() {
         let case = &cases["cases"][name];
         let prefix = case["image_tensors_prefix"].as_str().unwrap();
         let img = case_image(case);
-        let views = hd_views(&img, 4, &Device::Cpu).unwrap();
+        let views = hd_views(&img, 4, CROP, &Device::Cpu).unwrap();
         let crop_tokens = model.encode_crops(&views.pixel_values).unwrap();
         assert_close(&crop_tokens, &want[&format!("{prefix}crop_tokens")], TOL, &format!("{name} crop tokens"));
 

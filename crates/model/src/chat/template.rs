@@ -44,8 +44,13 @@ pub struct ChatTemplate {
     pub roles: [&'static str; 2],
 }
 
+/// The seed's templates.
 pub const TEMPLATE_NAMES: [&str; 8] =
     ["llama-2", "llama-2-vision", "vicuna_v1.1", "qwen-7b-chat", "phi-3", "microsoft-phi-3", "llama-3", "llama-3-vision"];
+
+/// tokenscale's own: "plain" is vicuna_v1.1 without a system prompt ("<s> USER: q ASSISTANT: a</s>"),
+/// for the small models trained here, whose word-level vocabulary has no system-prompt words.
+pub const EXTRA_TEMPLATE_NAMES: [&str; 1] = ["plain"];
 
 const VICUNA_SYSTEM: &str = "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.";
 const LLAMA2_SYS: &str = "[INST] <<SYS>>\n{}\n<</SYS>>\n\n";
@@ -60,6 +65,7 @@ impl ChatTemplate {
             "llama-2" => ("llama-2", SepStyle::Llama2, LLAMA2_SYS, "", ["[INST]", "[/INST]"]),
             "llama-2-vision" => ("llama-2-vision", SepStyle::Llama2, LLAMA2_SYS, VICUNA_SYSTEM, ["[INST]", "[/INST]"]),
             "vicuna_v1.1" => ("vicuna_v1.1", SepStyle::AddColonTwo, "{}", VICUNA_SYSTEM, ["USER", "ASSISTANT"]),
+            "plain" => ("plain", SepStyle::AddColonTwo, "{}", "", ["USER", "ASSISTANT"]),
             "qwen-7b-chat" => (
                 "qwen-7b-chat",
                 SepStyle::ChatMl,
@@ -73,7 +79,11 @@ impl ChatTemplate {
             }
             "llama-3" => ("llama-3", SepStyle::Llama3, LLAMA3_SYS, "", LLAMA3_ROLES),
             "llama-3-vision" => ("llama-3-vision", SepStyle::Llama3, LLAMA3_SYS, "You are a helpful assistant.", LLAMA3_ROLES),
-            other => bail!("unknown chat template \"{other}\" (expected one of: {})", TEMPLATE_NAMES.join(", ")),
+            other => bail!(
+                "unknown chat template \"{other}\" (expected one of: {}, {})",
+                TEMPLATE_NAMES.join(", "),
+                EXTRA_TEMPLATE_NAMES.join(", ")
+            ),
         };
         Ok(Self { name, style, system_template, default_system, roles })
     }
