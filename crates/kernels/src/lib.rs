@@ -1,1 +1,106 @@
-//! 16-bit CPU matrix-multiply kernels (work in progress, see issue 6).
+//! 16-bit CPU matrix products for linear layers: `y = x · wᵀ` with `x` (m × k) and `w` (n × k)
+//! both bf16 or both f16, accumulated and returned in f32.
+//!
+//! Which kernel runs is decided at run time from the CPU's features:
+//! - bf16 with Intel AMX (AMX-TILE + AMX-BF16, and the kernel granting tile state): tile kernel,
+//!   `amx` module. AMX is what oneDNN (PyTorch) uses on such CPUs; AVX-512 BF16 alone has about a
+//!   quarter of its throughput, so it would not reach PyTorch's speed.
+//! - one or two rows (the decode step) with AVX-512F: row-parallel dot products reading the 16-bit
+//!   weights directly (memory bound), `gemv` module.
+//! - everything else, and whenever the portable backend is asked for: convert to f32 and multiply
+//!   with the `gemm` crate, `portable` module. Correct on any CPU.
+//!
+//! Setting `TOKENSCALE_KERNELS=portable` in the environment forces the portable path everywhere
+//! (for comparison and for checking that the fallback gives the same results).
+
+mod amx;
+mod cpu;
+mod gemv;
+mod matrix;
+mod portable;
+mod transpose;
+
+pub use cpu::{features, CpuFeatures};
+pub use half::{bf16, f16};
+pub use matrix::{Half16, HalfFormat, MatMut, MatRef};
+
+/// What went wrong with a call; every variant names the offending argument.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KernelError {
+    #[error("{name}: {rows} rows of {cols} with row stride {row_stride} need {needed} elements, the slice has {len}")]
+    TooShort { name: &'static str, rows: usize, cols: usize, row_stride: usize, needed: usize, len: usize },
+    #[error("{name}: row stride {row_stride} is smaller than the {cols} columns")]
+    StrideTooSmall { name: &'static str, cols: usize, row_stride: usize },
+    #[error("shapes do not fit y = x·wᵀ: x is {x_rows}×{x_cols}, w is {w_rows}×{w_cols}, y is {y_rows}×{y_cols}")]
+    ShapeMismatch { x_rows: usize, x_cols: usize, w_rows: usize, w_cols: usize, y_rows: usize, y_cols: usize },
+}
+
+/// Which code paths may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The fastest kernel the CPU supports (unless `TOKENSCALE_KERNELS=portable` is set).
+    Auto,
+    /// Only code without CPU-specific instructions of our own: f32 conversion + `gemm`, scalar dot
+    /// products.
+    Portable,
+}
+
+/// The kernel that computed a product (for tests and benchmark reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    AmxBf16,
+    Avx512Gemv,
+    ScalarGemv,
+    PortableF32Gemm,
+}
+
+impl Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::AmxBf16 => "amx-bf16",
+            Kernel::Avx512Gemv => "avx512-gemv",
+            Kernel::ScalarGemv => "scalar-gemv",
+            Kernel::PortableF32Gemm => "f32-convert+gemm",
+        }
+    }
+}
+
+/// Up to this many rows the product reads the weights once per row in dot products; above it the
+/// matrix kernels (which repack the weights) win.
+const GEMV_MAX_ROWS: usize = 2;
+
+/// `y = x · wᵀ`: x is m × k, w is n × k (a linear layer's weight as stored), y is m × n.
+/// Returns the kernel that ran.
+pub fn matmul_transposed<T: Half16>(x: MatRef<T>, w: MatRef<T>, y: MatMut, backend: Backend) -> Result<Kernel, KernelError> {
+    if x.cols != w.cols || y.rows != x.rows || y.cols != w.rows {
+        return Err(KernelError::ShapeMismatch {
+            x_rows: x.rows,
+            x_cols: x.cols,
+            w_rows: w.rows,
+            w_cols: w.cols,
+            y_rows: y.rows,
+            y_cols: y.cols,
+        });
+    }
+    let mut y = y;
+    if x.rows == 0 || w.rows == 0 {
+        return Ok(Kernel::PortableF32Gemm);
+    }
+    let fast = backend == Backend::Auto && !cpu::portable_forced();
+    let cpu = features();
+    if x.rows <= GEMV_MAX_ROWS {
+        return Ok(if fast && cpu.avx512f {
+            gemv::avx512(&x, &w, &mut y);
+            Kernel::Avx512Gemv
+        } else {
+            gemv::scalar(&x, &w, &mut y);
+            Kernel::ScalarGemv
+        });
+    }
+    if fast && T::FORMAT == HalfFormat::Bf16 && cpu.amx_bf16_usable() {
+        amx::matmul(&x.bits(), &w.bits(), &mut y);
+        return Ok(Kernel::AmxBf16);
+    }
+    portable::matmul(&x, &w, &mut y);
+    Ok(Kernel::PortableF32Gemm)
+}

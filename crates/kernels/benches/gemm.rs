@@ -1,0 +1,96 @@
+//! GEMM throughput of y = x · wᵀ (square n × n × n) for our bf16/f16 paths, the forced portable
+//! path and candle's bf16 matmul; one JSON line. `tools/bench/gemm.sh` runs it interleaved with
+//! `tools/bench/torch_gemm.py` (PyTorch, same shapes) and prints the ratios.
+//!
+//! cargo bench -p tokenscale-kernels --bench gemm -- [--sizes 1024,2048,4096] [--skip-candle]
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::{json, Map, Value};
+use tokenscale_kernels::{bf16, f16, features, matmul_transposed, Backend, Half16, Kernel, MatMut, MatRef};
+
+fn median_seconds(repeat: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    let mut times: Vec<f64> = (0..repeat)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    if std::env::var_os("GEMM_BENCH_MIN").is_some() { times[0] } else { times[times.len() / 2] }
+}
+
+fn repeats(n: usize) -> usize {
+    match n {
+        0..=1024 => 10,
+        1025..=2048 => 5,
+        _ => 3,
+    }
+}
+
+fn values<T>(count: usize, seed: u32, from_f32: fn(f32) -> T) -> Vec<T> {
+    (0..count as u32).map(|i| from_f32(((i.wrapping_mul(2654435761) ^ seed) >> 8) as f32 / (1u32 << 24) as f32 - 0.5)).collect()
+}
+
+fn ours<T: Half16>(n: usize, backend: Backend, from_f32: fn(f32) -> T) -> (f64, Kernel) {
+    let x = values(n * n, 1, from_f32);
+    let w = values(n * n, 2, from_f32);
+    let mut y = vec![0f32; n * n];
+    let mut kernel = Kernel::PortableF32Gemm;
+    let secs = median_seconds(repeats(n), || {
+        let (xm, wm) = (MatRef::new("x", &x, n, n, n).unwrap(), MatRef::new("w", &w, n, n, n).unwrap());
+        kernel = matmul_transposed(xm, wm, MatMut::new("y", &mut y, n, n, n).unwrap(), backend).unwrap();
+    });
+    (2.0 * (n as f64).powi(3) / secs / 1e9, kernel)
+}
+
+fn candle_bf16(n: usize) -> f64 {
+    let x = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).and_then(|t| t.to_dtype(DType::BF16)).unwrap();
+    let w = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).and_then(|t| t.to_dtype(DType::BF16)).unwrap();
+    let secs = median_seconds(repeats(n).min(3), || {
+        x.matmul(&w.t().unwrap()).unwrap();
+    });
+    2.0 * (n as f64).powi(3) / secs / 1e9
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let sizes: Vec<usize> = args
+        .iter()
+        .position(|a| a == "--sizes")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1024, 2048, 4096]);
+    let with_candle = !args.iter().any(|a| a == "--skip-candle");
+    let mut table: Map<String, Value> = Map::new();
+    let mut kernels: Map<String, Value> = Map::new();
+    let mut record = |name: &str, n: usize, gflops: f64, kernel: Option<Kernel>| {
+        let row = table.entry(name.to_string()).or_insert_with(|| json!({}));
+        row[n.to_string()] = json!(gflops);
+        if let Some(k) = kernel {
+            kernels.insert(name.to_string(), json!(k.name()));
+        }
+    };
+    for &n in &sizes {
+        let (g, k) = ours(n, Backend::Auto, bf16::from_f32);
+        record("bf16", n, g, Some(k));
+        let (g, k) = ours(n, Backend::Auto, f16::from_f32);
+        record("f16", n, g, Some(k));
+        let (g, k) = ours(n, Backend::Portable, bf16::from_f32);
+        record("bf16_portable", n, g, Some(k));
+        if with_candle {
+            record("candle_bf16", n, candle_bf16(n), None);
+        }
+    }
+    let report = json!({
+        "impl": "tokenscale-kernels",
+        "threads": rayon::current_num_threads(),
+        "cpu": format!("{:?}", features()),
+        "kernels": kernels,
+        "gflops": table,
+    });
+    println!("{report}");
+}
