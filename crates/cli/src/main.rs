@@ -38,6 +38,8 @@ enum Command {
     Bound(cmd::bound::Args),
     /// Parameters, MACs/FLOPs, KV cache and activations per component for a list of n (config.json only).
     Cost(cmd::cost::Args),
+    /// Pareto frontier of score vs cost per benchmark and the n that meets a score, FLOPs or latency target.
+    Advise(cmd::advise::Args),
     /// Checkpoint tools for the query-fused model: `update` (latest checkpoint-N → fresh folder), `swap-llm`.
     Ckpt(cmd::ckpt::Args),
 }
@@ -61,6 +63,7 @@ fn main() {
         Command::Fit(args) => cmd::fit::run(args),
         Command::Bound(args) => cmd::bound::run(args),
         Command::Cost(args) => cmd::cost::run(args),
+        Command::Advise(args) => cmd::advise::run(args),
         Command::Ckpt(args) => cmd::ckpt::run(args),
     };
     if let Err(err) = result {

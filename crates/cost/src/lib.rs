@@ -31,6 +31,7 @@
 //!   once inside one layer of the component (see [`llm_pass_peak`], [`clip_peak`]), in the
 //!   chosen dtype; `total` takes the maximum over components (they run one after another).
 
+pub mod advise;
 pub mod config;
 
 use anyhow::{bail, Result};

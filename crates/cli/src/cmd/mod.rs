@@ -42,6 +42,7 @@ impl BudgetArgs {
         }
     }
 }
+pub mod advise;
 pub mod demo;
 pub mod eval;
 pub mod forward;
