@@ -1,194 +1,267 @@
-//! A seeded synthetic benchmark in VLMEvalKit TSV format: small images of coloured shapes with
-//! MCQ, Y/N and short-answer questions about them. Used by the tests and the demo.
+//! A seeded synthetic visual benchmark with graded difficulty, built so that a tiny model can be
+//! trained on it and evaluated with the same strings.
+//!
+//! Each image (64×64 RGB) shows a light background tint, a coloured 3-px border and a 4×4 grid
+//! of 16-px cells, each empty (p = 0.4) or holding one small shape (circle, square, triangle,
+//! cross; red, green, blue, yellow, purple; 9–12 px). *Coarse* questions ask about the background
+//! and the border (a 16×16 summary suffices); *fine* ones about single cells, counts and
+//! neighbours (the small shapes must be resolved). Items are multiple choice (4 options), yes/no
+//! (balanced) or short answer; every answer is one word of the closed vocabulary [`words`].
+//!
+//! An item is a pure function of (split, index, mix): [`item`] / [`item_with`] in memory for
+//! training, [`write_benchmark`] as VLMEvalKit TSVs for `tokenscale eval`. The image depends on
+//! (split, index) only, so changing the mix changes questions, never pictures.
+//!
+//! [`generate`] is the older small fixture that the sweep tests use.
 
-use anyhow::Result;
-use base64::Engine;
-use image::{Rgb, RgbImage};
-use std::path::{Path, PathBuf};
+mod fixture;
+pub mod mix;
+pub mod questions;
+pub mod rng;
+pub mod scene;
+mod tsv;
+pub mod vocab;
 
-/// splitmix64: a tiny deterministic generator (no external RNG crate, stable across versions).
-pub struct Rng(u64);
+pub use fixture::{generate, picture, Shape};
+pub use mix::Mix;
+pub use questions::{Category, SUBTASKS};
+pub use rng::Rng;
+pub use scene::{Scene, COLORS, SHAPES, TINTS};
+pub use tsv::{file_name, png_bytes, write_benchmark};
+pub use vocab::{split_words, words};
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x853c49e6748fea9b)
+use crate::dataset::Item;
+use crate::kind::Kind;
+use crate::prompt::{build_prompt, PromptStyle};
+use image::RgbImage;
+use questions::{answer_set, ask, candidates, claim, claim_set, Candidate};
+use rng::stream_seed;
+use std::collections::BTreeMap;
+
+/// Disjoint seed streams: no (split, index) shares its seed with another split's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
     }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-        z ^ (z >> 31)
+
+    pub fn parse(s: &str) -> anyhow::Result<Split> {
+        match s.to_ascii_lowercase().as_str() {
+            "train" => Ok(Split::Train),
+            "val" | "validation" => Ok(Split::Val),
+            "test" => Ok(Split::Test),
+            _ => anyhow::bail!("unknown split {s:?} (train, val, test)"),
+        }
     }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i + 1);
-            v.swap(i, j);
+
+    /// The split's seed tag (arbitrary distinct constants; changing one changes the split).
+    fn tag(self) -> u64 {
+        match self {
+            Split::Train => 0x7472_6169_6e00_0001,
+            Split::Val => 0x7661_6c00_0000_0002,
+            Split::Test => 0x7465_7374_0000_0003,
         }
     }
 }
 
-pub const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
-pub const COLORS: [(&str, [u8; 3]); 5] = [
-    ("red", [220, 30, 30]),
-    ("green", [30, 170, 60]),
-    ("blue", [40, 70, 220]),
-    ("yellow", [235, 200, 20]),
-    ("purple", [140, 50, 170]),
-];
-
-/// One drawn shape.
-#[derive(Clone, Debug)]
-pub struct Shape {
-    pub shape: usize,
-    pub color: usize,
+/// The three item formats, each scored as its VLMEvalKit kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ItemKind {
+    /// Four options A–D; the answer is the letter.
+    Mcq,
+    /// A claim to confirm; the answer is "yes" or "no".
+    YesNo,
+    /// An open question answered with one word.
+    ShortAnswer,
 }
 
-fn draw(img: &mut RgbImage, s: &Shape, cx: i32, cy: i32, r: i32) {
-    let c = Rgb(COLORS[s.color].1);
-    for y in (cy - r).max(0)..(cy + r).min(img.height() as i32) {
-        for x in (cx - r).max(0)..(cx + r).min(img.width() as i32) {
-            let (dx, dy) = (x - cx, y - cy);
-            let inside = match s.shape {
-                0 => dx * dx + dy * dy <= r * r,
-                1 => dx.abs() <= r * 3 / 4 && dy.abs() <= r * 3 / 4,
-                2 => dy >= -r * 3 / 4 && dy <= r * 3 / 4 && dx.abs() * 2 <= (dy + r * 3 / 4),
-                _ => dx.abs() <= r / 4 || dy.abs() <= r / 4,
-            };
-            if inside {
-                img.put_pixel(x as u32, y as u32, c);
+impl ItemKind {
+    pub const ALL: [ItemKind; 3] = [ItemKind::Mcq, ItemKind::YesNo, ItemKind::ShortAnswer];
+
+    /// The VLMEvalKit kind name (`mcq`, `yorn`, `vqa`).
+    pub fn as_str(self) -> &'static str {
+        self.eval_kind().as_str()
+    }
+
+    pub fn parse(s: &str) -> Option<ItemKind> {
+        match s.to_ascii_lowercase().as_str() {
+            "mcq" => Some(ItemKind::Mcq),
+            "yorn" | "yn" | "yesno" => Some(ItemKind::YesNo),
+            "vqa" | "short" => Some(ItemKind::ShortAnswer),
+            _ => None,
+        }
+    }
+
+    pub fn eval_kind(self) -> Kind {
+        match self {
+            ItemKind::Mcq => Kind::Mcq,
+            ItemKind::YesNo => Kind::Yorn,
+            ItemKind::ShortAnswer => Kind::Vqa,
+        }
+    }
+
+    fn position(self) -> usize {
+        match self {
+            ItemKind::Mcq => 0,
+            ItemKind::YesNo => 1,
+            ItemKind::ShortAnswer => 2,
+        }
+    }
+}
+
+/// One benchmark item in memory.
+#[derive(Clone, Debug)]
+pub struct SynthItem {
+    pub image: RgbImage,
+    /// The question as the TSV's `question` cell holds it (yes/no questions end with VLMEvalKit's
+    /// "Please answer yes or no."); `prompt_for` adds what the eval prompt adds.
+    pub question: String,
+    /// MCQ option texts for A–D; empty for the other kinds.
+    pub options: Vec<String>,
+    /// The expected answer: "A"–"D" for MCQ (VLMEvalKit's option extraction is case-sensitive),
+    /// otherwise one lower-case word (colour, tint, shape, "0"–"6", "none", "yes", "no").
+    pub answer: String,
+    pub kind: ItemKind,
+    pub category: Category,
+    pub subtask: &'static str,
+    /// What the image shows (the ground truth the answer was computed from).
+    pub scene: Scene,
+}
+
+const SCENE_STREAM: u64 = 1;
+const QUESTION_STREAM: u64 = 2;
+/// Draws of a wanted answer before settling for any candidate (keeps answers near uniform).
+const ANSWER_TRIES: usize = 16;
+/// Fresh scenes tried when none of the mix's subtasks can be asked about a scene.
+const SCENE_TRIES: usize = 64;
+
+/// Item `index` of `split` with every subtask and kind equally likely.
+pub fn item(split: Split, index: u64) -> SynthItem {
+    item_with(split, index, &Mix::default())
+}
+
+/// Item `index` of `split` with subtasks and kinds drawn by `mix`.
+pub fn item_with(split: Split, index: u64, mix: &Mix) -> SynthItem {
+    let mut scene_rng = Rng::new(stream_seed(split.tag(), index, SCENE_STREAM));
+    let mut rng = Rng::new(stream_seed(split.tag(), index, QUESTION_STREAM));
+    let kind = ItemKind::ALL[rng.weighted(mix.kind_weights()).unwrap_or(0)];
+    for _ in 0..SCENE_TRIES {
+        let scene = Scene::random(&mut scene_rng);
+        let mut weights = mix.subtask_weights().to_vec();
+        while let Some(subtask) = rng.weighted(&weights) {
+            let cands = candidates(subtask, &scene);
+            if !cands.is_empty() {
+                return build(scene, subtask, &cands, kind, &mut rng);
+            }
+            weights[subtask] = 0.0;
+        }
+    }
+    // Unreachable in practice (a mix of relation questions only and 64 scenes without a unique
+    // shape that has a neighbour); the background can always be asked about.
+    let scene = Scene::random(&mut scene_rng);
+    let cands = candidates(0, &scene);
+    build(scene, 0, &cands, kind, &mut rng)
+}
+
+fn build(scene: Scene, subtask: usize, cands: &[Candidate], kind: ItemKind, rng: &mut Rng) -> SynthItem {
+    let (question, options, answer) = match kind {
+        ItemKind::YesNo => {
+            // The claimed value is drawn before the answer, so that it says nothing about it.
+            let claims = claim_set(subtask);
+            let want_yes = rng.chance(0.5);
+            let mut pick = None;
+            for _ in 0..ANSWER_TRIES {
+                let value = claims[rng.below(claims.len())];
+                let fits: Vec<&Candidate> = cands.iter().filter(|c| (c.answer == value) == want_yes).collect();
+                if let Some(c) = rng.pick(&fits) {
+                    pick = Some((**c, value));
+                    break;
+                }
+            }
+            let (c, value) = pick.unwrap_or_else(|| (cands[rng.below(cands.len())], claims[rng.below(claims.len())]));
+            let answer = if c.answer == value { "yes" } else { "no" };
+            (claim(subtask, c.subject, value), Vec::new(), answer.to_string())
+        }
+        ItemKind::Mcq | ItemKind::ShortAnswer => {
+            let answers = answer_set(subtask);
+            let mut pick = None;
+            for _ in 0..ANSWER_TRIES {
+                let value = answers[rng.below(answers.len())];
+                let fits: Vec<&Candidate> = cands.iter().filter(|c| c.answer == value).collect();
+                if let Some(c) = rng.pick(&fits) {
+                    pick = Some(**c);
+                    break;
+                }
+            }
+            let c = pick.unwrap_or_else(|| cands[rng.below(cands.len())]);
+            let question = ask(subtask, c.subject);
+            if kind == ItemKind::Mcq {
+                let mut options: Vec<&str> = answers.iter().copied().filter(|a| *a != c.answer).collect();
+                rng.shuffle(&mut options);
+                options.truncate(3);
+                let at = rng.below(4).min(options.len());
+                options.insert(at, c.answer);
+                let letter = char::from(b'A' + at as u8).to_string();
+                (question, options.iter().map(|o| o.to_string()).collect(), letter)
+            } else {
+                (question, Vec::new(), c.answer.to_string())
             }
         }
+    };
+    let (name, category) = SUBTASKS[subtask];
+    SynthItem { image: scene.render(), question, options, answer, kind, category, subtask: name, scene }
+}
+
+/// The item as `crate::dataset` reads it from the TSV (what the eval prompt is built from).
+fn as_dataset_item(item: &SynthItem) -> Item {
+    Item {
+        line: 0,
+        row: 0,
+        index: String::new(),
+        images: Vec::new(),
+        image_key: String::new(),
+        image_path: Vec::new(),
+        question: item.question.clone(),
+        hint: None,
+        options: item.options.iter().enumerate().map(|(i, o)| (char::from(b'A' + i as u8), o.clone())).collect(),
+        answer: Some(item.answer.clone()),
+        category: Some(item.category.as_str().to_string()),
+        l2_category: None,
+        split: None,
+        extra: BTreeMap::from([("subtask".to_string(), item.subtask.to_string())]),
     }
 }
 
-/// A picture of `shapes` on a light background (size × size pixels), as PNG base64.
-pub fn picture(shapes: &[Shape], size: u32, rng: &mut Rng) -> String {
-    let bg = 235 + rng.below(20) as u8;
-    let mut img = RgbImage::from_pixel(size, size, Rgb([bg, bg, bg]));
-    let cells = (shapes.len() as f64).sqrt().ceil() as i32;
-    let cell = size as i32 / cells.max(1);
-    for (i, s) in shapes.iter().enumerate() {
-        let (gx, gy) = (i as i32 % cells, i as i32 / cells);
-        let r = cell * 2 / 5;
-        let jitter = (rng.below(3) as i32) - 1;
-        draw(&mut img, s, gx * cell + cell / 2 + jitter, gy * cell + cell / 2 - jitter, r);
-    }
-    let mut buf = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img).write_to(&mut buf, image::ImageFormat::Png).expect("png encode");
-    base64::engine::general_purpose::STANDARD.encode(buf.into_inner())
+/// Exactly the text `tokenscale eval` gives a query-fused model (VLMEvalKit's default prompt) for
+/// this item once it is written to a TSV.
+pub fn prompt_for(item: &SynthItem) -> String {
+    prompt_with_style(item, PromptStyle::Default)
 }
 
-fn random_shapes(rng: &mut Rng, count: usize) -> Vec<Shape> {
-    (0..count).map(|_| Shape { shape: rng.below(SHAPES.len()), color: rng.below(COLORS.len()) }).collect()
+/// The eval prompt under another prompt style (LLaVA models get `PromptStyle::Llava`).
+pub fn prompt_with_style(item: &SynthItem, style: PromptStyle) -> String {
+    build_prompt(&as_dataset_item(item), item.kind.eval_kind(), style)
 }
 
-const NUMBER_WORDS: [&str; 10] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
-
-/// Write `SYNTH_MCQ.tsv`, `SYNTH_YORN.tsv` and `SYNTH_VQA.tsv` (about `items` rows each) into
-/// `dir`; the same seed gives byte-identical files.
-pub fn generate(dir: &Path, seed: u64, items: usize, image_size: u32) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir)?;
-    let mut rng = Rng::new(seed);
-    let mut paths = Vec::new();
-
-    // MCQ: single-shape pictures; "which shape" / "which colour" with 4 shuffled options.
-    let mut t = String::from("index\timage\tquestion\thint\tA\tB\tC\tD\tanswer\tcategory\tl2-category\tsplit\n");
-    for i in 0..items {
-        let shapes = random_shapes(&mut rng, 1);
-        let img = picture(&shapes, image_size, &mut rng);
-        let (q, truth, pool, cat, l2): (&str, &str, Vec<&str>, &str, &str) = if i % 2 == 0 {
-            ("Which shape is shown in the image?", SHAPES[shapes[0].shape], SHAPES.to_vec(), "shape", "perception")
-        } else {
-            ("What is the colour of the shape?", COLORS[shapes[0].color].0, COLORS.iter().map(|c| c.0).collect(), "colour", "perception")
-        };
-        let mut opts: Vec<&str> = pool.into_iter().filter(|x| *x != truth).collect();
-        rng.shuffle(&mut opts);
-        opts.truncate(3);
-        opts.push(truth);
-        rng.shuffle(&mut opts);
-        let ans = (b'A' + opts.iter().position(|o| *o == truth).unwrap() as u8) as char;
-        let hint = if i % 3 == 0 { "The picture shows a single shape." } else { "" };
-        t += &format!(
-            "{i}\t{img}\t{q}\t{hint}\t{}\t{}\t{}\t{}\t{ans}\t{cat}\t{l2}\tdev\n",
-            opts[0], opts[1], opts[2], opts[3]
-        );
-    }
-    let p = dir.join("SYNTH_MCQ.tsv");
-    std::fs::write(&p, t)?;
-    paths.push(p);
-
-    // Y/N: two questions per picture (the second row refers to the first row's image by index,
-    // as VLMEvalKit TSVs do), one with answer Yes and one with No.
-    let mut t = String::from("index\timage\tquestion\tanswer\tcategory\timage_path\n");
-    let pairs = items.div_ceil(2);
-    for i in 0..pairs {
-        let k = 1 + rng.below(3);
-        let shapes = random_shapes(&mut rng, k);
-        let img = picture(&shapes, image_size, &mut rng);
-        let present_c = COLORS[shapes[0].color].0;
-        let absent_c = COLORS.iter().map(|c| c.0).find(|c| !shapes.iter().any(|s| COLORS[s.color].0 == *c)).unwrap();
-        let mut qs = [
-            (format!("Is there a {present_c} shape in the image? Please answer yes or no."), "Yes"),
-            (format!("Is there a {absent_c} shape in the image? Please answer yes or no."), "No"),
-        ];
-        if rng.below(2) == 1 {
-            qs.swap(0, 1);
-        }
-        let (a, b) = (2 * i, 2 * i + 1);
-        t += &format!("{a}\t{img}\t{}\t{}\tcolor\t{i}.png\n", qs[0].0, qs[0].1);
-        t += &format!("{b}\t{a}\t{}\t{}\tcolor\t{i}.png\n", qs[1].0, qs[1].1);
-    }
-    let p = dir.join("SYNTH_YORN.tsv");
-    std::fs::write(&p, t)?;
-    paths.push(p);
-
-    // VQA: counting and colour questions; answers as Python list literals (10 annotators).
-    let mut t = String::from("index\timage\tquestion\tanswer\tcategory\n");
-    for i in 0..items {
-        let count = 1 + rng.below(4);
-        let shapes = random_shapes(&mut rng, count);
-        let img = picture(&shapes, image_size, &mut rng);
-        let (q, answers, cat) = if i % 2 == 0 {
-            let mut a: Vec<String> = vec![count.to_string(); 8];
-            a.push(NUMBER_WORDS[count].to_string());
-            a.push(format!("{} shapes", count));
-            ("How many shapes are in the image?".to_string(), a, "counting")
-        } else {
-            let s = &shapes[0];
-            let mut a: Vec<String> = vec![COLORS[s.color].0.to_string(); 9];
-            a.push(format!("{} {}", COLORS[s.color].0, SHAPES[s.shape]));
-            ("What colour is the first shape (top left)?".to_string(), a, "colour")
-        };
-        t += &format!("{i}\t{img}\t{q}\t{}\t{cat}\n", crate::py::repr_list(&answers));
-    }
-    let p = dir.join("SYNTH_VQA.tsv");
-    std::fs::write(&p, t)?;
-    paths.push(p);
-    Ok(paths)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dataset::Dataset;
-
-    #[test]
-    fn deterministic_and_loadable() {
-        let a = tempfile::tempdir().unwrap();
-        let b = tempfile::tempdir().unwrap();
-        let pa = generate(a.path(), 7, 6, 32).unwrap();
-        let pb = generate(b.path(), 7, 6, 32).unwrap();
-        for (x, y) in pa.iter().zip(&pb) {
-            assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap());
-            let ds = Dataset::load(x, None).unwrap();
-            assert_eq!(ds.items.len(), 6);
-            ds.check_images().unwrap();
-        }
-        let y = Dataset::load(&pa[1], None).unwrap();
-        assert_eq!(y.items[1].image_key, y.items[0].index);
-    }
+/// Accuracy of uniform guessing over the possible answers: 1/4 for MCQ, 1/2 for yes/no, one
+/// over the answer set for short answers (`None` for an unknown subtask).
+pub fn chance_level(subtask: &str, kind: ItemKind) -> Option<f64> {
+    let i = SUBTASKS.iter().position(|s| s.0 == subtask)?;
+    Some(match kind {
+        ItemKind::Mcq => 0.25,
+        ItemKind::YesNo => 0.5,
+        ItemKind::ShortAnswer => 1.0 / answer_set(i).len() as f64,
+    })
 }

@@ -1,0 +1,78 @@
+//! A tiny deterministic generator (splitmix64): no external RNG crate, so the benchmark's bytes
+//! cannot change with a dependency update.
+
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x853c49e6748fea9b)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        mix64(self.0)
+    }
+
+    /// Uniform in `0..n` (`n` ≥ 1; the modulo bias is below 2⁻⁵⁸ for the small `n` used here).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: i32, hi: i32) -> i32 {
+        lo + self.below((hi - lo + 1) as usize) as i32
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    /// An index drawn with probability proportional to `weights` (`None` when none is positive).
+    pub fn weighted(&mut self, weights: &[f64]) -> Option<usize> {
+        let total: f64 = weights.iter().filter(|w| **w > 0.0).sum();
+        if total <= 0.0 || !total.is_finite() {
+            return None;
+        }
+        let mut x = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        let mut last = None;
+        for (i, w) in weights.iter().enumerate() {
+            if *w > 0.0 {
+                last = Some(i);
+                if x < *w {
+                    return Some(i);
+                }
+                x -= w;
+            }
+        }
+        last
+    }
+
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
+        if v.is_empty() {
+            None
+        } else {
+            Some(&v[self.below(v.len())])
+        }
+    }
+
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+    }
+}
+
+/// splitmix64's finaliser: a bijective 64-bit mix.
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+    z ^ (z >> 31)
+}
+
+/// The seed of one random stream of one item: distinct (split tag, index, stream) triples give
+/// unrelated seeds, so splits never share a stream and the scene does not depend on the mix.
+pub fn stream_seed(split_tag: u64, index: u64, stream: u64) -> u64 {
+    mix64(mix64(mix64(split_tag) ^ index) ^ stream.wrapping_mul(0x9e3779b97f4a7c15))
+}
