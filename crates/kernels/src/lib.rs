@@ -16,12 +16,14 @@
 mod amx;
 mod cpu;
 mod gemv;
+mod linear;
 mod matrix;
 mod portable;
 mod transpose;
 
 pub use cpu::{features, CpuFeatures};
 pub use half::{bf16, f16};
+pub use linear::linear;
 pub use matrix::{Half16, HalfFormat, MatMut, MatRef};
 
 /// What went wrong with a call; every variant names the offending argument.
@@ -33,6 +35,10 @@ pub enum KernelError {
     StrideTooSmall { name: &'static str, cols: usize, row_stride: usize },
     #[error("shapes do not fit y = x·wᵀ: x is {x_rows}×{x_cols}, w is {w_rows}×{w_cols}, y is {y_rows}×{y_cols}")]
     ShapeMismatch { x_rows: usize, x_cols: usize, w_rows: usize, w_cols: usize, y_rows: usize, y_cols: usize },
+    #[error("bias has {len} values, the layer has {expected} outputs")]
+    BiasLength { expected: usize, len: usize },
+    #[error("output has {len} elements, {rows}×{cols} are needed")]
+    OutputLength { rows: usize, cols: usize, len: usize },
 }
 
 /// Which code paths may be used.

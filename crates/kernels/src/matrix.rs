@@ -16,6 +16,8 @@ pub enum HalfFormat {
 pub trait Half16: Copy + Send + Sync + 'static {
     const FORMAT: HalfFormat;
     fn to_f32(self) -> f32;
+    /// Rounds to nearest even.
+    fn from_f32(value: f32) -> Self;
     fn slice_to_bits(values: &[Self]) -> &[u16];
     /// Widens `src` into `dst` (same length), using F16C/AVX-512 where `half` finds them.
     fn widen(src: &[Self], dst: &mut [f32]);
@@ -28,6 +30,9 @@ macro_rules! impl_half16 {
             const FORMAT: HalfFormat = $format;
             fn to_f32(self) -> f32 {
                 <$ty>::to_f32(self)
+            }
+            fn from_f32(value: f32) -> Self {
+                <$ty>::from_f32(value)
             }
             fn slice_to_bits(values: &[Self]) -> &[u16] {
                 values.reinterpret_cast()

@@ -142,3 +142,29 @@ fn special_values_propagate_like_f32() {
         }
     }
 }
+
+#[test]
+fn linear_adds_the_bias_in_f32_and_rounds_once() {
+    use tokenscale_kernels::linear;
+    let (m, n, k) = (37, 45, 70);
+    let x = random(m * k, 11, bf16::from_f32);
+    let w = random(n * k, 12, bf16::from_f32);
+    let b = random(n, 13, bf16::from_f32);
+    let (exact, scale) = reference(&x, k, &w, k, m, n, k);
+    for backend in [Backend::Auto, Backend::Portable] {
+        let mut out = vec![bf16::ZERO; m * n];
+        linear(MatRef::new("x", &x, m, k, k).unwrap(), MatRef::new("w", &w, n, k, k).unwrap(), Some(&b), &mut out, backend).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let want = exact[i * n + j] + b[j].to_f64();
+                // One bf16 rounding (half an ulp: 2⁻⁸ relative, 8 significant bits) plus the f32 summation error.
+                let allowed = want.abs() * 2f64.powi(-8) + common::tolerance(k, scale[i * n + j]) + 1e-30;
+                let got = out[i * n + j].to_f64();
+                assert!((got - want).abs() <= allowed, "{backend:?} ({i},{j}): {got} vs {want}");
+            }
+        }
+    }
+    let mut short = vec![bf16::ZERO; 3];
+    let err = linear(MatRef::new("x", &x, m, k, k).unwrap(), MatRef::new("w", &w, n, k, k).unwrap(), Some(&b[..4]), &mut short, Backend::Auto).unwrap_err();
+    assert_eq!(err, KernelError::BiasLength { expected: n, len: 4 });
+}

@@ -1,11 +1,17 @@
-//! Single-row linear layers (the decode step): y = x·Wᵀ + b with W's rows split across threads.
-//! Decoding reads every weight once per token, so its speed is memory bandwidth; gemm's m = 1
-//! path reaches about half of it here, a plain row-parallel dot product reaches more.
+//! Every linear layer of the runtime: y = x·Wᵀ + b.
+//! - f32, one row (the decode step): W's rows split across threads. Decoding reads every weight
+//!   once per token, so its speed is memory bandwidth; gemm's m = 1 path reaches about half of
+//!   it here, a plain row-parallel dot product reaches more.
+//! - bf16/f16 weights and input on the CPU: `tokenscale_kernels::linear` (AMX tiles for bf16
+//!   where the CPU has them, 16-bit row-parallel dot products for decode, an f32 fallback
+//!   elsewhere); candle 0.9's CPU matmul has no fast 16-bit path.
+//! - anything else: the layer's own forward.
 
-use anyhow::Result;
-use candle_core::{DType, Module, Storage, Tensor};
+use anyhow::{Context, Result};
+use candle_core::{DType, Module, Storage, Tensor, WithDType};
 use candle_nn::Linear;
 use rayon::prelude::*;
+use tokenscale_kernels::{bf16, f16, Backend, Half16, MatRef};
 
 const ROWS_PER_TASK: usize = 64;
 
@@ -55,9 +61,60 @@ fn linear_one_row(linear: &Linear, x: &Tensor) -> Result<Option<Tensor>> {
     }))
 }
 
-/// The layer applied to `x`, through the row-parallel path when `x` is a single f32 row.
+/// The elements of a contiguous CPU tensor of element type `T` (`None` when not on the CPU).
+fn cpu_elements<T: WithDType>(t: &Tensor) -> Result<Option<Vec<T>>> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { return Ok(None) };
+    let Some((start, end)) = layout.contiguous_offsets() else { return Ok(None) };
+    Ok(Some(cpu.as_slice::<T>()?[start..end].to_vec()))
+}
+
+/// `x·Wᵀ (+ b)` for 16-bit CPU weights and input of the same type `T`; `None` when the weight is
+/// not a contiguous CPU tensor (then use the layer's own forward).
+fn linear_half<T: WithDType + Half16>(linear: &Linear, x: &Tensor) -> Result<Option<Tensor>> {
+    let w = linear.weight();
+    let (out_dim, in_dim) = w.dims2()?;
+    let dims = x.dims();
+    if dims.last() != Some(&in_dim) {
+        return Ok(None); // the layer's forward names the shape error
+    }
+    let rows = x.elem_count() / in_dim.max(1);
+    let (storage, layout) = w.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { return Ok(None) };
+    let Some((w_start, w_end)) = layout.contiguous_offsets() else { return Ok(None) };
+    let weights = &cpu.as_slice::<T>()?[w_start..w_end];
+    let Some(input) = cpu_elements::<T>(&x.contiguous()?)? else { return Ok(None) };
+    let bias = match linear.bias() {
+        Some(b) => match cpu_elements::<T>(&b.to_dtype(x.dtype())?.contiguous()?)? {
+            Some(values) => Some(values),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    let mut out = vec![T::from_f64(0.0); rows * out_dim];
+    tokenscale_kernels::linear(
+        MatRef::new("linear input", &input, rows, in_dim, in_dim)?,
+        MatRef::new("linear weight", weights, out_dim, in_dim, in_dim)?,
+        bias.as_deref(),
+        &mut out,
+        Backend::Auto,
+    )
+    .with_context(|| format!("linear layer {out_dim}×{in_dim} on input {dims:?}"))?;
+    let mut shape = dims.to_vec();
+    *shape.last_mut().expect("x has at least one dim") = out_dim;
+    Ok(Some(Tensor::from_vec(out, shape, x.device())?))
+}
+
+/// The layer applied to `x`: 16-bit weights through our kernels, a single f32 row through the
+/// row-parallel path, anything else through the layer's forward.
 pub fn apply(linear: &Linear, x: &Tensor) -> Result<Tensor> {
-    match linear_one_row(linear, x)? {
+    let w = linear.weight();
+    let fast = match (w.dtype(), x.dtype()) {
+        (DType::BF16, DType::BF16) => linear_half::<bf16>(linear, x)?,
+        (DType::F16, DType::F16) => linear_half::<f16>(linear, x)?,
+        _ => linear_one_row(linear, x)?,
+    };
+    match fast {
         Some(y) => Ok(y),
         None => Ok(linear.forward(x)?),
     }
@@ -85,5 +142,36 @@ mod tests {
         let two_rows = Tensor::zeros((1, 2, 4), DType::F32, &dev).unwrap();
         let layer = Linear::new(Tensor::zeros((3, 4), DType::F32, &dev).unwrap(), None);
         assert!(linear_one_row(&layer, &two_rows).unwrap().is_none());
+    }
+
+    /// The 16-bit path against candle's forward on the f32 upcast of the same weights: one
+    /// bf16/f16 rounding of the result apart (plus f32 summation differences).
+    #[test]
+    fn half_path_equals_the_f32_forward_of_the_same_values() {
+        let dev = Device::Cpu;
+        for dtype in [DType::BF16, DType::F16] {
+            for (rows, out_dim, in_dim, bias) in [(1, 70, 64, true), (2, 33, 31, false), (45, 130, 96, true), (3, 1, 1, false)] {
+                let w = Tensor::randn(0f32, 1.0, (out_dim, in_dim), &dev).unwrap().to_dtype(dtype).unwrap();
+                let b = bias.then(|| Tensor::randn(0f32, 1.0, out_dim, &dev).unwrap().to_dtype(dtype).unwrap());
+                let x = Tensor::randn(0f32, 1.0, (1, rows, in_dim), &dev).unwrap().to_dtype(dtype).unwrap();
+                let layer = Linear::new(w.clone(), b.clone());
+                let fast = match dtype {
+                    DType::BF16 => linear_half::<bf16>(&layer, &x).unwrap(),
+                    _ => linear_half::<f16>(&layer, &x).unwrap(),
+                };
+                let fast = fast.expect("16-bit path applies to contiguous CPU tensors");
+                assert_eq!(fast.dtype(), dtype);
+                assert_eq!(fast.dims(), &[1, rows, out_dim]);
+                let upcast = Linear::new(w.to_dtype(DType::F32).unwrap(), b.map(|b| b.to_dtype(DType::F32).unwrap()));
+                let reference = upcast.forward(&x.to_dtype(DType::F32).unwrap()).unwrap();
+                let fast = fast.to_dtype(DType::F32).unwrap();
+                // Half an ulp of the 16-bit result (2⁻⁸ relative for bf16, 2⁻¹¹ for f16) + slack.
+                let rel = if dtype == DType::BF16 { 2f32.powi(-8) } else { 2f32.powi(-11) };
+                let allowed = ((reference.abs().unwrap() * rel as f64).unwrap() + 1e-3).unwrap();
+                let excess = ((fast - &reference).unwrap().abs().unwrap() - allowed).unwrap();
+                let worst = excess.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+                assert!(worst <= 0.0, "{dtype:?} {rows}x{out_dim}x{in_dim}: exceeds by {worst}");
+            }
+        }
     }
 }
