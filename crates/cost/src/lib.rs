@@ -33,6 +33,7 @@
 
 pub mod advise;
 pub mod config;
+pub mod timing;
 
 use anyhow::{bail, Result};
 use serde::Serialize;

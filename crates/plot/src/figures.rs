@@ -19,16 +19,29 @@ pub const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-fn color(i: usize) -> RGBColor {
+pub(crate) fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
 /// Legend key for a line series: a short horizontal stroke in the series' colour.
-fn line_key(col: RGBColor, width: u32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+pub(crate) fn line_key(col: RGBColor, width: u32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(width))
 }
 
-fn range_of(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+/// The legend box every figure uses, at `pos`, in a `size`-point font.
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(chart: &mut ChartContext<'a, DB, CT>, pos: SeriesLabelPosition, size: u32) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .label_font((FAMILY, size))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .draw()
+        .map_err(draw_err)?;
+    Ok(())
+}
+
+pub(crate) fn range_of(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
     if lo.is_finite() {
         Some((lo, hi))
@@ -37,7 +50,7 @@ fn range_of(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     }
 }
 
-fn pad((lo, hi): (f64, f64), frac: f64) -> (f64, f64) {
+pub(crate) fn pad((lo, hi): (f64, f64), frac: f64) -> (f64, f64) {
     let span = hi - lo;
     let p = if span > 0.0 { span * frac } else { lo.abs().max(1.0) * 0.05 };
     (lo - p, hi + p)
@@ -52,7 +65,7 @@ fn fmt_n(v: f64) -> String {
     }
 }
 
-fn fmt_tick(v: &f64) -> String {
+pub(crate) fn fmt_tick(v: &f64) -> String {
     let a = v.abs();
     if a < 1e-9 {
         "0".to_string()
@@ -189,14 +202,7 @@ impl Figure for ScalingGrid {
             chart.draw_series(panel.points.iter().filter(|p| p.outlier).map(|p| Cross::new((p.n.log2(), p.score), 5, red.stroke_width(2)))).map_err(draw_err)?;
             chart.draw_series(panel.points.iter().filter(|p| p.excluded).map(|p| Circle::new((p.n.log2(), p.score), 4, red.stroke_width(1)))).map_err(draw_err)?;
             if pi == 0 && !panel.curves.is_empty() {
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::LowerRight)
-                    .label_font((FAMILY, 10))
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(RGBColor(180, 180, 180))
-                    .draw()
-                    .map_err(draw_err)?;
+                draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 10)?;
             }
         }
         Ok(())
@@ -243,14 +249,7 @@ fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, n:
             .label(l.label.clone())
             .legend(line_key(col, 2));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FAMILY, 11))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .draw()
-        .map_err(draw_err)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 11)?;
     Ok(())
 }
 
@@ -353,14 +352,7 @@ impl Figure for DistanceFigure {
             .map_err(draw_err)?
             .label(self.fit_label.clone())
             .legend(line_key(fc, 2));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FAMILY, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 12)?;
         Ok(())
     }
 }
@@ -413,14 +405,7 @@ impl Figure for BalanceFigure {
             .map_err(draw_err)?
             .label("y = n")
             .legend(line_key(grey, 1));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FAMILY, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(180, 180, 180))
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 12)?;
         Ok(())
     }
 }

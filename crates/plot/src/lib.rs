@@ -10,7 +10,9 @@ use plotters::style::{register_font, FontStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+mod bench;
 mod figures;
+pub use bench::*;
 pub use figures::*;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");

@@ -1,6 +1,7 @@
 //! `tokenscale bench`: measured cost of a vision-token budget, after the paper's timing protocol
 //! (a seeded sample of images, the prompt "Describe the image in detail.", a fixed number of new
-//! tokens): vision + embedding time, time to first token, prefill and decode speed, peak RSS.
+//! tokens): vision + embedding time, time to first token, prefill and decode speed, peak RSS;
+//! bench.jsonl, bench.md and a figure (bench.svg/.png) with the FLOPs model overlaid.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,9 @@ use tokenscale_model::generation::GenerationConfig;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::runtime::{Runtime, VisionBudget};
 use tokenscale_model::{DType, Device};
-use tokenscale_plot::atomic_write;
+use tokenscale_cost::timing::{first_token_flops, AffineFit};
+use tokenscale_cost::{read_config, Arch, Reducer};
+use tokenscale_plot::{atomic_write, BenchFigure, Figure, TimedPoint, TimedSeries};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -183,7 +186,69 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let _ = writeln!(md, "\nmedian [p25, p75] over {} images × {} repeats; peak RSS {} MiB", images.len(), args.repeat, peak_rss().map_or("?".into(), |b| (b >> 20).to_string()));
+    let _ = writeln!(md, "\nFigure bench.svg / bench.png: {}", figure(&args, &rows)?);
     atomic_write(&args.out.join("bench.md"), md.as_bytes())?;
     print!("{md}");
     Ok(())
+}
+
+/// Median and quartiles of `time` per n.
+fn timed(label: &str, args: &Args, rows: &[Timing], time: fn(&Timing) -> f64) -> TimedSeries {
+    let points = args
+        .vision_tokens
+        .iter()
+        .map(|&n| {
+            let (p25, median, p75) = quartiles(rows.iter().filter(|r| r.n == n).map(time).collect());
+            TimedPoint { n: n as f64, p25, median, p75 }
+        })
+        .collect();
+    TimedSeries { label: label.into(), points }
+}
+
+/// Draws bench.svg/.png: vision + TTFT and TTFT against n, with the FLOPs model scaled to
+/// seconds by least squares on the vision + TTFT medians. Returns the sentence for bench.md.
+fn figure(args: &Args, rows: &[Timing]) -> Result<String> {
+    let latency = timed("vision + TTFT", args, rows, |r| r.vision_s + r.ttft_s);
+    let ttft = timed("TTFT (LLM prefill)", args, rows, |r| r.ttft_s);
+    let model = flops_model(args, rows, &latency).unwrap_or_else(|e| FlopsModel {
+        curve: vec![],
+        label: String::new(),
+        text: format!("measured times only (no FLOPs model: {e:#})"),
+    });
+    let title = format!("time to first token vs n ({})", args.model.file_name().map_or("model".into(), |s| s.to_string_lossy()));
+    BenchFigure { title, series: vec![latency, ttft], model_label: model.label, model: model.curve }.save(&args.out, "bench")?;
+    Ok(model.text)
+}
+
+/// The fitted curve (n, seconds), its legend label and the sentence for bench.md.
+struct FlopsModel {
+    curve: Vec<(f64, f64)>,
+    label: String,
+    text: String,
+}
+
+/// The FLOPs before the first token (crates/cost, the model's config.json, the measured text
+/// length) at every n, fitted to the measured vision + TTFT medians as a + b·FLOPs.
+fn flops_model(args: &Args, rows: &[Timing], latency: &TimedSeries) -> Result<FlopsModel> {
+    let arch = read_config(&args.model.join("config.json"))?;
+    let reducer = args.reducer.as_deref().map(Reducer::parse).transpose()?;
+    // The prompt minus its vision tokens, as measured (one value: it does not depend on n).
+    let (_, text, _) = quartiles(rows.iter().map(|r| r.prompt_tokens.saturating_sub(r.n) as f64).collect());
+    let text = text.round() as u64;
+    let flops = |n: u64| first_token_flops(&arch, n, text, reducer, None).map(|f| f as f64);
+    let xs = args.vision_tokens.iter().map(|&n| flops(n as u64)).collect::<Result<Vec<_>>>()?;
+    let ys: Vec<f64> = latency.points.iter().map(|p| p.median).collect();
+    let fit = AffineFit::fit(&xs, &ys).context("the FLOPs take fewer than two distinct values (give at least two --vision-tokens)")?;
+    let (lo, hi) = (*args.vision_tokens.iter().min().unwrap_or(&1) as u64, *args.vision_tokens.iter().max().unwrap_or(&1) as u64);
+    let step = ((hi - lo) / 200).max(1);
+    let curve = (lo..=hi).step_by(step as usize).chain([hi]).map(|n| Ok((n as f64, fit.eval(flops(n)?)))).collect::<Result<Vec<_>>>()?;
+    let crops = if matches!(arch, Arch::ImgQue(_)) { "; query-fused model: full crop grid, question tokens not counted" } else { "" };
+    let label = format!("a + b·FLOPs(n), least squares: {}", fit.describe_seconds());
+    let per_n: Vec<String> = args.vision_tokens.iter().zip(&xs).map(|(n, f)| format!("{n}: {:.3}", f / 1e9)).collect();
+    let text = format!(
+        "vision + TTFT and TTFT (median, p25–p75 whiskers) against n; dashed: the FLOPs model time ≈ a + b·FLOPs fitted by least squares to the vision + TTFT medians, {} — FLOPs before the first token from tokenscale-cost ({text} text tokens{crops}), GFLOPs per n: {}.",
+        fit.describe_seconds(),
+        per_n.join(", ")
+    );
+    Ok(FlopsModel { curve, label, text })
 }
