@@ -1,8 +1,10 @@
 """Writes a random-weight LLaVA-1.5-shaped checkpoint for speed benchmarks: CLIP ViT-L/14-336
 vision tower and a ~1.1B Llama (TinyLlama shapes: hidden 2048, 22 layers, 32 heads, 4 KV heads),
-f32, in the llava-hf layout, with the tiny fixture tokenizer (ids stay far below the vocab).
+in the llava-hf layout, with the tiny fixture tokenizer (ids stay far below the vocab). Stored in
+f32, or with --dtype bf16/f16 in that type (what real checkpoints ship; the same seed, so the
+16-bit weights are the f32 ones rounded).
 
-usage: python tools/bench/make_bench_model.py OUT_DIR
+usage: python tools/bench/make_bench_model.py OUT_DIR [--dtype f32|bf16|f16]
 """
 import shutil
 import sys
@@ -15,7 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "crates/model/tests/fixtures/llava"
 
 
-def main(out: Path) -> None:
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+
+
+def main(out: Path, dtype: str) -> None:
     if (out / "model.safetensors").exists():
         print(f"{out}: exists")
         return
@@ -26,7 +31,7 @@ def main(out: Path) -> None:
                        num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=4096, rms_norm_eps=1e-5)
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=500, vision_feature_layer=-2,
                          vision_feature_select_strategy="default", projector_hidden_act="gelu", image_seq_length=576)
-    model = LlavaForConditionalGeneration(config).float().eval()
+    model = LlavaForConditionalGeneration(config).float().eval().to(DTYPES[dtype])
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
     for name in ["tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"]:
@@ -43,4 +48,8 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    args = sys.argv[1:]
+    dtype = args[args.index("--dtype") + 1] if "--dtype" in args else "f32"
+    if dtype not in DTYPES:
+        sys.exit(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
+    main(Path(args[0]), dtype)

@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
 # Runtime benchmark, tokenscale vs PyTorch on the same random LLaVA-1.5-shaped checkpoint
-# (CLIP ViT-L/14-336 + 1.1B Llama, f32), in one run; prints both JSON lines and the ratios.
+# (CLIP ViT-L/14-336 + 1.1B Llama), in one run; prints the JSON lines and the ratios.
+# DTYPE=f32 (default), bf16 or f16: the checkpoint is written in that type and both sides run in
+# it. ROUNDS=N (default 1) alternates ours and PyTorch's N times (ours, theirs, ours, theirs, …)
+# and reports medians, so a machine that is busy part of the time hurts both sides alike.
 # Needs a venv with torch + transformers: python3 -m venv .venv && .venv/bin/pip install -r tools/fixtures/requirements.txt
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
-DIR=${1:-/tmp/tokenscale-bench/llava-1b}
-$PY tools/bench/make_bench_model.py "$DIR"
-ours=$(cargo bench -q -p tokenscale-model --bench runtime -- "$DIR" 2>/dev/null | tail -1)
-echo "$ours" > /tmp/tokenscale-bench/ours.json
-theirs=$($PY tools/bench/torch_runtime.py "$DIR" | tail -1)
-echo "$ours"
-echo "$theirs"
-$PY - "$ours" "$theirs" <<'PY'
-import json, sys
-a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-rows = [("f32 GEMM 2048³ GFLOP/s", a["gemm_f32_gflops"]["2048"], b["gemm_f32_gflops"]["2048"], True),
-        ("vision tower s (1 crop)", a["vision_s"], b["vision_s"], False),
-        (f"prefill tokens/s ({a['prompt_tokens']} tokens)", a["prefill_tokens_per_s"], b["prefill_tokens_per_s"], True),
-        ("decode tokens/s", a["decode_tokens_per_s"], b["decode_tokens_per_s"], True)]
-print("| measure | tokenscale | PyTorch | speed ratio (tokenscale/PyTorch) |\n|---|---|---|---|")
-for name, x, y, higher in rows:
-    print(f"| {name} | {x:.3f} | {y:.3f} | {(x / y if higher else y / x):.2f}x |")
-print(f"\nprefill reaches {a['prefill_gflops']:.0f} GFLOP/s = {100 * a['prefill_gflops'] / a['gemm_f32_gflops']['2048']:.0f}% of tokenscale's measured 2048³ GEMM peak")
-PY
+DTYPE=${DTYPE:-f32}
+ROUNDS=${ROUNDS:-1}
+DIR=${1:-/tmp/tokenscale-bench/llava-1b-$DTYPE}
+OUT=/tmp/tokenscale-bench/runtime-$DTYPE
+mkdir -p "$OUT"
+$PY tools/bench/make_bench_model.py "$DIR" --dtype "$DTYPE"
+cargo bench -q -p tokenscale-model --bench runtime --no-run 2>/dev/null
+echo "machine before: $(uptime)"
+: > "$OUT/ours.jsonl"
+: > "$OUT/theirs.jsonl"
+for round in $(seq "$ROUNDS"); do
+  cargo bench -q -p tokenscale-model --bench runtime -- "$DIR" --dtype "$DTYPE" 2>/dev/null | tail -1 | tee -a "$OUT/ours.jsonl"
+  $PY tools/bench/torch_runtime.py "$DIR" --dtype "$DTYPE" | tail -1 | tee -a "$OUT/theirs.jsonl"
+  echo "machine after round $round: $(uptime)"
+done
+$PY tools/bench/runtime_ratios.py "$OUT/ours.jsonl" "$OUT/theirs.jsonl"

@@ -1,10 +1,11 @@
 """PyTorch side of the runtime benchmark: same checkpoint, same measurements as
 crates/model/benches/runtime.rs (vision tower, LLM prefill, decode), printed as one JSON object.
 
-usage: python tools/bench/torch_runtime.py DIR [--decode-tokens N] [--repeat K]
+usage: python tools/bench/torch_runtime.py DIR [--decode-tokens N] [--repeat K] [--dtype f32|bf16|f16]
 """
 import argparse
 import json
+import resource
 import statistics
 import time
 
@@ -36,16 +37,18 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--decode-tokens", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16", "f16"])
     args = ap.parse_args()
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[args.dtype]
     from transformers import AutoTokenizer
-    model = LlavaForConditionalGeneration.from_pretrained(args.dir, torch_dtype=torch.float32, attn_implementation="sdpa").eval()
+    model = LlavaForConditionalGeneration.from_pretrained(args.dir, dtype=dtype, attn_implementation="sdpa").eval()
     tok = AutoTokenizer.from_pretrained(args.dir)
     image_id = model.config.image_token_index
     ids = tok(VICUNA).input_ids
     pos = ids.index(image_id)
     ids = ids[:pos] + [image_id] * 576 + ids[pos + 1:]
     input_ids = torch.tensor([ids])
-    pixel_values = torch.randn(1, 3, 336, 336)
+    pixel_values = torch.randn(1, 3, 336, 336).to(dtype)
     lm, head = model.model.language_model, model.lm_head
 
     def vision():
@@ -77,6 +80,7 @@ def main():
     decode_s = (time.perf_counter() - start) / args.decode_tokens
     print(json.dumps({
         "impl": f"pytorch {torch.__version__}",
+        "dtype": args.dtype,
         "threads": torch.get_num_threads(),
         "gemm_f32_gflops": {"1024": gemm(1024, 5), "2048": gemm(2048, 3)},
         "prompt_tokens": len(ids),
@@ -84,6 +88,7 @@ def main():
         "prefill_s": prefill_s,
         "prefill_tokens_per_s": len(ids) / prefill_s,
         "decode_tokens_per_s": 1 / decode_s,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 
 

@@ -2,7 +2,7 @@
 //! path and candle's bf16 matmul; one JSON line. `tools/bench/gemm.sh` runs it interleaved with
 //! `tools/bench/torch_gemm.py` (PyTorch, same shapes) and prints the ratios.
 //!
-//! cargo bench -p tokenscale-kernels --bench gemm -- [--sizes 1024,2048,4096] [--skip-candle]
+//! cargo bench -p tokenscale-kernels --bench gemm -- [--sizes 1024,2048,4096] [--skip-candle] [--only-bf16]
 
 use std::time::Instant;
 
@@ -10,13 +10,29 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Map, Value};
 use tokenscale_kernels::{bf16, f16, features, matmul_transposed, Backend, Half16, Kernel, MatMut, MatRef};
 
+/// CPU seconds used by this process (all threads).
+fn process_cpu_seconds() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec into the valid, writable `t`.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// Median wall seconds of `repeat` runs after a warm-up. For tuning on a shared machine:
+/// GEMM_BENCH_MIN=1 takes the fastest run; GEMM_BENCH_CPU=1 counts process CPU time instead of
+/// wall time (meaningful with RAYON_NUM_THREADS=1: time other processes take is not counted).
 fn median_seconds(repeat: usize, mut f: impl FnMut()) -> f64 {
     f(); // warm-up
+    let cpu = std::env::var_os("GEMM_BENCH_CPU").is_some();
     let mut times: Vec<f64> = (0..repeat)
         .map(|_| {
-            let start = Instant::now();
+            let (start, start_cpu) = (Instant::now(), process_cpu_seconds());
             f();
-            start.elapsed().as_secs_f64()
+            if cpu {
+                process_cpu_seconds() - start_cpu
+            } else {
+                start.elapsed().as_secs_f64()
+            }
         })
         .collect();
     times.sort_by(f64::total_cmp);
@@ -65,6 +81,7 @@ fn main() {
         .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1024, 2048, 4096]);
     let with_candle = !args.iter().any(|a| a == "--skip-candle");
+    let only_bf16 = args.iter().any(|a| a == "--only-bf16");
     let mut table: Map<String, Value> = Map::new();
     let mut kernels: Map<String, Value> = Map::new();
     let mut record = |name: &str, n: usize, gflops: f64, kernel: Option<Kernel>| {
@@ -77,6 +94,9 @@ fn main() {
     for &n in &sizes {
         let (g, k) = ours(n, Backend::Auto, bf16::from_f32);
         record("bf16", n, g, Some(k));
+        if only_bf16 {
+            continue;
+        }
         let (g, k) = ours(n, Backend::Auto, f16::from_f32);
         record("f16", n, g, Some(k));
         let (g, k) = ours(n, Backend::Portable, bf16::from_f32);

@@ -6,8 +6,8 @@ use common::{random, reference, worst_ratio};
 use tokenscale_kernels::{bf16, f16, features, matmul_transposed, Backend, Half16, HalfFormat, Kernel, KernelError, MatMut, MatRef};
 
 /// m, n, k: tiny, odd, one-row and one-column, k = 1, k not a multiple of 32, several panels of
-/// columns (256) and several depth blocks (512) with tails.
-const SHAPES: [(usize, usize, usize); 12] = [
+/// columns (256) and several depth blocks (2048) with tails.
+const SHAPES: [(usize, usize, usize); 13] = [
     (1, 1, 1),
     (1, 37, 70),
     (2, 5, 3),
@@ -20,6 +20,7 @@ const SHAPES: [(usize, usize, usize); 12] = [
     (31, 300, 100),
     (70, 280, 1100),
     (96, 64, 1024),
+    (40, 70, 2100),
 ];
 
 /// Row strides larger than the rows, and y's padding checked to stay untouched.

@@ -2,7 +2,7 @@
 //! decode. Prints one JSON object; `tools/bench/run.sh` runs it beside PyTorch on the same
 //! weights and prints the ratios.
 //!
-//! cargo bench -p tokenscale-model --bench runtime -- DIR [--decode-tokens N] [--repeat K]
+//! cargo bench -p tokenscale-model --bench runtime -- DIR [--decode-tokens N] [--repeat K] [--dtype f32|bf16|f16]
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -34,6 +34,14 @@ fn gemm_gflops(n: usize, repeat: usize) -> Result<f64> {
     Ok(2.0 * (n as f64).powi(3) / secs / 1e9)
 }
 
+/// Peak resident memory of this process so far (VmHWM), in MiB.
+fn peak_rss_mib() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc/self/status")?;
+    let kib: f64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).context("VmHWM value")?;
+    Ok(kib / 1024.0)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let dir = PathBuf::from(args.first().context("usage: runtime DIR [--decode-tokens N] [--repeat K]")?);
@@ -42,14 +50,23 @@ fn main() -> Result<()> {
     };
     let decode_tokens = flag("--decode-tokens", 32);
     let repeat = flag("--repeat", 3);
+    let dtype_name = args.iter().position(|a| a == "--dtype").and_then(|i| args.get(i + 1)).map(String::as_str).unwrap_or("f32");
+    let dtype = match dtype_name {
+        "f32" => DType::F32,
+        "bf16" => DType::BF16,
+        "f16" => DType::F16,
+        other => anyhow::bail!("--dtype {other}: expected f32, bf16 or f16"),
+    };
 
     let gemm_1024 = gemm_gflops(1024, 5)?;
     let gemm_2048 = gemm_gflops(2048, 3)?;
 
-    let pipe = LlavaPipeline::load(&dir, DType::F32, &Device::Cpu)?;
+    let pipe = LlavaPipeline::load(&dir, dtype, &Device::Cpu)?;
     let image = image::RgbImage::from_fn(480, 360, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]));
     let prompt = tokenscale_model::llava::vicuna_v1_prompt("Describe the image in detail.");
-    let inputs = pipe.prepare(&image, &prompt)?;
+    let mut inputs = pipe.prepare(&image, &prompt)?;
+    // The processor yields f32 pixels; the vision tower runs in the checkpoint's dtype.
+    inputs.pixel_values = inputs.pixel_values.to_dtype(dtype)?;
     let tokens = inputs.input_ids.len();
 
     let vision_s = time(repeat, || pipe.model.project(&pipe.model.vision_features(&inputs.pixel_values)?))?;
@@ -78,6 +95,7 @@ fn main() -> Result<()> {
         + c.num_hidden_layers as f64 * 2.0 * 2.0 * t * t * (c.num_attention_heads * c.head_dim()) as f64;
     let report = serde_json::json!({
         "impl": "tokenscale",
+        "dtype": dtype_name,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "gemm_f32_gflops": {"1024": gemm_1024, "2048": gemm_2048},
         "prompt_tokens": tokens,
@@ -86,6 +104,7 @@ fn main() -> Result<()> {
         "prefill_tokens_per_s": t / prefill_s,
         "prefill_gflops": prefill_flops / prefill_s / 1e9,
         "decode_tokens_per_s": 1.0 / decode_s,
+        "peak_rss_mib": peak_rss_mib()?,
     });
     println!("{report}");
     Ok(())
