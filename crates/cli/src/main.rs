@@ -1,6 +1,7 @@
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod embedded;
 
 #[derive(Parser)]
 #[command(name = "tokenscale", version, about = "Vision-token scaling toolkit for vision-language models")]
@@ -42,6 +43,8 @@ enum Command {
     Advise(cmd::advise::Args),
     /// Checkpoint tools for the query-fused model: `update` (latest checkpoint-N → fresh folder), `swap-llm`.
     Ckpt(cmd::ckpt::Args),
+    /// The paper's experiment on the shipped model: benchmark, n-sweep, law fits, probe, cost, report.md.
+    Reproduce(cmd::reproduce::Args),
 }
 
 fn main() {
@@ -65,6 +68,7 @@ fn main() {
         Command::Cost(args) => cmd::cost::run(args),
         Command::Advise(args) => cmd::advise::run(args),
         Command::Ckpt(args) => cmd::ckpt::run(args),
+        Command::Reproduce(args) => cmd::reproduce::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -56,3 +56,4 @@ pub mod ckpt;
 pub mod fit;
 pub mod score;
 pub mod merge;
+pub mod reproduce;

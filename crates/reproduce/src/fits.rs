@@ -1,0 +1,144 @@
+//! The scaling-law fits of accuracy against n (the laws and options of `tokenscale fit`, score
+//! space) and what they say about the paper's two regimes.
+
+use serde::Serialize;
+use tokenscale_law::fit::{fit_all, validate, FitOptions, FitResult};
+use tokenscale_law::Law;
+
+/// Every law fitted to one accuracy series.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeriesFits {
+    pub series: String,
+    pub points: Vec<(f64, f64)>,
+    /// Best AIC first.
+    pub fits: Vec<FitResult>,
+    /// (law, reason) for the laws that could not be fitted.
+    pub errors: Vec<(String, String)>,
+    pub regimes: RegimeVerdict,
+}
+
+/// The paper law's regime split, stated plainly.
+#[derive(Clone, Debug, Serialize)]
+pub struct RegimeVerdict {
+    /// Measured n fall on both sides of the fitted n_balance.
+    pub both_regimes: bool,
+    /// n_balance's 95% interval lies within the measured n range (the split is not an artefact
+    /// of an interval that reaches past the data).
+    pub interval_within_range: bool,
+    pub n_balance: Option<f64>,
+    pub n_balance_ci95: Option<[f64; 2]>,
+    pub sentence: String,
+}
+
+impl SeriesFits {
+    pub fn paper(&self) -> Option<&FitResult> {
+        self.fits.iter().find(|f| f.law == Law::Paper)
+    }
+}
+
+/// Fits all five laws of `tokenscale fit` to (n, accuracy %) in score space, with its default
+/// bootstrap seed.
+pub fn fit_accuracy(series: &str, points: &[(f64, f64)], bootstrap: usize) -> SeriesFits {
+    let opts = FitOptions { bootstrap, ..Default::default() };
+    let (fits, errors): (Vec<FitResult>, Vec<(String, String)>) = match validate(series, points) {
+        Ok(()) => {
+            let (fits, errors) = fit_all(series, points, &[], &Law::ALL, &opts);
+            (fits, errors.into_iter().map(|(l, e)| (l.name().to_string(), e.to_string())).collect())
+        }
+        // A series no law can take (e.g. constant accuracy): the same reason for every law.
+        Err(e) => (Vec::new(), Law::ALL.iter().map(|l| (l.name().to_string(), e.to_string())).collect()),
+    };
+    let paper_error = errors.iter().find(|(l, _)| l == Law::Paper.name()).map(|e| e.1.as_str());
+    let regimes = verdict(series, points, fits.iter().find(|f| f.law == Law::Paper), paper_error);
+    SeriesFits { series: series.to_string(), points: points.to_vec(), fits, errors, regimes }
+}
+
+fn list(ns: &[f64]) -> String {
+    ns.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// The number format of every fitted quantity in the report.
+pub fn fmt_value(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && (a >= 1e5 || a < 1e-3) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn verdict(series: &str, points: &[(f64, f64)], paper: Option<&FitResult>, error: Option<&str>) -> RegimeVerdict {
+    let none = |sentence: String| RegimeVerdict { both_regimes: false, interval_within_range: false, n_balance: None, n_balance_ci95: None, sentence };
+    let Some(fit) = paper else {
+        return none(format!("The paper law could not be fitted to `{series}` ({}), so this run says nothing about the regimes.", error.unwrap_or("no result")));
+    };
+    let Some(regime) = &fit.regime else {
+        return none(format!("The paper law's fit to `{series}` has no regime report."));
+    };
+    let trend = if fit.improves_with_n { "accuracy rises with n" } else { "accuracy does not rise with n" };
+    let Some(nb) = regime.n_balance else {
+        return none(format!(
+            "Only one regime can be seen in `{series}` ({trend}): the best paper-law curve is a pure power law (the Δψ = 0 form, β = {}), so the points do not determine n_balance.",
+            fmt_value(fit.params.get("beta").copied().unwrap_or(f64::NAN))
+        ));
+    };
+    let ci = fit.ci95.get("n_balance").copied();
+    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.0), h.max(p.0)));
+    let within = ci.is_some_and(|[a, b]| a >= lo && b <= hi);
+    let ci_text = ci.map_or(String::new(), |[a, b]| format!(" (95% CI [{}, {}])", fmt_value(a), fmt_value(b)));
+    let both = !regime.sublinear.is_empty() && !regime.linear.is_empty();
+    let mut sentence = if both {
+        format!(
+            "Both regimes appear in `{series}` ({trend}): n_balance = {}{ci_text}; n = {} fall in the sublinear regime and n = {} in the linear one.",
+            fmt_value(nb),
+            list(&regime.sublinear),
+            list(&regime.linear)
+        )
+    } else {
+        let (which, side) = if regime.linear.is_empty() { ("sublinear", "above") } else { ("linear", "below") };
+        format!("Only the {which} regime appears in `{series}` ({trend}): n_balance = {}{ci_text} lies {side} every measured n.", fmt_value(nb))
+    };
+    if both && !within {
+        sentence.push_str(" The interval reaches past the measured range, so the split is not firmly established.");
+    }
+    RegimeVerdict { both_regimes: both, interval_within_range: within, n_balance: Some(nb), n_balance_ci95: ci, sentence }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenscale_law::laws::Law as L;
+
+    const NS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
+    #[test]
+    fn a_paper_curve_with_interior_balance_shows_both_regimes() {
+        // S = c·[n(n+n_b)/(1+n_b)]^{β/2} with n_b = 8, plus a small wiggle so the fit is not exact.
+        let points: Vec<(f64, f64)> =
+            NS.iter().enumerate().map(|(i, &n)| (n, L::Paper.eval(&[30.0, 0.3, 8.0], n) + if i % 2 == 0 { 0.05 } else { -0.05 })).collect();
+        let fits = fit_accuracy("overall", &points, 0);
+        let v = &fits.regimes;
+        assert!(v.both_regimes, "{}", v.sentence);
+        let nb = v.n_balance.unwrap();
+        assert!((nb - 8.0).abs() < 2.0, "n_balance {nb}");
+        assert!(v.sentence.starts_with("Both regimes appear"), "{}", v.sentence);
+        assert_eq!(fits.fits.len() + fits.errors.len(), 5);
+    }
+
+    #[test]
+    fn a_pure_power_law_is_reported_as_one_regime() {
+        let points: Vec<(f64, f64)> = NS.iter().map(|&n| (n, 20.0 * n.powf(0.2))).collect();
+        let v = fit_accuracy("fine", &points, 0).regimes;
+        assert!(!v.both_regimes);
+        assert!(v.sentence.contains("Only"), "{}", v.sentence);
+    }
+
+    #[test]
+    fn a_flat_series_is_no_fit_and_says_why() {
+        let points: Vec<(f64, f64)> = NS.iter().map(|&n| (n, 25.0)).collect();
+        let fits = fit_accuracy("overall", &points, 0);
+        assert!(fits.fits.is_empty());
+        assert_eq!(fits.errors.len(), 5);
+        assert!(fits.regimes.sentence.contains("could not be fitted"), "{}", fits.regimes.sentence);
+    }
+}

@@ -1,0 +1,329 @@
+//! The run's outputs: `scores.json` (every reported number), `scores.csv` (accuracy rows),
+//! `fits.json`, `probe.json`, `bound.json`, `cost.csv`, `figures/` and `report.md`, which is
+//! built from the same values as `scores.json` and written last.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tokenscale_cost::{human, human_bytes, Row as CostRow, Workload};
+use tokenscale_eval::sweep::SweepSummary;
+use tokenscale_eval::Dataset;
+
+use crate::accuracy::AccuracyRow;
+use crate::cost::CostSummary;
+use crate::files::{replace_dir, write_file};
+use crate::fits::{fmt_value, SeriesFits};
+use crate::probe::ProbeOutcome;
+use crate::{figures, Options, Timings};
+
+/// What the steps produced.
+pub struct Inputs<'a> {
+    pub opts: &'a Options,
+    pub vision_tokens: &'a [usize],
+    pub model_name: &'a str,
+    pub fingerprint: &'a str,
+    pub datasets: &'a [Dataset],
+    pub sweep: &'a SweepSummary,
+    pub accuracy: &'a [AccuracyRow],
+    pub fits: &'a [SeriesFits],
+    pub probe: &'a ProbeOutcome,
+    pub workload: &'a Workload,
+    pub cost_rows: &'a [CostRow],
+    pub cost: &'a [CostSummary],
+    pub notes: &'a [String],
+}
+
+#[derive(Serialize)]
+struct FitRow<'a> {
+    series: &'a str,
+    law: &'static str,
+    formula: &'a str,
+    params: &'a std::collections::BTreeMap<String, f64>,
+    ci95: &'a std::collections::BTreeMap<String, [f64; 2]>,
+    r2: f64,
+    aic: f64,
+    delta_aic: f64,
+}
+
+#[derive(Serialize)]
+struct ProbeSummary<'a> {
+    pairs: u64,
+    vision_tokens: usize,
+    layer: &'static str,
+    /// n_balance(n) at the largest n.
+    n_balance: Option<f64>,
+    balance_point: Option<usize>,
+    lambda: Option<f64>,
+    lambda_r2: Option<f64>,
+    notes: &'a [String],
+    error: Option<&'a str>,
+}
+
+/// Everything `report.md` states, as `scores.json` holds it.
+#[derive(Serialize)]
+struct Scores<'a> {
+    tokenscale_version: &'static str,
+    model: serde_json::Value,
+    settings: serde_json::Value,
+    accuracy: &'a [AccuracyRow],
+    fits: Vec<FitRow<'a>>,
+    fit_errors: Vec<serde_json::Value>,
+    regimes: Vec<serde_json::Value>,
+    probe: ProbeSummary<'a>,
+    n_balance_comparison: String,
+    workload: serde_json::Value,
+    cost: &'a [CostSummary],
+    sweep: &'a SweepSummary,
+    timings: Vec<serde_json::Value>,
+    notes: &'a [String],
+}
+
+fn scores<'a>(x: &Inputs<'a>, timings: &Timings) -> Scores<'a> {
+    let o = x.opts;
+    let fits = x
+        .fits
+        .iter()
+        .flat_map(|s| {
+            let best = s.fits.iter().map(|f| f.aic).fold(f64::INFINITY, f64::min);
+            s.fits.iter().map(move |f| FitRow { series: &s.series, law: f.law.name(), formula: &f.formula, params: &f.params, ci95: &f.ci95, r2: f.r2, aic: f.aic, delta_aic: f.aic - best })
+        })
+        .collect();
+    let bound = x.probe.bound.as_ref();
+    Scores {
+        tokenscale_version: env!("CARGO_PKG_VERSION"),
+        model: serde_json::json!({"dir": o.model_dir, "name": x.model_name, "fingerprint": x.fingerprint}),
+        settings: serde_json::json!({
+            "items_per_kind": o.items, "vision_tokens": x.vision_tokens, "pairs": o.pairs, "seed": o.seed,
+            "max_new_tokens": o.max_new_tokens, "bootstrap": o.bootstrap, "image_size": crate::benchmark::IMAGE_SIZE,
+            "datasets": x.datasets.iter().map(|d| serde_json::json!({"name": d.name, "kind": d.kind, "rows": d.items.len()})).collect::<Vec<_>>(),
+        }),
+        accuracy: x.accuracy,
+        fits,
+        fit_errors: x.fits.iter().flat_map(|s| s.errors.iter().map(|(law, e)| serde_json::json!({"series": s.series, "law": law, "error": e}))).collect(),
+        regimes: x.fits.iter().map(|s| serde_json::json!({"series": s.series, "verdict": s.regimes})).collect(),
+        probe: ProbeSummary {
+            pairs: x.probe.stats.pairs,
+            vision_tokens: x.probe.vision_tokens,
+            layer: "last (after the final norm)",
+            n_balance: x.probe.n_balance(),
+            balance_point: bound.and_then(|b| b.balance_point),
+            lambda: bound.and_then(|b| b.lambda),
+            lambda_r2: bound.and_then(|b| b.lambda_r2),
+            notes: bound.map_or(&[], |b| b.notes.as_slice()),
+            error: x.probe.bound_error.as_deref(),
+        },
+        n_balance_comparison: compare_n_balance(x.fits.first(), x.probe),
+        workload: serde_json::json!({
+            "text_tokens": x.workload.text_tokens, "query_text_tokens": x.workload.query_text_tokens,
+            "crops": x.workload.crops, "new_tokens": x.workload.new_tokens, "dtype": x.workload.dtype.name(),
+        }),
+        cost: x.cost,
+        sweep: x.sweep,
+        timings: timings.0.iter().map(|(step, s)| serde_json::json!({"step": step, "seconds": s})).collect(),
+        notes: x.notes,
+    }
+}
+
+/// Writes every output into `out` (figures timed as a step of their own); returns report.md's path.
+pub fn write(out: &Path, x: &Inputs, timings: &mut Timings) -> Result<PathBuf> {
+    write_file(&out.join("fits.json"), pretty(&x.fits.iter().flat_map(|s| &s.fits).collect::<Vec<_>>())?.as_bytes())?;
+    write_file(&out.join("probe.json"), pretty(&x.probe.stats)?.as_bytes())?;
+    match &x.probe.bound {
+        Some(b) => write_file(&out.join("bound.json"), pretty(b)?.as_bytes())?,
+        None => remove_if_present(&out.join("bound.json"))?,
+    }
+    write_file(&out.join("cost.csv"), tokenscale_cost::to_csv(x.cost_rows).as_bytes())?;
+    write_file(&out.join("scores.csv"), accuracy_csv(x.accuracy).as_bytes())?;
+    let figure_files = timings.time("figures", || {
+        let tmp = out.join(format!(".figures.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        let files = figures::write_all(&tmp, x.accuracy, x.fits, x.probe)?;
+        replace_dir(&tmp, &out.join("figures"))?;
+        Ok(files)
+    })?;
+    let scores = scores(x, timings);
+    write_file(&out.join("scores.json"), pretty(&scores)?.as_bytes())?;
+    let report = out.join("report.md");
+    write_file(&report, markdown(x, &scores, timings, &figure_files).as_bytes())?;
+    Ok(report)
+}
+
+fn pretty<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    Ok(serde_json::to_string_pretty(value)? + "\n")
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("{}: cannot remove the previous copy", path.display())),
+        _ => Ok(()),
+    }
+}
+
+fn accuracy_csv(rows: &[AccuracyRow]) -> String {
+    let mut s = String::from("n,axis,subset,items,accuracy,chance\n");
+    for r in rows {
+        let _ = writeln!(s, "{},{},\"{}\",{},{},{}", r.n, r.axis, r.subset.replace('"', "\"\""), r.items, r.accuracy, r.chance);
+    }
+    s
+}
+
+/// The fit's n_balance (overall accuracy) against the probe's, in one sentence.
+fn compare_n_balance(fit: Option<&SeriesFits>, probe: &ProbeOutcome) -> String {
+    let from_fit = fit.and_then(|f| f.regimes.n_balance.map(|nb| (nb, f.regimes.n_balance_ci95)));
+    match (from_fit, probe.n_balance()) {
+        (Some((nb, ci)), Some(p)) => {
+            let inside = ci.is_some_and(|[lo, hi]| lo <= p && p <= hi);
+            let ci_text = ci.map_or("no interval".to_string(), |[lo, hi]| format!("95% CI [{}, {}]", fmt_value(lo), fmt_value(hi)));
+            let ratio = if p > nb { p / nb } else { nb / p };
+            if inside {
+                format!("The probe's n_balance ({}) lies inside the fit's interval (fit {}, {ci_text}).", fmt_value(p), fmt_value(nb))
+            } else {
+                format!("The probe's n_balance ({}) lies outside the fit's interval (fit {}, {ci_text}); the two differ by a factor of {}.", fmt_value(p), fmt_value(nb), fmt_value(ratio))
+            }
+        }
+        (None, Some(p)) => format!("The fit gives no n_balance, so the probe's ({}) has nothing to be compared with.", fmt_value(p)),
+        (Some((nb, _)), None) => format!("The probe gives no n_balance (ψ_AA ≤ ψ_AB at its largest n, or no bound), so the fit's ({}) stands alone.", fmt_value(nb)),
+        (None, None) => "Neither the fit nor the probe gives an n_balance.".to_string(),
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+fn markdown(x: &Inputs, s: &Scores, timings: &Timings, figure_files: &[String]) -> String {
+    let o = x.opts;
+    let mut md = String::new();
+    let _ = writeln!(md, "# tokenscale reproduce\n");
+    let rows: Vec<String> = x.datasets.iter().map(|d| format!("{} {} rows", d.name, d.items.len())).collect();
+    let _ = writeln!(
+        md,
+        "Model `{}` (`{}`, fingerprint {}). Benchmark: synthetic test split, seed {}, {} px images, {} per kind ({}). Vision tokens n ∈ {{{}}}, greedy answers of at most {} tokens. tokenscale {}.\n",
+        x.model_name,
+        o.model_dir.display(),
+        x.fingerprint,
+        o.seed,
+        crate::benchmark::IMAGE_SIZE,
+        o.items,
+        rows.join(", "),
+        x.vision_tokens.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+        o.max_new_tokens,
+        s.tokenscale_version
+    );
+    let _ = writeln!(md, "## Accuracy against n\n\nAccuracy in percent (VQA items count their soft accuracy); chance = expected accuracy of guessing (MCQ 1/options, Y/N 1/2, short answers 1/distinct answers of the subtask).\n");
+    accuracy_table(&mut md, x, &["overall", "kind"]);
+    let _ = writeln!(md, "\n## Accuracy per category\n");
+    accuracy_table(&mut md, x, &["category", "subtask"]);
+    fits_section(&mut md, x);
+    let _ = writeln!(md, "\n## n_balance: fit against probe\n");
+    let _ = writeln!(md, "| source | n_balance | note |\n|---|---:|---|");
+    for f in x.fits {
+        let ci = f.regimes.n_balance_ci95.map_or("-".to_string(), |[a, b]| format!("95% CI [{}, {}]", fmt_value(a), fmt_value(b)));
+        let _ = writeln!(md, "| fit, {} accuracy | {} | {ci} |", f.series, f.regimes.n_balance.map_or("-".to_string(), fmt_value));
+    }
+    let p = &s.probe;
+    let probe_note = match (p.error, p.balance_point) {
+        (Some(e), _) => format!("no bound: {e}"),
+        (None, Some(bp)) => format!("n_balance(n) at n = {}; the curve meets y = n at n = {bp}; λ = {}", p.vision_tokens, p.lambda.map_or("-".into(), fmt_value)),
+        (None, None) => format!("n_balance(n) at n = {}; the curve stays above y = n; λ = {}", p.vision_tokens, p.lambda.map_or("-".into(), fmt_value)),
+    };
+    let _ = writeln!(md, "| probe, {} image pairs, last layer | {} | {probe_note} |", p.pairs, p.n_balance.map_or("-".to_string(), fmt_value));
+    let _ = writeln!(md, "\n{}", s.n_balance_comparison);
+    cost_section(&mut md, x);
+    let _ = writeln!(md, "\n## Figures\n");
+    for f in figure_files.iter().filter(|f| f.ends_with(".svg")) {
+        let _ = writeln!(md, "![{}](figures/{f})\n", f.trim_end_matches(".svg"));
+    }
+    let _ = writeln!(md, "## Time per step\n\n| step | seconds |\n|---|---:|");
+    for (step, secs) in &timings.0 {
+        let _ = writeln!(md, "| {step} | {secs:.1} |");
+    }
+    let total: f64 = timings.0.iter().map(|t| t.1).sum();
+    let _ = writeln!(md, "| **total** | {total:.1} |");
+    let _ = writeln!(
+        md,
+        "\nEvaluation: {} answers made, {} reused from `run/`; {} images through the vision tower ({:.1} s), answering {:.1} s.",
+        x.sweep.answered, x.sweep.skipped, x.sweep.images_prepared, x.sweep.prepare_seconds, x.sweep.answer_seconds
+    );
+    for note in x.notes {
+        let _ = writeln!(md, "\nNote: {note}");
+    }
+    md
+}
+
+fn accuracy_table(md: &mut String, x: &Inputs, axes: &[&str]) {
+    let ns = x.vision_tokens;
+    let _ = writeln!(md, "| subset | items | chance | {} |", ns.iter().map(|n| format!("n={n}")).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(md, "|---|---:|---:|{}", "---:|".repeat(ns.len()));
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for r in x.accuracy.iter().filter(|r| axes.contains(&r.axis.as_str())) {
+        let key = (r.axis.as_str(), r.subset.as_str());
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let cells: Vec<String> = ns
+            .iter()
+            .map(|n| x.accuracy.iter().find(|a| a.n == *n && a.axis == r.axis && a.subset == r.subset).map_or("-".into(), |a| pct(a.accuracy)))
+            .collect();
+        let label = if r.axis == "overall" { "all".to_string() } else { format!("{} {}", r.axis, r.subset) };
+        let _ = writeln!(md, "| {label} | {} | {} | {} |", r.items, pct(r.chance), cells.join(" | "));
+    }
+    if seen.is_empty() {
+        let _ = writeln!(md, "| (no {} column in the benchmark) | | | {}", axes.join("/"), "|".repeat(ns.len()));
+    }
+}
+
+fn fits_section(md: &mut String, x: &Inputs) {
+    let _ = writeln!(md, "\n## Scaling-law fits\n\nThe laws of `tokenscale fit`, least squares on accuracy (%) against n, 95% intervals from {} residual-bootstrap resamples.\n", x.opts.bootstrap);
+    for f in x.fits {
+        let _ = writeln!(md, "### {}\n", f.series);
+        let best = f.fits.iter().map(|r| r.aic).fold(f64::INFINITY, f64::min);
+        if !f.fits.is_empty() {
+            let _ = writeln!(md, "| law | parameters (95% CI) | R² | ΔAIC |\n|---|---|---:|---:|");
+        }
+        for r in &f.fits {
+            let params: Vec<String> = r
+                .params
+                .iter()
+                .map(|(k, v)| match r.ci95.get(k) {
+                    Some([lo, hi]) => format!("{k} = {} [{}, {}]", fmt_value(*v), fmt_value(*lo), fmt_value(*hi)),
+                    None => format!("{k} = {}", fmt_value(*v)),
+                })
+                .collect();
+            let _ = writeln!(md, "| {} | {} | {:.3} | {:.2} |", r.law.name(), params.join("; "), r.r2, r.aic - best);
+        }
+        for (law, e) in &f.errors {
+            let _ = writeln!(md, "- {law}: not fitted: {e}");
+        }
+        let _ = writeln!(md, "\n**Regimes.** {}\n", f.regimes.sentence);
+    }
+}
+
+fn cost_section(md: &mut String, x: &Inputs) {
+    let w = x.workload;
+    let _ = writeln!(
+        md,
+        "\n## Cost per answer\n\nFrom `config.json` (crates/cost) for the benchmark's workload: {} image views, {} prompt tokens besides the vision tokens, {} question tokens in the query row, {}, no decoding. Measured: mean wall time of one answer in this run's sweep (query decoder, prefill and decoding; the vision tower runs once per image).\n",
+        w.crops.unwrap_or_default(),
+        w.text_tokens,
+        w.query_text_tokens,
+        w.dtype.name()
+    );
+    let _ = writeln!(md, "| n | params | FLOPs | KV cache | peak activations | measured s/answer |\n|---:|---:|---:|---:|---:|---:|");
+    for c in x.cost {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            c.n,
+            human(c.params),
+            human(c.flops),
+            human_bytes(c.kv_cache_bytes),
+            human_bytes(c.peak_activation_bytes),
+            c.seconds_per_answer.map_or("-".into(), |s| format!("{s:.3}"))
+        );
+    }
+}
