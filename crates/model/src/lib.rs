@@ -14,6 +14,7 @@ pub mod llama;
 pub mod llava;
 pub mod matvec;
 pub mod nn;
+pub mod opcount;
 pub mod preprocess;
 pub mod reduce;
 pub mod resample;

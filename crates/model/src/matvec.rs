@@ -114,10 +114,12 @@ pub fn apply(linear: &Linear, x: &Tensor) -> Result<Tensor> {
         (DType::F16, DType::F16) => linear_half::<f16>(linear, x)?,
         _ => linear_one_row(linear, x)?,
     };
-    match fast {
-        Some(y) => Ok(y),
-        None => Ok(linear.forward(x)?),
-    }
+    let y = match fast {
+        Some(y) => y,
+        None => linear.forward(x)?,
+    };
+    crate::opcount::record(crate::opcount::Op::Linear, || (y.elem_count() * w.dim(1).unwrap_or(0)) as u64);
+    Ok(y)
 }
 
 #[cfg(test)]

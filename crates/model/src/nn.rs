@@ -99,12 +99,17 @@ pub fn rope(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tens
 
 /// Every matrix product of attention goes through here (one place to count or specialise).
 pub fn matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    a.matmul(b)
+    let out = a.matmul(b)?;
+    crate::opcount::record(crate::opcount::Op::Matmul, || (out.elem_count() * a.dims().last().copied().unwrap_or(0)) as u64);
+    Ok(out)
 }
 
 /// Every convolution of the vision towers goes through here.
 pub fn conv(layer: &Conv2d, xs: &Tensor) -> candle_core::Result<Tensor> {
-    layer.forward(xs)
+    let out = layer.forward(xs)?;
+    let per_output = layer.weight().elem_count() / layer.weight().dim(0)?.max(1);
+    crate::opcount::record(crate::opcount::Op::Conv, || (out.elem_count() * per_output) as u64);
+    Ok(out)
 }
 
 pub fn conv2d(
