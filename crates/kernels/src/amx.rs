@@ -79,7 +79,14 @@ pub(crate) fn matmul(x: &MatRef<u16>, w: &MatRef<u16>, y: &mut MatMut) {
     let out = OutPtr(y.data.as_mut_ptr());
     let ldy = y.row_stride;
     PACKED_X.with(|packed| {
-        let packed_x = &mut *packed.borrow_mut();
+        // A product started from inside a rayon task (several products in parallel) can be
+        // re-entered on this thread while it waits for its own workers: then use a fresh buffer.
+        let mut fresh = Vec::new();
+        let mut reused = packed.try_borrow_mut();
+        let packed_x = match reused.as_deref_mut() {
+            Ok(buffer) => buffer,
+            Err(_) => &mut fresh,
+        };
         pack_x(x, packed_x);
         let packed_x: &[Line] = packed_x;
         (0..n.div_ceil(PANEL_COLS)).into_par_iter().for_each(|panel| {

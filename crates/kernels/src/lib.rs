@@ -23,7 +23,7 @@ mod transpose;
 
 pub use cpu::{features, CpuFeatures};
 pub use half::{bf16, f16};
-pub use linear::linear;
+pub use linear::{batched_transposed, linear, BatchShape};
 pub use matrix::{Half16, HalfFormat, MatMut, MatRef};
 
 /// What went wrong with a call; every variant names the offending argument.

@@ -169,3 +169,26 @@ fn linear_adds_the_bias_in_f32_and_rounds_once() {
     let err = linear(MatRef::new("x", &x, m, k, k).unwrap(), MatRef::new("w", &w, n, k, k).unwrap(), Some(&b[..4]), &mut short, Backend::Auto).unwrap_err();
     assert_eq!(err, KernelError::BiasLength { expected: n, len: 4 });
 }
+
+#[test]
+fn batched_products_equal_one_product_per_batch() {
+    use tokenscale_kernels::{batched_transposed, BatchShape};
+    let shape = BatchShape { batch: 5, m: 35, n: 9, k: 64 };
+    let BatchShape { batch, m, n, k } = shape;
+    let x = random(batch * m * k, 21, bf16::from_f32);
+    let w = random(batch * n * k, 22, bf16::from_f32);
+    for backend in [Backend::Auto, Backend::Portable] {
+        let mut out = vec![bf16::ZERO; batch * m * n];
+        batched_transposed(&x, &w, shape, &mut out, backend).unwrap();
+        for b in 0..batch {
+            let (exact, scale) = reference(&x[b * m * k..], k, &w[b * n * k..], k, m, n, k);
+            for i in 0..m * n {
+                let (got, want) = (out[b * m * n + i].to_f64(), exact[i]);
+                assert!((got - want).abs() <= want.abs() * 2f64.powi(-8) + common::tolerance(k, scale[i]), "{backend:?} batch {b} element {i}: {got} vs {want}");
+            }
+        }
+    }
+    let mut short = vec![bf16::ZERO; 3];
+    assert!(matches!(batched_transposed(&x, &w, shape, &mut short, Backend::Auto), Err(KernelError::OutputLength { .. })));
+    assert!(matches!(batched_transposed(&x[..10], &w, shape, &mut short, Backend::Auto), Err(KernelError::TooShort { name: "batched x", .. })));
+}
