@@ -122,6 +122,52 @@ pub fn apply(linear: &Linear, x: &Tensor) -> Result<Tensor> {
     Ok(y)
 }
 
+/// Batched `a · b` (attention products: `a` is `[.., m, k]`, `b` is `[.., k, n]`, same leading
+/// dims) for 16-bit CPU tensors through the kernels, since candle 0.9's CPU matmul rejects bf16
+/// and f16; anything else goes to candle's matmul.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let on_cpu = a.device().is_cpu() && b.device().is_cpu();
+    match (a.dtype(), b.dtype()) {
+        (DType::BF16, DType::BF16) if on_cpu => matmul_half::<bf16>(a, b),
+        (DType::F16, DType::F16) if on_cpu => matmul_half::<f16>(a, b),
+        _ => Ok(a.matmul(b)?),
+    }
+}
+
+fn matmul_half<T: WithDType + Half16>(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (da, db) = (a.dims(), b.dims());
+    let rank = da.len();
+    if rank < 2 || db.len() != rank || da[..rank - 2] != db[..rank - 2] || da[rank - 1] != db[rank - 2] {
+        anyhow::bail!("matmul: shapes {da:?} and {db:?} do not fit [.., m, k] · [.., k, n]");
+    }
+    let (m, k, n) = (da[rank - 2], da[rank - 1], db[rank - 1]);
+    let batch: usize = da[..rank - 2].iter().product();
+    // The kernels want bᵀ with k contiguous; for `x · kᵀ` that is k itself (no copy).
+    let bt = b.transpose(rank - 2, rank - 1)?.contiguous()?;
+    let (Some(x), Some(w)) = (cpu_elements::<T>(&a.contiguous()?)?, cpu_elements::<T>(&bt)?) else {
+        return Ok(a.matmul(b)?);
+    };
+    let mut out = vec![T::from_f64(0.0); batch * m * n];
+    let shape = tokenscale_kernels::BatchShape { batch, m, n, k };
+    tokenscale_kernels::batched_transposed(&x, &w, shape, &mut out, Backend::Auto).with_context(|| format!("matmul {da:?} · {db:?}"))?;
+    let mut dims = da.to_vec();
+    dims[rank - 1] = n;
+    Ok(Tensor::from_vec(out, dims, a.device())?)
+}
+
+/// The convolution applied to `xs`; 16-bit CPU inputs run in f32 (candle 0.9's CPU convolution
+/// goes through its matmul, which rejects bf16/f16) and are rounded back.
+pub fn conv2d(layer: &candle_nn::Conv2d, xs: &Tensor) -> Result<Tensor> {
+    let dtype = xs.dtype();
+    if !(matches!(dtype, DType::BF16 | DType::F16) && xs.device().is_cpu()) {
+        return Ok(layer.forward(xs)?);
+    }
+    let weight = layer.weight().to_dtype(DType::F32)?;
+    let bias = layer.bias().map(|b| b.to_dtype(DType::F32)).transpose()?;
+    let upcast = candle_nn::Conv2d::new(weight, bias, *layer.config());
+    Ok(upcast.forward(&xs.to_dtype(DType::F32)?)?.to_dtype(dtype)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +220,31 @@ mod tests {
                 let worst = excess.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
                 assert!(worst <= 0.0, "{dtype:?} {rows}x{out_dim}x{in_dim}: exceeds by {worst}");
             }
+        }
+    }
+
+    #[test]
+    fn half_matmul_equals_the_f32_product_of_the_same_values() {
+        let dev = Device::Cpu;
+        for dtype in [DType::BF16, DType::F16] {
+            let a = Tensor::randn(0f32, 1.0, (2, 3, 37, 64), &dev).unwrap().to_dtype(dtype).unwrap();
+            let keys = Tensor::randn(0f32, 1.0, (2, 3, 41, 64), &dev).unwrap().to_dtype(dtype).unwrap();
+            let values = Tensor::randn(0f32, 1.0, (2, 3, 41, 24), &dev).unwrap().to_dtype(dtype).unwrap();
+            let scores = keys.t().unwrap(); // [.., 64, 41], a transposed view (the attention case)
+            let probs = Tensor::randn(0f32, 1.0, (2, 3, 37, 41), &dev).unwrap().to_dtype(dtype).unwrap();
+            for (lhs, rhs) in [(&a, &scores), (&probs, &values)] {
+                let got = matmul(lhs, rhs).unwrap();
+                assert_eq!(got.dtype(), dtype);
+                let want = lhs.to_dtype(DType::F32).unwrap().matmul(&rhs.to_dtype(DType::F32).unwrap()).unwrap();
+                assert_eq!(got.dims(), want.dims());
+                let rel = if dtype == DType::BF16 { 2f32.powi(-8) } else { 2f32.powi(-11) };
+                let allowed = ((want.abs().unwrap() * rel as f64).unwrap() + 1e-3).unwrap();
+                let excess = ((got.to_dtype(DType::F32).unwrap() - &want).unwrap().abs().unwrap() - allowed).unwrap();
+                let worst = excess.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+                assert!(worst <= 0.0, "{dtype:?} {:?}·{:?}: exceeds by {worst}", lhs.dims(), rhs.dims());
+            }
+            let bad = matmul(&a, &values).unwrap_err().to_string();
+            assert!(bad.contains("do not fit"), "{bad}");
         }
     }
 }
