@@ -45,6 +45,8 @@ enum Command {
     Ckpt(cmd::ckpt::Args),
     /// The paper's experiment on the shipped model: benchmark, n-sweep, law fits, probe, cost, report.md.
     Reproduce(cmd::reproduce::Args),
+    /// Write the synthetic benchmark (coarse and fine questions, MCQ / yes-no / short answer) as VLMEvalKit TSVs.
+    Synth(cmd::synth::Args),
 }
 
 fn main() {
@@ -69,6 +71,7 @@ fn main() {
         Command::Advise(args) => cmd::advise::run(args),
         Command::Ckpt(args) => cmd::ckpt::run(args),
         Command::Reproduce(args) => cmd::reproduce::run(args),
+        Command::Synth(args) => cmd::synth::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -59,8 +59,11 @@ pub fn score_records<'a>(
                 rows.len()
             );
         }
-        let metrics = score::score(&ds.name, ds.kind, &rows, opts)
+        let mut metrics = score::score(&ds.name, ds.kind, &rows, opts)
             .with_context(|| format!("scoring {model}/{reducer}/n={n}/{dsname}"))?;
+        metrics.extend(
+            column_groups(ds, &rows, opts).with_context(|| format!("scoring {model}/{reducer}/n={n}/{dsname} by column"))?,
+        );
         for m in metrics {
             out.push(ScoreRow {
                 model: model.clone(),
@@ -72,6 +75,28 @@ pub fn score_records<'a>(
                 metric: m.metric,
                 value: m.value,
             });
+        }
+    }
+    Ok(out)
+}
+
+/// Extra TSV columns whose values also group the scores (the scorers group by `category` and
+/// `l2-category` themselves, as VLMEvalKit does).
+pub const GROUP_COLUMNS: [&str; 1] = ["subtask"];
+
+/// For each value `v` of each `GROUP_COLUMNS` column the dataset has: the Overall score of the
+/// rows with that value, as an `acc` metric of category `column=v` (same scale as Overall).
+fn column_groups(ds: &Dataset, rows: &[Row], opts: ScoreOptions) -> Result<Vec<score::Metric>> {
+    let mut out = Vec::new();
+    for column in GROUP_COLUMNS.iter().filter(|c| ds.has_column(c)) {
+        let value_of = |r: &Row| r.item.extra.get(*column).cloned();
+        let values: std::collections::BTreeSet<String> = rows.iter().filter_map(value_of).collect();
+        for v in values {
+            let group: Vec<Row> = rows.iter().filter(|r| value_of(r).as_deref() == Some(v.as_str())).copied().collect();
+            let overall = score::score(&ds.name, ds.kind, &group, opts)?
+                .into_iter()
+                .filter(|m| m.category.is_none() && m.metric == "Overall");
+            out.extend(overall.map(|m| score::Metric::new(m.split, Some(format!("{column}={v}")), "acc", m.value)));
         }
     }
     Ok(out)

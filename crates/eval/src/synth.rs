@@ -16,6 +16,7 @@
 
 mod fixture;
 pub mod mix;
+mod pick;
 pub mod questions;
 pub mod rng;
 pub mod scene;
@@ -34,12 +35,12 @@ use crate::dataset::Item;
 use crate::kind::Kind;
 use crate::prompt::{build_prompt, PromptStyle};
 use image::RgbImage;
-use questions::{answer_set, ask, candidates, claim, claim_set, Candidate};
+use questions::{answer_set, ask, candidates, claim, Candidate};
 use rng::stream_seed;
 use std::collections::BTreeMap;
 
 /// Disjoint seed streams: no (split, index) shares its seed with another split's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Split {
     Train,
     Val,
@@ -77,7 +78,7 @@ impl Split {
 }
 
 /// The three item formats, each scored as its VLMEvalKit kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ItemKind {
     /// Four options A–D; the answer is the letter.
     Mcq,
@@ -142,8 +143,6 @@ pub struct SynthItem {
 
 const SCENE_STREAM: u64 = 1;
 const QUESTION_STREAM: u64 = 2;
-/// Draws of a wanted answer before settling for any candidate (keeps answers near uniform).
-const ANSWER_TRIES: usize = 16;
 /// Fresh scenes tried when none of the mix's subtasks can be asked about a scene.
 const SCENE_TRIES: usize = 64;
 
@@ -178,46 +177,20 @@ pub fn item_with(split: Split, index: u64, mix: &Mix) -> SynthItem {
 fn build(scene: Scene, subtask: usize, cands: &[Candidate], kind: ItemKind, rng: &mut Rng) -> SynthItem {
     let (question, options, answer) = match kind {
         ItemKind::YesNo => {
-            // The claimed value is drawn before the answer, so that it says nothing about it.
-            let claims = claim_set(subtask);
-            let want_yes = rng.chance(0.5);
-            let mut pick = None;
-            for _ in 0..ANSWER_TRIES {
-                let value = claims[rng.below(claims.len())];
-                let fits: Vec<&Candidate> = cands.iter().filter(|c| (c.answer == value) == want_yes).collect();
-                if let Some(c) = rng.pick(&fits) {
-                    pick = Some((**c, value));
-                    break;
-                }
-            }
-            let (c, value) = pick.unwrap_or_else(|| (cands[rng.below(cands.len())], claims[rng.below(claims.len())]));
+            let (c, value) = pick::claim_question(subtask, cands, rng);
             let answer = if c.answer == value { "yes" } else { "no" };
             (claim(subtask, c.subject, value), Vec::new(), answer.to_string())
         }
-        ItemKind::Mcq | ItemKind::ShortAnswer => {
-            let answers = answer_set(subtask);
-            let mut pick = None;
-            for _ in 0..ANSWER_TRIES {
-                let value = answers[rng.below(answers.len())];
-                let fits: Vec<&Candidate> = cands.iter().filter(|c| c.answer == value).collect();
-                if let Some(c) = rng.pick(&fits) {
-                    pick = Some(**c);
-                    break;
-                }
-            }
-            let c = pick.unwrap_or_else(|| cands[rng.below(cands.len())]);
-            let question = ask(subtask, c.subject);
-            if kind == ItemKind::Mcq {
-                let mut options: Vec<&str> = answers.iter().copied().filter(|a| *a != c.answer).collect();
-                rng.shuffle(&mut options);
-                options.truncate(3);
-                let at = rng.below(4).min(options.len());
-                options.insert(at, c.answer);
-                let letter = char::from(b'A' + at as u8).to_string();
-                (question, options.iter().map(|o| o.to_string()).collect(), letter)
-            } else {
-                (question, Vec::new(), c.answer.to_string())
-            }
+        ItemKind::ShortAnswer => {
+            let c = pick::open_question(subtask, cands, rng);
+            (ask(subtask, c.subject), Vec::new(), c.answer.to_string())
+        }
+        ItemKind::Mcq => {
+            let (c, mut options) = pick::choice_question(subtask, cands, rng);
+            let at = rng.below(4).min(options.len());
+            options.insert(at, c.answer);
+            let letter = char::from(b'A' + at as u8).to_string();
+            (ask(subtask, c.subject), options.iter().map(|o| o.to_string()).collect(), letter)
         }
     };
     let (name, category) = SUBTASKS[subtask];

@@ -57,3 +57,4 @@ pub mod fit;
 pub mod score;
 pub mod merge;
 pub mod reproduce;
+pub mod synth;

@@ -127,9 +127,9 @@ fn draw(img: &mut RgbImage, p: &Placed, row: i32, col: i32) {
                 1 => u.abs() < s - 1 && v.abs() < s - 1,
                 // Apex up: half-width grows linearly from the top row to the full base.
                 2 => 2 * u.abs() <= (v + s) + 1,
-                // Plus sign with arms a third of the box wide.
+                // Plus sign with arms 3 px wide (4 px in even boxes, to stay centred).
                 _ => {
-                    let arm = (s / 3).max(3);
+                    let arm = if s % 2 == 1 { 3 } else { 4 };
                     u.abs() < arm || v.abs() < arm
                 }
             };

@@ -24,7 +24,7 @@ pub fn png_bytes(image: &RgbImage) -> Result<Vec<u8>> {
 
 /// The generator index of row `row` of the `kind` file: the three files interleave, so they never
 /// share an image, and `item_with(split, index, &mix.only_kind(kind))` regenerates the row.
-pub fn generator_index(kind: ItemKind, row: usize) -> u64 {
+fn generator_index(kind: ItemKind, row: usize) -> u64 {
     row as u64 * ItemKind::ALL.len() as u64 + kind.position() as u64
 }
 
@@ -68,6 +68,13 @@ pub fn write_benchmark(dir: &Path, split: Split, count: usize, mix: &Mix) -> Res
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let kinds: Vec<ItemKind> = ItemKind::ALL.into_iter().filter(|k| mix.kind_weights()[k.position()] > 0.0).collect();
+    // A folder in a file's place would make its rename fail after others had succeeded.
+    for kind in &kinds {
+        let target = dir.join(file_name(split, *kind));
+        if target.is_dir() {
+            bail!("cannot write {}: it is a folder", target.display());
+        }
+    }
     let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
     let remove_temps = |written: &[(PathBuf, PathBuf)]| {
         for (tmp, _) in written {
