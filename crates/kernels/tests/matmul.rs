@@ -57,6 +57,8 @@ fn expected_kernel(format: HalfFormat, m: usize, backend: Backend) -> Kernel {
         }
     } else if fast && format == HalfFormat::Bf16 && cpu.amx_bf16_usable() {
         Kernel::AmxBf16
+    } else if fast && format == HalfFormat::F16 && cpu.amx_bf16_usable() && cpu.avx512bf16 {
+        Kernel::AmxF16Split
     } else {
         Kernel::PortableF32Gemm
     }
@@ -119,17 +121,17 @@ fn bad_arguments_are_named() {
     assert!(matches!(err, KernelError::ShapeMismatch { x_cols: 5, w_cols: 4, .. }), "{err}");
 }
 
-#[test]
-fn special_values_propagate_like_f32() {
-    // An infinite weight makes its output column infinite (or NaN with a zero factor is avoided
-    // here), on every path: padding in the tile kernel must not turn it into NaN elsewhere.
+fn infinite_weight_gives_an_infinite_column<T: Half16 + PartialEq>(from_f32: fn(f32) -> T, infinity: T) {
+    // An infinite weight makes its output column infinite on every path (every x is non-zero):
+    // neither the zero padding of the tile kernel nor the f16 parts may turn it into NaN.
     let (m, n, k) = (40, 40, 40);
-    let x = random(m * k, 7, bf16::from_f32).into_iter().map(|v| if v == bf16::ZERO { bf16::ONE } else { v }).collect::<Vec<_>>();
-    let mut w = random(n * k, 8, bf16::from_f32);
-    w[3 * k + 5] = bf16::INFINITY;
+    let zero = from_f32(0.0);
+    let x: Vec<T> = random(m * k, 7, from_f32).into_iter().map(|v| if v == zero { from_f32(1.0) } else { v }).collect();
+    let mut w = random(n * k, 8, from_f32);
+    w[3 * k + 5] = infinity;
     for backend in [Backend::Auto, Backend::Portable] {
         let mut y = vec![0f32; m * n];
-        matmul_transposed(
+        let kernel = matmul_transposed(
             MatRef::new("x", &x, m, k, k).unwrap(),
             MatRef::new("w", &w, n, k, k).unwrap(),
             MatMut::new("y", &mut y, m, n, n).unwrap(),
@@ -138,10 +140,16 @@ fn special_values_propagate_like_f32() {
         .unwrap();
         for i in 0..m {
             for j in 0..n {
-                assert_eq!(y[i * n + j].is_infinite(), j == 3, "{backend:?} ({i},{j}) = {}", y[i * n + j]);
+                assert_eq!(y[i * n + j].is_infinite(), j == 3, "{backend:?} {} ({i},{j}) = {}", kernel.name(), y[i * n + j]);
             }
         }
     }
+}
+
+#[test]
+fn special_values_propagate_like_f32() {
+    infinite_weight_gives_an_infinite_column(bf16::from_f32, bf16::INFINITY);
+    infinite_weight_gives_an_infinite_column(f16::from_f32, f16::INFINITY);
 }
 
 #[test]

@@ -17,7 +17,10 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use crate::matrix::{MatMut, MatRef};
-use crate::transpose::transpose_cells;
+
+mod pack;
+use pack::{pack_weights, pack_x};
+pub(crate) use pack::Operands;
 
 /// y columns (= weight rows) per task; a multiple of 32.
 const PANEL_COLS: usize = 256;
@@ -74,7 +77,8 @@ thread_local! {
     static PACKED_X: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
 }
 
-pub(crate) fn matmul(x: &MatRef<u16>, w: &MatRef<u16>, y: &mut MatMut) {
+/// Only called after `CpuFeatures::amx_bf16_usable()` (and, for `F16Split`, `avx512bf16`).
+pub(crate) fn matmul(x: &MatRef<u16>, w: &MatRef<u16>, y: &mut MatMut, operands: Operands) {
     let n = w.rows;
     let out = OutPtr(y.data.as_mut_ptr());
     let ldy = y.row_stride;
@@ -87,7 +91,7 @@ pub(crate) fn matmul(x: &MatRef<u16>, w: &MatRef<u16>, y: &mut MatMut) {
             Ok(buffer) => buffer,
             Err(_) => &mut fresh,
         };
-        pack_x(x, packed_x);
+        let x_steps = pack_x(x, operands, packed_x);
         let packed_x: &[Line] = packed_x;
         (0..n.div_ceil(PANEL_COLS)).into_par_iter().for_each(|panel| {
             let cols = panel * PANEL_COLS..n.min((panel + 1) * PANEL_COLS);
@@ -97,7 +101,8 @@ pub(crate) fn matmul(x: &MatRef<u16>, w: &MatRef<u16>, y: &mut MatMut) {
                 // SAFETY: AMX use was checked by the caller (CPUID + OS permission); the
                 // configuration is a valid palette-1 layout that lives through the call.
                 unsafe { asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly)) };
-                panel_product(x.rows, x.cols, packed_x, w, out, ldy, cols, s);
+                let packed = PackedX { lines: packed_x, rows: x.rows, steps: x_steps, operands };
+                panel_product(&packed, w, out, ldy, cols, s);
                 // SAFETY: as above; releases the tile state so context switches stay cheap.
                 unsafe { asm!("tilerelease", options(nostack, nomem)) };
             });
@@ -114,62 +119,44 @@ fn total_steps(k: usize) -> usize {
     k.div_ceil(TILE_ROW).max(1)
 }
 
-/// x in tile order, zero-padded to whole 32-row blocks and tile steps: for row block `rb` and
-/// step `t`, the tile of its rows 0..16 starts at line `(rb·steps + t)·32` and the tile of rows
-/// 16..32 right after it. Contiguous 1 KiB tiles avoid the cache-set conflicts that loading rows
-/// 2k bytes apart (a power of two for most models) would cause.
-fn pack_x(x: &MatRef<u16>, packed: &mut Vec<Line>) {
-    let steps = total_steps(x.cols);
-    let block_lines = steps * 32;
-    let needed = x.rows.div_ceil(32) * block_lines;
-    // Every line is written below (pads included), so old contents need no clearing.
-    if packed.len() < needed {
-        packed.resize(needed, Line([0; TILE_ROW]));
-    }
-    packed[..needed].par_chunks_mut(block_lines).enumerate().for_each(|(rb, block)| {
-        for r in 0..32 {
-            let source = (rb * 32 + r < x.rows).then(|| x.row(rb * 32 + r));
-            for t in 0..steps {
-                let line = &mut block[t * 32 + r].0;
-                match source.map(|row| &row[(t * TILE_ROW).min(row.len())..((t + 1) * TILE_ROW).min(row.len())]) {
-                    Some(chunk) if chunk.len() == TILE_ROW => line.copy_from_slice(chunk),
-                    Some(chunk) => {
-                        line[..chunk.len()].copy_from_slice(chunk);
-                        line[chunk.len()..].fill(0);
-                    }
-                    None => line.fill(0),
-                }
-            }
-        }
-    });
+/// x packed by `pack_x`: `steps` expanded tile steps per 32-row block.
+struct PackedX<'a> {
+    lines: &'a [Line],
+    rows: usize,
+    steps: usize,
+    operands: Operands,
 }
 
 /// Columns `cols` of y (for all rows): for each depth block, pack the weights and sweep x.
-#[allow(clippy::too_many_arguments)]
-fn panel_product(m: usize, k: usize, packed_x: &[Line], w: &MatRef<u16>, out: OutPtr, ldy: usize, cols: std::ops::Range<usize>, s: &mut Scratch) {
+fn panel_product(x: &PackedX, w: &MatRef<u16>, out: OutPtr, ldy: usize, cols: std::ops::Range<usize>, s: &mut Scratch) {
+    let (m, k) = (x.rows, w.cols);
     let width = round_up(cols.len(), 32);
-    let x_steps = total_steps(k);
-    for first_step in (0..x_steps).step_by(DEPTH / TILE_ROW) {
-        let steps = (DEPTH / TILE_ROW).min(x_steps - first_step);
-        let k0 = first_step * TILE_ROW;
-        pack_weights(w, cols.start, width, k0, k.min(k0 + DEPTH) - k0, steps, &mut s.packed_w);
-        let accumulate = first_step > 0;
+    let passes = x.operands.passes();
+    let original_steps = total_steps(k);
+    // DEPTH counts expanded steps (the packed panel's size), so f16 blocks cover 4× less k.
+    let block = (DEPTH / TILE_ROW / passes).max(1);
+    for first in (0..original_steps).step_by(block) {
+        let steps = block.min(original_steps - first);
+        let k0 = first * TILE_ROW;
+        pack_weights(w, cols.start, width, k0, k.min(k0 + steps * TILE_ROW) - k0, steps, x.operands, &mut s.packed_w);
+        let expanded = steps * passes;
+        let accumulate = first > 0;
         for row in (0..m).step_by(32) {
-            let a_ptr = packed_x[((row / 32) * x_steps + first_step) * 32..].as_ptr() as *const u16;
+            let a_ptr = x.lines[((row / 32) * x.steps + first * passes) * 32..].as_ptr() as *const u16;
             for col in (0..width).step_by(32) {
-                let b_ptr = s.packed_w[(col / 16) * steps * 16..].as_ptr() as *const u16;
+                let b_ptr = s.packed_w[(col / 16) * expanded * 16..].as_ptr() as *const u16;
                 let first_col = cols.start + col;
                 if row + 32 <= m && first_col + 32 <= cols.end {
                     // SAFETY: rows row..row+32 and columns first_col..first_col+32 lie inside y
                     // (checked on construction of y), and only this task writes these columns.
                     unsafe {
                         let c = out.0.add(row * ldy + first_col);
-                        kernel_2x2(a_ptr, b_ptr, steps, c, ldy, accumulate);
+                        kernel_2x2(a_ptr, b_ptr, expanded, c, ldy, accumulate);
                     }
                 } else {
                     let rows_here = 32.min(m - row);
                     let cols_here = 32.min(cols.end - first_col);
-                    edge_block(out, ldy, (row, first_col), (rows_here, cols_here), accumulate, a_ptr, b_ptr, steps, &mut s.edge_y);
+                    edge_block(out, ldy, (row, first_col), (rows_here, cols_here), accumulate, a_ptr, b_ptr, expanded, &mut s.edge_y);
                 }
             }
         }
@@ -203,40 +190,6 @@ fn edge_block(
         kernel_2x2(a_ptr, b_ptr, steps, scratch.as_mut_ptr(), 32, accumulate);
         for r in 0..rows {
             std::ptr::copy_nonoverlapping(scratch.as_ptr().add(r * 32), out.0.add((row + r) * ldy + col), cols);
-        }
-    }
-}
-
-/// Weights rows `first..first+width` (zero beyond w), k `k0..k0+depth` (zero beyond), as VNNI
-/// tiles: the tile for 16 weight rows `g` and tile step `t` starts at line `(g·steps + t)·16`,
-/// and its line p holds, for each of the 16 rows, the pair (k0 + 32t + 2p, +1).
-fn pack_weights(w: &MatRef<u16>, first: usize, width: usize, k0: usize, depth: usize, steps: usize, packed: &mut Vec<Line>) {
-    // Every tile is written below (pads included), so old contents need no clearing.
-    let needed = width / 16 * steps * 16;
-    if packed.len() < needed {
-        packed.resize(needed, Line([0; TILE_ROW]));
-    }
-    let dst_base = packed.as_mut_ptr() as *mut u16;
-    for g in 0..width / 16 {
-        let row0 = first + 16 * g;
-        for t in 0..steps {
-            let kk = k0 + t * TILE_ROW;
-            // SAFETY: the tile (g, t) lies inside `packed` (width/16 · steps tiles of TILE u16).
-            let dst = unsafe { dst_base.add((g * steps + t) * TILE) };
-            if row0 + 16 <= w.rows && kk + TILE_ROW <= k0 + depth {
-                // SAFETY: 16 weight rows from row0 with 32 values from kk exist in w; dst is a
-                // whole tile; AVX-512F comes with AMX (checked by the caller).
-                unsafe { transpose_cells(w.data[row0 * w.row_stride + kk..].as_ptr(), w.row_stride, dst, TILE_ROW) };
-            } else {
-                for j in 0..16 {
-                    for p in 0..TILE_ROW {
-                        let (r, c) = (row0 + j, kk + p);
-                        let v = if r < w.rows && c < k0 + depth { w.data[r * w.row_stride + c] } else { 0 };
-                        // SAFETY: line p/2 and cell j of this tile: offset < TILE.
-                        unsafe { *dst.add((p / 2) * TILE_ROW + 2 * j + p % 2) = v };
-                    }
-                }
-            }
         }
     }
 }
