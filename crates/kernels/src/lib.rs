@@ -21,6 +21,7 @@ mod gemv;
 mod linear;
 mod matrix;
 mod portable;
+mod scratch;
 mod transpose;
 
 pub use cpu::{features, CpuFeatures};

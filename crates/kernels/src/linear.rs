@@ -12,8 +12,7 @@ use crate::{matmul_transposed, Backend, Kernel, KernelError};
 const CHUNK: usize = 1 << 14;
 
 thread_local! {
-    /// The f32 product before rounding, kept between calls: a fresh multi-MiB buffer per call
-    /// costs page faults and zeroing comparable to the product itself.
+    /// The f32 product before rounding, kept between calls.
     static PRODUCT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -29,14 +28,7 @@ pub fn linear<T: Half16>(x: MatRef<T>, w: MatRef<T>, bias: Option<&[T]>, out: &m
         return Err(KernelError::OutputLength { rows: m, cols: n, len: out.len() });
     }
     let bias: Option<Vec<f32>> = bias.map(|b| b.iter().map(|v| v.to_f32()).collect());
-    PRODUCT.with(|buffer| {
-        // Re-entered on this thread (a batch of products run from rayon tasks): fresh buffer.
-        let mut fresh = Vec::new();
-        let mut reused = buffer.try_borrow_mut();
-        let y = match reused.as_deref_mut() {
-            Ok(b) => b,
-            Err(_) => &mut fresh,
-        };
+    crate::scratch::with_buffer(&PRODUCT, |y| {
         if y.len() < m * n {
             y.resize(m * n, 0.0);
         }

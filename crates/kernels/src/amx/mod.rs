@@ -82,15 +82,7 @@ pub(crate) fn matmul(x: &MatRef<u16>, w: &MatRef<u16>, y: &mut MatMut, operands:
     let n = w.rows;
     let out = OutPtr(y.data.as_mut_ptr());
     let ldy = y.row_stride;
-    PACKED_X.with(|packed| {
-        // A product started from inside a rayon task (several products in parallel) can be
-        // re-entered on this thread while it waits for its own workers: then use a fresh buffer.
-        let mut fresh = Vec::new();
-        let mut reused = packed.try_borrow_mut();
-        let packed_x = match reused.as_deref_mut() {
-            Ok(buffer) => buffer,
-            Err(_) => &mut fresh,
-        };
+    crate::scratch::with_buffer(&PACKED_X, |packed_x| {
         let x_steps = pack_x(x, operands, packed_x);
         let packed_x: &[Line] = packed_x;
         (0..n.div_ceil(PANEL_COLS)).into_par_iter().for_each(|panel| {
