@@ -2,11 +2,12 @@
 //! the chance level of each subset. Items are scored with the benchmark scorers' own per-item
 //! rules, so a kind's overall accuracy equals what `tokenscale eval` reports for it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tokenscale_eval::score::{mcq, vqa, yorn, Row};
+use tokenscale_eval::synth::{self, ItemKind};
 use tokenscale_eval::{Dataset, Item, Kind, ScoreOptions};
 
 /// One accuracy number: items of `subset` (along `axis`) answered at n vision tokens.
@@ -19,8 +20,7 @@ pub struct AccuracyRow {
     pub items: usize,
     /// Percent (mean per-item score × 100; VQA items score their soft accuracy).
     pub accuracy: f64,
-    /// Percent expected from guessing: MCQ 1/options, Y/N 1/2, short answers 1/(distinct
-    /// answers of the item's subtask — or category — in the dataset).
+    /// Percent expected from uniform guessing (see [`chance_levels`]).
     pub chance: f64,
 }
 
@@ -50,21 +50,25 @@ fn subtask(item: &Item) -> Option<&str> {
     item.extra.get("subtask").map(String::as_str)
 }
 
-/// Chance level (0..=1) of every item of `ds`, in item order.
+/// Chance level (0..=1) of every item of `ds`, in item order: the generator's own value for a
+/// synthetic subtask, else 1/options (MCQ), 1/2 (Y/N), or one over the distinct answers of the
+/// item's category in the dataset (short answers).
 pub fn chance_levels(ds: &Dataset) -> Vec<f64> {
-    // Short answers: the distinct first answers among the items of the same subtask.
-    let group = |it: &Item| subtask(it).or(it.category.as_deref()).unwrap_or_default().to_string();
-    let mut answers: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+    let mut answers: HashMap<Option<&str>, HashSet<String>> = HashMap::new();
     for it in &ds.items {
         let first = it.answers().first().map(|a| vqa::process_answer(a)).unwrap_or_default();
-        answers.entry(group(it)).or_default().insert(first);
+        answers.entry(it.category.as_deref()).or_default().insert(first);
     }
+    let synth_kind = ItemKind::parse(ds.kind.as_str());
     ds.items
         .iter()
-        .map(|it| match ds.kind {
-            Kind::Mcq => 1.0 / it.options.len().max(1) as f64,
-            Kind::Yorn => 0.5,
-            _ => 1.0 / answers.get(&group(it)).map_or(1, |s| s.len().max(1)) as f64,
+        .map(|it| {
+            let known = subtask(it).zip(synth_kind).and_then(|(s, k)| synth::chance_level(s, k));
+            known.unwrap_or_else(|| match ds.kind {
+                Kind::Mcq => 1.0 / it.options.len().max(1) as f64,
+                Kind::Yorn => 0.5,
+                _ => 1.0 / answers.get(&it.category.as_deref()).map_or(1, |s| s.len().max(1)) as f64,
+            })
         })
         .collect()
 }
@@ -158,9 +162,20 @@ mod tests {
     }
 
     #[test]
+    fn short_answers_without_a_subtask_guess_among_their_category_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = synth::generate(dir.path(), 3, 8, 32).unwrap();
+        let vqa = Dataset::load(paths.iter().find(|p| p.to_string_lossy().contains("VQA")).unwrap(), None).unwrap();
+        for (it, chance) in vqa.items.iter().zip(chance_levels(&vqa)) {
+            let distinct: HashSet<String> = vqa.items.iter().filter(|o| o.category == it.category).map(|o| vqa::process_answer(&o.answers()[0])).collect();
+            assert!((chance - 1.0 / distinct.len() as f64).abs() < 1e-12);
+        }
+    }
+
+    #[test]
     fn kind_accuracy_equals_the_benchmark_scorer() {
         let dir = tempfile::tempdir().unwrap();
-        let datasets: Vec<Dataset> = tokenscale_eval::synth::generate(dir.path(), 9, 12, 32)
+        let datasets: Vec<Dataset> = synth::write_benchmark(dir.path(), synth::Split::Test, 12, &synth::Mix::default())
             .unwrap()
             .iter()
             .map(|p| Dataset::load(p, None).unwrap())
@@ -191,6 +206,12 @@ mod tests {
         assert!((yn.chance - 50.0).abs() < 1e-9);
         let mcq = rows.iter().find(|r| r.subset == "MCQ").unwrap();
         assert!((mcq.chance - 25.0).abs() < 1e-9);
+        // Short answers: the generator's chance level of each item's subtask, averaged.
+        let vqa = datasets.iter().find(|d| d.kind == Kind::Vqa).unwrap();
+        let expected = vqa.items.iter().map(|it| synth::chance_level(subtask(it).unwrap(), ItemKind::ShortAnswer).unwrap()).sum::<f64>() / vqa.items.len() as f64;
+        let mine = rows.iter().find(|r| r.subset == "VQA").unwrap();
+        assert!((mine.chance - 100.0 * expected).abs() < 1e-9);
+        assert!(rows.iter().any(|r| r.axis == "category" && r.subset == "fine"));
         // A missing prediction names the item.
         let err = accuracy_table(&datasets, &[2], opts, |_, _, _| None).unwrap_err().to_string();
         assert!(err.contains("no prediction at n = 2"), "{err}");

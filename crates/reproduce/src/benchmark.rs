@@ -2,27 +2,29 @@
 //! module that knows the generator's API.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use image::RgbImage;
-use tokenscale_eval::dataset::{decode_image, ImageSource};
-use tokenscale_eval::synth::{self, Rng, Shape, COLORS, SHAPES};
+use tokenscale_eval::synth::{self, ItemKind, Mix, Rng, Split, COLORS};
 use tokenscale_eval::Dataset;
 
 use crate::files::replace_dir;
 
 /// Side of the generated images in pixels.
-pub const IMAGE_SIZE: u32 = 64;
+pub const IMAGE_SIZE: u32 = synth::scene::IMAGE_SIZE;
 
-/// Writes the test split (`items` rows per kind, seeded) into `dir` and loads it. The files are
+/// Probe pairs come from generator indices far past any benchmark row, so no probe image is a
+/// test image.
+const PAIR_INDEX_BASE: u64 = 1 << 40;
+
+/// Writes the test split (`items` rows per kind) into `dir` and loads it. The files are
 /// generated in a temporary folder; an existing `dir` with the same bytes is kept as it is (its
 /// content hashes are what lets a later run resume), any other is replaced whole.
-pub fn write_test_split(dir: &Path, items: usize, seed: u64) -> Result<Vec<Dataset>> {
+pub fn write_test_split(dir: &Path, items: usize) -> Result<Vec<Dataset>> {
     let parent = dir.parent().context("the benchmark folder needs a parent folder")?;
     let tmp = parent.join(format!(".data.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let written = synth::generate(&tmp, seed, items, IMAGE_SIZE).context("generating the synthetic benchmark")?;
+    let written = synth::write_benchmark(&tmp, Split::Test, items, &Mix::default()).context("generating the synthetic benchmark")?;
     let same = written.iter().all(|p| {
         let name = p.file_name().unwrap_or_default();
         std::fs::read(dir.join(name)).ok() == std::fs::read(p).ok()
@@ -45,27 +47,24 @@ pub struct ImagePair {
     pub question: String,
 }
 
-/// `count` seeded pairs: a 2×2 grid of random shapes, and the same picture (same background and
-/// positions) with one shape in another colour; the question asks about that shape.
+/// `count` pairs: a test-distribution scene with a fine-detail short-answer question (the eval
+/// prompt), and the same scene with one shape recoloured; `seed` picks the shape and colour.
 pub fn image_pairs(count: usize, seed: u64) -> Result<Vec<ImagePair>> {
-    let mut rng = Rng::new(seed ^ 0x70b3_5eed);
-    (0..count)
+    let fine = Mix::default().with_subtask("coarse", 0.0)?.only_kind(ItemKind::ShortAnswer);
+    let mut rng = Rng::new(seed);
+    Ok((0..count as u64)
         .map(|i| {
-            let shapes: Vec<Shape> =
-                (0..4).map(|_| Shape { shape: rng.below(SHAPES.len()), color: rng.below(COLORS.len()) }).collect();
-            let mut changed = shapes.clone();
-            let which = rng.below(shapes.len());
-            changed[which].color = (shapes[which].color + 1 + rng.below(COLORS.len() - 1)) % COLORS.len();
-            // The same layout seed for both sides, so only the one colour differs.
-            let layout = rng.next_u64();
-            let side = |s: &[Shape]| -> Result<RgbImage> {
-                let png = synth::picture(s, IMAGE_SIZE, &mut Rng::new(layout));
-                Ok(decode_image(&ImageSource::Base64(Arc::new(png))).with_context(|| format!("probe pair {i}"))?.to_rgb8())
-            };
-            let question = format!("What colour is the {}?", SHAPES[shapes[which].shape]);
-            Ok(ImagePair { a: side(&shapes)?, b: side(&changed)?, question })
+            let item = synth::item_with(Split::Test, PAIR_INDEX_BASE + i, &fine);
+            let mut changed = item.scene.clone();
+            let occupied: Vec<usize> = (0..changed.cells.len()).filter(|&c| changed.cells[c].is_some()).collect();
+            match rng.pick(&occupied).and_then(|&c| changed.cells[c].as_mut()) {
+                Some(shape) => shape.color = (shape.color + 1 + rng.below(COLORS.len() - 1)) % COLORS.len(),
+                // An empty grid (probability 0.4^16): the border is the one detail to change.
+                None => changed.border = (changed.border + 1) % COLORS.len(),
+            }
+            ImagePair { a: item.image.clone(), b: changed.render(), question: synth::prompt_for(&item) }
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -78,8 +77,8 @@ mod tests {
         for p in &pairs {
             assert_eq!(p.a.dimensions(), (IMAGE_SIZE, IMAGE_SIZE));
             let differing = p.a.pixels().zip(p.b.pixels()).filter(|(x, y)| x != y).count();
-            let total = (IMAGE_SIZE * IMAGE_SIZE) as usize;
-            assert!(differing > 0 && differing < total / 4, "{differing} of {total} pixels differ");
+            // One shape's pixels: at most its 12×12 box.
+            assert!(differing > 0 && differing <= 144, "{differing} pixels differ");
         }
         let again = image_pairs(3, 5).unwrap();
         assert!(pairs.iter().zip(&again).all(|(x, y)| x.a == y.a && x.b == y.b && x.question == y.question));
@@ -89,12 +88,13 @@ mod tests {
     fn split_is_kept_when_unchanged_and_replaced_when_not() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data");
-        let first = write_test_split(&dir, 4, 1).unwrap();
+        let first = write_test_split(&dir, 4).unwrap();
+        assert_eq!(first.len(), 3);
         let stamp = std::fs::metadata(&first[0].path).unwrap().modified().unwrap();
-        let again = write_test_split(&dir, 4, 1).unwrap();
+        let again = write_test_split(&dir, 4).unwrap();
         assert_eq!(std::fs::metadata(&again[0].path).unwrap().modified().unwrap(), stamp);
         assert!(first.iter().zip(&again).all(|(x, y)| x.content_hash == y.content_hash));
-        let other = write_test_split(&dir, 6, 1).unwrap();
+        let other = write_test_split(&dir, 6).unwrap();
         assert!(other.iter().all(|d| d.items.len() == 6));
         // Only the data folder: no temporary folder left behind.
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);

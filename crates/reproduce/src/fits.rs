@@ -20,12 +20,13 @@ pub struct SeriesFits {
 /// The paper law's regime split, stated plainly.
 #[derive(Clone, Debug, Serialize)]
 pub struct RegimeVerdict {
-    /// Measured n fall on both sides of the fitted n_balance.
+    /// Established: the fitted n_balance puts measured n on both sides, its 95% interval lies
+    /// within the measured n range, and accuracy rises with n.
     pub both_regimes: bool,
-    /// n_balance's 95% interval lies within the measured n range (the split is not an artefact
-    /// of an interval that reaches past the data).
-    pub interval_within_range: bool,
+    /// The point estimate alone puts measured n on both sides of n_balance.
+    pub split_by_estimate: bool,
     pub n_balance: Option<f64>,
+    /// None without bootstrap resamples.
     pub n_balance_ci95: Option<[f64; 2]>,
     pub sentence: String,
 }
@@ -49,7 +50,7 @@ pub fn fit_accuracy(series: &str, points: &[(f64, f64)], bootstrap: usize) -> Se
         Err(e) => (Vec::new(), Law::ALL.iter().map(|l| (l.name().to_string(), e.to_string())).collect()),
     };
     let paper_error = errors.iter().find(|(l, _)| l == Law::Paper.name()).map(|e| e.1.as_str());
-    let regimes = verdict(series, points, fits.iter().find(|f| f.law == Law::Paper), paper_error);
+    let regimes = verdict(series, points, fits.iter().find(|f| f.law == Law::Paper), paper_error, bootstrap > 0);
     SeriesFits { series: series.to_string(), points: points.to_vec(), fits, errors, regimes }
 }
 
@@ -67,8 +68,8 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-fn verdict(series: &str, points: &[(f64, f64)], paper: Option<&FitResult>, error: Option<&str>) -> RegimeVerdict {
-    let none = |sentence: String| RegimeVerdict { both_regimes: false, interval_within_range: false, n_balance: None, n_balance_ci95: None, sentence };
+fn verdict(series: &str, points: &[(f64, f64)], paper: Option<&FitResult>, error: Option<&str>, intervals: bool) -> RegimeVerdict {
+    let none = |sentence: String| RegimeVerdict { both_regimes: false, split_by_estimate: false, n_balance: None, n_balance_ci95: None, sentence };
     let Some(fit) = paper else {
         return none(format!("The paper law could not be fitted to `{series}` ({}), so this run says nothing about the regimes.", error.unwrap_or("no result")));
     };
@@ -82,12 +83,23 @@ fn verdict(series: &str, points: &[(f64, f64)], paper: Option<&FitResult>, error
             fmt_value(fit.params.get("beta").copied().unwrap_or(f64::NAN))
         ));
     };
-    let ci = fit.ci95.get("n_balance").copied();
+    let ci = fit.ci95.get("n_balance").copied().filter(|_| intervals);
     let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.0), h.max(p.0)));
-    let within = ci.is_some_and(|[a, b]| a >= lo && b <= hi);
-    let ci_text = ci.map_or(String::new(), |[a, b]| format!(" (95% CI [{}, {}])", fmt_value(a), fmt_value(b)));
-    let both = !regime.sublinear.is_empty() && !regime.linear.is_empty();
-    let mut sentence = if both {
+    let ci_text = ci.map_or(" (no interval: no bootstrap)".to_string(), |[a, b]| format!(" (95% CI [{}, {}])", fmt_value(a), fmt_value(b)));
+    let split = !regime.sublinear.is_empty() && !regime.linear.is_empty();
+    let mut doubts = Vec::new();
+    if !fit.improves_with_n {
+        doubts.push("accuracy does not rise with n".to_string());
+    }
+    match ci {
+        Some([a, b]) if a < lo || b > hi => doubts.push(format!("the interval reaches past the measured n = {lo}..{hi}")),
+        None => doubts.push("there is no interval".to_string()),
+        _ => {}
+    }
+    let sentence = if !split {
+        let (which, side) = if regime.linear.is_empty() { ("sublinear", "above") } else { ("linear", "below") };
+        format!("Only the {which} regime appears in `{series}` ({trend}): n_balance = {}{ci_text} lies {side} every measured n.", fmt_value(nb))
+    } else if doubts.is_empty() {
         format!(
             "Both regimes appear in `{series}` ({trend}): n_balance = {}{ci_text}; n = {} fall in the sublinear regime and n = {} in the linear one.",
             fmt_value(nb),
@@ -95,13 +107,15 @@ fn verdict(series: &str, points: &[(f64, f64)], paper: Option<&FitResult>, error
             list(&regime.linear)
         )
     } else {
-        let (which, side) = if regime.linear.is_empty() { ("sublinear", "above") } else { ("linear", "below") };
-        format!("Only the {which} regime appears in `{series}` ({trend}): n_balance = {}{ci_text} lies {side} every measured n.", fmt_value(nb))
+        format!(
+            "This run does not establish both regimes in `{series}`: the point estimate n_balance = {}{ci_text} puts n = {} in the sublinear and n = {} in the linear regime, but {}.",
+            fmt_value(nb),
+            list(&regime.sublinear),
+            list(&regime.linear),
+            doubts.join(" and ")
+        )
     };
-    if both && !within {
-        sentence.push_str(" The interval reaches past the measured range, so the split is not firmly established.");
-    }
-    RegimeVerdict { both_regimes: both, interval_within_range: within, n_balance: Some(nb), n_balance_ci95: ci, sentence }
+    RegimeVerdict { both_regimes: split && doubts.is_empty(), split_by_estimate: split, n_balance: Some(nb), n_balance_ci95: ci, sentence }
 }
 
 #[cfg(test)]
@@ -116,13 +130,27 @@ mod tests {
         // S = c·[n(n+n_b)/(1+n_b)]^{β/2} with n_b = 8, plus a small wiggle so the fit is not exact.
         let points: Vec<(f64, f64)> =
             NS.iter().enumerate().map(|(i, &n)| (n, L::Paper.eval(&[30.0, 0.3, 8.0], n) + if i % 2 == 0 { 0.05 } else { -0.05 })).collect();
-        let fits = fit_accuracy("overall", &points, 0);
+        let fits = fit_accuracy("overall", &points, 1000);
         let v = &fits.regimes;
         assert!(v.both_regimes, "{}", v.sentence);
+        let [lo, hi] = v.n_balance_ci95.unwrap();
+        assert!(lo <= 8.0 && 8.0 <= hi, "[{lo}, {hi}]");
         let nb = v.n_balance.unwrap();
         assert!((nb - 8.0).abs() < 2.0, "n_balance {nb}");
         assert!(v.sentence.starts_with("Both regimes appear"), "{}", v.sentence);
         assert_eq!(fits.fits.len() + fits.errors.len(), 5);
+    }
+
+    #[test]
+    fn a_split_without_interval_or_rise_is_not_called_established() {
+        let falling: Vec<(f64, f64)> = NS.iter().enumerate().map(|(i, &n)| (n, 60.0 - L::Paper.eval(&[3.0, 0.3, 8.0], n) + if i % 2 == 0 { 0.05 } else { -0.05 })).collect();
+        for (points, bootstrap) in [(&falling, 1000), (&falling, 0)] {
+            let v = fit_accuracy("overall", points, bootstrap).regimes;
+            assert!(!v.both_regimes, "{}", v.sentence);
+            if v.split_by_estimate {
+                assert!(v.sentence.starts_with("This run does not establish both regimes"), "{}", v.sentence);
+            }
+        }
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub struct Options {
     pub vision_tokens: Vec<usize>,
     /// Image pairs for the probe.
     pub pairs: usize,
-    /// Seed of the test split and the probe pairs.
+    /// Seed of the probe pairs (the test split is fixed by the generator).
     pub seed: u64,
     pub max_new_tokens: usize,
     /// Bootstrap resamples of the fits (0: no intervals, else at least 1000 as in `tokenscale fit`).
@@ -95,8 +95,7 @@ fn check(opts: &Options) -> Result<Vec<usize>> {
 
 /// Runs the whole experiment into `opts.out`.
 ///
-/// Re-running into the same folder: the benchmark is regenerated (same seed and size: the same
-/// bytes), predictions already in `run/` for this model, benchmark and `--max-new-tokens` are
+/// Re-running into the same folder: the benchmark is regenerated (same size: the same bytes), predictions already in `run/` for this model, benchmark and `--max-new-tokens` are
 /// reused and only missing (item, n) are answered; a `run/` made with anything else is discarded
 /// first. Every other output is recomputed and replaced (each file atomically, `figures/` as a
 /// whole), `report.md` last.
@@ -115,7 +114,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         Ok((answerer, ImgQuePipeline::load(&opts.model_dir, DType::F32, &Device::Cpu)?))
     })?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
-    let datasets = timings.time("generate the benchmark", || benchmark::write_test_split(&opts.out.join("data"), opts.items, opts.seed))?;
+    let datasets = timings.time("generate the benchmark", || benchmark::write_test_split(&opts.out.join("data"), opts.items))?;
 
     let run_dir = opts.out.join("run");
     let fingerprint = files::model_fingerprint(&opts.model_dir)?;

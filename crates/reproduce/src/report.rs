@@ -41,7 +41,8 @@ struct FitRow<'a> {
     law: &'static str,
     formula: &'a str,
     params: &'a std::collections::BTreeMap<String, f64>,
-    ci95: &'a std::collections::BTreeMap<String, [f64; 2]>,
+    /// None without bootstrap resamples.
+    ci95: Option<&'a std::collections::BTreeMap<String, [f64; 2]>>,
     r2: f64,
     aic: f64,
     delta_aic: f64,
@@ -87,7 +88,7 @@ fn scores<'a>(x: &Inputs<'a>, timings: &Timings) -> Scores<'a> {
         .iter()
         .flat_map(|s| {
             let best = s.fits.iter().map(|f| f.aic).fold(f64::INFINITY, f64::min);
-            s.fits.iter().map(move |f| FitRow { series: &s.series, law: f.law.name(), formula: &f.formula, params: &f.params, ci95: &f.ci95, r2: f.r2, aic: f.aic, delta_aic: f.aic - best })
+            s.fits.iter().map(move |f| FitRow { series: &s.series, law: f.law.name(), formula: &f.formula, params: &f.params, ci95: (o.bootstrap > 0).then_some(&f.ci95), r2: f.r2, aic: f.aic, delta_aic: f.aic - best })
         })
         .collect();
     let bound = x.probe.bound.as_ref();
@@ -114,7 +115,7 @@ fn scores<'a>(x: &Inputs<'a>, timings: &Timings) -> Scores<'a> {
             notes: bound.map_or(&[], |b| b.notes.as_slice()),
             error: x.probe.bound_error.as_deref(),
         },
-        n_balance_comparison: compare_n_balance(x.fits.first(), x.probe),
+        n_balance_comparison: compare_n_balance(x.fits, x.probe),
         workload: serde_json::json!({
             "text_tokens": x.workload.text_tokens, "query_text_tokens": x.workload.query_text_tokens,
             "crops": x.workload.crops, "new_tokens": x.workload.new_tokens, "dtype": x.workload.dtype.name(),
@@ -170,24 +171,36 @@ fn accuracy_csv(rows: &[AccuracyRow]) -> String {
     s
 }
 
-/// The fit's n_balance (overall accuracy) against the probe's, in one sentence.
-fn compare_n_balance(fit: Option<&SeriesFits>, probe: &ProbeOutcome) -> String {
-    let from_fit = fit.and_then(|f| f.regimes.n_balance.map(|nb| (nb, f.regimes.n_balance_ci95)));
-    match (from_fit, probe.n_balance()) {
-        (Some((nb, ci)), Some(p)) => {
-            let inside = ci.is_some_and(|[lo, hi]| lo <= p && p <= hi);
-            let ci_text = ci.map_or("no interval".to_string(), |[lo, hi]| format!("95% CI [{}, {}]", fmt_value(lo), fmt_value(hi)));
-            let ratio = if p > nb { p / nb } else { nb / p };
-            if inside {
-                format!("The probe's n_balance ({}) lies inside the fit's interval (fit {}, {ci_text}).", fmt_value(p), fmt_value(nb))
-            } else {
-                format!("The probe's n_balance ({}) lies outside the fit's interval (fit {}, {ci_text}); the two differ by a factor of {}.", fmt_value(p), fmt_value(nb), fmt_value(ratio))
-            }
-        }
-        (None, Some(p)) => format!("The fit gives no n_balance, so the probe's ({}) has nothing to be compared with.", fmt_value(p)),
-        (Some((nb, _)), None) => format!("The probe gives no n_balance (ψ_AA ≤ ψ_AB at its largest n, or no bound), so the fit's ({}) stands alone.", fmt_value(nb)),
-        (None, None) => "Neither the fit nor the probe gives an n_balance.".to_string(),
+/// Each fit's n_balance against the probe's.
+fn compare_n_balance(fits: &[SeriesFits], probe: &ProbeOutcome) -> String {
+    let fitted: Vec<(&str, f64, Option<[f64; 2]>)> =
+        fits.iter().filter_map(|f| Some((f.series.as_str(), f.regimes.n_balance?, f.regimes.n_balance_ci95))).collect();
+    let Some(p) = probe.n_balance() else {
+        let listed: Vec<String> = fitted.iter().map(|(s, nb, _)| format!("{s} {}", fmt_value(*nb))).collect();
+        let fits_text = if listed.is_empty() { "no fit gives one either".to_string() } else { format!("the fits' ({}) stand alone", listed.join(", ")) };
+        return format!("The probe gives no n_balance (ψ_AA ≤ ψ_AB at its largest n, or no bound), and {fits_text}.");
+    };
+    if fitted.is_empty() {
+        return format!("No fit gives an n_balance (the paper law's best curves are pure power laws, or it could not be fitted), so the probe's ({}) has nothing to be compared with.", fmt_value(p));
     }
+    let sentences: Vec<String> = fitted
+        .iter()
+        .map(|(series, nb, ci)| {
+            let ratio = if p > *nb { p / nb } else { nb / p };
+            match ci {
+                Some([lo, hi]) if *lo <= p && p <= *hi => format!(
+                    "The probe's n_balance ({}) lies inside the 95% interval of the fit to {series} accuracy ({}, [{}, {}]).",
+                    fmt_value(p), fmt_value(*nb), fmt_value(*lo), fmt_value(*hi)
+                ),
+                Some([lo, hi]) => format!(
+                    "The probe's n_balance ({}) lies outside the 95% interval of the fit to {series} accuracy ({}, [{}, {}]); the two differ by a factor of {}.",
+                    fmt_value(p), fmt_value(*nb), fmt_value(*lo), fmt_value(*hi), fmt_value(ratio)
+                ),
+                None => format!("The probe's n_balance ({}) and the fit to {series} accuracy ({}, no interval) differ by a factor of {}.", fmt_value(p), fmt_value(*nb), fmt_value(ratio)),
+            }
+        })
+        .collect();
+    sentences.join(" ")
 }
 
 fn pct(v: f64) -> String {
@@ -201,19 +214,20 @@ fn markdown(x: &Inputs, s: &Scores, timings: &Timings, figure_files: &[String]) 
     let rows: Vec<String> = x.datasets.iter().map(|d| format!("{} {} rows", d.name, d.items.len())).collect();
     let _ = writeln!(
         md,
-        "Model `{}` (`{}`, fingerprint {}). Benchmark: synthetic test split, seed {}, {} px images, {} per kind ({}). Vision tokens n ∈ {{{}}}, greedy answers of at most {} tokens. tokenscale {}.\n",
+        "Model `{}` (`{}`, fingerprint {}). Benchmark: the synthetic generator's test split, {} px images, {} items per kind ({}). Vision tokens n ∈ {{{}}}, greedy answers of at most {} tokens. Probe: {} image pairs, seed {}. tokenscale {}.\n",
         x.model_name,
         o.model_dir.display(),
         x.fingerprint,
-        o.seed,
         crate::benchmark::IMAGE_SIZE,
         o.items,
         rows.join(", "),
         x.vision_tokens.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
         o.max_new_tokens,
+        o.pairs,
+        o.seed,
         s.tokenscale_version
     );
-    let _ = writeln!(md, "## Accuracy against n\n\nAccuracy in percent (VQA items count their soft accuracy); chance = expected accuracy of guessing (MCQ 1/options, Y/N 1/2, short answers 1/distinct answers of the subtask).\n");
+    let _ = writeln!(md, "## Accuracy against n\n\nAccuracy in percent (VQA items count their soft accuracy); chance = expected accuracy of guessing (MCQ 1/options, Y/N 1/2, short answers one over the subtask's answer set).\n");
     accuracy_table(&mut md, x, &["overall", "kind"]);
     let _ = writeln!(md, "\n## Accuracy per category\n");
     accuracy_table(&mut md, x, &["category", "subtask"]);
@@ -278,7 +292,11 @@ fn accuracy_table(md: &mut String, x: &Inputs, axes: &[&str]) {
 }
 
 fn fits_section(md: &mut String, x: &Inputs) {
-    let _ = writeln!(md, "\n## Scaling-law fits\n\nThe laws of `tokenscale fit`, least squares on accuracy (%) against n, 95% intervals from {} residual-bootstrap resamples.\n", x.opts.bootstrap);
+    let intervals = match x.opts.bootstrap {
+        0 => "no intervals (--bootstrap 0)".to_string(),
+        b => format!("95% intervals from {b} residual-bootstrap resamples"),
+    };
+    let _ = writeln!(md, "\n## Scaling-law fits\n\nThe laws of `tokenscale fit`, least squares on accuracy (%) against n, {intervals}.\n");
     for f in x.fits {
         let _ = writeln!(md, "### {}\n", f.series);
         let best = f.fits.iter().map(|r| r.aic).fold(f64::INFINITY, f64::min);
@@ -289,7 +307,7 @@ fn fits_section(md: &mut String, x: &Inputs) {
             let params: Vec<String> = r
                 .params
                 .iter()
-                .map(|(k, v)| match r.ci95.get(k) {
+                .map(|(k, v)| match r.ci95.get(k).filter(|_| x.opts.bootstrap > 0) {
                     Some([lo, hi]) => format!("{k} = {} [{}, {}]", fmt_value(*v), fmt_value(*lo), fmt_value(*hi)),
                     None => format!("{k} = {}", fmt_value(*v)),
                 })

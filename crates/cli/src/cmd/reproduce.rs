@@ -23,7 +23,7 @@ pub struct Args {
     /// Image pairs for the probe.
     #[arg(long, default_value_t = 64)]
     pub pairs: usize,
-    /// Seed of the test split and the probe pairs.
+    /// Seed of the probe pairs (the test split itself is fixed by the generator).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Longest answer in tokens.
