@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Print the tokenscale version.
     Version,
+    /// Train the tiny query-fused VLM on the synthetic benchmark (resumable checkpoints).
+    Train(cmd::train::Args),
     /// Score predictions made elsewhere against a VLMEvalKit TSV (no model is loaded).
     Score(cmd::score::Args),
     /// Combine the run directories of a sharded sweep into one result.
@@ -72,6 +74,7 @@ fn main() {
         Command::Ckpt(args) => cmd::ckpt::run(args),
         Command::Reproduce(args) => cmd::reproduce::run(args),
         Command::Synth(args) => cmd::synth::run(args),
+        Command::Train(args) => cmd::train::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -24,3 +24,8 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Res
     }
     result
 }
+
+/// [`write_atomic`] of bytes already in memory.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |tmp| std::fs::write(tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display())))
+}

@@ -1,6 +1,6 @@
 //! Layer constructors over [`Weights`] and the activations HF configs name.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
 
 use anyhow::{bail, Result};
 use candle_core::{Module, Tensor, D};
@@ -31,16 +31,19 @@ pub fn rms_norm(w: &Weights, name: &str, dim: usize, eps: f64) -> Result<RmsNorm
     Ok(RmsNorm { weight: w.pp(name).get("weight", &[dim])?, eps })
 }
 
-/// candle's fused CPU kernels for softmax, the norms and RoPE have no backward pass. Training
-/// switches every layer to the same formulas written with differentiable tensor ops.
-static DIFFERENTIABLE: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    static DIFFERENTIABLE: Cell<bool> = const { Cell::new(false) };
+}
 
+/// candle's fused CPU kernels for softmax, the norms and RoPE have no backward pass. Training
+/// switches every layer run on this thread to the same formulas written with differentiable
+/// tensor ops (per thread, so an inference on another thread is unaffected).
 pub fn set_differentiable(on: bool) {
-    DIFFERENTIABLE.store(on, Ordering::Relaxed);
+    DIFFERENTIABLE.with(|d| d.set(on));
 }
 
 pub fn differentiable() -> bool {
-    DIFFERENTIABLE.load(Ordering::Relaxed)
+    DIFFERENTIABLE.with(|d| d.get())
 }
 
 #[derive(Debug, Clone)]

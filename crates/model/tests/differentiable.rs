@@ -1,7 +1,7 @@
 //! Training runs the same model code with candle's fused kernels swapped for differentiable
 //! formulas (`nn::set_differentiable`). Both modes must give the same outputs (within the 1e-4 of the parity tests), and the gradients
 //! must reach every parameter and agree with finite differences.
-//! One test function: the mode switch is process-wide.
+//! (The mode switch is per thread.)
 
 mod common;
 

@@ -219,6 +219,12 @@ pub struct Line {
 }
 
 fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, n: &[f64], lines: &[(usize, &Line)], y_desc: &str) -> Result<()> {
+    line_panel_over(area, title, (n, "n"), lines, y_desc)
+}
+
+/// Lines over any x axis (`x.1` names it).
+pub(crate) fn line_panel_over<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, x: (&[f64], &str), lines: &[(usize, &Line)], y_desc: &str) -> Result<()> {
+    let (n, x_desc) = x;
     let lines: Vec<&(usize, &Line)> = lines.iter().filter(|(_, l)| l.values.iter().any(|v| v.is_some())).collect();
     let ys = lines.iter().flat_map(|(_, l)| l.values.iter().flatten().copied());
     let (y0, y1) = pad(range_of(ys).ok_or_else(|| PlotError::Empty(title.into()))?, 0.08);
@@ -233,7 +239,7 @@ fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, n:
     chart
         .configure_mesh()
         .light_line_style(RGBColor(235, 235, 235))
-        .x_desc("n")
+        .x_desc(x_desc)
         .x_label_formatter(&fmt_tick)
         .y_desc(y_desc)
         .y_label_formatter(&fmt_tick)

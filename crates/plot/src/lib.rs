@@ -12,8 +12,10 @@ use std::sync::Once;
 
 mod bench;
 mod figures;
+mod training;
 pub use bench::*;
 pub use figures::*;
+pub use training::TrainingFigure;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 /// The font family every figure uses (registered from the embedded TTF).

@@ -57,4 +57,5 @@ pub mod fit;
 pub mod score;
 pub mod merge;
 pub mod reproduce;
+pub mod train;
 pub mod synth;

@@ -1,0 +1,129 @@
+//! Training checkpoints: `out/checkpoints/step-NNNNNNN/` holds the model folder's files, the
+//! parameters, the optimiser moments and `state.json`; each is written into a temporary folder
+//! and renamed into place, so a killed run leaves only complete checkpoints.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+use tokenscale_model::io::write_bytes_atomic;
+
+use crate::trainer::{LossRow, TrainConfig, ValidationRow};
+
+/// How many checkpoints are kept (older ones are removed after a new one is complete).
+const KEEP: usize = 2;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Checkpoint {
+    #[serde(skip)]
+    pub dir: PathBuf,
+    pub step: u64,
+    pub config: TrainConfig,
+    pub history: Vec<LossRow>,
+    pub validation: Vec<ValidationRow>,
+}
+
+fn checkpoints_dir(out: &Path) -> PathBuf {
+    out.join("checkpoints")
+}
+
+/// Complete checkpoints (those with a state.json), oldest first.
+fn complete_checkpoints(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let dir = checkpoints_dir(out);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot read", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) {
+            if path.join("state.json").is_file() {
+                found.push((step, path));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+pub fn latest_checkpoint(out: &Path) -> Result<Option<Checkpoint>> {
+    let Some((_, dir)) = complete_checkpoints(out)?.pop() else { return Ok(None) };
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut ck: Checkpoint = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    ck.dir = dir;
+    Ok(Some(ck))
+}
+
+fn copy_files(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("{}: cannot create", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("{}: cannot read", from.display()))? {
+        let path = entry?.path();
+        let target = to.join(path.file_name().context("file without a name")?);
+        if path.is_dir() {
+            copy_files(&path, &target)?;
+        } else if path.file_name().is_some_and(|n| n != "model.safetensors") {
+            std::fs::copy(&path, &target).with_context(|| format!("{}: cannot copy to {}", path.display(), target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("safetensors.tmp");
+    candle_core::safetensors::save(tensors, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    Ok(())
+}
+
+/// Writes checkpoint `ck.step` (files of `model_dir` + `params` + `moments` + state.json), then
+/// refreshes `model_dir/model.safetensors` and `out/loss.csv`, then drops old checkpoints.
+pub fn write_checkpoint(
+    out: &Path,
+    model_dir: &Path,
+    ck: &Checkpoint,
+    params: &HashMap<String, Tensor>,
+    moments: &HashMap<String, Tensor>,
+) -> Result<PathBuf> {
+    let root = checkpoints_dir(out);
+    let final_dir = root.join(format!("step-{:07}", ck.step));
+    let tmp = root.join(format!(".tmp-step-{:07}", ck.step));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()))?;
+    }
+    copy_files(model_dir, &tmp)?;
+    save_tensors(params, &tmp.join("model.safetensors"))?;
+    save_tensors(moments, &tmp.join("optimizer.safetensors"))?;
+    write_bytes_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(ck)?)?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).with_context(|| format!("{}: cannot remove", final_dir.display()))?;
+    }
+    std::fs::rename(&tmp, &final_dir).with_context(|| format!("{}: cannot rename into place", final_dir.display()))?;
+    save_tensors(params, &model_dir.join("model.safetensors"))?;
+    write_bytes_atomic(&out.join("loss.csv"), loss_csv(&ck.history).as_bytes())?;
+    write_bytes_atomic(&out.join("validation.csv"), validation_csv(&ck.validation).as_bytes())?;
+    let all = complete_checkpoints(out)?;
+    for (_, old) in all.iter().take(all.len().saturating_sub(KEEP)) {
+        std::fs::remove_dir_all(old).with_context(|| format!("{}: cannot remove", old.display()))?;
+    }
+    Ok(final_dir)
+}
+
+pub fn loss_csv(rows: &[LossRow]) -> String {
+    let mut s = String::from("step,loss,lr,mean_vision_tokens,seconds\n");
+    for r in rows {
+        s.push_str(&format!("{},{:.6},{:.6e},{:.2},{:.3}\n", r.step, r.loss, r.lr, r.mean_vision_tokens, r.seconds));
+    }
+    s
+}
+
+pub fn validation_csv(rows: &[ValidationRow]) -> String {
+    let mut s = String::from("step,vision_tokens,accuracy\n");
+    for r in rows {
+        s.push_str(&format!("{},{},{:.4}\n", r.step, r.vision_tokens, r.accuracy));
+    }
+    s
+}

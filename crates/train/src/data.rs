@@ -1,0 +1,66 @@
+//! Training examples: an image, the exact prompt the evaluation gives the model, one-word answer.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use image::RgbImage;
+
+#[derive(Clone, Debug)]
+pub struct Example {
+    pub image: RgbImage,
+    pub prompt: String,
+    pub answer: String,
+}
+
+pub trait ExampleSource {
+    fn example(&self, index: u64) -> Result<Example>;
+    fn validation_example(&self, index: u64) -> Result<Example>;
+    /// Every word the tokenizers must know.
+    fn words(&self) -> BTreeSet<String>;
+}
+
+/// The synthetic benchmark: training examples from its train split, validation from its val
+/// split, prompts exactly as `tokenscale eval` builds them for the query-fused model.
+pub struct SynthSource {
+    pub mix: tokenscale_eval::synth::Mix,
+}
+
+impl SynthSource {
+    fn convert(item: tokenscale_eval::synth::SynthItem) -> Example {
+        let prompt = tokenscale_eval::synth::prompt_for(&item);
+        Example { image: item.image, prompt, answer: item.answer }
+    }
+}
+
+/// Items sampled to collect the prompts' words (every template phrase appears within a few
+/// hundred items; the rest of the vocabulary comes from the generator's own word list).
+const VOCABULARY_SAMPLE: u64 = 4000;
+
+impl ExampleSource for SynthSource {
+    fn example(&self, index: u64) -> Result<Example> {
+        Ok(Self::convert(tokenscale_eval::synth::item_with(tokenscale_eval::synth::Split::Train, index, &self.mix)))
+    }
+
+    fn validation_example(&self, index: u64) -> Result<Example> {
+        Ok(Self::convert(tokenscale_eval::synth::item(tokenscale_eval::synth::Split::Val, index)))
+    }
+
+    fn words(&self) -> BTreeSet<String> {
+        let mut words = BTreeSet::new();
+        crate::tiny::words_of("USER: ASSISTANT:", &mut words);
+        for w in tokenscale_eval::synth::words() {
+            crate::tiny::words_of(&w, &mut words);
+            crate::tiny::words_of(&w.to_uppercase(), &mut words);
+            let mut chars = w.chars();
+            if let Some(first) = chars.next() {
+                crate::tiny::words_of(&format!("{}{}", first.to_uppercase(), chars.as_str()), &mut words);
+            }
+        }
+        for i in 0..VOCABULARY_SAMPLE {
+            let example = Self::convert(tokenscale_eval::synth::item(tokenscale_eval::synth::Split::Train, i));
+            crate::tiny::words_of(&example.prompt, &mut words);
+            crate::tiny::words_of(&example.answer, &mut words);
+        }
+        words
+    }
+}

@@ -1,0 +1,324 @@
+//! The training loop: seeded batches of synthetic examples, a vision-token budget n drawn per
+//! example (nested queries: one checkpoint serves every n ≤ n_max), answer-only cross-entropy,
+//! AdamW with warm-up and cosine decay, checkpoints every K steps that a killed run resumes from.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+use tokenscale_model::chat::token_type::{ANS, EOS};
+use tokenscale_model::chat::Conversation;
+use tokenscale_model::generation::{generate, GenerationConfig};
+use tokenscale_model::imgque_pipeline::ImgQuePipeline;
+use tokenscale_model::nn;
+use tokenscale_model::weights::Weights;
+
+use crate::checkpoint::{latest_checkpoint, write_checkpoint, Checkpoint};
+use crate::data::{Example, ExampleSource};
+use crate::init::Gaussian;
+use crate::optim::{AdamW, AdamWConfig};
+use crate::tiny::{initial_parameters, write_model_files, TinyShape};
+
+/// Everything that determines a run; stored with every checkpoint, and a resumed run must match.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: TinyShape,
+    pub steps: u64,
+    pub batch: usize,
+    pub lr: f64,
+    pub min_lr: f64,
+    pub warmup: u64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    pub checkpoint_every: u64,
+    /// `None`: n log-uniform in [1, n_max] per example; `Some(n)`: always n.
+    pub fixed_vision_tokens: Option<usize>,
+    /// Validation examples scored (greedy, exact match) at each checkpoint, at n = 1 and n_max.
+    pub validation_items: usize,
+    /// Training-set weights by subtask name (or `coarse` / `fine`), applied in order over equal
+    /// weights; empty: every subtask equally.
+    pub subtask_weights: Vec<(String, f64)>,
+    /// Training-set weights by item kind (`mcq`, `yn`, `short`); empty: every kind equally.
+    pub kind_weights: Vec<(String, f64)>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            model: TinyShape::default(),
+            steps: 3000,
+            batch: 16,
+            lr: 2e-3,
+            min_lr: 1e-4,
+            warmup: 100,
+            weight_decay: 0.01,
+            seed: 1,
+            checkpoint_every: 100,
+            fixed_vision_tokens: None,
+            validation_items: 48,
+            subtask_weights: Vec::new(),
+            kind_weights: Vec::new(),
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let config: Self = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        self.model.validate(origin)?;
+        if self.batch == 0 || self.steps == 0 || self.checkpoint_every == 0 {
+            bail!("{origin}: fields `steps`, `batch` and `checkpoint_every` must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
+            bail!("{origin}: fields `lr` and `min_lr` must satisfy 0 ≤ min_lr ≤ lr, lr > 0");
+        }
+        self.mix().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        if let Some(n) = self.fixed_vision_tokens {
+            if n == 0 || n > self.model.max_vision_tokens {
+                bail!("{origin}: field `fixed_vision_tokens` = {n} must be in 1..={}", self.model.max_vision_tokens);
+            }
+        }
+        Ok(())
+    }
+
+    /// The synthetic benchmark's training mix this config asks for.
+    pub fn mix(&self) -> Result<tokenscale_eval::synth::Mix> {
+        let mut mix = tokenscale_eval::synth::Mix::default();
+        for (name, weight) in &self.subtask_weights {
+            mix = mix.with_subtask(name, *weight)?;
+        }
+        for (name, weight) in &self.kind_weights {
+            let kind = tokenscale_eval::synth::ItemKind::parse(name)
+                .with_context(|| format!("field `kind_weights`: unknown kind {name:?} (mcq, yn, short)"))?;
+            mix = mix.with_kind(kind, *weight)?;
+        }
+        Ok(mix)
+    }
+
+    /// Linear warm-up, then cosine decay from `lr` to `min_lr`.
+    pub fn learning_rate(&self, step: u64) -> f64 {
+        if step < self.warmup {
+            return self.lr * (step + 1) as f64 / self.warmup as f64;
+        }
+        let span = (self.steps - self.warmup).max(1) as f64;
+        let progress = ((step - self.warmup) as f64 / span).min(1.0);
+        self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+
+    /// The budget of example `j` of batch `step`: log-uniform over [1, n_max].
+    pub fn vision_tokens(&self, step: u64, j: usize) -> usize {
+        if let Some(n) = self.fixed_vision_tokens {
+            return n;
+        }
+        let mut rng = Gaussian::new(self.seed.wrapping_mul(0x9e37_79b9).wrapping_add(step * 4096 + j as u64));
+        let max = self.model.max_vision_tokens as f64;
+        let n = (rng.uniform() * (max + 1.0).ln()).exp().floor() as usize;
+        n.clamp(1, self.model.max_vision_tokens)
+    }
+}
+
+/// One row of loss.csv.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LossRow {
+    pub step: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub mean_vision_tokens: f64,
+    pub seconds: f64,
+}
+
+/// Validation accuracy at one checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValidationRow {
+    pub step: u64,
+    pub vision_tokens: usize,
+    pub accuracy: f64,
+}
+
+pub struct Trainer<'a> {
+    pub config: TrainConfig,
+    pub out: PathBuf,
+    source: &'a dyn ExampleSource,
+    pipeline: ImgQuePipeline,
+    params: HashMap<String, Var>,
+    optimizer: AdamW,
+    pub history: Vec<LossRow>,
+    pub validation: Vec<ValidationRow>,
+    pub step: u64,
+}
+
+fn model_dir(out: &Path) -> PathBuf {
+    out.join("model")
+}
+
+impl<'a> Trainer<'a> {
+    /// A new run in `out`, or the continuation of the run whose latest checkpoint is there.
+    pub fn open(out: &Path, config: TrainConfig, source: &'a dyn ExampleSource) -> Result<Self> {
+        config.validate("training config")?;
+        let resumed = latest_checkpoint(out)?;
+        let (files_dir, tensors, state) = match &resumed {
+            Some(ck) => {
+                if ck.config != config {
+                    bail!(
+                        "{}: holds a run with a different configuration (delete the folder or use the same config)",
+                        ck.dir.display()
+                    );
+                }
+                let tensors = candle_core::safetensors::load(ck.dir.join("model.safetensors"), &Device::Cpu)
+                    .with_context(|| format!("{}: cannot read model.safetensors", ck.dir.display()))?;
+                (ck.dir.clone(), tensors, Some(ck))
+            }
+            None => {
+                let dir = model_dir(out);
+                write_model_files(&dir, &config.model, &source.words())?;
+                let tensors = initial_parameters(&dir, config.seed)?;
+                (dir, tensors, None)
+            }
+        };
+        let mut params = HashMap::new();
+        for (k, t) in tensors {
+            params.insert(k, Var::from_tensor(&t.to_dtype(DType::F32)?)?);
+        }
+        let shared = params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        let weights = Weights::from_tensors(shared, "model in training", &Device::Cpu);
+        let pipeline = ImgQuePipeline::load_with_weights(&files_dir, &weights)?;
+        let adam = AdamWConfig { weight_decay: config.weight_decay, ..Default::default() };
+        let mut optimizer = AdamW::new(&params, adam)?;
+        let mut trainer_state = (Vec::new(), Vec::new(), 0);
+        if let Some(ck) = state {
+            let saved = candle_core::safetensors::load(ck.dir.join("optimizer.safetensors"), &Device::Cpu)
+                .with_context(|| format!("{}: cannot read optimizer.safetensors", ck.dir.display()))?;
+            optimizer.load_state(&saved, ck.step, &ck.dir.join("optimizer.safetensors").display().to_string())?;
+            trainer_state = (ck.history.clone(), ck.validation.clone(), ck.step);
+        }
+        let (history, validation, step) = trainer_state;
+        Ok(Self { config, out: out.to_path_buf(), source, pipeline, params, optimizer, history, validation, step })
+    }
+
+    pub fn pipeline(&self) -> &ImgQuePipeline {
+        &self.pipeline
+    }
+
+    /// Sum of answer-token cross-entropies of one example and the number of answer tokens.
+    fn example_loss(&self, example: &Example, n: usize) -> Result<(Tensor, usize)> {
+        let p = &self.pipeline;
+        let crops = p.encode_image(&example.image)?;
+        let conv = Conversation::new().user(example.prompt.clone()).assistant(example.answer.clone());
+        let inputs = p.embeddings(&crops, &conv, n, n)?;
+        let llm = &p.model.llm;
+        let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, false)?;
+        let (ids, tps) = (&inputs.record.llm.input_ids, &inputs.record.llm.input_tps);
+        // Position i predicts token i + 1: train on the answer and the end-of-answer token.
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        for i in 0..ids.len().saturating_sub(1) {
+            let next = tps[i + 1];
+            if next & ANS != 0 || (next & EOS != 0 && i > 0 && tps[i] & ANS != 0) {
+                rows.push(i as u32);
+                targets.push(ids[i + 1]);
+            }
+        }
+        if rows.is_empty() {
+            bail!("example with prompt {:?}: the answer {:?} gives no target tokens", example.prompt, example.answer);
+        }
+        let logits = out.logits.squeeze(0)?.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
+        let targets = Tensor::new(targets.as_slice(), &Device::Cpu)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        Ok(((loss * targets.dim(0)? as f64)?, targets.dim(0)?))
+    }
+
+    /// One optimiser step on batch `self.step`; returns its mean per-token loss.
+    pub fn train_step(&mut self) -> Result<LossRow> {
+        let started = Instant::now();
+        nn::set_differentiable(true);
+        let step = self.step;
+        let mut total: Option<Tensor> = None;
+        let (mut tokens, mut budget_sum) = (0usize, 0usize);
+        for j in 0..self.config.batch {
+            let index = step * self.config.batch as u64 + j as u64;
+            let example = self.source.example(index)?;
+            let n = self.config.vision_tokens(step, j);
+            let (loss, count) = self.example_loss(&example, n)?;
+            total = Some(match total {
+                Some(t) => (t + loss)?,
+                None => loss,
+            });
+            tokens += count;
+            budget_sum += n;
+        }
+        let loss = (total.context("empty batch")? / tokens as f64)?;
+        let grads = loss.backward()?;
+        let lr = self.config.learning_rate(step);
+        self.optimizer.step(&grads, lr)?;
+        nn::set_differentiable(false);
+        self.step += 1;
+        let row = LossRow {
+            step: self.step,
+            loss: loss.to_scalar::<f32>()? as f64,
+            lr,
+            mean_vision_tokens: budget_sum as f64 / self.config.batch as f64,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        self.history.push(row.clone());
+        Ok(row)
+    }
+
+    /// Greedy answer of the current model.
+    pub fn answer(&self, example: &Example, n: usize) -> Result<String> {
+        let p = &self.pipeline;
+        let crops = p.encode_image(&example.image)?;
+        let conv = Conversation::new().user(example.prompt.clone()).for_generation();
+        let inputs = p.embeddings(&crops, &conv, n, n)?;
+        let config = GenerationConfig { max_new_tokens: 4, stop_tokens: p.stop_tokens(), ..Default::default() };
+        let mut tokens = generate(&p.model.llm, &inputs.embeds, &config, |_| Ok(()))?;
+        if tokens.last().is_some_and(|t| config.stop_tokens.contains(t)) {
+            tokens.pop();
+        }
+        p.tokenizer.decode(&tokens, true)
+    }
+
+    /// Exact-match accuracy on the first `validation_items` validation examples at budget n.
+    pub fn validate(&mut self, n: usize) -> Result<f64> {
+        let items = self.config.validation_items;
+        if items == 0 {
+            return Ok(f64::NAN);
+        }
+        let mut right = 0usize;
+        for i in 0..items as u64 {
+            let example = self.source.validation_example(i)?;
+            if self.answer(&example, n)?.trim() == example.answer.trim() {
+                right += 1;
+            }
+        }
+        let accuracy = right as f64 / items as f64;
+        self.validation.push(ValidationRow { step: self.step, vision_tokens: n, accuracy });
+        Ok(accuracy)
+    }
+
+    pub fn parameters(&self) -> HashMap<String, Tensor> {
+        self.params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+    }
+
+    /// Writes a checkpoint of the current step (model folder, optimiser state, history) and
+    /// refreshes `out/model/` and `out/loss.csv`.
+    pub fn checkpoint(&self) -> Result<PathBuf> {
+        let ck = Checkpoint {
+            dir: PathBuf::new(),
+            step: self.step,
+            config: self.config.clone(),
+            history: self.history.clone(),
+            validation: self.validation.clone(),
+        };
+        write_checkpoint(&self.out, &model_dir(&self.out), &ck, &self.parameters(), &self.optimizer.state_tensors())
+    }
+}
