@@ -28,7 +28,7 @@ fn balanced<'a>(cands: &'a [Candidate], values: &[&str], rng: &mut Rng) -> Optio
 }
 
 /// The candidate an open question asks about.
-fn open(cands: &[Candidate], subtask: usize, rng: &mut Rng) -> Candidate {
+pub fn open_question(subtask: usize, cands: &[Candidate], rng: &mut Rng) -> Candidate {
     balanced(cands, &answer_set(subtask), rng).copied().unwrap_or_else(|| cands[rng.below(cands.len())])
 }
 
@@ -39,7 +39,7 @@ fn typical_answer(subtask: usize, rng: &mut Rng) -> Option<&'static str> {
     if cands.is_empty() {
         return None;
     }
-    Some(open(&cands, subtask, rng).answer)
+    Some(open_question(subtask, &cands, rng).answer)
 }
 
 /// A candidate of this scene and `n` decoy answers, all distinct and accepted by `keep`.
@@ -51,7 +51,7 @@ fn with_decoys(
     keep: impl Fn(&str, &[&str]) -> bool,
 ) -> Option<(Candidate, Vec<&'static str>)> {
     for _ in 0..DECOY_TRIES {
-        let c = open(cands, subtask, rng);
+        let c = open_question(subtask, cands, rng);
         let decoys: Vec<&'static str> = (0..n).filter_map(|_| typical_answer(subtask, rng)).collect();
         let mut all = decoys.clone();
         all.push(c.answer);
@@ -64,17 +64,12 @@ fn with_decoys(
     None
 }
 
-/// An open question: the candidate asked about.
-pub fn open_question(subtask: usize, cands: &[Candidate], rng: &mut Rng) -> Candidate {
-    open(cands, subtask, rng)
-}
-
 /// A multiple-choice question: the candidate and three distractors.
 pub fn choice_question(subtask: usize, cands: &[Candidate], rng: &mut Rng) -> (Candidate, Vec<&'static str>) {
     if let Some(found) = with_decoys(subtask, cands, 3, rng, |_, _| true) {
         return found;
     }
-    let c = open(cands, subtask, rng);
+    let c = open_question(subtask, cands, rng);
     let mut others: Vec<&'static str> = answer_set(subtask).into_iter().filter(|v| *v != c.answer).collect();
     rng.shuffle(&mut others);
     others.truncate(3);
@@ -92,7 +87,7 @@ pub fn claim_question(subtask: usize, cands: &[Candidate], rng: &mut Rng) -> (Ca
         with_decoys(subtask, cands, 1, rng, |_, decoys| claimable(decoys[0])).map(|(c, d)| (c, d[0]))
     };
     found.unwrap_or_else(|| {
-        let c = open(cands, subtask, rng);
+        let c = open_question(subtask, cands, rng);
         let others: Vec<&'static str> = claims.iter().copied().filter(|v| *v != c.answer).collect();
         (c, others[rng.below(others.len())])
     })

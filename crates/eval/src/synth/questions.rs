@@ -61,24 +61,17 @@ pub struct Candidate {
     pub answer: &'static str,
 }
 
-fn colour_words() -> Vec<&'static str> {
-    COLORS.iter().map(|c| c.0).collect()
-}
-
 /// Every answer a subtask's open question can have.
 pub fn answer_set(subtask: usize) -> Vec<&'static str> {
-    let mut v = match SUBTASKS[subtask].0 {
+    let colours = || COLORS.iter().map(|c| c.0);
+    match SUBTASKS[subtask].0 {
         "background" => TINTS.iter().map(|c| c.0).collect(),
-        "border" | "relation_colour" => colour_words(),
-        "cell_colour" => colour_words(),
-        "cell_shape" => SHAPES.to_vec(),
+        "border" | "relation_colour" => colours().collect(),
+        "cell_colour" => colours().chain([NONE]).collect(),
+        "cell_shape" => SHAPES.iter().copied().chain([NONE]).collect(),
         "relation_shape" => SHAPES.to_vec(),
         _ => COUNTS.to_vec(),
-    };
-    if matches!(SUBTASKS[subtask].0, "cell_colour" | "cell_shape") {
-        v.push(NONE);
     }
-    v
 }
 
 /// The values a yes/no question may claim ("Is there a none …" is not a question).
