@@ -1,12 +1,12 @@
-//! GEMM throughput of y = x · wᵀ (square n × n × n) for our bf16/f16 paths, the forced portable
-//! path and candle's bf16 matmul; one JSON line. `tools/bench/gemm.sh` runs it interleaved with
+//! GEMM throughput of y = x · wᵀ (square n × n × n) for our bf16/f16 paths and the forced
+//! portable path (f32 conversion + gemm, i.e. what a 16-bit checkpoint ran on before: candle 0.9's
+//! CPU matmul rejects bf16); one JSON line. `tools/bench/gemm.sh` runs it interleaved with
 //! `tools/bench/torch_gemm.py` (PyTorch, same shapes) and prints the ratios.
 //!
-//! cargo bench -p tokenscale-kernels --bench gemm -- [--sizes 1024,2048,4096] [--skip-candle] [--only-bf16]
+//! cargo bench -p tokenscale-kernels --bench gemm -- [--sizes 1024,2048,4096] [--only-bf16]
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Map, Value};
 use tokenscale_kernels::{bf16, f16, features, matmul_transposed, Backend, Half16, Kernel, MatMut, MatRef};
 
@@ -63,15 +63,6 @@ fn ours<T: Half16>(n: usize, backend: Backend, from_f32: fn(f32) -> T) -> (f64, 
     (2.0 * (n as f64).powi(3) / secs / 1e9, kernel)
 }
 
-fn candle_bf16(n: usize) -> f64 {
-    let x = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).and_then(|t| t.to_dtype(DType::BF16)).unwrap();
-    let w = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).and_then(|t| t.to_dtype(DType::BF16)).unwrap();
-    let secs = median_seconds(repeats(n).min(3), || {
-        x.matmul(&w.t().unwrap()).unwrap();
-    });
-    2.0 * (n as f64).powi(3) / secs / 1e9
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let sizes: Vec<usize> = args
@@ -80,7 +71,6 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1024, 2048, 4096]);
-    let with_candle = !args.iter().any(|a| a == "--skip-candle");
     let only_bf16 = args.iter().any(|a| a == "--only-bf16");
     let mut table: Map<String, Value> = Map::new();
     let mut kernels: Map<String, Value> = Map::new();
@@ -101,9 +91,6 @@ fn main() {
         record("f16", n, g, Some(k));
         let (g, k) = ours(n, Backend::Portable, bf16::from_f32);
         record("bf16_portable", n, g, Some(k));
-        if with_candle {
-            record("candle_bf16", n, candle_bf16(n), None);
-        }
     }
     let report = json!({
         "impl": "tokenscale-kernels",
