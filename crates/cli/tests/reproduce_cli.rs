@@ -126,3 +126,29 @@ fn bad_input_is_refused_before_anything_is_written() {
         assert!(!out.exists(), "{extra:?}: output written");
     }
 }
+
+#[test]
+fn retrain_trains_into_the_output_folder_and_reproduces_with_that_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("train.json");
+    // A toy shape and two steps: this checks the wiring, not the training.
+    let toy = serde_json::json!({
+        "model": {"crop": 16, "patch": 4, "num_crops": 1, "vision_hidden": 64, "vision_intermediate": 64, "vision_layers": 1,
+                  "vision_heads": 1, "decoder_layers": 1, "max_vision_tokens": 4, "llm_hidden": 64, "llm_intermediate": 64,
+                  "llm_layers": 1, "llm_heads": 2, "llm_max_positions": 512},
+        "steps": 2, "batch": 2, "checkpoint_every": 2, "validation_items": 2,
+    });
+    std::fs::write(&config, toy.to_string()).unwrap();
+    let out = tmp.path().join("rep");
+    let args = [
+        "reproduce", "--out", out.to_str().unwrap(), "--retrain", "--train-config", config.to_str().unwrap(),
+        "--items", "3", "--vision-tokens", "1,4", "--pairs", "2", "--bootstrap", "0",
+    ];
+    ok(&tokenscale(&args, tmp.path()));
+    let scores = read_json(&out.join("scores.json"));
+    assert_eq!(Path::new(scores["model"]["dir"].as_str().unwrap()), out.join("train/model"));
+    assert!(out.join("train/model/model.safetensors").is_file());
+    let first_step = &scores["timings"][0];
+    assert!(first_step["step"].as_str().unwrap().starts_with("train the model"), "{first_step}");
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("no intervals (--bootstrap 0)"));
+}

@@ -50,6 +50,8 @@ pub struct Options {
     pub bootstrap: usize,
     /// Progress bars on stderr.
     pub progress: bool,
+    /// Steps the caller ran before (e.g. training the model), reported first with their times.
+    pub earlier_steps: Vec<(String, f64)>,
 }
 
 /// Wall time of each step, in order.
@@ -73,23 +75,27 @@ pub struct Outcome {
     pub notes: Vec<String>,
 }
 
-fn check(opts: &Options) -> Result<Vec<usize>> {
-    if opts.items == 0 {
-        bail!("--items must be at least 1");
-    }
-    if opts.pairs == 0 {
-        bail!("--pairs must be at least 1");
-    }
-    if opts.bootstrap != 0 && opts.bootstrap < 1000 {
-        bail!("--bootstrap must be 0 (no intervals) or at least 1000, got {}", opts.bootstrap);
-    }
-    let mut ns = opts.vision_tokens.clone();
-    ns.sort_unstable();
-    ns.dedup();
-    match ns.first() {
-        None => bail!("--vision-tokens needs at least one value"),
-        Some(0) => bail!("--vision-tokens: n = 0 is not a budget (n ≥ 1)"),
-        _ => Ok(ns),
+impl Options {
+    /// Refuses settings no run can use (checked before any work, e.g. before a retraining); on
+    /// success, the vision-token counts sorted and deduplicated.
+    pub fn check(&self) -> Result<Vec<usize>> {
+        if self.items == 0 {
+            bail!("--items must be at least 1");
+        }
+        if self.pairs == 0 {
+            bail!("--pairs must be at least 1");
+        }
+        if self.bootstrap != 0 && self.bootstrap < 1000 {
+            bail!("--bootstrap must be 0 (no intervals) or at least 1000, got {}", self.bootstrap);
+        }
+        let mut ns = self.vision_tokens.clone();
+        ns.sort_unstable();
+        ns.dedup();
+        match ns.first() {
+            None => bail!("--vision-tokens needs at least one value"),
+            Some(0) => bail!("--vision-tokens: n = 0 is not a budget (n ≥ 1)"),
+            _ => Ok(ns),
+        }
     }
 }
 
@@ -100,12 +106,12 @@ fn check(opts: &Options) -> Result<Vec<usize>> {
 /// first. Every other output is recomputed and replaced (each file atomically, `figures/` as a
 /// whole), `report.md` last.
 pub fn run(opts: &Options) -> Result<Outcome> {
-    let ns = check(opts)?;
+    let ns = opts.check()?;
     let (arch, _) = Architecture::detect(&opts.model_dir)?;
     if !matches!(arch, Architecture::ImgQue) {
         bail!("{}: reproduce runs a query-fused (imgque) model, this is a {} checkpoint", opts.model_dir.display(), arch.name());
     }
-    let mut timings = Timings::default();
+    let mut timings = Timings(opts.earlier_steps.clone());
     let mut notes = Vec::new();
     // Everything that can refuse the input runs before the output folder is touched.
     let (mut answerer, pipeline) = timings.time("load the model", || {

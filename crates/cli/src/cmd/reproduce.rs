@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use tokenscale_reproduce::{run as reproduce, Options, DEFAULT_VISION_TOKENS};
 
 #[derive(clap::Args)]
@@ -12,7 +12,7 @@ pub struct Args {
     #[arg(long)]
     pub out: PathBuf,
     /// Query-fused checkpoint folder (default: the embedded tiny model).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "retrain")]
     pub model: Option<PathBuf>,
     /// Test items per benchmark kind (MCQ, Y/N, VQA).
     #[arg(long, default_value_t = 200)]
@@ -32,21 +32,19 @@ pub struct Args {
     /// Bootstrap resamples of the fits (0 = no intervals, else at least 1000).
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
-    /// Train the model from scratch first, then reproduce with it.
+    /// Train the model from scratch first (`tokenscale train` into OUT/train, resumable), then
+    /// reproduce with it.
     #[arg(long)]
     pub retrain: bool,
+    /// With --retrain: training configuration (JSON, as `tokenscale train --config`; default: the
+    /// shipped model's).
+    #[arg(long, requires = "retrain")]
+    pub train_config: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.retrain {
-        bail!("--retrain: not available yet (the trainer has not landed); run without it to use the shipped model");
-    }
-    let model_dir = match args.model {
-        Some(dir) => dir,
-        None => crate::embedded::default_model_dir()?,
-    };
-    let opts = Options {
-        model_dir,
+    let mut opts = Options {
+        model_dir: PathBuf::new(),
         out: args.out,
         items: args.items,
         vision_tokens: args.vision_tokens,
@@ -55,6 +53,19 @@ pub fn run(args: Args) -> Result<()> {
         max_new_tokens: args.max_new_tokens,
         bootstrap: args.bootstrap,
         progress: true,
+        earlier_steps: Vec::new(),
+    };
+    opts.check()?;
+    opts.model_dir = match (args.model, args.retrain) {
+        (Some(dir), _) => dir,
+        (None, true) => {
+            let out = opts.out.join("train");
+            let start = std::time::Instant::now();
+            super::train::run(super::train::Args { config: args.train_config, out: out.clone(), max_steps: None })?;
+            opts.earlier_steps.push(("train the model (this invocation)".to_string(), start.elapsed().as_secs_f64()));
+            out.join("model")
+        }
+        (None, false) => crate::embedded::default_model_dir()?,
     };
     let outcome = reproduce(&opts)?;
     let total: f64 = outcome.timings.0.iter().map(|t| t.1).sum();
