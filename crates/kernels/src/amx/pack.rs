@@ -95,43 +95,6 @@ fn split_line_avx512(raw: &[u16; TILE_ROW]) -> Parts {
     parts
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn f16_splits_exactly_into_two_bf16_parts() {
-        let mut raw = [0u16; TILE_ROW];
-        let specials = [0x7C00u16, 0xFC00, 0x7E00, 0x7BFF, 0x0001, 0x8001, 0x3C00, 0x3555];
-        raw[..specials.len()].copy_from_slice(&specials);
-        let mut state = 12345u32;
-        let mut checked = 0;
-        for round in 0..200 {
-            if round > 0 {
-                for v in raw.iter_mut() {
-                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    *v = (state >> 16) as u16;
-                }
-            }
-            let parts = split_line(&raw);
-            assert_eq!(parts, split_line_scalar(&raw), "vector and scalar splits differ");
-            for i in 0..TILE_ROW {
-                let v = half::f16::from_bits(raw[i]).to_f32();
-                let part = |bits: [u16; TILE_ROW]| half::bf16::from_bits(bits[i]).to_f32();
-                let (h, hf, l) = (part(parts.hi), part(parts.hi_finite), part(parts.lo));
-                if v.is_finite() {
-                    assert_eq!(h + l, v, "{:#06x}: {h} + {l}", raw[i]);
-                    assert_eq!(hf, h);
-                    checked += 1;
-                } else {
-                    assert!((h == v || h.is_nan() && v.is_nan()) && hf == 0.0 && l == 0.0, "{:#06x}", raw[i]);
-                }
-            }
-        }
-        assert!(checked > 6000);
-    }
-}
-
 /// x in tile order, zero-padded to whole 32-row blocks and tile steps: for row block `rb` and
 /// (expanded) step `e`, the tile of its rows 0..16 starts at line `(rb·steps + e)·32` and the tile
 /// of rows 16..32 right after it. Contiguous 1 KiB tiles avoid the cache-set conflicts that loading
@@ -224,5 +187,42 @@ pub(crate) fn pack_weights(w: &MatRef<u16>, first: usize, width: usize, k0: usiz
                 unsafe { transpose_cells(part.as_ptr() as *const u16, TILE_ROW, tile(g, t * passes + p), TILE_ROW) };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_splits_exactly_into_two_bf16_parts() {
+        let mut raw = [0u16; TILE_ROW];
+        let specials = [0x7C00u16, 0xFC00, 0x7E00, 0x7BFF, 0x0001, 0x8001, 0x3C00, 0x3555];
+        raw[..specials.len()].copy_from_slice(&specials);
+        let mut state = 12345u32;
+        let mut checked = 0;
+        for round in 0..200 {
+            if round > 0 {
+                for v in raw.iter_mut() {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    *v = (state >> 16) as u16;
+                }
+            }
+            let parts = split_line(&raw);
+            assert_eq!(parts, split_line_scalar(&raw), "vector and scalar splits differ");
+            for i in 0..TILE_ROW {
+                let v = half::f16::from_bits(raw[i]).to_f32();
+                let part = |bits: [u16; TILE_ROW]| half::bf16::from_bits(bits[i]).to_f32();
+                let (h, hf, l) = (part(parts.hi), part(parts.hi_finite), part(parts.lo));
+                if v.is_finite() {
+                    assert_eq!(h + l, v, "{:#06x}: {h} + {l}", raw[i]);
+                    assert_eq!(hf, h);
+                    checked += 1;
+                } else {
+                    assert!((h == v || h.is_nan() && v.is_nan()) && hf == 0.0 && l == 0.0, "{:#06x}", raw[i]);
+                }
+            }
+        }
+        assert!(checked > 6000);
     }
 }
