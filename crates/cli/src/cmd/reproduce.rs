@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "retrain")]
     pub model: Option<PathBuf>,
     /// Test items per benchmark kind (MCQ, Y/N, VQA).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1000)]
     pub items: usize,
     /// Vision-token counts n, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_VISION_TOKENS)]
