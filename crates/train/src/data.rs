@@ -42,7 +42,7 @@ impl ExampleSource for SynthSource {
     }
 
     fn validation_example(&self, index: u64) -> Result<Example> {
-        Ok(Self::convert(tokenscale_eval::synth::item(tokenscale_eval::synth::Split::Val, index)))
+        Ok(Self::convert(tokenscale_eval::synth::item_with(tokenscale_eval::synth::Split::Val, index, &self.mix)))
     }
 
     fn words(&self) -> BTreeSet<String> {

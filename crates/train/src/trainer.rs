@@ -44,6 +44,9 @@ pub struct TrainConfig {
     pub subtask_weights: Vec<(String, f64)>,
     /// Training-set weights by item kind (`mcq`, `yn`, `short`); empty: every kind equally.
     pub kind_weights: Vec<(String, f64)>,
+    /// Start from this model folder's weights (an earlier stage of a curriculum) instead of a
+    /// fresh initialisation; its tokenizer must be the one this run builds.
+    pub init_from: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -62,6 +65,7 @@ impl Default for TrainConfig {
             validation_items: 48,
             subtask_weights: Vec::new(),
             kind_weights: Vec::new(),
+            init_from: None,
         }
     }
 }
@@ -145,6 +149,26 @@ pub struct ValidationRow {
     pub accuracy: f64,
 }
 
+/// The parameters stored in the model folder `from`, which must have exactly the names and
+/// shapes of `fresh` and the tokenizer written to `dir`.
+fn weights_from(from: &Path, dir: &Path, fresh: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+    let read = |p: PathBuf| std::fs::read(&p).with_context(|| format!("{}: cannot read", p.display()));
+    if read(from.join("tokenizer.json"))? != read(dir.join("tokenizer.json"))? {
+        bail!("{}: field `init_from`: its tokenizer.json differs from the one this run builds", from.display());
+    }
+    let path = from.join("model.safetensors");
+    let stored = candle_core::safetensors::load(&path, &Device::Cpu).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut out = HashMap::new();
+    for (key, value) in fresh {
+        let old = stored.get(&key).with_context(|| format!("{}: missing tensor `{key}`", path.display()))?;
+        if old.dims() != value.dims() {
+            bail!("{}: tensor `{key}` has shape {:?}, this run needs {:?}", path.display(), old.dims(), value.dims());
+        }
+        out.insert(key, old.to_dtype(DType::F32)?);
+    }
+    Ok(out)
+}
+
 pub struct Trainer<'a> {
     pub config: TrainConfig,
     pub out: PathBuf,
@@ -181,7 +205,10 @@ impl<'a> Trainer<'a> {
             None => {
                 let dir = model_dir(out);
                 write_model_files(&dir, &config.model, &source.words())?;
-                let tensors = initial_parameters(&dir, config.seed)?;
+                let mut tensors = initial_parameters(&dir, config.seed)?;
+                if let Some(from) = &config.init_from {
+                    tensors = weights_from(from, &dir, tensors)?;
+                }
                 (dir, tensors, None)
             }
         };

@@ -1,0 +1,49 @@
+//! `tokenscale train` through the binary: a run stopped part-way (--max-steps) and started again
+//! continues from its checkpoint and ends with a model folder `run` loads; bad configs fail cleanly.
+
+use std::process::{Command, Output};
+
+fn tokenscale(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenscale")).args(args).output().expect("binary runs")
+}
+
+const TOY: &str = r#"{"model": {"crop": 16, "patch": 4, "num_crops": 1, "vision_hidden": 64, "vision_intermediate": 64,
+  "vision_layers": 1, "vision_heads": 1, "decoder_layers": 1, "max_vision_tokens": 4, "llm_hidden": 32,
+  "llm_intermediate": 64, "llm_layers": 1, "llm_heads": 2, "llm_max_positions": 128},
+  "steps": 4, "batch": 2, "checkpoint_every": 2, "validation_items": 2, "kind_weights": [["mcq", 0], ["yn", 0]]}"#;
+
+#[test]
+fn an_interrupted_run_resumes_and_its_model_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("toy.json");
+    std::fs::write(&config, TOY).unwrap();
+    let out = tmp.path().join("run");
+    let (c, o) = (config.to_str().unwrap(), out.to_str().unwrap());
+    let first = tokenscale(&["train", "--config", c, "--out", o, "--max-steps", "2"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("loss.csv")).unwrap().lines().count(), 3);
+    let second = tokenscale(&["train", "--config", c, "--out", o]);
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("resuming"), "the second call continues the run");
+    assert_eq!(std::fs::read_to_string(out.join("loss.csv")).unwrap().lines().count(), 5);
+    for figure in ["loss.svg", "loss.png"] {
+        assert!(out.join(figure).is_file(), "{figure}");
+    }
+    let model = out.join("model");
+    let answer = tokenscale(&["run", "--model", model.to_str().unwrap(), "--prompt", "What colour is the border?", "--max-new-tokens", "2",
+        "--image", concat!(env!("CARGO_MANIFEST_DIR"), "/../model/tests/fixtures/preprocess/coffee.png")]);
+    assert!(answer.status.success(), "{}", String::from_utf8_lossy(&answer.stderr));
+}
+
+#[test]
+fn a_bad_config_is_one_line_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("bad.json");
+    std::fs::write(&config, r#"{"steps": 0}"#).unwrap();
+    let out = tmp.path().join("run");
+    let o = tokenscale(&["train", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.json") && err.contains("steps"), "{err}");
+    assert!(!out.join("model").exists(), "nothing written for a bad config");
+}
