@@ -21,6 +21,21 @@ pub fn replace_dir(tmp: &Path, dest: &Path) -> Result<()> {
     std::fs::rename(tmp, dest).with_context(|| format!("{}: cannot move {} into place", dest.display(), tmp.display()))
 }
 
+/// Removes what a killed earlier run left half-written in the output folder: the dot-named
+/// temporaries (`.data.tmp-PID`, `.figures.tmp-PID`, `.NAME.tmp-PID`) of this crate's writers.
+pub fn remove_temporaries(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let path = entry.with_context(|| format!("{}: cannot list", dir.display()))?.path();
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if !(name.starts_with('.') && name.contains(".tmp")) {
+            continue;
+        }
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        removed.with_context(|| format!("{}: cannot remove a stale temporary", path.display()))?;
+    }
+    Ok(())
+}
+
 /// FNV-1a 64 over the relative path and bytes of every file of a checkpoint folder (files over
 /// 256 MiB by length and modification time, so a large model is not read in full): stored
 /// predictions are reused only for the same weights.
@@ -54,4 +69,34 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, std::path::PathBuf)>)
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_temporaries_go_and_outputs_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".figures.tmp-12/x")).unwrap();
+        std::fs::write(dir.path().join(".report.md.tmp-12"), "half").unwrap();
+        write_file(&dir.path().join("report.md"), b"whole").unwrap();
+        std::fs::create_dir_all(dir.path().join("run")).unwrap();
+        remove_temporaries(dir.path()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["report.md", "run"]);
+    }
+
+    #[test]
+    fn fingerprint_follows_content() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("clip")).unwrap();
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("clip/tokenizer.json"), "a").unwrap();
+        let first = model_fingerprint(dir.path()).unwrap();
+        assert_eq!(model_fingerprint(dir.path()).unwrap(), first);
+        std::fs::write(dir.path().join("clip/tokenizer.json"), "b").unwrap();
+        assert_ne!(model_fingerprint(dir.path()).unwrap(), first);
+    }
 }

@@ -72,7 +72,6 @@ impl Timings {
 pub struct Outcome {
     pub report: PathBuf,
     pub timings: Timings,
-    pub notes: Vec<String>,
 }
 
 impl Options {
@@ -120,6 +119,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         Ok((answerer, ImgQuePipeline::load(&opts.model_dir, DType::F32, &Device::Cpu)?))
     })?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
+    files::remove_temporaries(&opts.out)?;
     let datasets = timings.time("generate the benchmark", || benchmark::write_test_split(&opts.out.join("data"), opts.items))?;
 
     let run_dir = opts.out.join("run");
@@ -174,7 +174,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         notes: &notes,
     };
     let report = report::write(&opts.out, &inputs, &mut timings)?;
-    Ok(Outcome { report, timings, notes })
+    Ok(Outcome { report, timings })
 }
 
 /// Removes `run/` when its stored configuration cannot take this run's (other benchmark bytes,
