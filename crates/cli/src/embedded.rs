@@ -21,6 +21,7 @@ static FILES: &[(&str, &[u8])] = &[
     model_file!("tokenizer.json"),
     model_file!("preprocessor_config.json"),
     model_file!("clip/tokenizer.json"),
+    model_file!("clip/tokenizer_config.json"),
 ];
 
 /// The folder holding the embedded model: `$XDG_CACHE_HOME/tokenscale/tiny-imgque-<hash>` (or

@@ -44,12 +44,18 @@ fn edit_config(dir: &Path, key: &str, value: serde_json::Value) {
 
 #[test]
 fn demo_runs_on_the_embedded_model() {
-    let o = tokenscale(&["demo", "--max-new-tokens", "8"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let png = tmp.path().join("picture.png");
+    let o = tokenscale(&["demo", "--seed", "7", "--save-image", png.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = stdout(&o);
-    for needle in ["vision tokens: 576", "prompt:", "image:", "answer:"] {
+    for needle in ["picture: seed 7, 64x64 px", "| question | category | truth | n = 1 | n = 64 |", "right answers: n = 1: "] {
         assert!(out.contains(needle), "missing {needle:?} in {out}");
     }
+    assert_eq!(tokenscale_model::image::open(&png).unwrap().width(), 64);
+    let again = tokenscale(&["demo", "--seed", "7"]);
+    let table = |s: &str| s.lines().filter(|l| l.starts_with('|')).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(table(&out), table(&stdout(&again)), "the same seed gives the same picture and answers");
 }
 
 #[test]

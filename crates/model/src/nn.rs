@@ -101,15 +101,16 @@ pub fn rope(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tens
 }
 
 /// Every matrix product of attention goes through here (one place to count or specialise).
-pub fn matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    let out = a.matmul(b)?;
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    // 16-bit products go through tokenscale-kernels (candle 0.9's CPU matmul rejects bf16/f16).
+    let out = crate::matvec::matmul(a, b)?;
     crate::opcount::record(crate::opcount::Op::Matmul, || (out.elem_count() * a.dims().last().copied().unwrap_or(0)) as u64);
     Ok(out)
 }
 
 /// Every convolution of the vision towers goes through here.
-pub fn conv(layer: &Conv2d, xs: &Tensor) -> candle_core::Result<Tensor> {
-    let out = layer.forward(xs)?;
+pub fn conv(layer: &Conv2d, xs: &Tensor) -> Result<Tensor> {
+    let out = crate::matvec::conv2d(layer, xs)?;
     let per_output = layer.weight().elem_count() / layer.weight().dim(0)?.max(1);
     crate::opcount::record(crate::opcount::Op::Conv, || (out.elem_count() * per_output) as u64);
     Ok(out)

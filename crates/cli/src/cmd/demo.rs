@@ -1,62 +1,100 @@
-//! `tokenscale demo`: the embedded default model end to end, with no download.
-//!
-//! The embedded model is the tiny LLaVA-1.5-shaped checkpoint of the parity fixtures (random
-//! weights; its answers carry no meaning) until a trained model ships in its place.
+//! `tokenscale demo`: the embedded trained model (the paper's query-fused architecture, scaled
+//! down and trained here on the synthetic benchmark) answers questions about a freshly generated
+//! picture at two vision-token budgets. No download.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Result;
-use tokenscale_model::generation::GenerationConfig;
-use tokenscale_model::llava::{vicuna_v1_prompt, LlavaPipeline};
-use tokenscale_model::preprocess::{decode_image, load_image, ClipImageProcessorConfig};
-use tokenscale_model::runtime::Runtime;
-use tokenscale_model::tokenizer::Tokenizer;
-use tokenscale_model::weights::Weights;
-use tokenscale_model::{DType, Device};
+use anyhow::{bail, Result};
+use tokenscale_eval::synth::questions::{ask, candidates};
+use tokenscale_eval::synth::{self, ItemKind, Rng, Scene, SynthItem, SUBTASKS};
+use tokenscale_eval::{models::ModelAnswerer, sweep::Answerer};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../model/tests/fixtures");
-static CONFIG: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/tests/fixtures/llava/config.json"));
-static WEIGHTS: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/tests/fixtures/llava/model.safetensors"));
-static TOKENIZER: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/tests/fixtures/llava/tokenizer.json"));
-static PROCESSOR: &[u8] =
-    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/tests/fixtures/llava/preprocessor_config.json"));
-static IMAGE: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../model/tests/fixtures/preprocess/coffee.png"));
+/// The questions asked, by subtask: two coarse, four fine.
+const ASKED: [&str; 6] = ["background", "border", "cell_colour", "cell_shape", "cell_colour", "count_colour"];
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Use this image instead of the embedded photograph.
+    /// Seed of the generated picture (default: taken from the clock, a new picture each run).
     #[arg(long)]
-    pub image: Option<PathBuf>,
-    #[arg(long, default_value = "What is shown in this image?")]
-    pub prompt: String,
-    #[arg(long, default_value_t = 24)]
-    pub max_new_tokens: usize,
+    pub seed: Option<u64>,
+    /// The vision-token budgets compared.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    pub vision_tokens: Vec<usize>,
+    /// Also save the picture here (PNG).
+    #[arg(long)]
+    pub save_image: Option<PathBuf>,
+    /// A query-fused checkpoint folder instead of the embedded model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
 }
 
-pub fn embedded_pipeline() -> Result<LlavaPipeline> {
-    let origin = "embedded demo model";
-    let config: serde_json::Value = serde_json::from_slice(CONFIG)?;
-    let weights = Weights::from_static(WEIGHTS, origin, DType::F32, &Device::Cpu)?;
-    let tokenizer = Tokenizer::from_bytes(TOKENIZER, origin)?;
-    let processor = ClipImageProcessorConfig::from_value(&serde_json::from_slice(PROCESSOR)?, origin)?;
-    LlavaPipeline::from_parts(&config, origin, &weights, tokenizer, processor, Path::new(FIXTURE))
+/// Short-answer questions about one scene, one per entry of `ASKED` that the scene allows.
+fn questions(scene: &Scene, rng: &mut Rng) -> Vec<SynthItem> {
+    let mut items = Vec::new();
+    for name in ASKED {
+        let Some(subtask) = SUBTASKS.iter().position(|s| s.0 == name) else { continue };
+        let cands = candidates(subtask, scene);
+        if cands.is_empty() {
+            continue;
+        }
+        let pick = cands[rng.below(cands.len())];
+        items.push(SynthItem {
+            image: scene.render(),
+            question: ask(subtask, pick.subject),
+            options: Vec::new(),
+            answer: pick.answer.to_string(),
+            kind: ItemKind::ShortAnswer,
+            category: SUBTASKS[subtask].1,
+            subtask: SUBTASKS[subtask].0,
+            scene: scene.clone(),
+        });
+    }
+    items
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let pipeline = embedded_pipeline()?;
-    let (image, image_name) = match &args.image {
-        Some(path) => (load_image(path)?, path.display().to_string()),
-        None => (decode_image(IMAGE, "embedded coffee.png")?, "embedded photograph coffee.png (scikit-image)".to_string()),
+    if args.vision_tokens.is_empty() {
+        bail!("--vision-tokens: give at least one budget");
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    });
+    let (dir, origin) = match &args.model {
+        Some(dir) => (dir.clone(), dir.display().to_string()),
+        None => (crate::embedded::default_model_dir()?, "embedded tiny query-fused model (trained by `tokenscale train`)".to_string()),
     };
-    let (vision, text) = (pipeline.model.config.vision.clone(), pipeline.model.config.text.clone());
-    let vision_tokens = pipeline.model.config.image_tokens();
-    let runtime = Runtime::Llava(pipeline);
-    println!("model:         embedded tiny LLaVA-1.5 layout (CLIP {}px/{} patches, {} layers; Llama {} layers, hidden {}), random weights: answers are not meaningful", vision.image_size, vision.patch_size, vision.num_hidden_layers, text.num_hidden_layers, text.hidden_size);
-    println!("image:         {image_name}, {}x{} px, padded to a square and resized to {}x{}", image.width(), image.height(), vision.image_size, vision.image_size);
-    println!("vision tokens: {vision_tokens}");
-    println!("prompt:        {:?}", vicuna_v1_prompt(&args.prompt));
-    print!("answer:        ");
-    let config = GenerationConfig { max_new_tokens: args.max_new_tokens, stop_tokens: runtime.stop_tokens(), ..Default::default() };
-    super::run::generate_streaming(&runtime, Some(&image), &args.prompt, false, &Default::default(), &config)?;
+    let mut model = ModelAnswerer::load(&dir, None, None, false)?;
+    model.check_budgets(&args.vision_tokens)?;
+    let mut rng = Rng::new(seed);
+    let scene = Scene::random(&mut rng);
+    let items = questions(&scene, &mut rng);
+    let image = scene.render();
+    if let Some(path) = &args.save_image {
+        tokenscale_model::io::write_bytes_atomic(path, &synth::png_bytes(&image)?)?;
+    }
+    let prepared = model.prepare_image(&[tokenscale_model::image::DynamicImage::ImageRgb8(image.clone())])?;
+    println!("model:   {origin}");
+    println!("picture: seed {seed}, {}x{} px{}", image.width(), image.height(), match &args.save_image {
+        Some(p) => format!(", saved to {}", p.display()),
+        None => " (--save-image FILE to keep it)".to_string(),
+    });
+    let header: Vec<String> = args.vision_tokens.iter().map(|n| format!("n = {n}")).collect();
+    println!("\n| question | category | truth | {} |", header.join(" | "));
+    println!("|---|---|---|{}", "---|".repeat(header.len()));
+    let mut right = vec![0usize; args.vision_tokens.len()];
+    for item in &items {
+        let prompt = synth::prompt_for(item);
+        let mut cells = Vec::new();
+        for (i, &n) in args.vision_tokens.iter().enumerate() {
+            let answer = model.answer(&prepared, &prompt, n, 4)?;
+            let ok = answer.trim() == item.answer;
+            right[i] += ok as usize;
+            cells.push(format!("{} {}", answer.trim(), if ok { "✓" } else { "✗" }));
+        }
+        println!("| {} | {} | {} | {} |", item.question, item.category.as_str(), item.answer, cells.join(" | "));
+    }
+    let totals: Vec<String> =
+        args.vision_tokens.iter().zip(&right).map(|(n, r)| format!("n = {n}: {r}/{}", items.len())).collect();
+    println!("\nright answers: {}", totals.join(", "));
     Ok(())
 }
