@@ -80,12 +80,14 @@ fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
 }
 
 /// Writes checkpoint `ck.step` (files of `model_dir` + `params` + `moments` + state.json), then
-/// refreshes `model_dir/model.safetensors` and `out/loss.csv`, then drops old checkpoints.
+/// refreshes `model_dir/model.safetensors` (with `model_params`, the shipped subset) and
+/// `out/loss.csv`, then drops old checkpoints.
 pub fn write_checkpoint(
     out: &Path,
     model_dir: &Path,
     ck: &Checkpoint,
     params: &HashMap<String, Tensor>,
+    model_params: &HashMap<String, Tensor>,
     moments: &HashMap<String, Tensor>,
 ) -> Result<PathBuf> {
     let root = checkpoints_dir(out);
@@ -102,7 +104,7 @@ pub fn write_checkpoint(
         std::fs::remove_dir_all(&final_dir).with_context(|| format!("{}: cannot remove", final_dir.display()))?;
     }
     std::fs::rename(&tmp, &final_dir).with_context(|| format!("{}: cannot rename into place", final_dir.display()))?;
-    save_tensors(params, &model_dir.join("model.safetensors"))?;
+    save_tensors(model_params, &model_dir.join("model.safetensors"))?;
     write_bytes_atomic(&out.join("loss.csv"), loss_csv(&ck.history).as_bytes())?;
     write_bytes_atomic(&out.join("validation.csv"), validation_csv(&ck.validation).as_bytes())?;
     let all = complete_checkpoints(out)?;

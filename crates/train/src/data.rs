@@ -10,6 +10,9 @@ pub struct Example {
     pub image: RgbImage,
     pub prompt: String,
     pub answer: String,
+    /// What each cell of the scene's grid holds, row-major, as (colour, shape) class ids with 0
+    /// meaning empty (colour 1 + `COLORS` index, shape 1 + `SHAPES` index); empty when unknown.
+    pub cells: Vec<(u32, u32)>,
 }
 
 pub trait ExampleSource {
@@ -28,7 +31,13 @@ pub struct SynthSource {
 impl SynthSource {
     fn convert(item: tokenscale_eval::synth::SynthItem) -> Example {
         let prompt = tokenscale_eval::synth::prompt_for(&item);
-        Example { image: item.image, prompt, answer: item.answer }
+        let cells = item
+            .scene
+            .cells
+            .iter()
+            .map(|c| c.as_ref().map_or((0, 0), |p| (1 + p.color as u32, 1 + p.shape as u32)))
+            .collect();
+        Example { image: item.image, prompt, answer: item.answer, cells }
     }
 }
 

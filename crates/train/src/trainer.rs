@@ -47,6 +47,10 @@ pub struct TrainConfig {
     /// Start from this model folder's weights (an earlier stage of a curriculum) instead of a
     /// fresh initialisation; its tokenizer must be the one this run builds.
     pub init_from: Option<PathBuf>,
+    /// Weight of an auxiliary loss: a linear head (`aux_cells.*`, kept out of the shipped model)
+    /// reads each of the global view's merged tokens and predicts what the grid cell under it
+    /// holds (colour and shape; 0 = off). Needs a `crop / patch / 2` grid equal to the scene grid.
+    pub aux_cell_weight: f64,
 }
 
 impl Default for TrainConfig {
@@ -66,6 +70,7 @@ impl Default for TrainConfig {
             subtask_weights: Vec::new(),
             kind_weights: Vec::new(),
             init_from: None,
+            aux_cell_weight: 0.0,
         }
     }
 }
@@ -149,6 +154,21 @@ pub struct ValidationRow {
     pub accuracy: f64,
 }
 
+/// Colour classes (empty + 5 colours) and shape classes (empty + 4 shapes) of the auxiliary head.
+const AUX_COLOURS: usize = 6;
+const AUX_SHAPES: usize = 5;
+
+fn aux_head(config: &TrainConfig, seed: u64) -> Result<HashMap<String, Tensor>> {
+    let h = config.model.vision_hidden;
+    let mut rng = Gaussian::new(seed ^ 0xa0c5);
+    let rows = AUX_COLOURS + AUX_SHAPES;
+    let weight: Vec<f32> = (0..rows * h).map(|_| (0.02 * rng.sample()) as f32).collect();
+    Ok(HashMap::from([
+        ("aux_cells.weight".to_string(), Tensor::from_vec(weight, (rows, h), &Device::Cpu)?),
+        ("aux_cells.bias".to_string(), Tensor::zeros(rows, DType::F32, &Device::Cpu)?),
+    ]))
+}
+
 /// The parameters stored in the model folder `from`, which must have exactly the names and
 /// shapes of `fresh` and the tokenizer written to `dir`.
 fn weights_from(from: &Path, dir: &Path, fresh: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
@@ -209,6 +229,9 @@ impl<'a> Trainer<'a> {
                 if let Some(from) = &config.init_from {
                     tensors = weights_from(from, &dir, tensors)?;
                 }
+                if config.aux_cell_weight > 0.0 {
+                    tensors.extend(aux_head(&config, config.seed)?);
+                }
                 (dir, tensors, None)
             }
         };
@@ -237,9 +260,31 @@ impl<'a> Trainer<'a> {
     }
 
     /// Sum of answer-token cross-entropies of one example and the number of answer tokens.
+    /// Cross-entropy of the auxiliary head over the global view's merged tokens (one per cell).
+    fn aux_cell_loss(&self, crops: &Tensor, example: &Example) -> Result<Option<Tensor>> {
+        if self.config.aux_cell_weight <= 0.0 || example.cells.is_empty() {
+            return Ok(None);
+        }
+        let cells = example.cells.len();
+        let per_crop = crops.dim(1)? - 1;
+        if per_crop != cells {
+            bail!("aux_cell_weight needs one merged token per grid cell: the global view has {per_crop} tokens, the scene {cells} cells");
+        }
+        let head = |k: &str| self.params.get(k).with_context(|| format!("the run has no `{k}` (aux_cell_weight was 0 when it started)"));
+        let (w, b) = (head("aux_cells.weight")?, head("aux_cells.bias")?);
+        let tokens = crops.get(0)?.narrow(0, 0, cells)?;
+        let logits = tokens.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+        let colours = Tensor::new(example.cells.iter().map(|c| c.0).collect::<Vec<_>>(), &Device::Cpu)?;
+        let shapes = Tensor::new(example.cells.iter().map(|c| c.1).collect::<Vec<_>>(), &Device::Cpu)?;
+        let colour_loss = candle_nn::loss::cross_entropy(&logits.narrow(1, 0, AUX_COLOURS)?, &colours)?;
+        let shape_loss = candle_nn::loss::cross_entropy(&logits.narrow(1, AUX_COLOURS, AUX_SHAPES)?, &shapes)?;
+        Ok(Some(((colour_loss + shape_loss)? * self.config.aux_cell_weight)?))
+    }
+
     fn example_loss(&self, example: &Example, n: usize) -> Result<(Tensor, usize)> {
         let p = &self.pipeline;
         let crops = p.encode_image(&example.image)?;
+        let aux = self.aux_cell_loss(&crops, example)?;
         let conv = Conversation::new().user(example.prompt.clone()).assistant(example.answer.clone());
         let inputs = p.embeddings(&crops, &conv, n, n)?;
         let llm = &p.model.llm;
@@ -260,8 +305,12 @@ impl<'a> Trainer<'a> {
         }
         let logits = out.logits.squeeze(0)?.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
         let targets = Tensor::new(targets.as_slice(), &Device::Cpu)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
-        Ok(((loss * targets.dim(0)? as f64)?, targets.dim(0)?))
+        let loss = (candle_nn::loss::cross_entropy(&logits, &targets)? * targets.dim(0)? as f64)?;
+        let loss = match aux {
+            Some(aux) => (loss + aux)?,
+            None => loss,
+        };
+        Ok((loss, targets.dim(0)?))
     }
 
     /// One optimiser step on batch `self.step`; returns its mean per-token loss.
@@ -332,8 +381,14 @@ impl<'a> Trainer<'a> {
         Ok(accuracy)
     }
 
+    /// Every trained tensor, the auxiliary head's included (checkpoints keep it for resuming).
     pub fn parameters(&self) -> HashMap<String, Tensor> {
         self.params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+    }
+
+    /// The model's own tensors: what `out/model/model.safetensors` ships.
+    pub fn model_parameters(&self) -> HashMap<String, Tensor> {
+        self.parameters().into_iter().filter(|(k, _)| !k.starts_with("aux_cells.")).collect()
     }
 
     /// Writes a checkpoint of the current step (model folder, optimiser state, history) and
@@ -346,6 +401,6 @@ impl<'a> Trainer<'a> {
             history: self.history.clone(),
             validation: self.validation.clone(),
         };
-        write_checkpoint(&self.out, &model_dir(&self.out), &ck, &self.parameters(), &self.optimizer.state_tensors())
+        write_checkpoint(&self.out, &model_dir(&self.out), &ck, &self.parameters(), &self.model_parameters(), &self.optimizer.state_tensors())
     }
 }

@@ -22,7 +22,7 @@ struct Plain;
 impl Plain {
     fn make(index: u64) -> Example {
         let (name, rgb) = COLOURS[(index % 3) as usize];
-        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into() }
+        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new() }
     }
 }
 
@@ -137,4 +137,34 @@ fn adamw_equals_candle_nn_on_matrices() {
     }
     let diff = (ours.as_tensor() - theirs.as_tensor()).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
     assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
+}
+
+#[test]
+fn the_auxiliary_cell_head_trains_but_is_not_shipped() {
+    use tokenscale_train::data::SynthSource;
+    let source = SynthSource { mix: Default::default() };
+    let mut config = toy_config(2);
+    config.model.crop = 32; // 8×8 patches → a 4×4 merged grid, one token per scene cell
+    config.aux_cell_weight = 1.0;
+    config.validation_items = 0;
+    let out = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::open(out.path(), config.clone(), &source).unwrap();
+    let before = trainer.parameters()["aux_cells.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    trainer.train_step().unwrap();
+    trainer.train_step().unwrap();
+    let after = trainer.parameters()["aux_cells.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_ne!(before, after, "the head gets gradients");
+    let ck = trainer.checkpoint().unwrap();
+    let shipped = candle_core::safetensors::load(out.path().join("model/model.safetensors"), &Device::Cpu).unwrap();
+    assert!(!shipped.keys().any(|k| k.starts_with("aux_cells.")), "the model folder has no auxiliary tensors");
+    let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert!(kept.contains_key("aux_cells.weight"), "the checkpoint keeps the head for resuming");
+    assert_eq!(Trainer::open(out.path(), config.clone(), &source).unwrap().step, 2);
+
+    let mut mismatched = config;
+    mismatched.model.crop = 16;
+    let out = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::open(out.path(), mismatched, &source).unwrap();
+    let err = trainer.train_step().err().unwrap().to_string();
+    assert!(err.contains("one merged token per grid cell"), "{err}");
 }
