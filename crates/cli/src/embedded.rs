@@ -24,6 +24,13 @@ static FILES: &[(&str, &[u8])] = &[
     model_file!("clip/tokenizer_config.json"),
 ];
 
+/// How the shipped model was trained: `tokenscale train` configurations, one per stage, in order
+/// (each later stage starts from the previous stage's model).
+pub static TRAINING_STAGES: &[&str] = &[
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage1.json")),
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage2.json")),
+];
+
 /// The folder holding the embedded model: `$XDG_CACHE_HOME/tokenscale/tiny-imgque-<hash>` (or
 /// `~/.cache/...`), written on first use; a temporary folder when the cache is not writable.
 pub fn default_model_dir() -> Result<PathBuf> {

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const REDUCED: [&str; 6] = ["--items", "6", "--vision-tokens", "1,4,16", "--pairs", "2"];
+const REDUCED: [&str; 8] = ["--items", "6", "--kinds", "mcq,yorn,vqa", "--vision-tokens", "1,4,16", "--pairs", "2"];
 
 /// The binary with its model cache in `cache` (the embedded model is written there).
 fn tokenscale(args: &[&str], cache: &Path) -> Output {
@@ -66,7 +66,8 @@ fn reduced_setting_writes_a_consistent_report_and_resumes() {
         assert_eq!(cells[column], format!("{:.1}", a["accuracy"].as_f64().unwrap()), "{label}: n = {}", a["n"]);
         subsets += 1;
     }
-    assert!(subsets >= 3 * 5, "overall and the three kinds at three n at least, got {subsets} rows");
+    assert!(subsets >= 3 * 4, "overall and the three kinds at three n at least, got {subsets} rows");
+    assert_eq!(scores["settings"]["kinds"], serde_json::json!(["mcq", "yorn", "vqa"]));
     let items: u64 = scores["settings"]["datasets"].as_array().unwrap().iter().map(|d| d["rows"].as_u64().unwrap()).sum();
     assert_eq!(row(&report, "all")[1], items.to_string());
     // The overall accuracy in scores.csv is the same number.
@@ -109,7 +110,8 @@ fn bad_input_is_refused_before_anything_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("rep");
     let llava = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/llava");
-    let cases: [(Vec<&str>, &str); 4] = [
+    let cases: [(Vec<&str>, &str); 5] = [
+        (vec!["--kinds", "mcq,essay"], "unknown kind `essay`"),
         (vec!["--vision-tokens", "0"], "n = 0"),
         (vec!["--vision-tokens", "1,100000"], "n_l = 100000"),
         (vec!["--items", "0"], "--items"),
@@ -128,27 +130,32 @@ fn bad_input_is_refused_before_anything_is_written() {
 }
 
 #[test]
-fn retrain_trains_into_the_output_folder_and_reproduces_with_that_model() {
+fn retrain_runs_the_stages_in_order_and_reproduces_with_the_last_model() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("train.json");
-    // A toy shape and two steps: this checks the wiring, not the training.
-    let toy = serde_json::json!({
-        "model": {"crop": 16, "patch": 4, "num_crops": 1, "vision_hidden": 64, "vision_intermediate": 64, "vision_layers": 1,
-                  "vision_heads": 1, "decoder_layers": 1, "max_vision_tokens": 4, "llm_hidden": 64, "llm_intermediate": 64,
-                  "llm_layers": 1, "llm_heads": 2, "llm_max_positions": 512},
-        "steps": 2, "batch": 2, "checkpoint_every": 2, "validation_items": 2,
-    });
-    std::fs::write(&config, toy.to_string()).unwrap();
+    // A toy shape and two steps per stage: this checks the wiring, not the training.
+    let toy = |seed: u64| {
+        serde_json::json!({
+            "model": {"crop": 16, "patch": 4, "num_crops": 1, "vision_hidden": 64, "vision_intermediate": 64, "vision_layers": 1,
+                      "vision_heads": 1, "decoder_layers": 1, "max_vision_tokens": 4, "llm_hidden": 64, "llm_intermediate": 64,
+                      "llm_layers": 1, "llm_heads": 2, "llm_max_positions": 512},
+            "steps": 2, "batch": 2, "checkpoint_every": 2, "validation_items": 2, "seed": seed,
+        })
+    };
+    let (first, second) = (tmp.path().join("stage-a.json"), tmp.path().join("stage-b.json"));
+    std::fs::write(&first, toy(1).to_string()).unwrap();
+    std::fs::write(&second, toy(2).to_string()).unwrap();
     let out = tmp.path().join("rep");
     let args = [
-        "reproduce", "--out", out.to_str().unwrap(), "--retrain", "--train-config", config.to_str().unwrap(),
-        "--items", "3", "--vision-tokens", "1,4", "--pairs", "2", "--bootstrap", "0",
+        "reproduce", "--out", out.to_str().unwrap(), "--retrain", "--train-config", first.to_str().unwrap(),
+        "--train-config", second.to_str().unwrap(), "--items", "3", "--vision-tokens", "1,4", "--pairs", "2", "--bootstrap", "0",
     ];
     ok(&tokenscale(&args, tmp.path()));
+    // The second stage starts from the first stage's model; the experiment runs on the second's.
+    let stage2 = read_json(&out.join("train/stage2.json"));
+    assert_eq!(Path::new(stage2["init_from"].as_str().unwrap()), out.join("train/stage1/model"));
     let scores = read_json(&out.join("scores.json"));
-    assert_eq!(Path::new(scores["model"]["dir"].as_str().unwrap()), out.join("train/model"));
-    assert!(out.join("train/model/model.safetensors").is_file());
-    let first_step = &scores["timings"][0];
-    assert!(first_step["step"].as_str().unwrap().starts_with("train the model"), "{first_step}");
+    assert_eq!(Path::new(scores["model"]["dir"].as_str().unwrap()), out.join("train/stage2/model"));
+    let steps: Vec<&str> = scores["timings"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();
+    assert!(steps[0].starts_with("train stage 1") && steps[1].starts_with("train stage 2"), "{steps:?}");
     assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("no intervals (--bootstrap 0)"));
 }

@@ -17,14 +17,18 @@ pub const IMAGE_SIZE: u32 = synth::scene::IMAGE_SIZE;
 /// test image.
 const PAIR_INDEX_BASE: u64 = 1 << 40;
 
-/// Writes the test split (`items` rows per kind) into `dir` and loads it. The files are
+/// Writes the test split (`items` rows of each of `kinds`) into `dir` and loads it. The files are
 /// generated in a temporary folder; an existing `dir` with the same bytes is kept as it is (its
 /// content hashes are what lets a later run resume), any other is replaced whole.
-pub fn write_test_split(dir: &Path, items: usize) -> Result<Vec<Dataset>> {
+pub fn write_test_split(dir: &Path, items: usize, kinds: &[ItemKind]) -> Result<Vec<Dataset>> {
+    let mut mix = Mix::default();
+    for kind in ItemKind::ALL.into_iter().filter(|k| !kinds.contains(k)) {
+        mix = mix.with_kind(kind, 0.0)?;
+    }
     let parent = dir.parent().context("the benchmark folder needs a parent folder")?;
     let tmp = parent.join(format!(".data.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let written = synth::write_benchmark(&tmp, Split::Test, items, &Mix::default()).context("generating the synthetic benchmark")?;
+    let written = synth::write_benchmark(&tmp, Split::Test, items, &mix).context("generating the synthetic benchmark")?;
     let same = written.iter().all(|p| {
         let name = p.file_name().unwrap_or_default();
         std::fs::read(dir.join(name)).ok() == std::fs::read(p).ok()
@@ -88,14 +92,15 @@ mod tests {
     fn split_is_kept_when_unchanged_and_replaced_when_not() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data");
-        let first = write_test_split(&dir, 4).unwrap();
+        let first = write_test_split(&dir, 4, &ItemKind::ALL).unwrap();
         assert_eq!(first.len(), 3);
         let stamp = std::fs::metadata(&first[0].path).unwrap().modified().unwrap();
-        let again = write_test_split(&dir, 4).unwrap();
+        let again = write_test_split(&dir, 4, &ItemKind::ALL).unwrap();
         assert_eq!(std::fs::metadata(&again[0].path).unwrap().modified().unwrap(), stamp);
         assert!(first.iter().zip(&again).all(|(x, y)| x.content_hash == y.content_hash));
-        let other = write_test_split(&dir, 6).unwrap();
-        assert!(other.iter().all(|d| d.items.len() == 6));
+        let other = write_test_split(&dir, 6, &[ItemKind::ShortAnswer]).unwrap();
+        assert_eq!(other.len(), 1);
+        assert!(other[0].name.contains("VQA") && other[0].items.len() == 6);
         // Only the data folder: no temporary folder left behind.
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
     }

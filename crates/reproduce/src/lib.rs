@@ -25,6 +25,7 @@ use tokenscale_eval::merge::finish_run;
 use tokenscale_eval::models::ModelAnswerer;
 use tokenscale_eval::store::load_run;
 use tokenscale_eval::sweep::{read_config, run_sweep, Answerer, RunConfig, SweepConfig};
+use tokenscale_eval::synth::ItemKind;
 use tokenscale_eval::{Dataset, ScoreOptions};
 use tokenscale_model::checkpoint::Architecture;
 use tokenscale_model::imgque_pipeline::ImgQuePipeline;
@@ -40,6 +41,8 @@ pub struct Options {
     pub out: PathBuf,
     /// Test items per benchmark kind.
     pub items: usize,
+    /// The item kinds asked (MCQ, yes/no, short answer).
+    pub kinds: Vec<ItemKind>,
     pub vision_tokens: Vec<usize>,
     /// Image pairs for the probe.
     pub pairs: usize,
@@ -81,6 +84,9 @@ impl Options {
         if self.items == 0 {
             bail!("--items must be at least 1");
         }
+        if self.kinds.is_empty() {
+            bail!("--kinds needs at least one of mcq, yorn, vqa");
+        }
         if self.pairs == 0 {
             bail!("--pairs must be at least 1");
         }
@@ -120,7 +126,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     })?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
     files::remove_temporaries(&opts.out)?;
-    let datasets = timings.time("generate the benchmark", || benchmark::write_test_split(&opts.out.join("data"), opts.items))?;
+    let datasets = timings.time("generate the benchmark", || benchmark::write_test_split(&opts.out.join("data"), opts.items, &opts.kinds))?;
 
     let run_dir = opts.out.join("run");
     let fingerprint = files::model_fingerprint(&opts.model_dir)?;

@@ -92,11 +92,13 @@ fn scores<'a>(x: &Inputs<'a>, timings: &Timings) -> Scores<'a> {
         })
         .collect();
     let bound = x.probe.bound.as_ref();
+    let fitted: Vec<(&str, f64, Option<[f64; 2]>)> =
+        x.fits.iter().filter_map(|f| Some((f.series.as_str(), f.regimes.n_balance?, f.regimes.n_balance_ci95))).collect();
     Scores {
         tokenscale_version: env!("CARGO_PKG_VERSION"),
         model: serde_json::json!({"dir": o.model_dir, "name": x.model_name, "fingerprint": x.fingerprint}),
         settings: serde_json::json!({
-            "items_per_kind": o.items, "vision_tokens": x.vision_tokens, "pairs": o.pairs, "seed": o.seed,
+            "items_per_kind": o.items, "kinds": o.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(), "vision_tokens": x.vision_tokens, "pairs": o.pairs, "seed": o.seed,
             "max_new_tokens": o.max_new_tokens, "bootstrap": o.bootstrap, "image_size": crate::benchmark::IMAGE_SIZE,
             "datasets": x.datasets.iter().map(|d| serde_json::json!({"name": d.name, "kind": d.kind, "rows": d.items.len()})).collect::<Vec<_>>(),
         }),
@@ -115,7 +117,7 @@ fn scores<'a>(x: &Inputs<'a>, timings: &Timings) -> Scores<'a> {
             notes: bound.map_or(&[], |b| b.notes.as_slice()),
             error: x.probe.bound_error.as_deref(),
         },
-        n_balance_comparison: compare_n_balance(x.fits, x.probe),
+        n_balance_comparison: compare_n_balance(&fitted, x.probe.n_balance()),
         workload: serde_json::json!({
             "text_tokens": x.workload.text_tokens, "query_text_tokens": x.workload.query_text_tokens,
             "crops": x.workload.crops, "new_tokens": x.workload.new_tokens, "dtype": x.workload.dtype.name(),
@@ -171,11 +173,16 @@ fn accuracy_csv(rows: &[AccuracyRow]) -> String {
     s
 }
 
+/// An interval that pins n_balance down to within three orders of magnitude (the criterion of
+/// the law crate's "poorly determined" note).
+fn informative(lo: f64, hi: f64) -> bool {
+    lo > 0.0 && hi / lo <= 1e3
+}
+
 /// Each fit's n_balance against the probe's.
-fn compare_n_balance(fits: &[SeriesFits], probe: &ProbeOutcome) -> String {
-    let fitted: Vec<(&str, f64, Option<[f64; 2]>)> =
-        fits.iter().filter_map(|f| Some((f.series.as_str(), f.regimes.n_balance?, f.regimes.n_balance_ci95))).collect();
-    let Some(p) = probe.n_balance() else {
+/// `fitted`: (series, n_balance, 95% interval) of the fits that give one.
+fn compare_n_balance(fitted: &[(&str, f64, Option<[f64; 2]>)], probe: Option<f64>) -> String {
+    let Some(p) = probe else {
         let listed: Vec<String> = fitted.iter().map(|(s, nb, _)| format!("{s} {}", fmt_value(*nb))).collect();
         let fits_text = if listed.is_empty() { "no fit gives one either".to_string() } else { format!("the fits' ({}) stand alone", listed.join(", ")) };
         return format!("The probe gives no n_balance (ψ_AA ≤ ψ_AB at its largest n, or no bound), and {fits_text}.");
@@ -188,6 +195,10 @@ fn compare_n_balance(fits: &[SeriesFits], probe: &ProbeOutcome) -> String {
         .map(|(series, nb, ci)| {
             let ratio = if p > *nb { p / nb } else { nb / p };
             match ci {
+                Some([lo, hi]) if !informative(*lo, *hi) => format!(
+                    "The fit to {series} accuracy does not determine n_balance ({}, 95% CI [{}, {}] spans more than three orders of magnitude), so it can neither confirm nor contradict the probe's ({}).",
+                    fmt_value(*nb), fmt_value(*lo), fmt_value(*hi), fmt_value(p)
+                ),
                 Some([lo, hi]) if *lo <= p && p <= *hi => format!(
                     "The probe's n_balance ({}) lies inside the 95% interval of the fit to {series} accuracy ({}, [{}, {}]).",
                     fmt_value(p), fmt_value(*nb), fmt_value(*lo), fmt_value(*hi)
@@ -343,5 +354,24 @@ fn cost_section(md: &mut String, x: &Inputs) {
             human_bytes(c.peak_activation_bytes),
             c.seconds_per_answer.map_or("-".into(), |s| format!("{s:.3}"))
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_balance_comparison_says_what_the_intervals_allow() {
+        let inside = compare_n_balance(&[("overall", 10.0, Some([4.0, 30.0]))], Some(12.0));
+        assert!(inside.contains("lies inside"), "{inside}");
+        let outside = compare_n_balance(&[("fine", 10.0, Some([8.0, 12.0]))], Some(40.0));
+        assert!(outside.contains("lies outside") && outside.contains("factor of 4.000"), "{outside}");
+        let wide = compare_n_balance(&[("overall", 14.0, Some([1e-80, 1e30]))], Some(1.6));
+        assert!(wide.contains("does not determine n_balance"), "{wide}");
+        let no_probe = compare_n_balance(&[("overall", 14.0, None)], None);
+        assert!(no_probe.contains("The probe gives no n_balance") && no_probe.contains("overall 14.000"), "{no_probe}");
+        let no_fit = compare_n_balance(&[], Some(2.0));
+        assert!(no_fit.starts_with("No fit gives an n_balance"), "{no_fit}");
     }
 }

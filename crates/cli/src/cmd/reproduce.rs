@@ -1,9 +1,10 @@
 //! `tokenscale reproduce`: the paper's experiment on the shipped model in one command (the work
 //! is tokenscale-reproduce's; this file reads the flags).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{anyhow, Context, Result};
+use tokenscale_eval::synth::ItemKind;
 use tokenscale_reproduce::{run as reproduce, Options, DEFAULT_VISION_TOKENS};
 
 #[derive(clap::Args)]
@@ -14,9 +15,13 @@ pub struct Args {
     /// Query-fused checkpoint folder (default: the embedded tiny model).
     #[arg(long, conflicts_with = "retrain")]
     pub model: Option<PathBuf>,
-    /// Test items per benchmark kind (MCQ, Y/N, VQA).
-    #[arg(long, default_value_t = 1000)]
+    /// Test items per benchmark kind.
+    #[arg(long, default_value_t = 3000)]
     pub items: usize,
+    /// Item kinds asked, comma-separated: mcq, yorn, vqa (short answers). The default is the kind
+    /// the shipped model was trained on (models/tiny-imgque/training/).
+    #[arg(long, value_delimiter = ',', default_value = "vqa")]
+    pub kinds: Vec<String>,
     /// Vision-token counts n, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_VISION_TOKENS)]
     pub vision_tokens: Vec<usize>,
@@ -36,10 +41,11 @@ pub struct Args {
     /// reproduce with it.
     #[arg(long)]
     pub retrain: bool,
-    /// With --retrain: training configuration (JSON, as `tokenscale train --config`; default: the
-    /// shipped model's).
+    /// With --retrain: a training stage's configuration (JSON, as `tokenscale train --config`);
+    /// repeat for stages run in order, each later one starting from the previous model (default:
+    /// the shipped model's stages).
     #[arg(long, requires = "retrain")]
-    pub train_config: Option<PathBuf>,
+    pub train_config: Vec<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -47,6 +53,11 @@ pub fn run(args: Args) -> Result<()> {
         model_dir: PathBuf::new(),
         out: args.out,
         items: args.items,
+        kinds: args
+            .kinds
+            .iter()
+            .map(|k| ItemKind::parse(k.trim()).ok_or_else(|| anyhow!("--kinds: unknown kind `{k}` (mcq, yorn, vqa)")))
+            .collect::<Result<_>>()?,
         vision_tokens: args.vision_tokens,
         pairs: args.pairs,
         seed: args.seed,
@@ -58,13 +69,7 @@ pub fn run(args: Args) -> Result<()> {
     opts.check()?;
     opts.model_dir = match (args.model, args.retrain) {
         (Some(dir), _) => dir,
-        (None, true) => {
-            let out = opts.out.join("train");
-            let start = std::time::Instant::now();
-            super::train::run(super::train::Args { config: args.train_config, out: out.clone(), max_steps: None })?;
-            opts.earlier_steps.push(("train the model (this invocation)".to_string(), start.elapsed().as_secs_f64()));
-            out.join("model")
-        }
+        (None, true) => retrain(&opts.out.join("train"), &args.train_config, &mut opts.earlier_steps)?,
         (None, false) => crate::embedded::default_model_dir()?,
     };
     let outcome = reproduce(&opts)?;
@@ -74,4 +79,36 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("wrote {} ({total:.1} s)", outcome.report.display());
     Ok(())
+}
+
+/// Trains the stages in order into `dir/stage<i>` (each resumable as `tokenscale train` is), the
+/// configuration of every later stage pointed at the previous stage's model; returns the last
+/// model's folder and records each stage's time.
+fn retrain(dir: &Path, configs: &[PathBuf], steps: &mut Vec<(String, f64)>) -> Result<PathBuf> {
+    let stages: Vec<(String, String)> = if configs.is_empty() {
+        crate::embedded::TRAINING_STAGES.iter().enumerate().map(|(i, text)| (format!("shipped stage {}", i + 1), text.to_string())).collect()
+    } else {
+        configs
+            .iter()
+            .map(|p| Ok((p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?)))
+            .collect::<Result<_>>()?
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let mut previous: Option<PathBuf> = None;
+    for (i, (origin, text)) in stages.iter().enumerate() {
+        let mut config: serde_json::Value = serde_json::from_str(text).with_context(|| format!("{origin}: not a JSON training configuration"))?;
+        let object = config.as_object_mut().with_context(|| format!("{origin}: not a JSON object"))?;
+        if let Some(model) = &previous {
+            object.insert("init_from".into(), model.display().to_string().into());
+        }
+        let path = dir.join(format!("stage{}.json", i + 1));
+        tokenscale_reproduce::files::write_file(&path, serde_json::to_string_pretty(&config)?.as_bytes())?;
+        let out = dir.join(format!("stage{}", i + 1));
+        let start = std::time::Instant::now();
+        super::train::run(super::train::Args { config: Some(path), out: out.clone(), max_steps: None })
+            .with_context(|| format!("--retrain: stage {} ({origin})", i + 1))?;
+        steps.push((format!("train stage {} (this invocation)", i + 1), start.elapsed().as_secs_f64()));
+        previous = Some(out.join("model"));
+    }
+    previous.context("--retrain: no training stage")
 }
