@@ -5,11 +5,23 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-use candle_core::safetensors::{MmapedSafetensors, SliceSafetensors};
+use candle_core::safetensors::SliceSafetensors;
 use candle_core::{DType, Device, Tensor};
 
+/// Where one tensor's bytes are in a checkpoint file.
+struct Located {
+    file: usize,
+    dtype: DType,
+    shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    start: u64,
+    end: u64,
+}
+
 enum Store {
-    Files(MmapedSafetensors),
+    /// Tensors read from the files on request (no memory map: a mapped checkpoint counts in the
+    /// process's resident memory next to the copies the model keeps, doubling peak RSS).
+    Files { paths: Vec<PathBuf>, index: HashMap<String, Located> },
     Embedded(SliceSafetensors<'static>),
     /// Tensors held in memory (a model being trained: its parameters, shared with the optimiser).
     Tensors(HashMap<String, Tensor>),
@@ -73,15 +85,17 @@ pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 impl Weights {
     pub fn from_files(files: &[PathBuf], dtype: DType, device: &Device) -> Result<Self> {
-        for file in files {
-            validate_safetensors_file(file)?;
+        let mut index = HashMap::new();
+        for (i, file) in files.iter().enumerate() {
+            let (data_start, header) = validate_safetensors_file(file)?;
+            for (key, entry) in header {
+                let located = locate(file, i, data_start, &key, &entry)?;
+                index.insert(key, located);
+            }
         }
-        // SAFETY: the files are treated as read-only for the life of the map.
-        let store = unsafe { MmapedSafetensors::multi(files) }
-            .with_context(|| format!("{}: not a valid safetensors file", files[0].display()))?;
-        let keys = store.tensors().into_iter().map(|(k, _)| k).collect();
+        let keys = index.keys().cloned().collect();
         let origin = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
-        Ok(Self::new(Store::Files(store), origin, keys, dtype, device))
+        Ok(Self::new(Store::Files { paths: files.to_vec(), index }, origin, keys, dtype, device))
     }
 
     pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
@@ -196,7 +210,11 @@ impl Weights {
         }
         let device = &self.inner.device;
         let raw = match &self.inner.store {
-            Store::Files(st) => st.load(&key, device),
+            Store::Files { paths, index } => {
+                let located = index.get(&key).with_context(|| format!("{}: missing tensor `{key}`", self.inner.origin))?;
+                read_tensor(&paths[located.file], located, device).with_context(|| format!("tensor `{key}`"))
+                    .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
+            }
             Store::Embedded(st) => st.load(&key, device),
             Store::Tensors(map) | Store::Recording { known: map, .. } => {
                 map.get(&key).cloned().ok_or_else(|| candle_core::Error::Msg(format!("no tensor `{key}`")))
@@ -210,7 +228,14 @@ impl Weights {
     /// Storage dtype and element count of every tensor, for `inspect`.
     pub fn summary(&self) -> Result<Vec<(String, String, usize)>> {
         let views = match &self.inner.store {
-            Store::Files(st) => st.tensors(),
+            Store::Files { index, .. } => {
+                let mut rows: Vec<(String, String, usize)> = index
+                    .iter()
+                    .map(|(k, l)| (k.clone(), format!("{:?}", l.dtype), l.shape.iter().product()))
+                    .collect();
+                rows.sort();
+                return Ok(rows);
+            }
             Store::Embedded(st) => st.tensors(),
             Store::Tensors(map) | Store::Recording { known: map, .. } => {
                 let mut rows: Vec<(String, String, usize)> =
@@ -230,7 +255,7 @@ impl Weights {
 
 /// Checks the header length and the data size before mapping, so a truncated file is an error
 /// naming the file instead of a failure deep inside the mapping.
-fn validate_safetensors_file(path: &Path) -> Result<()> {
+fn validate_safetensors_file(path: &Path) -> Result<(u64, serde_json::Map<String, serde_json::Value>)> {
     let bytes_len = std::fs::metadata(path).with_context(|| format!("{}: cannot open", path.display()))?.len();
     let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut head = [0u8; 8];
@@ -264,5 +289,57 @@ fn validate_safetensors_file(path: &Path) -> Result<()> {
             bytes_len
         );
     }
-    Ok(())
+    let mut map = match json {
+        serde_json::Value::Object(map) => map,
+        _ => bail!("{}: corrupt safetensors header: not a JSON object", path.display()),
+    };
+    map.remove("__metadata__");
+    Ok((8 + header_len, map))
+}
+
+fn dtype_named(name: &str) -> Option<DType> {
+    Some(match name {
+        "BF16" => DType::BF16,
+        "F16" => DType::F16,
+        "F32" => DType::F32,
+        "F64" => DType::F64,
+        "I64" => DType::I64,
+        "U32" => DType::U32,
+        "U8" => DType::U8,
+        _ => return None,
+    })
+}
+
+/// One header entry as a byte range of the file, checked against its dtype and shape.
+fn locate(path: &Path, file: usize, data_start: u64, key: &str, entry: &serde_json::Value) -> Result<Located> {
+    let bad = |what: &str| anyhow::anyhow!("{}: tensor `{key}`: {what}", path.display());
+    let name = entry.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad("missing `dtype`"))?;
+    let dtype = dtype_named(name).ok_or_else(|| bad(&format!("unsupported dtype {name}")))?;
+    let shape: Vec<usize> = entry
+        .get("shape")
+        .and_then(|s| s.as_array())
+        .ok_or_else(|| bad("missing `shape`"))?
+        .iter()
+        .map(|d| d.as_u64().map(|d| d as usize))
+        .collect::<Option<_>>()
+        .ok_or_else(|| bad("`shape` is not a list of sizes"))?;
+    let offsets = entry.get("data_offsets").and_then(|o| o.as_array()).ok_or_else(|| bad("missing `data_offsets`"))?;
+    let (begin, end) = match (offsets.first().and_then(|v| v.as_u64()), offsets.get(1).and_then(|v| v.as_u64())) {
+        (Some(b), Some(e)) if b <= e => (b, e),
+        _ => return Err(bad("invalid `data_offsets`")),
+    };
+    let want = shape.iter().product::<usize>() * dtype.size_in_bytes();
+    if (end - begin) as usize != want {
+        return Err(bad(&format!("{} data bytes for shape {shape:?} of {name} ({want} expected)", end - begin)));
+    }
+    Ok(Located { file, dtype, shape, start: data_start + begin, end: data_start + end })
+}
+
+fn read_tensor(path: &Path, located: &Located, device: &Device) -> Result<Tensor> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    file.seek(SeekFrom::Start(located.start))?;
+    let mut bytes = vec![0u8; (located.end - located.start) as usize];
+    file.read_exact(&mut bytes).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(Tensor::from_raw_buffer(&bytes, located.dtype, &located.shape, device)?)
 }
