@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
-use tokenscale_model::io::write_bytes_atomic;
+use tokenscale_model::io::{write_atomic, write_bytes_atomic};
 
 use crate::trainer::{LossRow, TrainConfig, ValidationRow};
 
@@ -73,10 +73,9 @@ fn copy_files(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let tmp = path.with_extension("safetensors.tmp");
-    candle_core::safetensors::save(tensors, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
-    Ok(())
+    write_atomic(path, |tmp| {
+        candle_core::safetensors::save(tensors, tmp).with_context(|| format!("{}: cannot write", tmp.display()))
+    })
 }
 
 /// Writes checkpoint `ck.step` (files of `model_dir` + `params` + `moments` + state.json), then
