@@ -38,6 +38,8 @@ pub struct ImgQueInputs {
     pub embeds: Tensor,
     /// Vision tokens the LLM received (QED slots).
     pub vision_tokens: usize,
+    /// The query decoder's states that fill the QED slots, before the projection: `[n, vision_hidden]`.
+    pub query_states: Tensor,
 }
 
 fn json_string(value: &serde_json::Value, key: &str) -> Option<String> {
@@ -140,7 +142,7 @@ impl ImgQuePipeline {
         let states = self.model.query_states(crop_tokens, &query.input_ids, &query.input_tps)?;
         let embeds = self.model.fuse(&record.llm.input_ids, &record.llm.input_tps, &states)?;
         let vision_tokens = states.dim(0)?;
-        Ok(ImgQueInputs { record, embeds, vision_tokens })
+        Ok(ImgQueInputs { record, embeds, vision_tokens, query_states: states })
     }
 
     pub fn stop_tokens(&self) -> Vec<u32> {

@@ -114,9 +114,9 @@ pub fn write_checkpoint(
 }
 
 pub fn loss_csv(rows: &[LossRow]) -> String {
-    let mut s = String::from("step,loss,lr,mean_vision_tokens,seconds\n");
+    let mut s = String::from("step,loss,aux_loss,lr,mean_vision_tokens,seconds\n");
     for r in rows {
-        s.push_str(&format!("{},{:.6},{:.6e},{:.2},{:.3}\n", r.step, r.loss, r.lr, r.mean_vision_tokens, r.seconds));
+        s.push_str(&format!("{},{:.6},{:.6},{:.6e},{:.2},{:.3}\n", r.step, r.loss, r.aux_loss, r.lr, r.mean_vision_tokens, r.seconds));
     }
     s
 }

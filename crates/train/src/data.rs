@@ -15,7 +15,8 @@ pub struct Example {
     pub cells: Vec<(u32, u32)>,
 }
 
-pub trait ExampleSource {
+/// `Sync`: a batch's slices are drawn from it on several threads.
+pub trait ExampleSource: Sync {
     fn example(&self, index: u64) -> Result<Example>;
     fn validation_example(&self, index: u64) -> Result<Example>;
     /// Every word the tokenizers must know.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use tokenscale_model::chat::token_type::{ANS, EOS};
@@ -47,10 +48,17 @@ pub struct TrainConfig {
     /// Start from this model folder's weights (an earlier stage of a curriculum) instead of a
     /// fresh initialisation; its tokenizer must be the one this run builds.
     pub init_from: Option<PathBuf>,
+    /// With `init_from`: tensors that model lacks (layers added to a deeper shape) keep their
+    /// fresh initialisation instead of being an error.
+    pub init_partial: bool,
     /// Weight of an auxiliary loss: a linear head (`aux_cells.*`, kept out of the shipped model)
     /// reads each of the global view's merged tokens and predicts what the grid cell under it
     /// holds (colour and shape; 0 = off). Needs a `crop / patch / 2` grid equal to the scene grid.
     pub aux_cell_weight: f64,
+    /// Weight of a second auxiliary loss: a linear head (`aux_slots.*`, not shipped) reads the
+    /// state of QED slot j (j < min(n, cells)) and predicts what grid cell j holds, so that the
+    /// first slots become a spatial summary the LLM can look cells up in (0 = off).
+    pub aux_slot_weight: f64,
 }
 
 impl Default for TrainConfig {
@@ -70,7 +78,9 @@ impl Default for TrainConfig {
             subtask_weights: Vec::new(),
             kind_weights: Vec::new(),
             init_from: None,
+            init_partial: false,
             aux_cell_weight: 0.0,
+            aux_slot_weight: 0.0,
         }
     }
 }
@@ -140,7 +150,11 @@ impl TrainConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LossRow {
     pub step: u64,
+    /// Answer cross-entropy per answer token.
     pub loss: f64,
+    /// Weighted auxiliary losses per example (0 without auxiliary heads).
+    #[serde(default)]
+    pub aux_loss: f64,
     pub lr: f64,
     pub mean_vision_tokens: f64,
     pub seconds: f64,
@@ -158,20 +172,24 @@ pub struct ValidationRow {
 const AUX_COLOURS: usize = 6;
 const AUX_SHAPES: usize = 5;
 
-fn aux_head(config: &TrainConfig, seed: u64) -> Result<HashMap<String, Tensor>> {
+/// A fresh auxiliary head `{prefix}.weight` / `{prefix}.bias` (vision width → cell classes).
+fn aux_head(config: &TrainConfig, prefix: &str, seed: u64) -> Result<HashMap<String, Tensor>> {
     let h = config.model.vision_hidden;
-    let mut rng = Gaussian::new(seed ^ 0xa0c5);
+    let mut rng = Gaussian::new(seed);
     let rows = AUX_COLOURS + AUX_SHAPES;
     let weight: Vec<f32> = (0..rows * h).map(|_| (0.02 * rng.sample()) as f32).collect();
     Ok(HashMap::from([
-        ("aux_cells.weight".to_string(), Tensor::from_vec(weight, (rows, h), &Device::Cpu)?),
-        ("aux_cells.bias".to_string(), Tensor::zeros(rows, DType::F32, &Device::Cpu)?),
+        (format!("{prefix}.weight"), Tensor::from_vec(weight, (rows, h), &Device::Cpu)?),
+        (format!("{prefix}.bias"), Tensor::zeros(rows, DType::F32, &Device::Cpu)?),
     ]))
 }
 
+/// Parameter names of the auxiliary heads: trained and checkpointed, never shipped.
+const AUX_PREFIXES: [&str; 2] = ["aux_cells.", "aux_slots."];
+
 /// The parameters stored in the model folder `from`, which must have exactly the names and
 /// shapes of `fresh` and the tokenizer written to `dir`.
-fn weights_from(from: &Path, dir: &Path, fresh: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+fn weights_from(from: &Path, dir: &Path, fresh: HashMap<String, Tensor>, partial: bool) -> Result<HashMap<String, Tensor>> {
     let read = |p: PathBuf| std::fs::read(&p).with_context(|| format!("{}: cannot read", p.display()));
     if read(from.join("tokenizer.json"))? != read(dir.join("tokenizer.json"))? {
         bail!("{}: field `init_from`: its tokenizer.json differs from the one this run builds", from.display());
@@ -180,7 +198,13 @@ fn weights_from(from: &Path, dir: &Path, fresh: HashMap<String, Tensor>) -> Resu
     let stored = candle_core::safetensors::load(&path, &Device::Cpu).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut out = HashMap::new();
     for (key, value) in fresh {
-        let old = stored.get(&key).with_context(|| format!("{}: missing tensor `{key}`", path.display()))?;
+        let Some(old) = stored.get(&key) else {
+            if partial {
+                out.insert(key, value);
+                continue;
+            }
+            bail!("{}: missing tensor `{key}` (set `init_partial` to start new tensors fresh)", path.display());
+        };
         if old.dims() != value.dims() {
             bail!("{}: tensor `{key}` has shape {:?}, this run needs {:?}", path.display(), old.dims(), value.dims());
         }
@@ -200,6 +224,27 @@ pub struct Trainer<'a> {
     pub validation: Vec<ValidationRow>,
     pub step: u64,
 }
+
+/// What a slice of a batch adds up: answer and auxiliary loss values, answer tokens, budgets.
+#[derive(Default)]
+struct ShardSums {
+    answer: f64,
+    aux: f64,
+    tokens: usize,
+    budget: usize,
+}
+
+impl ShardSums {
+    fn add(&mut self, other: &ShardSums) {
+        self.answer += other.answer;
+        self.aux += other.aux;
+        self.tokens += other.tokens;
+        self.budget += other.budget;
+    }
+}
+
+/// Fixed slices of every batch (see `Trainer::train_step`).
+const SHARDS: usize = 4;
 
 fn model_dir(out: &Path) -> PathBuf {
     out.join("model")
@@ -227,10 +272,13 @@ impl<'a> Trainer<'a> {
                 write_model_files(&dir, &config.model, &source.words())?;
                 let mut tensors = initial_parameters(&dir, config.seed)?;
                 if let Some(from) = &config.init_from {
-                    tensors = weights_from(from, &dir, tensors)?;
+                    tensors = weights_from(from, &dir, tensors, config.init_partial)?;
                 }
                 if config.aux_cell_weight > 0.0 {
-                    tensors.extend(aux_head(&config, config.seed)?);
+                    tensors.extend(aux_head(&config, "aux_cells", config.seed ^ 0xa0c5)?);
+                }
+                if config.aux_slot_weight > 0.0 {
+                    tensors.extend(aux_head(&config, "aux_slots", config.seed ^ 0x5107)?);
                 }
                 (dir, tensors, None)
             }
@@ -259,8 +307,23 @@ impl<'a> Trainer<'a> {
         &self.pipeline
     }
 
-    /// Sum of answer-token cross-entropies of one example and the number of answer tokens.
-    /// Cross-entropy of the auxiliary head over the global view's merged tokens (one per cell).
+    /// Cross-entropy of head `prefix` predicting cells `0..tokens.len()` from `tokens` `[k, h]`.
+    fn cell_prediction_loss(&self, prefix: &str, tokens: &Tensor, example: &Example) -> Result<Tensor> {
+        let k = tokens.dim(0)?;
+        let head = |k: &str| {
+            self.params.get(k).with_context(|| format!("the run has no `{k}` (its auxiliary weight was 0 when it started)"))
+        };
+        let (w, b) = (head(&format!("{prefix}.weight"))?, head(&format!("{prefix}.bias"))?);
+        let logits = tokens.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+        let cells = &example.cells[..k];
+        let colours = Tensor::new(cells.iter().map(|c| c.0).collect::<Vec<_>>(), &Device::Cpu)?;
+        let shapes = Tensor::new(cells.iter().map(|c| c.1).collect::<Vec<_>>(), &Device::Cpu)?;
+        let colour_loss = candle_nn::loss::cross_entropy(&logits.narrow(1, 0, AUX_COLOURS)?, &colours)?;
+        let shape_loss = candle_nn::loss::cross_entropy(&logits.narrow(1, AUX_COLOURS, AUX_SHAPES)?, &shapes)?;
+        Ok((colour_loss + shape_loss)?)
+    }
+
+    /// Auxiliary head over the global view's merged tokens (one per cell).
     fn aux_cell_loss(&self, crops: &Tensor, example: &Example) -> Result<Option<Tensor>> {
         if self.config.aux_cell_weight <= 0.0 || example.cells.is_empty() {
             return Ok(None);
@@ -270,23 +333,29 @@ impl<'a> Trainer<'a> {
         if per_crop != cells {
             bail!("aux_cell_weight needs one merged token per grid cell: the global view has {per_crop} tokens, the scene {cells} cells");
         }
-        let head = |k: &str| self.params.get(k).with_context(|| format!("the run has no `{k}` (aux_cell_weight was 0 when it started)"));
-        let (w, b) = (head("aux_cells.weight")?, head("aux_cells.bias")?);
         let tokens = crops.get(0)?.narrow(0, 0, cells)?;
-        let logits = tokens.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
-        let colours = Tensor::new(example.cells.iter().map(|c| c.0).collect::<Vec<_>>(), &Device::Cpu)?;
-        let shapes = Tensor::new(example.cells.iter().map(|c| c.1).collect::<Vec<_>>(), &Device::Cpu)?;
-        let colour_loss = candle_nn::loss::cross_entropy(&logits.narrow(1, 0, AUX_COLOURS)?, &colours)?;
-        let shape_loss = candle_nn::loss::cross_entropy(&logits.narrow(1, AUX_COLOURS, AUX_SHAPES)?, &shapes)?;
-        Ok(Some(((colour_loss + shape_loss)? * self.config.aux_cell_weight)?))
+        Ok(Some((self.cell_prediction_loss("aux_cells", &tokens, example)? * self.config.aux_cell_weight)?))
     }
 
-    fn example_loss(&self, example: &Example, n: usize) -> Result<(Tensor, usize)> {
+    /// Auxiliary head over the first QED slots' states (slot j ↔ cell j).
+    fn aux_slot_loss(&self, query_states: &Tensor, example: &Example) -> Result<Option<Tensor>> {
+        if self.config.aux_slot_weight <= 0.0 || example.cells.is_empty() {
+            return Ok(None);
+        }
+        let k = query_states.dim(0)?.min(example.cells.len());
+        let tokens = query_states.narrow(0, 0, k)?;
+        Ok(Some((self.cell_prediction_loss("aux_slots", &tokens, example)? * self.config.aux_slot_weight)?))
+    }
+
+    /// The example's loss to minimise (answer-token cross-entropies summed, plus the weighted
+    /// auxiliary losses), its answer tokens, and the two parts' values.
+    fn example_loss(&self, example: &Example, n: usize) -> Result<(Tensor, usize, f64, f64)> {
         let p = &self.pipeline;
         let crops = p.encode_image(&example.image)?;
         let aux = self.aux_cell_loss(&crops, example)?;
         let conv = Conversation::new().user(example.prompt.clone()).assistant(example.answer.clone());
         let inputs = p.embeddings(&crops, &conv, n, n)?;
+        let slot_aux = self.aux_slot_loss(&inputs.query_states, example)?;
         let llm = &p.model.llm;
         let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, false)?;
         let (ids, tps) = (&inputs.record.llm.input_ids, &inputs.record.llm.input_tps);
@@ -305,44 +374,112 @@ impl<'a> Trainer<'a> {
         }
         let logits = out.logits.squeeze(0)?.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
         let targets = Tensor::new(targets.as_slice(), &Device::Cpu)?;
-        let loss = (candle_nn::loss::cross_entropy(&logits, &targets)? * targets.dim(0)? as f64)?;
-        let loss = match aux {
-            Some(aux) => (loss + aux)?,
-            None => loss,
-        };
-        Ok((loss, targets.dim(0)?))
+        let answer = (candle_nn::loss::cross_entropy(&logits, &targets)? * targets.dim(0)? as f64)?;
+        let answer_value = answer.to_scalar::<f32>()? as f64;
+        let (mut loss, mut aux_value) = (answer, 0.0);
+        for extra in [aux, slot_aux].into_iter().flatten() {
+            aux_value += extra.to_scalar::<f32>()? as f64;
+            loss = (loss + extra)?;
+        }
+        Ok((loss, targets.dim(0)?, answer_value, aux_value))
     }
 
-    /// One optimiser step on batch `self.step`; returns its mean per-token loss.
-    pub fn train_step(&mut self) -> Result<LossRow> {
-        let started = Instant::now();
-        nn::set_differentiable(true);
-        let step = self.step;
+    /// Forward and backward of examples `range` of batch `step` on the calling thread: the
+    /// gradients of their summed (not yet averaged) loss, the summed loss, answer tokens and budgets.
+    fn shard(&self, step: u64, range: std::ops::Range<usize>) -> Result<(GradStore, ShardSums)> {
         let mut total: Option<Tensor> = None;
-        let (mut tokens, mut budget_sum) = (0usize, 0usize);
-        for j in 0..self.config.batch {
+        let mut sums = ShardSums::default();
+        for j in range {
             let index = step * self.config.batch as u64 + j as u64;
             let example = self.source.example(index)?;
             let n = self.config.vision_tokens(step, j);
-            let (loss, count) = self.example_loss(&example, n)?;
+            let (loss, count, answer, aux) = self.example_loss(&example, n)?;
             total = Some(match total {
                 Some(t) => (t + loss)?,
                 None => loss,
             });
-            tokens += count;
-            budget_sum += n;
+            sums.add(&ShardSums { answer, aux, tokens: count, budget: n });
         }
-        let loss = (total.context("empty batch")? / tokens as f64)?;
-        let grads = loss.backward()?;
+        let grads = total.context("empty shard")?.backward()?;
+        Ok((grads, sums))
+    }
+
+    /// One optimiser step on batch `self.step`; returns its mean per-token loss.
+    ///
+    /// The batch is cut into `SHARDS` fixed slices whose gradients are summed in slice order, so
+    /// the result is the same on any number of cores; the slices run on up to that many threads
+    /// (candle's CPU element-wise work is single-threaded, so this is where cores help).
+    pub fn train_step(&mut self) -> Result<LossRow> {
+        let started = Instant::now();
+        let step = self.step;
+        let batch = self.config.batch;
+        let shards = SHARDS.min(batch);
+        let ranges: Vec<_> = (0..shards).map(|s| s * batch / shards..(s + 1) * batch / shards).collect();
+        let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).clamp(1, shards);
+        let this = &*self;
+        let mut results: Vec<Option<Result<(GradStore, ShardSums)>>> = (0..shards).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let mine: Vec<(usize, std::ops::Range<usize>)> =
+                        ranges.iter().cloned().enumerate().skip(t).step_by(threads).collect();
+                    scope.spawn(move || {
+                        let previous = nn::differentiable();
+                        nn::set_differentiable(true);
+                        let out: Vec<_> = mine.into_iter().map(|(i, r)| (i, this.shard(step, r))).collect();
+                        nn::set_differentiable(previous);
+                        out
+                    })
+                })
+                .collect();
+            for handle in handles {
+                match handle.join() {
+                    Ok(out) => {
+                        for (i, r) in out {
+                            results[i] = Some(r);
+                        }
+                    }
+                    Err(_) => std::panic::resume_unwind(Box::new("a training thread panicked")),
+                }
+            }
+        });
+        let mut merged: Option<GradStore> = None;
+        let mut sums = ShardSums::default();
+        for result in results {
+            let (mut grads, part) = result.context("a training shard did not run")??;
+            sums.add(&part);
+            merged = Some(match merged {
+                None => grads,
+                Some(mut acc) => {
+                    for var in self.params.values() {
+                        if let Some(g) = grads.remove(var.as_tensor()) {
+                            let sum = match acc.remove(var.as_tensor()) {
+                                Some(a) => (a + g)?,
+                                None => g,
+                            };
+                            acc.insert(var.as_tensor(), sum);
+                        }
+                    }
+                    acc
+                }
+            });
+        }
+        let mut grads = merged.context("empty batch")?;
+        let tokens = sums.tokens;
+        for var in self.params.values() {
+            if let Some(g) = grads.remove(var.as_tensor()) {
+                grads.insert(var.as_tensor(), (g / tokens as f64)?);
+            }
+        }
         let lr = self.config.learning_rate(step);
         self.optimizer.step(&grads, lr)?;
-        nn::set_differentiable(false);
         self.step += 1;
         let row = LossRow {
             step: self.step,
-            loss: loss.to_scalar::<f32>()? as f64,
+            loss: sums.answer / tokens as f64,
+            aux_loss: sums.aux / batch as f64,
             lr,
-            mean_vision_tokens: budget_sum as f64 / self.config.batch as f64,
+            mean_vision_tokens: sums.budget as f64 / batch as f64,
             seconds: started.elapsed().as_secs_f64(),
         };
         self.history.push(row.clone());
@@ -388,7 +525,7 @@ impl<'a> Trainer<'a> {
 
     /// The model's own tensors: what `out/model/model.safetensors` ships.
     pub fn model_parameters(&self) -> HashMap<String, Tensor> {
-        self.parameters().into_iter().filter(|(k, _)| !k.starts_with("aux_cells.")).collect()
+        self.parameters().into_iter().filter(|(k, _)| !AUX_PREFIXES.iter().any(|p| k.starts_with(p))).collect()
     }
 
     /// Writes a checkpoint of the current step (model folder, optimiser state, history) and

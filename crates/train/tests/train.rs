@@ -140,25 +140,29 @@ fn adamw_equals_candle_nn_on_matrices() {
 }
 
 #[test]
-fn the_auxiliary_cell_head_trains_but_is_not_shipped() {
+fn the_auxiliary_heads_train_but_are_not_shipped() {
     use tokenscale_train::data::SynthSource;
     let source = SynthSource { mix: Default::default() };
     let mut config = toy_config(2);
     config.model.crop = 32; // 8×8 patches → a 4×4 merged grid, one token per scene cell
     config.aux_cell_weight = 1.0;
+    config.aux_slot_weight = 0.5;
     config.validation_items = 0;
     let out = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::open(out.path(), config.clone(), &source).unwrap();
-    let before = trainer.parameters()["aux_cells.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let values = |t: &Trainer, k: &str| t.parameters()[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let before = [values(&trainer, "aux_cells.weight"), values(&trainer, "aux_slots.weight")];
     trainer.train_step().unwrap();
-    trainer.train_step().unwrap();
-    let after = trainer.parameters()["aux_cells.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert_ne!(before, after, "the head gets gradients");
+    let row = trainer.train_step().unwrap();
+    assert!(row.aux_loss > 0.0 && row.loss > 0.0, "{row:?}");
+    let after = [values(&trainer, "aux_cells.weight"), values(&trainer, "aux_slots.weight")];
+    assert_ne!(before[0], after[0], "the cell head gets gradients");
+    assert_ne!(before[1], after[1], "the slot head gets gradients");
     let ck = trainer.checkpoint().unwrap();
     let shipped = candle_core::safetensors::load(out.path().join("model/model.safetensors"), &Device::Cpu).unwrap();
-    assert!(!shipped.keys().any(|k| k.starts_with("aux_cells.")), "the model folder has no auxiliary tensors");
+    assert!(!shipped.keys().any(|k| k.starts_with("aux_")), "the model folder has no auxiliary tensors");
     let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
-    assert!(kept.contains_key("aux_cells.weight"), "the checkpoint keeps the head for resuming");
+    assert!(kept.contains_key("aux_cells.weight") && kept.contains_key("aux_slots.weight"), "the checkpoint keeps the heads for resuming");
     assert_eq!(Trainer::open(out.path(), config.clone(), &source).unwrap().step, 2);
 
     let mut mismatched = config;
@@ -167,4 +171,29 @@ fn the_auxiliary_cell_head_trains_but_is_not_shipped() {
     let mut trainer = Trainer::open(out.path(), mismatched, &source).unwrap();
     let err = trainer.train_step().err().unwrap().to_string();
     assert!(err.contains("one merged token per grid cell"), "{err}");
+}
+
+#[test]
+fn a_deeper_model_starts_from_a_shallower_one_only_with_init_partial() {
+    let out = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::open(out.path(), toy_config(1), &Plain).unwrap();
+    trainer.train_step().unwrap();
+    trainer.checkpoint().unwrap();
+    let shallow = trainer.parameters();
+
+    let mut deeper = toy_config(1);
+    deeper.model.llm_layers = 3;
+    deeper.init_from = Some(out.path().join("model"));
+    let refused = tempfile::tempdir().unwrap();
+    let err = Trainer::open(refused.path(), deeper.clone(), &Plain).err().unwrap().to_string();
+    assert!(err.contains("missing tensor") && err.contains("layers.2"), "{err}");
+
+    deeper.init_partial = true;
+    let grown = tempfile::tempdir().unwrap();
+    let params = Trainer::open(grown.path(), deeper, &Plain).unwrap().parameters();
+    assert!(params.keys().any(|k| k.contains("layers.2.")), "the new layer is there");
+    for (key, value) in &shallow {
+        let new = params[key].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(new, value.flatten_all().unwrap().to_vec1::<f32>().unwrap(), "{key} carried over");
+    }
 }
