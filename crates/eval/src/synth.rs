@@ -139,6 +139,8 @@ pub struct SynthItem {
     pub subtask: &'static str,
     /// What the image shows (the ground truth the answer was computed from).
     pub scene: Scene,
+    /// What the question is about.
+    pub subject: questions::Subject,
 }
 
 const SCENE_STREAM: u64 = 1;
@@ -175,26 +177,26 @@ pub fn item_with(split: Split, index: u64, mix: &Mix) -> SynthItem {
 }
 
 fn build(scene: Scene, subtask: usize, cands: &[Candidate], kind: ItemKind, rng: &mut Rng) -> SynthItem {
-    let (question, options, answer) = match kind {
+    let (question, options, answer, subject) = match kind {
         ItemKind::YesNo => {
             let (c, value) = pick::claim_question(subtask, cands, rng);
             let answer = if c.answer == value { "yes" } else { "no" };
-            (claim(subtask, c.subject, value), Vec::new(), answer.to_string())
+            (claim(subtask, c.subject, value), Vec::new(), answer.to_string(), c.subject)
         }
         ItemKind::ShortAnswer => {
             let c = pick::open_question(subtask, cands, rng);
-            (ask(subtask, c.subject), Vec::new(), c.answer.to_string())
+            (ask(subtask, c.subject), Vec::new(), c.answer.to_string(), c.subject)
         }
         ItemKind::Mcq => {
             let (c, mut options) = pick::choice_question(subtask, cands, rng);
             let at = rng.below(4).min(options.len());
             options.insert(at, c.answer);
             let letter = char::from(b'A' + at as u8).to_string();
-            (ask(subtask, c.subject), options.iter().map(|o| o.to_string()).collect(), letter)
+            (ask(subtask, c.subject), options.iter().map(|o| o.to_string()).collect(), letter, c.subject)
         }
     };
     let (name, category) = SUBTASKS[subtask];
-    SynthItem { image: scene.render(), question, options, answer, kind, category, subtask: name, scene }
+    SynthItem { image: scene.render(), question, options, answer, kind, category, subtask: name, scene, subject }
 }
 
 /// The item as `crate::dataset` reads it from the TSV (what the eval prompt is built from).

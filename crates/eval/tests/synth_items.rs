@@ -360,3 +360,25 @@ fn answers_cannot_be_read_from_the_text() {
         }
     }
 }
+
+#[test]
+fn the_answer_cell_holds_the_short_answer() {
+    let mix = Mix::default().only_kind(ItemKind::ShortAnswer);
+    let mut checked = BTreeMap::new();
+    for i in 0..2000 {
+        let it = item_with(Split::Train, i, &mix);
+        let Some(at) = it.subject.answer_cell(&it.scene) else {
+            assert!(!it.subtask.starts_with("cell_") && !it.subtask.starts_with("relation_"), "{}: {}", it.subtask, it.question);
+            continue;
+        };
+        let held = it.scene.cells[at];
+        let expected = match it.subtask {
+            "cell_colour" | "relation_colour" => held.map_or("none", |p| colour_name(p.color)),
+            "cell_shape" | "relation_shape" => held.map_or("none", |p| shape_name(p.shape)),
+            other => panic!("{other} has no answer cell"),
+        };
+        assert_eq!(it.answer, expected, "{}: {}", it.subtask, it.question);
+        *checked.entry(it.subtask).or_insert(0) += 1;
+    }
+    assert_eq!(checked.len(), 4, "{checked:?}");
+}

@@ -13,6 +13,8 @@ pub struct Example {
     /// What each cell of the scene's grid holds, row-major, as (colour, shape) class ids with 0
     /// meaning empty (colour 1 + `COLORS` index, shape 1 + `SHAPES` index); empty when unknown.
     pub cells: Vec<(u32, u32)>,
+    /// The index into `cells` of the cell whose content answers the question, if one does.
+    pub answer_cell: Option<usize>,
 }
 
 /// `Sync`: a batch's slices are drawn from it on several threads.
@@ -38,7 +40,8 @@ impl SynthSource {
             .iter()
             .map(|c| c.as_ref().map_or((0, 0), |p| (1 + p.color as u32, 1 + p.shape as u32)))
             .collect();
-        Example { image: item.image, prompt, answer: item.answer, cells }
+        let answer_cell = item.subject.answer_cell(&item.scene);
+        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell }
     }
 }
 

@@ -59,6 +59,11 @@ pub struct TrainConfig {
     /// state of QED slot j (j < min(n, cells)) and predicts what grid cell j holds, so that the
     /// first slots become a spatial summary the LLM can look cells up in (0 = off).
     pub aux_slot_weight: f64,
+    /// Weight of a third auxiliary loss: a linear head (`aux_routed.*`, not shipped) reads every
+    /// QED slot from `routed_from_slot` on and predicts the content of the cell the question is
+    /// about (cell and relation questions), so those slots learn to fetch the asked detail (0 = off).
+    pub aux_routed_weight: f64,
+    pub routed_from_slot: usize,
 }
 
 impl Default for TrainConfig {
@@ -81,6 +86,8 @@ impl Default for TrainConfig {
             init_partial: false,
             aux_cell_weight: 0.0,
             aux_slot_weight: 0.0,
+            aux_routed_weight: 0.0,
+            routed_from_slot: 16,
         }
     }
 }
@@ -185,7 +192,7 @@ fn aux_head(config: &TrainConfig, prefix: &str, seed: u64) -> Result<HashMap<Str
 }
 
 /// Parameter names of the auxiliary heads: trained and checkpointed, never shipped.
-const AUX_PREFIXES: [&str; 2] = ["aux_cells.", "aux_slots."];
+const AUX_PREFIXES: [&str; 3] = ["aux_cells.", "aux_slots.", "aux_routed."];
 
 /// The parameters stored in the model folder `from`, which must have exactly the names and
 /// shapes of `fresh` and the tokenizer written to `dir`.
@@ -280,6 +287,9 @@ impl<'a> Trainer<'a> {
                 if config.aux_slot_weight > 0.0 {
                     tensors.extend(aux_head(&config, "aux_slots", config.seed ^ 0x5107)?);
                 }
+                if config.aux_routed_weight > 0.0 {
+                    tensors.extend(aux_head(&config, "aux_routed", config.seed ^ 0x7047)?);
+                }
                 (dir, tensors, None)
             }
         };
@@ -307,15 +317,14 @@ impl<'a> Trainer<'a> {
         &self.pipeline
     }
 
-    /// Cross-entropy of head `prefix` predicting cells `0..tokens.len()` from `tokens` `[k, h]`.
-    fn cell_prediction_loss(&self, prefix: &str, tokens: &Tensor, example: &Example) -> Result<Tensor> {
-        let k = tokens.dim(0)?;
+    /// Cross-entropy of head `prefix` predicting, from each row of `tokens` `[k, h]`, the
+    /// content of the matching cell of `cells` (k of them).
+    fn cell_prediction_loss(&self, prefix: &str, tokens: &Tensor, cells: &[(u32, u32)]) -> Result<Tensor> {
         let head = |k: &str| {
             self.params.get(k).with_context(|| format!("the run has no `{k}` (its auxiliary weight was 0 when it started)"))
         };
         let (w, b) = (head(&format!("{prefix}.weight"))?, head(&format!("{prefix}.bias"))?);
         let logits = tokens.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
-        let cells = &example.cells[..k];
         let colours = Tensor::new(cells.iter().map(|c| c.0).collect::<Vec<_>>(), &Device::Cpu)?;
         let shapes = Tensor::new(cells.iter().map(|c| c.1).collect::<Vec<_>>(), &Device::Cpu)?;
         let colour_loss = candle_nn::loss::cross_entropy(&logits.narrow(1, 0, AUX_COLOURS)?, &colours)?;
@@ -334,7 +343,7 @@ impl<'a> Trainer<'a> {
             bail!("aux_cell_weight needs one merged token per grid cell: the global view has {per_crop} tokens, the scene {cells} cells");
         }
         let tokens = crops.get(0)?.narrow(0, 0, cells)?;
-        Ok(Some((self.cell_prediction_loss("aux_cells", &tokens, example)? * self.config.aux_cell_weight)?))
+        Ok(Some((self.cell_prediction_loss("aux_cells", &tokens, &example.cells)? * self.config.aux_cell_weight)?))
     }
 
     /// Auxiliary head over the first QED slots' states (slot j ↔ cell j).
@@ -344,7 +353,21 @@ impl<'a> Trainer<'a> {
         }
         let k = query_states.dim(0)?.min(example.cells.len());
         let tokens = query_states.narrow(0, 0, k)?;
-        Ok(Some((self.cell_prediction_loss("aux_slots", &tokens, example)? * self.config.aux_slot_weight)?))
+        Ok(Some((self.cell_prediction_loss("aux_slots", &tokens, &example.cells[..k])? * self.config.aux_slot_weight)?))
+    }
+
+    /// Auxiliary head over the QED slots from `routed_from_slot` on: each predicts the content of
+    /// the cell the question is about.
+    fn aux_routed_loss(&self, query_states: &Tensor, example: &Example) -> Result<Option<Tensor>> {
+        let from = self.config.routed_from_slot;
+        let n = query_states.dim(0)?;
+        let Some(cell) = example.answer_cell.and_then(|a| example.cells.get(a)) else { return Ok(None) };
+        if self.config.aux_routed_weight <= 0.0 || n <= from {
+            return Ok(None);
+        }
+        let tokens = query_states.narrow(0, from, n - from)?;
+        let targets = vec![*cell; n - from];
+        Ok(Some((self.cell_prediction_loss("aux_routed", &tokens, &targets)? * self.config.aux_routed_weight)?))
     }
 
     /// The example's loss to minimise (answer-token cross-entropies summed, plus the weighted
@@ -356,6 +379,7 @@ impl<'a> Trainer<'a> {
         let conv = Conversation::new().user(example.prompt.clone()).assistant(example.answer.clone());
         let inputs = p.embeddings(&crops, &conv, n, n)?;
         let slot_aux = self.aux_slot_loss(&inputs.query_states, example)?;
+        let routed_aux = self.aux_routed_loss(&inputs.query_states, example)?;
         let llm = &p.model.llm;
         let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, false)?;
         let (ids, tps) = (&inputs.record.llm.input_ids, &inputs.record.llm.input_tps);
@@ -377,7 +401,7 @@ impl<'a> Trainer<'a> {
         let answer = (candle_nn::loss::cross_entropy(&logits, &targets)? * targets.dim(0)? as f64)?;
         let answer_value = answer.to_scalar::<f32>()? as f64;
         let (mut loss, mut aux_value) = (answer, 0.0);
-        for extra in [aux, slot_aux].into_iter().flatten() {
+        for extra in [aux, slot_aux, routed_aux].into_iter().flatten() {
             aux_value += extra.to_scalar::<f32>()? as f64;
             loss = (loss + extra)?;
         }

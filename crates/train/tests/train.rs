@@ -22,7 +22,7 @@ struct Plain;
 impl Plain {
     fn make(index: u64) -> Example {
         let (name, rgb) = COLOURS[(index % 3) as usize];
-        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new() }
+        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None }
     }
 }
 
@@ -147,22 +147,26 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     config.model.crop = 32; // 8×8 patches → a 4×4 merged grid, one token per scene cell
     config.aux_cell_weight = 1.0;
     config.aux_slot_weight = 0.5;
+    config.aux_routed_weight = 0.5;
+    config.routed_from_slot = 1;
     config.validation_items = 0;
     let out = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::open(out.path(), config.clone(), &source).unwrap();
     let values = |t: &Trainer, k: &str| t.parameters()[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let before = [values(&trainer, "aux_cells.weight"), values(&trainer, "aux_slots.weight")];
+    let heads = ["aux_cells.weight", "aux_slots.weight", "aux_routed.weight"];
+    let before = heads.map(|k| values(&trainer, k));
     trainer.train_step().unwrap();
     let row = trainer.train_step().unwrap();
     assert!(row.aux_loss > 0.0 && row.loss > 0.0, "{row:?}");
-    let after = [values(&trainer, "aux_cells.weight"), values(&trainer, "aux_slots.weight")];
-    assert_ne!(before[0], after[0], "the cell head gets gradients");
-    assert_ne!(before[1], after[1], "the slot head gets gradients");
+    let after = heads.map(|k| values(&trainer, k));
+    for (k, (b, a)) in heads.iter().zip(before.iter().zip(&after)) {
+        assert_ne!(b, a, "{k} gets gradients");
+    }
     let ck = trainer.checkpoint().unwrap();
     let shipped = candle_core::safetensors::load(out.path().join("model/model.safetensors"), &Device::Cpu).unwrap();
     assert!(!shipped.keys().any(|k| k.starts_with("aux_")), "the model folder has no auxiliary tensors");
     let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
-    assert!(kept.contains_key("aux_cells.weight") && kept.contains_key("aux_slots.weight"), "the checkpoint keeps the heads for resuming");
+    assert!(heads.iter().all(|k| kept.contains_key(*k)), "the checkpoint keeps the heads for resuming");
     assert_eq!(Trainer::open(out.path(), config.clone(), &source).unwrap().step, 2);
 
     let mut mismatched = config;

@@ -47,6 +47,7 @@ fn questions(scene: &Scene, rng: &mut Rng) -> Vec<SynthItem> {
             category: SUBTASKS[subtask].1,
             subtask: SUBTASKS[subtask].0,
             scene: scene.clone(),
+            subject: pick.subject,
         });
     }
     items

@@ -54,6 +54,25 @@ pub enum Subject {
     Neighbour { colour: usize, shape: usize, dir: usize },
 }
 
+impl Subject {
+    /// The row-major index of the grid cell whose content answers a question about this subject
+    /// in `scene` (the asked cell, or the anchor's neighbour); `None` for whole-image subjects
+    /// and counts.
+    pub fn answer_cell(&self, scene: &Scene) -> Option<usize> {
+        match *self {
+            Subject::Cell(r, c) => Some(r * GRID + c),
+            Subject::Neighbour { colour, shape, dir } => {
+                let anchor = scene.cells.iter().position(|p| p.is_some_and(|p| p.color == colour && p.shape == shape))?;
+                let (_, dr, dc) = DIRECTIONS[dir];
+                let (r, c) = ((anchor / GRID) as i32 + dr, (anchor % GRID) as i32 + dc);
+                let inside = (0..GRID as i32).contains(&r) && (0..GRID as i32).contains(&c);
+                inside.then(|| r as usize * GRID + c as usize)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// One question a subtask can ask in a scene, with its true answer (a word of the answer set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
