@@ -48,15 +48,17 @@ pub struct TrainConfig {
     /// Start from this model folder's weights (an earlier stage of a curriculum) instead of a
     /// fresh initialisation; its tokenizer must be the one this run builds.
     pub init_from: Option<PathBuf>,
-    /// With `init_from`: tensors that model lacks (layers added to a deeper shape) keep their
-    /// fresh initialisation instead of being an error.
+    /// With `init_from`: tensors that model lacks (layers added to a deeper shape) or holds in
+    /// another shape (a changed patch size) keep their fresh initialisation instead of being an
+    /// error.
     pub init_partial: bool,
     /// Weight of an auxiliary loss: a linear head (`aux_cells.*`, kept out of the shipped model)
     /// reads each of the global view's merged tokens and predicts what the grid cell under it
     /// holds (colour and shape; 0 = off). Needs a `crop / patch / 2` grid equal to the scene grid.
     pub aux_cell_weight: f64,
     /// Weight of a second auxiliary loss: a linear head (`aux_slots.*`, not shipped) reads the
-    /// state of QED slot j (j < min(n, cells)) and predicts what grid cell j holds, so that the
+    /// state of QED slot j (j < min(n, cells), and j < `routed_from_slot` when routed slots are
+    /// trained too) and predicts what grid cell j holds, so that the
     /// first slots become a spatial summary the LLM can look cells up in (0 = off).
     pub aux_slot_weight: f64,
     /// Weight of a third auxiliary loss: a linear head (`aux_routed.*`, not shipped) reads every
@@ -213,6 +215,10 @@ fn weights_from(from: &Path, dir: &Path, fresh: HashMap<String, Tensor>, partial
             bail!("{}: missing tensor `{key}` (set `init_partial` to start new tensors fresh)", path.display());
         };
         if old.dims() != value.dims() {
+            if partial {
+                out.insert(key, value);
+                continue;
+            }
             bail!("{}: tensor `{key}` has shape {:?}, this run needs {:?}", path.display(), old.dims(), value.dims());
         }
         out.insert(key, old.to_dtype(DType::F32)?);
@@ -351,7 +357,13 @@ impl<'a> Trainer<'a> {
         if self.config.aux_slot_weight <= 0.0 || example.cells.is_empty() {
             return Ok(None);
         }
-        let k = query_states.dim(0)?.min(example.cells.len());
+        let mut k = query_states.dim(0)?.min(example.cells.len());
+        if self.config.aux_routed_weight > 0.0 {
+            k = k.min(self.config.routed_from_slot);
+        }
+        if k == 0 {
+            return Ok(None);
+        }
         let tokens = query_states.narrow(0, 0, k)?;
         Ok(Some((self.cell_prediction_loss("aux_slots", &tokens, &example.cells[..k])? * self.config.aux_slot_weight)?))
     }
