@@ -15,6 +15,8 @@ pub struct Example {
     pub cells: Vec<(u32, u32)>,
     /// The index into `cells` of the cell whose content answers the question, if one does.
     pub answer_cell: Option<usize>,
+    /// The index into `cells` of the cell the question names by row and column, if it does.
+    pub asked_cell: Option<usize>,
 }
 
 /// `Sync`: a batch's slices are drawn from it on several threads.
@@ -41,7 +43,11 @@ impl SynthSource {
             .map(|c| c.as_ref().map_or((0, 0), |p| (1 + p.color as u32, 1 + p.shape as u32)))
             .collect();
         let answer_cell = item.subject.answer_cell(&item.scene);
-        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell }
+        let asked_cell = match item.subject {
+            tokenscale_eval::synth::questions::Subject::Cell(..) => answer_cell,
+            _ => None,
+        };
+        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell, asked_cell }
     }
 }
 

@@ -66,6 +66,12 @@ pub struct TrainConfig {
     /// about (cell and relation questions), so those slots learn to fetch the asked detail (0 = off).
     pub aux_routed_weight: f64,
     pub routed_from_slot: usize,
+    /// Weight of a fourth auxiliary loss: a linear head (`aux_query.*`, not shipped) reads the
+    /// LLM's state after `aux_query_layer` layers at the position that predicts the answer and
+    /// names the row and column a cell question asks about — the question parsing a cell lookup
+    /// needs before it can match a slot (0 = off).
+    pub aux_query_weight: f64,
+    pub aux_query_layer: usize,
 }
 
 impl Default for TrainConfig {
@@ -90,6 +96,8 @@ impl Default for TrainConfig {
             aux_slot_weight: 0.0,
             aux_routed_weight: 0.0,
             routed_from_slot: 16,
+            aux_query_weight: 0.0,
+            aux_query_layer: 2,
         }
     }
 }
@@ -180,12 +188,17 @@ pub struct ValidationRow {
 /// Colour classes (empty + 5 colours) and shape classes (empty + 4 shapes) of the auxiliary head.
 const AUX_COLOURS: usize = 6;
 const AUX_SHAPES: usize = 5;
+const CELL_CLASSES: usize = AUX_COLOURS + AUX_SHAPES;
 
-/// A fresh auxiliary head `{prefix}.weight` / `{prefix}.bias` (vision width → cell classes).
-fn aux_head(config: &TrainConfig, prefix: &str, seed: u64) -> Result<HashMap<String, Tensor>> {
-    let h = config.model.vision_hidden;
+/// Side of the grid the slot head names slots by (the global view's merged-token grid, which
+/// the scene grid matches in the shapes the cell head accepts).
+fn slot_grid(shape: &TinyShape) -> usize {
+    (shape.crop / shape.patch).div_ceil(2)
+}
+
+/// A fresh auxiliary head `{prefix}.weight` / `{prefix}.bias` (width `h` → `rows` classes).
+fn aux_head(prefix: &str, rows: usize, h: usize, seed: u64) -> Result<HashMap<String, Tensor>> {
     let mut rng = Gaussian::new(seed);
-    let rows = AUX_COLOURS + AUX_SHAPES;
     let weight: Vec<f32> = (0..rows * h).map(|_| (0.02 * rng.sample()) as f32).collect();
     Ok(HashMap::from([
         (format!("{prefix}.weight"), Tensor::from_vec(weight, (rows, h), &Device::Cpu)?),
@@ -194,7 +207,7 @@ fn aux_head(config: &TrainConfig, prefix: &str, seed: u64) -> Result<HashMap<Str
 }
 
 /// Parameter names of the auxiliary heads: trained and checkpointed, never shipped.
-const AUX_PREFIXES: [&str; 3] = ["aux_cells.", "aux_slots.", "aux_routed."];
+const AUX_PREFIXES: [&str; 4] = ["aux_cells.", "aux_slots.", "aux_routed.", "aux_query."];
 
 /// The parameters stored in the model folder `from`, which must have exactly the names and
 /// shapes of `fresh` and the tokenizer written to `dir`.
@@ -288,13 +301,17 @@ impl<'a> Trainer<'a> {
                     tensors = weights_from(from, &dir, tensors, config.init_partial)?;
                 }
                 if config.aux_cell_weight > 0.0 {
-                    tensors.extend(aux_head(&config, "aux_cells", config.seed ^ 0xa0c5)?);
+                    tensors.extend(aux_head("aux_cells", CELL_CLASSES, config.model.vision_hidden, config.seed ^ 0xa0c5)?);
                 }
                 if config.aux_slot_weight > 0.0 {
-                    tensors.extend(aux_head(&config, "aux_slots", config.seed ^ 0x5107)?);
+                    tensors.extend(aux_head("aux_slots", CELL_CLASSES + 2 * slot_grid(&config.model), config.model.vision_hidden, config.seed ^ 0x5107)?);
+                }
+                if config.aux_query_weight > 0.0 {
+                    let rows = 2 * slot_grid(&config.model);
+                    tensors.extend(aux_head("aux_query", rows, config.model.llm_hidden, config.seed ^ 0x9e4)?);
                 }
                 if config.aux_routed_weight > 0.0 {
-                    tensors.extend(aux_head(&config, "aux_routed", config.seed ^ 0x7047)?);
+                    tensors.extend(aux_head("aux_routed", CELL_CLASSES, config.model.vision_hidden, config.seed ^ 0x7047)?);
                 }
                 (dir, tensors, None)
             }
@@ -330,7 +347,8 @@ impl<'a> Trainer<'a> {
             self.params.get(k).with_context(|| format!("the run has no `{k}` (its auxiliary weight was 0 when it started)"))
         };
         let (w, b) = (head(&format!("{prefix}.weight"))?, head(&format!("{prefix}.bias"))?);
-        let logits = tokens.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+        let (w, b) = (w.as_tensor().narrow(0, 0, CELL_CLASSES)?, b.as_tensor().narrow(0, 0, CELL_CLASSES)?);
+        let logits = tokens.matmul(&w.t()?)?.broadcast_add(&b)?;
         let colours = Tensor::new(cells.iter().map(|c| c.0).collect::<Vec<_>>(), &Device::Cpu)?;
         let shapes = Tensor::new(cells.iter().map(|c| c.1).collect::<Vec<_>>(), &Device::Cpu)?;
         let colour_loss = candle_nn::loss::cross_entropy(&logits.narrow(1, 0, AUX_COLOURS)?, &colours)?;
@@ -365,7 +383,41 @@ impl<'a> Trainer<'a> {
             return Ok(None);
         }
         let tokens = query_states.narrow(0, 0, k)?;
-        Ok(Some((self.cell_prediction_loss("aux_slots", &tokens, &example.cells[..k])? * self.config.aux_slot_weight)?))
+        let content = self.cell_prediction_loss("aux_slots", &tokens, &example.cells[..k])?;
+        // Each slot also names its own row and column, so the LLM can find a cell's slot by
+        // matching the question's row and column words against it.
+        let side = slot_grid(&self.config.model);
+        if side * side != example.cells.len() {
+            bail!("aux_slot_weight: the scene has {} cells, the slot head names a {side}×{side} grid", example.cells.len());
+        }
+        let w = self.params.get("aux_slots.weight").context("the run has no `aux_slots.weight`")?.as_tensor();
+        let b = self.params.get("aux_slots.bias").context("the run has no `aux_slots.bias`")?.as_tensor();
+        let logits = tokens.matmul(&w.narrow(0, CELL_CLASSES, 2 * side)?.t()?)?.broadcast_add(&b.narrow(0, CELL_CLASSES, 2 * side)?)?;
+        let rows = Tensor::new((0..k as u32).map(|j| j / side as u32).collect::<Vec<_>>(), &Device::Cpu)?;
+        let cols = Tensor::new((0..k as u32).map(|j| j % side as u32).collect::<Vec<_>>(), &Device::Cpu)?;
+        let identity = (candle_nn::loss::cross_entropy(&logits.narrow(1, 0, side)?, &rows)?
+            + candle_nn::loss::cross_entropy(&logits.narrow(1, side, side)?, &cols)?)?;
+        Ok(Some(((content + identity)? * self.config.aux_slot_weight)?))
+    }
+
+    /// Auxiliary head on the LLM state after `aux_query_layer` layers at `position`: the asked
+    /// cell's row and column.
+    fn aux_query_loss(&self, hidden_states: &[Tensor], position: usize, cell: usize) -> Result<Tensor> {
+        let layer = self.config.aux_query_layer;
+        let state = hidden_states
+            .get(layer)
+            .with_context(|| format!("field `aux_query_layer` = {layer}: the LLM has {} layers", hidden_states.len().saturating_sub(1)))?
+            .squeeze(0)?
+            .narrow(0, position, 1)?;
+        let w = self.params.get("aux_query.weight").context("the run has no `aux_query.weight`")?.as_tensor();
+        let b = self.params.get("aux_query.bias").context("the run has no `aux_query.bias`")?.as_tensor();
+        let side = w.dim(0)? / 2;
+        let logits = state.matmul(&w.t()?)?.broadcast_add(b)?;
+        let row = Tensor::new(&[(cell / side) as u32], &Device::Cpu)?;
+        let col = Tensor::new(&[(cell % side) as u32], &Device::Cpu)?;
+        let loss = (candle_nn::loss::cross_entropy(&logits.narrow(1, 0, side)?, &row)?
+            + candle_nn::loss::cross_entropy(&logits.narrow(1, side, side)?, &col)?)?;
+        Ok((loss * self.config.aux_query_weight)?)
     }
 
     /// Auxiliary head over the QED slots from `routed_from_slot` on: each predicts the content of
@@ -393,7 +445,8 @@ impl<'a> Trainer<'a> {
         let slot_aux = self.aux_slot_loss(&inputs.query_states, example)?;
         let routed_aux = self.aux_routed_loss(&inputs.query_states, example)?;
         let llm = &p.model.llm;
-        let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, false)?;
+        let want_query = self.config.aux_query_weight > 0.0 && example.asked_cell.is_some();
+        let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, want_query)?;
         let (ids, tps) = (&inputs.record.llm.input_ids, &inputs.record.llm.input_tps);
         // Position i predicts token i + 1: train on the answer and the end-of-answer token.
         let mut rows = Vec::new();
@@ -411,9 +464,13 @@ impl<'a> Trainer<'a> {
         let logits = out.logits.squeeze(0)?.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
         let targets = Tensor::new(targets.as_slice(), &Device::Cpu)?;
         let answer = (candle_nn::loss::cross_entropy(&logits, &targets)? * targets.dim(0)? as f64)?;
+        let query_aux = match example.asked_cell {
+            Some(cell) if want_query => Some(self.aux_query_loss(&out.hidden_states, rows[0] as usize, cell)?),
+            _ => None,
+        };
         let answer_value = answer.to_scalar::<f32>()? as f64;
         let (mut loss, mut aux_value) = (answer, 0.0);
-        for extra in [aux, slot_aux, routed_aux].into_iter().flatten() {
+        for extra in [aux, slot_aux, routed_aux, query_aux].into_iter().flatten() {
             aux_value += extra.to_scalar::<f32>()? as f64;
             loss = (loss + extra)?;
         }

@@ -22,7 +22,7 @@ struct Plain;
 impl Plain {
     fn make(index: u64) -> Example {
         let (name, rgb) = COLOURS[(index % 3) as usize];
-        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None }
+        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None, asked_cell: None }
     }
 }
 
@@ -149,11 +149,13 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     config.aux_slot_weight = 0.5;
     config.aux_routed_weight = 0.5;
     config.routed_from_slot = 1;
+    config.aux_query_weight = 0.5;
+    config.aux_query_layer = 1;
     config.validation_items = 0;
     let out = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::open(out.path(), config.clone(), &source).unwrap();
     let values = |t: &Trainer, k: &str| t.parameters()[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let heads = ["aux_cells.weight", "aux_slots.weight", "aux_routed.weight"];
+    let heads = ["aux_cells.weight", "aux_slots.weight", "aux_routed.weight", "aux_query.weight"];
     let before = heads.map(|k| values(&trainer, k));
     trainer.train_step().unwrap();
     let row = trainer.train_step().unwrap();
