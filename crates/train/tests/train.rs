@@ -151,11 +151,12 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     config.routed_from_slot = 1;
     config.aux_query_weight = 0.5;
     config.aux_query_layer = 1;
+    config.aux_prev_weight = 0.5;
     config.validation_items = 0;
     let out = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::open(out.path(), config.clone(), &source).unwrap();
     let values = |t: &Trainer, k: &str| t.parameters()[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let heads = ["aux_cells.weight", "aux_slots.weight", "aux_routed.weight", "aux_query.weight"];
+    let heads = ["aux_cells.weight", "aux_slots.weight", "aux_routed.weight", "aux_query.weight", "aux_prev.weight"];
     let before = heads.map(|k| values(&trainer, k));
     trainer.train_step().unwrap();
     let row = trainer.train_step().unwrap();
