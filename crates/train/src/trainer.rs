@@ -46,7 +46,8 @@ pub struct TrainConfig {
     /// Training-set weights by item kind (`mcq`, `yn`, `short`); empty: every kind equally.
     pub kind_weights: Vec<(String, f64)>,
     /// Start from this model folder's weights (an earlier stage of a curriculum) instead of a
-    /// fresh initialisation; its tokenizer must be the one this run builds.
+    /// fresh initialisation; its tokenizer must be the one this run builds. A checkpoint folder
+    /// (`out/checkpoints/step-N`) also hands over the auxiliary heads this run trains.
     pub init_from: Option<PathBuf>,
     /// With `init_from`: tensors that model lacks (layers added to a deeper shape) or holds in
     /// another shape (a changed patch size) keep their fresh initialisation instead of being an
@@ -302,26 +303,31 @@ impl<'a> Trainer<'a> {
                 let dir = model_dir(out);
                 write_model_files(&dir, &config.model, &source.words())?;
                 let mut tensors = initial_parameters(&dir, config.seed)?;
-                if let Some(from) = &config.init_from {
-                    tensors = weights_from(from, &dir, tensors, config.init_partial)?;
-                }
+                let mut heads = HashMap::new();
                 if config.aux_cell_weight > 0.0 {
-                    tensors.extend(aux_head("aux_cells", CELL_CLASSES, config.model.vision_hidden, config.seed ^ 0xa0c5)?);
+                    heads.extend(aux_head("aux_cells", CELL_CLASSES, config.model.vision_hidden, config.seed ^ 0xa0c5)?);
                 }
                 if config.aux_slot_weight > 0.0 {
-                    tensors.extend(aux_head("aux_slots", CELL_CLASSES + 2 * slot_grid(&config.model), config.model.vision_hidden, config.seed ^ 0x5107)?);
+                    heads.extend(aux_head("aux_slots", CELL_CLASSES + 2 * slot_grid(&config.model), config.model.vision_hidden, config.seed ^ 0x5107)?);
                 }
                 if config.aux_query_weight > 0.0 {
                     let rows = 2 * slot_grid(&config.model);
-                    tensors.extend(aux_head("aux_query", rows, config.model.llm_hidden, config.seed ^ 0x9e4)?);
+                    heads.extend(aux_head("aux_query", rows, config.model.llm_hidden, config.seed ^ 0x9e4)?);
                 }
                 if config.aux_prev_weight > 0.0 {
                     let vocab = tokenscale_model::tokenizer::Tokenizer::from_file(&dir.join("tokenizer.json"))?.vocab_size();
-                    tensors.extend(aux_head("aux_prev", vocab, config.model.llm_hidden, config.seed ^ 0x93e)?);
+                    heads.extend(aux_head("aux_prev", vocab, config.model.llm_hidden, config.seed ^ 0x93e)?);
                 }
                 if config.aux_routed_weight > 0.0 {
-                    tensors.extend(aux_head("aux_routed", CELL_CLASSES, config.model.vision_hidden, config.seed ^ 0x7047)?);
+                    heads.extend(aux_head("aux_routed", CELL_CLASSES, config.model.vision_hidden, config.seed ^ 0x7047)?);
                 }
+                if let Some(from) = &config.init_from {
+                    tensors = weights_from(from, &dir, tensors, config.init_partial)?;
+                    // A checkpoint folder (`checkpoints/step-N`) also holds the auxiliary heads:
+                    // carry those over too; a plain model folder has none, so they start fresh.
+                    heads = weights_from(from, &dir, heads, true)?;
+                }
+                tensors.extend(heads);
                 (dir, tensors, None)
             }
         };

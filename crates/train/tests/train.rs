@@ -172,6 +172,19 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     assert!(heads.iter().all(|k| kept.contains_key(*k)), "the checkpoint keeps the heads for resuming");
     assert_eq!(Trainer::open(out.path(), config.clone(), &source).unwrap().step, 2);
 
+    // A later stage that starts from the checkpoint folder inherits the trained heads; one that
+    // starts from the model folder gets fresh ones.
+    let mut next = config.clone();
+    next.seed = 99;
+    for (from, inherits) in [(ck.clone(), true), (out.path().join("model"), false)] {
+        next.init_from = Some(from);
+        let stage = tempfile::tempdir().unwrap();
+        let opened = Trainer::open(stage.path(), next.clone(), &source).unwrap();
+        for (k, trained) in heads.iter().zip(&after) {
+            assert_eq!(&values(&opened, k) == trained, inherits, "{k}");
+        }
+    }
+
     let mut mismatched = config;
     mismatched.model.crop = 16;
     let out = tempfile::tempdir().unwrap();
