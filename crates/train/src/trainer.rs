@@ -125,6 +125,16 @@ impl TrainConfig {
             bail!("{origin}: fields `lr` and `min_lr` must satisfy 0 ≤ min_lr ≤ lr, lr > 0");
         }
         self.mix().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        if self.aux_query_weight > 0.0 && !(1..=self.model.llm_layers).contains(&self.aux_query_layer) {
+            bail!("{origin}: field `aux_query_layer` = {} must be in 1..={} (the LLM's layers)", self.aux_query_layer, self.model.llm_layers);
+        }
+        if self.aux_routed_weight > 0.0 && self.routed_from_slot >= self.model.max_vision_tokens {
+            bail!("{origin}: field `routed_from_slot` = {} must be below max_vision_tokens = {}", self.routed_from_slot, self.model.max_vision_tokens);
+        }
+        let weights = [self.aux_cell_weight, self.aux_slot_weight, self.aux_routed_weight, self.aux_query_weight, self.aux_prev_weight];
+        if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            bail!("{origin}: the `aux_*_weight` fields must be finite and ≥ 0");
+        }
         if let Some(n) = self.fixed_vision_tokens {
             if n == 0 || n > self.model.max_vision_tokens {
                 bail!("{origin}: field `fixed_vision_tokens` = {n} must be in 1..={}", self.model.max_vision_tokens);

@@ -220,3 +220,19 @@ fn a_deeper_model_starts_from_a_shallower_one_only_with_init_partial() {
         assert_eq!(new, value.flatten_all().unwrap().to_vec1::<f32>().unwrap(), "{key} carried over");
     }
 }
+
+#[test]
+fn auxiliary_settings_outside_the_model_are_refused_by_name() {
+    let cases: [(fn(&mut TrainConfig), &str); 3] = [
+        (|c| (c.aux_query_weight, c.aux_query_layer) = (1.0, 3), "aux_query_layer"),
+        (|c| (c.aux_routed_weight, c.routed_from_slot) = (1.0, 4), "routed_from_slot"),
+        (|c| c.aux_prev_weight = f64::NAN, "aux_*_weight"),
+    ];
+    for (change, field) in cases {
+        let mut config = toy_config(1);
+        change(&mut config);
+        let out = tempfile::tempdir().unwrap();
+        let err = Trainer::open(out.path(), config, &Plain).err().unwrap().to_string();
+        assert!(err.contains(field), "{err}");
+    }
+}
