@@ -300,6 +300,7 @@ impl Attention {
         let probs = nn::softmax_last_dim(&scores)?;
         let ctx = nn::matmul(&probs, &v.contiguous()?)?.reshape((b, self.heads, t, self.head_dim))?;
         let probs = probs.reshape((b, self.heads, t, total))?;
+        nn::record_attention(&probs);
         let last = if last_probs { Some(probs.narrow(2, t - 1, 1)?.squeeze(2)?.to_dtype(DType::F32)?.mean(1)?) } else { None };
         let ctx = ctx.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
         Ok((matvec::apply(&self.o, &ctx)?, last))

@@ -46,6 +46,29 @@ pub fn differentiable() -> bool {
     DIFFERENTIABLE.with(|d| d.get())
 }
 
+thread_local! {
+    static ATTENTION: std::cell::RefCell<Option<Vec<Tensor>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Starts keeping, on this thread, the attention probabilities `[B, heads, T, S]` of every
+/// attention layer run from now on (training losses on where a layer looks).
+pub fn capture_attention() {
+    ATTENTION.with(|a| *a.borrow_mut() = Some(Vec::new()));
+}
+
+/// The probabilities kept since `capture_attention`, in the order the layers ran; stops keeping.
+pub fn take_attention() -> Vec<Tensor> {
+    ATTENTION.with(|a| a.borrow_mut().take().unwrap_or_default())
+}
+
+pub(crate) fn record_attention(probs: &Tensor) {
+    ATTENTION.with(|a| {
+        if let Some(list) = a.borrow_mut().as_mut() {
+            list.push(probs.clone());
+        }
+    });
+}
+
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     weight: Tensor,

@@ -77,6 +77,12 @@ pub struct TrainConfig {
     /// state after its first layer at every text position and names the previous token, so each
     /// word knows its left neighbour ("2" after "row" vs after "column") early (0 = off).
     pub aux_prev_weight: f64,
+    /// Weight of a sixth auxiliary loss: the first attention head of LLM layer
+    /// `aux_attend_layer` (1-based), at the position that predicts the answer, is asked to look at
+    /// the QED slot of the cell a cell question names (−log of that probability; no head of its
+    /// own) — the lookup itself, supervised (0 = off).
+    pub aux_attend_weight: f64,
+    pub aux_attend_layer: usize,
 }
 
 impl Default for TrainConfig {
@@ -104,6 +110,8 @@ impl Default for TrainConfig {
             aux_query_weight: 0.0,
             aux_query_layer: 2,
             aux_prev_weight: 0.0,
+            aux_attend_weight: 0.0,
+            aux_attend_layer: 3,
         }
     }
 }
@@ -128,10 +136,14 @@ impl TrainConfig {
         if self.aux_query_weight > 0.0 && !(1..=self.model.llm_layers).contains(&self.aux_query_layer) {
             bail!("{origin}: field `aux_query_layer` = {} must be in 1..={} (the LLM's layers)", self.aux_query_layer, self.model.llm_layers);
         }
+        if self.aux_attend_weight > 0.0 && !(1..=self.model.llm_layers).contains(&self.aux_attend_layer) {
+            bail!("{origin}: field `aux_attend_layer` = {} must be in 1..={} (the LLM's layers)", self.aux_attend_layer, self.model.llm_layers);
+        }
         if self.aux_routed_weight > 0.0 && self.routed_from_slot >= self.model.max_vision_tokens {
             bail!("{origin}: field `routed_from_slot` = {} must be below max_vision_tokens = {}", self.routed_from_slot, self.model.max_vision_tokens);
         }
-        let weights = [self.aux_cell_weight, self.aux_slot_weight, self.aux_routed_weight, self.aux_query_weight, self.aux_prev_weight];
+        let weights =
+            [self.aux_cell_weight, self.aux_slot_weight, self.aux_routed_weight, self.aux_query_weight, self.aux_prev_weight, self.aux_attend_weight];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             bail!("{origin}: the `aux_*_weight` fields must be finite and ≥ 0");
         }
@@ -445,6 +457,17 @@ impl<'a> Trainer<'a> {
         Ok((loss * self.config.aux_query_weight)?)
     }
 
+    /// −log of the attention that head 0 of layer `aux_attend_layer`, at `position`, pays to the
+    /// QED slot of `cell` (`None` when the budget has no slot for it).
+    fn aux_attend_loss(&self, attention: &[Tensor], tps: &[u32], position: usize, cell: usize) -> Result<Option<Tensor>> {
+        let layer = self.config.aux_attend_layer;
+        let probs = attention.get(layer - 1).with_context(|| format!("field `aux_attend_layer` = {layer}: only {} attention layers ran", attention.len()))?;
+        let slots: Vec<usize> = tps.iter().enumerate().filter(|(_, &t)| t & tokenscale_model::imgque::TPS_QED != 0).map(|(i, _)| i).collect();
+        let Some(&slot) = slots.get(cell) else { return Ok(None) };
+        let p = probs.get(0)?.get(0)?.get(position)?.get(slot)?;
+        Ok(Some(((p + 1e-9)?.log()?.neg()? * self.config.aux_attend_weight)?))
+    }
+
     /// Auxiliary head on the LLM state after one layer: each text position after a text position
     /// names the previous token.
     fn aux_prev_loss(&self, hidden_states: &[Tensor], ids: &[u32], tps: &[u32]) -> Result<Option<Tensor>> {
@@ -492,7 +515,13 @@ impl<'a> Trainer<'a> {
         let routed_aux = self.aux_routed_loss(&inputs.query_states, example)?;
         let llm = &p.model.llm;
         let want_query = (self.config.aux_query_weight > 0.0 && example.asked_cell.is_some()) || self.config.aux_prev_weight > 0.0;
-        let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, want_query)?;
+        let want_attention = self.config.aux_attend_weight > 0.0 && example.asked_cell.is_some();
+        if want_attention {
+            nn::capture_attention();
+        }
+        let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, want_query);
+        let attention = nn::take_attention();
+        let out = out?;
         let (ids, tps) = (&inputs.record.llm.input_ids, &inputs.record.llm.input_tps);
         // Position i predicts token i + 1: train on the answer and the end-of-answer token.
         let mut rows = Vec::new();
@@ -515,9 +544,13 @@ impl<'a> Trainer<'a> {
             _ => None,
         };
         let prev_aux = self.aux_prev_loss(&out.hidden_states, ids, tps)?;
+        let attend_aux = match example.asked_cell {
+            Some(cell) if want_attention => self.aux_attend_loss(&attention, tps, rows[0] as usize, cell)?,
+            _ => None,
+        };
         let answer_value = answer.to_scalar::<f32>()? as f64;
         let (mut loss, mut aux_value) = (answer, 0.0);
-        for extra in [aux, slot_aux, routed_aux, query_aux, prev_aux].into_iter().flatten() {
+        for extra in [aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux].into_iter().flatten() {
             aux_value += extra.to_scalar::<f32>()? as f64;
             loss = (loss + extra)?;
         }

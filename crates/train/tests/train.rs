@@ -236,3 +236,39 @@ fn auxiliary_settings_outside_the_model_are_refused_by_name() {
         assert!(err.contains(field), "{err}");
     }
 }
+
+#[test]
+fn the_attention_loss_reads_the_llm_layers_probabilities() {
+    use tokenscale_train::data::SynthSource;
+    let source = SynthSource { mix: Default::default() };
+    let mut config = toy_config(2);
+    config.model.crop = 32;
+    config.model.max_vision_tokens = 16;
+    config.batch = 8;
+    config.aux_attend_weight = 1.0;
+    config.aux_attend_layer = 2;
+    config.validation_items = 0;
+    let out = tempfile::tempdir().unwrap();
+    let mut trainer = Trainer::open(out.path(), config, &source).unwrap();
+    let row = trainer.train_step().unwrap();
+    // −log of a probability (about ln(keys) ≈ 3.5 at a random start) for the batch's cell
+    // questions whose budget has the cell's slot, averaged over the whole batch.
+    assert!(row.aux_loss > 0.0 && row.aux_loss.is_finite(), "{row:?}");
+
+    // The capture itself: one [1, heads, T, T] tensor per LLM layer, rows summing to 1.
+    let pipeline = trainer.pipeline();
+    let example = source.example(0).unwrap();
+    let crops = pipeline.encode_image(&example.image).unwrap();
+    let conv = tokenscale_model::chat::Conversation::new().user(example.prompt.clone()).for_generation();
+    let inputs = pipeline.embeddings(&crops, &conv, 16, 16).unwrap();
+    let llm = &pipeline.model.llm;
+    tokenscale_model::nn::capture_attention();
+    llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), false, false).unwrap();
+    let probs = tokenscale_model::nn::take_attention();
+    assert_eq!(probs.len(), 2);
+    let t = inputs.embeds.dim(1).unwrap();
+    assert_eq!(probs[1].dims(), [1, 2, t, t]);
+    let sums = probs[1].sum(3).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+    assert!(tokenscale_model::nn::take_attention().is_empty(), "capturing stops after take");
+}
