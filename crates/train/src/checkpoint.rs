@@ -114,9 +114,19 @@ pub fn write_checkpoint(
 }
 
 pub fn loss_csv(rows: &[LossRow]) -> String {
-    let mut s = String::from("step,loss,aux_loss,lr,mean_vision_tokens,seconds\n");
+    let mut s = format!("step,loss,aux_loss,{},lr,mean_vision_tokens,seconds\n", crate::trainer::AUX_TERM_NAMES.join(","));
     for r in rows {
-        s.push_str(&format!("{},{:.6},{:.6},{:.6e},{:.2},{:.3}\n", r.step, r.loss, r.aux_loss, r.lr, r.mean_vision_tokens, r.seconds));
+        let terms: Vec<String> = r.aux_terms.iter().map(|v| format!("{v:.6}")).collect();
+        s.push_str(&format!(
+            "{},{:.6},{:.6},{},{:.6e},{:.2},{:.3}\n",
+            r.step,
+            r.loss,
+            r.aux_loss,
+            terms.join(","),
+            r.lr,
+            r.mean_vision_tokens,
+            r.seconds
+        ));
     }
     s
 }

@@ -200,6 +200,9 @@ pub struct LossRow {
     /// Weighted auxiliary losses per example (0 without auxiliary heads).
     #[serde(default)]
     pub aux_loss: f64,
+    /// `aux_loss` term by term (`AUX_TERM_NAMES`), each per example.
+    #[serde(default)]
+    pub aux_terms: AuxTerms,
     pub lr: f64,
     pub mean_vision_tokens: f64,
     pub seconds: f64,
@@ -279,11 +282,16 @@ pub struct Trainer<'a> {
     pub step: u64,
 }
 
+/// The weighted auxiliary losses of one example (or a sum of them), in `AUX_TERM_NAMES` order.
+pub type AuxTerms = [f64; AUX_TERMS];
+pub const AUX_TERMS: usize = 6;
+pub const AUX_TERM_NAMES: [&str; AUX_TERMS] = ["aux_cell", "aux_slot", "aux_routed", "aux_query", "aux_prev", "aux_attend"];
+
 /// What a slice of a batch adds up: answer and auxiliary loss values, answer tokens, budgets.
 #[derive(Default)]
 struct ShardSums {
     answer: f64,
-    aux: f64,
+    aux: AuxTerms,
     tokens: usize,
     budget: usize,
 }
@@ -291,7 +299,9 @@ struct ShardSums {
 impl ShardSums {
     fn add(&mut self, other: &ShardSums) {
         self.answer += other.answer;
-        self.aux += other.aux;
+        for (a, b) in self.aux.iter_mut().zip(other.aux) {
+            *a += b;
+        }
         self.tokens += other.tokens;
         self.budget += other.budget;
     }
@@ -505,7 +515,7 @@ impl<'a> Trainer<'a> {
 
     /// The example's loss to minimise (answer-token cross-entropies summed, plus the weighted
     /// auxiliary losses), its answer tokens, and the two parts' values.
-    fn example_loss(&self, example: &Example, n: usize) -> Result<(Tensor, usize, f64, f64)> {
+    fn example_loss(&self, example: &Example, n: usize) -> Result<(Tensor, usize, f64, AuxTerms)> {
         let p = &self.pipeline;
         let crops = p.encode_image(&example.image)?;
         let aux = self.aux_cell_loss(&crops, example)?;
@@ -549,12 +559,14 @@ impl<'a> Trainer<'a> {
             _ => None,
         };
         let answer_value = answer.to_scalar::<f32>()? as f64;
-        let (mut loss, mut aux_value) = (answer, 0.0);
-        for extra in [aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux].into_iter().flatten() {
-            aux_value += extra.to_scalar::<f32>()? as f64;
-            loss = (loss + extra)?;
+        let (mut loss, mut terms) = (answer, [0.0; AUX_TERMS]);
+        for (value, extra) in terms.iter_mut().zip([aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux]) {
+            if let Some(extra) = extra {
+                *value = extra.to_scalar::<f32>()? as f64;
+                loss = (loss + extra)?;
+            }
         }
-        Ok((loss, targets.dim(0)?, answer_value, aux_value))
+        Ok((loss, targets.dim(0)?, answer_value, terms))
     }
 
     /// Forward and backward of examples `range` of batch `step` on the calling thread: the
@@ -650,7 +662,8 @@ impl<'a> Trainer<'a> {
         let row = LossRow {
             step: self.step,
             loss: sums.answer / tokens as f64,
-            aux_loss: sums.aux / batch as f64,
+            aux_loss: sums.aux.iter().sum::<f64>() / batch as f64,
+            aux_terms: sums.aux.map(|v| v / batch as f64),
             lr,
             mean_vision_tokens: sums.budget as f64 / batch as f64,
             seconds: started.elapsed().as_secs_f64(),

@@ -161,11 +161,15 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     trainer.train_step().unwrap();
     let row = trainer.train_step().unwrap();
     assert!(row.aux_loss > 0.0 && row.loss > 0.0, "{row:?}");
+    assert!((row.aux_terms.iter().sum::<f64>() - row.aux_loss).abs() < 1e-9, "{row:?}");
+    assert!(row.aux_terms[0] > 0.0 && row.aux_terms[5] == 0.0, "the cell head is on, the attention loss off: {row:?}");
     let after = heads.map(|k| values(&trainer, k));
     for (k, (b, a)) in heads.iter().zip(before.iter().zip(&after)) {
         assert_ne!(b, a, "{k} gets gradients");
     }
     let ck = trainer.checkpoint().unwrap();
+    let csv = std::fs::read_to_string(out.path().join("loss.csv")).unwrap();
+    assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,lr,"), "{csv}");
     let shipped = candle_core::safetensors::load(out.path().join("model/model.safetensors"), &Device::Cpu).unwrap();
     assert!(!shipped.keys().any(|k| k.starts_with("aux_")), "the model folder has no auxiliary tensors");
     let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
