@@ -387,14 +387,22 @@ impl<'a> Trainer<'a> {
         &self.pipeline
     }
 
+    /// The weight and bias of auxiliary head `prefix`.
+    fn head_tensors(&self, prefix: &str) -> Result<(&Tensor, &Tensor)> {
+        let get = |k: String| {
+            self.params
+                .get(&k)
+                .map(Var::as_tensor)
+                .with_context(|| format!("the run has no `{k}` (its auxiliary weight was 0 when it started)"))
+        };
+        Ok((get(format!("{prefix}.weight"))?, get(format!("{prefix}.bias"))?))
+    }
+
     /// Cross-entropy of head `prefix` predicting, from each row of `tokens` `[k, h]`, the
     /// content of the matching cell of `cells` (k of them).
     fn cell_prediction_loss(&self, prefix: &str, tokens: &Tensor, cells: &[(u32, u32)]) -> Result<Tensor> {
-        let head = |k: &str| {
-            self.params.get(k).with_context(|| format!("the run has no `{k}` (its auxiliary weight was 0 when it started)"))
-        };
-        let (w, b) = (head(&format!("{prefix}.weight"))?, head(&format!("{prefix}.bias"))?);
-        let (w, b) = (w.as_tensor().narrow(0, 0, CELL_CLASSES)?, b.as_tensor().narrow(0, 0, CELL_CLASSES)?);
+        let (w, b) = self.head_tensors(prefix)?;
+        let (w, b) = (w.narrow(0, 0, CELL_CLASSES)?, b.narrow(0, 0, CELL_CLASSES)?);
         let logits = tokens.matmul(&w.t()?)?.broadcast_add(&b)?;
         let colours = Tensor::new(cells.iter().map(|c| c.0).collect::<Vec<_>>(), &Device::Cpu)?;
         let shapes = Tensor::new(cells.iter().map(|c| c.1).collect::<Vec<_>>(), &Device::Cpu)?;
@@ -437,8 +445,7 @@ impl<'a> Trainer<'a> {
         if side * side != example.cells.len() {
             bail!("aux_slot_weight: the scene has {} cells, the slot head names a {side}×{side} grid", example.cells.len());
         }
-        let w = self.params.get("aux_slots.weight").context("the run has no `aux_slots.weight`")?.as_tensor();
-        let b = self.params.get("aux_slots.bias").context("the run has no `aux_slots.bias`")?.as_tensor();
+        let (w, b) = self.head_tensors("aux_slots")?;
         let logits = tokens.matmul(&w.narrow(0, CELL_CLASSES, 2 * side)?.t()?)?.broadcast_add(&b.narrow(0, CELL_CLASSES, 2 * side)?)?;
         let rows = Tensor::new((0..k as u32).map(|j| j / side as u32).collect::<Vec<_>>(), &Device::Cpu)?;
         let cols = Tensor::new((0..k as u32).map(|j| j % side as u32).collect::<Vec<_>>(), &Device::Cpu)?;
@@ -456,8 +463,7 @@ impl<'a> Trainer<'a> {
             .with_context(|| format!("field `aux_query_layer` = {layer}: the LLM has {} layers", hidden_states.len().saturating_sub(1)))?
             .squeeze(0)?
             .narrow(0, position, 1)?;
-        let w = self.params.get("aux_query.weight").context("the run has no `aux_query.weight`")?.as_tensor();
-        let b = self.params.get("aux_query.bias").context("the run has no `aux_query.bias`")?.as_tensor();
+        let (w, b) = self.head_tensors("aux_query")?;
         let side = w.dim(0)? / 2;
         let logits = state.matmul(&w.t()?)?.broadcast_add(b)?;
         let row = Tensor::new(&[(cell / side) as u32], &Device::Cpu)?;
@@ -492,8 +498,7 @@ impl<'a> Trainer<'a> {
         }
         let state = hidden_states.get(1).context("aux_prev_weight: the LLM has no layers")?.squeeze(0)?;
         let state = state.index_select(&Tensor::new(positions.as_slice(), &Device::Cpu)?, 0)?;
-        let w = self.params.get("aux_prev.weight").context("the run has no `aux_prev.weight`")?.as_tensor();
-        let b = self.params.get("aux_prev.bias").context("the run has no `aux_prev.bias`")?.as_tensor();
+        let (w, b) = self.head_tensors("aux_prev")?;
         let logits = state.matmul(&w.t()?)?.broadcast_add(b)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(previous.as_slice(), &Device::Cpu)?)?;
         Ok(Some((loss * self.config.aux_prev_weight)?))
