@@ -382,3 +382,27 @@ fn the_answer_cell_holds_the_short_answer() {
     }
     assert_eq!(checked.len(), 4, "{checked:?}");
 }
+
+#[test]
+fn a_relation_questions_anchor_is_the_named_shape_and_its_answer_cell_the_neighbour() {
+    use synth::questions::{Subject, DIRECTIONS};
+    let mix = Mix::default().only_kind(ItemKind::ShortAnswer);
+    let mut checked = 0;
+    for i in 0..2000 {
+        let it = item_with(Split::Train, i, &mix);
+        let anchor = it.subject.anchor_cell(&it.scene);
+        let Subject::Neighbour { colour, shape, dir } = it.subject else {
+            assert_eq!(anchor, None, "{}", it.question);
+            continue;
+        };
+        let at = anchor.expect("a relation question's anchor is in the scene");
+        let held = it.scene.cells[at].expect("the anchor cell holds a shape");
+        assert_eq!((held.color, held.shape), (colour, shape), "{}", it.question);
+        assert!(it.question.contains(&format!("{} {}", colour_name(colour), shape_name(shape))), "{}", it.question);
+        let (_, dr, dc) = DIRECTIONS[dir];
+        let (r, c) = ((at / 4) as i32 + dr, (at % 4) as i32 + dc);
+        assert_eq!(it.subject.answer_cell(&it.scene), Some((r * 4 + c) as usize), "{}", it.question);
+        checked += 1;
+    }
+    assert!(checked > 200, "{checked} relation questions");
+}

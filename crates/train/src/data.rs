@@ -17,6 +17,9 @@ pub struct Example {
     pub answer_cell: Option<usize>,
     /// The index into `cells` of the cell the question names by row and column, if it does.
     pub asked_cell: Option<usize>,
+    /// The index into `cells` of the anchor a relation question names by colour and shape ("the
+    /// red circle"), if it does.
+    pub anchor_cell: Option<usize>,
 }
 
 /// `Sync`: a batch's slices are drawn from it on several threads.
@@ -47,7 +50,8 @@ impl SynthSource {
             tokenscale_eval::synth::questions::Subject::Cell(..) => answer_cell,
             _ => None,
         };
-        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell, asked_cell }
+        let anchor_cell = item.subject.anchor_cell(&item.scene);
+        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell, asked_cell, anchor_cell }
     }
 }
 

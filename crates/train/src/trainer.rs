@@ -83,6 +83,16 @@ pub struct TrainConfig {
     /// own) — the lookup itself, supervised (0 = off).
     pub aux_attend_weight: f64,
     pub aux_attend_layer: usize,
+    /// Weight of a seventh auxiliary loss, for relation questions ("the shape directly left of
+    /// the red circle"): the first attention head of LLM layer `aux_anchor_layer`, at the position
+    /// that predicts the answer, is asked to look at the anchor's QED slot (the first hop). While
+    /// it is on, the query and attend losses also cover relation questions, with the neighbour
+    /// cell the answer comes from as their target (the second hop) (0 = off).
+    pub aux_anchor_weight: f64,
+    pub aux_anchor_layer: usize,
+    /// End the run at this step, with the learning-rate schedule still laid out over `steps`
+    /// (a stage cut short keeps its exact record, so `reproduce --retrain` replays it).
+    pub stop_after: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -112,6 +122,9 @@ impl Default for TrainConfig {
             aux_prev_weight: 0.0,
             aux_attend_weight: 0.0,
             aux_attend_layer: 3,
+            aux_anchor_weight: 0.0,
+            aux_anchor_layer: 2,
+            stop_after: None,
         }
     }
 }
@@ -139,11 +152,24 @@ impl TrainConfig {
         if self.aux_attend_weight > 0.0 && !(1..=self.model.llm_layers).contains(&self.aux_attend_layer) {
             bail!("{origin}: field `aux_attend_layer` = {} must be in 1..={} (the LLM's layers)", self.aux_attend_layer, self.model.llm_layers);
         }
+        if self.aux_anchor_weight > 0.0 && !(1..=self.model.llm_layers).contains(&self.aux_anchor_layer) {
+            bail!("{origin}: field `aux_anchor_layer` = {} must be in 1..={} (the LLM's layers)", self.aux_anchor_layer, self.model.llm_layers);
+        }
+        if self.stop_after == Some(0) {
+            bail!("{origin}: field `stop_after` must be at least 1");
+        }
         if self.aux_routed_weight > 0.0 && self.routed_from_slot >= self.model.max_vision_tokens {
             bail!("{origin}: field `routed_from_slot` = {} must be below max_vision_tokens = {}", self.routed_from_slot, self.model.max_vision_tokens);
         }
-        let weights =
-            [self.aux_cell_weight, self.aux_slot_weight, self.aux_routed_weight, self.aux_query_weight, self.aux_prev_weight, self.aux_attend_weight];
+        let weights = [
+            self.aux_cell_weight,
+            self.aux_slot_weight,
+            self.aux_routed_weight,
+            self.aux_query_weight,
+            self.aux_prev_weight,
+            self.aux_attend_weight,
+            self.aux_anchor_weight,
+        ];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             bail!("{origin}: the `aux_*_weight` fields must be finite and ≥ 0");
         }
@@ -169,6 +195,21 @@ impl TrainConfig {
         Ok(mix)
     }
 
+    /// The step this run ends at: `stop_after` when it comes before `steps`.
+    pub fn last_step(&self) -> u64 {
+        self.stop_after.map_or(self.steps, |s| s.min(self.steps))
+    }
+
+    /// The cell whose slot the answer is read from by a lookup the query and attend losses
+    /// supervise: the asked cell, and with the anchor loss on also a relation's neighbour.
+    fn lookup_cell(&self, example: &Example) -> Option<usize> {
+        match (example.asked_cell, example.anchor_cell) {
+            (Some(cell), _) => Some(cell),
+            (None, Some(_)) if self.aux_anchor_weight > 0.0 => example.answer_cell,
+            _ => None,
+        }
+    }
+
     /// Linear warm-up, then cosine decay from `lr` to `min_lr`.
     pub fn learning_rate(&self, step: u64) -> f64 {
         if step < self.warmup {
@@ -191,6 +232,17 @@ impl TrainConfig {
     }
 }
 
+/// Reads the terms of a checkpoint written when fewer auxiliary losses existed (they were 0).
+fn aux_terms_of_any_age<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<AuxTerms, D::Error> {
+    let stored = Vec::<f64>::deserialize(d)?;
+    if stored.len() > AUX_TERMS {
+        return Err(serde::de::Error::custom(format!("{} auxiliary terms, this build knows {AUX_TERMS}", stored.len())));
+    }
+    let mut terms = [0.0; AUX_TERMS];
+    terms[..stored.len()].copy_from_slice(&stored);
+    Ok(terms)
+}
+
 /// One row of loss.csv.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LossRow {
@@ -201,7 +253,7 @@ pub struct LossRow {
     #[serde(default)]
     pub aux_loss: f64,
     /// `aux_loss` term by term (`AUX_TERM_NAMES`), each per example.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "aux_terms_of_any_age")]
     pub aux_terms: AuxTerms,
     pub lr: f64,
     pub mean_vision_tokens: f64,
@@ -284,8 +336,8 @@ pub struct Trainer<'a> {
 
 /// The weighted auxiliary losses of one example (or a sum of them), in `AUX_TERM_NAMES` order.
 pub type AuxTerms = [f64; AUX_TERMS];
-pub const AUX_TERMS: usize = 6;
-pub const AUX_TERM_NAMES: [&str; AUX_TERMS] = ["aux_cell", "aux_slot", "aux_routed", "aux_query", "aux_prev", "aux_attend"];
+pub const AUX_TERMS: usize = 7;
+pub const AUX_TERM_NAMES: [&str; AUX_TERMS] = ["aux_cell", "aux_slot", "aux_routed", "aux_query", "aux_prev", "aux_attend", "aux_anchor"];
 
 /// What a slice of a batch adds up: answer and auxiliary loss values, answer tokens, budgets.
 #[derive(Default)]
@@ -473,15 +525,14 @@ impl<'a> Trainer<'a> {
         Ok((loss * self.config.aux_query_weight)?)
     }
 
-    /// −log of the attention that head 0 of layer `aux_attend_layer`, at `position`, pays to the
-    /// QED slot of `cell` (`None` when the budget has no slot for it).
-    fn aux_attend_loss(&self, attention: &[Tensor], tps: &[u32], position: usize, cell: usize) -> Result<Option<Tensor>> {
-        let layer = self.config.aux_attend_layer;
-        let probs = attention.get(layer - 1).with_context(|| format!("field `aux_attend_layer` = {layer}: only {} attention layers ran", attention.len()))?;
+    /// −log of the attention that head 0 of `layer` (1-based), at `position`, pays to the QED slot
+    /// of `cell`, times `weight` (`None` when the budget has no slot for it).
+    fn attend_loss(&self, attention: &[Tensor], tps: &[u32], position: usize, cell: usize, layer: usize, weight: f64) -> Result<Option<Tensor>> {
+        let probs = attention.get(layer - 1).with_context(|| format!("attention layer {layer}: only {} attention layers ran", attention.len()))?;
         let slots: Vec<usize> = tps.iter().enumerate().filter(|(_, &t)| t & tokenscale_model::imgque::TPS_QED != 0).map(|(i, _)| i).collect();
         let Some(&slot) = slots.get(cell) else { return Ok(None) };
         let p = probs.get(0)?.get(0)?.get(position)?.get(slot)?;
-        Ok(Some(((p + 1e-9)?.log()?.neg()? * self.config.aux_attend_weight)?))
+        Ok(Some(((p + 1e-9)?.log()?.neg()? * weight)?))
     }
 
     /// Auxiliary head on the LLM state after one layer: each text position after a text position
@@ -529,8 +580,11 @@ impl<'a> Trainer<'a> {
         let slot_aux = self.aux_slot_loss(&inputs.query_states, example)?;
         let routed_aux = self.aux_routed_loss(&inputs.query_states, example)?;
         let llm = &p.model.llm;
-        let want_query = (self.config.aux_query_weight > 0.0 && example.asked_cell.is_some()) || self.config.aux_prev_weight > 0.0;
-        let want_attention = self.config.aux_attend_weight > 0.0 && example.asked_cell.is_some();
+        let c = &self.config;
+        let lookup = c.lookup_cell(example);
+        let anchor = example.anchor_cell.filter(|_| c.aux_anchor_weight > 0.0);
+        let want_query = (c.aux_query_weight > 0.0 && lookup.is_some()) || c.aux_prev_weight > 0.0;
+        let want_attention = (c.aux_attend_weight > 0.0 && lookup.is_some()) || anchor.is_some();
         if want_attention {
             nn::capture_attention();
         }
@@ -554,18 +608,23 @@ impl<'a> Trainer<'a> {
         let logits = out.logits.squeeze(0)?.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
         let targets = Tensor::new(targets.as_slice(), &Device::Cpu)?;
         let answer = (candle_nn::loss::cross_entropy(&logits, &targets)? * targets.dim(0)? as f64)?;
-        let query_aux = match example.asked_cell {
-            Some(cell) if self.config.aux_query_weight > 0.0 => Some(self.aux_query_loss(&out.hidden_states, rows[0] as usize, cell)?),
+        let at = rows[0] as usize;
+        let query_aux = match lookup {
+            Some(cell) if c.aux_query_weight > 0.0 => Some(self.aux_query_loss(&out.hidden_states, at, cell)?),
             _ => None,
         };
         let prev_aux = self.aux_prev_loss(&out.hidden_states, ids, tps)?;
-        let attend_aux = match example.asked_cell {
-            Some(cell) if want_attention => self.aux_attend_loss(&attention, tps, rows[0] as usize, cell)?,
+        let attend_aux = match lookup {
+            Some(cell) if c.aux_attend_weight > 0.0 => self.attend_loss(&attention, tps, at, cell, c.aux_attend_layer, c.aux_attend_weight)?,
             _ => None,
+        };
+        let anchor_aux = match anchor {
+            Some(cell) => self.attend_loss(&attention, tps, at, cell, c.aux_anchor_layer, c.aux_anchor_weight)?,
+            None => None,
         };
         let answer_value = answer.to_scalar::<f32>()? as f64;
         let (mut loss, mut terms) = (answer, [0.0; AUX_TERMS]);
-        for (value, extra) in terms.iter_mut().zip([aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux]) {
+        for (value, extra) in terms.iter_mut().zip([aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux, anchor_aux]) {
             if let Some(extra) = extra {
                 *value = extra.to_scalar::<f32>()? as f64;
                 loss = (loss + extra)?;

@@ -22,7 +22,7 @@ struct Plain;
 impl Plain {
     fn make(index: u64) -> Example {
         let (name, rgb) = COLOURS[(index % 3) as usize];
-        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None, asked_cell: None }
+        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None, asked_cell: None, anchor_cell: None }
     }
 }
 
@@ -169,7 +169,7 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     }
     let ck = trainer.checkpoint().unwrap();
     let csv = std::fs::read_to_string(out.path().join("loss.csv")).unwrap();
-    assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,lr,"), "{csv}");
+    assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,aux_anchor,lr,"), "{csv}");
     let shipped = candle_core::safetensors::load(out.path().join("model/model.safetensors"), &Device::Cpu).unwrap();
     assert!(!shipped.keys().any(|k| k.starts_with("aux_")), "the model folder has no auxiliary tensors");
     let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
@@ -275,4 +275,56 @@ fn the_attention_loss_reads_the_llm_layers_probabilities() {
     let sums = probs[1].sum(3).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
     assert!(tokenscale_model::nn::take_attention().is_empty(), "capturing stops after take");
+}
+
+#[test]
+fn the_anchor_loss_covers_relation_questions_and_turns_their_lookup_on() {
+    use tokenscale_train::data::SynthSource;
+    let mix = tokenscale_eval::synth::Mix::default()
+        .with_subtask("coarse", 0.0)
+        .and_then(|m| m.with_subtask("cell_colour", 0.0))
+        .and_then(|m| m.with_subtask("cell_shape", 0.0))
+        .and_then(|m| m.with_subtask("count_shape", 0.0))
+        .and_then(|m| m.with_subtask("count_colour", 0.0))
+        .unwrap();
+    let source = SynthSource { mix };
+    let mut config = toy_config(2);
+    config.model.crop = 32;
+    config.model.max_vision_tokens = 16;
+    config.batch = 8;
+    config.fixed_vision_tokens = Some(16);
+    config.aux_attend_weight = 1.0;
+    config.aux_attend_layer = 2;
+    config.validation_items = 0;
+    let step = |config: &TrainConfig| {
+        let out = tempfile::tempdir().unwrap();
+        Trainer::open(out.path(), config.clone(), &source).unwrap().train_step().unwrap()
+    };
+    // Without the anchor loss, relation questions name no cell: nothing to attend to.
+    let off = step(&config);
+    assert_eq!(off.aux_terms[5..], [0.0, 0.0], "{off:?}");
+    config.aux_anchor_weight = 1.0;
+    config.aux_anchor_layer = 1;
+    let on = step(&config);
+    assert!(on.aux_terms[5] > 0.0 && on.aux_terms[6] > 0.0, "both hops are supervised: {on:?}");
+    assert!((on.aux_terms.iter().sum::<f64>() - on.aux_loss).abs() < 1e-9, "{on:?}");
+
+    config.aux_anchor_layer = 3;
+    let out = tempfile::tempdir().unwrap();
+    let err = Trainer::open(out.path(), config, &source).err().unwrap().to_string();
+    assert!(err.contains("aux_anchor_layer"), "{err}");
+}
+
+#[test]
+fn stop_after_ends_a_run_early_on_the_full_schedule() {
+    let mut config = toy_config(10);
+    assert_eq!(config.last_step(), 10);
+    config.stop_after = Some(4);
+    assert_eq!(config.last_step(), 4);
+    assert_eq!(config.learning_rate(3), toy_config(10).learning_rate(3), "the schedule still spans `steps`");
+    config.stop_after = Some(40);
+    assert_eq!(config.last_step(), 10);
+    config.stop_after = Some(0);
+    let err = config.validate("stage.json").err().unwrap().to_string();
+    assert!(err.contains("stage.json") && err.contains("stop_after"), "{err}");
 }

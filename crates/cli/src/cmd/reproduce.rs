@@ -108,7 +108,10 @@ fn retrain(dir: &Path, configs: &[PathBuf], steps: &mut Vec<(String, f64)>) -> R
         super::train::run(super::train::Args { config: Some(path), out: out.clone(), max_steps: None })
             .with_context(|| format!("--retrain: stage {} ({origin})", i + 1))?;
         steps.push((format!("train stage {} (this invocation)", i + 1), start.elapsed().as_secs_f64()));
-        previous = Some(out.join("model"));
+        // The stage's last checkpoint rather than its model folder: it also hands the auxiliary
+        // heads on to the next stage.
+        let last = tokenscale_train::checkpoint::latest_checkpoint(&out)?.with_context(|| format!("{}: the stage left no checkpoint", out.display()))?;
+        previous = Some(last.dir);
     }
     previous.context("--retrain: no training stage")
 }

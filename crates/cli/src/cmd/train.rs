@@ -34,8 +34,8 @@ pub fn run(args: Args) -> Result<()> {
     if trainer.step > 0 {
         eprintln!("resuming {} at step {}", args.out.display(), trainer.step);
     }
-    let stop = args.max_steps.map_or(config.steps, |m| (trainer.step + m).min(config.steps));
-    let bar = ProgressBar::new(config.steps).with_position(trainer.step);
+    let stop = args.max_steps.map_or(config.last_step(), |m| (trainer.step + m).min(config.last_step()));
+    let bar = ProgressBar::new(config.last_step()).with_position(trainer.step);
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} eta {eta} {msg}")?);
     let mut recent = Vec::new();
     while trainer.step < stop {

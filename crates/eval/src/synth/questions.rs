@@ -61,13 +61,22 @@ impl Subject {
     pub fn answer_cell(&self, scene: &Scene) -> Option<usize> {
         match *self {
             Subject::Cell(r, c) => Some(r * GRID + c),
-            Subject::Neighbour { colour, shape, dir } => {
-                let anchor = scene.cells.iter().position(|p| p.is_some_and(|p| p.color == colour && p.shape == shape))?;
+            Subject::Neighbour { dir, .. } => {
+                let anchor = self.anchor_cell(scene)?;
                 let (_, dr, dc) = DIRECTIONS[dir];
                 let (r, c) = ((anchor / GRID) as i32 + dr, (anchor % GRID) as i32 + dc);
                 let inside = (0..GRID as i32).contains(&r) && (0..GRID as i32).contains(&c);
                 inside.then(|| r as usize * GRID + c as usize)
             }
+            _ => None,
+        }
+    }
+
+    /// The row-major index of the shape a relation question names by colour and shape (its
+    /// anchor); `None` for other subjects or when the scene has no such shape.
+    pub fn anchor_cell(&self, scene: &Scene) -> Option<usize> {
+        match *self {
+            Subject::Neighbour { colour, shape, .. } => scene.cells.iter().position(|p| p.is_some_and(|p| p.color == colour && p.shape == shape)),
             _ => None,
         }
     }
