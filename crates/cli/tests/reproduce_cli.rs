@@ -150,9 +150,10 @@ fn retrain_runs_the_stages_in_order_and_reproduces_with_the_last_model() {
         "--train-config", second.to_str().unwrap(), "--items", "3", "--vision-tokens", "1,4", "--pairs", "2", "--bootstrap", "0",
     ];
     ok(&tokenscale(&args, tmp.path()));
-    // The second stage starts from the first stage's model; the experiment runs on the second's.
+    // The second stage starts from the first stage's last checkpoint (model and auxiliary heads);
+    // the experiment runs on the second stage's model.
     let stage2 = read_json(&out.join("train/stage2.json"));
-    assert_eq!(Path::new(stage2["init_from"].as_str().unwrap()), out.join("train/stage1/model"));
+    assert_eq!(Path::new(stage2["init_from"].as_str().unwrap()), out.join("train/stage1/checkpoints/step-0000002"));
     let scores = read_json(&out.join("scores.json"));
     assert_eq!(Path::new(scores["model"]["dir"].as_str().unwrap()), out.join("train/stage2/model"));
     let steps: Vec<&str> = scores["timings"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();

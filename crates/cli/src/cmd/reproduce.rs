@@ -82,8 +82,8 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Trains the stages in order into `dir/stage<i>` (each resumable as `tokenscale train` is), the
-/// configuration of every later stage pointed at the previous stage's model; returns the last
-/// model's folder and records each stage's time.
+/// configuration of every later stage pointed at the previous stage's last checkpoint (its model
+/// and auxiliary heads); returns the last stage's model folder and records each stage's time.
 fn retrain(dir: &Path, configs: &[PathBuf], steps: &mut Vec<(String, f64)>) -> Result<PathBuf> {
     let stages: Vec<(String, String)> = if configs.is_empty() {
         crate::embedded::TRAINING_STAGES.iter().enumerate().map(|(i, text)| (format!("shipped stage {}", i + 1), text.to_string())).collect()
@@ -95,6 +95,7 @@ fn retrain(dir: &Path, configs: &[PathBuf], steps: &mut Vec<(String, f64)>) -> R
     };
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let mut previous: Option<PathBuf> = None;
+    let mut last_model: Option<PathBuf> = None;
     for (i, (origin, text)) in stages.iter().enumerate() {
         let mut config: serde_json::Value = serde_json::from_str(text).with_context(|| format!("{origin}: not a JSON training configuration"))?;
         let object = config.as_object_mut().with_context(|| format!("{origin}: not a JSON object"))?;
@@ -112,6 +113,7 @@ fn retrain(dir: &Path, configs: &[PathBuf], steps: &mut Vec<(String, f64)>) -> R
         // heads on to the next stage.
         let last = tokenscale_train::checkpoint::latest_checkpoint(&out)?.with_context(|| format!("{}: the stage left no checkpoint", out.display()))?;
         previous = Some(last.dir);
+        last_model = Some(out.join("model"));
     }
-    previous.context("--retrain: no training stage")
+    last_model.context("--retrain: no training stage")
 }
