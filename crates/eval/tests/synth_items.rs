@@ -406,3 +406,22 @@ fn a_relation_questions_anchor_is_the_named_shape_and_its_answer_cell_the_neighb
     }
     assert!(checked > 200, "{checked} relation questions");
 }
+
+#[test]
+fn a_counting_questions_counted_cells_number_its_answer() {
+    let mix = Mix::default().only_kind(ItemKind::ShortAnswer);
+    let mut checked = 0;
+    for i in 0..2000 {
+        let it = item_with(Split::Train, i, &mix);
+        let counted = it.subject.counted_cells(&it.scene);
+        if !it.subtask.starts_with("count_") {
+            assert_eq!(counted, None, "{}", it.question);
+            continue;
+        }
+        let cells = counted.expect("a counting question counts cells");
+        assert_eq!(cells.len().to_string(), it.answer, "{}", it.question);
+        assert!(cells.iter().all(|&c| it.scene.cells[c].is_some()), "{}", it.question);
+        checked += 1;
+    }
+    assert!(checked > 200, "{checked} counting questions");
+}

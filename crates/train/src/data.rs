@@ -20,6 +20,9 @@ pub struct Example {
     /// The index into `cells` of the anchor a relation question names by colour and shape ("the
     /// red circle"), if it does.
     pub anchor_cell: Option<usize>,
+    /// The indices into `cells` of the cells a counting question counts; `None` for other
+    /// questions.
+    pub counted_cells: Option<Vec<usize>>,
 }
 
 /// `Sync`: a batch's slices are drawn from it on several threads.
@@ -51,7 +54,8 @@ impl SynthSource {
             _ => None,
         };
         let anchor_cell = item.subject.anchor_cell(&item.scene);
-        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell, asked_cell, anchor_cell }
+        let counted_cells = item.subject.counted_cells(&item.scene);
+        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell, asked_cell, anchor_cell, counted_cells }
     }
 }
 

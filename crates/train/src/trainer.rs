@@ -90,6 +90,13 @@ pub struct TrainConfig {
     /// cell the answer comes from as their target (the second hop) (0 = off).
     pub aux_anchor_weight: f64,
     pub aux_anchor_layer: usize,
+    /// Weight of an eighth auxiliary loss, for counting questions: the first attention head of
+    /// LLM layer `aux_count_layer`, at the position that predicts the answer, is asked to spread
+    /// its attention evenly over the first token (a sink) and the slots of the counted cells, so
+    /// that the share left on the sink, 1 / (count + 1), carries the count (cross-entropy
+    /// against that even target; 0 = off).
+    pub aux_count_weight: f64,
+    pub aux_count_layer: usize,
     /// End the run at this step, with the learning-rate schedule still laid out over `steps`
     /// (a stage cut short keeps its exact record, so `reproduce --retrain` replays it).
     pub stop_after: Option<u64>,
@@ -124,6 +131,8 @@ impl Default for TrainConfig {
             aux_attend_layer: 3,
             aux_anchor_weight: 0.0,
             aux_anchor_layer: 2,
+            aux_count_weight: 0.0,
+            aux_count_layer: 3,
             stop_after: None,
         }
     }
@@ -155,6 +164,9 @@ impl TrainConfig {
         if self.aux_anchor_weight > 0.0 && !(1..=self.model.llm_layers).contains(&self.aux_anchor_layer) {
             bail!("{origin}: field `aux_anchor_layer` = {} must be in 1..={} (the LLM's layers)", self.aux_anchor_layer, self.model.llm_layers);
         }
+        if self.aux_count_weight > 0.0 && !(1..=self.model.llm_layers).contains(&self.aux_count_layer) {
+            bail!("{origin}: field `aux_count_layer` = {} must be in 1..={} (the LLM's layers)", self.aux_count_layer, self.model.llm_layers);
+        }
         if self.stop_after == Some(0) {
             bail!("{origin}: field `stop_after` must be at least 1");
         }
@@ -169,6 +181,7 @@ impl TrainConfig {
             self.aux_prev_weight,
             self.aux_attend_weight,
             self.aux_anchor_weight,
+            self.aux_count_weight,
         ];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             bail!("{origin}: the `aux_*_weight` fields must be finite and ≥ 0");
@@ -336,8 +349,9 @@ pub struct Trainer<'a> {
 
 /// The weighted auxiliary losses of one example (or a sum of them), in `AUX_TERM_NAMES` order.
 pub type AuxTerms = [f64; AUX_TERMS];
-pub const AUX_TERMS: usize = 7;
-pub const AUX_TERM_NAMES: [&str; AUX_TERMS] = ["aux_cell", "aux_slot", "aux_routed", "aux_query", "aux_prev", "aux_attend", "aux_anchor"];
+pub const AUX_TERMS: usize = 8;
+pub const AUX_TERM_NAMES: [&str; AUX_TERMS] =
+    ["aux_cell", "aux_slot", "aux_routed", "aux_query", "aux_prev", "aux_attend", "aux_anchor", "aux_count"];
 
 /// What a slice of a batch adds up: answer and auxiliary loss values, answer tokens, budgets.
 #[derive(Default)]
@@ -535,6 +549,17 @@ impl<'a> Trainer<'a> {
         Ok(Some(((p + 1e-9)?.log()?.neg()? * weight)?))
     }
 
+    /// Cross-entropy of head 0 of `aux_count_layer`'s attention at `position` against the even
+    /// spread over the first token and the QED slots of `counted` (those the budget has).
+    fn count_attention_loss(&self, attention: &[Tensor], tps: &[u32], position: usize, counted: &[usize]) -> Result<Tensor> {
+        let layer = self.config.aux_count_layer;
+        let probs = attention.get(layer - 1).with_context(|| format!("attention layer {layer}: only {} attention layers ran", attention.len()))?;
+        let slots: Vec<u32> = tps.iter().enumerate().filter(|(_, &t)| t & tokenscale_model::imgque::TPS_QED != 0).map(|(i, _)| i as u32).collect();
+        let targets: Vec<u32> = std::iter::once(0).chain(counted.iter().filter_map(|&c| slots.get(c).copied())).collect();
+        let picked = probs.get(0)?.get(0)?.get(position)?.index_select(&Tensor::new(targets.as_slice(), &Device::Cpu)?, 0)?;
+        Ok(((picked + 1e-9)?.log()?.mean_all()?.neg()? * self.config.aux_count_weight)?)
+    }
+
     /// Auxiliary head on the LLM state after one layer: each text position after a text position
     /// names the previous token.
     fn aux_prev_loss(&self, hidden_states: &[Tensor], ids: &[u32], tps: &[u32]) -> Result<Option<Tensor>> {
@@ -584,7 +609,8 @@ impl<'a> Trainer<'a> {
         let lookup = c.lookup_cell(example);
         let anchor = example.anchor_cell.filter(|_| c.aux_anchor_weight > 0.0);
         let want_query = (c.aux_query_weight > 0.0 && lookup.is_some()) || c.aux_prev_weight > 0.0;
-        let want_attention = (c.aux_attend_weight > 0.0 && lookup.is_some()) || anchor.is_some();
+        let counted = example.counted_cells.as_deref().filter(|_| c.aux_count_weight > 0.0);
+        let want_attention = (c.aux_attend_weight > 0.0 && lookup.is_some()) || anchor.is_some() || counted.is_some();
         if want_attention {
             nn::capture_attention();
         }
@@ -622,9 +648,13 @@ impl<'a> Trainer<'a> {
             Some(cell) => self.attend_loss(&attention, tps, at, cell, c.aux_anchor_layer, c.aux_anchor_weight)?,
             None => None,
         };
+        let count_aux = match counted {
+            Some(cells) => Some(self.count_attention_loss(&attention, tps, at, cells)?),
+            None => None,
+        };
         let answer_value = answer.to_scalar::<f32>()? as f64;
         let (mut loss, mut terms) = (answer, [0.0; AUX_TERMS]);
-        for (value, extra) in terms.iter_mut().zip([aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux, anchor_aux]) {
+        for (value, extra) in terms.iter_mut().zip([aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux, anchor_aux, count_aux]) {
             if let Some(extra) = extra {
                 *value = extra.to_scalar::<f32>()? as f64;
                 loss = (loss + extra)?;

@@ -22,7 +22,7 @@ struct Plain;
 impl Plain {
     fn make(index: u64) -> Example {
         let (name, rgb) = COLOURS[(index % 3) as usize];
-        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None, asked_cell: None, anchor_cell: None }
+        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None, asked_cell: None, anchor_cell: None, counted_cells: None }
     }
 }
 
@@ -169,7 +169,7 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     }
     let ck = trainer.checkpoint().unwrap();
     let csv = std::fs::read_to_string(out.path().join("loss.csv")).unwrap();
-    assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,aux_anchor,lr,"), "{csv}");
+    assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,aux_anchor,aux_count,lr,"), "{csv}");
     let shipped = candle_core::safetensors::load(out.path().join("model/model.safetensors"), &Device::Cpu).unwrap();
     assert!(!shipped.keys().any(|k| k.starts_with("aux_")), "the model folder has no auxiliary tensors");
     let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
@@ -277,32 +277,42 @@ fn the_attention_loss_reads_the_llm_layers_probabilities() {
     assert!(tokenscale_model::nn::take_attention().is_empty(), "capturing stops after take");
 }
 
-#[test]
-fn the_anchor_loss_covers_relation_questions_and_turns_their_lookup_on() {
-    use tokenscale_train::data::SynthSource;
-    let mix = tokenscale_eval::synth::Mix::default()
-        .with_subtask("coarse", 0.0)
-        .and_then(|m| m.with_subtask("cell_colour", 0.0))
-        .and_then(|m| m.with_subtask("cell_shape", 0.0))
-        .and_then(|m| m.with_subtask("count_shape", 0.0))
-        .and_then(|m| m.with_subtask("count_colour", 0.0))
-        .unwrap();
-    let source = SynthSource { mix };
+/// The synthetic mix with every subtask but `names` weighted 0.
+fn only_subtasks(names: &[&str]) -> tokenscale_eval::synth::Mix {
+    let mut mix = tokenscale_eval::synth::Mix::default();
+    for (name, _) in tokenscale_eval::synth::SUBTASKS {
+        if !names.contains(&name) {
+            mix = mix.with_subtask(name, 0.0).unwrap();
+        }
+    }
+    mix
+}
+
+/// The toy shape on 32-px crops (one merged token per scene cell), 16 slots, always n = 16.
+fn grid_config(batch: usize) -> TrainConfig {
     let mut config = toy_config(2);
     config.model.crop = 32;
     config.model.max_vision_tokens = 16;
-    config.batch = 8;
+    config.batch = batch;
     config.fixed_vision_tokens = Some(16);
+    config.validation_items = 0;
+    config
+}
+
+#[test]
+fn the_anchor_loss_covers_relation_questions_and_turns_their_lookup_on() {
+    use tokenscale_train::data::SynthSource;
+    let source = SynthSource { mix: only_subtasks(&["relation_colour", "relation_shape"]) };
+    let mut config = grid_config(8);
     config.aux_attend_weight = 1.0;
     config.aux_attend_layer = 2;
-    config.validation_items = 0;
     let step = |config: &TrainConfig| {
         let out = tempfile::tempdir().unwrap();
         Trainer::open(out.path(), config.clone(), &source).unwrap().train_step().unwrap()
     };
     // Without the anchor loss, relation questions name no cell: nothing to attend to.
     let off = step(&config);
-    assert_eq!(off.aux_terms[5..], [0.0, 0.0], "{off:?}");
+    assert_eq!(off.aux_terms[5..7], [0.0, 0.0], "{off:?}");
     config.aux_anchor_weight = 1.0;
     config.aux_anchor_layer = 1;
     let on = step(&config);
@@ -327,4 +337,23 @@ fn stop_after_ends_a_run_early_on_the_full_schedule() {
     config.stop_after = Some(0);
     let err = config.validate("stage.json").err().unwrap().to_string();
     assert!(err.contains("stage.json") && err.contains("stop_after"), "{err}");
+}
+
+#[test]
+fn the_count_loss_spreads_attention_over_the_sink_and_the_counted_slots() {
+    use tokenscale_train::data::SynthSource;
+    let source = SynthSource { mix: only_subtasks(&["count_shape", "count_colour"]) };
+    let example = source.example(0).unwrap();
+    assert!(example.counted_cells.is_some(), "{}", example.prompt);
+    let mut config = grid_config(4);
+    config.aux_count_weight = 1.0;
+    config.aux_count_layer = 2;
+    let out = tempfile::tempdir().unwrap();
+    let row = Trainer::open(out.path(), config.clone(), &source).unwrap().train_step().unwrap();
+    // About ln(keys) per example at a random start, and only this term is on.
+    assert!(row.aux_terms[7] > 1.0 && row.aux_terms[7] < 10.0, "{row:?}");
+    assert!((row.aux_terms[7] - row.aux_loss).abs() < 1e-9, "{row:?}");
+    config.aux_count_layer = 3;
+    let err = Trainer::open(tempfile::tempdir().unwrap().path(), config, &source).err().unwrap().to_string();
+    assert!(err.contains("aux_count_layer"), "{err}");
 }

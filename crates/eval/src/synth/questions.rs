@@ -72,6 +72,18 @@ impl Subject {
         }
     }
 
+    /// The row-major indices of the cells a counting question counts (those holding a shape of
+    /// the asked kind or colour); `None` for other subjects.
+    pub fn counted_cells(&self, scene: &Scene) -> Option<Vec<usize>> {
+        let counts = |p: &super::scene::Placed| match *self {
+            Subject::ShapeCount(shape) => p.shape == shape,
+            Subject::ColourCount(colour) => p.color == colour,
+            _ => false,
+        };
+        matches!(self, Subject::ShapeCount(_) | Subject::ColourCount(_))
+            .then(|| scene.cells.iter().enumerate().filter(|(_, c)| c.as_ref().is_some_and(counts)).map(|(i, _)| i).collect())
+    }
+
     /// The row-major index of the shape a relation question names by colour and shape (its
     /// anchor); `None` for other subjects or when the scene has no such shape.
     pub fn anchor_cell(&self, scene: &Scene) -> Option<usize> {
