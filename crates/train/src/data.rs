@@ -23,6 +23,8 @@ pub struct Example {
     /// The indices into `cells` of the cells a counting question counts; `None` for other
     /// questions.
     pub counted_cells: Option<Vec<usize>>,
+    /// The whole-image facts as class ids: (background tint, border colour); `None` when unknown.
+    pub summary: Option<(u32, u32)>,
 }
 
 /// `Sync`: a batch's slices are drawn from it on several threads.
@@ -55,7 +57,8 @@ impl SynthSource {
         };
         let anchor_cell = item.subject.anchor_cell(&item.scene);
         let counted_cells = item.subject.counted_cells(&item.scene);
-        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell, asked_cell, anchor_cell, counted_cells }
+        let summary = Some((item.scene.background as u32, item.scene.border as u32));
+        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell, asked_cell, anchor_cell, counted_cells, summary }
     }
 }
 

@@ -97,6 +97,11 @@ pub struct TrainConfig {
     /// against that even target; 0 = off).
     pub aux_count_weight: f64,
     pub aux_count_layer: usize,
+    /// Weight of a ninth auxiliary loss: a linear head (`aux_summary.*`, not shipped) reads the
+    /// last QED slot (the decoder's end-of-query state, present at every n) and names the
+    /// background tint and the border colour, so a global summary survives at every budget
+    /// beside the cell the slot also holds (0 = off).
+    pub aux_summary_weight: f64,
     /// End the run at this step, with the learning-rate schedule still laid out over `steps`
     /// (a stage cut short keeps its exact record, so `reproduce --retrain` replays it).
     pub stop_after: Option<u64>,
@@ -133,6 +138,7 @@ impl Default for TrainConfig {
             aux_anchor_layer: 2,
             aux_count_weight: 0.0,
             aux_count_layer: 3,
+            aux_summary_weight: 0.0,
             stop_after: None,
         }
     }
@@ -182,6 +188,7 @@ impl TrainConfig {
             self.aux_attend_weight,
             self.aux_anchor_weight,
             self.aux_count_weight,
+            self.aux_summary_weight,
         ];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             bail!("{origin}: the `aux_*_weight` fields must be finite and ≥ 0");
@@ -285,6 +292,8 @@ pub struct ValidationRow {
 const AUX_COLOURS: usize = 6;
 const AUX_SHAPES: usize = 5;
 const CELL_CLASSES: usize = AUX_COLOURS + AUX_SHAPES;
+/// Background tints the summary head names (the border takes `AUX_COLOURS - 1` colours).
+const TINTS: usize = tokenscale_eval::synth::scene::TINTS.len();
 
 /// Side of the grid the slot head names slots by (the global view's merged-token grid, which
 /// the scene grid matches in the shapes the cell head accepts).
@@ -303,7 +312,7 @@ fn aux_head(prefix: &str, rows: usize, h: usize, seed: u64) -> Result<HashMap<St
 }
 
 /// Parameter names of the auxiliary heads: trained and checkpointed, never shipped.
-const AUX_PREFIXES: [&str; 5] = ["aux_cells.", "aux_slots.", "aux_routed.", "aux_query.", "aux_prev."];
+const AUX_PREFIXES: [&str; 6] = ["aux_cells.", "aux_slots.", "aux_routed.", "aux_query.", "aux_prev.", "aux_summary."];
 
 /// The parameters stored in the model folder `from`, which must have exactly the names and
 /// shapes of `fresh` and the tokenizer written to `dir`.
@@ -349,9 +358,9 @@ pub struct Trainer<'a> {
 
 /// The weighted auxiliary losses of one example (or a sum of them), in `AUX_TERM_NAMES` order.
 pub type AuxTerms = [f64; AUX_TERMS];
-pub const AUX_TERMS: usize = 8;
+pub const AUX_TERMS: usize = 9;
 pub const AUX_TERM_NAMES: [&str; AUX_TERMS] =
-    ["aux_cell", "aux_slot", "aux_routed", "aux_query", "aux_prev", "aux_attend", "aux_anchor", "aux_count"];
+    ["aux_cell", "aux_slot", "aux_routed", "aux_query", "aux_prev", "aux_attend", "aux_anchor", "aux_count", "aux_summary"];
 
 /// What a slice of a batch adds up: answer and auxiliary loss values, answer tokens, budgets.
 #[derive(Default)]
@@ -415,6 +424,9 @@ impl<'a> Trainer<'a> {
                 if config.aux_prev_weight > 0.0 {
                     let vocab = tokenscale_model::tokenizer::Tokenizer::from_file(&dir.join("tokenizer.json"))?.vocab_size();
                     heads.extend(aux_head("aux_prev", vocab, config.model.llm_hidden, config.seed ^ 0x93e)?);
+                }
+                if config.aux_summary_weight > 0.0 {
+                    heads.extend(aux_head("aux_summary", TINTS + AUX_COLOURS - 1, config.model.vision_hidden, config.seed ^ 0x5a3)?);
                 }
                 if config.aux_routed_weight > 0.0 {
                     heads.extend(aux_head("aux_routed", CELL_CLASSES, config.model.vision_hidden, config.seed ^ 0x7047)?);
@@ -520,6 +532,17 @@ impl<'a> Trainer<'a> {
         Ok(Some(((content + identity)? * self.config.aux_slot_weight)?))
     }
 
+    /// Auxiliary head over the last QED slot: the background tint and the border colour.
+    fn aux_summary_loss(&self, query_states: &Tensor, example: &Example) -> Result<Option<Tensor>> {
+        let Some((tint, border)) = example.summary.filter(|_| self.config.aux_summary_weight > 0.0) else { return Ok(None) };
+        let last = query_states.narrow(0, query_states.dim(0)? - 1, 1)?;
+        let (w, b) = self.head_tensors("aux_summary")?;
+        let logits = last.matmul(&w.t()?)?.broadcast_add(b)?;
+        let loss = (candle_nn::loss::cross_entropy(&logits.narrow(1, 0, TINTS)?, &Tensor::new(&[tint], &Device::Cpu)?)?
+            + candle_nn::loss::cross_entropy(&logits.narrow(1, TINTS, AUX_COLOURS - 1)?, &Tensor::new(&[border], &Device::Cpu)?)?)?;
+        Ok(Some((loss * self.config.aux_summary_weight)?))
+    }
+
     /// Auxiliary head on the LLM state after `aux_query_layer` layers at `position`: the asked
     /// cell's row and column.
     fn aux_query_loss(&self, hidden_states: &[Tensor], position: usize, cell: usize) -> Result<Tensor> {
@@ -604,6 +627,7 @@ impl<'a> Trainer<'a> {
         let inputs = p.embeddings(&crops, &conv, n, n)?;
         let slot_aux = self.aux_slot_loss(&inputs.query_states, example)?;
         let routed_aux = self.aux_routed_loss(&inputs.query_states, example)?;
+        let summary_aux = self.aux_summary_loss(&inputs.query_states, example)?;
         let llm = &p.model.llm;
         let c = &self.config;
         let lookup = c.lookup_cell(example);
@@ -654,7 +678,7 @@ impl<'a> Trainer<'a> {
         };
         let answer_value = answer.to_scalar::<f32>()? as f64;
         let (mut loss, mut terms) = (answer, [0.0; AUX_TERMS]);
-        for (value, extra) in terms.iter_mut().zip([aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux, anchor_aux, count_aux]) {
+        for (value, extra) in terms.iter_mut().zip([aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux, anchor_aux, count_aux, summary_aux]) {
             if let Some(extra) = extra {
                 *value = extra.to_scalar::<f32>()? as f64;
                 loss = (loss + extra)?;

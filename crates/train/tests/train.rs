@@ -22,7 +22,7 @@ struct Plain;
 impl Plain {
     fn make(index: u64) -> Example {
         let (name, rgb) = COLOURS[(index % 3) as usize];
-        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None, asked_cell: None, anchor_cell: None, counted_cells: None }
+        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None, asked_cell: None, anchor_cell: None, counted_cells: None, summary: None }
     }
 }
 
@@ -152,24 +152,26 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     config.aux_query_weight = 0.5;
     config.aux_query_layer = 1;
     config.aux_prev_weight = 0.5;
+    config.aux_summary_weight = 0.5;
     config.validation_items = 0;
     let out = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::open(out.path(), config.clone(), &source).unwrap();
     let values = |t: &Trainer, k: &str| t.parameters()[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let heads = ["aux_cells.weight", "aux_slots.weight", "aux_routed.weight", "aux_query.weight", "aux_prev.weight"];
+    let heads = ["aux_cells.weight", "aux_slots.weight", "aux_routed.weight", "aux_query.weight", "aux_prev.weight", "aux_summary.weight"];
     let before = heads.map(|k| values(&trainer, k));
     trainer.train_step().unwrap();
     let row = trainer.train_step().unwrap();
     assert!(row.aux_loss > 0.0 && row.loss > 0.0, "{row:?}");
     assert!((row.aux_terms.iter().sum::<f64>() - row.aux_loss).abs() < 1e-9, "{row:?}");
     assert!(row.aux_terms[0] > 0.0 && row.aux_terms[5] == 0.0, "the cell head is on, the attention loss off: {row:?}");
+    assert!(row.aux_terms[8] > 0.0, "the summary head is on: {row:?}");
     let after = heads.map(|k| values(&trainer, k));
     for (k, (b, a)) in heads.iter().zip(before.iter().zip(&after)) {
         assert_ne!(b, a, "{k} gets gradients");
     }
     let ck = trainer.checkpoint().unwrap();
     let csv = std::fs::read_to_string(out.path().join("loss.csv")).unwrap();
-    assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,aux_anchor,aux_count,lr,"), "{csv}");
+    assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,aux_anchor,aux_count,aux_summary,lr,"), "{csv}");
     let shipped = candle_core::safetensors::load(out.path().join("model/model.safetensors"), &Device::Cpu).unwrap();
     assert!(!shipped.keys().any(|k| k.starts_with("aux_")), "the model folder has no auxiliary tensors");
     let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
