@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 use image::RgbImage;
+use tokenscale_eval::synth::questions::Subject;
 
 #[derive(Clone, Debug)]
 pub struct Example {
@@ -25,6 +26,8 @@ pub struct Example {
     pub counted_cells: Option<Vec<usize>>,
     /// The whole-image facts as class ids: (background tint, border colour); `None` when unknown.
     pub summary: Option<(u32, u32)>,
+    /// Whether the question asks about the whole image (background or border).
+    pub asks_summary: bool,
 }
 
 /// `Sync`: a batch's slices are drawn from it on several threads.
@@ -52,13 +55,14 @@ impl SynthSource {
             .collect();
         let answer_cell = item.subject.answer_cell(&item.scene);
         let asked_cell = match item.subject {
-            tokenscale_eval::synth::questions::Subject::Cell(..) => answer_cell,
+            Subject::Cell(..) => answer_cell,
             _ => None,
         };
         let anchor_cell = item.subject.anchor_cell(&item.scene);
         let counted_cells = item.subject.counted_cells(&item.scene);
         let summary = Some((item.scene.background as u32, item.scene.border as u32));
-        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell, asked_cell, anchor_cell, counted_cells, summary }
+        let asks_summary = matches!(item.subject, Subject::Background | Subject::Border);
+        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell, asked_cell, anchor_cell, counted_cells, summary, asks_summary }
     }
 }
 

@@ -100,7 +100,8 @@ pub struct TrainConfig {
     /// Weight of a ninth auxiliary loss: a linear head (`aux_summary.*`, not shipped) reads the
     /// last QED slot (the decoder's end-of-query state, present at every n) and names the
     /// background tint and the border colour, so a global summary survives at every budget
-    /// beside the cell the slot also holds (0 = off).
+    /// beside the cell the slot also holds; while it is on, the attend loss also covers those
+    /// whole-image questions, with the last slot as the target (0 = off).
     pub aux_summary_weight: f64,
     /// End the run at this step, with the learning-rate schedule still laid out over `steps`
     /// (a stage cut short keeps its exact record, so `reproduce --retrain` replays it).
@@ -222,10 +223,11 @@ impl TrainConfig {
 
     /// The cell whose slot the answer is read from by a lookup the query and attend losses
     /// supervise: the asked cell, and with the anchor loss on also a relation's neighbour.
-    fn lookup_cell(&self, example: &Example) -> Option<usize> {
+    fn lookup_cell(&self, example: &Example) -> Option<Slot> {
         match (example.asked_cell, example.anchor_cell) {
-            (Some(cell), _) => Some(cell),
-            (None, Some(_)) if self.aux_anchor_weight > 0.0 => example.answer_cell,
+            (Some(cell), _) => Some(Slot::Cell(cell)),
+            (None, Some(_)) if self.aux_anchor_weight > 0.0 => example.answer_cell.map(Slot::Cell),
+            _ if example.asks_summary && self.aux_summary_weight > 0.0 => Some(Slot::Last),
             _ => None,
         }
     }
@@ -261,6 +263,15 @@ fn aux_terms_of_any_age<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::
     let mut terms = [0.0; AUX_TERMS];
     terms[..stored.len()].copy_from_slice(&stored);
     Ok(terms)
+}
+
+/// A QED slot an attention loss points at.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    /// The slot of this grid cell (row-major).
+    Cell(usize),
+    /// The last slot: the decoder's end-of-query state, which holds the whole-image summary.
+    Last,
 }
 
 /// One row of loss.csv.
@@ -564,10 +575,14 @@ impl<'a> Trainer<'a> {
 
     /// −log of the attention that head 0 of `layer` (1-based), at `position`, pays to the QED slot
     /// of `cell`, times `weight` (`None` when the budget has no slot for it).
-    fn attend_loss(&self, attention: &[Tensor], tps: &[u32], position: usize, cell: usize, layer: usize, weight: f64) -> Result<Option<Tensor>> {
+    fn attend_loss(&self, attention: &[Tensor], tps: &[u32], position: usize, target: Slot, layer: usize, weight: f64) -> Result<Option<Tensor>> {
         let probs = attention.get(layer - 1).with_context(|| format!("attention layer {layer}: only {} attention layers ran", attention.len()))?;
         let slots: Vec<usize> = tps.iter().enumerate().filter(|(_, &t)| t & tokenscale_model::imgque::TPS_QED != 0).map(|(i, _)| i).collect();
-        let Some(&slot) = slots.get(cell) else { return Ok(None) };
+        let found = match target {
+            Slot::Cell(cell) => slots.get(cell),
+            Slot::Last => slots.last(),
+        };
+        let Some(&slot) = found else { return Ok(None) };
         let p = probs.get(0)?.get(0)?.get(position)?.get(slot)?;
         Ok(Some(((p + 1e-9)?.log()?.neg()? * weight)?))
     }
@@ -660,7 +675,7 @@ impl<'a> Trainer<'a> {
         let answer = (candle_nn::loss::cross_entropy(&logits, &targets)? * targets.dim(0)? as f64)?;
         let at = rows[0] as usize;
         let query_aux = match lookup {
-            Some(cell) if c.aux_query_weight > 0.0 => Some(self.aux_query_loss(&out.hidden_states, at, cell)?),
+            Some(Slot::Cell(cell)) if c.aux_query_weight > 0.0 => Some(self.aux_query_loss(&out.hidden_states, at, cell)?),
             _ => None,
         };
         let prev_aux = self.aux_prev_loss(&out.hidden_states, ids, tps)?;
@@ -669,7 +684,7 @@ impl<'a> Trainer<'a> {
             _ => None,
         };
         let anchor_aux = match anchor {
-            Some(cell) => self.attend_loss(&attention, tps, at, cell, c.aux_anchor_layer, c.aux_anchor_weight)?,
+            Some(cell) => self.attend_loss(&attention, tps, at, Slot::Cell(cell), c.aux_anchor_layer, c.aux_anchor_weight)?,
             None => None,
         };
         let count_aux = match counted {

@@ -22,7 +22,7 @@ struct Plain;
 impl Plain {
     fn make(index: u64) -> Example {
         let (name, rgb) = COLOURS[(index % 3) as usize];
-        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None, asked_cell: None, anchor_cell: None, counted_cells: None, summary: None }
+        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None, asked_cell: None, anchor_cell: None, counted_cells: None, summary: None, asks_summary: false }
     }
 }
 
@@ -358,4 +358,20 @@ fn the_count_loss_spreads_attention_over_the_sink_and_the_counted_slots() {
     config.aux_count_layer = 3;
     let err = Trainer::open(tempfile::tempdir().unwrap().path(), config, &source).err().unwrap().to_string();
     assert!(err.contains("aux_count_layer"), "{err}");
+}
+
+#[test]
+fn whole_image_questions_look_at_the_last_slot_while_the_summary_head_is_on() {
+    use tokenscale_train::data::SynthSource;
+    let source = SynthSource { mix: only_subtasks(&["background", "border"]) };
+    assert!(source.example(0).unwrap().asks_summary);
+    let mut config = grid_config(4);
+    config.aux_attend_weight = 1.0;
+    config.aux_attend_layer = 2;
+    let step = |config: &TrainConfig| Trainer::open(tempfile::tempdir().unwrap().path(), config.clone(), &source).unwrap().train_step().unwrap();
+    let off = step(&config);
+    assert_eq!((off.aux_terms[5], off.aux_terms[8]), (0.0, 0.0), "{off:?}");
+    config.aux_summary_weight = 1.0;
+    let on = step(&config);
+    assert!(on.aux_terms[5] > 0.0 && on.aux_terms[8] > 0.0, "{on:?}");
 }
