@@ -100,9 +100,11 @@ pub struct TrainConfig {
     /// Weight of a ninth auxiliary loss: a linear head (`aux_summary.*`, not shipped) reads the
     /// last QED slot (the decoder's end-of-query state, present at every n) and names the
     /// background tint and the border colour, so a global summary survives at every budget
-    /// beside the cell the slot also holds; while it is on, the attend loss also covers those
-    /// whole-image questions, with the last slot as the target (0 = off).
+    /// beside the cell the slot also holds (0 = off).
     pub aux_summary_weight: f64,
+    /// With the attend loss on: whole-image questions (background, border) are pointed at the
+    /// last slot, where the summary head puts the summary.
+    pub summary_lookup: bool,
     /// End the run at this step, with the learning-rate schedule still laid out over `steps`
     /// (a stage cut short keeps its exact record, so `reproduce --retrain` replays it).
     pub stop_after: Option<u64>,
@@ -140,6 +142,7 @@ impl Default for TrainConfig {
             aux_count_weight: 0.0,
             aux_count_layer: 3,
             aux_summary_weight: 0.0,
+            summary_lookup: false,
             stop_after: None,
         }
     }
@@ -227,7 +230,7 @@ impl TrainConfig {
         match (example.asked_cell, example.anchor_cell) {
             (Some(cell), _) => Some(Slot::Cell(cell)),
             (None, Some(_)) if self.aux_anchor_weight > 0.0 => example.answer_cell.map(Slot::Cell),
-            _ if example.asks_summary && self.aux_summary_weight > 0.0 => Some(Slot::Last),
+            _ if example.asks_summary && self.summary_lookup => Some(Slot::Last),
             _ => None,
         }
     }

@@ -361,7 +361,7 @@ fn the_count_loss_spreads_attention_over_the_sink_and_the_counted_slots() {
 }
 
 #[test]
-fn whole_image_questions_look_at_the_last_slot_while_the_summary_head_is_on() {
+fn whole_image_questions_look_at_the_last_slot_with_summary_lookup() {
     use tokenscale_train::data::SynthSource;
     let source = SynthSource { mix: only_subtasks(&["background", "border"]) };
     assert!(source.example(0).unwrap().asks_summary);
@@ -372,6 +372,9 @@ fn whole_image_questions_look_at_the_last_slot_while_the_summary_head_is_on() {
     let off = step(&config);
     assert_eq!((off.aux_terms[5], off.aux_terms[8]), (0.0, 0.0), "{off:?}");
     config.aux_summary_weight = 1.0;
+    let head_only = step(&config);
+    assert!(head_only.aux_terms[5] == 0.0 && head_only.aux_terms[8] > 0.0, "{head_only:?}");
+    config.summary_lookup = true;
     let on = step(&config);
     assert!(on.aux_terms[5] > 0.0 && on.aux_terms[8] > 0.0, "{on:?}");
 }
