@@ -25,10 +25,16 @@ static FILES: &[(&str, &[u8])] = &[
 ];
 
 /// How the shipped model was trained: `tokenscale train` configurations, one per stage, in order
-/// (each later stage starts from the previous stage's model).
+/// (each later stage starts from the previous stage's last checkpoint).
 pub static TRAINING_STAGES: &[&str] = &[
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage1.json")),
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage2.json")),
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage3.json")),
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage4.json")),
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage5.json")),
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage6.json")),
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage7.json")),
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage8.json")),
 ];
 
 /// The folder holding the embedded model: `$XDG_CACHE_HOME/tokenscale/tiny-imgque-<hash>` (or
@@ -129,6 +135,16 @@ mod tests {
         std::fs::write(&blocker, b"x").unwrap();
         let err = format!("{:#}", materialise(&blocker, &[("a", b"1")]).unwrap_err());
         assert!(err.contains("file"), "{err}");
+    }
+
+    #[test]
+    fn the_training_stages_are_valid_configs_that_end_at_checkpoints() {
+        for (i, text) in TRAINING_STAGES.iter().enumerate() {
+            let config: tokenscale_train::TrainConfig = serde_json::from_str(text).unwrap_or_else(|e| panic!("stage {}: {e}", i + 1));
+            config.validate(&format!("stage {}", i + 1)).unwrap();
+            // The next stage starts from this one's last checkpoint, which must be its last step.
+            assert_eq!(config.last_step() % config.checkpoint_every, 0, "stage {}", i + 1);
+        }
     }
 
     #[test]
