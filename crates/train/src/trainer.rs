@@ -165,17 +165,16 @@ impl TrainConfig {
             bail!("{origin}: fields `lr` and `min_lr` must satisfy 0 ≤ min_lr ≤ lr, lr > 0");
         }
         self.mix().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        if self.aux_query_weight > 0.0 && !(1..=self.model.llm_layers).contains(&self.aux_query_layer) {
-            bail!("{origin}: field `aux_query_layer` = {} must be in 1..={} (the LLM's layers)", self.aux_query_layer, self.model.llm_layers);
-        }
-        if self.aux_attend_weight > 0.0 && !(1..=self.model.llm_layers).contains(&self.aux_attend_layer) {
-            bail!("{origin}: field `aux_attend_layer` = {} must be in 1..={} (the LLM's layers)", self.aux_attend_layer, self.model.llm_layers);
-        }
-        if self.aux_anchor_weight > 0.0 && !(1..=self.model.llm_layers).contains(&self.aux_anchor_layer) {
-            bail!("{origin}: field `aux_anchor_layer` = {} must be in 1..={} (the LLM's layers)", self.aux_anchor_layer, self.model.llm_layers);
-        }
-        if self.aux_count_weight > 0.0 && !(1..=self.model.llm_layers).contains(&self.aux_count_layer) {
-            bail!("{origin}: field `aux_count_layer` = {} must be in 1..={} (the LLM's layers)", self.aux_count_layer, self.model.llm_layers);
+        let layered = [
+            ("aux_query_layer", self.aux_query_weight, self.aux_query_layer),
+            ("aux_attend_layer", self.aux_attend_weight, self.aux_attend_layer),
+            ("aux_anchor_layer", self.aux_anchor_weight, self.aux_anchor_layer),
+            ("aux_count_layer", self.aux_count_weight, self.aux_count_layer),
+        ];
+        for (field, weight, layer) in layered {
+            if weight > 0.0 && !(1..=self.model.llm_layers).contains(&layer) {
+                bail!("{origin}: field `{field}` = {layer} must be in 1..={} (the LLM's layers)", self.model.llm_layers);
+            }
         }
         if self.stop_after == Some(0) {
             bail!("{origin}: field `stop_after` must be at least 1");
@@ -266,6 +265,16 @@ fn aux_terms_of_any_age<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::
     let mut terms = [0.0; AUX_TERMS];
     terms[..stored.len()].copy_from_slice(&stored);
     Ok(terms)
+}
+
+/// The sequence positions of the LLM input's QED slots, in order.
+fn slot_positions(tps: &[u32]) -> Vec<usize> {
+    tps.iter().enumerate().filter(|(_, &t)| t & tokenscale_model::imgque::TPS_QED != 0).map(|(i, _)| i).collect()
+}
+
+/// The captured attention probabilities of LLM layer `layer` (1-based).
+fn layer_attention(attention: &[Tensor], layer: usize) -> Result<&Tensor> {
+    attention.get(layer - 1).with_context(|| format!("attention layer {layer}: only {} attention layers ran", attention.len()))
 }
 
 /// A QED slot an attention loss points at.
@@ -579,8 +588,8 @@ impl<'a> Trainer<'a> {
     /// −log of the attention that head 0 of `layer` (1-based), at `position`, pays to the QED slot
     /// of `cell`, times `weight` (`None` when the budget has no slot for it).
     fn attend_loss(&self, attention: &[Tensor], tps: &[u32], position: usize, target: Slot, layer: usize, weight: f64) -> Result<Option<Tensor>> {
-        let probs = attention.get(layer - 1).with_context(|| format!("attention layer {layer}: only {} attention layers ran", attention.len()))?;
-        let slots: Vec<usize> = tps.iter().enumerate().filter(|(_, &t)| t & tokenscale_model::imgque::TPS_QED != 0).map(|(i, _)| i).collect();
+        let probs = layer_attention(attention, layer)?;
+        let slots = slot_positions(tps);
         let found = match target {
             Slot::Cell(cell) => slots.get(cell),
             Slot::Last => slots.last(),
@@ -593,10 +602,9 @@ impl<'a> Trainer<'a> {
     /// Cross-entropy of head 0 of `aux_count_layer`'s attention at `position` against the even
     /// spread over the first token and the QED slots of `counted` (those the budget has).
     fn count_attention_loss(&self, attention: &[Tensor], tps: &[u32], position: usize, counted: &[usize]) -> Result<Tensor> {
-        let layer = self.config.aux_count_layer;
-        let probs = attention.get(layer - 1).with_context(|| format!("attention layer {layer}: only {} attention layers ran", attention.len()))?;
-        let slots: Vec<u32> = tps.iter().enumerate().filter(|(_, &t)| t & tokenscale_model::imgque::TPS_QED != 0).map(|(i, _)| i as u32).collect();
-        let targets: Vec<u32> = std::iter::once(0).chain(counted.iter().filter_map(|&c| slots.get(c).copied())).collect();
+        let probs = layer_attention(attention, self.config.aux_count_layer)?;
+        let slots = slot_positions(tps);
+        let targets: Vec<u32> = std::iter::once(0).chain(counted.iter().filter_map(|&c| slots.get(c).map(|&i| i as u32))).collect();
         let picked = probs.get(0)?.get(0)?.get(position)?.index_select(&Tensor::new(targets.as_slice(), &Device::Cpu)?, 0)?;
         Ok(((picked + 1e-9)?.log()?.mean_all()?.neg()? * self.config.aux_count_weight)?)
     }
@@ -650,7 +658,7 @@ impl<'a> Trainer<'a> {
         let c = &self.config;
         let lookup = c.lookup_cell(example);
         let anchor = example.anchor_cell.filter(|_| c.aux_anchor_weight > 0.0);
-        let want_query = (c.aux_query_weight > 0.0 && lookup.is_some()) || c.aux_prev_weight > 0.0;
+        let want_query = (c.aux_query_weight > 0.0 && matches!(lookup, Some(Slot::Cell(_)))) || c.aux_prev_weight > 0.0;
         let counted = example.counted_cells.as_deref().filter(|_| c.aux_count_weight > 0.0);
         let want_attention = (c.aux_attend_weight > 0.0 && lookup.is_some()) || anchor.is_some() || counted.is_some();
         if want_attention {
