@@ -422,6 +422,12 @@ impl Llama {
         self.norm_dtype
     }
 
+    /// Logits of residual states `[.., H]` read through the final norm and the LM head, as if the
+    /// layers above them were skipped (the "logit lens" over `hidden_states`).
+    pub fn logits_of(&self, states: &Tensor) -> Result<Tensor> {
+        matvec::apply(&self.lm_head, &self.norm.forward(states)?)
+    }
+
     /// `ids` is `[B, T]` (u32) → `[B, T, H]`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let vocab = self.config.vocab_size as u32;

@@ -102,6 +102,28 @@ pub struct TrainConfig {
     /// background tint and the border colour, so a global summary survives at every budget
     /// beside the cell the slot also holds (0 = off).
     pub aux_summary_weight: f64,
+    /// Weight of a tenth auxiliary loss: a linear head (`aux_fetch.*`, not shipped) reads the
+    /// LLM's state after `aux_attend_layer` layers at the position that predicts the answer and
+    /// names what the lookup should have fetched — the content (colour and shape) of the cell a
+    /// cell or relation question is answered from, or the number a counting question asks for
+    /// (when the budget holds every counted cell) — so the lookup's value path carries the
+    /// detail and not only the attention pattern (0 = off).
+    pub aux_fetch_weight: f64,
+    /// Weight of an eleventh auxiliary loss: a linear head (`aux_llm_slots.*`, not shipped) reads
+    /// the LLM's state entering layer `aux_attend_layer` at each of the first QED slots (slot j ↔
+    /// cell j) and names that cell's content, so that what the lookup reads there still holds the
+    /// cell after the layers below have worked on it (0 = off).
+    pub aux_llm_slot_weight: f64,
+    /// Weight of a twelfth auxiliary loss, for relation questions: a linear head
+    /// (`aux_anchor_query.*`, not shipped) reads the LLM's state entering layer `aux_anchor_layer`
+    /// at the position that predicts the answer and names the anchor's colour and shape — what
+    /// the anchor lookup has to search the slots for (0 = off).
+    pub aux_anchor_query_weight: f64,
+    /// Weight of a thirteenth auxiliary loss: the LLM's state after `aux_attend_layer` layers at
+    /// the position that predicts the answer, read through the final norm and the LM head (no
+    /// head of its own), must already name the answer's first token — so what the lookup fetched
+    /// lies along the answer words' embeddings and the layers above only have to keep it (0 = off).
+    pub aux_early_answer_weight: f64,
     /// With the attend loss on: whole-image questions (background, border) are pointed at the
     /// last slot, where the summary head puts the summary.
     pub summary_lookup: bool,
@@ -142,6 +164,10 @@ impl Default for TrainConfig {
             aux_count_weight: 0.0,
             aux_count_layer: 3,
             aux_summary_weight: 0.0,
+            aux_fetch_weight: 0.0,
+            aux_llm_slot_weight: 0.0,
+            aux_anchor_query_weight: 0.0,
+            aux_early_answer_weight: 0.0,
             summary_lookup: false,
             stop_after: None,
         }
@@ -170,6 +196,10 @@ impl TrainConfig {
             ("aux_attend_layer", self.aux_attend_weight, self.aux_attend_layer),
             ("aux_anchor_layer", self.aux_anchor_weight, self.aux_anchor_layer),
             ("aux_count_layer", self.aux_count_weight, self.aux_count_layer),
+            ("aux_attend_layer", self.aux_fetch_weight, self.aux_attend_layer),
+            ("aux_attend_layer", self.aux_llm_slot_weight, self.aux_attend_layer),
+            ("aux_anchor_layer", self.aux_anchor_query_weight, self.aux_anchor_layer),
+            ("aux_attend_layer", self.aux_early_answer_weight, self.aux_attend_layer),
         ];
         for (field, weight, layer) in layered {
             if weight > 0.0 && !(1..=self.model.llm_layers).contains(&layer) {
@@ -192,6 +222,10 @@ impl TrainConfig {
             self.aux_anchor_weight,
             self.aux_count_weight,
             self.aux_summary_weight,
+            self.aux_fetch_weight,
+            self.aux_llm_slot_weight,
+            self.aux_anchor_query_weight,
+            self.aux_early_answer_weight,
         ];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             bail!("{origin}: the `aux_*_weight` fields must be finite and ≥ 0");
@@ -315,6 +349,8 @@ pub struct ValidationRow {
 const AUX_COLOURS: usize = 6;
 const AUX_SHAPES: usize = 5;
 const CELL_CLASSES: usize = AUX_COLOURS + AUX_SHAPES;
+/// Answers of a counting question ("0" … "6"), as the fetch head names them.
+const COUNT_CLASSES: usize = tokenscale_eval::synth::questions::COUNTS.len();
 /// Background tints the summary head names (the border takes `AUX_COLOURS - 1` colours).
 const TINTS: usize = tokenscale_eval::synth::scene::TINTS.len();
 
@@ -335,7 +371,9 @@ fn aux_head(prefix: &str, rows: usize, h: usize, seed: u64) -> Result<HashMap<St
 }
 
 /// Parameter names of the auxiliary heads: trained and checkpointed, never shipped.
-const AUX_PREFIXES: [&str; 6] = ["aux_cells.", "aux_slots.", "aux_routed.", "aux_query.", "aux_prev.", "aux_summary."];
+const AUX_PREFIXES: [&str; 9] = [
+    "aux_cells.", "aux_slots.", "aux_routed.", "aux_query.", "aux_prev.", "aux_summary.", "aux_fetch.", "aux_llm_slots.", "aux_anchor_query.",
+];
 
 /// The parameters stored in the model folder `from`, which must have exactly the names and
 /// shapes of `fresh` and the tokenizer written to `dir`.
@@ -381,9 +419,11 @@ pub struct Trainer<'a> {
 
 /// The weighted auxiliary losses of one example (or a sum of them), in `AUX_TERM_NAMES` order.
 pub type AuxTerms = [f64; AUX_TERMS];
-pub const AUX_TERMS: usize = 9;
-pub const AUX_TERM_NAMES: [&str; AUX_TERMS] =
-    ["aux_cell", "aux_slot", "aux_routed", "aux_query", "aux_prev", "aux_attend", "aux_anchor", "aux_count", "aux_summary"];
+pub const AUX_TERMS: usize = 13;
+pub const AUX_TERM_NAMES: [&str; AUX_TERMS] = [
+    "aux_cell", "aux_slot", "aux_routed", "aux_query", "aux_prev", "aux_attend", "aux_anchor", "aux_count", "aux_summary", "aux_fetch",
+    "aux_llm_slot", "aux_anchor_query", "aux_early_answer",
+];
 
 /// What a slice of a batch adds up: answer and auxiliary loss values, answer tokens, budgets.
 #[derive(Default)]
@@ -450,6 +490,15 @@ impl<'a> Trainer<'a> {
                 }
                 if config.aux_summary_weight > 0.0 {
                     heads.extend(aux_head("aux_summary", TINTS + AUX_COLOURS - 1, config.model.vision_hidden, config.seed ^ 0x5a3)?);
+                }
+                if config.aux_fetch_weight > 0.0 {
+                    heads.extend(aux_head("aux_fetch", CELL_CLASSES + COUNT_CLASSES, config.model.llm_hidden, config.seed ^ 0xfe7c)?);
+                }
+                if config.aux_llm_slot_weight > 0.0 {
+                    heads.extend(aux_head("aux_llm_slots", CELL_CLASSES, config.model.llm_hidden, config.seed ^ 0x11e5)?);
+                }
+                if config.aux_anchor_query_weight > 0.0 {
+                    heads.extend(aux_head("aux_anchor_query", CELL_CLASSES, config.model.llm_hidden, config.seed ^ 0xa9c4)?);
                 }
                 if config.aux_routed_weight > 0.0 {
                     heads.extend(aux_head("aux_routed", CELL_CLASSES, config.model.vision_hidden, config.seed ^ 0x7047)?);
@@ -585,6 +634,81 @@ impl<'a> Trainer<'a> {
         Ok((loss * self.config.aux_query_weight)?)
     }
 
+    /// The LLM's state after `layer` layers (0: its input) at `position`: `[1, llm_hidden]`.
+    fn llm_state(hidden_states: &[Tensor], layer: usize, position: usize, field: &str) -> Result<Tensor> {
+        let states = hidden_states.get(layer).with_context(|| format!("field `{field}`: the LLM has no state after {layer} layers"))?;
+        Ok(states.squeeze(0)?.narrow(0, position, 1)?)
+    }
+
+    /// Auxiliary head on the LLM state after `aux_attend_layer` layers at `position`: what the
+    /// lookup fetched — the answer cell's content, or the count of the counted cells.
+    fn aux_fetch_loss(&self, hidden_states: &[Tensor], position: usize, example: &Example, n: usize) -> Result<Option<Tensor>> {
+        if self.config.aux_fetch_weight <= 0.0 {
+            return Ok(None);
+        }
+        let cell = example.answer_cell.filter(|&c| c < n).and_then(|c| example.cells.get(c));
+        let count = example.counted_cells.as_ref().filter(|counted| counted.iter().all(|&c| c < n)).map(|c| c.len());
+        let (w, b) = self.head_tensors("aux_fetch")?;
+        let state = || Self::llm_state(hidden_states, self.config.aux_attend_layer, position, "aux_attend_layer");
+        let loss = if let Some(&cell) = cell {
+            let (w, b) = (w.narrow(0, 0, CELL_CLASSES)?, b.narrow(0, 0, CELL_CLASSES)?);
+            let logits = state()?.matmul(&w.t()?)?.broadcast_add(&b)?;
+            let colour = candle_nn::loss::cross_entropy(&logits.narrow(1, 0, AUX_COLOURS)?, &Tensor::new(&[cell.0], &Device::Cpu)?)?;
+            let shape = candle_nn::loss::cross_entropy(&logits.narrow(1, AUX_COLOURS, AUX_SHAPES)?, &Tensor::new(&[cell.1], &Device::Cpu)?)?;
+            (colour + shape)?
+        } else if let Some(count) = count.filter(|&c| c < COUNT_CLASSES) {
+            let (w, b) = (w.narrow(0, CELL_CLASSES, COUNT_CLASSES)?, b.narrow(0, CELL_CLASSES, COUNT_CLASSES)?);
+            let logits = state()?.matmul(&w.t()?)?.broadcast_add(&b)?;
+            candle_nn::loss::cross_entropy(&logits, &Tensor::new(&[count as u32], &Device::Cpu)?)?
+        } else {
+            return Ok(None);
+        };
+        Ok(Some((loss * self.config.aux_fetch_weight)?))
+    }
+
+    /// Auxiliary head on the LLM states entering `aux_attend_layer` at the first QED slots: each
+    /// names its cell's content.
+    fn aux_llm_slot_loss(&self, hidden_states: &[Tensor], tps: &[u32], example: &Example) -> Result<Option<Tensor>> {
+        if self.config.aux_llm_slot_weight <= 0.0 || example.cells.is_empty() {
+            return Ok(None);
+        }
+        let slots = slot_positions(tps);
+        let k = slots.len().min(example.cells.len());
+        if k == 0 {
+            return Ok(None);
+        }
+        let layer = self.config.aux_attend_layer - 1;
+        let states = hidden_states.get(layer).with_context(|| format!("field `aux_attend_layer`: the LLM has no state after {layer} layers"))?;
+        let picks = Tensor::new(slots[..k].iter().map(|&i| i as u32).collect::<Vec<_>>(), &Device::Cpu)?;
+        let tokens = states.squeeze(0)?.index_select(&picks, 0)?;
+        let loss = self.cell_prediction_loss("aux_llm_slots", &tokens, &example.cells[..k])?;
+        Ok(Some((loss * self.config.aux_llm_slot_weight)?))
+    }
+
+    /// Auxiliary head on the LLM state entering `aux_anchor_layer` at `position`: the colour and
+    /// shape of a relation question's anchor.
+    fn aux_anchor_query_loss(&self, hidden_states: &[Tensor], position: usize, example: &Example) -> Result<Option<Tensor>> {
+        let Some(anchor) = example.anchor_cell.and_then(|a| example.cells.get(a)) else { return Ok(None) };
+        if self.config.aux_anchor_query_weight <= 0.0 {
+            return Ok(None);
+        }
+        let state = Self::llm_state(hidden_states, self.config.aux_anchor_layer - 1, position, "aux_anchor_layer")?;
+        let loss = self.cell_prediction_loss("aux_anchor_query", &state, std::slice::from_ref(anchor))?;
+        Ok(Some((loss * self.config.aux_anchor_query_weight)?))
+    }
+
+    /// Cross-entropy of the first answer token `target` read from the LLM state after
+    /// `aux_attend_layer` layers at `position` through the final norm and the LM head.
+    fn aux_early_answer_loss(&self, hidden_states: &[Tensor], position: usize, target: u32) -> Result<Option<Tensor>> {
+        if self.config.aux_early_answer_weight <= 0.0 {
+            return Ok(None);
+        }
+        let state = Self::llm_state(hidden_states, self.config.aux_attend_layer, position, "aux_attend_layer")?;
+        let logits = self.pipeline.model.llm.logits_of(&state)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(&[target], &Device::Cpu)?)?;
+        Ok(Some((loss * self.config.aux_early_answer_weight)?))
+    }
+
     /// −log of the attention that head 0 of `layer` (1-based), at `position`, pays to the QED slot
     /// of `cell`, times `weight` (`None` when the budget has no slot for it).
     fn attend_loss(&self, attention: &[Tensor], tps: &[u32], position: usize, target: Slot, layer: usize, weight: f64) -> Result<Option<Tensor>> {
@@ -658,7 +782,8 @@ impl<'a> Trainer<'a> {
         let c = &self.config;
         let lookup = c.lookup_cell(example);
         let anchor = example.anchor_cell.filter(|_| c.aux_anchor_weight > 0.0);
-        let want_query = (c.aux_query_weight > 0.0 && matches!(lookup, Some(Slot::Cell(_)))) || c.aux_prev_weight > 0.0;
+        let llm_heads = [c.aux_prev_weight, c.aux_fetch_weight, c.aux_llm_slot_weight, c.aux_anchor_query_weight, c.aux_early_answer_weight];
+        let want_query = (c.aux_query_weight > 0.0 && matches!(lookup, Some(Slot::Cell(_)))) || llm_heads.iter().any(|&w| w > 0.0);
         let counted = example.counted_cells.as_deref().filter(|_| c.aux_count_weight > 0.0);
         let want_attention = (c.aux_attend_weight > 0.0 && lookup.is_some()) || anchor.is_some() || counted.is_some();
         if want_attention {
@@ -702,9 +827,17 @@ impl<'a> Trainer<'a> {
             Some(cells) => Some(self.count_attention_loss(&attention, tps, at, cells)?),
             None => None,
         };
+        let fetch_aux = self.aux_fetch_loss(&out.hidden_states, at, example, n)?;
+        let llm_slot_aux = self.aux_llm_slot_loss(&out.hidden_states, tps, example)?;
+        let anchor_query_aux = self.aux_anchor_query_loss(&out.hidden_states, at, example)?;
+        let early_aux = self.aux_early_answer_loss(&out.hidden_states, at, ids[at + 1])?;
         let answer_value = answer.to_scalar::<f32>()? as f64;
         let (mut loss, mut terms) = (answer, [0.0; AUX_TERMS]);
-        for (value, extra) in terms.iter_mut().zip([aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux, anchor_aux, count_aux, summary_aux]) {
+        let extras = [
+            aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux, anchor_aux, count_aux, summary_aux, fetch_aux, llm_slot_aux, anchor_query_aux,
+            early_aux,
+        ];
+        for (value, extra) in terms.iter_mut().zip(extras) {
             if let Some(extra) = extra {
                 *value = extra.to_scalar::<f32>()? as f64;
                 loss = (loss + extra)?;

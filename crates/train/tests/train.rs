@@ -171,7 +171,7 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     }
     let ck = trainer.checkpoint().unwrap();
     let csv = std::fs::read_to_string(out.path().join("loss.csv")).unwrap();
-    assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,aux_anchor,aux_count,aux_summary,lr,"), "{csv}");
+    assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,aux_anchor,aux_count,aux_summary,aux_fetch,aux_llm_slot,aux_anchor_query,aux_early_answer,lr,"), "{csv}");
     let shipped = candle_core::safetensors::load(out.path().join("model/model.safetensors"), &Device::Cpu).unwrap();
     assert!(!shipped.keys().any(|k| k.starts_with("aux_")), "the model folder has no auxiliary tensors");
     let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
@@ -377,4 +377,63 @@ fn whole_image_questions_look_at_the_last_slot_with_summary_lookup() {
     config.summary_lookup = true;
     let on = step(&config);
     assert!(on.aux_terms[5] > 0.0 && on.aux_terms[8] > 0.0, "{on:?}");
+}
+
+#[test]
+fn the_llm_side_heads_supervise_what_the_lookups_carry() {
+    use tokenscale_train::data::SynthSource;
+    let source = SynthSource { mix: only_subtasks(&["cell_shape", "relation_shape", "count_shape"]) };
+    let mut config = grid_config(12);
+    config.aux_attend_layer = 2;
+    config.aux_anchor_layer = 2;
+    let step = |config: &TrainConfig| {
+        let out = tempfile::tempdir().unwrap();
+        let mut trainer = Trainer::open(out.path(), config.clone(), &source).unwrap();
+        let row = trainer.train_step().unwrap();
+        (row, trainer, out)
+    };
+    let (off, ..) = step(&config);
+    assert_eq!(off.aux_terms[9..], [0.0; 4], "{off:?}");
+    config.aux_fetch_weight = 1.0;
+    config.aux_llm_slot_weight = 1.0;
+    config.aux_anchor_query_weight = 1.0;
+    config.aux_early_answer_weight = 1.0;
+    let (on, trainer, _out) = step(&config);
+    // Each term is a cross-entropy over a handful of classes (early answer: the vocabulary) at a
+    // random start: positive and finite.
+    for (i, name) in [(9, "fetch"), (10, "llm_slot"), (11, "anchor_query"), (12, "early_answer")] {
+        assert!(on.aux_terms[i] > 0.1 && on.aux_terms[i] < 20.0, "{name}: {on:?}");
+    }
+    assert!((on.aux_terms.iter().sum::<f64>() - on.aux_loss).abs() < 1e-9, "{on:?}");
+    let ck = trainer.checkpoint().unwrap();
+    let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
+    for head in ["aux_fetch.weight", "aux_llm_slots.weight", "aux_anchor_query.weight"] {
+        assert!(kept.contains_key(head), "{head} is checkpointed");
+    }
+    let shipped = candle_core::safetensors::load(trainer.out.join("model/model.safetensors"), &Device::Cpu).unwrap();
+    assert!(!shipped.keys().any(|k| k.starts_with("aux_")), "no auxiliary tensor is shipped");
+
+    // The early answer reads a state through the final norm and the LM head. On the state after
+    // the last layer y (already normed, and a fresh norm's gains are 1) that is the model's own
+    // logits rescaled by the second norm, 1 / sqrt(mean(y²) + eps), row by row.
+    let pipeline = trainer.pipeline();
+    let example = source.example(0).unwrap();
+    let crops = pipeline.encode_image(&example.image).unwrap();
+    let conv = tokenscale_model::chat::Conversation::new().user(example.prompt.clone()).for_generation();
+    let inputs = pipeline.embeddings(&crops, &conv, 16, 16).unwrap();
+    let fresh = Trainer::open(tempfile::tempdir().unwrap().path(), config.clone(), &source).unwrap();
+    let llm = &fresh.pipeline().model.llm;
+    let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, true).unwrap();
+    let normed = out.hidden_states.last().unwrap();
+    let lens = llm.logits_of(normed).unwrap();
+    let eps = llm.config.rms_norm_eps;
+    let rescale = ((normed.sqr().unwrap().mean_keepdim(2).unwrap() + eps).unwrap().sqrt().unwrap().recip()).unwrap();
+    let expected = out.logits.broadcast_mul(&rescale).unwrap();
+    let max_abs = |t: &candle_core::Tensor| t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let (gap, scale) = (max_abs(&(lens - &expected).unwrap()), max_abs(&expected));
+    assert!(gap <= 1e-5 * scale, "logit lens on the final state differs from the logits by {gap} (logits up to {scale})");
+
+    config.aux_anchor_layer = 3;
+    let err = Trainer::open(tempfile::tempdir().unwrap().path(), config, &source).err().unwrap().to_string();
+    assert!(err.contains("aux_anchor_layer"), "{err}");
 }
