@@ -53,6 +53,9 @@ pub struct TrainConfig {
     /// another shape (a changed patch size) keep their fresh initialisation instead of being an
     /// error.
     pub init_partial: bool,
+    /// With `init_from` a checkpoint folder: start the auxiliary heads fresh anyway (a stage that
+    /// began from the previous stage's shipped model folder replays exactly this way).
+    pub fresh_heads: bool,
     /// Weight of an auxiliary loss: a linear head (`aux_cells.*`, kept out of the shipped model)
     /// reads each of the global view's merged tokens and predicts what the grid cell under it
     /// holds (colour and shape; 0 = off). Needs a `crop / patch / 2` grid equal to the scene grid.
@@ -150,6 +153,7 @@ impl Default for TrainConfig {
             kind_weights: Vec::new(),
             init_from: None,
             init_partial: false,
+            fresh_heads: false,
             aux_cell_weight: 0.0,
             aux_slot_weight: 0.0,
             aux_routed_weight: 0.0,
@@ -507,7 +511,9 @@ impl<'a> Trainer<'a> {
                     tensors = weights_from(from, &dir, tensors, config.init_partial)?;
                     // A checkpoint folder (`checkpoints/step-N`) also holds the auxiliary heads:
                     // carry those over too; a plain model folder has none, so they start fresh.
-                    heads = weights_from(from, &dir, heads, true)?;
+                    if !config.fresh_heads {
+                        heads = weights_from(from, &dir, heads, true)?;
+                    }
                 }
                 tensors.extend(heads);
                 (dir, tensors, None)

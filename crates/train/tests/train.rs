@@ -179,11 +179,12 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     assert_eq!(Trainer::open(out.path(), config.clone(), &source).unwrap().step, 2);
 
     // A later stage that starts from the checkpoint folder inherits the trained heads; one that
-    // starts from the model folder gets fresh ones.
+    // starts from the model folder, or asks for fresh heads, gets fresh ones.
     let mut next = config.clone();
     next.seed = 99;
-    for (from, inherits) in [(ck.clone(), true), (out.path().join("model"), false)] {
+    for (from, fresh_heads, inherits) in [(ck.clone(), false, true), (out.path().join("model"), false, false), (ck.clone(), true, false)] {
         next.init_from = Some(from);
+        next.fresh_heads = fresh_heads;
         let stage = tempfile::tempdir().unwrap();
         let opened = Trainer::open(stage.path(), next.clone(), &source).unwrap();
         for (k, trained) in heads.iter().zip(&after) {
