@@ -127,6 +127,12 @@ pub struct TrainConfig {
     /// head of its own), must already name the answer's first token — so what the lookup fetched
     /// lies along the answer words' embeddings and the layers above only have to keep it (0 = off).
     pub aux_early_answer_weight: f64,
+    /// Weight of a fourteenth auxiliary loss, for relation questions: a linear head
+    /// (`aux_anchor_fetch.*`, not shipped) reads the LLM's state after `aux_anchor_layer` layers at
+    /// the position that predicts the answer and names the row and column of the anchor the first
+    /// hop found, so its value path carries where the anchor is — the neighbour is one step from
+    /// there (0 = off).
+    pub aux_anchor_fetch_weight: f64,
     /// With the attend loss on: whole-image questions (background, border) are pointed at the
     /// last slot, where the summary head puts the summary.
     pub summary_lookup: bool,
@@ -172,6 +178,7 @@ impl Default for TrainConfig {
             aux_llm_slot_weight: 0.0,
             aux_anchor_query_weight: 0.0,
             aux_early_answer_weight: 0.0,
+            aux_anchor_fetch_weight: 0.0,
             summary_lookup: false,
             stop_after: None,
         }
@@ -204,6 +211,7 @@ impl TrainConfig {
             ("aux_attend_layer", self.aux_llm_slot_weight, self.aux_attend_layer),
             ("aux_anchor_layer", self.aux_anchor_query_weight, self.aux_anchor_layer),
             ("aux_attend_layer", self.aux_early_answer_weight, self.aux_attend_layer),
+            ("aux_anchor_layer", self.aux_anchor_fetch_weight, self.aux_anchor_layer),
         ];
         for (field, weight, layer) in layered {
             if weight > 0.0 && !(1..=self.model.llm_layers).contains(&layer) {
@@ -230,6 +238,7 @@ impl TrainConfig {
             self.aux_llm_slot_weight,
             self.aux_anchor_query_weight,
             self.aux_early_answer_weight,
+            self.aux_anchor_fetch_weight,
         ];
         if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
             bail!("{origin}: the `aux_*_weight` fields must be finite and ≥ 0");
@@ -375,8 +384,17 @@ fn aux_head(prefix: &str, rows: usize, h: usize, seed: u64) -> Result<HashMap<St
 }
 
 /// Parameter names of the auxiliary heads: trained and checkpointed, never shipped.
-const AUX_PREFIXES: [&str; 9] = [
-    "aux_cells.", "aux_slots.", "aux_routed.", "aux_query.", "aux_prev.", "aux_summary.", "aux_fetch.", "aux_llm_slots.", "aux_anchor_query.",
+const AUX_PREFIXES: [&str; 10] = [
+    "aux_cells.",
+    "aux_slots.",
+    "aux_routed.",
+    "aux_query.",
+    "aux_prev.",
+    "aux_summary.",
+    "aux_fetch.",
+    "aux_llm_slots.",
+    "aux_anchor_query.",
+    "aux_anchor_fetch.",
 ];
 
 /// The parameters stored in the model folder `from`, which must have exactly the names and
@@ -423,10 +441,10 @@ pub struct Trainer<'a> {
 
 /// The weighted auxiliary losses of one example (or a sum of them), in `AUX_TERM_NAMES` order.
 pub type AuxTerms = [f64; AUX_TERMS];
-pub const AUX_TERMS: usize = 13;
+pub const AUX_TERMS: usize = 14;
 pub const AUX_TERM_NAMES: [&str; AUX_TERMS] = [
     "aux_cell", "aux_slot", "aux_routed", "aux_query", "aux_prev", "aux_attend", "aux_anchor", "aux_count", "aux_summary", "aux_fetch",
-    "aux_llm_slot", "aux_anchor_query", "aux_early_answer",
+    "aux_llm_slot", "aux_anchor_query", "aux_early_answer", "aux_anchor_fetch",
 ];
 
 /// What a slice of a batch adds up: answer and auxiliary loss values, answer tokens, budgets.
@@ -503,6 +521,10 @@ impl<'a> Trainer<'a> {
                 }
                 if config.aux_anchor_query_weight > 0.0 {
                     heads.extend(aux_head("aux_anchor_query", CELL_CLASSES, config.model.llm_hidden, config.seed ^ 0xa9c4)?);
+                }
+                if config.aux_anchor_fetch_weight > 0.0 {
+                    let rows = 2 * slot_grid(&config.model);
+                    heads.extend(aux_head("aux_anchor_fetch", rows, config.model.llm_hidden, config.seed ^ 0xa9fe)?);
                 }
                 if config.aux_routed_weight > 0.0 {
                     heads.extend(aux_head("aux_routed", CELL_CLASSES, config.model.vision_hidden, config.seed ^ 0x7047)?);
@@ -624,20 +646,27 @@ impl<'a> Trainer<'a> {
     /// Auxiliary head on the LLM state after `aux_query_layer` layers at `position`: the asked
     /// cell's row and column.
     fn aux_query_loss(&self, hidden_states: &[Tensor], position: usize, cell: usize) -> Result<Tensor> {
-        let layer = self.config.aux_query_layer;
-        let state = hidden_states
-            .get(layer)
-            .with_context(|| format!("field `aux_query_layer` = {layer}: the LLM has {} layers", hidden_states.len().saturating_sub(1)))?
-            .squeeze(0)?
-            .narrow(0, position, 1)?;
-        let (w, b) = self.head_tensors("aux_query")?;
+        let state = Self::llm_state(hidden_states, self.config.aux_query_layer, position, "aux_query_layer")?;
+        Ok((self.row_column_loss("aux_query", &state, cell)? * self.config.aux_query_weight)?)
+    }
+
+    /// Cross-entropy of head `prefix` naming, from `state` `[1, h]`, the row and the column of `cell`.
+    fn row_column_loss(&self, prefix: &str, state: &Tensor, cell: usize) -> Result<Tensor> {
+        let (w, b) = self.head_tensors(prefix)?;
         let side = w.dim(0)? / 2;
         let logits = state.matmul(&w.t()?)?.broadcast_add(b)?;
         let row = Tensor::new(&[(cell / side) as u32], &Device::Cpu)?;
         let col = Tensor::new(&[(cell % side) as u32], &Device::Cpu)?;
-        let loss = (candle_nn::loss::cross_entropy(&logits.narrow(1, 0, side)?, &row)?
-            + candle_nn::loss::cross_entropy(&logits.narrow(1, side, side)?, &col)?)?;
-        Ok((loss * self.config.aux_query_weight)?)
+        Ok((candle_nn::loss::cross_entropy(&logits.narrow(1, 0, side)?, &row)?
+            + candle_nn::loss::cross_entropy(&logits.narrow(1, side, side)?, &col)?)?)
+    }
+
+    /// Auxiliary head on the LLM state after `aux_anchor_layer` layers at `position`: the row and
+    /// column of a relation question's anchor (when the budget has its slot).
+    fn aux_anchor_fetch_loss(&self, hidden_states: &[Tensor], position: usize, anchor: Option<usize>, n: usize) -> Result<Option<Tensor>> {
+        let Some(cell) = anchor.filter(|&a| a < n && self.config.aux_anchor_fetch_weight > 0.0) else { return Ok(None) };
+        let state = Self::llm_state(hidden_states, self.config.aux_anchor_layer, position, "aux_anchor_layer")?;
+        Ok(Some((self.row_column_loss("aux_anchor_fetch", &state, cell)? * self.config.aux_anchor_fetch_weight)?))
     }
 
     /// The LLM's state after `layer` layers (0: its input) at `position`: `[1, llm_hidden]`.
@@ -788,7 +817,8 @@ impl<'a> Trainer<'a> {
         let c = &self.config;
         let lookup = c.lookup_cell(example);
         let anchor = example.anchor_cell.filter(|_| c.aux_anchor_weight > 0.0);
-        let llm_heads = [c.aux_prev_weight, c.aux_fetch_weight, c.aux_llm_slot_weight, c.aux_anchor_query_weight, c.aux_early_answer_weight];
+        let llm_heads =
+            [c.aux_prev_weight, c.aux_fetch_weight, c.aux_llm_slot_weight, c.aux_anchor_query_weight, c.aux_early_answer_weight, c.aux_anchor_fetch_weight];
         let want_query = (c.aux_query_weight > 0.0 && matches!(lookup, Some(Slot::Cell(_)))) || llm_heads.iter().any(|&w| w > 0.0);
         let counted = example.counted_cells.as_deref().filter(|_| c.aux_count_weight > 0.0);
         let want_attention = (c.aux_attend_weight > 0.0 && lookup.is_some()) || anchor.is_some() || counted.is_some();
@@ -837,11 +867,12 @@ impl<'a> Trainer<'a> {
         let llm_slot_aux = self.aux_llm_slot_loss(&out.hidden_states, tps, example)?;
         let anchor_query_aux = self.aux_anchor_query_loss(&out.hidden_states, at, example)?;
         let early_aux = self.aux_early_answer_loss(&out.hidden_states, at, ids[at + 1])?;
+        let anchor_fetch_aux = self.aux_anchor_fetch_loss(&out.hidden_states, at, example.anchor_cell, n)?;
         let answer_value = answer.to_scalar::<f32>()? as f64;
         let (mut loss, mut terms) = (answer, [0.0; AUX_TERMS]);
         let extras = [
             aux, slot_aux, routed_aux, query_aux, prev_aux, attend_aux, anchor_aux, count_aux, summary_aux, fetch_aux, llm_slot_aux, anchor_query_aux,
-            early_aux,
+            early_aux, anchor_fetch_aux,
         ];
         for (value, extra) in terms.iter_mut().zip(extras) {
             if let Some(extra) = extra {

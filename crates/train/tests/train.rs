@@ -171,7 +171,7 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     }
     let ck = trainer.checkpoint().unwrap();
     let csv = std::fs::read_to_string(out.path().join("loss.csv")).unwrap();
-    assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,aux_anchor,aux_count,aux_summary,aux_fetch,aux_llm_slot,aux_anchor_query,aux_early_answer,lr,"), "{csv}");
+    assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,aux_anchor,aux_count,aux_summary,aux_fetch,aux_llm_slot,aux_anchor_query,aux_early_answer,aux_anchor_fetch,lr,"), "{csv}");
     let shipped = candle_core::safetensors::load(out.path().join("model/model.safetensors"), &Device::Cpu).unwrap();
     assert!(!shipped.keys().any(|k| k.starts_with("aux_")), "the model folder has no auxiliary tensors");
     let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
@@ -394,21 +394,22 @@ fn the_llm_side_heads_supervise_what_the_lookups_carry() {
         (row, trainer, out)
     };
     let (off, ..) = step(&config);
-    assert_eq!(off.aux_terms[9..], [0.0; 4], "{off:?}");
+    assert_eq!(off.aux_terms[9..], [0.0; 5], "{off:?}");
     config.aux_fetch_weight = 1.0;
     config.aux_llm_slot_weight = 1.0;
     config.aux_anchor_query_weight = 1.0;
     config.aux_early_answer_weight = 1.0;
+    config.aux_anchor_fetch_weight = 1.0;
     let (on, trainer, _out) = step(&config);
     // Each term is a cross-entropy over a handful of classes (early answer: the vocabulary) at a
     // random start: positive and finite.
-    for (i, name) in [(9, "fetch"), (10, "llm_slot"), (11, "anchor_query"), (12, "early_answer")] {
+    for (i, name) in [(9, "fetch"), (10, "llm_slot"), (11, "anchor_query"), (12, "early_answer"), (13, "anchor_fetch")] {
         assert!(on.aux_terms[i] > 0.1 && on.aux_terms[i] < 20.0, "{name}: {on:?}");
     }
     assert!((on.aux_terms.iter().sum::<f64>() - on.aux_loss).abs() < 1e-9, "{on:?}");
     let ck = trainer.checkpoint().unwrap();
     let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
-    for head in ["aux_fetch.weight", "aux_llm_slots.weight", "aux_anchor_query.weight"] {
+    for head in ["aux_fetch.weight", "aux_llm_slots.weight", "aux_anchor_query.weight", "aux_anchor_fetch.weight"] {
         assert!(kept.contains_key(head), "{head} is checkpointed");
     }
     let shipped = candle_core::safetensors::load(trainer.out.join("model/model.safetensors"), &Device::Cpu).unwrap();
