@@ -35,6 +35,8 @@ pub static TRAINING_STAGES: &[&str] = &[
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage6.json")),
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage7.json")),
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage8.json")),
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage9.json")),
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage10.json")),
 ];
 
 /// The folder holding the embedded model: `$XDG_CACHE_HOME/tokenscale/tiny-imgque-<hash>` (or
