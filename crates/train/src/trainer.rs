@@ -685,12 +685,8 @@ impl<'a> Trainer<'a> {
         let count = example.counted_cells.as_ref().filter(|counted| counted.iter().all(|&c| c < n)).map(|c| c.len());
         let (w, b) = self.head_tensors("aux_fetch")?;
         let state = || Self::llm_state(hidden_states, self.config.aux_attend_layer, position, "aux_attend_layer");
-        let loss = if let Some(&cell) = cell {
-            let (w, b) = (w.narrow(0, 0, CELL_CLASSES)?, b.narrow(0, 0, CELL_CLASSES)?);
-            let logits = state()?.matmul(&w.t()?)?.broadcast_add(&b)?;
-            let colour = candle_nn::loss::cross_entropy(&logits.narrow(1, 0, AUX_COLOURS)?, &Tensor::new(&[cell.0], &Device::Cpu)?)?;
-            let shape = candle_nn::loss::cross_entropy(&logits.narrow(1, AUX_COLOURS, AUX_SHAPES)?, &Tensor::new(&[cell.1], &Device::Cpu)?)?;
-            (colour + shape)?
+        let loss = if let Some(cell) = cell {
+            self.cell_prediction_loss("aux_fetch", &state()?, std::slice::from_ref(cell))?
         } else if let Some(count) = count.filter(|&c| c < COUNT_CLASSES) {
             let (w, b) = (w.narrow(0, CELL_CLASSES, COUNT_CLASSES)?, b.narrow(0, CELL_CLASSES, COUNT_CLASSES)?);
             let logits = state()?.matmul(&w.t()?)?.broadcast_add(&b)?;
