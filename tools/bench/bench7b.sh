@@ -13,7 +13,7 @@
 #      GEMM_SIZES (bf16 GEMM peak sizes, default 4096; empty to skip)
 #      IMAGE (default crates/model/tests/fixtures/preprocess/astronaut.png: square, so the query-fused
 #      model gets 16 + 1 crops)  DIR (checkpoint folder, default /tmp/tokenscale-bench/$KIND-$SHAPE-$DTYPE)
-#      TOKENSCALE (binary, default target/release/tokenscale, built if missing)  PY (default .venv/bin/python)
+#      TOKENSCALE (binary; default: cargo build --release -p tokenscale-cli, then target/release/tokenscale)  PY (default .venv/bin/python)
 # The checkpoint is written once (7b: ~14.1 GB LLaVA / ~15.0 GB imgque, in /tmp, never in git)
 # and reused; delete DIR to rewrite it.
 set -euo pipefail
@@ -28,7 +28,7 @@ NEW_TOKENS=${NEW_TOKENS:-32}
 REPEAT=${REPEAT:-1}
 GEMM_SIZES=${GEMM_SIZES-4096}
 IMAGE=${IMAGE:-crates/model/tests/fixtures/preprocess/astronaut.png}
-BIN=${TOKENSCALE:-target/release/tokenscale}
+BIN=${TOKENSCALE:-}
 case "$KIND" in
   llava) NS=${NS:-1,64,576}; REDUCER=(--reducer pool) ;;
   imgque) NS=${NS:-1,64,256}; REDUCER=() ;;
@@ -40,8 +40,10 @@ rm -rf "$OUT"
 mkdir -p "$OUT/images"
 cp "$IMAGE" "$OUT/images/"
 
-echo "machine before: $(uptime)"
-[ -x "$BIN" ] || cargo build --release -q -p tokenscale-cli
+if [ -z "$BIN" ]; then  # build (a no-op when up to date) so a stale binary is never measured
+  cargo build --release -q -p tokenscale-cli
+  BIN=target/release/tokenscale
+fi
 $PY tools/bench/make_bench_model.py "$DIR" --kind "$KIND" --shape "$SHAPE" --dtype "$DTYPE"
 DTYPE_ARG=()
 HELP=$("$BIN" bench --help)
@@ -50,6 +52,7 @@ if grep -q -- '--dtype' <<< "$HELP"; then
 else
   echo "note: this tokenscale has no bench --dtype; it runs in its default type" >&2
 fi
+echo "machine before: $(uptime)"
 GEMM_OURS=$OUT/gemm-ours.jsonl
 : > "$GEMM_OURS"
 if [ -n "$GEMM_SIZES" ]; then

@@ -106,6 +106,8 @@ def main():
         if (args.out / "gemm-ours.jsonl").exists() else []
     ours_time = [time_file(args.out / f"{d.name}.time") for d in ours_dirs]
     theirs_time = [time_file(p) for p in sorted(args.out.glob("theirs-*.time"))]
+    if not ours_rows or not theirs:
+        raise SystemExit(f"{args.out}: no results (ours: {len(ours_rows)} rows, PyTorch: {len(theirs)} lines)")
     ns = sorted({r["n"] for r in ours_rows} | {int(n) for t in theirs for n in t["per_n"]})
     full = max(ns)
 
@@ -171,7 +173,8 @@ def main():
         g_t = 2 * p_layers * theirs_n(n, "prompt_tokens") / t_t / 1e9 if t_t else None
         of = lambda g, p: "" if g is None or not p else f" ({100 * g / p:.0f} % of peak)"
         print(f"| prefill GFLOP/s, n = {n} | {fmt(g_o)}{of(g_o, peak_ours)} | {fmt(g_t)}{of(g_t, peak_theirs)} | {ratio(g_o, g_t)} |")
-    print(f"| bf16 GEMM peak GFLOP/s ({gemm_size}³) | {fmt(peak_ours)} | {fmt(peak_theirs)} | {ratio(peak_ours, peak_theirs)} |")
+    if gemm_size:
+        print(f"| bf16 GEMM peak GFLOP/s ({gemm_size}³) | {fmt(peak_ours)} | {fmt(peak_theirs)} | {ratio(peak_ours, peak_theirs)} |")
     bw_o = b_decode * d_o / 1e9 if d_o else None
     bw_t = b_decode * d_t / 1e9 if d_t else None
     print(f"| decode bandwidth GB/s | {fmt(bw_o)} | {fmt(bw_t)} | {ratio(bw_o, bw_t)} |")
@@ -182,8 +185,8 @@ def main():
           f"token, KV cache not counted) × decode tokens/s. Times: vision = preprocessing + vision tower + "
           f"reduction (LLaVA `pool`) or query decoder (imgque) + projection + prompt embeddings; TTFT = prefill + "
           f"first token. Ratios are ours / PyTorch: below 1 is better for times and RSS, above 1 for rates. "
-          f"The GEMM peaks are y = x·wᵀ, bf16, {gemm_size}³, same threads (ours: cargo bench -p tokenscale-kernels "
-          f"--bench gemm; PyTorch: F.linear in the same process as its model).")
+          + (f"The GEMM peaks are y = x·wᵀ, bf16, {gemm_size}³, same threads (ours: cargo bench -p tokenscale-kernels "
+             f"--bench gemm; PyTorch: F.linear in the same process as its model)." if gemm_size else ""))
 
 
 if __name__ == "__main__":
