@@ -177,7 +177,11 @@ def main():
         print(f"| bf16 GEMM peak GFLOP/s ({gemm_size}³) | {fmt(peak_ours)} | {fmt(peak_theirs)} | {ratio(peak_ours, peak_theirs)} |")
     bw_o = b_decode * d_o / 1e9 if d_o else None
     bw_t = b_decode * d_t / 1e9 if d_t else None
-    print(f"| decode bandwidth GB/s | {fmt(bw_o)} | {fmt(bw_t)} | {ratio(bw_o, bw_t)} |")
+    machine = med([t.get("read_bandwidth_gbs") for t in theirs])
+    of_bw = lambda bw: "" if bw is None or not machine else f" ({100 * bw / machine:.0f} % of read bandwidth)"
+    print(f"| decode bandwidth GB/s | {fmt(bw_o)}{of_bw(bw_o)} | {fmt(bw_t)}{of_bw(bw_t)} | {ratio(bw_o, bw_t)} |")
+    if machine:
+        print(f"| memory read bandwidth GB/s (torch.sum of a 1 GiB f32 buffer, same threads) | {fmt(machine)} | (same machine) | |")
     print()
     print(f"Formulas: prefill GFLOP/s = 2 · P · T / TTFT with P = {count(p_layers)} parameters in the LLM's "
           f"transformer layers (embeddings, lm_head and attention scores not counted) and T the prompt tokens; "

@@ -18,11 +18,13 @@ vision tower + reduction/query decoder + projection + prompt embeddings (what `t
 times as vision_s); ttft_s = LLM prefill + lm_head + argmax of the first token; decode tokens/s =
 (max_new_tokens − 1) / time of the remaining greedy steps (no EOS stop). Also: load_s (weights,
 tokenizers, processor), vision_tower_s (the CLIP tower alone at n = full), peak RSS (ru_maxrss),
-and the bf16 GEMM peak of this PyTorch (F.linear, --gemm-sizes, median of 3 after a warm-up).
+the bf16 GEMM peak of this PyTorch (F.linear, --gemm-sizes, median of 3 after a warm-up) and, after
+the model is freed, the machine's memory read bandwidth on the same threads (torch.sum over a
+--bandwidth-gib f32 buffer), the yardstick for decode.
 
 usage: python tools/bench/torch_budget.py DIR --image PATH [--vision-tokens 1,64,576]
        [--max-new-tokens 32] [--repeat 1] [--threads N] [--dtype auto|bf16|f16|f32]
-       [--prompt "Describe the image in detail."] [--gemm-sizes 4096]
+       [--prompt "Describe the image in detail."] [--gemm-sizes 4096] [--bandwidth-gib 1]
 """
 import argparse
 import json
@@ -80,6 +82,19 @@ def gemm_peak(sizes, dtype=torch.bfloat16):
             times.append(time.perf_counter() - start)
         out[str(n)] = 2 * n**3 / statistics.median(times) / 1e9
     return out
+
+
+def read_bandwidth(gib: float) -> float:
+    """Memory read bandwidth, GB/s: torch.sum over a `gib` GiB f32 tensor (far larger than any
+    cache) on the threads set, median of 5 after a warm-up; the yardstick for decode bandwidth."""
+    x = torch.ones(int(gib * 2**30) // 4, dtype=torch.float32)
+    x.sum()
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        x.sum()
+        times.append(time.perf_counter() - start)
+    return x.numel() * 4 / statistics.median(times) / 1e9
 
 
 def stored_dtype(config: dict) -> str:
@@ -266,6 +281,7 @@ def main():
     ap.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
     ap.add_argument("--prompt", default="Describe the image in detail.")
     ap.add_argument("--gemm-sizes", default="4096", help="bf16 GEMM peak sizes ('' to skip)")
+    ap.add_argument("--bandwidth-gib", type=float, default=1.0, help="buffer for the read-bandwidth test (0 to skip)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -324,9 +340,13 @@ def main():
         model.tower(image)
         tower.append(time.perf_counter() - t0)
     gemm = gemm_peak([int(s) for s in args.gemm_sizes.split(",") if s]) if args.gemm_sizes else {}
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the bandwidth buffer
+    kind = "imgque" if isinstance(model, ImgQue) else "llava"
+    del model
+    bandwidth = read_bandwidth(args.bandwidth_gib) if args.bandwidth_gib > 0 else None
     print(json.dumps({
         "impl": f"pytorch {torch.__version__} / transformers {transformers.__version__}",
-        "kind": "imgque" if isinstance(model, ImgQue) else "llava",
+        "kind": kind,
         "dtype": dtype_name,
         "threads": threads,
         "max_new_tokens": args.max_new_tokens,
@@ -334,8 +354,9 @@ def main():
         "load_s": load_s,
         "vision_tower_s": median(tower),
         "per_n": per_n,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_rss,
         "gemm_bf16_gflops": gemm,
+        "read_bandwidth_gbs": bandwidth,
     }))
 
 
