@@ -8,6 +8,7 @@ usage: python tools/bench/bench_report.py --model DIR --out OUT [--rounds R] [--
 """
 import argparse
 import json
+import os
 import re
 import statistics
 import struct
@@ -141,6 +142,10 @@ def main():
     rounds = args.rounds or len(theirs)
     print(f"### {kind}, {count(p_all)} parameters ({count(p_layers)} in the LLM's layers), "
           f"{dtype}, {threads} threads, {new_tokens} new tokens, {rounds} round(s), medians\n")
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?") \
+        if Path("/proc/cpuinfo").exists() else "?"
+    kernels = f"; tokenscale kernels: {gemm_ours[0].get('kernels')}, {gemm_ours[0].get('cpu')}" if gemm_ours else ""
+    print(f"CPU: {cpu}, {len(os.sched_getaffinity(0))} cores available{kernels}\n")
     print(f"checkpoint: {args.model} ({disk / 1e9:.2f} GB, {disk / MIB:,.0f} MiB on disk); "
           f"PyTorch: {theirs[0]['impl'] if theirs else '–'}\n")
     print("| | tokenscale | PyTorch | ours / PyTorch |\n|---|---|---|---|")
