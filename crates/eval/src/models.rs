@@ -10,7 +10,8 @@ use tokenscale_model::generation::{generate_pruned, GenerationConfig};
 use tokenscale_model::llava::VisionCache;
 use tokenscale_model::reduce::Reducer;
 use tokenscale_model::runtime::Runtime;
-use tokenscale_model::{DType, Device, Tensor};
+use tokenscale_model::dtype::DtypePolicy;
+use tokenscale_model::{Device, Tensor};
 
 use crate::prompt::{llava_chat, PromptStyle};
 use crate::sweep::Answerer;
@@ -28,9 +29,10 @@ pub enum PreparedImage {
 
 impl ModelAnswerer {
     /// Loads a LLaVA or query-fused checkpoint. LLaVA needs `reducer` for budgets below its
-    /// native count; the query-fused model takes n as n_l (n_s = min(trained n_s, n)).
-    pub fn load(dir: &Path, reducer: Option<&str>, template: Option<&str>, drop_query: bool) -> Result<Self> {
-        let mut runtime = Runtime::load(dir, DType::F32, &Device::Cpu)?;
+    /// native count; the query-fused model takes n as n_l (n_s = min(trained n_s, n)). `dtype`
+    /// picks the compute dtype (`DtypePolicy::Auto`: the checkpoint's storage dtype).
+    pub fn load(dir: &Path, reducer: Option<&str>, template: Option<&str>, drop_query: bool, dtype: DtypePolicy) -> Result<Self> {
+        let mut runtime = Runtime::open(dir, dtype, &Device::Cpu)?.runtime;
         tokenscale_model::runtime::configure_imgque(&mut runtime, template, drop_query)?;
         let reducer = reducer.map(Reducer::parse).transpose()?;
         match &runtime {

@@ -66,7 +66,7 @@ pub fn features() -> CpuFeatures {
 }
 
 /// `TOKENSCALE_KERNELS=portable` turns every fast path off (read once).
-pub(crate) fn portable_forced() -> bool {
+pub fn portable_forced() -> bool {
     static FORCED: OnceLock<bool> = OnceLock::new();
     *FORCED.get_or_init(|| std::env::var("TOKENSCALE_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("portable")))
 }

@@ -24,7 +24,7 @@ mod portable;
 mod scratch;
 mod transpose;
 
-pub use cpu::{features, CpuFeatures};
+pub use cpu::{features, portable_forced, CpuFeatures};
 pub use half::{bf16, f16};
 pub use linear::{batched_transposed, linear, BatchShape};
 pub use matrix::{Half16, HalfFormat, MatMut, MatRef};

@@ -6,6 +6,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Linear};
 use serde::Deserialize;
 
+use crate::fused;
 use crate::matvec;
 use crate::nn::{self, Activation, LayerNorm};
 use crate::weights::Weights;
@@ -93,9 +94,9 @@ struct EncoderLayer {
 impl EncoderLayer {
     fn forward_detailed(&self, xs: &Tensor, detail: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
         let (attn, detail) = self.attn.forward_detailed(&self.ln1.forward(xs)?, detail)?;
-        let h = (xs + attn)?;
+        let h = fused::add(xs, &attn)?;
         let mlp = matvec::apply(&self.fc2, &self.act.apply(&matvec::apply(&self.fc1, &self.ln2.forward(&h)?)?)?)?;
-        Ok(((h + mlp)?, detail))
+        Ok((fused::add(&h, &mlp)?, detail))
     }
 }
 
@@ -206,7 +207,9 @@ impl ClipVisionTransformer {
             );
         }
         let b = dims[0];
-        let patches = nn::conv(&self.patch_embedding, pixel_values)?.flatten_from(2)?.transpose(1, 2)?;
+        // As HF does: the pixels take the tower's dtype (a 16-bit tower gets 16-bit pixels).
+        let pixel_values = pixel_values.to_dtype(self.patch_embedding.weight().dtype())?;
+        let patches = nn::conv(&self.patch_embedding, &pixel_values)?.flatten_from(2)?.transpose(1, 2)?;
         let cls = self.class_embedding.reshape((1, 1, c.hidden_size))?.repeat((b, 1, 1))?;
         let xs = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
         let mut xs = self.pre_layrnorm.forward(&xs)?;

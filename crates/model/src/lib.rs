@@ -1,10 +1,13 @@
 //! tokenscale-model: tensors, weights, models, preprocessing and generation for LLaVA-style VLMs.
 
+pub mod attention;
 pub mod chat;
 pub mod checkpoint;
 pub mod ckpt;
 pub mod clip;
 pub mod config;
+pub mod dtype;
+pub mod fused;
 pub mod generation;
 pub mod hd;
 pub mod imgque;

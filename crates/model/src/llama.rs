@@ -7,7 +7,9 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear};
 use serde::Deserialize;
 
+use crate::attention::{self, Heads, LayerKv};
 use crate::config::token_ids;
+use crate::fused;
 use crate::matvec;
 use crate::nn::{self, Activation, RmsNorm};
 use crate::weights::Weights;
@@ -187,26 +189,28 @@ impl LlamaConfig {
     }
 }
 
-/// Keys and values of every layer for the positions seen so far.
+/// Keys and values of every layer for the positions seen so far (see [`LayerKv`]).
 #[derive(Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<LayerKv>,
 }
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
-        Self { layers: vec![None; num_layers] }
+        Self::with_capacity(num_layers, 0)
+    }
+    /// A cache that allocates room for `positions` tokens per layer on first use (it still
+    /// grows if a sequence runs longer).
+    pub fn with_capacity(num_layers: usize, positions: usize) -> Self {
+        Self { layers: (0..num_layers).map(|_| LayerKv::with_reserve(positions)).collect() }
     }
     pub fn seq_len(&self) -> usize {
-        match self.layers.first() {
-            Some(Some((k, _))) => k.dim(2).unwrap_or(0),
-            _ => 0,
-        }
+        self.layers.first().map_or(0, LayerKv::len)
     }
     /// Cached positions of every layer (they differ after FastV-style pruning, where layers ≥ K
     /// keep only the surviving tokens; the next position is always `seq_len()`, layer 0's count).
     pub fn layer_lens(&self) -> Vec<usize> {
-        self.layers.iter().map(|l| l.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0))).collect()
+        self.layers.iter().map(LayerKv::len).collect()
     }
 }
 
@@ -250,28 +254,14 @@ struct Attention {
 }
 
 impl Attention {
-    fn forward(
-        &self,
-        xs: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
-        cache: &mut Option<(Tensor, Tensor)>,
-    ) -> Result<Tensor> {
-        Ok(self.forward_detailed(xs, cos, sin, mask, cache, false)?.0)
+    fn forward(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, cache: &mut LayerKv) -> Result<Tensor> {
+        Ok(self.forward_detailed(xs, cos, sin, cache, false)?.0)
     }
 
-    /// Also returns, when `last_probs`, the attention probabilities of the last query over every
+    /// Causal attention of the new positions `xs` over the cached ones and themselves; also
+    /// returns, when `last_probs`, the attention probabilities of the last query over every
     /// key (cached ones first), averaged over heads: `[B, S]`.
-    fn forward_detailed(
-        &self,
-        xs: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
-        cache: &mut Option<(Tensor, Tensor)>,
-        last_probs: bool,
-    ) -> Result<(Tensor, Option<Tensor>)> {
+    fn forward_detailed(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, cache: &mut LayerKv, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
         let (b, t, _) = xs.dims3()?;
         let split = |x: Tensor, heads: usize| -> Result<Tensor> {
             Ok(x.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
@@ -281,28 +271,8 @@ impl Attention {
         let v = split(matvec::apply(&self.v, xs)?, self.kv_heads)?;
         let q = nn::rope(&q, cos, sin)?;
         let k = nn::rope(&k, cos, sin)?;
-        let (k, v) = match cache.take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-            None => (k, v),
-        };
-        *cache = Some((k.clone(), v.clone()));
-        // Grouped-query attention without copying K/V per query head: the `groups` query heads
-        // sharing a KV head are stacked along the rows, which also makes each product taller.
-        let groups = self.heads / self.kv_heads;
-        let total = k.dim(2)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let q = (q * scale)?.reshape((b, self.kv_heads, groups * t, self.head_dim))?;
-        let mut scores = nn::matmul(&q, &k.t()?)?; // [b, kv, groups·t, total]
-        if let Some(mask) = mask {
-            let mask = if groups > 1 { mask.repeat((groups, 1))? } else { mask.clone() };
-            scores = scores.broadcast_add(&mask)?;
-        }
-        let probs = nn::softmax_last_dim(&scores)?;
-        let ctx = nn::matmul(&probs, &v.contiguous()?)?.reshape((b, self.heads, t, self.head_dim))?;
-        let probs = probs.reshape((b, self.heads, t, total))?;
-        nn::record_attention(&probs);
-        let last = if last_probs { Some(probs.narrow(2, t - 1, 1)?.squeeze(2)?.to_dtype(DType::F32)?.mean(1)?) } else { None };
-        let ctx = ctx.transpose(1, 2)?.reshape((b, t, self.heads * self.head_dim))?;
+        let shape = Heads { heads: self.heads, kv_heads: self.kv_heads, head_dim: self.head_dim };
+        let (ctx, last) = attention::causal(&q, &k, &v, cache, shape, last_probs)?;
         Ok((matvec::apply(&self.o, &ctx)?, last))
     }
 }
@@ -316,7 +286,11 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gated = (self.act.apply(&matvec::apply(&self.gate, xs)?)? * matvec::apply(&self.up, xs)?)?;
+        let (gate, up) = (matvec::apply(&self.gate, xs)?, matvec::apply(&self.up, xs)?);
+        let gated = match self.act {
+            Activation::Silu => fused::silu_mul(&gate, &up)?,
+            act => (act.apply(&gate)? * up)?,
+        };
         Ok(matvec::apply(&self.down, &gated)?)
     }
 }
@@ -472,23 +446,18 @@ impl Llama {
         let (_, t, _) = embeds.dims3()?;
         let past = self.check_context(cache, t)?;
         let (cos, sin) = self.rope_tables(past, t)?;
-        let mask = if t > 1 { Some(causal_mask(t, past, embeds.dtype(), self.device())?) } else { None };
         let mut xs = embeds.clone();
         let mut hidden_states = Vec::new();
         for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
             if want_hidden {
                 hidden_states.push(xs.clone());
             }
-            // After a FastV-pruned prefill, layers ≥ K cache fewer positions: their mask differs.
-            let layer_past = slot.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
-            let own_mask = match &mask {
-                Some(_) if layer_past != past => Some(causal_mask(t, layer_past, embeds.dtype(), self.device())?),
-                _ => None,
-            };
-            let attn = layer.attn.forward(&layer.input_layernorm.forward(&xs)?, &cos, &sin, own_mask.as_ref().or(mask.as_ref()), slot)?;
-            let h = (xs + attn)?;
+            // After a FastV-pruned prefill, layers ≥ K cache fewer positions; each layer's
+            // causal mask counts its own cached positions.
+            let attn = layer.attn.forward(&layer.input_layernorm.forward(&xs)?, &cos, &sin, slot)?;
+            let h = fused::add(&xs, &attn)?;
             let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&h)?)?;
-            xs = (h + mlp)?;
+            xs = fused::add(&h, &mlp)?;
         }
         let normed = self.norm.forward(&xs)?;
         if want_hidden {
@@ -544,18 +513,15 @@ impl Llama {
             if want_hidden {
                 hidden_states.push(xs.clone());
             }
-            let cur = xs.dim(1)?;
-            let layer_past = slot.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0));
-            let mask = if cur > 1 { Some(causal_mask(cur, layer_past, embeds.dtype(), self.device())?) } else { None };
             let want_row = i + 1 == p.layer;
             let (attn, row) =
-                layer.attn.forward_detailed(&layer.input_layernorm.forward(&xs)?, &cos, &sin, mask.as_ref(), slot, want_row)?;
+                layer.attn.forward_detailed(&layer.input_layernorm.forward(&xs)?, &cos, &sin, slot, want_row)?;
             if want_row {
                 scores_row = row;
             }
-            let h = (xs + attn)?;
+            let h = fused::add(&xs, &attn)?;
             let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&h)?)?;
-            xs = (h + mlp)?;
+            xs = fused::add(&h, &mlp)?;
         }
         if p.layer == self.layers.len() {
             // K = L: the selection happens after the last layer; only the logits' positions change.
@@ -576,15 +542,6 @@ impl Llama {
     pub fn forward_ids(&self, ids: &Tensor, cache: &mut KvCache, all_logits: bool, want_hidden: bool) -> Result<LlamaOutput> {
         self.forward_embeds(&self.embed(ids)?, cache, all_logits, want_hidden)
     }
-}
-
-/// Additive mask `[T, past + T]`: 0 where key j ≤ past + i, −∞ after.
-fn causal_mask(t: usize, past: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let total = past + t;
-    let data: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Ok(Tensor::from_vec(data, (t, total), device)?.to_dtype(dtype)?)
 }
 
 /// FastV's selection from the last query's head-averaged attention row `[1, past + t]`:

@@ -116,7 +116,10 @@ impl Llava {
         if feature_index < 0 || feature_index > layers {
             bail!("{origin}: field `vision_feature_layer` = {} is out of range for {layers} layers", config.vision_feature_layer);
         }
-        let vision = ClipVisionTransformer::load(&root.pp("vision_tower.vision_model"), &config.vision, Some(feature_index as usize))?;
+        // The hub's checkpoints nest the tower under `vision_model.`; a LLaVA that transformers 5
+        // builds from its config and saves writes it flat (`vision_tower.embeddings.*`).
+        let tower = if root.contains_prefix("vision_tower.vision_model.") { root.pp("vision_tower.vision_model") } else { root.pp("vision_tower") };
+        let vision = ClipVisionTransformer::load(&tower, &config.vision, Some(feature_index as usize))?;
         let pw = root.pp("multi_modal_projector");
         let (vh, th) = (config.vision.hidden_size, config.text.hidden_size);
         let proj1 = nn::linear(&pw, "linear_1", vh, th, config.projector_bias)?;

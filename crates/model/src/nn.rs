@@ -61,6 +61,11 @@ pub fn take_attention() -> Vec<Tensor> {
     ATTENTION.with(|a| a.borrow_mut().take().unwrap_or_default())
 }
 
+/// True while [`capture_attention`] is keeping this thread's attention probabilities.
+pub fn capturing_attention() -> bool {
+    ATTENTION.with(|a| a.borrow().is_some())
+}
+
 pub(crate) fn record_attention(probs: &Tensor) {
     ATTENTION.with(|a| {
         if let Some(list) = a.borrow_mut().as_mut() {
@@ -107,6 +112,11 @@ impl Module for RmsNorm {
 
 pub fn softmax_last_dim(xs: &Tensor) -> candle_core::Result<Tensor> {
     if !differentiable() {
+        // candle's CPU softmax sums 16-bit exponentials in 16 bits (over 577 CLIP tokens that
+        // costs bf16 its last digits); the fused one sums in f32 and rounds once, as PyTorch.
+        if matches!(xs.dtype(), candle_core::DType::BF16 | candle_core::DType::F16) {
+            return crate::fused::scaled_masked_softmax(xs, 1.0, None);
+        }
         return candle_nn::ops::softmax_last_dim(xs);
     }
     let shifted = xs.broadcast_sub(&xs.max_keepdim(D::Minus1)?.detach())?;
@@ -184,8 +194,8 @@ impl Activation {
 
     pub fn apply(self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
-            Self::Gelu => xs.gelu_erf(),
+            Self::QuickGelu => crate::fused::quick_gelu(xs),
+            Self::Gelu => crate::fused::gelu_erf(xs),
             Self::GeluPytorchTanh | Self::GeluNew => xs.gelu(),
             Self::Silu => xs.silu(),
             Self::Relu => xs.relu(),

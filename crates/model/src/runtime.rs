@@ -9,6 +9,7 @@ use image::RgbImage;
 
 use crate::chat::{ChatTemplate, Conversation};
 use crate::checkpoint::{load_causal_lm, Architecture};
+use crate::dtype::{DtypePolicy, ResolvedDtype};
 use crate::imgque_pipeline::ImgQuePipeline;
 use crate::generation::{generate_pruned, GenerationConfig};
 use crate::llama::{Llama, LlamaOutput, SpanPrune};
@@ -54,9 +55,39 @@ fn positions_where(values: &[u32], keep: impl Fn(u32) -> bool) -> Vec<usize> {
     values.iter().enumerate().filter(|(_, &v)| keep(v)).map(|(i, _)| i).collect()
 }
 
+/// A loaded model and how it was loaded.
+pub struct Loaded {
+    pub runtime: Runtime,
+    /// The compute dtype and why it was chosen.
+    pub dtype: ResolvedDtype,
+    /// Wall time of reading and building the model, in seconds.
+    pub load_s: f64,
+}
+
 impl Runtime {
-    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+    /// Loads a checkpoint folder under a dtype policy (`DType::F32` etc. convert into
+    /// [`DtypePolicy::Fixed`]); see [`Runtime::open`] for what is checked first.
+    pub fn load(dir: &Path, policy: impl Into<DtypePolicy>, device: &Device) -> Result<Self> {
+        Ok(Self::open(dir, policy.into(), device)?.runtime)
+    }
+
+    /// Loads a checkpoint folder: the compute dtype is resolved from the policy and the
+    /// safetensors headers, the parameters' size at that dtype is checked against the memory
+    /// available (a clear error instead of an out-of-memory kill), and a warning is printed
+    /// when 16-bit products must take the portable path on this CPU.
+    pub fn open(dir: &Path, policy: DtypePolicy, device: &Device) -> Result<Loaded> {
+        let start = std::time::Instant::now();
         let (arch, _) = Architecture::detect(dir)?;
+        let resolved = crate::dtype::resolve_for(dir, policy)?;
+        crate::dtype::check_fits(dir, &resolved)?;
+        if let Some(warning) = crate::dtype::warn_if_portable(resolved.dtype) {
+            eprintln!("warning: {warning}");
+        }
+        let runtime = Self::load_as(dir, arch, resolved.dtype, device)?;
+        Ok(Loaded { runtime, dtype: resolved, load_s: start.elapsed().as_secs_f64() })
+    }
+
+    fn load_as(dir: &Path, arch: Architecture, dtype: DType, device: &Device) -> Result<Self> {
         match arch {
             Architecture::Llava => Ok(Self::Llava(LlavaPipeline::load(dir, dtype, device)?)),
             Architecture::ImgQue => Ok(Self::ImgQue(ImgQuePipeline::load(dir, dtype, device)?)),

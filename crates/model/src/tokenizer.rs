@@ -46,27 +46,32 @@ impl Tokenizer {
     }
 }
 
-/// Turns a growing token list into text pieces, emitting only complete characters.
+/// The decode stream of the tokenizers crate over the tokenizer.json model types.
+type InnerStream<'a> = tokenizers::DecodeStream<
+    'a,
+    tokenizers::ModelWrapper,
+    tokenizers::NormalizerWrapper,
+    tokenizers::PreTokenizerWrapper,
+    tokenizers::PostProcessorWrapper,
+    tokenizers::DecoderWrapper,
+>;
+
+/// Turns a stream of generated tokens into text pieces, emitting only complete characters.
+/// Incremental (`tokenizers`' `DecodeStream` decodes a short window per token), so a long answer
+/// costs O(n), not the O(n²) of re-decoding everything each step.
 pub struct TokenStream<'a> {
-    tokenizer: &'a Tokenizer,
-    tokens: Vec<u32>,
-    printed: usize,
+    inner: InnerStream<'a>,
+    origin: &'a str,
 }
 
 impl<'a> TokenStream<'a> {
     pub fn new(tokenizer: &'a Tokenizer) -> Self {
-        Self { tokenizer, tokens: Vec::new(), printed: 0 }
+        Self { inner: tokenizer.inner.decode_stream(true), origin: &tokenizer.origin }
     }
 
     /// Adds a token and returns the newly completed text, if any.
     pub fn push(&mut self, token: u32) -> Result<String> {
-        self.tokens.push(token);
-        let text = self.tokenizer.decode(&self.tokens, true)?;
-        if text.ends_with('\u{FFFD}') || text.len() < self.printed || !text.is_char_boundary(self.printed) {
-            return Ok(String::new());
-        }
-        let piece = text[self.printed..].to_string();
-        self.printed = text.len();
-        Ok(piece)
+        let piece = self.inner.step(token).map_err(|e| anyhow!("{}: cannot decode: {e}", self.origin))?;
+        Ok(piece.unwrap_or_default())
     }
 }

@@ -297,6 +297,13 @@ fn validate_safetensors_file(path: &Path) -> Result<(u64, serde_json::Map<String
     Ok((8 + header_len, map))
 }
 
+/// The storage dtype and shape of every tensor in one safetensors file (header only, checked
+/// against the file's size).
+pub fn tensor_table(path: &Path) -> Result<Vec<(DType, Vec<usize>)>> {
+    let (data_start, header) = validate_safetensors_file(path)?;
+    header.iter().map(|(key, entry)| locate(path, 0, data_start, key, entry).map(|l| (l.dtype, l.shape))).collect()
+}
+
 fn dtype_named(name: &str) -> Option<DType> {
     Some(match name {
         "BF16" => DType::BF16,
@@ -339,7 +346,33 @@ fn read_tensor(path: &Path, located: &Located, device: &Device) -> Result<Tensor
     use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     file.seek(SeekFrom::Start(located.start))?;
-    let mut bytes = vec![0u8; (located.end - located.start) as usize];
-    file.read_exact(&mut bytes).with_context(|| format!("{}: cannot read", path.display()))?;
-    Ok(Tensor::from_raw_buffer(&bytes, located.dtype, &located.shape, device)?)
+    let count: usize = located.shape.iter().product();
+    // Read straight into the tensor's own buffer: one copy (the read), no intermediate bytes.
+    macro_rules! typed {
+        ($t:ty) => {{
+            let mut values: Vec<$t> = vec![<$t as candle_core::WithDType>::from_f64(0.0); count];
+            file.read_exact(as_bytes_mut(&mut values)).with_context(|| format!("{}: cannot read", path.display()))?;
+            Tensor::from_vec(values, located.shape.as_slice(), device)?
+        }};
+    }
+    let tensor = match located.dtype {
+        DType::BF16 if cfg!(target_endian = "little") => typed!(tokenscale_kernels::bf16),
+        DType::F16 if cfg!(target_endian = "little") => typed!(tokenscale_kernels::f16),
+        DType::F32 if cfg!(target_endian = "little") => typed!(f32),
+        _ => {
+            let mut bytes = vec![0u8; (located.end - located.start) as usize];
+            file.read_exact(&mut bytes).with_context(|| format!("{}: cannot read", path.display()))?;
+            Tensor::from_raw_buffer(&bytes, located.dtype, &located.shape, device)?
+        }
+    };
+    Ok(tensor)
+}
+
+/// The bytes of a slice of plain numbers (f32, bf16, f16: no padding, every bit pattern valid).
+fn as_bytes_mut<T: candle_core::WithDType>(values: &mut [T]) -> &mut [u8] {
+    let len = std::mem::size_of_val(values);
+    // SAFETY: T is one of candle's element types, plain numbers without padding for which every
+    // byte pattern is a valid value; the byte view covers exactly the slice's memory and
+    // borrows it mutably for its lifetime, so nothing else can observe it meanwhile.
+    unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), len) }
 }

@@ -29,7 +29,8 @@ use tokenscale_eval::synth::ItemKind;
 use tokenscale_eval::{Dataset, ScoreOptions};
 use tokenscale_model::checkpoint::Architecture;
 use tokenscale_model::imgque_pipeline::ImgQuePipeline;
-use tokenscale_model::{DType, Device};
+use tokenscale_model::dtype::DtypePolicy;
+use tokenscale_model::Device;
 
 /// The paper's sweep, 1 to 64 vision tokens.
 pub const DEFAULT_VISION_TOKENS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
@@ -55,6 +56,8 @@ pub struct Options {
     pub progress: bool,
     /// Steps the caller ran before (e.g. training the model), reported first with their times.
     pub earlier_steps: Vec<(String, f64)>,
+    /// Compute dtype of the model (`Auto`: its storage dtype).
+    pub dtype: DtypePolicy,
 }
 
 /// Wall time of each step, in order.
@@ -120,9 +123,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let mut notes = Vec::new();
     // Everything that can refuse the input runs before the output folder is touched.
     let (mut answerer, pipeline) = timings.time("load the model", || {
-        let answerer = ModelAnswerer::load(&opts.model_dir, None, None, false)?;
+        let answerer = ModelAnswerer::load(&opts.model_dir, None, None, false, opts.dtype)?;
         answerer.check_budgets(&ns).with_context(|| format!("{}: --vision-tokens", opts.model_dir.display()))?;
-        Ok((answerer, ImgQuePipeline::load(&opts.model_dir, DType::F32, &Device::Cpu)?))
+        Ok((answerer, ImgQuePipeline::load(&opts.model_dir, opts.dtype.resolve(&opts.model_dir)?.dtype, &Device::Cpu)?))
     })?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
     files::remove_temporaries(&opts.out)?;

@@ -12,7 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokenscale_model::generation::GenerationConfig;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::runtime::{Runtime, VisionBudget};
-use tokenscale_model::{DType, Device};
+use tokenscale_model::dtype::peak_rss_bytes;
+use tokenscale_model::Device;
 use tokenscale_cost::timing::{first_token_flops, AffineFit};
 use tokenscale_cost::{read_config, Arch, Reducer};
 use tokenscale_plot::{atomic_write, BenchFigure, Figure, TimedPoint, TimedSeries};
@@ -43,6 +44,8 @@ pub struct Args {
     pub prompt: String,
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub dtype: super::DtypeArgs,
 }
 
 /// One timed answer.
@@ -60,12 +63,14 @@ struct Timing {
     peak_rss_bytes: Option<u64>,
 }
 
-/// Peak resident set size of this process (Linux `VmHWM`), if the platform reports it.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+/// How the model was loaded (load.json).
+#[derive(serde::Serialize)]
+struct LoadRecord {
+    load_s: f64,
+    dtype: String,
+    dtype_reason: String,
+    parameter_bytes: u64,
+    peak_rss_bytes_after_load: Option<u64>,
 }
 
 fn list_images(dir: &Path, sample: usize, seed: u64) -> Result<Vec<PathBuf>> {
@@ -126,7 +131,16 @@ pub fn run(args: Args) -> Result<()> {
     if args.vision_tokens.is_empty() || args.repeat == 0 || args.sample == 0 {
         bail!("--vision-tokens, --repeat and --sample must be non-empty / at least 1");
     }
-    let runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
+    let loaded = Runtime::open(&args.model, args.dtype.policy(), &Device::Cpu)?;
+    super::report_load(&loaded);
+    let load = LoadRecord {
+        load_s: loaded.load_s,
+        dtype: tokenscale_model::dtype::dtype_name(loaded.dtype.dtype).to_string(),
+        dtype_reason: loaded.dtype.reason.clone(),
+        parameter_bytes: loaded.dtype.compute_bytes,
+        peak_rss_bytes_after_load: peak_rss_bytes(),
+    };
+    let runtime = loaded.runtime;
     if !runtime.is_vlm() {
         bail!("{}: bench needs a vision-language model", args.model.display());
     }
@@ -153,7 +167,7 @@ pub fn run(args: Args) -> Result<()> {
                     ttft_s,
                     prefill_tokens_per_s: prefill,
                     decode_tokens_per_s: decode,
-                    peak_rss_bytes: peak_rss(),
+                    peak_rss_bytes: peak_rss_bytes(),
                 });
                 bar.inc(1);
             }
@@ -161,6 +175,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     bar.finish_and_clear();
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    atomic_write(&args.out.join("load.json"), serde_json::to_string_pretty(&load)?.as_bytes())?;
     let mut jsonl = String::new();
     for r in &rows {
         jsonl.push_str(&serde_json::to_string(r)?);
@@ -185,7 +200,16 @@ pub fn run(args: Args) -> Result<()> {
             col(&|r| r.decode_tokens_per_s)
         );
     }
-    let _ = writeln!(md, "\nmedian [p25, p75] over {} images × {} repeats; peak RSS {} MiB", images.len(), args.repeat, peak_rss().map_or("?".into(), |b| (b >> 20).to_string()));
+    let _ = writeln!(
+        md,
+        "\nmedian [p25, p75] over {} images × {} repeats; dtype {}; load {:.2} s; peak RSS {} MiB ({} MiB of parameters)",
+        images.len(),
+        args.repeat,
+        load.dtype_reason,
+        load.load_s,
+        peak_rss_bytes().map_or("?".into(), |b| (b >> 20).to_string()),
+        load.parameter_bytes >> 20
+    );
     let _ = writeln!(md, "\nFigure bench.svg / bench.png: {}", figure(&args, &rows)?);
     atomic_write(&args.out.join("bench.md"), md.as_bytes())?;
     print!("{md}");

@@ -26,6 +26,8 @@ pub struct Args {
     /// A query-fused checkpoint folder instead of the embedded model.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub dtype: super::DtypeArgs,
 }
 
 /// Short-answer questions about one scene, one per entry of `ASKED` that the scene allows.
@@ -64,7 +66,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(dir) => (dir.clone(), dir.display().to_string()),
         None => (crate::embedded::default_model_dir()?, "embedded tiny query-fused model (trained by `tokenscale train`)".to_string()),
     };
-    let mut model = ModelAnswerer::load(&dir, None, None, false)?;
+    let mut model = ModelAnswerer::load(&dir, None, None, false, args.dtype.policy())?;
     model.check_budgets(&args.vision_tokens)?;
     let mut rng = Rng::new(seed);
     let scene = Scene::random(&mut rng);

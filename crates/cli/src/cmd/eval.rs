@@ -53,6 +53,8 @@ pub struct Args {
     /// Captions: PTB-tokenise before BLEU/ROUGE/CIDEr.
     #[arg(long)]
     pub ptb: bool,
+    #[command(flatten)]
+    pub dtype: super::DtypeArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -75,7 +77,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     cfg.settings = settings;
     for dir in &args.model {
-        let mut answerer = ModelAnswerer::load(dir, args.reducer.as_deref(), args.template.as_deref(), args.drop_query)?;
+        let mut answerer = ModelAnswerer::load(dir, args.reducer.as_deref(), args.template.as_deref(), args.drop_query, args.dtype.policy())?;
         answerer.check_budgets(&args.vision_tokens)?;
         let summary = run_sweep(&mut answerer, &datasets, &cfg)?;
         eprintln!(

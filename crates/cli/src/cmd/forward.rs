@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use tokenscale_model::io::write_atomic;
 use tokenscale_model::preprocess::load_image;
-use tokenscale_model::runtime::Runtime;
 use tokenscale_model::{DType, Device, Tensor};
 
 #[derive(clap::Args)]
@@ -26,13 +25,16 @@ pub struct Args {
     pub budget: super::BudgetArgs,
     #[command(flatten)]
     pub chat: super::ChatArgs,
-    /// Output .safetensors file (written whole or not at all).
+    /// Output .safetensors file (written whole or not at all); its floats are f32 whatever the
+    /// compute dtype.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub dtype: super::DtypeArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
+    let mut runtime = args.dtype.load(&args.model, false)?;
     args.chat.apply(&mut runtime)?;
     let image = args.image.as_deref().map(load_image).transpose()?;
     let prepared = runtime.prepare(image.as_ref(), &args.prompt, args.raw_prompt, &args.budget.to_budget())?;

@@ -15,6 +15,62 @@ pub struct BudgetArgs {
     pub reducer: Option<String>,
 }
 
+/// The compute dtype a model runs in.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DtypeName {
+    /// The checkpoint's storage dtype (most of its parameter bytes; config.json breaks ties).
+    #[default]
+    Auto,
+    Bf16,
+    F16,
+    F32,
+}
+
+/// `--dtype`, shared by every command that loads a model.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct DtypeArgs {
+    /// Compute dtype: auto runs the checkpoint in the dtype it is stored in (bf16 for most
+    /// published checkpoints: memory ≈ file size); f32 doubles a 16-bit checkpoint's memory.
+    #[arg(long, value_enum, default_value_t = DtypeName::Auto)]
+    pub dtype: DtypeName,
+}
+
+impl DtypeArgs {
+    pub fn policy(&self) -> tokenscale_model::dtype::DtypePolicy {
+        use tokenscale_model::dtype::DtypePolicy;
+        use tokenscale_model::DType;
+        match self.dtype {
+            DtypeName::Auto => DtypePolicy::Auto,
+            DtypeName::Bf16 => DtypePolicy::Fixed(DType::BF16),
+            DtypeName::F16 => DtypePolicy::Fixed(DType::F16),
+            DtypeName::F32 => DtypePolicy::Fixed(DType::F32),
+        }
+    }
+
+    /// Loads `dir` under this policy; with `verbose`, says on stderr which dtype was chosen and
+    /// why, how long loading took and the peak resident memory so far.
+    pub fn load(&self, dir: &std::path::Path, verbose: bool) -> anyhow::Result<tokenscale_model::runtime::Runtime> {
+        let loaded = tokenscale_model::runtime::Runtime::open(dir, self.policy(), &tokenscale_model::Device::Cpu)?;
+        if verbose {
+            report_load(&loaded);
+        }
+        Ok(loaded.runtime)
+    }
+}
+
+/// One stderr line: dtype and why, load time, peak RSS.
+pub fn report_load(loaded: &tokenscale_model::runtime::Loaded) {
+    eprintln!("loaded in {:.2} s, dtype {}, {}", loaded.load_s, loaded.dtype.reason, peak_rss_text());
+}
+
+/// "peak RSS 1234.5 MiB" (or that the platform does not report it).
+pub fn peak_rss_text() -> String {
+    match tokenscale_model::dtype::peak_rss_bytes() {
+        Some(bytes) => format!("peak RSS {}", tokenscale_model::dtype::human_bytes(bytes)),
+        None => "peak RSS not reported by this platform".to_string(),
+    }
+}
+
 /// Conversation options of the query-fused model.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ChatArgs {

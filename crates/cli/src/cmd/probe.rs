@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokenscale_law::probe::ProbeAccumulator;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::runtime::{Runtime, VisionBudget};
-use tokenscale_model::{DType, Device, Tensor};
+use tokenscale_model::{DType, Tensor};
 use tokenscale_plot::atomic_write;
 
 #[derive(clap::Args)]
@@ -40,6 +40,8 @@ pub struct Args {
     pub out: PathBuf,
     #[arg(long)]
     pub no_figures: bool,
+    #[command(flatten)]
+    pub dtype: super::DtypeArgs,
 }
 
 #[derive(Deserialize)]
@@ -132,7 +134,7 @@ fn branches(runtime: &Runtime, pair: &Pair, args: &Args, base: &Path) -> Result<
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
+    let runtime = args.dtype.load(&args.model, false)?;
     let file = std::fs::File::open(&args.pairs).with_context(|| format!("{}: cannot open", args.pairs.display()))?;
     let base = args.pairs.parent().map(Path::to_path_buf).unwrap_or_default();
     let lines: Vec<(usize, String)> = std::io::BufReader::new(file)

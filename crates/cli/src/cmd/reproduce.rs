@@ -46,6 +46,8 @@ pub struct Args {
     /// the shipped model's stages).
     #[arg(long, requires = "retrain")]
     pub train_config: Vec<PathBuf>,
+    #[command(flatten)]
+    pub dtype: super::DtypeArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -65,6 +67,7 @@ pub fn run(args: Args) -> Result<()> {
         bootstrap: args.bootstrap,
         progress: true,
         earlier_steps: Vec::new(),
+        dtype: args.dtype.policy(),
     };
     opts.check()?;
     opts.model_dir = match (args.model, args.retrain) {

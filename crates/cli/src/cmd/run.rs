@@ -2,14 +2,14 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::Result;
 use tokenscale_model::generation::GenerationConfig;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::chat::Conversation;
-use tokenscale_model::runtime::{Prepared, Runtime, VisionBudget};
+use tokenscale_model::runtime::{Prepared, Runtime};
 use tokenscale_model::tokenizer::TokenStream;
-use tokenscale_model::{DType, Device};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,30 +40,63 @@ pub struct Args {
     pub top_p: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub dtype: super::DtypeArgs,
+    /// Say on stderr which dtype the model runs in, its load time, time to first token, decode
+    /// speed and the peak resident memory.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let mut runtime = Runtime::load(&args.model, DType::F32, &Device::Cpu)?;
+    let mut runtime = args.dtype.load(&args.model, args.verbose)?;
     args.chat.apply(&mut runtime)?;
     let image = args.image.as_deref().map(load_image).transpose()?;
     let config = config_from(&args, &runtime);
     let budget = args.budget.to_budget();
-    if let [prompt] = args.prompt.as_slice() {
-        generate_streaming(&runtime, image.as_ref(), prompt, args.raw_prompt, &budget, &config)?;
-        return Ok(());
-    }
     let mut conversation = Conversation::new();
     let mut seen = 0;
     for (turn, question) in args.prompt.iter().enumerate() {
-        conversation = conversation.user(question.as_str());
-        let prepared = runtime.prepare_conversation(image.as_ref(), &conversation, &budget)?;
-        let new = prepared.vision_tokens - seen;
-        seen = prepared.vision_tokens;
-        println!("[turn {}: {new} vision tokens, {seen} in the conversation] {question}", turn + 1);
-        let answer = stream(&runtime, &prepared, &config)?;
+        let started = Instant::now();
+        let prepared = if args.prompt.len() == 1 {
+            runtime.prepare(image.as_ref(), question, args.raw_prompt, &budget)?
+        } else {
+            conversation = conversation.user(question.as_str());
+            let prepared = runtime.prepare_conversation(image.as_ref(), &conversation, &budget)?;
+            let new = prepared.vision_tokens - seen;
+            seen = prepared.vision_tokens;
+            println!("[turn {}: {new} vision tokens, {seen} in the conversation] {question}", turn + 1);
+            prepared
+        };
+        let vision_s = started.elapsed().as_secs_f64();
+        let (answer, timing) = stream(&runtime, &prepared, &config)?;
+        if args.verbose {
+            let decode = timing.decode_tokens_per_s().map_or("–".to_string(), |r| format!("{r:.2} tokens/s"));
+            eprintln!(
+                "{} prompt tokens ({} vision): inputs {vision_s:.2} s, time to first token {:.2} s, {} new tokens, decode {decode}, {}",
+                prepared.input_ids.len(),
+                prepared.vision_tokens,
+                timing.first_token_s,
+                timing.tokens,
+                super::peak_rss_text()
+            );
+        }
         conversation = conversation.assistant(answer);
     }
     Ok(())
+}
+
+/// When the tokens of one answer came.
+struct Timing {
+    first_token_s: f64,
+    total_s: f64,
+    tokens: usize,
+}
+
+impl Timing {
+    fn decode_tokens_per_s(&self) -> Option<f64> {
+        (self.tokens > 1).then(|| (self.tokens - 1) as f64 / (self.total_s - self.first_token_s).max(1e-9))
+    }
 }
 
 fn config_from(args: &Args, runtime: &Runtime) -> GenerationConfig {
@@ -76,24 +109,15 @@ fn config_from(args: &Args, runtime: &Runtime) -> GenerationConfig {
     }
 }
 
-/// Streams the answer to stdout as it is generated and returns it whole.
-pub fn generate_streaming(
-    runtime: &Runtime,
-    image: Option<&tokenscale_model::image::RgbImage>,
-    prompt: &str,
-    raw: bool,
-    budget: &VisionBudget,
-    config: &GenerationConfig,
-) -> Result<String> {
-    let prepared = runtime.prepare(image, prompt, raw, budget)?;
-    stream(runtime, &prepared, config)
-}
-
-fn stream(runtime: &Runtime, prepared: &Prepared, config: &GenerationConfig) -> Result<String> {
+/// Streams the answer to stdout as it is generated; returns it whole, with its timing.
+fn stream(runtime: &Runtime, prepared: &Prepared, config: &GenerationConfig) -> Result<(String, Timing)> {
     let mut pieces = TokenStream::new(runtime.tokenizer());
     let mut answer = String::new();
     let mut stdout = std::io::stdout();
-    runtime.generate(prepared, config, |token| {
+    let begin = Instant::now();
+    let mut first = None;
+    let tokens = runtime.generate(prepared, config, |token| {
+        first.get_or_insert_with(|| begin.elapsed().as_secs_f64());
         let piece = pieces.push(token)?;
         stdout.write_all(piece.as_bytes())?;
         stdout.flush()?;
@@ -101,5 +125,7 @@ fn stream(runtime: &Runtime, prepared: &Prepared, config: &GenerationConfig) -> 
         Ok(())
     })?;
     println!();
-    Ok(answer.trim().to_string())
+    let total_s = begin.elapsed().as_secs_f64();
+    let timing = Timing { first_token_s: first.unwrap_or(total_s), total_s, tokens: tokens.len() };
+    Ok((answer.trim().to_string(), timing))
 }

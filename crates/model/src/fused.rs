@@ -1,0 +1,329 @@
+//! Multi-threaded, fused element-wise work around the matrix products, for contiguous CPU
+//! tensors in f32, bf16 and f16.
+//!
+//! candle 0.9 runs its binary and unary CPU ops (adds, products, SiLU, GELU, affine scaling)
+//! and its copies on one thread; around AMX products that run at ~1 TFLOP/s on two cores those
+//! ops were most of a bf16 prefill. Each function here makes one pass over its inputs, split
+//! across rayon's threads, and returns `None` when it does not apply (another device, a
+//! non-contiguous input, a dtype outside f32/bf16/f16, training's differentiable mode) so that
+//! the caller falls back to candle's ops.
+//!
+//! 16-bit rounding follows PyTorch's CPU kernels step by step (each op computes in f32 and
+//! rounds its result to the tensor's dtype), so a fused op gives the same bits as the chain of
+//! PyTorch ops it replaces: e.g. SiLU·up rounds SiLU's output before the product, as
+//! `act_fn(gate_proj(x)) * up_proj(x)` does.
+
+use candle_core::{DType, Storage, Tensor, WithDType};
+use rayon::prelude::*;
+use tokenscale_kernels::{bf16, f16};
+
+/// Elements per rayon task: large enough that scheduling costs nothing next to the work.
+const CHUNK: usize = 1 << 14;
+
+/// An element type the fused ops compute in f32 and store back.
+pub trait Float: WithDType + Copy + Send + Sync {
+    fn to_f32(self) -> f32;
+    fn of(v: f32) -> Self;
+    /// `v` rounded to this type and back (identity for f32).
+    fn narrowed(v: f32) -> f32 {
+        Float::to_f32(Self::of(v))
+    }
+}
+
+impl Float for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+    fn of(v: f32) -> Self {
+        v
+    }
+    fn narrowed(v: f32) -> f32 {
+        v
+    }
+}
+
+impl Float for bf16 {
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    fn of(v: f32) -> Self {
+        bf16::from_f32(v)
+    }
+}
+
+impl Float for f16 {
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    fn of(v: f32) -> Self {
+        f16::from_f32(v)
+    }
+}
+
+/// Calls `$body` with `$T` bound to the element type of `$dtype` (f32, bf16, f16), else `None`.
+macro_rules! with_float {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            DType::BF16 => {
+                type $T = bf16;
+                $body
+            }
+            DType::F16 => {
+                type $T = f16;
+                $body
+            }
+            _ => Ok(None),
+        }
+    };
+}
+
+/// True when the fused ops may run on `t` (CPU, and not recording a graph for training).
+fn usable(t: &Tensor) -> bool {
+    t.device().is_cpu() && !crate::nn::differentiable()
+}
+
+/// Runs `f` over the contiguous elements of a CPU tensor; `None` when it is not one.
+fn with_slice<T: Float, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> candle_core::Result<Option<R>> {
+    if t.dtype() != T::DTYPE {
+        return Ok(None);
+    }
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { return Ok(None) };
+    let Some((start, end)) = layout.contiguous_offsets() else { return Ok(None) };
+    Ok(Some(f(&cpu.as_slice::<T>()?[start..end])))
+}
+
+/// `out[i] = op(a[i], b[i])` over two same-shaped tensors, in parallel.
+fn zip_map<T: Float>(a: &Tensor, b: &Tensor, op: impl Fn(f32, f32) -> f32 + Sync) -> candle_core::Result<Option<Tensor>> {
+    if a.dims() != b.dims() || !usable(a) || !usable(b) {
+        return Ok(None);
+    }
+    let out = with_slice::<T, _>(a, |xa| {
+        with_slice::<T, _>(b, |xb| {
+            let mut out = vec![T::of(0.0); xa.len()];
+            out.par_chunks_mut(CHUNK).zip(xa.par_chunks(CHUNK)).zip(xb.par_chunks(CHUNK)).for_each(|((o, x), y)| {
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                    *o = T::of(op(x.to_f32(), y.to_f32()));
+                }
+            });
+            out
+        })
+    })?;
+    match out.transpose()?.flatten() {
+        Some(out) => Ok(Some(Tensor::from_vec(out, a.dims(), a.device())?)),
+        None => Ok(None),
+    }
+}
+
+/// `out[i] = op(a[i])`, in parallel.
+fn map<T: Float>(a: &Tensor, op: impl Fn(f32) -> f32 + Sync) -> candle_core::Result<Option<Tensor>> {
+    if !usable(a) {
+        return Ok(None);
+    }
+    let out = with_slice::<T, _>(a, |xa| {
+        let mut out = vec![T::of(0.0); xa.len()];
+        out.par_chunks_mut(CHUNK).zip(xa.par_chunks(CHUNK)).for_each(|(o, x)| {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = T::of(op(x.to_f32()));
+            }
+        });
+        out
+    })?;
+    match out {
+        Some(out) => Ok(Some(Tensor::from_vec(out, a.dims(), a.device())?)),
+        None => Ok(None),
+    }
+}
+
+/// `a + b` for same-shaped tensors (residual connections).
+pub fn add(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let fused = if a.dtype() == b.dtype() { with_float!(a.dtype(), T => zip_map::<T>(a, b, |x, y| x + y))? } else { None };
+    match fused {
+        Some(out) => Ok(out),
+        None => a + b,
+    }
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// `silu(gate) · up` (the gated MLP of Llama-family models); the SiLU output is rounded to the
+/// dtype before the product, as PyTorch's two ops do.
+pub fn silu_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    let fused = if gate.dtype() == up.dtype() {
+        with_float!(gate.dtype(), T => zip_map::<T>(gate, up, |g, u| T::narrowed(silu(g)) * u))?
+    } else {
+        None
+    };
+    match fused {
+        Some(out) => Ok(out),
+        None => gate.silu()? * up,
+    }
+}
+
+/// Exact (erf) GELU, PyTorch's `gelu` with approximate="none".
+pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
+    let fused = with_float!(x.dtype(), T => map::<T>(x, |v| (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * v))?;
+    match fused {
+        Some(out) => Ok(out),
+        None => x.gelu_erf(),
+    }
+}
+
+/// CLIP's quick GELU, `x · sigmoid(1.702 · x)`, with HF's three roundings in 16 bits.
+pub fn quick_gelu(x: &Tensor) -> candle_core::Result<Tensor> {
+    let fused = with_float!(x.dtype(), T => map::<T>(x, |v| {
+        let scaled = T::narrowed(1.702 * v);
+        v * T::narrowed(1.0 / (1.0 + (-scaled).exp()))
+    }))?;
+    match fused {
+        Some(out) => Ok(out),
+        None => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+    }
+}
+
+/// Softmax over the last dimension of `scores · scale + mask`, in f32, rounded to the scores'
+/// dtype: the attention weights, with the scaling, the additive mask and the softmax in one pass
+/// (and no copy of the mask per query group). `mask` is `[rows_per_group, cols]` and applies to
+/// row `r` of every `[rows, cols]` block as `mask[r % rows_per_group]` (grouped-query attention
+/// stacks the query heads of a group along the rows).
+pub fn scaled_masked_softmax(scores: &Tensor, scale: f32, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let fused = with_float!(scores.dtype(), T => softmax_rows::<T>(scores, scale, mask))?;
+    match fused {
+        Some(out) => Ok(out),
+        None => {
+            let mut s = (scores * scale as f64)?;
+            if let Some(mask) = mask {
+                let rows = s.dim(candle_core::D::Minus2)?;
+                let per = mask.dim(0)?;
+                let mask = if rows != per { mask.repeat((rows / per.max(1), 1))? } else { mask.clone() };
+                s = s.broadcast_add(&mask)?;
+            }
+            crate::nn::softmax_last_dim(&s)
+        }
+    }
+}
+
+fn softmax_rows<T: Float>(scores: &Tensor, scale: f32, mask: Option<&Tensor>) -> candle_core::Result<Option<Tensor>> {
+    if !usable(scores) || scores.rank() < 2 {
+        return Ok(None);
+    }
+    let cols = scores.dim(candle_core::D::Minus1)?;
+    let rows = scores.dim(candle_core::D::Minus2)?;
+    let mask_values: Option<Vec<f32>> = match mask {
+        Some(m) => {
+            let (per, mcols) = m.dims2()?;
+            if mcols != cols || per == 0 || rows % per != 0 {
+                return Ok(None);
+            }
+            Some(m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        }
+        None => None,
+    };
+    let per = mask.map_or(1, |m| m.dim(0).unwrap_or(1));
+    let out = with_slice::<T, _>(scores, |xs| {
+        let mut out = vec![T::of(0.0); xs.len()];
+        let rows_per_task = (CHUNK / cols.max(1)).max(1);
+        out.par_chunks_mut(rows_per_task * cols).zip(xs.par_chunks(rows_per_task * cols)).enumerate().for_each(|(task, (o, x))| {
+            let mut row_buf = vec![0f32; cols];
+            for (i, (orow, xrow)) in o.chunks_mut(cols).zip(x.chunks(cols)).enumerate() {
+                let row = task * rows_per_task + i;
+                let m = mask_values.as_ref().map(|m| &m[(row % rows % per) * cols..][..cols]);
+                let mut max = f32::NEG_INFINITY;
+                for (j, (b, &v)) in row_buf.iter_mut().zip(xrow).enumerate() {
+                    // PyTorch rounds the scaled scores and the masked sum to the dtype.
+                    let mut s = T::narrowed(v.to_f32() * scale);
+                    if let Some(m) = m {
+                        s = T::narrowed(s + m[j]);
+                    }
+                    *b = s;
+                    max = max.max(s);
+                }
+                if max == f32::NEG_INFINITY {
+                    orow.iter_mut().for_each(|o| *o = T::of(f32::NAN));
+                    continue;
+                }
+                let mut sum = 0f32;
+                for b in row_buf.iter_mut() {
+                    *b = (*b - max).exp();
+                    sum += *b;
+                }
+                let inv = 1.0 / sum;
+                for (o, &b) in orow.iter_mut().zip(&row_buf) {
+                    *o = T::of(b * inv);
+                }
+            }
+        });
+        out
+    })?;
+    match out {
+        Some(out) => Ok(Some(Tensor::from_vec(out, scores.dims(), scores.device())?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let a = a.to_dtype(DType::F32).unwrap();
+        let b = b.to_dtype(DType::F32).unwrap();
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn fused_ops_equal_candles_in_f32() {
+        let dev = Device::Cpu;
+        let a = Tensor::randn(0f32, 2.0, (3, 70_000), &dev).unwrap();
+        let b = Tensor::randn(0f32, 2.0, (3, 70_000), &dev).unwrap();
+        assert_eq!(max_diff(&add(&a, &b).unwrap(), &(&a + &b).unwrap()), 0.0);
+        // f32 rounding of a different (but exact-math equal) formula: relative 1e-6.
+        let want = (a.silu().unwrap() * &b).unwrap();
+        let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let diff = max_diff(&silu_mul(&a, &b).unwrap(), &want);
+        assert!(diff <= 1e-6 * scale, "silu·up differs by {diff} (scale {scale})");
+        assert!(max_diff(&gelu_erf(&a).unwrap(), &a.gelu_erf().unwrap()) <= 1e-6);
+        let quick = (&a * candle_nn::ops::sigmoid(&(&a * 1.702).unwrap()).unwrap()).unwrap();
+        assert!(max_diff(&quick_gelu(&a).unwrap(), &quick) <= 1e-6);
+    }
+
+    #[test]
+    fn fused_softmax_equals_scale_mask_softmax_with_groups() {
+        let dev = Device::Cpu;
+        for dtype in [DType::F32, DType::BF16] {
+            let scores = Tensor::randn(0f32, 3.0, (2, 3, 8, 11), &dev).unwrap().to_dtype(dtype).unwrap();
+            // 4 query rows per group, 2 groups stacked: mask row r % 4.
+            let mut m = vec![0f32; 4 * 11];
+            for r in 0..4 {
+                for c in (7 + r + 1)..11 {
+                    m[r * 11 + c] = f32::NEG_INFINITY;
+                }
+            }
+            let mask = Tensor::from_vec(m, (4, 11), &dev).unwrap().to_dtype(dtype).unwrap();
+            let got = scaled_masked_softmax(&scores, 0.125, Some(&mask)).unwrap();
+            let scaled = (scores.to_dtype(DType::F32).unwrap() * 0.125).unwrap().to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap();
+            let masked = scaled.broadcast_add(&mask.to_dtype(DType::F32).unwrap().repeat((2, 1)).unwrap()).unwrap();
+            let want = candle_nn::ops::softmax_last_dim(&masked).unwrap();
+            let tol = if dtype == DType::F32 { 1e-6 } else { 4e-3 };
+            assert!(max_diff(&got, &want) <= tol, "{dtype:?}");
+        }
+    }
+
+    #[test]
+    fn sixteen_bit_ops_round_like_pytorchs_chain() {
+        let dev = Device::Cpu;
+        let g = Tensor::randn(0f32, 2.0, (5, 300), &dev).unwrap().to_dtype(DType::BF16).unwrap();
+        let u = Tensor::randn(0f32, 2.0, (5, 300), &dev).unwrap().to_dtype(DType::BF16).unwrap();
+        // PyTorch: silu in bf16 (computed in f32, rounded), then the bf16 product (rounded).
+        let silu_rounded = g.to_dtype(DType::F32).unwrap().silu().unwrap().to_dtype(DType::BF16).unwrap();
+        let want = (silu_rounded.to_dtype(DType::F32).unwrap() * u.to_dtype(DType::F32).unwrap()).unwrap().to_dtype(DType::BF16).unwrap();
+        assert_eq!(max_diff(&silu_mul(&g, &u).unwrap(), &want), 0.0);
+    }
+}
