@@ -68,7 +68,8 @@ impl Attention {
     fn forward_detailed(&self, xs: &Tensor, detail: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
         let (b, t, h) = xs.dims3()?;
         let shape = |x: Tensor| -> Result<Tensor> {
-            Ok(x.reshape((b, t, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+            debug_assert_eq!(x.dims3().ok(), Some((b, t, self.heads * self.head_dim)));
+            Ok(fused::split_heads(&x, self.heads)?)
         };
         let scale = (self.head_dim as f64).powf(-0.5);
         let q = shape((matvec::apply(&self.q, xs)? * scale)?)?;

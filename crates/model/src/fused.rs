@@ -148,6 +148,40 @@ pub fn add(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
+/// `[B, T, heads·d]` → `[B, heads, T, d]` (the projections' output split into attention heads),
+/// a parallel copy; candle's strided copy runs on one thread.
+pub fn split_heads(x: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+    let (b, t, width) = x.dims3()?;
+    let d = width / heads.max(1);
+    let fused = if heads > 0 && width % heads == 0 && usable(x) {
+        with_float!(x.dtype(), T => split_heads_typed::<T>(x, b, t, heads, d))?
+    } else {
+        None
+    };
+    match fused {
+        Some(out) => Ok(out),
+        None => x.reshape((b, t, heads, d))?.transpose(1, 2)?.contiguous(),
+    }
+}
+
+fn split_heads_typed<T: Float>(x: &Tensor, b: usize, t: usize, heads: usize, d: usize) -> candle_core::Result<Option<Tensor>> {
+    let out = with_slice::<T, _>(x, |xs| {
+        let mut out = vec![T::of(0.0); xs.len()];
+        // One task per (batch, head): t rows of d values gathered from stride heads·d.
+        out.par_chunks_mut((t * d).max(1)).enumerate().for_each(|(bh, dst)| {
+            let (bi, h) = (bh / heads, bh % heads);
+            for (i, row) in dst.chunks_mut(d.max(1)).enumerate() {
+                row.copy_from_slice(&xs[((bi * t + i) * heads + h) * d..][..d]);
+            }
+        });
+        out
+    })?;
+    match out {
+        Some(out) => Ok(Some(Tensor::from_vec(out, (b, heads, t, d), x.device())?)),
+        None => Ok(None),
+    }
+}
+
 fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
@@ -313,6 +347,18 @@ mod tests {
             let want = candle_nn::ops::softmax_last_dim(&masked).unwrap();
             let tol = if dtype == DType::F32 { 1e-6 } else { 4e-3 };
             assert!(max_diff(&got, &want) <= tol, "{dtype:?}");
+        }
+    }
+
+    #[test]
+    fn split_heads_equals_reshape_transpose() {
+        let dev = Device::Cpu;
+        for dtype in [DType::F32, DType::BF16] {
+            let x = Tensor::randn(0f32, 1.0, (2, 5, 12), &dev).unwrap().to_dtype(dtype).unwrap();
+            let want = x.reshape((2, 5, 3, 4)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+            let got = split_heads(&x, 3).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            assert_eq!(max_diff(&got, &want), 0.0);
         }
     }
 

@@ -264,7 +264,8 @@ impl Attention {
     fn forward_detailed(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, cache: &mut LayerKv, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
         let (b, t, _) = xs.dims3()?;
         let split = |x: Tensor, heads: usize| -> Result<Tensor> {
-            Ok(x.reshape((b, t, heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+            debug_assert_eq!(x.dims3().ok(), Some((b, t, heads * self.head_dim)));
+            Ok(fused::split_heads(&x, heads)?)
         };
         let q = split(matvec::apply(&self.q, xs)?, self.heads)?;
         let k = split(matvec::apply(&self.k, xs)?, self.kv_heads)?;

@@ -83,7 +83,12 @@ fn linear_half<T: WithDType + Half16>(linear: &Linear, x: &Tensor) -> Result<Opt
     let Storage::Cpu(cpu) = &*storage else { return Ok(None) };
     let Some((w_start, w_end)) = layout.contiguous_offsets() else { return Ok(None) };
     let weights = &cpu.as_slice::<T>()?[w_start..w_end];
-    let Some(input) = cpu_elements::<T>(&x.contiguous()?)? else { return Ok(None) };
+    // The input is read where it lies (no copy) when it is a contiguous CPU tensor.
+    let x = x.contiguous()?;
+    let (x_storage, x_layout) = x.storage_and_layout();
+    let Storage::Cpu(x_cpu) = &*x_storage else { return Ok(None) };
+    let Some((x_start, x_end)) = x_layout.contiguous_offsets() else { return Ok(None) };
+    let input = &x_cpu.as_slice::<T>()?[x_start..x_end];
     let bias = match linear.bias() {
         Some(b) => match cpu_elements::<T>(&b.to_dtype(x.dtype())?.contiguous()?)? {
             Some(values) => Some(values),
@@ -93,7 +98,7 @@ fn linear_half<T: WithDType + Half16>(linear: &Linear, x: &Tensor) -> Result<Opt
     };
     let mut out = vec![T::from_f64(0.0); rows * out_dim];
     tokenscale_kernels::linear(
-        MatRef::new("linear input", &input, rows, in_dim, in_dim)?,
+        MatRef::new("linear input", input, rows, in_dim, in_dim)?,
         MatRef::new("linear weight", weights, out_dim, in_dim, in_dim)?,
         bias.as_deref(),
         &mut out,
