@@ -8,26 +8,14 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
-use common::fixture;
+use candle_core::{Device, Tensor};
+use common::{fixture, formula_image};
 use image::RgbImage;
 use tokenscale_model::config::read_json_value;
 use tokenscale_model::hd::{expand_to_square_black, hd_transform, hd_views, CROP};
 
 /// Bicubic interpolation in f32 sums its 16 taps in another order than torch.
 const GLOBAL_TOL: f32 = 5e-6;
-
-/// The script's `formula_image`: gradients, a product term and a checkerboard.
-fn formula_image(w: u32, h: u32) -> RgbImage {
-    RgbImage::from_fn(w, h, |x, y| {
-        let (x, y) = (x as u64, y as u64);
-        let level = |c: u64| {
-            let v = x * (3 + c) + y * (5 + 2 * c) + ((x * y * (c + 1)) >> 4) + 96 * ((x / 17 + y / 13) % 2);
-            (v % 256) as u8
-        };
-        image::Rgb([level(0), level(1), level(2)])
-    })
-}
 
 fn crc(bytes: &[u8]) -> u64 {
     crc32fast::hash(bytes) as u64
@@ -51,7 +39,7 @@ fn u(v: &serde_json::Value) -> u64 {
 #[test]
 fn hd_views_match_the_original_code_across_geometries() {
     let doc = read_json_value(&fixture("original").join("geometry.json")).unwrap();
-    let want = expected_geometry();
+    let want = common::tensors("original/geometry.safetensors");
     let (global_stride, crop_stride) = (u(&doc["global_stride"]) as usize, u(&doc["crop_stride"]) as usize);
     let mut failures = Vec::new();
     let mut worst_global = 0f32;
@@ -105,12 +93,6 @@ fn hd_views_match_the_original_code_across_geometries() {
     println!("{} cases; worst global-view |Δ| {worst_global:e}", cases.len());
     assert!(cases.len() >= 40, "the sweep covers at least 20 sizes x 2 num_crops");
     assert!(failures.is_empty(), "{} of {} cases differ from the original:\n{}", failures.len(), cases.len(), failures.join("\n"));
-}
-
-fn expected_geometry() -> std::collections::HashMap<String, Tensor> {
-    let path = fixture("original").join("geometry.safetensors");
-    let map = candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    map.into_iter().map(|(k, v)| (k, v.to_dtype(DType::F32).unwrap())).collect()
 }
 
 /// The formula is what the Python script draws (a few pixels checked by hand so a drift in either
