@@ -51,3 +51,18 @@ fn logits_match_the_original_model_across_geometries() {
     println!("{} cases; worst logits |Δ| {worst:e}", cases.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The record file the CLI's `--chat` test reads: its image is the formula picture and the record
+/// parses to the conversation of the case it stands for.
+#[test]
+fn the_record_file_is_the_case_it_stands_for() {
+    let dir = fixture("original");
+    let rec = tokenscale_model::chat::read_record_file(&dir.join("30x20_n4_t3.json")).unwrap();
+    assert!(rec.warnings.is_empty(), "{:?}", rec.warnings);
+    let img = tokenscale_model::preprocess::load_image(rec.image.as_deref().unwrap()).unwrap();
+    assert_eq!(img, formula_image(30, 20));
+    let doc = read_json_value(&dir.join("model.json")).unwrap();
+    let case = doc["cases"].as_array().unwrap().iter().find(|c| c["name"] == "30x20_n4_t3").unwrap();
+    let turns: Vec<&str> = case["turns"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(rec.conversation.messages, Conversation::from_turns(&turns).messages);
+}
