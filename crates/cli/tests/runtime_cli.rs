@@ -229,3 +229,35 @@ fn multi_turn_gives_n_l_then_n_s_tokens() {
     let o = tokenscale(&["run", "--model", llava.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "a", "--prompt", "b"]);
     assert_one_line_error(&o, "multi-turn");
 }
+
+/// `forward --chat`: a multi-turn record with a given answer, scored as the original code scores it
+/// (tools/fixtures/original: the paper's model class in float64 on the same checkpoint and record).
+#[test]
+fn forward_chat_scores_a_record_as_the_original_code() {
+    let model = fixtures().join("imgque");
+    let original = fixtures().join("original");
+    let record = original.join("30x20_n4_t3.json");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("fwd.safetensors");
+    let o = tokenscale(&["forward", "--model", model.to_str().unwrap(), "--chat", record.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = safetensors::load(&out, &Device::Cpu).unwrap();
+    let want = safetensors::load(original.join("model.safetensors"), &Device::Cpu).unwrap();
+    let ids = |t: &tokenscale_model::Tensor| t.to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap();
+    assert_eq!(ids(&got["input_ids"]), ids(&want["30x20_n4_t3.input_ids"]));
+    let tail = &want["30x20_n4_t3.logits_tail"];
+    let (t, n) = (got["logits"].dim(0).unwrap(), tail.dim(0).unwrap());
+    let diff = (got["logits"].narrow(0, t - n, n).unwrap() - tail).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+    let diff = diff.to_scalar::<f32>().unwrap();
+    assert!(diff <= 1e-4, "logits max |Δ| {diff}");
+
+    // `run --chat` answers the record's last question; a record ending with an answer has none.
+    let o = tokenscale(&["run", "--model", model.to_str().unwrap(), "--chat", record.to_str().unwrap(), "--max-new-tokens", "3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let answered = tmp.path().join("answered.json");
+    std::fs::write(&answered, r#"{"image": null, "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}"#).unwrap();
+    let o = tokenscale(&["run", "--model", model.to_str().unwrap(), "--chat", answered.to_str().unwrap()]);
+    assert_one_line_error(&o, "ends with an assistant answer");
+    let o = tokenscale(&["forward", "--model", model.to_str().unwrap(), "--chat", record.to_str().unwrap(), "--prompt", "x", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "--chat and --prompt conflict");
+}

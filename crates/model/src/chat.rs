@@ -36,7 +36,8 @@ pub use parser::{
 };
 pub use record::{
     conversation_from_simple, conversation_from_vlmeval, parse_any_record, parse_chat_jsonl, parse_chat_record,
-    parse_simple_record, parse_vlmeval_message, record_shape, ChatMessage, ChatRecord, RecordShape, SimpleEntry, VlmEvalItem,
+    parse_simple_record, parse_vlmeval_message, read_record_file, record_shape, ChatMessage, ChatRecord, RecordFile, RecordShape,
+    SimpleEntry, VlmEvalItem,
 };
 pub use template::{ChatTemplate, Segment, SepStyle, EXTRA_TEMPLATE_NAMES, TEMPLATE_NAMES};
 

@@ -49,8 +49,13 @@ pub fn hd_transform(img: &RgbImage, hd_num: usize, crop: u32) -> Result<RgbImage
 
 /// The global view before normalisation: the long side LANCZOS-resized to `crop` when larger
 /// (short side truncated), pasted centred on a black square of side max(`crop` if resized, long side).
+/// A square image is returned as it is, whatever its size (the seed's `image_expand2square` returns
+/// before resizing; torch's bicubic then takes it to `crop`).
 pub fn expand_to_square_black(img: &RgbImage, crop: u32) -> RgbImage {
     let (w, h) = img.dimensions();
+    if w == h {
+        return img.clone();
+    }
     let long = w.max(h);
     let img = if long > crop {
         let (nw, nh) = if w >= h {
@@ -93,7 +98,9 @@ fn cubic2(x: f32, a: f32) -> f32 {
 
 fn cubic_weights(t: f32) -> [f32; 4] {
     const A: f32 = -0.75;
-    [cubic2(t + 1.0, A), cubic1(t, A), cubic1(1.0 - t, A), cubic2(2.0 - t, A)]
+    // torch's get_cubic_upsample_coefficients: the last tap from (1 − t) + 1, not 2 − t.
+    let x2 = 1.0 - t;
+    [cubic2(t + 1.0, A), cubic1(t, A), cubic1(x2, A), cubic2(x2 + 1.0, A)]
 }
 
 /// `torch.nn.functional.interpolate(mode="bicubic", align_corners=False)` of one `[3, n, n]`
@@ -104,7 +111,9 @@ pub fn bicubic_square(data: &[f32], n: usize, out: usize) -> Vec<f32> {
     }
     let scale = n as f32 / out as f32;
     let taps = |o: usize| -> (i64, [f32; 4]) {
-        let real = scale * (o as f32 + 0.5) - 0.5;
+        // One rounding of scale·(o + ½) − ½, as torch's CPU kernel gets it (a fused multiply-add):
+        // two f32 roundings move the source position by an ulp for some sizes (335 → 336: 3e-5).
+        let real = (scale as f64 * (o as f64 + 0.5) - 0.5) as f32;
         let i = real.floor();
         (i as i64, cubic_weights(real - i))
     };

@@ -1,6 +1,6 @@
-//! Pillow's `Image.resize` for 8-bit RGB, reproduced exactly: separable convolution (horizontal
-//! pass, then vertical), antialiased support scaled by the reduction factor, 22-bit fixed-point
-//! coefficients and 8-bit rounding between passes.
+//! Pillow's `Image.resize` for 8-bit RGB, reproduced exactly: separable convolution (one pass per
+//! axis, in Pillow 13's order), antialiased support scaled by the reduction factor, 22-bit
+//! fixed-point coefficients and 8-bit rounding between passes.
 
 use image::RgbImage;
 
@@ -152,13 +152,21 @@ fn pass_vertical(src: &RgbImage, out_h: u32, filter: Filter) -> RgbImage {
     out
 }
 
-/// `PIL.Image.resize((width, height), filter)` on an RGB image.
+/// Whether Pillow 13 runs the vertical pass first: when the height shrinks by more than twice as
+/// many pixels as the width does (its speed rule; Pillow ≤ 12.1 always went horizontal first).
+/// The order matters because each pass rounds to 8 bits.
+pub fn vertical_first(in_w: u32, in_h: u32, out_w: u32, out_h: u32) -> bool {
+    out_h < in_h && (in_h as i64 - out_h as i64) > 2 * (in_w as i64 - out_w as i64)
+}
+
+/// `PIL.Image.resize((width, height), filter)` on an RGB image (Pillow 13.0).
 pub fn resize(src: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
     let (w, h) = src.dimensions();
-    let horizontal = if w != width { pass_horizontal(src, width, filter) } else { src.clone() };
-    if h != height {
-        pass_vertical(&horizontal, height, filter)
+    let horizontal = |img: RgbImage| if img.width() != width { pass_horizontal(&img, width, filter) } else { img };
+    let vertical = |img: RgbImage| if img.height() != height { pass_vertical(&img, height, filter) } else { img };
+    if vertical_first(w, h, width, height) {
+        horizontal(vertical(src.clone()))
     } else {
-        horizontal
+        vertical(horizontal(src.clone()))
     }
 }

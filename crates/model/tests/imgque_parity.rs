@@ -130,11 +130,7 @@ fn pipeline_builds_the_same_rows_and_answer() {
         let crop_tokens = pipe.encode_image(&case_image(case)).unwrap();
         let (n_l, n_s) = (case["n_l"].as_u64().unwrap() as usize, case["n_s"].as_u64().unwrap() as usize);
         let inputs = pipe.embeddings(&crop_tokens, &conv, n_l, n_s).unwrap();
-        let query = inputs.record.query.as_ref().unwrap();
-        assert_eq!(inputs.record.llm.input_ids, ids(&want[&format!("{name}.input_ids")]), "{name} LLM ids");
-        assert_eq!(inputs.record.llm.input_tps, ids(&want[&format!("{name}.input_tps")]), "{name} LLM types");
-        assert_eq!(query.input_ids, ids(&want[&format!("{name}.que_input_ids")]), "{name} query ids");
-        assert_eq!(query.input_tps, ids(&want[&format!("{name}.que_input_tps")]), "{name} query types");
+        common::assert_token_rows(&inputs.record, &want, name);
         assert_close(&inputs.embeds.squeeze(0).unwrap(), &want[&format!("{name}.fused_embeds")], TOL, &format!("{name} fused"));
     }
 }

@@ -16,8 +16,11 @@ pub struct Args {
     pub model: PathBuf,
     #[arg(long)]
     pub image: Option<PathBuf>,
-    #[arg(long)]
-    pub prompt: String,
+    #[arg(long, required_unless_present = "record")]
+    pub prompt: Option<String>,
+    /// A conversation record file (JSON) instead of --prompt; --help lists its shapes.
+    #[arg(long = "chat", value_name = "FILE", conflicts_with_all = ["prompt", "raw_prompt"], long_help = super::RECORD_HELP)]
+    pub record: Option<PathBuf>,
     /// Use --prompt as the exact model input (it must contain <image> for LLaVA).
     #[arg(long)]
     pub raw_prompt: bool,
@@ -36,8 +39,13 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let mut runtime = args.dtype.load(&args.model, false)?;
     args.chat.apply(&mut runtime)?;
-    let image = args.image.as_deref().map(load_image).transpose()?;
-    let prepared = runtime.prepare(image.as_ref(), &args.prompt, args.raw_prompt, &args.budget.to_budget())?;
+    let prepared = match &args.record {
+        Some(path) => super::prepare_record(&runtime, path, args.image.as_deref(), &args.budget.to_budget())?.0,
+        None => {
+            let image = args.image.as_deref().map(load_image).transpose()?;
+            runtime.prepare(image.as_ref(), args.prompt.as_deref().unwrap_or_default(), args.raw_prompt, &args.budget.to_budget())?
+        }
+    };
     let out = runtime.forward(&prepared, true, true)?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let ids: Vec<i64> = prepared.input_ids.iter().map(|&t| t as i64).collect();

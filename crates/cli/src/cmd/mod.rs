@@ -89,6 +89,28 @@ impl ChatArgs {
     }
 }
 
+pub const RECORD_HELP: &str = "A conversation record file: one JSON record, {\"image\", \"messages\": [{\"role\", \"content\"}]}, \
+a [{\"role\": image|system|user|assistant, \"content\"}] list or a VLMEvalKit [{\"type\", \"value\"}] list. Assistant turns \
+are kept as given; the image path is relative to the file (--image overrides it). Query-fused model only.";
+
+/// `--chat FILE`: the record's conversation and image (`image` overrides the record's), prepared
+/// for the next answer; also returns the conversation.
+pub fn prepare_record(
+    runtime: &tokenscale_model::runtime::Runtime,
+    path: &std::path::Path,
+    image: Option<&std::path::Path>,
+    budget: &tokenscale_model::runtime::VisionBudget,
+) -> anyhow::Result<(tokenscale_model::runtime::Prepared, tokenscale_model::chat::Conversation)> {
+    let record = tokenscale_model::chat::read_record_file(path)?;
+    for warning in &record.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let image = image.map(std::path::Path::to_path_buf).or(record.image);
+    let image = image.as_deref().map(tokenscale_model::preprocess::load_image).transpose()?;
+    let prepared = runtime.prepare_conversation(image.as_ref(), &record.conversation, budget)?;
+    Ok((prepared, record.conversation))
+}
+
 impl BudgetArgs {
     pub fn to_budget(&self) -> tokenscale_model::runtime::VisionBudget {
         tokenscale_model::runtime::VisionBudget {

@@ -4,10 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use tokenscale_model::generation::GenerationConfig;
 use tokenscale_model::preprocess::load_image;
-use tokenscale_model::chat::Conversation;
+use tokenscale_model::chat::{Conversation, Role};
 use tokenscale_model::runtime::{Prepared, Runtime};
 use tokenscale_model::tokenizer::TokenStream;
 
@@ -22,8 +22,11 @@ pub struct Args {
     /// The user's question; wrapped in the model's chat template unless --raw-prompt. Repeat it
     /// for a multi-turn conversation (query-fused model: n_l tokens for the first question, n_s
     /// for each later one); each answer is streamed and kept in the conversation.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "record")]
     pub prompt: Vec<String>,
+    /// Answer the last question of a conversation record file (JSON); --help lists its shapes.
+    #[arg(long = "chat", value_name = "FILE", conflicts_with_all = ["prompt", "raw_prompt"], long_help = super::RECORD_HELP)]
+    pub record: Option<PathBuf>,
     /// Use --prompt as the exact model input (it must contain <image> for LLaVA).
     #[arg(long)]
     pub raw_prompt: bool,
@@ -51,9 +54,17 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let mut runtime = args.dtype.load(&args.model, args.verbose)?;
     args.chat.apply(&mut runtime)?;
-    let image = args.image.as_deref().map(load_image).transpose()?;
     let config = config_from(&args, &runtime);
     let budget = args.budget.to_budget();
+    if let Some(path) = &args.record {
+        let (prepared, conversation) = super::prepare_record(&runtime, path, args.image.as_deref(), &budget)?;
+        if conversation.messages.last().is_some_and(|m| m.role == Role::Assistant && !m.content.is_empty()) {
+            bail!("{}: the record ends with an assistant answer, so there is no question to answer (`forward --chat` scores it)", path.display());
+        }
+        stream(&runtime, &prepared, &config)?;
+        return Ok(());
+    }
+    let image = args.image.as_deref().map(load_image).transpose()?;
     let mut conversation = Conversation::new();
     let mut seen = 0;
     for (turn, question) in args.prompt.iter().enumerate() {

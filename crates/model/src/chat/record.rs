@@ -1,6 +1,8 @@
 //! Input records → [`Conversation`]: chat JSONL (`ChatRecord`), the simple role list
 //! (`ChatRecordSimple`) and the VLMEvalKit message list (`ChatRecordVLMEvla`).
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
@@ -190,4 +192,23 @@ pub fn parse_any_record(json: &str, add_endoftext: bool) -> Result<(Conversation
         RecordShape::Simple => parse_simple_record(json),
         RecordShape::VlmEval => Ok((parse_vlmeval_message(json, add_endoftext)?, Vec::new())),
     }
+}
+
+/// A conversation record read from a file: one JSON record of any of the three shapes (given
+/// assistant turns kept), its image reference resolved against the file's folder, and the
+/// warnings of [`parse_any_record`] prefixed with the file name.
+pub struct RecordFile {
+    pub conversation: Conversation,
+    pub image: Option<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+pub fn read_record_file(path: &Path) -> Result<RecordFile> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("{origin}: cannot read"))?;
+    let (conversation, warnings) = parse_any_record(&text, false).with_context(|| format!("{origin}: not a conversation record"))?;
+    conversation.validate().with_context(|| format!("{origin}: invalid conversation"))?;
+    let image = conversation.image.as_ref().map(|r| path.parent().unwrap_or(Path::new(".")).join(r));
+    let warnings = warnings.into_iter().map(|w| format!("{origin}: {w}")).collect();
+    Ok(RecordFile { conversation, image, warnings })
 }
