@@ -100,3 +100,51 @@ fn inspect_reports_the_auto_dtype_and_memory() {
     assert!(report["load_s"].as_f64().unwrap() > 0.0);
     assert!(report["peak_rss_bytes"].as_u64().unwrap() > report["parameter_bytes"].as_u64().unwrap());
 }
+
+/// Every LLaVA reducer and the query-fused model run in bf16. The continuous ones (pooling,
+/// uniform selection, the query decoder) stay close to their f32 run; VisionZip and FastV pick
+/// tokens by ranking attention, and bf16 rounding can change a near-tie in the ranking (so can
+/// PyTorch's bf16), so for them only finite logits of the right shape are required.
+#[test]
+fn every_reducer_and_the_query_fused_model_run_in_bf16() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("llava-bf16");
+    std::fs::create_dir_all(&model).unwrap();
+    bf16_llava(&model);
+    let image = fixtures().join("preprocess/coffee.png");
+    let run = |model: &Path, extra: &[&str], dtype: &str, out: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_tokenscale"))
+            .args(["forward", "--model"])
+            .arg(model)
+            .arg("--image")
+            .arg(&image)
+            .args(["--prompt", "What is shown?", "--dtype", dtype, "--out"])
+            .arg(out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{extra:?} {dtype}: {}", String::from_utf8_lossy(&o.stderr));
+        safetensors::load(out, &Device::Cpu).unwrap()["logits"].clone()
+    };
+    let cases: Vec<(PathBuf, Vec<&str>)> = vec![
+        (model.clone(), vec!["--vision-tokens", "16", "--reducer", "pool"]),
+        (model.clone(), vec!["--vision-tokens", "10", "--reducer", "pool"]),
+        (model.clone(), vec!["--vision-tokens", "16", "--reducer", "uniform"]),
+        (model.clone(), vec!["--vision-tokens", "64", "--reducer", "visionzip"]),
+        (model.clone(), vec!["--vision-tokens", "16", "--reducer", "fastv"]),
+        (fixtures().join("imgque"), vec!["--vision-tokens", "8"]),
+    ];
+    for (i, (model, extra)) in cases.iter().enumerate() {
+        let half = run(model, extra, "bf16", &dir.path().join(format!("b{i}.safetensors")));
+        let full = run(model, extra, "f32", &dir.path().join(format!("f{i}.safetensors")));
+        assert_eq!(half.dims(), full.dims(), "{extra:?}");
+        let d = (half - &full).unwrap().abs().unwrap().flatten_all().unwrap();
+        let (max, mean) = (d.max(0).unwrap().to_scalar::<f32>().unwrap(), d.mean(0).unwrap().to_scalar::<f32>().unwrap());
+        let scale = full.abs().unwrap().flatten_all().unwrap().mean(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(max.is_finite(), "{extra:?}: non-finite logits");
+        let ranks_tokens = extra.iter().any(|a| a.starts_with("visionzip") || a.starts_with("fastv"));
+        if !ranks_tokens {
+            assert!(mean <= 0.05 * scale.max(1e-3), "{extra:?}: bf16 vs f32 max {max} mean {mean} (mean |logit| {scale})");
+        }
+    }
+}

@@ -91,7 +91,17 @@ pub fn adaptive_bins(len: usize, n: usize) -> Vec<(usize, usize)> {
     (0..n).map(|i| (i * len / n, ((i + 1) * len).div_ceil(n))).collect()
 }
 
-fn pooling_matrix(rows: Vec<Vec<usize>>, len: usize, x: &Tensor) -> Result<Tensor> {
+/// `w · x` for an f32 weight matrix `w` (`[n, len]`) and tokens `x` (`[len, D]`), accumulated in
+/// f32 and rounded once to `x`'s dtype (as PyTorch's 16-bit pooling accumulates in f32; candle's
+/// CPU matmul has no 16-bit path).
+fn weighted_rows(w: Vec<f32>, n: usize, x: &Tensor) -> Result<Tensor> {
+    let len = x.dim(0)?;
+    let w = Tensor::from_vec(w, (n, len), x.device())?;
+    Ok(w.matmul(&x.to_dtype(DType::F32)?.contiguous()?)?.to_dtype(x.dtype())?)
+}
+
+/// The mean of each row's `members` among the `len` tokens of `x`.
+fn pool_rows(rows: Vec<Vec<usize>>, len: usize, x: &Tensor) -> Result<Tensor> {
     let n = rows.len();
     let mut w = vec![0f32; n * len];
     for (i, members) in rows.iter().enumerate() {
@@ -100,7 +110,7 @@ fn pooling_matrix(rows: Vec<Vec<usize>>, len: usize, x: &Tensor) -> Result<Tenso
             w[i * len + j] = share;
         }
     }
-    Ok(Tensor::from_vec(w, (n, len), x.device())?.to_dtype(x.dtype())?)
+    weighted_rows(w, n, x)
 }
 
 /// 1D adaptive average pooling of `x` (`[L, D]`) to `[n, D]`.
@@ -111,7 +121,7 @@ pub fn adaptive_avg_pool_1d(x: &Tensor, n: usize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let rows = adaptive_bins(len, n).into_iter().map(|(a, b)| (a..b).collect()).collect();
-    Ok(pooling_matrix(rows, len, x)?.matmul(&x.contiguous()?)?)
+    pool_rows(rows, len, x)
 }
 
 /// 2D adaptive average pooling of a row-major `h`×`w` grid `x` (`[h·w, D]`) to `[oh·ow, D]`.
@@ -133,7 +143,7 @@ pub fn adaptive_avg_pool_2d(x: &Tensor, (h, w): (usize, usize), (oh, ow): (usize
             rows.push((r0..r1).flat_map(|r| (c0..c1).map(move |c| r * w + c)).collect());
         }
     }
-    Ok(pooling_matrix(rows, len, x)?.matmul(&x.contiguous()?)?)
+    pool_rows(rows, len, x)
 }
 
 fn perfect_square(n: usize) -> Option<usize> {
@@ -247,8 +257,7 @@ pub fn visionzip(
     for (r, &(_, c)) in assignment.iter().enumerate() {
         w[c * rows + r] = 1.0 / counts[c].max(1) as f32;
     }
-    let w = Tensor::from_vec(w, (contextual, rows), device)?.to_dtype(hidden.dtype())?;
-    let aggregated = w.matmul(&hidden.index_select(&ids(&merged)?, 0)?)?;
+    let aggregated = weighted_rows(w, contextual, &hidden.index_select(&ids(&merged)?, 0)?)?;
     let contextual_tokens = (hidden.index_select(&ids(&targets)?, 0)? + aggregated)?;
     let out = Tensor::cat(&[&dominant_tokens, &contextual_tokens], 0)?;
     Ok((out, VisionZipSelection { dominant: dom, targets, assignment }))
