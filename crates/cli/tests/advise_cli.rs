@@ -85,7 +85,7 @@ fn advise_refuses_bad_input() {
     let out = tmp.path().join("advice.md");
     let out_s = out.to_str().unwrap();
     let o = tokenscale(&["advise", "--scores", scores, "--config", config, "--benchmark", "MMBench", "--out", out_s]);
-    one_line_error(&o, "--benchmark `MMBench`: no series or benchmark of that name");
+    one_line_error(&o, "benchmark `MMBench`: no series or benchmark of that name");
     assert!(String::from_utf8_lossy(&o.stderr).contains("Overall@MMStar"), "lists the benchmarks");
     let bad = tmp.path().join("cost.csv");
     std::fs::write(&bad, "n,component,macs\n1,total,5\n").unwrap();

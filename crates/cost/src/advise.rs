@@ -201,7 +201,7 @@ pub fn select<'a>(series: &'a [SeriesData], keys: &[String], origin: &str) -> Re
         let mut names: Vec<&str> = series.iter().map(|s| s.benchmark.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        bail!("--benchmark `{k}`: no series or benchmark of that name in {origin} (benchmarks: {})", names.join(", "));
+        bail!("benchmark `{k}`: no series or benchmark of that name in {origin} (benchmarks: {})", names.join(", "));
     }
     Ok(series.iter().filter(|s| keys.is_empty() || keys.iter().any(|k| names_series(s, k))).collect())
 }

@@ -6,7 +6,8 @@
 //!   bootstrap 95% intervals, R², RMSE, AIC/BIC, studentised residuals and a regime report.
 //! - [`bound`]: Υ(n), the λ√Υ fit to a measured D(n) and the n_balance(n) curve.
 //! - [`probe`]: a streaming accumulator of D(n) and the ψ correlation curves from hidden states.
-//! - [`data`]: reading score tables (`series,n,score` or the paper-scores shape).
+//! - [`data`]: reading score tables (`tokenscale eval`'s scores, `series,n,score` or the
+//!   paper-scores shape) into series, with row selections.
 
 pub mod bound;
 pub mod data;
@@ -15,6 +16,7 @@ pub mod fit;
 pub mod laws;
 pub mod probe;
 pub mod rng;
+mod select;
 mod solver;
 
 pub use error::LawError;

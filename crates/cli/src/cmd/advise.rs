@@ -8,7 +8,6 @@ use anyhow::{bail, Context, Result};
 use tokenscale_cost::advise::input::{read_bench_latency, read_cost_table};
 use tokenscale_cost::advise::{advise, select, to_csv, to_json, to_markdown, AdviseOptions, CostModel, Target};
 use tokenscale_cost::{read_config, write_atomic, Dtype, Reducer, Workload};
-use tokenscale_law::data::read_scores;
 use tokenscale_law::fit::Space;
 use tokenscale_law::Law;
 
@@ -16,10 +15,12 @@ use tokenscale_law::Law;
 #[command(group(clap::ArgGroup::new("cost_source").required(true).args(["cost", "config"])))]
 #[command(group(clap::ArgGroup::new("target").args(["min_score", "max_flops", "max_latency"])))]
 pub struct Args {
-    /// Score table in any shape `tokenscale fit` reads (series,n,score; the paper-scores shape
-    /// figure,panel,benchmark,n_l,score; model,benchmark,n,score).
+    /// Score table in any shape `tokenscale fit` reads (eval's scores.json / scores.csv;
+    /// series,n,score; the paper-scores shape figure,panel,benchmark,n_l,score; model,benchmark,n,score).
     #[arg(long)]
     pub scores: PathBuf,
+    #[command(flatten)]
+    pub rows: super::SelectArgs,
     /// Cost table from `tokenscale cost --format csv|json` (its `total` rows; an optional
     /// `latency_s` column gives measured latencies).
     #[arg(long)]
@@ -98,8 +99,8 @@ pub fn run(args: Args) -> Result<()> {
         other => bail!("--format {other}: expected md, json or csv"),
     };
     let target = target(&args)?;
-    let all = read_scores(&args.scores).with_context(|| format!("reading {}", args.scores.display()))?;
-    let series = select(&all, &args.benchmark, &args.scores.display().to_string())?;
+    let all = args.rows.read(&args.scores)?;
+    let series = select(&all, &args.benchmark, &args.scores.display().to_string()).context("--benchmark")?;
     let (cost, mut latency) = match (&args.cost, &args.config) {
         (Some(path), _) => {
             let (table, latency) = read_cost_table(path)?;

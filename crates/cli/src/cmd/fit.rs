@@ -4,9 +4,9 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use tokenscale_law::data::{read_scores, SeriesData};
+use tokenscale_law::data::SeriesData;
 use tokenscale_law::fit::{fit_series, validate, FitOptions, FitResult, Space};
-use tokenscale_law::{Direction, Law};
+use tokenscale_law::{Direction, Law, LawError};
 use tokenscale_plot::{atomic_write, DiffHeatmap, Figure, GridPanel, ScalingGrid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -21,9 +21,12 @@ pub enum SpaceArg {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Score table: CSV with columns (series, n, score), or the paper-scores shape
-    /// (figure, panel, benchmark, n_l, score; series = figure/benchmark).
+    /// Score table: `tokenscale eval`'s scores.json or scores.csv (a series per model, reducer,
+    /// dataset, split, category and metric), a CSV with columns (series, n, score), or the
+    /// paper-scores shape (figure, panel, benchmark, n_l, score; series = figure/benchmark).
     pub file: PathBuf,
+    #[command(flatten)]
+    pub rows: super::SelectArgs,
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -87,11 +90,27 @@ pub fn run(args: Args) -> Result<()> {
     if args.bootstrap != 0 && args.bootstrap < 1000 {
         bail!("--bootstrap must be 0 (no intervals) or at least 1000, got {}", args.bootstrap);
     }
-    let series = read_scores(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    // Bad input is refused as a whole, with every problem listed.
-    let problems: Vec<String> = series.iter().filter_map(|s| validate(&s.name, &s.points).err().map(|e| e.to_string())).collect();
+    let series = args.rows.read(&args.file)?;
+    // Bad input (a non-finite score, a non-positive n) is refused as a whole, with every problem
+    // listed. A constant series is valid data that no law fits: reported per series in
+    // fit_errors.json, unless no series is left to fit.
+    let mut problems = Vec::new();
+    let mut constant = Vec::new();
+    for s in &series {
+        match validate(&s.name, &s.points) {
+            Ok(()) => {}
+            Err(e @ LawError::ConstantScores { .. }) => constant.push(e.to_string()),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if constant.len() == series.len() {
+        problems.append(&mut constant);
+    }
     if !problems.is_empty() {
         bail!("invalid score table {}:\n  {}", args.file.display(), problems.join("\n  "));
+    }
+    for c in &constant {
+        eprintln!("warning: {c}; no law is fitted to it (see fit_errors.json)");
     }
     let mut exclude: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for e in &args.exclude {
@@ -281,6 +300,7 @@ mod tests {
         Args {
             file,
             out,
+            rows: Default::default(),
             space: SpaceArg::Score,
             exclude: vec![],
             lower_is_better: vec![],

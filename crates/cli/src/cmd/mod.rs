@@ -71,6 +71,28 @@ pub fn peak_rss_text() -> String {
     }
 }
 
+/// Which rows of a score table make series (`fit`, `advise`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SelectArgs {
+    /// Keep only rows whose COLUMN equals VALUE (comma separated or repeated; an empty VALUE keeps
+    /// empty cells; the same column twice keeps either value), e.g. `dataset=MME,metric=Overall`.
+    #[arg(long, value_name = "COLUMN=VALUE", value_delimiter = ',')]
+    pub select: Vec<String>,
+    /// Also use the per-category rows of an eval table (by default only its overall rows, those
+    /// with an empty category, unless --select names a category).
+    #[arg(long)]
+    pub categories: bool,
+}
+
+impl SelectArgs {
+    /// The series of the score table at `path` that these flags select.
+    pub fn read(&self, path: &std::path::Path) -> anyhow::Result<Vec<tokenscale_law::data::SeriesData>> {
+        use anyhow::Context;
+        let selection = tokenscale_law::data::Selection::parse(&self.select, self.categories).context("--select")?;
+        tokenscale_law::data::read_scores_with(path, &selection).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
 /// Conversation options of the query-fused model.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ChatArgs {
