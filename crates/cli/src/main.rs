@@ -23,6 +23,8 @@ enum Command {
     Merge(cmd::merge::Args),
     /// Run the embedded default model end to end (no download).
     Demo(cmd::demo::Args),
+    /// Fetch a model from the Hugging Face Hub into the local Hugging Face cache (needs a network).
+    Download(cmd::download::Args),
     /// Sweep models × vision-token counts × benchmarks (resumable, shardable), then score.
     Eval(cmd::eval::Args),
     /// Measure D(n) and the ψ terms on a model's hidden states over branching pairs; fit λ, n_balance.
@@ -60,7 +62,17 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A flag value refused by its parser (a model or benchmark not found...) is one line, like
+        // every other error; usage mistakes keep clap's usage text.
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = e.to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: invalid value"));
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
     let result: anyhow::Result<()> = match cli.command {
         Command::Version => {
             println!("tokenscale {}", env!("CARGO_PKG_VERSION"));
@@ -69,6 +81,7 @@ fn main() {
         Command::Score(args) => cmd::score::run(args),
         Command::Merge(args) => cmd::merge::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Download(args) => cmd::download::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::Probe(args) => cmd::probe::run(args),
         Command::Bench(args) => cmd::bench::run(args),

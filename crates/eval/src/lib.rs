@@ -1,7 +1,8 @@
 //! tokenscale-eval: VLMEvalKit-compatible benchmarks, rule-based scorers, and resumable,
 //! shardable sweeps over vision-token budgets.
 //!
-//! * [`dataset`]: VLMEvalKit TSV files; [`kind`]: dataset kinds from names.
+//! * [`dataset`]: VLMEvalKit TSV files; [`kind`]: dataset kinds from names; [`lmudata`]:
+//!   benchmarks by name in VLMEvalKit's LMUData folder.
 //! * [`prompt`]: VLMEvalKit prompts and per-dataset `max_new_tokens`.
 //! * [`score`]: MCQ / Y/N / VQA / OCRBench / caption scorers.
 //! * [`store`]: durable JSONL prediction store; [`sweep`]: the n-sweep engine and the
@@ -10,6 +11,7 @@
 
 pub mod dataset;
 pub mod kind;
+pub mod lmudata;
 pub mod merge;
 pub mod models;
 pub mod predfile;

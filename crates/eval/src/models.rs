@@ -41,7 +41,7 @@ impl ModelAnswerer {
             Runtime::ImgQue(_) => {}
             Runtime::Lm { .. } => bail!("{}: a text-only model cannot answer image benchmarks", dir.display()),
         }
-        let mut name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        let mut name = tokenscale_model::hub::model_name(dir);
         if drop_query {
             name.push_str("+dropquery");
         }

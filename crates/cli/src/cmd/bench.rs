@@ -20,7 +20,8 @@ use tokenscale_plot::{atomic_write, BenchFigure, Figure, TimedPoint, TimedSeries
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
+    /// Model: checkpoint folder, or a Hugging Face id (ORG/NAME[@REVISION]) in the local cache.
+    #[arg(long, value_parser = super::model_folder)]
     pub model: PathBuf,
     /// Folder of .jpg/.jpeg/.png images (sorted by name, then shuffled with --seed).
     #[arg(long)]
@@ -239,7 +240,7 @@ fn figure(args: &Args, rows: &[Timing]) -> Result<String> {
         label: String::new(),
         text: format!("measured times only (no FLOPs model: {e:#})"),
     });
-    let title = format!("time to first token vs n ({})", args.model.file_name().map_or("model".into(), |s| s.to_string_lossy()));
+    let title = format!("time to first token vs n ({})", tokenscale_model::hub::model_name(&args.model));
     BenchFigure { title, series: vec![latency, ttft], model_label: model.label, model: model.curve }.save(&args.out, "bench")?;
     Ok(model.text)
 }

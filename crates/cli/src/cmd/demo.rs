@@ -23,8 +23,8 @@ pub struct Args {
     /// Also save the picture here (PNG).
     #[arg(long)]
     pub save_image: Option<PathBuf>,
-    /// A query-fused checkpoint folder instead of the embedded model.
-    #[arg(long)]
+    /// A query-fused checkpoint folder (or Hugging Face id in the local cache) instead of the embedded model.
+    #[arg(long, value_parser = super::model_folder)]
     pub model: Option<PathBuf>,
     #[command(flatten)]
     pub dtype: super::DtypeArgs,

@@ -14,11 +14,13 @@ use tokenscale_eval::{Dataset, Kind};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Checkpoint folder (LLaVA or the query-fused model); repeat for several models.
-    #[arg(long, required = true)]
+    /// Checkpoint folder or Hugging Face id (ORG/NAME[@REVISION], local cache) of a LLaVA or
+    /// query-fused model; repeat for several models.
+    #[arg(long, required = true, value_parser = super::model_folder)]
     pub model: Vec<PathBuf>,
-    /// Benchmark TSV in VLMEvalKit format; repeat for several.
-    #[arg(long, required = true)]
+    /// Benchmark TSV in VLMEvalKit format, or a VLMEvalKit name (MME) for NAME.tsv in $LMUData
+    /// (default ~/LMUData); repeat for several.
+    #[arg(long, required = true, value_parser = super::data_file)]
     pub data: Vec<PathBuf>,
     /// Vision-token counts n, comma-separated (LLaVA: tokens after --reducer; query-fused: n_l).
     #[arg(long, value_delimiter = ',', required = true)]

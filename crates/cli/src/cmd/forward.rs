@@ -12,7 +12,8 @@ use tokenscale_model::{DType, Device, Tensor};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
+    /// Model: checkpoint folder, or a Hugging Face id (ORG/NAME[@REVISION]) in the local cache.
+    #[arg(long, value_parser = super::model_folder)]
     pub model: PathBuf,
     #[arg(long)]
     pub image: Option<PathBuf>,

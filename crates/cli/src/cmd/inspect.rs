@@ -11,7 +11,8 @@ use tokenscale_model::{DType, Device};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Checkpoint folder.
+    /// Checkpoint folder, or a Hugging Face id (ORG/NAME[@REVISION]) in the local cache.
+    #[arg(value_parser = super::model_folder)]
     pub dir: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]

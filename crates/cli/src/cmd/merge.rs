@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long)]
     pub out: PathBuf,
     /// Benchmark TSVs, when they are not at the paths recorded in the runs' config.json.
-    #[arg(long)]
+    #[arg(long, value_parser = super::data_file)]
     pub data: Vec<PathBuf>,
     /// Merge even if configurations or predictions disagree.
     #[arg(long)]

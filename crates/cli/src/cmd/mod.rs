@@ -71,6 +71,21 @@ pub fn peak_rss_text() -> String {
     }
 }
 
+/// `--model` values: a checkpoint folder, or a Hugging Face repository id (`ORG/NAME`, optionally
+/// `ORG/NAME@REVISION`) found in the local Hugging Face cache.
+pub fn model_folder(value: &str) -> Result<std::path::PathBuf, String> {
+    tokenscale_model::hub::resolve_model(value).map_err(|e| {
+        let (repo, revision) = value.split_once('@').map_or((value, None), |(r, v)| (r, Some(v)));
+        let revision = revision.map_or(String::new(), |r| format!(" --revision {r}"));
+        format!("{e:#}; download it with `tokenscale download {repo}{revision}`")
+    })
+}
+
+/// `--data` values: a benchmark TSV, or a VLMEvalKit benchmark name (`MME`) found in the LMUData folder.
+pub fn data_file(value: &str) -> Result<std::path::PathBuf, String> {
+    tokenscale_eval::lmudata::resolve_data(value).map_err(|e| format!("{e:#}"))
+}
+
 /// Which rows of a score table make series (`fit`, `advise`).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct SelectArgs {
@@ -144,6 +159,7 @@ impl BudgetArgs {
 }
 pub mod advise;
 pub mod demo;
+pub mod download;
 pub mod eval;
 pub mod forward;
 pub mod inspect;

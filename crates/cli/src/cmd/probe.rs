@@ -18,8 +18,9 @@ use tokenscale_plot::atomic_write;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Checkpoint folder: any supported LLM (text pairs) or VLM (text or image pairs).
-    #[arg(long)]
+    /// Checkpoint folder or Hugging Face id (ORG/NAME[@REVISION], local cache): any supported LLM
+    /// (text pairs) or VLM (text or image pairs).
+    #[arg(long, value_parser = super::model_folder)]
     pub model: PathBuf,
     /// JSONL pairs: {"prompt","chosen","rejected"} or {"image_a","image_b","question"}.
     #[arg(long)]

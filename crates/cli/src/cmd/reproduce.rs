@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long)]
     pub out: PathBuf,
     /// Query-fused checkpoint folder (default: the embedded tiny model).
-    #[arg(long, conflicts_with = "retrain")]
+    #[arg(long, conflicts_with = "retrain", value_parser = super::model_folder)]
     pub model: Option<PathBuf>,
     /// Test items per benchmark kind.
     #[arg(long, default_value_t = 3000)]

@@ -13,8 +13,9 @@ use tokenscale_model::tokenizer::TokenStream;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Checkpoint folder (config.json, *.safetensors, tokenizer.json).
-    #[arg(long)]
+    /// Model: checkpoint folder (config.json, *.safetensors, tokenizer.json), or a Hugging Face id
+    /// such as llava-hf/llava-1.5-7b-hf[@REVISION] found in the local Hugging Face cache.
+    #[arg(long, value_parser = super::model_folder)]
     pub model: PathBuf,
     /// Image file (PNG or JPEG); required by vision-language models.
     #[arg(long)]

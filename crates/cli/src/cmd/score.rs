@@ -10,8 +10,9 @@ use tokenscale_eval::{Dataset, Kind};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Benchmark TSV in VLMEvalKit format (repeat, paired with --pred in order).
-    #[arg(long, required = true)]
+    /// Benchmark TSV in VLMEvalKit format, or a VLMEvalKit name (MME) for NAME.tsv in $LMUData
+    /// (repeat, paired with --pred in order).
+    #[arg(long, required = true, value_parser = super::data_file)]
     pub data: Vec<PathBuf>,
     /// Predictions: CSV, TSV, JSONL or VLMEvalKit xlsx with `index` and `prediction` columns (one per --data).
     #[arg(long, required = true)]
