@@ -29,9 +29,9 @@ fn eval_sweeps_llava_and_the_query_fused_model_and_resumes() {
     let llava = fixtures().join("llava");
     let args = ["eval", "--model", llava.to_str().unwrap(), "--data", &mcq, "--vision-tokens", "1,16,576", "--reducer", "pool", "--out", run.to_str().unwrap()];
     let first = ok(&tokenscale(&args));
-    assert!(first.contains("12 answered, 0 already stored"), "{first}");
+    assert!(first.contains("12 answered, 0 failed, 0 already stored"), "{first}");
     let again = ok(&tokenscale(&args));
-    assert!(again.contains("0 answered, 12 already stored"), "{again}");
+    assert!(again.contains("0 answered, 0 failed, 12 already stored"), "{again}");
     let scores: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("scores.json")).unwrap()).unwrap();
     for n in [1, 16, 576] {
         assert!(

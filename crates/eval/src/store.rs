@@ -22,6 +22,10 @@ pub struct Record {
     /// Seconds spent in `Answerer::answer` (informational; not part of the identity).
     #[serde(default)]
     pub seconds: f64,
+    /// Why no prediction could be made (bad image, prompt too long...). Such a record is kept for
+    /// the report but counts as not done: a rerun tries the item again, and a later success wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// (model, reducer, n, dataset, index)
@@ -88,17 +92,28 @@ pub fn read_jsonl(path: &Path) -> Result<(Vec<Record>, u64)> {
     Ok((out, valid as u64))
 }
 
-/// All records of a run directory (every `store/*.jsonl`, files in name order, first record of a
-/// key wins).
+/// The predictions of a run directory (every `store/*.jsonl`, files in name order, first
+/// prediction of a key wins; error records are left out).
 pub fn load_run(run_dir: &Path) -> Result<BTreeMap<Key, Record>> {
-    let mut map = BTreeMap::new();
+    Ok(load_run_with_failures(run_dir)?.0)
+}
+
+/// The predictions of a run directory, and the last error record of every key that has no
+/// prediction.
+pub fn load_run_with_failures(run_dir: &Path) -> Result<(BTreeMap<Key, Record>, BTreeMap<Key, Record>)> {
+    let (mut done, mut failed) = (BTreeMap::new(), BTreeMap::new());
     for f in store_files(run_dir)? {
         let (recs, _) = read_jsonl(&f)?;
         for r in recs {
-            map.entry(r.key()).or_insert(r);
+            if r.error.is_some() {
+                failed.insert(r.key(), r);
+            } else {
+                done.entry(r.key()).or_insert(r);
+            }
         }
     }
-    Ok(map)
+    failed.retain(|k, _| !done.contains_key(k));
+    Ok((done, failed))
 }
 
 fn store_files(run_dir: &Path) -> Result<Vec<PathBuf>> {
@@ -120,6 +135,7 @@ pub struct Store {
     file: File,
     len: u64,
     done: BTreeMap<Key, Record>,
+    failed: BTreeMap<Key, Record>,
 }
 
 impl Store {
@@ -147,8 +163,8 @@ impl Store {
             file.sync_all()?;
         }
         file.seek(SeekFrom::Start(valid))?;
-        let done = load_run(run_dir)?;
-        Ok(Store { path, file, len: valid, done })
+        let (done, failed) = load_run_with_failures(run_dir)?;
+        Ok(Store { path, file, len: valid, done, failed })
     }
 
     pub fn path(&self) -> &Path {
@@ -171,6 +187,11 @@ impl Store {
         self.done.is_empty()
     }
 
+    /// Keys whose last attempt failed and that have no prediction, with the error records.
+    pub fn failures(&self) -> &BTreeMap<Key, Record> {
+        &self.failed
+    }
+
     /// Append one record durably (write + fsync). On error the file is cut back to its previous
     /// length, so no torn record is left behind.
     pub fn append(&mut self, rec: Record) -> Result<()> {
@@ -188,7 +209,12 @@ impl Store {
             return Err(anyhow!(e)).with_context(|| format!("writing a record to {} failed (store left valid)", self.path.display()));
         }
         self.len += line.len() as u64;
-        self.done.insert(key, rec);
+        if rec.error.is_some() {
+            self.failed.insert(key, rec);
+        } else {
+            self.failed.remove(&key);
+            self.done.insert(key, rec);
+        }
         Ok(())
     }
 
@@ -210,6 +236,7 @@ mod tests {
             index: i.to_string(),
             prediction: format!("p{i}"),
             seconds: 0.0,
+            error: None,
         }
     }
 
@@ -233,6 +260,24 @@ mod tests {
         let (recs, _) = read_jsonl(&p).unwrap();
         assert_eq!(recs.len(), 3);
         assert_eq!(recs[2], rec(3));
+    }
+
+    #[test]
+    fn failures_are_retried_and_a_later_success_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path(), Shard::default()).unwrap();
+        s.append(Record { prediction: String::new(), error: Some("bad image".into()), ..rec(1) }).unwrap();
+        assert!(!s.contains(&rec(1).key()) && s.failures().len() == 1);
+        drop(s);
+        let (done, failed) = load_run_with_failures(dir.path()).unwrap();
+        assert!(done.is_empty() && failed[&rec(1).key()].error.as_deref() == Some("bad image"));
+        let mut s = Store::open(dir.path(), Shard::default()).unwrap();
+        assert_eq!(s.failures().len(), 1);
+        s.append(rec(1)).unwrap();
+        assert!(s.contains(&rec(1).key()) && s.failures().is_empty());
+        drop(s);
+        let (done, failed) = load_run_with_failures(dir.path()).unwrap();
+        assert_eq!((done.len(), failed.len()), (1, 0));
     }
 
     #[test]

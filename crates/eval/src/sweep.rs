@@ -22,7 +22,7 @@
 //! # fn main() -> anyhow::Result<()> {
 //! let datasets = vec![Dataset::load("MME.tsv".as_ref(), None)?];
 //! let mut cfg = SweepConfig::new("runs/mme", vec![1, 8, 16, 32, 64, 128, 256]);
-//! cfg.progress = true;                       // indicatif bar with ETA
+//! cfg.progress = true;                       // progress bar / plain progress lines with ETA
 //! // cfg.shard = Shard::parse("3/8")?; cfg.force = true; cfg.max_new_tokens = Some(64);
 //! let summary = run_sweep(&mut MyModel, &datasets, &cfg)?;
 //! finish_run(&cfg.run_dir, &datasets, ScoreOptions::default())?; // scores.* + predictions/
@@ -33,6 +33,7 @@ use crate::dataset::{fnv1a, Dataset};
 use crate::kind::Kind;
 use crate::prompt::{self, PromptStyle};
 use crate::store::{Record, Shard, Store};
+use tokenscale_model::progress::Progress;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -256,8 +257,10 @@ pub struct SweepConfig {
     pub max_new_tokens: Option<usize>,
     /// Caller settings that change predictions (part of the fingerprint).
     pub settings: BTreeMap<String, String>,
-    /// Show an indicatif progress bar with ETA.
+    /// Show progress: a bar on a terminal, plain lines elsewhere (see tokenscale_model::progress).
     pub progress: bool,
+    /// Stop at the first item that fails instead of recording it and going on.
+    pub fail_fast: bool,
     /// Stop after this many new answers (tests).
     pub max_answers: Option<usize>,
 }
@@ -272,6 +275,7 @@ impl SweepConfig {
             max_new_tokens: None,
             settings: BTreeMap::new(),
             progress: false,
+            fail_fast: false,
             max_answers: None,
         }
     }
@@ -281,6 +285,8 @@ impl SweepConfig {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SweepSummary {
     pub answered: usize,
+    /// Answers that failed (recorded as error records in the store; a rerun retries them).
+    pub failed: usize,
     pub skipped: usize,
     pub images_prepared: usize,
     pub prepare_seconds: f64,
@@ -291,6 +297,9 @@ pub struct SweepSummary {
 /// Run one answerer over `datasets` × `cfg.vision_tokens` (this shard's rows), appending every
 /// prediction to the run's store. Items whose every n is already stored are skipped without
 /// touching the model; image preparation happens once per image and is reused for all n.
+/// An item that fails (its image does not decode, its prompt is too long...) is stored as an
+/// error record and the sweep goes on (`cfg.fail_fast`: the sweep stops with the error);
+/// failing to write the store always stops it.
 pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &SweepConfig) -> Result<SweepSummary> {
     if cfg.vision_tokens.is_empty() {
         bail!("no vision-token counts to sweep");
@@ -326,35 +335,46 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
             }
         }
     }
-    let bar = if cfg.progress {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} answers  ETA {eta_precise}",
-            )
-            .unwrap(),
-        );
-        b.set_message(format!("{model}/{reducer}"));
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = cfg.progress.then(|| Progress::new(&format!("eval {model}/{reducer}"), total, "answers"));
     let mut cache: Option<(usize, String, A::Prepared)> = None;
     'outer: for (di, ii, missing) in work {
         let ds = &datasets[di];
         let it = &ds.items[ii];
+        let place = format!("{}: line {}: index {}", ds.name, it.line, it.index);
+        let base_record = |n: usize| Record {
+            model: model.clone(),
+            reducer: reducer.clone(),
+            n,
+            dataset: ds.name.clone(),
+            index: it.index.clone(),
+            prediction: String::new(),
+            seconds: 0.0,
+            error: None,
+        };
         let reuse = matches!(&cache, Some((d, k, _)) if *d == di && *k == it.image_key);
         if !reuse {
             let t = Instant::now();
-            let imgs = it.decode_images().with_context(|| ds.name.clone())?;
-            let p = answerer
-                .prepare_image(&imgs)
-                .with_context(|| format!("{}: line {}: index {}: preparing the image", ds.name, it.line, it.index))?;
+            let prepared = it.decode_images().and_then(|imgs| answerer.prepare_image(&imgs));
             sum.prepare_seconds += t.elapsed().as_secs_f64();
-            sum.images_prepared += 1;
-            cache = Some((di, it.image_key.clone(), p));
+            match prepared {
+                Ok(p) => {
+                    sum.images_prepared += 1;
+                    cache = Some((di, it.image_key.clone(), p));
+                }
+                Err(e) => {
+                    cache = None;
+                    let e = e.context(format!("{place}: preparing the image"));
+                    if cfg.fail_fast {
+                        return Err(e);
+                    }
+                    for n in missing {
+                        failure(&mut store, &mut sum, bar.as_ref(), base_record(n), &e)?;
+                    }
+                    continue;
+                }
+            }
         }
-        let prepared = &cache.as_ref().unwrap().2;
+        let Some((_, _, prepared)) = cache.as_ref() else { continue };
         let text = prompt::build_prompt(it, ds.kind, style);
         let mnt = cfg.max_new_tokens.unwrap_or_else(|| prompt::max_new_tokens(&ds.name, ds.kind));
         for n in missing {
@@ -364,25 +384,30 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
                 }
             }
             let t = Instant::now();
-            let pred = answerer
-                .answer(prepared, &text, n, mnt)
-                .with_context(|| format!("{}: line {}: index {}: n={n}", ds.name, it.line, it.index))?;
+            let answer = answerer.answer(prepared, &text, n, mnt);
             let secs = t.elapsed().as_secs_f64();
             sum.answer_seconds += secs;
-            store.append(Record {
-                model: model.clone(),
-                reducer: reducer.clone(),
-                n,
-                dataset: ds.name.clone(),
-                index: it.index.clone(),
-                prediction: pred,
-                seconds: (secs * 1e6).round() / 1e6,
-            })?;
-            sum.answered += 1;
-            bar.inc(1);
+            match answer {
+                Ok(prediction) => {
+                    store.append(Record { prediction, seconds: (secs * 1e6).round() / 1e6, ..base_record(n) })?;
+                    sum.answered += 1;
+                    if let Some(bar) = &bar {
+                        bar.inc(1);
+                    }
+                }
+                Err(e) => {
+                    let e = e.context(format!("{place}: n={n}"));
+                    if cfg.fail_fast {
+                        return Err(e);
+                    }
+                    failure(&mut store, &mut sum, bar.as_ref(), base_record(n), &e)?;
+                }
+            }
         }
     }
-    bar.finish_and_clear();
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
     sum.wall_seconds = start.elapsed().as_secs_f64();
     // One line per sweep invocation (timings of shared image work vs answers), for reports.
     let log = serde_json::json!({
@@ -394,6 +419,22 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
         let _ = writeln!(f, "{log}");
     }
     Ok(sum)
+}
+
+/// Store `record` as failed with `error`, say so once, and count it.
+fn failure(store: &mut Store, sum: &mut SweepSummary, bar: Option<&Progress>, record: Record, error: &anyhow::Error) -> Result<()> {
+    let message = format!("{error:#}");
+    let line = format!("warning: {message} (recorded; a rerun retries it)");
+    match bar {
+        Some(bar) => bar.println(&line),
+        None => eprintln!("{line}"),
+    }
+    store.append(Record { error: Some(message), ..record })?;
+    sum.failed += 1;
+    if let Some(bar) = bar {
+        bar.inc(1);
+    }
+    Ok(())
 }
 
 /// A deterministic *reference answerer for tests and demos* — not a model. It knows the ground

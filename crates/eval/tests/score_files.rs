@@ -35,7 +35,7 @@ fn csv_tsv_jsonl_predictions_score_the_same() {
     let ds = Dataset::load(&fixtures().join("MME.tsv"), None).unwrap();
     let mut recs = BTreeMap::new();
     for (index, prediction) in jsonl {
-        let r = Record { model: "m".into(), reducer: "none".into(), n: 0, dataset: "MME".into(), index, prediction, seconds: 0.0 };
+        let r = Record { model: "m".into(), reducer: "none".into(), n: 0, dataset: "MME".into(), index, prediction, seconds: 0.0, error: None };
         recs.insert(r.key(), r);
     }
     let out = tmp.path().join("out");

@@ -59,7 +59,7 @@ fn score(datasets: &[Dataset], predict: impl Fn(&SynthItem) -> String) -> BTreeM
         for row in &ds.items {
             let prediction = predict(&regenerate(ds.kind, &row.index));
             let (model, reducer, n, dataset, index) = ("m".into(), "r".into(), 1, ds.name.clone(), row.index.clone());
-            records.push(Record { model, reducer, n, dataset, index, prediction, seconds: 0.0 });
+            records.push(Record { model, reducer, n, dataset, index, prediction, seconds: 0.0, error: None });
         }
     }
     score_records(datasets, &records, ScoreOptions::default())

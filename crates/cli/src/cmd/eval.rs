@@ -57,6 +57,10 @@ pub struct Args {
     pub ptb: bool,
     #[command(flatten)]
     pub dtype: super::DtypeArgs,
+    /// Stop at the first item that fails (bad image, prompt too long...) instead of recording it
+    /// in the store, going on, and exiting non-zero at the end.
+    #[arg(long)]
+    pub fail_fast: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -70,6 +74,7 @@ pub fn run(args: Args) -> Result<()> {
     cfg.force = args.force;
     cfg.max_new_tokens = args.max_new_tokens;
     cfg.progress = true;
+    cfg.fail_fast = args.fail_fast;
     if let Some(s) = &args.shard {
         cfg.shard = Shard::parse(s)?;
     }
@@ -78,14 +83,17 @@ pub fn run(args: Args) -> Result<()> {
         settings.insert("template".to_string(), t.clone());
     }
     cfg.settings = settings;
+    let mut failed = 0;
     for dir in &args.model {
         let mut answerer = ModelAnswerer::load(dir, args.reducer.as_deref(), args.template.as_deref(), args.drop_query, args.dtype.policy())?;
         answerer.check_budgets(&args.vision_tokens)?;
         let summary = run_sweep(&mut answerer, &datasets, &cfg)?;
+        failed += summary.failed;
         eprintln!(
-            "{}: {} answered, {} already stored; {} images prepared in {:.1}s, answering {:.1}s",
+            "{}: {} answered, {} failed, {} already stored; {} images prepared in {:.1}s, answering {:.1}s",
             dir.display(),
             summary.answered,
+            summary.failed,
             summary.skipped,
             summary.images_prepared,
             summary.prepare_seconds,
@@ -97,5 +105,8 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}\t{}\t{}\t{}\t{}\t{:.4}", r.model, r.reducer, r.n, r.dataset, r.metric, r.value);
     }
     println!("wrote {}/scores.json, scores.csv, scores.md, predictions/", args.out.display());
+    if failed > 0 {
+        bail!("{failed} answers failed (error records in {}/store; the scores leave them out; run the same command again to retry them)", args.out.display());
+    }
     Ok(())
 }

@@ -69,6 +69,7 @@ pub fn run(args: Args) -> Result<()> {
                 index,
                 prediction,
                 seconds: 0.0,
+                error: None,
             };
             records.entry(r.key()).or_insert(r);
         }

@@ -1,0 +1,62 @@
+//! `tokenscale eval` with an item whose image does not decode: the item is recorded as failed,
+//! the others are answered and scored, the count is reported and the exit is non-zero;
+//! `--fail-fast` stops at it. Off a terminal, progress comes as plain lines.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn tokenscale(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenscale")).args(args).env("TOKENSCALE_PROGRESS_SECS", "0").output().expect("binary runs")
+}
+
+/// The synthetic MCQ file with the image of its first row replaced by bytes that are no image.
+fn benchmark_with_a_bad_image(dir: &Path) -> PathBuf {
+    let o = tokenscale(&["synth", "--out", dir.to_str().unwrap(), "--items", "4", "--mix", "yorn=0,vqa=0"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let path = dir.join("SYNTH_MCQ_TEST.tsv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let image_col = lines[0].split('\t').position(|h| h == "image").unwrap();
+    let mut cells: Vec<String> = lines[1].split('\t').map(str::to_string).collect();
+    // base64 of "this is not an image. " eight times
+    cells[image_col] = "dGhpcyBpcyBub3QgYW4gaW1hZ2UuIHRoaXMgaXMgbm90IGFuIGltYWdlLiB0aGlzIGlzIG5vdCBhbiBpbWFnZS4gdGhpcyBpcyBub3QgYW4gaW1hZ2UuIHRoaXMgaXMgbm90IGFuIGltYWdlLiB0aGlzIGlzIG5vdCBhbiBpbWFnZS4gdGhpcyBpcyBub3QgYW4gaW1hZ2UuIHRoaXMgaXMgbm90IGFuIGltYWdlLiA=".into();
+    lines[1] = cells.join("\t");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn a_failing_item_is_recorded_and_the_sweep_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = benchmark_with_a_bad_image(&tmp.path().join("synth"));
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-imgque");
+    let run = tmp.path().join("run");
+    let args = |out: &Path| -> Vec<String> {
+        ["eval", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--vision-tokens", "1,4", "--out", out.to_str().unwrap()].map(str::to_string).to_vec()
+    };
+    let a = args(&run);
+    let o = tokenscale(&strs(&a));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("6 answered, 2 failed"), "{err}");
+    assert!(err.contains("preparing the image") && err.contains("(recorded; a rerun retries it)"), "{err}");
+    assert!(err.trim_end().lines().last().unwrap().starts_with("error: 2 answers failed"), "{err}");
+    assert!(err.contains("eval tiny-imgque/queries: 1/8 answers (") && err.contains("8/8 answers"), "plain progress lines: {err}");
+    assert!(run.join("scores.json").exists(), "the answered items are scored");
+    // A rerun retries the failed item (and fails again: the image is still bad).
+    let o = tokenscale(&strs(&a));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("0 answered, 2 failed, 6 already stored"), "{err}");
+
+    let mut fast = args(&tmp.path().join("fast"));
+    fast.push("--fail-fast".into());
+    let o = tokenscale(&strs(&fast));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("error: ") && err.contains("preparing the image") && !err.contains("recorded"), "{err}");
+    assert!(!tmp.path().join("fast/scores.json").exists());
+}
