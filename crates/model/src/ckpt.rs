@@ -477,9 +477,11 @@ impl Plan {
     }
 
     fn write_into(&self, dir: &Path) -> Result<Report> {
+        let progress = crate::progress::Progress::new(&format!("writing {}", self.target.display()), (self.tensors.len() + self.copies.len()) as u64, "tensors and files");
         let mut raws = Vec::with_capacity(self.tensors.len());
         for t in &self.tensors {
             raws.push((t.key.clone(), self.sources[t.source].raw(&t.source_key)?));
+            progress.inc(1);
         }
         let weights = dir.join("model.safetensors");
         let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
@@ -489,6 +491,7 @@ impl Plan {
         std::fs::write(dir.join("config.json"), config).with_context(|| format!("{}: cannot write", dir.join("config.json").display()))?;
         for (src, rel) in &self.copies {
             copy_path(src, &dir.join(rel))?;
+            progress.inc(1);
         }
         self.verify(dir)
     }

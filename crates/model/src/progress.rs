@@ -27,6 +27,10 @@ enum Shape {
 
 struct Plain {
     done: u64,
+    /// Shown after the counts (e.g. the current loss).
+    message: String,
+    /// Steps done before this process started (a resumed run): not counted in the rate.
+    resumed_at: u64,
     start: Instant,
     last_line: Instant,
     interval: Duration,
@@ -64,7 +68,7 @@ impl Progress {
     /// Plain lines to `out` at most every `interval` (what [`Progress::new`] does off a terminal).
     pub fn plain(label: &str, total: u64, unit: &str, interval: Duration, out: Box<dyn Write + Send>) -> Self {
         let now = Instant::now();
-        let plain = Plain { done: 0, start: now, last_line: now, interval, out };
+        let plain = Plain { done: 0, message: String::new(), resumed_at: 0, start: now, last_line: now, interval, out };
         Self { label: label.into(), unit: unit.into(), total, shape: Shape::Plain(Mutex::new(plain)) }
     }
 
@@ -73,11 +77,66 @@ impl Progress {
         match &self.shape {
             Shape::Bar(bar) => bar.inc(steps),
             Shape::Plain(plain) => {
-                let Ok(mut p) = plain.lock() else { return };
-                p.done += steps;
-                if p.last_line.elapsed() >= p.interval && p.done < self.total {
-                    self.write_line(&mut p);
+                if let Ok(mut p) = plain.lock() {
+                    let done = p.done + steps;
+                    self.advance(&mut p, done);
                 }
+            }
+        }
+        self.clear_bar_when_complete();
+    }
+
+    /// Work resumed part-way: `done` steps were done before (they do not count in the rate).
+    pub fn resume_at(&self, done: u64) {
+        match &self.shape {
+            Shape::Bar(bar) => bar.set_position(done),
+            Shape::Plain(plain) => {
+                if let Ok(mut p) = plain.lock() {
+                    p.done = done;
+                    p.resumed_at = done;
+                }
+            }
+        }
+    }
+
+    /// Set how many steps are done.
+    pub fn set_position(&self, done: u64) {
+        match &self.shape {
+            Shape::Bar(bar) => bar.set_position(done),
+            Shape::Plain(plain) => {
+                if let Ok(mut p) = plain.lock() {
+                    self.advance(&mut p, done);
+                }
+            }
+        }
+        self.clear_bar_when_complete();
+    }
+
+    /// Text shown after the counts, e.g. the current loss.
+    pub fn set_message(&self, message: &str) {
+        match &self.shape {
+            Shape::Bar(bar) => bar.set_message(format!("{} {message}", self.label)),
+            Shape::Plain(plain) => {
+                if let Ok(mut p) = plain.lock() {
+                    p.message = message.to_string();
+                }
+            }
+        }
+    }
+
+    fn advance(&self, p: &mut Plain, done: u64) {
+        p.done = done;
+        if p.last_line.elapsed() >= p.interval && p.done < self.total {
+            self.write_line(p);
+        }
+    }
+
+    /// A bar left on the terminal after the work (a model whose weights stay open) would sit
+    /// between later output: it goes once complete.
+    fn clear_bar_when_complete(&self) {
+        if let Shape::Bar(bar) = &self.shape {
+            if bar.position() >= self.total {
+                bar.finish_and_clear();
             }
         }
     }
@@ -108,7 +167,7 @@ impl Progress {
 
     fn write_line(&self, p: &mut Plain) {
         let elapsed = p.start.elapsed().as_secs_f64();
-        let rate = if elapsed > 0.0 { p.done as f64 / elapsed } else { 0.0 };
+        let rate = if elapsed > 0.0 { (p.done - p.resumed_at.min(p.done)) as f64 / elapsed } else { 0.0 };
         let tail = if p.done >= self.total {
             format!("done in {}", clock(elapsed))
         } else if rate > 0.0 {
@@ -117,7 +176,8 @@ impl Progress {
             "ETA unknown".into()
         };
         let rate = if rate >= 10.0 { format!("{rate:.0}") } else { format!("{rate:.2}") };
-        let _ = writeln!(p.out, "{}: {}/{} {} ({rate}/s, {tail})", self.label, p.done, self.total, self.unit);
+        let message = if p.message.is_empty() { String::new() } else { format!(" {}", p.message) };
+        let _ = writeln!(p.out, "{}: {}/{} {} ({rate}/s, {tail}){message}", self.label, p.done, self.total, self.unit);
         p.last_line = Instant::now();
     }
 }
@@ -167,12 +227,14 @@ mod tests {
         let out = Shared::default();
         let p = Progress::plain("fit", 3, "fits", Duration::ZERO, Box::new(out.clone()));
         p.inc(1);
-        p.inc(1);
+        p.set_message("loss 0.5");
+        p.set_position(2);
         p.inc(1);
         p.finish();
         let lines: Vec<String> = text(&out).lines().map(str::to_string).collect();
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert!(lines[0].starts_with("fit: 1/3 fits (") && lines[0].contains("ETA"), "{lines:?}");
+        assert!(lines[1].starts_with("fit: 2/3 fits") && lines[1].ends_with(") loss 0.5"), "{lines:?}");
         assert!(lines[2].starts_with("fit: 3/3 fits"), "{lines:?}");
     }
 

@@ -8,6 +8,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::safetensors::SliceSafetensors;
 use candle_core::{DType, Device, Tensor};
 
+use crate::progress::Progress;
+
 /// Where one tensor's bytes are in a checkpoint file.
 struct Located {
     file: usize,
@@ -36,6 +38,8 @@ struct Inner {
     keys: Vec<String>,
     dtype: DType,
     device: Device,
+    /// Bytes read from checkpoint files so far (progress lines while a large model loads).
+    loading: Option<Progress>,
 }
 
 /// A view of a checkpoint's tensors under a key prefix; tensors are converted to `dtype` on load.
@@ -95,7 +99,13 @@ impl Weights {
         }
         let keys = index.keys().cloned().collect();
         let origin = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
-        Ok(Self::new(Store::Files { paths: files.to_vec(), index }, origin, keys, dtype, device))
+        let bytes = index.values().map(|l| l.end - l.start).sum();
+        let label = format!("loading {}", files.first().and_then(|f| f.parent()).map_or(origin.clone(), |d| d.display().to_string()));
+        let mut weights = Self::new(Store::Files { paths: files.to_vec(), index }, origin, keys, dtype, device);
+        if let Some(inner) = Arc::get_mut(&mut weights.inner) {
+            inner.loading = Some(Progress::new(&label, bytes, "bytes"));
+        }
+        Ok(weights)
     }
 
     pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
@@ -133,7 +143,7 @@ impl Weights {
 
     fn new(store: Store, origin: String, mut keys: Vec<String>, dtype: DType, device: &Device) -> Self {
         keys.sort();
-        let inner = Inner { store, origin, keys, dtype, device: device.clone() };
+        let inner = Inner { store, origin, keys, dtype, device: device.clone(), loading: None };
         Self { inner: Arc::new(inner), prefix: String::new() }
     }
 
@@ -212,6 +222,9 @@ impl Weights {
         let raw = match &self.inner.store {
             Store::Files { paths, index } => {
                 let located = index.get(&key).with_context(|| format!("{}: missing tensor `{key}`", self.inner.origin))?;
+                if let Some(loading) = &self.inner.loading {
+                    loading.inc(located.end - located.start);
+                }
                 read_tensor(&paths[located.file], located, device).with_context(|| format!("tensor `{key}`"))
                     .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
             }

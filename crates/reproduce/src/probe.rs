@@ -48,17 +48,18 @@ fn vision_states(p: &ImgQuePipeline, image: &RgbImage, question: &str, n: usize)
 /// Runs every pair at `n` vision tokens.
 pub fn probe_pairs(p: &ImgQuePipeline, pairs: &[ImagePair], n: usize, progress: bool) -> Result<ProbeOutcome> {
     let mut acc = ProbeAccumulator::new(p.model.llm.hidden_size(), n);
-    let bar = if progress { indicatif::ProgressBar::new(pairs.len() as u64) } else { indicatif::ProgressBar::hidden() };
-    if let Ok(style) = indicatif::ProgressStyle::with_template("probe [{elapsed_precise}] {wide_bar} {pos}/{len} image pairs  ETA {eta_precise}") {
-        bar.set_style(style);
-    }
+    let bar = progress.then(|| tokenscale_model::progress::Progress::new("probe", pairs.len() as u64, "image pairs"));
     for (i, pair) in pairs.iter().enumerate() {
         let a = vision_states(p, &pair.a, &pair.question, n).with_context(|| format!("probe pair {i}, image A"))?;
         let b = vision_states(p, &pair.b, &pair.question, n).with_context(|| format!("probe pair {i}, image B"))?;
         acc.add_pair(&a, &b).with_context(|| format!("probe pair {i}"))?;
-        bar.inc(1);
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
     }
-    bar.finish_and_clear();
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
     let stats = acc.finish();
     let (bound, bound_error) = match stats.bound() {
         Ok(b) => (Some(b), None),

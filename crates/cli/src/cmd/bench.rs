@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use tokenscale_model::progress::Progress;
 use tokenscale_model::generation::GenerationConfig;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::runtime::{Runtime, VisionBudget};
@@ -150,8 +150,7 @@ pub fn run(args: Args) -> Result<()> {
     for &n in &args.vision_tokens {
         time_one(&runtime, &first, &args, n).with_context(|| format!("warm-up at n = {n}"))?;
     }
-    let bar = ProgressBar::new((images.len() * args.vision_tokens.len() * args.repeat) as u64);
-    bar.set_style(ProgressStyle::with_template("bench {bar:40} {pos}/{len} ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let bar = Progress::new("bench", (images.len() * args.vision_tokens.len() * args.repeat) as u64, "timings");
     let mut rows = Vec::new();
     for path in &images {
         let image = load_image(path)?;
@@ -174,7 +173,7 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
     }
-    bar.finish_and_clear();
+    bar.finish();
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     atomic_write(&args.out.join("load.json"), serde_json::to_string_pretty(&load)?.as_bytes())?;
     let mut jsonl = String::new();

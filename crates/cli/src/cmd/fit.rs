@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tokenscale_law::data::SeriesData;
 use tokenscale_law::fit::{fit_series, validate, FitOptions, FitResult, Space};
 use tokenscale_law::{Direction, Law, LawError};
+use tokenscale_model::progress::Progress;
 use tokenscale_plot::{atomic_write, DiffHeatmap, Figure, GridPanel, ScalingGrid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -141,6 +142,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let mut fits: Vec<FitResult> = Vec::new();
     let mut errors: Vec<serde_json::Value> = Vec::new();
+    let progress = Progress::new("fit", (series.len() * spaces.len() * laws.len()) as u64, "fits");
     for s in &series {
         let direction = if args.lower_is_better.iter().any(|m| matches_metric(s, m)) { Direction::LowerIsBetter } else { Direction::HigherIsBetter };
         let ex = exclude.get(&s.name).cloned().unwrap_or_default();
@@ -151,10 +153,12 @@ pub fn run(args: Args) -> Result<()> {
                     Ok(f) => fits.push(f),
                     Err(e) => errors.push(serde_json::json!({"series": s.name, "law": law.name(), "space": space.name(), "error": e.to_string()})),
                 }
+                progress.inc(1);
             }
         }
     }
 
+    progress.finish();
     let json = serde_json::to_string_pretty(&fits)?;
     atomic_write(&args.out.join("fits.json"), json.as_bytes())?;
     atomic_write(&args.out.join("fit_errors.json"), serde_json::to_string_pretty(&errors)?.as_bytes())?;

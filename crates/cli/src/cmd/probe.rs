@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use tokenscale_model::progress::Progress;
 use serde::Deserialize;
 use tokenscale_law::probe::ProbeAccumulator;
 use tokenscale_model::preprocess::load_image;
@@ -152,8 +152,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let dim = runtime.llm().hidden_size();
     let mut acc = ProbeAccumulator::new(dim, args.max_len);
-    let bar = ProgressBar::new(lines.len() as u64);
-    bar.set_style(ProgressStyle::with_template("probe {bar:40} {pos}/{len} pairs, ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let bar = Progress::new("probe", lines.len() as u64, "pairs");
     let mut skipped = 0usize;
     for (line, text) in &lines {
         let pair: Pair = serde_json::from_str(text).map_err(|e| {
@@ -167,7 +166,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         bar.inc(1);
     }
-    bar.finish_and_clear();
+    bar.finish();
     if acc.pairs() == 0 {
         bail!("{}: no pair has diverging branches", args.pairs.display());
     }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
+use tokenscale_model::progress::Progress;
 use tokenscale_plot::{Figure, TrainingFigure};
 use tokenscale_train::data::SynthSource;
 use tokenscale_train::{TrainConfig, Trainer};
@@ -35,8 +35,8 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("resuming {} at step {}", args.out.display(), trainer.step);
     }
     let stop = args.max_steps.map_or(config.last_step(), |m| (trainer.step + m).min(config.last_step()));
-    let bar = ProgressBar::new(config.last_step()).with_position(trainer.step);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} eta {eta} {msg}")?);
+    let bar = Progress::new("train", config.last_step(), "steps");
+    bar.resume_at(trainer.step);
     let mut recent = Vec::new();
     while trainer.step < stop {
         let row = trainer.train_step()?;
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<()> {
         bar.set_position(trainer.step);
         if trainer.step % 10 == 0 {
             let mean = recent.iter().sum::<f64>() / recent.len() as f64;
-            bar.set_message(format!("loss {mean:.4} lr {:.2e} {:.2}s/step", row.lr, row.seconds));
+            bar.set_message(&format!("loss {mean:.4} lr {:.2e} {:.2}s/step", row.lr, row.seconds));
             recent.clear();
         }
         if trainer.step % config.checkpoint_every == 0 || trainer.step == stop {
@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Result<()> {
             let dir = trainer.checkpoint()?;
             training_figure(&trainer).save(&args.out, "loss")?;
             let line = format!("step {}: validation exact match {} → {}", trainer.step, scores.join(", "), dir.display());
-            bar.suspend(|| eprintln!("{line}"));
+            bar.println(&line);
         }
     }
     bar.finish();
