@@ -2,8 +2,7 @@
 
 use anyhow::Result;
 use candle_core::{DType, Tensor};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use tokenscale_law::rng::SplitMix64;
 
 use crate::llama::{KvCache, Llama, SpanPrune};
 
@@ -25,14 +24,15 @@ impl Default for GenerationConfig {
 }
 
 pub struct Sampler {
-    rng: StdRng,
+    /// Our own generator: its stream is fixed by this repository, not by a dependency's version.
+    rng: SplitMix64,
     temperature: f64,
     top_p: f64,
 }
 
 impl Sampler {
     pub fn new(config: &GenerationConfig) -> Self {
-        Self { rng: StdRng::seed_from_u64(config.seed), temperature: config.temperature, top_p: config.top_p }
+        Self { rng: SplitMix64::new(config.seed), temperature: config.temperature, top_p: config.top_p }
     }
 
     /// Picks the next token from a `[V]` logits row. Ties in greedy mode go to the lowest id, as
@@ -61,7 +61,7 @@ impl Sampler {
                 break;
             }
         }
-        let draw = self.rng.random::<f64>() * mass;
+        let draw = self.rng.next_f64() * mass;
         let mut acc = 0.0;
         for p in &probs[..kept] {
             acc += p.1;
