@@ -1,7 +1,7 @@
 //! Fitting one law to one series: point estimate, goodness of fit, studentised residuals,
 //! residual-bootstrap intervals, local exponents and the paper's regime report.
 //!
-//! Conventions (also documented in the README's fits.json section):
+//! Conventions (also documented in docs/law-and-probe.md, "fits.json schema"):
 //! - `space = score`: least squares on the scores, residual = S(n) − score.
 //! - `space = log`: least squares on natural-log scores, residual = ln S(n) − ln score. For the
 //!   power law this is exactly the OLS of ln score on ln n that produced the paper's figures.

@@ -11,7 +11,7 @@ use tokenscale_train::{TrainConfig, Trainer};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Training configuration (JSON; every field optional, see README). Default: the shipped model's.
+    /// Training configuration (JSON; every field optional, see docs/training.md). Default: the shipped model's.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Run folder: model/ (the latest weights, a checkpoint folder every subcommand loads),
