@@ -10,47 +10,46 @@ struct Cli {
     command: Command,
 }
 
-// One variant per subcommand; each lives in its own file under cmd/ with `Args` and `run`.
+// One variant per subcommand, in the order a user meets them (`--help` lists them so); each lives
+// in its own file under cmd/ with `Args` and `run`. The version is `-V` / `--version`.
 #[derive(Subcommand)]
 enum Command {
-    /// Print the tokenscale version.
-    Version,
-    /// Train the tiny query-fused VLM on the synthetic benchmark (resumable checkpoints).
-    Train(cmd::train::Args),
-    /// Score predictions made elsewhere against a VLMEvalKit TSV (no model is loaded).
-    Score(cmd::score::Args),
-    /// Combine the run directories of a sharded sweep into one result.
-    Merge(cmd::merge::Args),
     /// Run the embedded default model end to end (no download).
     Demo(cmd::demo::Args),
     /// Fetch a model from the Hugging Face Hub into the local Hugging Face cache (needs a network).
     Download(cmd::download::Args),
-    /// Sweep models × vision-token counts × benchmarks (resumable, shardable), then score.
-    Eval(cmd::eval::Args),
-    /// Measure D(n) and the ψ terms on a model's hidden states over branching pairs; fit λ, n_balance.
-    Probe(cmd::probe::Args),
-    /// Measured time per vision-token budget: vision, time to first token, prefill/decode speed, RSS.
-    Bench(cmd::bench::Args),
     /// Generate an answer for an image and a prompt, streamed to stdout.
     Run(cmd::run::Args),
-    /// One forward pass written as safetensors (inputs, logits, hidden states) for parity checks.
-    Forward(cmd::forward::Args),
-    /// Architecture, tensor and parameter counts of a checkpoint folder.
-    Inspect(cmd::inspect::Args),
-    /// Fit scaling laws (paper, power, log-linear, saturating) to a score table, with bootstrap CIs and figures.
-    Fit(cmd::fit::Args),
-    /// Evaluate the bound lambda*sqrt(Upsilon(n)) and n_balance(n) from psi terms (and a measured D(n)).
-    Bound(cmd::bound::Args),
-    /// Parameters, MACs/FLOPs, KV cache and activations per component for a list of n (config.json only).
-    Cost(cmd::cost::Args),
-    /// Pareto frontier of score vs cost per benchmark and the n that meets a score, FLOPs or latency target.
-    Advise(cmd::advise::Args),
-    /// Checkpoint tools for the query-fused model: `update` (latest checkpoint-N → fresh folder), `swap-llm`.
-    Ckpt(cmd::ckpt::Args),
-    /// The paper's experiment on the shipped model: benchmark, n-sweep, law fits, probe, cost, report.md.
-    Reproduce(cmd::reproduce::Args),
     /// Write the synthetic benchmark (coarse and fine questions, MCQ / yes-no / short answer) as VLMEvalKit TSVs.
     Synth(cmd::synth::Args),
+    /// Sweep models × vision-token counts × benchmarks (resumable, shardable), then score.
+    Eval(cmd::eval::Args),
+    /// Score predictions made elsewhere against a VLMEvalKit TSV (no model is loaded).
+    Score(cmd::score::Args),
+    /// Combine the run directories of a sharded sweep into one result.
+    Merge(cmd::merge::Args),
+    /// Fit scaling laws (paper, power, log-linear, saturating) to a score table, with bootstrap CIs and figures.
+    Fit(cmd::fit::Args),
+    /// Pareto frontier of score vs cost per benchmark and the n that meets a score, FLOPs or latency target.
+    Advise(cmd::advise::Args),
+    /// Parameters, MACs/FLOPs, KV cache and activations per component for a list of n (config.json only).
+    Cost(cmd::cost::Args),
+    /// Measured time per vision-token budget: vision, time to first token, prefill/decode speed, RSS.
+    Bench(cmd::bench::Args),
+    /// Measure D(n) and the ψ terms on a model's hidden states over branching pairs; fit λ, n_balance.
+    Probe(cmd::probe::Args),
+    /// Evaluate the bound lambda*sqrt(Upsilon(n)) and n_balance(n) from psi terms (and a measured D(n)).
+    Bound(cmd::bound::Args),
+    /// The paper's experiment on the shipped model: benchmark, n-sweep, law fits, probe, cost, report.md.
+    Reproduce(cmd::reproduce::Args),
+    /// Train the tiny query-fused VLM on the synthetic benchmark (resumable checkpoints).
+    Train(cmd::train::Args),
+    /// Checkpoint tools for the query-fused model: `update` (latest checkpoint-N → fresh folder), `swap-llm`.
+    Ckpt(cmd::ckpt::Args),
+    /// Architecture, tensor and parameter counts of a checkpoint folder.
+    Inspect(cmd::inspect::Args),
+    /// One forward pass written as safetensors (inputs, logits, hidden states) for parity checks.
+    Forward(cmd::forward::Args),
 }
 
 fn main() {
@@ -74,10 +73,6 @@ fn main() {
         Err(e) => e.exit(),
     };
     let result: anyhow::Result<()> = match cli.command {
-        Command::Version => {
-            println!("tokenscale {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
         Command::Score(args) => cmd::score::run(args),
         Command::Merge(args) => cmd::merge::run(args),
         Command::Demo(args) => cmd::demo::run(args),
@@ -100,5 +95,36 @@ fn main() {
     if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every subcommand, with the commands that lack help text.
+    fn without_help(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let builtin = ["help", "version"].contains(&arg.get_id().as_str());
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            without_help(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_has_help_and_commands_come_in_the_order_users_meet_them() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        without_help(&cli, "tokenscale", &mut missing);
+        assert!(missing.is_empty(), "flags without help text: {missing:?}");
+        let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+        assert_eq!(&names[..5], ["demo", "download", "run", "synth", "eval"]);
+        assert!(!names.contains(&"version"), "the version is -V");
     }
 }

@@ -92,7 +92,7 @@ impl Reducer {
             "fastv" => Self::FastV { layer: 2 },
             other => match other.strip_prefix("fastv:").map(str::parse::<u64>) {
                 Some(Ok(layer)) if layer >= 1 => Self::FastV { layer },
-                Some(_) => bail!("--reducer {name}: FastV's layer K must be an integer ≥ 1 (e.g. fastv:2)"),
+                Some(_) => bail!("reducer `{name}`: FastV's layer K must be an integer ≥ 1 (e.g. fastv:2)"),
                 None => bail!("unknown reducer `{name}` (known: pool, uniform, visionzip, fastv, fastv:K)"),
             },
         })
@@ -294,7 +294,7 @@ pub fn cost(arch: &Arch, n: u64, w: &Workload) -> Result<Vec<Row>> {
     }
     let bytes = w.dtype.bytes();
     if w.reducer.is_some() && !matches!(arch, Arch::Llava(_)) {
-        bail!("--reducer applies to LLaVA configs only (this config is {})", arch.name());
+        bail!("a reducer applies to LLaVA configs only (this config is {})", arch.name());
     }
     let mut rows = Vec::new();
     match arch {
@@ -319,7 +319,7 @@ pub fn cost(arch: &Arch, n: u64, w: &Workload) -> Result<Vec<Row>> {
             let (projected, layer_lens, full) = match w.reducer {
                 Some(Reducer::FastV { layer }) => {
                     if layer > s.llm.layers {
-                        bail!("--reducer fastv:{layer}: K must be within 1..={} (the LLM's layers)", s.llm.layers);
+                        bail!("reducer fastv:{layer}: K must be within 1..={} (the LLM's layers)", s.llm.layers);
                     }
                     let full = w.text_tokens + avail;
                     let kept = w.text_tokens + n;

@@ -37,7 +37,7 @@ impl ModelAnswerer {
         let reducer = reducer.map(Reducer::parse).transpose()?;
         match &runtime {
             Runtime::Llava(_) => {}
-            Runtime::ImgQue(_) if reducer.is_some() => bail!("--reducer applies to LLaVA models, not to {}", dir.display()),
+            Runtime::ImgQue(_) if reducer.is_some() => bail!("{}: a reducer applies to LLaVA models, not to the query-fused model", dir.display()),
             Runtime::ImgQue(_) => {}
             Runtime::Lm { .. } => bail!("{}: a text-only model cannot answer image benchmarks", dir.display()),
         }
@@ -55,7 +55,7 @@ impl ModelAnswerer {
                 Runtime::Llava(p) => {
                     let native = p.model.config.image_tokens();
                     if n != native && self.reducer.is_none() {
-                        bail!("--vision-tokens {n} on LLaVA needs --reducer (pool, uniform, visionzip, fastv)");
+                        bail!("vision budget: {n} of LLaVA's {native} vision tokens needs a reducer (pool, uniform, visionzip, fastv, fastv:K)");
                     }
                     tokenscale_model::reduce::check_budget(n, native)?;
                 }

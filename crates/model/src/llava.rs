@@ -361,7 +361,7 @@ impl LlavaPipeline {
             Reducer::FastV { layer } => {
                 let layers = self.model.llm.num_layers();
                 if layer > layers {
-                    bail!("--reducer fastv:{layer}: K must be within 1..={layers} (the LLM's layers)");
+                    bail!("reducer fastv:{layer}: K must be within 1..={layers} (the LLM's layers)");
                 }
                 let ids = self.input_ids(prompt, available)?;
                 let start = ids.iter().position(|&t| t == image_id).unwrap_or(0);

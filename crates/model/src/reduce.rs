@@ -61,7 +61,7 @@ impl Reducer {
             other => match other.strip_prefix("fastv:") {
                 Some(k) => match k.parse::<usize>() {
                     Ok(layer) if layer >= 1 => Self::FastV { layer },
-                    _ => bail!("--reducer {name}: FastV's layer K must be an integer ≥ 1 (e.g. fastv:2)"),
+                    _ => bail!("reducer `{name}`: FastV's layer K must be an integer ≥ 1 (e.g. fastv:2)"),
                 },
                 None => bail!("unknown reducer `{name}` (known: pool, uniform, visionzip, fastv, fastv:K)"),
             },
@@ -81,7 +81,7 @@ impl Reducer {
 /// N must satisfy 1 ≤ N ≤ `available`.
 pub fn check_budget(n: usize, available: usize) -> Result<()> {
     if n == 0 || n > available {
-        bail!("--vision-tokens {n} is out of range: 1 ≤ N ≤ {available} (the image's vision tokens)");
+        bail!("vision-token count {n} is out of range: 1 ≤ N ≤ {available} (the image's vision tokens)");
     }
     Ok(())
 }

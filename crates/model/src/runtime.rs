@@ -133,18 +133,21 @@ impl Runtime {
     pub fn prepare(&self, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<Prepared> {
         match self {
             Self::Llava(p) => {
-                let image = image.ok_or_else(|| anyhow::anyhow!("this model needs an image (--image PATH)"))?;
+                let image = image.ok_or_else(|| anyhow::anyhow!("this model needs an image"))?;
                 let text = if raw { prompt.to_string() } else { vicuna_v1_prompt(prompt) };
-                if budget.tokens.is_some() || budget.reducer.is_some() {
+                if budget.short_tokens.is_some() {
+                    bail!("vision budget: short tokens (n_s) apply to the query-fused model only");
+                }
+                let native = p.model.config.image_tokens();
+                // The native count is no reduction: it needs no reducer.
+                let native_only = budget.tokens == Some(native) && budget.reducer.is_none();
+                if !native_only && (budget.tokens.is_some() || budget.reducer.is_some()) {
                     let Some(n) = budget.tokens else {
-                        bail!("--reducer needs --vision-tokens N (1 ≤ N ≤ {})", p.model.config.image_tokens());
+                        bail!("vision budget: a reducer needs a vision-token count N (1 ≤ N ≤ {native})");
                     };
                     let Some(name) = budget.reducer.as_deref() else {
-                        bail!("--vision-tokens on LLaVA needs --reducer (pool, uniform, visionzip, fastv, fastv:K)");
+                        bail!("vision budget: {n} of LLaVA's {native} vision tokens needs a reducer (pool, uniform, visionzip, fastv, fastv:K)");
                     };
-                    if budget.short_tokens.is_some() {
-                        bail!("--short-tokens applies to the query-fused model only");
-                    }
                     let reducer = Reducer::parse(name)?;
                     let inputs = p.prepare_budget(image, &text, n, reducer)?;
                     let image_id = p.model.config.image_token_index;
@@ -174,10 +177,10 @@ impl Runtime {
             Self::ImgQue(p) => prepare_imgque(p, image, prompt, raw, budget),
             Self::Lm { llm, tokenizer } => {
                 if budget.tokens.is_some() {
-                    bail!("--vision-tokens needs a vision-language model");
+                    bail!("vision budget: a vision-token count needs a vision-language model");
                 }
                 if image.is_some() {
-                    bail!("this is a text-only model: drop --image");
+                    bail!("this is a text-only model: it takes no image");
                 }
                 let input_ids = tokenizer.encode(prompt, true)?;
                 if input_ids.is_empty() {
@@ -210,7 +213,7 @@ pub fn configure_imgque(runtime: &mut Runtime, template: Option<&str>, drop_quer
             p.drop_query = drop_query;
             Ok(())
         }
-        _ if template.is_some() || drop_query => bail!("--template/--drop-query apply to the query-fused model only"),
+        _ if template.is_some() || drop_query => bail!("a chat template and drop_query apply to the query-fused model only"),
         _ => Ok(()),
     }
 }
@@ -219,7 +222,7 @@ pub fn configure_imgque(runtime: &mut Runtime, template: Option<&str>, drop_quer
 /// checkpoint's, capped at n_l); values the checkpoint was not trained for run with a warning.
 pub fn imgque_budget(p: &ImgQuePipeline, budget: &VisionBudget) -> Result<(usize, usize)> {
     if budget.reducer.is_some() {
-        bail!("--reducer applies to LLaVA; the query-fused model sets its budget with --vision-tokens (n_l) and --short-tokens (n_s)");
+        bail!("vision budget: a reducer applies to LLaVA; the query-fused model sets its budget with the vision-token count (n_l) and short tokens (n_s)");
     }
     let (trained_l, trained_s) = p.trained_tokens();
     let n_l = budget.tokens.unwrap_or(trained_l);
@@ -233,7 +236,7 @@ pub fn imgque_budget(p: &ImgQuePipeline, budget: &VisionBudget) -> Result<(usize
 
 fn prepare_imgque(p: &ImgQuePipeline, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<Prepared> {
     if raw {
-        bail!("--raw-prompt is not supported for the query-fused model: its prompt is built from the chat template");
+        bail!("a raw prompt is not supported for the query-fused model: its prompt is built from the chat template");
     }
     prepare_imgque_conversation(p, image, &Conversation::new().user(prompt).for_generation(), budget)
 }
@@ -245,7 +248,7 @@ impl Runtime {
     pub fn prepare_conversation(&self, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget) -> Result<Prepared> {
         match self {
             Self::ImgQue(p) => prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget),
-            _ => bail!("multi-turn conversations are supported for the query-fused model; give one --prompt"),
+            _ => bail!("multi-turn conversations are supported for the query-fused model; give one prompt"),
         }
     }
 }

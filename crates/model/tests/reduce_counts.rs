@@ -121,9 +121,12 @@ fn bad_budgets_are_refused() {
         assert!(e.contains("577") && e.contains("1 ≤ N ≤ 576"), "{e}");
     }
     let e = err(Some(16), None);
-    assert!(e.contains("--reducer"), "{e}");
+    assert!(e.contains("16 of LLaVA's 576 vision tokens needs a reducer") && !e.contains("--"), "{e}");
     let e = err(None, Some("pool"));
-    assert!(e.contains("--vision-tokens"), "{e}");
+    assert!(e.contains("a reducer needs a vision-token count") && !e.contains("--"), "{e}");
+    // The native count is no reduction: no reducer needed.
+    let native = VisionBudget { tokens: Some(576), short_tokens: None, reducer: None };
+    assert_eq!(runtime.prepare(Some(&image), "what?", false, &native).unwrap().vision_tokens, 576);
     let e = err(Some(16), Some("fastv:3"));
     assert!(e.contains("K must be within 1..=2"), "{e}");
     let e = err(Some(16), Some("fastv:0"));

@@ -11,6 +11,8 @@ use tokenscale_cost::{read_config, write_atomic, Dtype, Reducer, Workload};
 use tokenscale_law::fit::Space;
 use tokenscale_law::Law;
 
+use super::choices::{Format, LawSpace};
+
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("cost_source").required(true).args(["cost", "config"])))]
 #[command(group(clap::ArgGroup::new("target").args(["min_score", "max_flops", "max_latency"])))]
@@ -40,8 +42,8 @@ pub struct Args {
     /// With --config: query-fused model's question tokens in the query decoder's row.
     #[arg(long, default_value_t = 0, requires = "config")]
     pub query_tokens: u64,
-    /// With --config: LLaVA reducer (pool, uniform, visionzip, fastv[:K]).
-    #[arg(long, requires = "config")]
+    /// With --config: LLaVA reducer [values: pool, uniform, visionzip, fastv, fastv:K].
+    #[arg(long, requires = "config", value_parser = super::reducer_name)]
     pub reducer: Option<String>,
     /// Measured latencies: `tokenscale bench`'s bench.jsonl (latency = vision_s + ttft_s, median per n).
     #[arg(long)]
@@ -61,15 +63,15 @@ pub struct Args {
     /// Law used between measured n: paper, paper_dpsi0, power, loglinear, saturating.
     #[arg(long, default_value = "paper")]
     pub law: String,
-    /// Fitting space of the law: score or log (as `tokenscale fit --space`).
-    #[arg(long, default_value = "score")]
-    pub space: String,
+    /// Fitting space of the law (as `tokenscale fit --space`).
+    #[arg(long, value_enum, default_value_t = LawSpace::Score)]
+    pub space: LawSpace,
     /// Metrics where lower is better (series, benchmark, or the metric part before '@').
     #[arg(long = "lower-is-better", value_name = "METRIC", value_delimiter = ',')]
     pub lower_is_better: Vec<String>,
-    /// Output format: md, json, csv.
-    #[arg(long, default_value = "md")]
-    pub format: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Md)]
+    pub format: Format,
     /// Write here (through a temporary file and a rename) instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -87,16 +89,11 @@ fn target(args: &Args) -> Result<Option<Target>> {
 
 pub fn run(args: Args) -> Result<()> {
     let law = Law::from_name(&args.law).with_context(|| format!("--law {}: unknown (paper, paper_dpsi0, power, loglinear, saturating)", args.law))?;
-    let space = match args.space.as_str() {
-        "score" => Space::Score,
-        "log" => Space::Log,
-        other => bail!("--space {other}: expected score or log"),
-    };
-    let render = match args.format.to_ascii_lowercase().as_str() {
-        "md" | "markdown" => to_markdown,
-        "json" => to_json,
-        "csv" => to_csv,
-        other => bail!("--format {other}: expected md, json or csv"),
+    let space: Space = args.space.into();
+    let render = match args.format {
+        Format::Md => to_markdown,
+        Format::Json => to_json,
+        Format::Csv => to_csv,
     };
     let target = target(&args)?;
     let all = args.rows.read(&args.scores)?;

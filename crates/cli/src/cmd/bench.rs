@@ -26,11 +26,14 @@ pub struct Args {
     /// Folder of .jpg/.jpeg/.png images (sorted by name, then shuffled with --seed).
     #[arg(long)]
     pub images: PathBuf,
+    /// Vision-token counts n to time, comma-separated (LLaVA below 576 needs --reducer).
     #[arg(long, value_delimiter = ',', required = true)]
     pub vision_tokens: Vec<usize>,
-    /// LLaVA token reducer (pool, uniform, visionzip, fastv).
-    #[arg(long)]
+    /// LLaVA token reducer, needed below the native 576 tokens [values: pool, uniform, visionzip,
+    /// fastv, fastv:K (FastV after LLM layer K, default 2)].
+    #[arg(long, value_parser = super::reducer_name)]
     pub reducer: Option<String>,
+    /// Tokens decoded per answer (always exactly this many, for comparable timings).
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
     /// Repeats per image and n (after one warm-up run).
@@ -39,10 +42,13 @@ pub struct Args {
     /// Images used (the paper: 500).
     #[arg(long, default_value_t = 500)]
     pub sample: usize,
+    /// Seed of the image shuffle (122 as the paper's script).
     #[arg(long, default_value_t = 122)]
     pub seed: u64,
+    /// The question asked about every image.
     #[arg(long, default_value = "Describe the image in detail.")]
     pub prompt: String,
+    /// Output folder: bench.jsonl, bench.md, bench.svg/.png (created if missing).
     #[arg(long)]
     pub out: PathBuf,
     #[command(flatten)]

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use tokenscale_cost::{parse_list, read_config, table, to_csv, to_json, to_markdown, write_atomic, Dtype, Reducer, Workload};
 
 #[derive(clap::Args)]
@@ -29,15 +29,15 @@ pub struct Args {
     /// Query-fused model: CLIP tokens of the question in the query decoder's row (0 = DropQuery).
     #[arg(long, default_value_t = 0)]
     pub query_tokens: u64,
-    /// LLaVA reducer: pool, uniform, visionzip (reduce before the projector) or fastv[:K].
-    #[arg(long)]
+    /// LLaVA reducer [values: pool, uniform, visionzip (reduce before the projector), fastv, fastv:K].
+    #[arg(long, value_parser = super::reducer_name)]
     pub reducer: Option<String>,
     /// dtype of the KV cache and activations: f32, bf16, f16.
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
-    /// Output format: json, csv, md.
-    #[arg(long, default_value = "md")]
-    pub format: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = super::choices::Format::Md)]
+    pub format: super::choices::Format,
     /// Write here (through a temporary file and a rename) instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -57,11 +57,10 @@ pub fn run(args: Args) -> Result<()> {
         dtype,
     };
     let rows = table(&arch, &ns, &workload)?;
-    let text = match args.format.to_ascii_lowercase().as_str() {
-        "json" => to_json(&rows),
-        "csv" => to_csv(&rows),
-        "md" | "markdown" => to_markdown(&rows, dtype),
-        other => bail!("--format {other}: expected json, csv or md"),
+    let text = match args.format {
+        super::choices::Format::Json => to_json(&rows),
+        super::choices::Format::Csv => to_csv(&rows),
+        super::choices::Format::Md => to_markdown(&rows, dtype),
     };
     match &args.out {
         Some(path) => write_atomic(path, &text),

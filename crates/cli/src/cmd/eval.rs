@@ -25,12 +25,13 @@ pub struct Args {
     /// Vision-token counts n, comma-separated (LLaVA: tokens after --reducer; query-fused: n_l).
     #[arg(long, value_delimiter = ',', required = true)]
     pub vision_tokens: Vec<usize>,
-    /// LLaVA token reducer: pool, uniform, visionzip, fastv, fastv:K.
-    #[arg(long)]
+    /// LLaVA token reducer, needed below the native 576 tokens [values: pool, uniform, visionzip,
+    /// fastv, fastv:K (FastV after LLM layer K, default 2)].
+    #[arg(long, value_parser = super::reducer_name)]
     pub reducer: Option<String>,
     /// Query-fused model: chat template (default llama-2-vision).
-    #[arg(long)]
-    pub template: Option<String>,
+    #[arg(long, value_enum)]
+    pub template: Option<super::choices::Template>,
     /// Query-fused model: leave the question out of the query decoder's row.
     #[arg(long)]
     pub drop_query: bool,
@@ -46,9 +47,9 @@ pub struct Args {
     /// Override the per-dataset max_new_tokens.
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
-    /// Dataset kind, overriding the one read from the file name (mcq, yorn, vqa, ocrbench, caption).
-    #[arg(long)]
-    pub kind: Option<String>,
+    /// Dataset kind, overriding the one read from the file name.
+    #[arg(long, value_enum)]
+    pub kind: Option<super::choices::DatasetKind>,
     /// VLMEvalKit rules: `head` (current) or `0ff0c3e` (the paper's commit).
     #[arg(long, default_value = "head")]
     pub vlmeval_compat: String,
@@ -67,7 +68,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.vision_tokens.is_empty() {
         bail!("--vision-tokens needs at least one value");
     }
-    let kind = args.kind.as_deref().map(Kind::parse).transpose()?;
+    let kind: Option<Kind> = args.kind.map(Into::into);
     let opts = ScoreOptions { compat: Compat::parse(&args.vlmeval_compat)?, ptb: args.ptb };
     let datasets = args.data.iter().map(|d| Dataset::load(d, kind)).collect::<Result<Vec<_>>>()?;
     let mut cfg = SweepConfig::new(&args.out, args.vision_tokens.clone());
@@ -79,13 +80,13 @@ pub fn run(args: Args) -> Result<()> {
         cfg.shard = Shard::parse(s)?;
     }
     let mut settings = BTreeMap::new();
-    if let Some(t) = &args.template {
-        settings.insert("template".to_string(), t.clone());
+    if let Some(t) = args.template {
+        settings.insert("template".to_string(), t.name().to_string());
     }
     cfg.settings = settings;
     let mut failed = 0;
     for dir in &args.model {
-        let mut answerer = ModelAnswerer::load(dir, args.reducer.as_deref(), args.template.as_deref(), args.drop_query, args.dtype.policy())?;
+        let mut answerer = ModelAnswerer::load(dir, args.reducer.as_deref(), args.template.map(super::choices::Template::name), args.drop_query, args.dtype.policy())?;
         answerer.check_budgets(&args.vision_tokens)?;
         let summary = run_sweep(&mut answerer, &datasets, &cfg)?;
         failed += summary.failed;

@@ -15,8 +15,10 @@ pub struct Args {
     /// Model: checkpoint folder, or a Hugging Face id (ORG/NAME[@REVISION]) in the local cache.
     #[arg(long, value_parser = super::model_folder)]
     pub model: PathBuf,
+    /// Image file (PNG or JPEG); required by vision-language models.
     #[arg(long)]
     pub image: Option<PathBuf>,
+    /// The prompt, as `run` takes it.
     #[arg(long, required_unless_present = "record")]
     pub prompt: Option<String>,
     /// A conversation record file (JSON) instead of --prompt; --help lists its shapes.

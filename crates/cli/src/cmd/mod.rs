@@ -10,8 +10,9 @@ pub struct BudgetArgs {
     /// Query-fused model: tokens for each later question (n_s).
     #[arg(long)]
     pub short_tokens: Option<usize>,
-    /// LLaVA token reducer: pool, uniform, visionzip, fastv.
-    #[arg(long)]
+    /// LLaVA token reducer, needed below the native 576 tokens [values: pool, uniform, visionzip,
+    /// fastv, fastv:K (FastV after LLM layer K, default 2)].
+    #[arg(long, value_parser = reducer_name)]
     pub reducer: Option<String>,
 }
 
@@ -81,6 +82,11 @@ pub fn model_folder(value: &str) -> Result<std::path::PathBuf, String> {
     })
 }
 
+/// `--reducer` values, checked when the flags are read: pool, uniform, visionzip, fastv, fastv:K.
+pub fn reducer_name(value: &str) -> Result<String, String> {
+    tokenscale_model::reduce::Reducer::parse(value).map(|_| value.to_string()).map_err(|e| format!("{e:#}"))
+}
+
 /// `--data` values: a benchmark TSV, or a VLMEvalKit benchmark name (`MME`) found in the LMUData folder.
 pub fn data_file(value: &str) -> Result<std::path::PathBuf, String> {
     tokenscale_eval::lmudata::resolve_data(value).map_err(|e| format!("{e:#}"))
@@ -111,10 +117,9 @@ impl SelectArgs {
 /// Conversation options of the query-fused model.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ChatArgs {
-    /// Chat template: llama-2, llama-2-vision (default), vicuna_v1.1, qwen-7b-chat, phi-3,
-    /// microsoft-phi-3, llama-3, llama-3-vision.
-    #[arg(long)]
-    pub template: Option<String>,
+    /// Query-fused model: chat template (default llama-2-vision).
+    #[arg(long, value_enum)]
+    pub template: Option<choices::Template>,
     /// Leave the question text out of the query decoder's row (the "DropQuery" models).
     #[arg(long)]
     pub drop_query: bool,
@@ -122,7 +127,7 @@ pub struct ChatArgs {
 
 impl ChatArgs {
     pub fn apply(&self, runtime: &mut tokenscale_model::runtime::Runtime) -> anyhow::Result<()> {
-        tokenscale_model::runtime::configure_imgque(runtime, self.template.as_deref(), self.drop_query)
+        tokenscale_model::runtime::configure_imgque(runtime, self.template.map(choices::Template::name), self.drop_query)
     }
 }
 
@@ -168,6 +173,7 @@ pub mod run;
 pub mod bound;
 pub mod cost;
 pub mod bench;
+pub mod choices;
 pub mod ckpt;
 pub mod fit;
 pub mod score;

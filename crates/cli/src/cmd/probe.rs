@@ -37,8 +37,10 @@ pub struct Args {
     /// Vision tokens for image pairs (LLaVA with --reducer, or the query-fused model's n_l).
     #[command(flatten)]
     pub budget: super::BudgetArgs,
+    /// Output folder: probe.json/.csv, bound.json/.csv and figures (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+    /// Skip the figures.
     #[arg(long)]
     pub no_figures: bool,
     #[command(flatten)]

@@ -35,13 +35,16 @@ pub struct Args {
     pub budget: super::BudgetArgs,
     #[command(flatten)]
     pub chat: super::ChatArgs,
+    /// Most answer tokens to generate (fewer when the model stops).
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
     /// 0 = greedy.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
+    /// With --temperature > 0: sample from the smallest set of tokens whose probability reaches P.
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f64,
+    /// Seed of the sampler (the project's own SplitMix64: the same seed gives the same answer).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[command(flatten)]

@@ -20,9 +20,9 @@ pub struct Args {
     /// Output directory for scores.json / scores.csv / scores.md and predictions/.
     #[arg(long)]
     pub out: PathBuf,
-    /// Dataset kind, overriding the one read from the file name (mcq, yorn, vqa, ocrbench, caption).
-    #[arg(long)]
-    pub kind: Option<String>,
+    /// Dataset kind, overriding the one read from the file name.
+    #[arg(long, value_enum)]
+    pub kind: Option<super::choices::DatasetKind>,
     /// Model name for the scores table (default: the predictions file stem).
     #[arg(long)]
     pub model: Option<String>,
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.data.len() != args.pred.len() {
         bail!("give one --pred per --data ({} vs {})", args.data.len(), args.pred.len());
     }
-    let kind = args.kind.as_deref().map(Kind::parse).transpose()?;
+    let kind: Option<Kind> = args.kind.map(Into::into);
     let opts = ScoreOptions { compat: Compat::parse(&args.vlmeval_compat)?, ptb: args.ptb };
     let mut datasets = Vec::new();
     let mut records = BTreeMap::new();
