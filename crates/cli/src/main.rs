@@ -63,12 +63,13 @@ fn main() {
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // A flag value refused by its parser (a model or benchmark not found...) is one line, like
-        // every other error; usage mistakes keep clap's usage text.
-        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+        // A refused flag value (not among the choices, a model or benchmark not found...) is one
+        // line and exit code 1, like every other error; usage mistakes keep clap's usage text.
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue) => {
             let text = e.to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: invalid value"));
-            std::process::exit(2);
+            let message: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+            eprintln!("{}", message.join(" "));
+            std::process::exit(1);
         }
         Err(e) => e.exit(),
     };
