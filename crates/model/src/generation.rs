@@ -91,7 +91,8 @@ pub fn generate(
     config: &GenerationConfig,
     on_token: impl FnMut(u32) -> Result<()>,
 ) -> Result<Vec<u32>> {
-    let mut cache: KvCache = llm.new_cache();
+    // One allocation for the whole answer: the prompt plus every new token.
+    let mut cache: KvCache = llm.new_cache_for(prompt_embeds.dim(1)? + config.max_new_tokens);
     if config.max_new_tokens == 0 {
         return Ok(Vec::new());
     }
@@ -112,7 +113,7 @@ pub fn generate_pruned(
     if config.max_new_tokens == 0 {
         return Ok(Vec::new());
     }
-    let mut cache = llm.new_cache();
+    let mut cache = llm.new_cache_for(prompt_embeds.dim(1)? + config.max_new_tokens);
     let logits = llm.forward_embeds_pruned(prompt_embeds, &mut cache, false, false, prune)?.output.logits;
     continue_generation(llm, &mut cache, logits, config, on_token)
 }

@@ -396,6 +396,12 @@ impl Llama {
         KvCache::new(self.layers.len())
     }
 
+    /// A cache whose layers allocate room for `positions` tokens at once (capped at the
+    /// context length), so a generation of known length never regrows it.
+    pub fn new_cache_for(&self, positions: usize) -> KvCache {
+        KvCache::with_capacity(self.layers.len(), positions.min(self.config.max_position_embeddings))
+    }
+
     pub fn device(&self) -> &Device {
         self.inv_freq.device()
     }
