@@ -90,7 +90,7 @@ fn advise_refuses_bad_input() {
     let bad = tmp.path().join("cost.csv");
     std::fs::write(&bad, "n,component,macs\n1,total,5\n").unwrap();
     one_line_error(&tokenscale(&["advise", "--scores", scores, "--cost", bad.to_str().unwrap(), "--out", out_s]), "no `flops` column");
-    one_line_error(&tokenscale(&["advise", "--scores", scores, "--config", config, "--max-latency", "2", "--out", out_s]), "--max-latency needs");
+    one_line_error(&tokenscale(&["advise", "--scores", scores, "--config", config, "--max-latency", "2", "--out", out_s]), "maximum-latency target needs");
     one_line_error(&tokenscale(&["advise", "--scores", scores, "--config", config, "--law", "cubic", "--out", out_s]), "--law cubic");
     assert!(!out.exists());
     // exactly one cost source, at most one target (clap's usage errors)

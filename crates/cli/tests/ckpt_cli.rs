@@ -158,7 +158,7 @@ fn update_writes_the_fixture_checkpoint_and_loads() {
 
     // A second run refuses without --overwrite, and works with it.
     let e = err(&tokenscale(&["ckpt", "update", root.to_str().unwrap()]));
-    assert!(e.contains("config.json") && e.contains("--overwrite"), "{e}");
+    assert!(e.contains("config.json") && e.contains("`overwrite`"), "{e}");
     ok(&tokenscale(&["ckpt", "update", root.to_str().unwrap(), "--overwrite"]));
     assert_eq!(tensors(&root.join("model.safetensors")).len(), expected.len());
 }
@@ -255,7 +255,7 @@ fn swap_llm_replaces_the_backbone_and_runs() {
 
     // The output exists now: a second run refuses without --overwrite.
     let e = err(&swap(&out, &llm));
-    assert!(e.contains("config.json") && e.contains("--overwrite"), "{e}");
+    assert!(e.contains("config.json") && e.contains("`overwrite`"), "{e}");
 }
 
 #[test]

@@ -114,7 +114,7 @@ fn bad_input_is_refused_before_anything_is_written() {
         (vec!["--kinds", "mcq,essay"], "unknown kind `essay`"),
         (vec!["--vision-tokens", "0"], "n = 0"),
         (vec!["--vision-tokens", "1,100000"], "n_l = 100000"),
-        (vec!["--items", "0"], "--items"),
+        (vec!["--items", "0"], "items per kind"),
         (vec!["--model", llava.to_str().unwrap()], "query-fused"),
     ];
     for (extra, message) in cases {
@@ -158,5 +158,5 @@ fn retrain_runs_the_stages_in_order_and_reproduces_with_the_last_model() {
     assert_eq!(Path::new(scores["model"]["dir"].as_str().unwrap()), out.join("train/stage2/model"));
     let steps: Vec<&str> = scores["timings"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();
     assert!(steps[0].starts_with("train stage 1") && steps[1].starts_with("train stage 2"), "{steps:?}");
-    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("no intervals (--bootstrap 0)"));
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("no intervals (0 bootstrap resamples)"));
 }

@@ -240,7 +240,7 @@ fn pareto_where_known(costs: &[Option<f64>], scores: &[f64], dir: Direction) -> 
 /// Advice for every series.
 pub fn advise(series: &[&SeriesData], cost: &CostModel, latency: Option<&LatencyTable>, opts: &AdviseOptions) -> Result<Advice> {
     if matches!(opts.target, Some(Target::MaxLatency(_))) && latency.is_none() {
-        bail!("--max-latency needs measured latencies: a tokenscale bench JSONL, or a `latency_s` column in the cost table");
+        bail!("a maximum-latency target needs measured latencies: a tokenscale bench JSONL, or a `latency_s` column in the cost table");
     }
     let benchmarks = series.iter().map(|s| advise_one(s, cost, latency, opts)).collect::<Result<Vec<_>>>()?;
     Ok(Advice {

@@ -301,7 +301,7 @@ pub fn cost(arch: &Arch, n: u64, w: &Workload) -> Result<Vec<Row>> {
         Arch::Llava(s) => {
             let crops = w.crops.unwrap_or(1);
             if crops != 1 {
-                bail!("--crops {crops}: LLaVA-1.5 encodes one view per image");
+                bail!("crops = {crops}: LLaVA-1.5 encodes one view per image");
             }
             let avail = s.image_tokens();
             if n > avail {
@@ -345,7 +345,7 @@ pub fn cost(arch: &Arch, n: u64, w: &Workload) -> Result<Vec<Row>> {
         Arch::ImgQue(s) => {
             let k = w.crops.unwrap_or_else(|| s.default_crops());
             if k == 0 {
-                bail!("--crops 0: the query-fused model needs at least the global view");
+                bail!("crops = 0: the query-fused model needs at least the global view");
             }
             if s.append_special_padding && n - 1 > s.decoder.vocab.saturating_sub(s.clip_vocab) {
                 bail!(
@@ -511,11 +511,11 @@ pub fn parse_list(s: &str) -> Result<Vec<u64>> {
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.parse::<u64>() {
             Ok(v) => out.push(v),
-            Err(_) => bail!("--vision-tokens: `{part}` is not a non-negative integer (expected a list like 1,64,576)"),
+            Err(_) => bail!("vision-token list: `{part}` is not a non-negative integer (expected a list like 1,64,576)"),
         }
     }
     if out.is_empty() {
-        bail!("--vision-tokens: empty list (expected e.g. 1,64,576)");
+        bail!("vision-token list: empty (expected e.g. 1,64,576)");
     }
     Ok(out)
 }

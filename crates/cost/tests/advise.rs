@@ -125,7 +125,7 @@ fn budgets_pick_the_best_affordable_n() {
     assert!(a.benchmarks[0].points.iter().all(|p| p.pareto_latency == Some(true)));
     let a = advise(&[&s], &cost, Some(&lat), &opts(Law::Power, Some(Target::MaxLatency(0.5)))).unwrap();
     assert!(a.benchmarks[0].target.as_ref().unwrap().summary.contains("fastest: 1.000 s"));
-    assert!(advise(&[&s], &cost, None, &opts(Law::Power, Some(Target::MaxLatency(3.0)))).unwrap_err().to_string().contains("--max-latency needs"));
+    assert!(advise(&[&s], &cost, None, &opts(Law::Power, Some(Target::MaxLatency(3.0)))).unwrap_err().to_string().contains("maximum-latency target needs"));
 }
 
 #[test]

@@ -98,7 +98,7 @@ pub fn kind_from_name(name: &str) -> anyhow::Result<Kind> {
     }
     let known: Vec<String> = KNOWN.iter().map(|(p, k)| format!("{p} ({k})")).collect();
     anyhow::bail!(
-        "cannot tell the kind of dataset {name:?} from its name; known names: {}; pass --kind mcq|yorn|vqa|ocrbench|caption",
+        "cannot tell the kind of dataset {name:?} from its name; known names: {}; give the `kind` (mcq, yorn, vqa, ocrbench, caption)",
         known.join(", ")
     )
 }
@@ -114,7 +114,7 @@ mod tests {
         assert_eq!(kind_from_name("OCRBench").unwrap(), Kind::Ocrbench);
         assert_eq!(kind_from_name("COCO_VAL").unwrap(), Kind::Caption);
         let e = kind_from_name("Foo").unwrap_err().to_string();
-        assert!(e.contains("MMBench*") && e.contains("--kind"));
+        assert!(e.contains("MMBench*") && e.contains("`kind`"));
         assert_eq!(dataset_name(std::path::Path::new("/x/MMStar_local.tsv")), "MMStar");
     }
 }

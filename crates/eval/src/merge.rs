@@ -19,11 +19,11 @@ pub fn datasets_for(cfg: &RunConfig, paths: &[PathBuf], force: bool) -> Result<V
             .find(|p| crate::kind::dataset_name(p) == spec.name)
             .cloned()
             .or_else(|| spec.path.clone())
-            .with_context(|| format!("no TSV for dataset {} (pass --data)", spec.name))?;
+            .with_context(|| format!("no TSV for dataset {} (give its file among the datasets)", spec.name))?;
         let ds = Dataset::load(&path, Some(spec.kind))?;
         if format!("{:016x}", ds.content_hash) != spec.content_hash && !force {
             bail!(
-                "{}: content differs from the one the run used for {} (hash {:016x} ≠ {}); use --force to score anyway",
+                "{}: content differs from the one the run used for {} (hash {:016x} ≠ {}); the `force` option scores anyway",
                 path.display(),
                 spec.name,
                 ds.content_hash,
@@ -58,7 +58,7 @@ pub fn merge_runs(run_dirs: &[PathBuf], out: &Path, data: &[PathBuf], opts: Scor
             Some((fp0, c0, d0)) => match c0.union(&cfg) {
                 Ok(u) => Some((fp0, u, d0)),
                 Err(diff) if !force => bail!(
-                    "{} and {} were produced by different configurations (fingerprints {fp0} ≠ {fp}): {diff}; use --force to merge anyway",
+                    "{} and {} were produced by different configurations (fingerprints {fp0} ≠ {fp}): {diff}; the `force` option merges anyway",
                     d0.display(),
                     d.display()
                 ),
@@ -68,7 +68,7 @@ pub fn merge_runs(run_dirs: &[PathBuf], out: &Path, data: &[PathBuf], opts: Scor
         for (k, r) in store::load_run(d)? {
             match all.get(&k) {
                 Some(prev) if prev.prediction != r.prediction && !force => bail!(
-                    "{}: {:?} was also stored with a different prediction ({:?} vs {:?}); use --force to keep the first",
+                    "{}: {:?} was also stored with a different prediction ({:?} vs {:?}); the `force` option keeps the first",
                     d.display(),
                     k,
                     prev.prediction,

@@ -53,11 +53,11 @@ impl Default for Shard {
 impl Shard {
     /// Parse `k/N` (0 ≤ k < N).
     pub fn parse(s: &str) -> Result<Shard> {
-        let (a, b) = s.split_once('/').ok_or_else(|| anyhow!("--shard must look like k/N (0-based k), got {s:?}"))?;
-        let k: usize = a.trim().parse().map_err(|_| anyhow!("--shard {s:?}: k is not a number"))?;
-        let count: usize = b.trim().parse().map_err(|_| anyhow!("--shard {s:?}: N is not a number"))?;
+        let (a, b) = s.split_once('/').ok_or_else(|| anyhow!("shard must look like k/N (0-based k), got {s:?}"))?;
+        let k: usize = a.trim().parse().map_err(|_| anyhow!("shard {s:?}: k is not a number"))?;
+        let count: usize = b.trim().parse().map_err(|_| anyhow!("shard {s:?}: N is not a number"))?;
         if count == 0 || k >= count {
-            bail!("--shard {s:?}: need 0 <= k < N");
+            bail!("shard {s:?}: need 0 <= k < N");
         }
         Ok(Shard { k, count })
     }

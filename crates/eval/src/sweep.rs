@@ -193,12 +193,12 @@ pub fn check_or_write_config(run_dir: &Path, cfg: &RunConfig, force: bool) -> Re
                 merged = u;
             }
             Err(diff) if !force => bail!(
-                "{} was produced by a different configuration (fingerprint {} ≠ {}): {diff}; use another RUN_DIR, or --force to reuse it anyway",
+                "{} was produced by a different configuration (fingerprint {} ≠ {}): {diff}; use another run directory, or the `force` option to reuse it anyway",
                 run_dir.display(),
                 old.fingerprint,
                 cfg.fingerprint()
             ),
-            Err(_) => eprintln!("warning: --force: reusing {} although its configuration differs", run_dir.display()),
+            Err(_) => eprintln!("warning: `force`: reusing {} although its configuration differs", run_dir.display()),
         }
     }
     let tmp = run_dir.join(format!(".config.json.{}", std::process::id()));

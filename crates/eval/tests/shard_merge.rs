@@ -82,7 +82,7 @@ fn different_configuration_is_refused_unless_forced() {
     let mut cfg = SweepConfig::new(&run, vec![1]);
     cfg.max_new_tokens = Some(7);
     let err = format!("{:#}", run_sweep(&mut a, &ds, &cfg).unwrap_err());
-    assert!(err.contains("different configuration") && err.contains("--force") && err.contains("max_new_tokens"), "{err}");
+    assert!(err.contains("different configuration") && err.contains("`force`") && err.contains("max_new_tokens"), "{err}");
     cfg.force = true;
     run_sweep(&mut a, &ds, &cfg).unwrap();
     // A different dataset content is refused too.
@@ -134,6 +134,6 @@ fn boxed_answerers_and_conflicting_merges() {
     rec.prediction.push_str(" (changed)");
     std::fs::write(&f, text.replacen(first, &serde_json::to_string(&rec).unwrap(), 1)).unwrap();
     let err = format!("{:#}", merge_runs(&[run.clone(), other.clone()], &tmp.path().join("m"), &[], ScoreOptions::default(), false).unwrap_err());
-    assert!(err.contains("different prediction") && err.contains("--force"), "{err}");
+    assert!(err.contains("different prediction") && err.contains("`force`"), "{err}");
     merge_runs(&[run, other], &tmp.path().join("m2"), &[], ScoreOptions::default(), true).unwrap();
 }

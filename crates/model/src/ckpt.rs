@@ -185,7 +185,7 @@ fn existing_files(dir: &Path, names: &[&str]) -> Vec<(PathBuf, PathBuf)> {
 fn check_target(target: &Path, overwrite: bool) -> Result<()> {
     let config = target.join("config.json");
     if config.exists() && !overwrite {
-        bail!("{}: already exists (pass --overwrite to replace the checkpoint)", config.display());
+        bail!("{}: already exists (the `overwrite` option replaces the checkpoint)", config.display());
     }
     if target.exists() && !target.is_dir() {
         bail!("{}: exists and is not a folder", target.display());
@@ -333,7 +333,7 @@ pub fn plan_swap_llm(ckpt: &Path, llm: &Path, out: &Path, overwrite: bool) -> Re
     ];
     if parsed.llm.vocab_size != new_llm.vocab_size {
         notes.push(format!(
-            "vocabulary changes ({} -> {}): the new LLM's tokenizer is written; use a --template that fits it",
+            "vocabulary changes ({} -> {}): the new LLM's tokenizer is written; choose a chat `template` that fits it",
             parsed.llm.vocab_size, new_llm.vocab_size
         ));
     }
@@ -452,7 +452,7 @@ impl Plan {
             out(&mut s, format!("copies {} -> {}", src.display(), rel.display()));
         }
         if self.target.join("config.json").exists() {
-            out(&mut s, format!("replaces the checkpoint files in {} (--overwrite)", self.target.display()));
+            out(&mut s, format!("replaces the checkpoint files in {} (`overwrite`)", self.target.display()));
         }
         s
     }

@@ -205,7 +205,7 @@ pub fn warn_if_portable(dtype: DType) -> Option<String> {
         DType::BF16 if tokenscale_kernels::portable_forced() => "TOKENSCALE_KERNELS=portable: bf16 products run through the portable path",
         DType::F16 if tokenscale_kernels::portable_forced() => "TOKENSCALE_KERNELS=portable: f16 products run through the portable path",
         DType::BF16 | DType::F16 if !features.amx_bf16_usable() && !features.avx512f => {
-            "this CPU has neither AMX nor AVX-512: 16-bit products run through the portable path (correct, slower; --dtype f32 may be faster if memory allows)"
+            "this CPU has neither AMX nor AVX-512: 16-bit products run through the portable path (correct, slower; an f32 compute dtype may be faster if memory allows)"
         }
         _ => return None,
     };

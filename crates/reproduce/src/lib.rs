@@ -85,23 +85,23 @@ impl Options {
     /// success, the vision-token counts sorted and deduplicated.
     pub fn check(&self) -> Result<Vec<usize>> {
         if self.items == 0 {
-            bail!("--items must be at least 1");
+            bail!("items per kind must be at least 1");
         }
         if self.kinds.is_empty() {
-            bail!("--kinds needs at least one of mcq, yorn, vqa");
+            bail!("item kinds: at least one of mcq, yorn, vqa");
         }
         if self.pairs == 0 {
-            bail!("--pairs must be at least 1");
+            bail!("probe pairs must be at least 1");
         }
         if self.bootstrap != 0 && self.bootstrap < 1000 {
-            bail!("--bootstrap must be 0 (no intervals) or at least 1000, got {}", self.bootstrap);
+            bail!("bootstrap resamples must be 0 (no intervals) or at least 1000, got {}", self.bootstrap);
         }
         let mut ns = self.vision_tokens.clone();
         ns.sort_unstable();
         ns.dedup();
         match ns.first() {
-            None => bail!("--vision-tokens needs at least one value"),
-            Some(0) => bail!("--vision-tokens: n = 0 is not a budget (n ≥ 1)"),
+            None => bail!("vision-token counts: at least one value"),
+            Some(0) => bail!("vision-token counts: n = 0 is not a budget (n ≥ 1)"),
             _ => Ok(ns),
         }
     }
@@ -124,7 +124,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     // Everything that can refuse the input runs before the output folder is touched.
     let (mut answerer, pipeline) = timings.time("load the model", || {
         let answerer = ModelAnswerer::load(&opts.model_dir, None, None, false, opts.dtype)?;
-        answerer.check_budgets(&ns).with_context(|| format!("{}: --vision-tokens", opts.model_dir.display()))?;
+        answerer.check_budgets(&ns).with_context(|| format!("{}: vision-token counts", opts.model_dir.display()))?;
         Ok((answerer, ImgQuePipeline::load(&opts.model_dir, opts.dtype.resolve(&opts.model_dir)?.dtype, &Device::Cpu)?))
     })?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;

@@ -304,7 +304,7 @@ fn accuracy_table(md: &mut String, x: &Inputs, axes: &[&str]) {
 
 fn fits_section(md: &mut String, x: &Inputs) {
     let intervals = match x.opts.bootstrap {
-        0 => "no intervals (--bootstrap 0)".to_string(),
+        0 => "no intervals (0 bootstrap resamples)".to_string(),
         b => format!("95% intervals from {b} residual-bootstrap resamples"),
     };
     let _ = writeln!(md, "\n## Scaling-law fits\n\nThe laws of `tokenscale fit`, least squares on accuracy (%) against n, {intervals}.\n");

@@ -29,7 +29,7 @@ impl Compat {
         match s {
             "head" | "HEAD" | "e8e78f05" => Ok(Compat::Head),
             "0ff0c3e" => Ok(Compat::V0ff0c3e),
-            _ => anyhow::bail!("unknown --vlmeval-compat {s:?} (head, 0ff0c3e)"),
+            _ => anyhow::bail!("unknown VLMEvalKit compatibility {s:?} (head, 0ff0c3e)"),
         }
     }
     pub fn as_str(self) -> &'static str {
