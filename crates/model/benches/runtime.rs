@@ -36,10 +36,8 @@ fn gemm_gflops(n: usize, repeat: usize) -> Result<f64> {
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
 fn peak_rss_mib() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc/self/status")?;
-    let kib: f64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).context("VmHWM value")?;
-    Ok(kib / 1024.0)
+    let bytes = tokenscale_model::dtype::peak_rss_bytes().context("no VmHWM in /proc/self/status")?;
+    Ok(bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn main() -> Result<()> {
