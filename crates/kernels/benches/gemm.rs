@@ -4,6 +4,7 @@
 //! `tools/bench/torch_gemm.py` (PyTorch, same shapes) and prints the ratios.
 //!
 //! cargo bench -p tokenscale-kernels --bench gemm -- [--sizes 1024,2048,4096] [--only-bf16]
+//! cargo bench -p tokenscale-kernels --bench gemm -- --gemv 11008x4096   # decode: GB/s of weights read
 
 use std::time::Instant;
 
@@ -63,8 +64,29 @@ fn ours<T: Half16>(n: usize, backend: Backend, from_f32: fn(f32) -> T) -> (f64, 
     (2.0 * (n as f64).powi(3) / secs / 1e9, kernel)
 }
 
+/// The decode step's product: one bf16 row times an n × k bf16 weight matrix (64 MiB or more,
+/// so it comes from memory, not cache), as weight bytes read per second.
+fn gemv_bandwidth(n: usize, k: usize) -> (f64, Kernel) {
+    let x = values(k, 1, bf16::from_f32);
+    let w = values(n * k, 2, bf16::from_f32);
+    let mut y = vec![0f32; n];
+    let mut kernel = Kernel::PortableF32Gemm;
+    let secs = median_seconds(20, || {
+        let (xm, wm) = (MatRef::new("x", &x, 1, k, k).unwrap(), MatRef::new("w", &w, n, k, k).unwrap());
+        kernel = matmul_transposed(xm, wm, MatMut::new("y", &mut y, 1, n, n).unwrap(), Backend::Auto).unwrap();
+    });
+    ((n * k * 2) as f64 / secs / 1e9, kernel)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    if let Some(shape) = args.iter().position(|a| a == "--gemv").and_then(|i| args.get(i + 1)) {
+        let dims: Vec<usize> = shape.split('x').filter_map(|v| v.parse().ok()).collect();
+        let [n, k] = dims[..] else { panic!("--gemv wants NxK, e.g. 11008x4096") };
+        let (gbs, kernel) = gemv_bandwidth(n, k);
+        println!("{}", json!({"impl": "tokenscale-kernels", "threads": rayon::current_num_threads(), "gemv": shape, "kernel": kernel.name(), "gb_per_s": gbs}));
+        return;
+    }
     let sizes: Vec<usize> = args
         .iter()
         .position(|a| a == "--sizes")

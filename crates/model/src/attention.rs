@@ -399,7 +399,7 @@ fn head<T: CacheElement>(query: &[T], keys: &[T], values_t: &[T], capacity: usiz
             }
             let mut sum = 0f32;
             for s in srow[..limit].iter_mut() {
-                *s = (*s - max).exp();
+                *s = crate::fused::exp_f32(*s - max);
                 sum += *s;
             }
             let inv = 1.0 / sum;

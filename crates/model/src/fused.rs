@@ -182,8 +182,49 @@ fn split_heads_typed<T: Float>(x: &Tensor, b: usize, t: usize, heads: usize, d: 
     }
 }
 
+/// `e^x` in f32 without a libm call, so that the loops of softmax, SiLU and sigmoid vectorise
+/// (libm's `expf` is a call per element: ~10% of a bf16 CLIP forward). Range reduction
+/// `x = n·ln2 + r`, |r| ≤ ln2/2, with n rounded by the 1.5·2²³ trick (no `floor`, which SSE2
+/// lacks), ln2 split in two for an exact `n·ln2`, Cephes' degree-6 polynomial for `e^r`, and
+/// `2^n` built in the exponent bits as two normal factors (n spans −126…128). Relative error
+/// ≤ 2.5e-7 (about 2 ulp; PyTorch's vectorised exp is within 1 ulp), checked against libm over
+/// the whole normal range by a unit test; results below f32's smallest normal (x < −87.3) are 0
+/// (masked scores are −∞), +∞ above x = 88.72, NaN stays NaN.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer in the low bits
+    const LOW: f32 = -87.3;
+    const HIGH: f32 = 88.72;
+    let clamped = x.clamp(LOW, HIGH);
+    let shifted = clamped * LOG2E + ROUND;
+    let n_float = shifted - ROUND;
+    let r = (clamped - n_float * LN2_HI) - n_float * LN2_LO;
+    let mut p = 1.987_569_2e-4f32;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let er = p * r * r + r + 1.0;
+    let n = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    let (half, rest) = (n >> 1, n - (n >> 1));
+    let scaled = er * f32::from_bits(((half + 127) << 23) as u32) * f32::from_bits(((rest + 127) << 23) as u32);
+    if x < LOW {
+        0.0
+    } else if x > HIGH {
+        f32::INFINITY
+    } else if x.is_nan() {
+        x
+    } else {
+        scaled
+    }
+}
+
 fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + exp_f32(-x))
 }
 
 /// `silu(gate) · up` (the gated MLP of Llama-family models); the SiLU output is rounded to the
@@ -213,7 +254,7 @@ pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
 pub fn quick_gelu(x: &Tensor) -> candle_core::Result<Tensor> {
     let fused = with_float!(x.dtype(), T => map::<T>(x, |v| {
         let scaled = T::narrowed(1.702 * v);
-        v * T::narrowed(1.0 / (1.0 + (-scaled).exp()))
+        v * T::narrowed(1.0 / (1.0 + exp_f32(-scaled)))
     }))?;
     match fused {
         Some(out) => Ok(out),
@@ -284,7 +325,7 @@ fn softmax_rows<T: Float>(scores: &Tensor, scale: f32, mask: Option<&Tensor>) ->
                 }
                 let mut sum = 0f32;
                 for b in row_buf.iter_mut() {
-                    *b = (*b - max).exp();
+                    *b = exp_f32(*b - max);
                     sum += *b;
                 }
                 let inv = 1.0 / sum;
@@ -348,6 +389,24 @@ mod tests {
             let tol = if dtype == DType::F32 { 1e-6 } else { 4e-3 };
             assert!(max_diff(&got, &want) <= tol, "{dtype:?}");
         }
+    }
+
+    #[test]
+    fn exp_f32_is_within_two_and_a_half_ulp_of_libm() {
+        let mut worst = 0f64;
+        let mut x = -87.3f32;
+        while x <= 88.72 {
+            let want = (x as f64).exp();
+            let rel = ((exp_f32(x) as f64 - want) / want).abs();
+            worst = worst.max(rel);
+            x += 1.7e-4;
+        }
+        assert!(worst <= 2.5e-7, "worst relative error {worst:e}");
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32(-1e30), 0.0);
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+        assert!(exp_f32(f32::NAN).is_nan());
     }
 
     #[test]

@@ -15,16 +15,25 @@ use tokenscale_model::dtype::DtypePolicy;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::runtime::{Runtime, VisionBudget};
 
+/// Copies the folder `from` into `to` (which exists), subfolders included, except the fixture's
+/// weights and references.
+fn copy_config_files(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            std::fs::create_dir(to.join(&file)).unwrap();
+            copy_config_files(&path, &to.join(&file));
+        } else if file != "model.safetensors" && file != "expected.safetensors" {
+            std::fs::copy(&path, to.join(&file)).unwrap();
+        }
+    }
+}
+
 /// A copy of the fixture folder `name` with every floating-point tensor stored in bf16.
 fn bf16_copy(name: &str, dir: &Path) {
     let source = fixture(name);
-    for entry in std::fs::read_dir(&source).unwrap() {
-        let path = entry.unwrap().path();
-        let file = path.file_name().unwrap().to_string_lossy().into_owned();
-        if file != "model.safetensors" && file != "expected.safetensors" {
-            std::fs::copy(&path, dir.join(&file)).unwrap();
-        }
-    }
+    copy_config_files(&source, dir);
     let tensors = candle_core::safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
     let rounded: HashMap<String, Tensor> = tensors
         .into_iter()
@@ -90,4 +99,30 @@ fn llava_in_bf16_is_within_twice_pytorchs_bf16_error() {
     let tail = want["logits_reference"].dim(0).unwrap();
     let t = logits.dim(0).unwrap();
     check("llava", &logits.narrow(0, t - tail, tail).unwrap(), &want);
+}
+
+#[test]
+fn imgque_in_bf16_is_within_twice_pytorchs_bf16_error() {
+    use tokenscale_model::chat::Conversation;
+    use tokenscale_model::imgque_pipeline::ImgQuePipeline;
+    let want = reference("imgque");
+    let dir = tempfile::tempdir().unwrap();
+    bf16_copy("imgque", dir.path());
+    let loaded = Runtime::open(dir.path(), DtypePolicy::Auto, &Device::Cpu).unwrap();
+    assert_eq!(loaded.dtype.dtype, DType::BF16, "auto picks the storage dtype: {}", loaded.dtype.reason);
+    let pipe = ImgQuePipeline::load(dir.path(), DType::BF16, &Device::Cpu).unwrap();
+    let cases = tokenscale_model::config::read_json_value(&fixture("imgque").join("cases.json")).unwrap();
+    let case = &cases["cases"]["one"];
+    let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
+    let conversation = Conversation::new()
+        .with_system(case["system_message"].as_str().unwrap())
+        .user(case["messages"][0]["content"].as_str().unwrap());
+    let crop_tokens = pipe.encode_image(&image).unwrap();
+    let inputs = pipe.embeddings(&crop_tokens, &conversation, 8, 4).unwrap();
+    assert_eq!(inputs.record.llm.input_ids, ids(&want["input_ids"]), "input ids");
+    let llm = &pipe.model.llm;
+    let logits = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, false).unwrap().logits.squeeze(0).unwrap();
+    let tail = want["logits_reference"].dim(0).unwrap();
+    let t = logits.dim(0).unwrap();
+    check("imgque", &logits.narrow(0, t - tail, tail).unwrap(), &want);
 }
