@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use tokenscale_model::candle_core::{safetensors, DType, Device};
+use tokenscale_model::candle_core::{safetensors, DType, Device, Tensor};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures")
@@ -40,6 +40,18 @@ fn edit_config(dir: &Path, key: &str, value: serde_json::Value) {
     let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     json[key] = value;
     std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+}
+
+/// Largest |a − b| after checking the shapes agree.
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shape");
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// Every `step`-th index along `dim` (numpy's `::step`).
+fn every(t: &Tensor, dim: usize, step: u32) -> Tensor {
+    let idx = Tensor::arange_step(0u32, t.dim(dim).unwrap() as u32, step, t.device()).unwrap();
+    t.index_select(&idx, dim).unwrap()
 }
 
 #[test]
@@ -247,8 +259,7 @@ fn forward_chat_scores_a_record_as_the_original_code() {
     assert_eq!(ids(&got["input_ids"]), ids(&want["30x20_n4_t3.input_ids"]));
     let tail = &want["30x20_n4_t3.logits_tail"];
     let (t, n) = (got["logits"].dim(0).unwrap(), tail.dim(0).unwrap());
-    let diff = (got["logits"].narrow(0, t - n, n).unwrap() - tail).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
-    let diff = diff.to_scalar::<f32>().unwrap();
+    let diff = max_diff(&got["logits"].narrow(0, t - n, n).unwrap(), tail);
     assert!(diff <= 1e-4, "logits max |Δ| {diff}");
 
     // `run --chat` answers the record's last question; a record ending with an answer has none.
@@ -260,4 +271,60 @@ fn forward_chat_scores_a_record_as_the_original_code() {
     assert_one_line_error(&o, "ends with an assistant answer");
     let o = tokenscale(&["forward", "--model", model.to_str().unwrap(), "--chat", record.to_str().unwrap(), "--prompt", "x", "--out", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "--chat and --prompt conflict");
+}
+
+/// `forward` on the query-fused model also writes its intermediates: the views (`pixel_values`), the
+/// vision tokens per view (`crop_tokens`), the query decoder's output rows (`query_states`) and the
+/// fused input embeddings (`fused_embeds`). Compared with tools/fixtures/imgque (PyTorch, case
+/// "one") where the references hold the same quantity, and with the original code's HD views
+/// (tools/fixtures/original geometry) for the record's image.
+#[test]
+fn forward_writes_the_query_fused_intermediates() {
+    let model = fixtures().join("imgque");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("fwd.safetensors");
+    let image = fixtures().join("preprocess/coffee.png");
+    let o = tokenscale(&[
+        "forward", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What is on the table?",
+        "--vision-tokens", "8", "--short-tokens", "4", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = safetensors::load(&out, &Device::Cpu).unwrap();
+    let want = safetensors::load(model.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let ints = |t: &Tensor| t.to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap();
+    assert_eq!(ints(&got["input_ids"]), ints(&want["one.input_ids"]));
+    assert_eq!(got["pixel_values"].dims(), &[5, 3, 336, 336], "global view + 2x2 crops");
+    let tol = 1e-4;
+    let d = max_diff(&got["crop_tokens"], &want["one.crop_tokens"]);
+    assert!(d <= tol, "crop_tokens max |Δ| {d}");
+    // The reference holds the decoder's states at every query position; the LLM gets its QED|EOS rows.
+    let picks: Vec<u32> = ints(&want["one.que_input_tps"]).iter().enumerate().filter(|(_, &t)| t & (256 | 128) != 0).map(|(i, _)| i as u32).collect();
+    assert_eq!(picks.len(), 8, "n_l rows for one question");
+    let rows = want["one.imgque_hidden"].index_select(&Tensor::new(picks, &Device::Cpu).unwrap(), 0).unwrap();
+    let d = max_diff(&got["query_states"], &rows);
+    assert!(d <= tol, "query_states max |Δ| {d}");
+    let d = max_diff(&got["fused_embeds"], &want["one.fused_embeds"]);
+    assert!(d <= tol, "fused_embeds max |Δ| {d}");
+    assert_eq!(max_diff(&got["fused_embeds"], &got["hidden_states.0"]), 0.0, "the LLM's input is the fused embeddings");
+
+    // A three-turn record (n_l + n_s QED rows) on a 30x20 image: its views against the original's.
+    let original = fixtures().join("original");
+    let o = tokenscale(&["forward", "--model", model.to_str().unwrap(), "--chat", original.join("30x20_n4_t3.json").to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = safetensors::load(&out, &Device::Cpu).unwrap();
+    let geometry = safetensors::load(original.join("geometry.safetensors"), &Device::Cpu).unwrap();
+    let cases: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(original.join("geometry.json")).unwrap()).unwrap();
+    let case = cases["cases"].as_array().unwrap().iter().find(|c| c["name"] == "30x20_n4").unwrap();
+    let k = case["views"].as_u64().unwrap() as usize;
+    let views = &got["pixel_values"];
+    assert_eq!(views.dims(), &[k, 3, 336, 336], "the original's view count");
+    let global = every(&every(&views.get(0).unwrap(), 1, 16), 2, 16);
+    let d = max_diff(&global, &geometry["30x20.global_s16"]);
+    assert!(d <= 5e-6, "global view max |Δ| {d}");
+    let crop = every(&every(&views.get(1).unwrap(), 1, 24), 2, 24);
+    assert_eq!(max_diff(&crop, &geometry["30x20_n4.crop1_s24"]), 0.0, "local crop");
+    assert_eq!(got["crop_tokens"].dims(), &[k, 145, 64]);
+    assert_eq!(got["query_states"].dims(), &[16 + 4, 64], "n_l = 16 for the first question, n_s = 4 for the second");
+    let t = got["input_ids"].dim(0).unwrap();
+    assert_eq!(got["fused_embeds"].dims(), &[t, 64]);
 }

@@ -15,10 +15,15 @@
 //! - Records ([`record`]): chat JSONL, the simple role list and the VLMEvalKit message list, all
 //!   turned into a [`Conversation`].
 //!
-//! Where the design doc is silent (the original code is not available), this module chooses:
-//! - An empty message emits only its role tag (llama-2: only the structural `[INST]`/`[/INST]`,
-//!   `<s>[INST]` for later users); empty user messages are not questions: no QUE segment, no QED
-//!   slots, no query row. An image with no non-empty question is an error.
+//! As the original code (tenghuilee/ScalingCapFusedVisionLM at 42a2596; checked with real tokenizers
+//! in tests/real_tokenizers.rs):
+//! - An empty message emits only its role tag (llama-2: nothing at all); empty user messages are
+//!   not questions: no QUE segment, no QED slots, no query row.
+//! - The query row holds the text of the LLM row's QUE segments: for llama-2 without a system
+//!   prompt the first is "[INST] {question}".
+//!
+//! Where the original is silent, this module chooses:
+//! - An image with no non-empty question is an error.
 //! - The prompt to generate from ends with an empty assistant message
 //!   ([`Conversation::for_generation`]); `add_endoftext` only acts on phi-3 (`<|endoftext|>`, EOS)
 //!   and llama-3 (assistant header, INST).

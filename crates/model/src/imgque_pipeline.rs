@@ -110,9 +110,16 @@ impl ImgQuePipeline {
     /// The crop tokens of one image (independent of n: computed once per image in sweeps),
     /// `[K, 145, vision_hidden]`.
     pub fn encode_image(&self, image: &RgbImage) -> Result<Tensor> {
+        Ok(self.encode_views(image)?.1)
+    }
+
+    /// The views the vision tower consumes, `[K, 3, 336, 336]` (global view first, then the local
+    /// crops row-major), and their crop tokens `[K, 145, vision_hidden]`.
+    pub fn encode_views(&self, image: &RgbImage) -> Result<(Tensor, Tensor)> {
         let crop = self.model.config.vision.image_size as u32;
         let views = hd_views(image, self.num_crops, crop, self.model.llm.device())?;
-        self.model.encode_crops(&views.pixel_values)
+        let tokens = self.model.encode_crops(&views.pixel_values)?;
+        Ok((views.pixel_values, tokens))
     }
 
     pub fn parser(&self, n_l: usize, n_s: usize) -> Result<ChatAndQueryParser> {

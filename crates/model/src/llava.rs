@@ -26,6 +26,25 @@ pub fn vicuna_v1_prompt(question: &str) -> String {
     format!("{VICUNA_V1_SYSTEM} USER: <image>\n{question} ASSISTANT:")
 }
 
+/// Token ids of `prompt` (with special tokens, so BOS first), its one image token `image_id`
+/// repeated `vision_tokens` times, as transformers' `LlavaProcessor` expands `<image>`.
+pub fn llava_input_ids(tokenizer: &Tokenizer, prompt: &str, image_id: u32, vision_tokens: usize) -> Result<Vec<u32>> {
+    let ids = tokenizer.encode(prompt, true)?;
+    let count = ids.iter().filter(|&&t| t == image_id).count();
+    if count != 1 {
+        bail!("the prompt must contain exactly one <image> token (id {image_id}); found {count}");
+    }
+    let mut out = Vec::with_capacity(ids.len() + vision_tokens);
+    for t in ids {
+        if t == image_id {
+            out.extend(std::iter::repeat_n(image_id, vision_tokens));
+        } else {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
 fn default_projector_act() -> String { "gelu".into() }
 fn default_feature_layer() -> serde_json::Value { serde_json::Value::from(-2) }
 fn default_strategy() -> String { "default".into() }
@@ -311,21 +330,7 @@ impl LlavaPipeline {
     /// Token ids of `prompt` (which must contain one `<image>`) with that token repeated
     /// `vision_tokens` times.
     pub fn input_ids(&self, prompt: &str, vision_tokens: usize) -> Result<Vec<u32>> {
-        let image_id = self.model.config.image_token_index;
-        let ids = self.tokenizer.encode(prompt, true)?;
-        let count = ids.iter().filter(|&&t| t == image_id).count();
-        if count != 1 {
-            bail!("the prompt must contain exactly one <image> token (id {image_id}); found {count}");
-        }
-        let mut out = Vec::with_capacity(ids.len() + vision_tokens);
-        for t in ids {
-            if t == image_id {
-                out.extend(std::iter::repeat_n(image_id, vision_tokens));
-            } else {
-                out.push(t);
-            }
-        }
-        Ok(out)
+        llava_input_ids(&self.tokenizer, prompt, self.model.config.image_token_index, vision_tokens)
     }
 
     pub fn prepare(&self, image: &image::RgbImage, prompt: &str) -> Result<LlavaInputs> {

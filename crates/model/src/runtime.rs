@@ -51,6 +51,16 @@ pub struct Prepared {
     pub vision_positions: Vec<usize>,
 }
 
+/// What the query-fused model computed on the way to the LLM input (`forward` writes it for parity
+/// checks); the views are [`Prepared::pixel_values`] and the fused embeddings [`Prepared::embeds`].
+pub struct ImgQueTrace {
+    /// `[K, tokens_per_crop, vision_hidden]`: the vision tokens of each view.
+    pub crop_tokens: Tensor,
+    /// `[n, vision_hidden]`: the query decoder's QED|EOS output rows, before the projection, in
+    /// the order they fill the QED slots.
+    pub query_states: Tensor,
+}
+
 fn positions_where(values: &[u32], keep: impl Fn(u32) -> bool) -> Vec<usize> {
     values.iter().enumerate().filter(|(_, &v)| keep(v)).map(|(i, _)| i).collect()
 }
@@ -174,7 +184,7 @@ impl Runtime {
                     prune: None,
                 })
             }
-            Self::ImgQue(p) => prepare_imgque(p, image, prompt, raw, budget),
+            Self::ImgQue(p) => Ok(prepare_imgque(p, image, prompt, raw, budget)?.0),
             Self::Lm { llm, tokenizer } => {
                 if budget.tokens.is_some() {
                     bail!("vision budget: a vision-token count needs a vision-language model");
@@ -234,7 +244,7 @@ pub fn imgque_budget(p: &ImgQuePipeline, budget: &VisionBudget) -> Result<(usize
     Ok((n_l, n_s))
 }
 
-fn prepare_imgque(p: &ImgQuePipeline, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<Prepared> {
+fn prepare_imgque(p: &ImgQuePipeline, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<(Prepared, Option<ImgQueTrace>)> {
     if raw {
         bail!("a raw prompt is not supported for the query-fused model: its prompt is built from the chat template");
     }
@@ -242,10 +252,30 @@ fn prepare_imgque(p: &ImgQuePipeline, image: Option<&RgbImage>, prompt: &str, ra
 }
 
 impl Runtime {
+    /// [`Runtime::prepare`], plus the query-fused model's intermediates (`None` for other models
+    /// and for a text-only prompt).
+    pub fn prepare_traced(&self, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<(Prepared, Option<ImgQueTrace>)> {
+        match self {
+            Self::ImgQue(p) => prepare_imgque(p, image, prompt, raw, budget),
+            _ => Ok((self.prepare(image, prompt, raw, budget)?, None)),
+        }
+    }
+
     /// Inputs for the next answer of a multi-turn conversation (earlier questions and answers,
     /// then the new question): the query-fused model gives n_l tokens to the first question and
     /// n_s to each later one. Other models take single prompts.
     pub fn prepare_conversation(&self, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget) -> Result<Prepared> {
+        Ok(self.prepare_conversation_traced(image, conversation, budget)?.0)
+    }
+
+    /// [`Runtime::prepare_conversation`], plus the query-fused model's intermediates (`None`
+    /// without an image).
+    pub fn prepare_conversation_traced(
+        &self,
+        image: Option<&RgbImage>,
+        conversation: &Conversation,
+        budget: &VisionBudget,
+    ) -> Result<(Prepared, Option<ImgQueTrace>)> {
         match self {
             Self::ImgQue(p) => prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget),
             _ => bail!("multi-turn conversations are supported for the query-fused model; give one prompt"),
@@ -253,14 +283,19 @@ impl Runtime {
     }
 }
 
-fn prepare_imgque_conversation(p: &ImgQuePipeline, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget) -> Result<Prepared> {
+fn prepare_imgque_conversation(
+    p: &ImgQuePipeline,
+    image: Option<&RgbImage>,
+    conversation: &Conversation,
+    budget: &VisionBudget,
+) -> Result<(Prepared, Option<ImgQueTrace>)> {
     let conversation = conversation.clone();
     let Some(image) = image else {
         let record = p.parser(p.trained_tokens().0, p.trained_tokens().1)?.parse(&p.tokenizer, &p.clip_tokenizer, &conversation, false)?;
         let ids = Tensor::new(record.llm.input_ids.as_slice(), p.model.llm.device())?.unsqueeze(0)?;
         let embeds = p.model.llm.embed(&ids)?;
         let text = p.template.prompt(&conversation, false)?;
-        return Ok(Prepared {
+        let prepared = Prepared {
             input_ids: record.llm.input_ids,
             pixel_values: None,
             embeds,
@@ -268,20 +303,22 @@ fn prepare_imgque_conversation(p: &ImgQuePipeline, image: Option<&RgbImage>, con
             vision_tokens: 0,
             prune: None,
             vision_positions: Vec::new(),
-        });
+        };
+        return Ok((prepared, None));
     };
     let (n_l, n_s) = imgque_budget(p, budget)?;
-    let crop_tokens = p.encode_image(image)?;
+    let (pixel_values, crop_tokens) = p.encode_views(image)?;
     let inputs = p.embeddings(&crop_tokens, &conversation, n_l, n_s)?;
-    Ok(Prepared {
+    let prepared = Prepared {
         vision_positions: positions_where(&inputs.record.llm.input_tps, |t| t & crate::chat::token_type::QED != 0),
         input_ids: inputs.record.llm.input_ids,
-        pixel_values: None,
+        pixel_values: Some(pixel_values),
         embeds: inputs.embeds,
         prompt: p.template.prompt(&conversation, false)?,
         vision_tokens: inputs.vision_tokens,
         prune: None,
-    })
+    };
+    Ok((prepared, Some(ImgQueTrace { crop_tokens, query_states: inputs.query_states })))
 }
 
 impl Runtime {

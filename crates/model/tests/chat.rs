@@ -2,7 +2,11 @@
 //! fixtures from tools/fixtures/chat/make_chat_fixtures.py (a Python re-implementation of
 //! seed-system §3 tokenised with the Python `tokenizers`), plus token types and bad records.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::LlmRowCase;
 
 use serde::Deserialize;
 use tokenscale_model::chat::token_type::*;
@@ -44,23 +48,11 @@ struct ClipInfo {
 
 #[derive(Deserialize)]
 struct ChatCase {
-    name: String,
-    tokenizer: String,
-    template: String,
-    system: Option<String>,
-    messages: Vec<String>,
-    image: bool,
+    #[serde(flatten)]
+    row: LlmRowCase,
     mode: String,
-    n_l: usize,
-    n_s: usize,
     num_img_tokens: usize,
-    pad_id: u32,
     img_token_id: u32,
-    add_endoftext: bool,
-    segments: Vec<(String, u32)>,
-    input_ids: Vec<u32>,
-    input_tps: Vec<u32>,
-    attention_mask: Vec<u32>,
 }
 
 #[derive(Deserialize)]
@@ -106,15 +98,15 @@ fn chat_cases_match_python_reference() {
     assert_eq!(exp.chat.len(), 2 * TEMPLATE_NAMES.len() * 13);
     let toks = [("llama_gqa", llm_tokenizer("llama_gqa")), ("llm_special", llm_tokenizer("llm_special"))];
     let mut seen_templates = std::collections::BTreeSet::new();
-    for c in &exp.chat {
+    for case in &exp.chat {
+        let c = &case.row;
         let tok = &toks.iter().find(|(n, _)| *n == c.tokenizer).unwrap().1;
         let template = ChatTemplate::by_name(&c.template).unwrap();
         seen_templates.insert(template.name);
-        let mut conv = Conversation::from_turns(&c.messages);
-        conv.system = c.system.clone();
-        let parser = match c.mode.as_str() {
+        let conv = c.conversation();
+        let parser = match case.mode.as_str() {
             "qed" => ChatParser::qed(template, c.n_l, c.n_s, c.pad_id).unwrap(),
-            "img" => ChatParser::img(template, c.num_img_tokens, c.img_token_id),
+            "img" => ChatParser::img(template, case.num_img_tokens, case.img_token_id),
             m => panic!("mode {m}"),
         }
         .with_add_endoftext(c.add_endoftext);
@@ -126,9 +118,9 @@ fn chat_cases_match_python_reference() {
         assert_eq!(out.attention_mask, c.attention_mask, "{}: attention_mask", c.name);
         // QED slots: n_l for the first question, n_s for each later one (only with an image).
         let nq = conv.questions().len();
-        let want_qed = if c.image && c.mode == "qed" && nq > 0 { c.n_l + (nq - 1) * c.n_s } else { 0 };
+        let want_qed = if c.image && case.mode == "qed" && nq > 0 { c.n_l + (nq - 1) * c.n_s } else { 0 };
         assert_eq!(out.count_type(QED), want_qed, "{}", c.name);
-        let want_img = if c.image && c.mode == "img" { c.num_img_tokens } else { 0 };
+        let want_img = if c.image && case.mode == "img" { case.num_img_tokens } else { 0 };
         assert_eq!(out.count_type(IMG), want_img, "{}", c.name);
     }
     assert_eq!(seen_templates.len(), TEMPLATE_NAMES.len());

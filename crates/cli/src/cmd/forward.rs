@@ -1,6 +1,7 @@
 //! `tokenscale forward`: one forward pass, written as safetensors for parity checks: the exact
 //! `input_ids` (i64) and `pixel_values` fed to the model, `logits` of every position and
 //! `hidden_states.0` (embeddings) … `hidden_states.L` (after the final norm), all floats in f32.
+//! The query-fused model adds `crop_tokens`, `query_states` and `fused_embeds` (docs/running-models.md).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,11 +43,14 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let mut runtime = args.dtype.load(&args.model, false)?;
     args.chat.apply(&mut runtime)?;
-    let prepared = match &args.record {
-        Some(path) => super::prepare_record(&runtime, path, args.image.as_deref(), &args.budget.to_budget())?.0,
+    let (prepared, trace) = match &args.record {
+        Some(path) => {
+            let (prepared, _, trace) = super::prepare_record_traced(&runtime, path, args.image.as_deref(), &args.budget.to_budget())?;
+            (prepared, trace)
+        }
         None => {
             let image = args.image.as_deref().map(load_image).transpose()?;
-            runtime.prepare(image.as_ref(), args.prompt.as_deref().unwrap_or_default(), args.raw_prompt, &args.budget.to_budget())?
+            runtime.prepare_traced(image.as_ref(), args.prompt.as_deref().unwrap_or_default(), args.raw_prompt, &args.budget.to_budget())?
         }
     };
     let out = runtime.forward(&prepared, true, true)?;
@@ -57,6 +61,11 @@ pub fn run(args: Args) -> Result<()> {
         tensors.insert("pixel_values".into(), px.to_dtype(DType::F32)?);
     }
     tensors.insert("logits".into(), out.logits.squeeze(0)?.to_dtype(DType::F32)?);
+    if let Some(trace) = &trace {
+        tensors.insert("crop_tokens".into(), trace.crop_tokens.to_dtype(DType::F32)?);
+        tensors.insert("query_states".into(), trace.query_states.to_dtype(DType::F32)?);
+        tensors.insert("fused_embeds".into(), prepared.embeds.squeeze(0)?.to_dtype(DType::F32)?);
+    }
     for (i, h) in out.hidden_states.iter().enumerate() {
         tensors.insert(format!("hidden_states.{i}"), h.squeeze(0)?.to_dtype(DType::F32)?);
     }

@@ -143,14 +143,29 @@ pub fn prepare_record(
     image: Option<&std::path::Path>,
     budget: &tokenscale_model::runtime::VisionBudget,
 ) -> anyhow::Result<(tokenscale_model::runtime::Prepared, tokenscale_model::chat::Conversation)> {
+    let (prepared, conversation, _) = prepare_record_traced(runtime, path, image, budget)?;
+    Ok((prepared, conversation))
+}
+
+/// [`prepare_record`], plus the query-fused model's intermediates.
+pub fn prepare_record_traced(
+    runtime: &tokenscale_model::runtime::Runtime,
+    path: &std::path::Path,
+    image: Option<&std::path::Path>,
+    budget: &tokenscale_model::runtime::VisionBudget,
+) -> anyhow::Result<(
+    tokenscale_model::runtime::Prepared,
+    tokenscale_model::chat::Conversation,
+    Option<tokenscale_model::runtime::ImgQueTrace>,
+)> {
     let record = tokenscale_model::chat::read_record_file(path)?;
     for warning in &record.warnings {
         eprintln!("warning: {warning}");
     }
     let image = image.map(std::path::Path::to_path_buf).or(record.image);
     let image = image.as_deref().map(tokenscale_model::preprocess::load_image).transpose()?;
-    let prepared = runtime.prepare_conversation(image.as_ref(), &record.conversation, budget)?;
-    Ok((prepared, record.conversation))
+    let (prepared, trace) = runtime.prepare_conversation_traced(image.as_ref(), &record.conversation, budget)?;
+    Ok((prepared, record.conversation, trace))
 }
 
 impl BudgetArgs {

@@ -276,12 +276,6 @@ impl QueryParser {
         out.push_repeated(self.eos_id, PAD, self.fill_ends);
         Ok(out)
     }
-
-    /// The query row of a conversation: its non-empty user messages.
-    pub fn parse_conversation(&self, clip: &Tokenizer, conv: &Conversation) -> Result<ChatTokens> {
-        conv.validate()?;
-        self.parse(clip, &conv.questions())
-    }
 }
 
 /// Both rows of one record (`UtilChatAndQueryParser.parse_record`, without the image part).
@@ -312,7 +306,11 @@ impl ChatAndQueryParser {
         if !has_image {
             return Ok(ParsedRecord { llm, query: None });
         }
-        let query = self.query.parse_conversation(clip_tok, conv)?;
+        // As the original's query parser: the text of the LLM row's QUE segments, which for
+        // llama-2 without a system prompt is "[INST] {question}" for the first question.
+        let segments = self.chat.segments(conv)?;
+        let questions: Vec<&str> = segments.iter().filter(|s| s.tp == QUE).map(|s| s.text.as_str()).collect();
+        let query = self.query.parse(clip_tok, &questions)?;
         let (slots, outs) = (llm.count_type(QED), query.count_type(QED_EOS));
         if slots != outs {
             bail!("{slots} QED slots in the LLM row but {outs} QED|EOS outputs in the query row");

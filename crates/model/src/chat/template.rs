@@ -96,9 +96,9 @@ impl ChatTemplate {
     }
 
     /// `do_chat_parse`: the conversation as typed segments. Messages must alternate user /
-    /// assistant (user first); an empty message emits only its role tag (llama-2: nothing but
-    /// the structural `[INST]` / `[/INST]`). `add_endoftext` appends `<|endoftext|>` (EOS) for
-    /// phi-3 and the assistant header (INST) for llama-3; it does nothing for the other styles.
+    /// assistant (user first); an empty message emits only its role tag (llama-2: nothing).
+    /// `add_endoftext` appends `<|endoftext|>` (EOS) for phi-3 and the assistant header (INST) for
+    /// llama-3; it does nothing for the other styles.
     pub fn segments(&self, conv: &Conversation, add_endoftext: bool) -> Result<Vec<Segment>> {
         conv.validate()?;
         let sys = self.system_prompt(conv.system.as_deref());
@@ -108,29 +108,26 @@ impl ChatTemplate {
         match self.style {
             SepStyle::Llama2 => {
                 s.push(Segment::new("<s>", BOS));
-                for (i, user, m) in msgs {
+                // As the original: an empty message emits nothing at all (not even its role tags;
+                // an empty first question drops the system prompt with it).
+                for (i, user, m) in msgs.filter(|(_, _, m)| !m.is_empty()) {
                     if user {
                         if i == 0 {
                             match &sys {
                                 Some(p) => {
                                     s.push(Segment::new(p.clone(), SYS));
-                                    if !m.is_empty() {
-                                        s.push(Segment::new(m, QUE));
-                                    }
+                                    s.push(Segment::new(m, QUE));
                                 }
                                 // No system prompt: "[INST] " belongs to the question segment.
-                                None if !m.is_empty() => s.push(Segment::new(format!("{user_role} {m}"), QUE)),
-                                None => s.push(Segment::new(user_role, INST)),
+                                None => s.push(Segment::new(format!("{user_role} {m}"), QUE)),
                             }
                         } else {
                             // §9: the `<s>` of a later `<s>[INST]` is typed INST.
                             s.push(Segment::new(format!("<s>{user_role}"), INST));
-                            if !m.is_empty() {
-                                s.push(Segment::new(m, QUE));
-                            }
+                            s.push(Segment::new(m, QUE));
                         }
                         s.push(Segment::new(asst_role, INST));
-                    } else if !m.is_empty() {
+                    } else {
                         // §9: the `</s>` inside "{answer} </s>" is typed ANS.
                         s.push(Segment::new(format!("{m} </s>"), ANS));
                     }

@@ -58,3 +58,33 @@ pub fn assert_token_rows(record: &tokenscale_model::chat::ParsedRecord, want: &H
     assert_eq!(query.input_ids, ids(&want[&format!("{name}.que_input_ids")]), "{name} query ids");
     assert_eq!(query.input_tps, ids(&want[&format!("{name}.que_input_tps")]), "{name} query types");
 }
+
+/// One LLM-row case of the chat fixtures (tools/fixtures/chat, and the original parser's
+/// real-tokenizer cases in tools/fixtures/original): the conversation, the template's segments and
+/// the expected row.
+#[derive(serde::Deserialize)]
+pub struct LlmRowCase {
+    pub name: String,
+    pub tokenizer: String,
+    pub template: String,
+    pub system: Option<String>,
+    pub messages: Vec<String>,
+    pub image: bool,
+    pub add_endoftext: bool,
+    pub n_l: usize,
+    pub n_s: usize,
+    pub pad_id: u32,
+    pub segments: Vec<(String, u32)>,
+    pub input_ids: Vec<u32>,
+    pub input_tps: Vec<u32>,
+    pub attention_mask: Vec<u32>,
+}
+
+impl LlmRowCase {
+    /// The messages (user first, alternating) with the case's system message.
+    pub fn conversation(&self) -> tokenscale_model::chat::Conversation {
+        let mut conversation = tokenscale_model::chat::Conversation::from_turns(&self.messages);
+        conversation.system = self.system.clone();
+        conversation
+    }
+}
