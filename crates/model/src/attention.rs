@@ -392,16 +392,11 @@ fn head<T: CacheElement>(query: &[T], keys: &[T], values_t: &[T], capacity: usiz
         let probs = &mut probs[..rows * visible];
         for (r, (srow, prow)) in scores.chunks_mut(visible).zip(probs.chunks_mut(visible)).enumerate() {
             let limit = past + first + r + 1; // keys < limit are visible to this query
-            let mut max = f32::NEG_INFINITY;
             for s in srow[..limit].iter_mut() {
                 *s *= scale;
-                max = max.max(*s);
             }
-            let mut sum = 0f32;
-            for s in srow[..limit].iter_mut() {
-                *s = crate::fused::exp_f32(*s - max);
-                sum += *s;
-            }
+            // At least key 0 is visible to every query, so the sum is never of nothing.
+            let sum = crate::fused::exp_shifted_sum(&mut srow[..limit]).unwrap_or(f32::NAN);
             let inv = 1.0 / sum;
             for (p, &s) in prow[..limit].iter_mut().zip(&srow[..limit]) {
                 *p = T::of(s * inv);
