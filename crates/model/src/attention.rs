@@ -307,6 +307,75 @@ fn candle_path(q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut LayerKv, shape: H
     Ok((ctx, last))
 }
 
+/// Context rows `[B, T, heads·hd]`, gathered from the per-head outputs in parallel.
+fn gather_context<T: CacheElement>(outs: &[HeadOut], b: usize, heads: usize, t: usize, hd: usize, device: &Device) -> Result<Tensor> {
+    let width = heads * hd;
+    let mut ctx = vec![T::of(0.0); b * t * width];
+    ctx.par_chunks_mut(width).enumerate().for_each(|(row, out)| {
+        let (bi, i) = (row / t, row % t);
+        for h in 0..heads {
+            let src = &outs[bi * heads + h].0[i * hd..][..hd];
+            for (o, &s) in out[h * hd..][..hd].iter_mut().zip(src) {
+                *o = T::of(s);
+            }
+        }
+    });
+    Ok(Tensor::from_vec(ctx, (b, t, width), device)?)
+}
+
+/// Attention without a mask (the vision towers' encoder layers) of `q`, `k`, `v`
+/// (`[B, heads, T, hd]`, `q` already scaled) on the fast path: per (batch, head) in row blocks,
+/// the scores and exponentials in f32, never materialising `[B, heads, T, T]` in 16 bits.
+/// Returns the context `[B, T, heads·hd]`, or `None` where the fast path does not apply (then
+/// use candle's ops).
+pub fn bidirectional(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
+    if !fast_path_applies(q) || k.dtype() != q.dtype() || v.dtype() != q.dtype() {
+        return Ok(None);
+    }
+    match q.dtype() {
+        DType::BF16 => bidirectional_typed::<bf16>(q, k, v),
+        DType::F16 => bidirectional_typed::<f16>(q, k, v),
+        _ => bidirectional_typed::<f32>(q, k, v),
+    }
+}
+
+fn bidirectional_typed<T: CacheElement>(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
+    let (b, heads, t, hd) = q.dims4()?;
+    if k.dims() != q.dims() || v.dims() != q.dims() {
+        bail!("attention: q {:?}, k {:?}, v {:?} differ in shape", q.dims(), k.dims(), v.dims());
+    }
+    let ((q_storage, q_layout), (k_storage, k_layout), (v_storage, v_layout)) = (q.storage_and_layout(), k.storage_and_layout(), v.storage_and_layout());
+    let (Some(qs), Some(ks), Some(vs)) = (cpu_slice::<T>(&q_storage, q_layout)?, cpu_slice::<T>(&k_storage, k_layout)?, cpu_slice::<T>(&v_storage, v_layout)?) else {
+        return Ok(None);
+    };
+    crate::opcount::record(crate::opcount::Op::Matmul, || (2 * b * heads * t * t * hd) as u64);
+    let per_head = t * hd;
+    let outs: Vec<HeadOut> = (0..b * heads)
+        .into_par_iter()
+        .map(|bh| {
+            let values = &vs[bh * per_head..][..per_head];
+            // Vᵀ (hd × T): the second product wants one row per value dimension.
+            let mut values_t = vec![T::of(0.0); per_head];
+            for (j, row) in values.chunks(hd).enumerate() {
+                for (d, &x) in row.iter().enumerate() {
+                    values_t[d * t + j] = x;
+                }
+            }
+            let (query, keys) = (&qs[bh * per_head..][..per_head], &ks[bh * per_head..][..per_head]);
+            head::<T>(query, keys, &values_t, t, t, 0, hd, 1.0, false, false)
+        })
+        .collect::<Result<_>>()?;
+    Ok(Some(gather_context::<T>(&outs, b, heads, t, hd, q.device())?))
+}
+
+/// The elements of a contiguous CPU tensor of type `T` (its storage and layout), borrowed;
+/// `None` when it is not one.
+fn cpu_slice<'a, T: CacheElement>(storage: &'a Storage, layout: &candle_core::Layout) -> Result<Option<&'a [T]>> {
+    let Storage::Cpu(cpu) = storage else { return Ok(None) };
+    let Some((start, end)) = layout.contiguous_offsets() else { return Ok(None) };
+    Ok(Some(&cpu.as_slice::<T>()?[start..end]))
+}
+
 /// Additive mask `[T, past + T]`: 0 where key j ≤ past + i, −∞ after.
 pub fn causal_mask(t: usize, past: usize, dtype: DType, device: &Device) -> Result<Tensor> {
     let total = past + t;
@@ -343,22 +412,10 @@ fn fast<T: CacheElement>(q: &Tensor, cache: &LayerKv, shape: Heads, last_probs: 
             let keys = &buf.k[kvh * capacity * hd..];
             let values_t = &buf.vt[kvh * hd * capacity..];
             let query = &qs[bh * t * hd..][..t * hd];
-            head::<T>(query, keys, values_t, capacity, t, past, hd, scale, last_probs)
+            head::<T>(query, keys, values_t, capacity, t, past, hd, scale, last_probs, true)
         })
         .collect::<Result<_>>()?;
-    // Context rows [B, T, heads·hd], gathered from the per-head outputs in parallel.
-    let width = heads * hd;
-    let mut ctx = vec![T::of(0.0); b * t * width];
-    ctx.par_chunks_mut(width).enumerate().for_each(|(row, out)| {
-        let (bi, i) = (row / t, row % t);
-        for h in 0..heads {
-            let src = &outs[bi * heads + h].0[i * hd..][..hd];
-            for (o, &s) in out[h * hd..][..hd].iter_mut().zip(src) {
-                *o = T::of(s);
-            }
-        }
-    });
-    let ctx = Tensor::from_vec(ctx, (b, t, width), q.device())?;
+    let ctx = gather_context::<T>(&outs, b, heads, t, hd, q.device())?;
     let last = if last_probs {
         let mut mean = vec![0f32; b * total];
         for (bh, (_, row)) in outs.iter().enumerate() {
@@ -375,9 +432,10 @@ fn fast<T: CacheElement>(q: &Tensor, cache: &LayerKv, shape: Heads, last_probs: 
     Ok((ctx, last))
 }
 
-/// One query head: scores, causal softmax and the product with the values, in row blocks.
+/// One query head: scores, softmax (causal: query i sees keys ≤ past + i; otherwise every key)
+/// and the product with the values, in row blocks.
 #[allow(clippy::too_many_arguments)]
-fn head<T: CacheElement>(query: &[T], keys: &[T], values_t: &[T], capacity: usize, t: usize, past: usize, hd: usize, scale: f32, last_probs: bool) -> Result<HeadOut> {
+fn head<T: CacheElement>(query: &[T], keys: &[T], values_t: &[T], capacity: usize, t: usize, past: usize, hd: usize, scale: f32, last_probs: bool, causal: bool) -> Result<HeadOut> {
     let total = past + t;
     let mut out = vec![0f32; t * hd];
     let mut last = None;
@@ -386,12 +444,12 @@ fn head<T: CacheElement>(query: &[T], keys: &[T], values_t: &[T], capacity: usiz
     for first in (0..t).step_by(ROW_BLOCK) {
         let rows = ROW_BLOCK.min(t - first);
         // Keys beyond the block's last query are masked for every row of the block.
-        let visible = past + first + rows;
+        let visible = if causal { past + first + rows } else { total };
         let scores = &mut scores[..rows * visible];
         T::product(&query[first * hd..], hd, keys, hd, rows, visible, hd, scores)?;
         let probs = &mut probs[..rows * visible];
         for (r, (srow, prow)) in scores.chunks_mut(visible).zip(probs.chunks_mut(visible)).enumerate() {
-            let limit = past + first + r + 1; // keys < limit are visible to this query
+            let limit = if causal { past + first + r + 1 } else { total }; // keys < limit are visible
             for s in srow[..limit].iter_mut() {
                 *s *= scale;
             }

@@ -75,9 +75,18 @@ impl Attention {
         let q = shape((matvec::apply(&self.q, xs)? * scale)?)?;
         let k = shape(matvec::apply(&self.k, xs)?)?;
         let v = shape(matvec::apply(&self.v, xs)?)?;
+        let fast = crate::attention::bidirectional(&q, &k, &v)?;
+        if let (Some(ctx), false) = (&fast, detail) {
+            return Ok((matvec::apply(&self.out, ctx)?, None));
+        }
         let scores = nn::matmul(&q, &k.t()?)?;
         let probs = nn::softmax_last_dim(&scores)?;
-        let ctx = nn::matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, t, h))?;
+        // With the fast path, a layer whose probabilities are wanted (VisionZip) still returns
+        // the same hidden states as without: the probabilities are computed beside it.
+        let ctx = match fast {
+            Some(ctx) => ctx,
+            None => nn::matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, t, h))?,
+        };
         let detail = if detail { Some((probs, k.mean(1)?)) } else { None };
         Ok((matvec::apply(&self.out, &ctx)?, detail))
     }
