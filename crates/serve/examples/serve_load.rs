@@ -69,7 +69,7 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
     values[((values.len() - 1) as f64 * p).round() as usize]
 }
 
-/// One streamed request: status, total time, time to the first content chunk, usage.
+/// One streamed request: status, total time, time to the first token's chunk, usage.
 fn one_request(endpoint: &str, body: &str) -> Outcome {
     let begin = Instant::now();
     let response = match ureq::post(endpoint).set("Content-Type", "application/json").send_string(body) {
@@ -80,6 +80,7 @@ fn one_request(endpoint: &str, body: &str) -> Outcome {
     let mut first_token = None;
     let mut completion_tokens = 0;
     let mut complete = false;
+    let mut chunks = 0;
     for line in BufReader::new(response.into_reader()).lines() {
         let Ok(line) = line else { break };
         let Some(data) = line.strip_prefix("data: ") else { continue };
@@ -88,7 +89,10 @@ fn one_request(endpoint: &str, body: &str) -> Outcome {
             break;
         }
         let Ok(chunk) = serde_json::from_str::<Value>(data) else { continue };
-        if first_token.is_none() && chunk["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
+        // The first chunk after the role chunk carries the first token's text (which may be
+        // empty: a token can complete no character yet).
+        chunks += 1;
+        if chunks == 2 {
             first_token = Some(begin.elapsed().as_secs_f64());
         }
         if let Some(n) = chunk["usage"]["completion_tokens"].as_u64() {

@@ -263,7 +263,9 @@ impl<'a> Engine<'a> {
         });
         match step {
             Ok((text, finish, token)) => {
-                if !text.is_empty() {
+                // One chunk per token, as OpenAI streams (its text may be empty: a token can
+                // complete no character yet), so a client sees each token arrive.
+                if !text.is_empty() || finish.is_none() {
                     let _ = seq.job.events.send(Event::Text(text));
                 }
                 match finish {

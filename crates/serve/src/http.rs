@@ -38,6 +38,9 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Unix time the server started (`created` of the model).
     pub started: u64,
+    /// Image decoding and vision encoding run one request at a time: each already uses every
+    /// core (rayon), and running many at once only multiplies their activations in memory.
+    preparing: Arc<tokio::sync::Semaphore>,
     next_id: AtomicU64,
 }
 
@@ -45,7 +48,17 @@ impl AppState {
     pub fn new(runtime: Arc<Runtime>, engine: EngineHandle, options: ServeOptions, metrics: Arc<Metrics>) -> Self {
         let gate = Gate::new(options.max_batch + options.queue);
         let started = unix_now();
-        Self { runtime, engine, options, metrics, gate, draining: AtomicBool::new(false), started, next_id: AtomicU64::new(started << 20) }
+        Self {
+            runtime,
+            engine,
+            options,
+            metrics,
+            gate,
+            draining: AtomicBool::new(false),
+            started,
+            preparing: Arc::new(tokio::sync::Semaphore::new(1)),
+            next_id: AtomicU64::new(started << 20),
+        }
     }
 
     fn completion_id(&self) -> String {
@@ -154,7 +167,11 @@ async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Result<Bytes, Byte
 /// not hold up the async threads).
 async fn prepare(state: &Arc<AppState>, request: &ChatRequest) -> Result<Prepared, ApiError> {
     let (runtime, limits, request) = (Arc::clone(&state.runtime), state.options.limits.clone(), request.clone());
+    // The turn moves into the blocking work: a client that goes away meanwhile does not let
+    // another request's encoder start beside this one.
+    let turn = Arc::clone(&state.preparing).acquire_owned().await.map_err(|_| ApiError::shutting_down())?;
     let work = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let image = request.image.as_ref().map(|source| load_image(source, "messages", &limits)).transpose()?;
         runtime
             .prepare_chat(image.as_ref(), &request.conversation, &request.budget, request.drop_query)

@@ -60,8 +60,6 @@ pub fn run(args: Args) -> Result<()> {
         Some(dir) => dir.clone(),
         None => crate::embedded::default_model_dir()?,
     };
-    let mut runtime = args.dtype.load(&dir, true)?;
-    args.chat.apply(&mut runtime)?;
     let name = match (&args.served_name, &args.model) {
         (Some(name), _) => name.clone(),
         (None, Some(dir)) => dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
@@ -86,5 +84,9 @@ pub fn run(args: Args) -> Result<()> {
             default_max_tokens: defaults.default_max_tokens.min(args.max_tokens_limit),
         },
     };
+    // Options are checked before the (possibly long) model load.
+    options.validate()?;
+    let mut runtime = args.dtype.load(&dir, true)?;
+    args.chat.apply(&mut runtime)?;
     tokenscale_serve::serve(runtime, options)
 }
