@@ -24,6 +24,8 @@ enum Command {
     Synth(cmd::synth::Args),
     /// Sweep models × vision-token counts × benchmarks (resumable, shardable), then score.
     Eval(cmd::eval::Args),
+    /// OpenAI-compatible chat-completions server with a vision-token budget per request.
+    Serve(cmd::serve::Args),
     /// Score predictions made elsewhere against a VLMEvalKit TSV (no model is loaded).
     Score(cmd::score::Args),
     /// Combine the run directories of a sharded sweep into one result.
@@ -83,6 +85,7 @@ fn main() {
         Command::Probe(args) => cmd::probe::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
         Command::Forward(args) => cmd::forward::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Fit(args) => cmd::fit::run(args),

@@ -214,8 +214,18 @@ pub fn warn_if_portable(dtype: DType) -> Option<String> {
 
 /// Reads peak resident memory of this process (`VmHWM`), where the platform reports it.
 pub fn peak_rss_bytes() -> Option<u64> {
+    process_status_bytes("VmHWM:")
+}
+
+/// Reads the resident memory of this process now (`VmRSS`), where the platform reports it.
+pub fn current_rss_bytes() -> Option<u64> {
+    process_status_bytes("VmRSS:")
+}
+
+/// A `/proc/self/status` line's value in kB, as bytes.
+fn process_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

@@ -123,6 +123,11 @@ impl ImgQuePipeline {
     }
 
     pub fn parser(&self, n_l: usize, n_s: usize) -> Result<ChatAndQueryParser> {
+        self.parser_with(n_l, n_s, self.drop_query)
+    }
+
+    /// [`Self::parser`] with DropQuery chosen per call (a server's requests choose their own).
+    pub fn parser_with(&self, n_l: usize, n_s: usize, drop_query: bool) -> Result<ChatAndQueryParser> {
         let query = QueryParser::from_clip_tokenizer(
             &self.clip_tokenizer,
             n_l,
@@ -130,7 +135,7 @@ impl ImgQuePipeline {
             self.model.config.append_special_padding,
             self.clip_pad_token.as_deref(),
         )?
-        .with_drop_query(self.drop_query);
+        .with_drop_query(drop_query);
         if let Some(needed) = query.required_vocab_size() {
             let have = self.model.decoder_vocab_size();
             if needed > have {
@@ -144,7 +149,12 @@ impl ImgQuePipeline {
     /// Token rows and fused embeddings for a conversation about the image whose crop tokens are
     /// given, with n_l tokens for the first question and n_s for each later one.
     pub fn embeddings(&self, crop_tokens: &Tensor, conversation: &Conversation, n_l: usize, n_s: usize) -> Result<ImgQueInputs> {
-        let record = self.parser(n_l, n_s)?.parse(&self.tokenizer, &self.clip_tokenizer, conversation, true)?;
+        self.embeddings_with(crop_tokens, conversation, n_l, n_s, self.drop_query)
+    }
+
+    /// [`Self::embeddings`] with DropQuery chosen per call.
+    pub fn embeddings_with(&self, crop_tokens: &Tensor, conversation: &Conversation, n_l: usize, n_s: usize, drop_query: bool) -> Result<ImgQueInputs> {
+        let record = self.parser_with(n_l, n_s, drop_query)?.parse(&self.tokenizer, &self.clip_tokenizer, conversation, true)?;
         let query = record.query.as_ref().context("an image needs at least one non-empty question")?;
         let states = self.model.query_states(crop_tokens, &query.input_ids, &query.input_tps)?;
         let embeds = self.model.fuse(&record.llm.input_ids, &record.llm.input_tps, &states)?;

@@ -284,6 +284,24 @@ impl Attention {
         let (ctx, last) = attention::causal(&q, &k, &v, cache, shape, last_probs)?;
         Ok((matvec::apply(&self.o, &ctx)?, last))
     }
+
+    /// One new position for each of several sequences: row i of `xs` (`[B, 1, H]`) belongs to
+    /// `slots[i]` at the position of `ropes[i]`. The projections are one product over the
+    /// batch; RoPE and attention run per sequence against its own cache.
+    fn forward_rows(&self, xs: &Tensor, ropes: &[(Tensor, Tensor)], slots: &mut [&mut LayerKv]) -> Result<Tensor> {
+        let q = matvec::apply_rows(&self.q, xs)?;
+        let k = matvec::apply_rows(&self.k, xs)?;
+        let v = matvec::apply_rows(&self.v, xs)?;
+        let shape = Heads { heads: self.heads, kv_heads: self.kv_heads, head_dim: self.head_dim };
+        let mut contexts = Vec::with_capacity(slots.len());
+        for (i, ((cos, sin), slot)) in ropes.iter().zip(slots.iter_mut()).enumerate() {
+            let row = |x: &Tensor, heads: usize| -> Result<Tensor> { Ok(fused::split_heads(&x.narrow(0, i, 1)?.contiguous()?, heads)?) };
+            let q = nn::rope(&row(&q, self.heads)?, cos, sin)?;
+            let k = nn::rope(&row(&k, self.kv_heads)?, cos, sin)?;
+            contexts.push(attention::causal(&q, &k, &row(&v, self.kv_heads)?, slot, shape, false)?.0);
+        }
+        matvec::apply_rows(&self.o, &Tensor::cat(&contexts, 0)?)
+    }
 }
 
 struct Mlp {
@@ -295,12 +313,17 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let (gate, up) = (matvec::apply(&self.gate, xs)?, matvec::apply(&self.up, xs)?);
+        self.forward_with(xs, matvec::apply)
+    }
+
+    /// The MLP with `product` as its linear layers ([`matvec::apply_rows`] for a decode batch).
+    fn forward_with(&self, xs: &Tensor, product: fn(&Linear, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
+        let (gate, up) = (product(&self.gate, xs)?, product(&self.up, xs)?);
         let gated = match self.act {
             Activation::Silu => fused::silu_mul(&gate, &up)?,
             act => (act.apply(&gate)? * up)?,
         };
-        Ok(matvec::apply(&self.down, &gated)?)
+        product(&self.down, &gated)
     }
 }
 
@@ -556,6 +579,34 @@ impl Llama {
 
     pub fn forward_ids(&self, ids: &Tensor, cache: &mut KvCache, all_logits: bool, want_hidden: bool) -> Result<LlamaOutput> {
         self.forward_embeds(&self.embed(ids)?, cache, all_logits, want_hidden)
+    }
+
+    /// One decode step of several independent sequences (continuous batching): `tokens[i]` is
+    /// appended to `caches[i]`, each at its own position. Norms, linear layers and the MLP run
+    /// as one product over the batch `[B, 1, H]` (a decode step's time goes to reading the
+    /// weights, once per step however many sequences share it); RoPE and attention run per
+    /// sequence against its own cache. Returns the next-token logits `[B, V]`. In f32 every row
+    /// is bitwise what [`Self::forward_ids`] gives that sequence alone; 16-bit products may
+    /// round differently with the batch size.
+    pub fn decode_step(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        if tokens.is_empty() || tokens.len() != caches.len() {
+            bail!("decode step: {} tokens for {} caches (one token per sequence, at least one)", tokens.len(), caches.len());
+        }
+        let mut ropes = Vec::with_capacity(tokens.len());
+        for cache in caches.iter_mut() {
+            let past = self.check_context(cache, 1)?;
+            ropes.push(self.rope_tables(past, 1)?);
+        }
+        let ids = Tensor::new(tokens, self.device())?.unsqueeze(1)?;
+        let mut xs = self.embed(&ids)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let mut slots: Vec<&mut LayerKv> = caches.iter_mut().map(|c| &mut c.layers[l]).collect();
+            let attn = layer.attn.forward_rows(&layer.input_layernorm.forward(&xs)?, &ropes, &mut slots)?;
+            let h = fused::add(&xs, &attn)?;
+            let mlp = layer.mlp.forward_with(&layer.post_attention_layernorm.forward(&h)?, matvec::apply_rows)?;
+            xs = fused::add(&h, &mlp)?;
+        }
+        Ok(matvec::apply_rows(&self.lm_head, &self.norm.forward(&xs)?)?.squeeze(1)?)
     }
 }
 

@@ -28,32 +28,45 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `x·Wᵀ (+ b)` for an f32 CPU input holding exactly one row; `None` when the fast path does not
-/// apply (then use the layer's own forward).
-fn linear_one_row(linear: &Linear, x: &Tensor) -> Result<Option<Tensor>> {
+/// `x·Wᵀ (+ b)` for f32 CPU input rows, every output element one [`dot`] of a weight row and an
+/// input row, so a row's result does not depend on the rows that come with it (a batched decode
+/// step gives each sequence exactly what it would get alone) and the weights are read once for
+/// all rows. `None` when the fast path does not apply or `x` holds more than `max_rows` rows
+/// (then use the layer's own forward).
+fn linear_f32_rows(linear: &Linear, x: &Tensor, max_rows: usize) -> Result<Option<Tensor>> {
     let w = linear.weight();
     let (out_dim, in_dim) = w.dims2()?;
     // The fast path reads raw storage, which autograd cannot see through.
     if crate::nn::differentiable() {
         return Ok(None);
     }
-    if x.dtype() != DType::F32 || w.dtype() != DType::F32 || x.elem_count() != in_dim || !w.is_contiguous() {
+    if x.dtype() != DType::F32 || w.dtype() != DType::F32 || x.dims().last() != Some(&in_dim) || !w.is_contiguous() {
+        return Ok(None);
+    }
+    let rows = x.elem_count() / in_dim.max(1);
+    if rows == 0 || rows > max_rows {
         return Ok(None);
     }
     let (storage, layout) = w.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else { return Ok(None) };
     let weights = &cpu.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + out_dim * in_dim];
-    let row: Vec<f32> = x.flatten_all()?.to_vec1()?;
-    let mut y = vec![0f32; out_dim];
-    y.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(chunk, out)| {
+    let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
+    // Output transposed, `[out_dim, rows]`: a task owns whole weight rows.
+    let mut yt = vec![0f32; out_dim * rows];
+    yt.par_chunks_mut(ROWS_PER_TASK * rows).enumerate().for_each(|(chunk, out)| {
         let first = chunk * ROWS_PER_TASK;
-        for (i, v) in out.iter_mut().enumerate() {
-            let r = first + i;
-            *v = dot(&weights[r * in_dim..(r + 1) * in_dim], &row);
+        for (i, outputs) in out.chunks_mut(rows).enumerate() {
+            let weight_row = &weights[(first + i) * in_dim..][..in_dim];
+            for (j, v) in outputs.iter_mut().enumerate() {
+                *v = dot(weight_row, &input[j * in_dim..][..in_dim]);
+            }
         }
     });
+    let y = if rows == 1 { yt } else { (0..rows).flat_map(|j| (0..out_dim).map(move |r| (r, j))).map(|(r, j)| yt[r * rows + j]).collect() };
     let mut shape = x.dims().to_vec();
-    *shape.last_mut().expect("x has at least one dim") = out_dim;
+    if let Some(last) = shape.last_mut() {
+        *last = out_dim;
+    }
     let y = Tensor::from_vec(y, shape, x.device())?;
     Ok(Some(match linear.bias() {
         Some(b) => y.broadcast_add(b)?,
@@ -117,8 +130,27 @@ pub fn apply(linear: &Linear, x: &Tensor) -> Result<Tensor> {
     let fast = match (w.dtype(), x.dtype()) {
         (DType::BF16, DType::BF16) => linear_half::<bf16>(linear, x)?,
         (DType::F16, DType::F16) => linear_half::<f16>(linear, x)?,
-        _ => linear_one_row(linear, x)?,
+        _ => linear_f32_rows(linear, x, 1)?,
     };
+    finish(linear, x, fast)
+}
+
+/// [`apply`] for a batch of decode rows (`[B, 1, in]`, one per sequence): f32 rows go through
+/// the row-parallel path whatever their number, so each row's result is bitwise what [`apply`]
+/// gives it alone; 16-bit rows take the kernels as in [`apply`].
+pub fn apply_rows(linear: &Linear, x: &Tensor) -> Result<Tensor> {
+    let w = linear.weight();
+    let fast = match (w.dtype(), x.dtype()) {
+        (DType::BF16, DType::BF16) => linear_half::<bf16>(linear, x)?,
+        (DType::F16, DType::F16) => linear_half::<f16>(linear, x)?,
+        _ => linear_f32_rows(linear, x, usize::MAX)?,
+    };
+    finish(linear, x, fast)
+}
+
+/// The fast path's result, or the layer's own forward when none applied; counted either way.
+fn finish(linear: &Linear, x: &Tensor, fast: Option<Tensor>) -> Result<Tensor> {
+    let w = linear.weight();
     let y = match fast {
         Some(y) => y,
         None => linear.forward(x)?,
@@ -186,7 +218,7 @@ mod tests {
             let b = bias.then(|| Tensor::randn(0f32, 1.0, out_dim, &dev).unwrap());
             let layer = Linear::new(w, b);
             let x = Tensor::randn(0f32, 1.0, (1, 1, in_dim), &dev).unwrap();
-            let fast = linear_one_row(&layer, &x).unwrap().expect("fast path applies");
+            let fast = linear_f32_rows(&layer, &x, 1).unwrap().expect("fast path applies");
             let reference = layer.forward(&x).unwrap();
             assert_eq!(fast.dims(), reference.dims());
             let diff = (fast - reference).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
@@ -194,7 +226,7 @@ mod tests {
         }
         let two_rows = Tensor::zeros((1, 2, 4), DType::F32, &dev).unwrap();
         let layer = Linear::new(Tensor::zeros((3, 4), DType::F32, &dev).unwrap(), None);
-        assert!(linear_one_row(&layer, &two_rows).unwrap().is_none());
+        assert!(linear_f32_rows(&layer, &two_rows, 1).unwrap().is_none());
     }
 
     /// The 16-bit path against candle's forward on the f32 upcast of the same weights: one

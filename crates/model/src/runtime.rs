@@ -248,7 +248,7 @@ fn prepare_imgque(p: &ImgQuePipeline, image: Option<&RgbImage>, prompt: &str, ra
     if raw {
         bail!("a raw prompt is not supported for the query-fused model: its prompt is built from the chat template");
     }
-    prepare_imgque_conversation(p, image, &Conversation::new().user(prompt).for_generation(), budget)
+    prepare_imgque_conversation(p, image, &Conversation::new().user(prompt).for_generation(), budget, p.drop_query)
 }
 
 impl Runtime {
@@ -277,8 +277,25 @@ impl Runtime {
         budget: &VisionBudget,
     ) -> Result<(Prepared, Option<ImgQueTrace>)> {
         match self {
-            Self::ImgQue(p) => prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget),
+            Self::ImgQue(p) => prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget, p.drop_query),
             _ => bail!("multi-turn conversations are supported for the query-fused model; give one prompt"),
+        }
+    }
+
+    /// Inputs for the next answer of a chat (a server request): the query-fused model takes the
+    /// whole conversation (system message, earlier turns; DropQuery when `drop_query`, else the
+    /// loaded setting); other models take one user message under their own template.
+    pub fn prepare_chat(&self, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget, drop_query: Option<bool>) -> Result<Prepared> {
+        match self {
+            Self::ImgQue(p) => {
+                Ok(prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget, drop_query.unwrap_or(p.drop_query))?.0)
+            }
+            _ if drop_query == Some(true) => bail!("drop_query applies to the query-fused model only"),
+            _ if conversation.system.is_some() => bail!("a system message is supported for the query-fused model only"),
+            _ => match conversation.messages.as_slice() {
+                [only] => self.prepare(image, &only.content, false, budget),
+                _ => bail!("multi-turn conversations are supported for the query-fused model; send one user message"),
+            },
         }
     }
 }
@@ -288,10 +305,11 @@ fn prepare_imgque_conversation(
     image: Option<&RgbImage>,
     conversation: &Conversation,
     budget: &VisionBudget,
+    drop_query: bool,
 ) -> Result<(Prepared, Option<ImgQueTrace>)> {
     let conversation = conversation.clone();
     let Some(image) = image else {
-        let record = p.parser(p.trained_tokens().0, p.trained_tokens().1)?.parse(&p.tokenizer, &p.clip_tokenizer, &conversation, false)?;
+        let record = p.parser_with(p.trained_tokens().0, p.trained_tokens().1, drop_query)?.parse(&p.tokenizer, &p.clip_tokenizer, &conversation, false)?;
         let ids = Tensor::new(record.llm.input_ids.as_slice(), p.model.llm.device())?.unsqueeze(0)?;
         let embeds = p.model.llm.embed(&ids)?;
         let text = p.template.prompt(&conversation, false)?;
@@ -308,7 +326,7 @@ fn prepare_imgque_conversation(
     };
     let (n_l, n_s) = imgque_budget(p, budget)?;
     let (pixel_values, crop_tokens) = p.encode_views(image)?;
-    let inputs = p.embeddings(&crop_tokens, &conversation, n_l, n_s)?;
+    let inputs = p.embeddings_with(&crop_tokens, &conversation, n_l, n_s, drop_query)?;
     let prepared = Prepared {
         vision_positions: positions_where(&inputs.record.llm.input_tps, |t| t & crate::chat::token_type::QED != 0),
         input_ids: inputs.record.llm.input_ids,

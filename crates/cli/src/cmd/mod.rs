@@ -185,6 +185,7 @@ pub mod forward;
 pub mod inspect;
 pub mod probe;
 pub mod run;
+pub mod serve;
 pub mod bound;
 pub mod cost;
 pub mod bench;
