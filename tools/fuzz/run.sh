@@ -11,4 +11,5 @@ export TOKENSCALE_FUZZ_INPUTS="${1:-100000}"
 export TOKENSCALE_FUZZ_SEED="${TOKENSCALE_FUZZ_SEED:-$(date +%s)}"
 export TOKENSCALE_FUZZ_CRASHES="${TOKENSCALE_FUZZ_CRASHES:-$PWD/target/fuzz-crashes}"
 echo "seed $TOKENSCALE_FUZZ_SEED, $TOKENSCALE_FUZZ_INPUTS inputs per target; crashing inputs go to $TOKENSCALE_FUZZ_CRASHES"
-exec cargo test --release -p tokenscale-fuzz --test fuzz -- "$@"
+# --workspace: the same feature set as `cargo test --release --workspace`, so its build is reused.
+exec cargo test --release --workspace --test fuzz -- "$@"
