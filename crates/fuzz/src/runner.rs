@@ -97,6 +97,9 @@ pub fn run(target: &Target, root: &Path, inputs: usize, seed: u64) -> Result<Rep
     let mut mutator = Mutator::new(seed, corpus.clone(), target.dictionary);
     for i in 0..corpus.len() + inputs {
         let data = if i < corpus.len() { corpus[i].clone() } else { mutator.next_input() };
+        // A new file each time: ext4 flushes a file truncated and rewritten in place to disk
+        // (auto_da_alloc), which made the loop wait on the disk for every input.
+        let _ = std::fs::remove_file(&input_path);
         std::fs::write(&input_path, &data).with_context(|| format!("{}: cannot write", input_path.display()))?;
         report.inputs += 1;
         match check_one(target, work.path(), &input_path) {
