@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 use tokenscale_model::candle_core::safetensors::{load, save};
 use tokenscale_model::{DType, Device, Tensor};
 
@@ -292,4 +294,72 @@ fn swap_llm_refuses_a_different_hidden_size() {
     assert!(stdout.contains("model.embed_tokens.weight -> llm_backbone.model.embed_tokens.weight"), "{stdout}");
     assert!(stdout.contains("nothing written"), "{stdout}");
     assert!(!out.exists());
+}
+
+/// A folder with `config.json` holds the complete weights (config.json is moved in last); one
+/// without it is not a model yet, and the rerun completes it.
+fn assert_loadable_or_not_a_model(dir: &Path, clean: &Path) {
+    if dir.join("config.json").is_file() {
+        assert!(std::fs::read(dir.join("model.safetensors")).ok() == std::fs::read(clean.join("model.safetensors")).ok(), "{}: config.json beside other weights", dir.display());
+    }
+}
+
+/// `ckpt update` in place and `ckpt swap-llm --out`, each SIGKILLed at 10 seeded random moments
+/// of a run: the source folders stay byte-identical, the target is never a half-written model
+/// (`config.json` only beside complete weights), and a rerun ends identical to an uninterrupted run.
+#[test]
+fn ckpt_killed_at_random_moments_leaves_the_sources_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = tokenscale_law::rng::SplitMix64::new(18);
+
+    let clean_root = tmp.path().join("clean");
+    training_root(&clean_root, DType::F32);
+    let start = std::time::Instant::now();
+    ok(&tokenscale(&["ckpt", "update", clean_root.to_str().unwrap()]));
+    let update_ms = start.elapsed().as_millis() as usize;
+    let root = tmp.path().join("train");
+    training_root(&root, DType::F32);
+    let sources = ["checkpoint-5", "checkpoint-12"].map(|c| (c, common::files_of(&root.join(c))));
+    let mut killed = 0;
+    for _ in 0..10 {
+        let after = std::time::Duration::from_millis(rng.below(update_ms) as u64);
+        killed += common::kill_when(Command::new(BIN).args(["ckpt", "update", root.to_str().unwrap(), "--overwrite"]), || true, after) as usize;
+        for (name, files) in &sources {
+            assert!(common::files_of(&root.join(name)) == *files, "{name} changed");
+        }
+        assert_loadable_or_not_a_model(&root, &clean_root);
+    }
+    ok(&tokenscale(&["ckpt", "update", root.to_str().unwrap(), "--overwrite"]));
+    assert!(common::files_of(&root) == common::files_of(&clean_root), "the resumed update differs from an uninterrupted one");
+    assert_eq!(list(tmp.path()), ["clean", "train"], "a temporary folder was left");
+
+    let clean_out = tmp.path().join("swapped-clean");
+    let start = std::time::Instant::now();
+    ok(&swap(&clean_out, &fixtures().join("llama_gqa")));
+    let swap_ms = start.elapsed().as_millis() as usize;
+    let (ckpt, llm) = (tmp.path().join("imgque"), tmp.path().join("llm"));
+    copy_dir(&fixtures().join("imgque"), &ckpt);
+    copy_dir(&fixtures().join("llama_gqa"), &llm);
+    let before = (common::files_of(&ckpt), common::files_of(&llm));
+    let out = tmp.path().join("swapped");
+    let swap_args = ["ckpt", "swap-llm", "--ckpt", ckpt.to_str().unwrap(), "--llm", llm.to_str().unwrap(), "--out", out.to_str().unwrap(), "--overwrite"];
+    for _ in 0..10 {
+        let after = std::time::Duration::from_millis(rng.below(swap_ms) as u64);
+        killed += common::kill_when(Command::new(BIN).args(swap_args), || true, after) as usize;
+        assert!((common::files_of(&ckpt), common::files_of(&llm)) == before, "a source folder changed");
+        assert_loadable_or_not_a_model(&out, &clean_out);
+    }
+    ok(&tokenscale(&swap_args));
+    let mut expected = common::files_of(&clean_out);
+    let mut got = common::files_of(&out);
+    // The config records where the LLM came from, which differs by design.
+    let config = |files: &mut std::collections::BTreeMap<String, Vec<u8>>| {
+        let mut c: serde_json::Value = serde_json::from_slice(&files.remove("config.json").unwrap()).unwrap();
+        c.as_object_mut().unwrap().remove("llm_model_name_or_path");
+        c
+    };
+    assert_eq!(config(&mut expected), config(&mut got));
+    assert!(expected == got, "the resumed swap differs from an uninterrupted one");
+    eprintln!("ckpt: {killed} of 20 runs killed part-way");
+    assert!(killed >= 12, "only {killed} of 20 runs were still running when killed");
 }

@@ -60,3 +60,68 @@ fn a_failing_item_is_recorded_and_the_sweep_goes_on() {
     assert!(err.contains("error: ") && err.contains("preparing the image") && !err.contains("recorded"), "{err}");
     assert!(!tmp.path().join("fast/scores.json").exists());
 }
+
+/// Makes a folder tree read-only (or writable again).
+#[cfg(unix)]
+fn set_read_only(dir: &Path, read_only: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            set_read_only(&path, read_only);
+        } else {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(if read_only { 0o444 } else { 0o644 })).unwrap();
+        }
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(if read_only { 0o555 } else { 0o755 })).unwrap();
+}
+
+/// A run directory that cannot be written: one `error:` line naming it, nothing changed. Root
+/// ignores file modes, so as root the binary runs as `nobody` for the second call.
+#[cfg(unix)]
+#[test]
+fn a_read_only_run_directory_is_one_error_line_and_changes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let synth = tmp.path().join("synth");
+    let o = tokenscale(&["synth", "--out", synth.to_str().unwrap(), "--items", "2", "--mix", "yorn=0,vqa=0"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let data = synth.join("SYNTH_MCQ_TEST.tsv");
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-imgque");
+    let run = tmp.path().join("run");
+    let eval = |ns: &str| -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tokenscale"));
+        c.args(["eval", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--vision-tokens", ns, "--out", run.to_str().unwrap()]);
+        c
+    };
+    let o = eval("1").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snapshot = |dir: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() { stack.push(p) } else { files.push((p.clone(), std::fs::read(&p).unwrap())) }
+            }
+        }
+        files.sort();
+        files
+    };
+    let before = snapshot(&run);
+    set_read_only(&run, true);
+    let mut second = eval("1,4");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        second.uid(65534).gid(65534);
+    }
+    let o = second.output().unwrap();
+    set_read_only(&run, false);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let last = err.trim_end().lines().last().unwrap();
+    assert!(last.starts_with("error: ") && last.contains(run.to_str().unwrap()), "{err}");
+    assert!(snapshot(&run) == before, "the read-only run directory changed");
+}

@@ -488,23 +488,6 @@ pub fn to_markdown(rows: &[Row], dtype: Dtype) -> String {
     s
 }
 
-/// Writes `text` to `path` through a temporary file in the same folder and a rename, so a
-/// reader never sees a half-written table.
-pub fn write_atomic(path: &std::path::Path, text: &str) -> Result<()> {
-    use anyhow::Context;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path.file_name().with_context(|| format!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, text).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("{}: cannot rename {} into place", path.display(), tmp.display())
-    })
-}
-
 /// Parses `1,64,576` (spaces allowed).
 pub fn parse_list(s: &str) -> Result<Vec<u64>> {
     let mut out = Vec::new();

@@ -84,9 +84,9 @@ pub fn decode_image(src: &ImageSource) -> Result<image::DynamicImage> {
                 .decode(b64.trim().as_bytes())
                 .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64.trim().as_bytes()))
                 .map_err(|e| anyhow!("undecodable base64 in column 'image': {e}"))?;
-            image::load_from_memory(&bytes).map_err(|e| anyhow!("undecodable image data in column 'image': {e}"))
+            tokenscale_model::preprocess::decode_image_bytes(&bytes, "column 'image'")
         }
-        ImageSource::Path(p) => image::open(p).with_context(|| format!("cannot read image {}", p.display())),
+        ImageSource::Path(p) => tokenscale_model::preprocess::open_image(p),
     }
 }
 
@@ -317,7 +317,7 @@ impl Dataset {
     /// Validate that every image decodes (reports the first failure with its line).
     pub fn check_images(&self) -> Result<()> {
         for it in &self.items {
-            it.decode_images()?;
+            it.decode_images().with_context(|| self.path.display().to_string())?;
         }
         Ok(())
     }

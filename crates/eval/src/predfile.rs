@@ -98,7 +98,7 @@ fn read_delimited(path: &Path, delim: u8) -> Result<Vec<(String, String)>> {
         .flexible(true)
         .from_path(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let headers = rdr.headers()?.clone();
+    let headers = rdr.headers().map_err(|e| anyhow!("{}: {e}", path.display()))?.clone();
     let ci = headers.iter().position(|h| h == "index").ok_or_else(|| anyhow!("{}: line 1: no 'index' column", path.display()))?;
     let cp = headers
         .iter()

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
+use tokenscale_fsio::write_atomic;
 
 /// One row of `scores.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,8 +119,8 @@ pub fn write_scores(dir: &Path, rows: &[ScoreRow]) -> Result<()> {
             })
         })
         .collect();
-    std::fs::write(dir.join("scores.json"), serde_json::to_string_pretty(&json)? + "\n")?;
-    let mut w = csv::Writer::from_path(dir.join("scores.csv"))?;
+    write_atomic(&dir.join("scores.json"), (serde_json::to_string_pretty(&json)? + "\n").as_bytes())?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["model", "reducer", "n", "dataset", "split", "category", "metric", "value"])?;
     for r in rows {
         w.write_record([
@@ -133,7 +134,7 @@ pub fn write_scores(dir: &Path, rows: &[ScoreRow]) -> Result<()> {
             &format!("{}", r.value),
         ])?;
     }
-    w.flush()?;
+    write_atomic(&dir.join("scores.csv"), &w.into_inner().map_err(|e| e.into_error())?)?;
     let mut md = String::from("| model | reducer | n | dataset | split | category | metric | value |\n|---|---|---:|---|---|---|---|---:|\n");
     for r in rows {
         let esc = |s: &str| s.replace('|', "\\|");
@@ -149,7 +150,7 @@ pub fn write_scores(dir: &Path, rows: &[ScoreRow]) -> Result<()> {
             r.value
         );
     }
-    std::fs::write(dir.join("scores.md"), md)?;
+    write_atomic(&dir.join("scores.md"), md.as_bytes())?;
     Ok(())
 }
 
@@ -188,8 +189,8 @@ pub fn write_predictions(dir: &Path, datasets: &[Dataset], records: &BTreeMap<Ke
     let groups = group_records(records.values());
     for ds in datasets {
         let cols: Vec<&String> = ds.columns.iter().filter(|c| *c != "image").collect();
-        let mut w = csv::Writer::from_path(pdir.join(format!("{}.csv", ds.name)))?;
-        let mut j = std::io::BufWriter::new(std::fs::File::create(pdir.join(format!("{}.jsonl", ds.name)))?);
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut j = Vec::new();
         let mut header: Vec<String> = vec!["model".into(), "reducer".into(), "n".into()];
         header.extend(cols.iter().map(|c| c.to_string()));
         header.push("prediction".into());
@@ -223,8 +224,8 @@ pub fn write_predictions(dir: &Path, datasets: &[Dataset], records: &BTreeMap<Ke
                 j.write_all(b"\n")?;
             }
         }
-        w.flush()?;
-        j.flush()?;
+        write_atomic(&pdir.join(format!("{}.csv", ds.name)), &w.into_inner().map_err(|e| e.into_error())?)?;
+        write_atomic(&pdir.join(format!("{}.jsonl", ds.name)), &j)?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use tokenscale_fsio::FileLock;
 
 /// A stored prediction.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,6 +69,10 @@ impl Shard {
     }
     pub fn file_name(&self) -> String {
         format!("shard-{:04}-of-{:04}.jsonl", self.k, self.count)
+    }
+    /// The advisory lock beside the shard's file, held by the one process appending to it.
+    pub fn lock_name(&self) -> String {
+        format!("shard-{:04}-of-{:04}.lock", self.k, self.count)
     }
 }
 
@@ -133,16 +138,22 @@ fn store_files(run_dir: &Path) -> Result<Vec<PathBuf>> {
 pub struct Store {
     path: PathBuf,
     file: File,
+    /// Held while the store is open: a second process on the same shard is refused.
+    _lock: FileLock,
     len: u64,
     done: BTreeMap<Key, Record>,
     failed: BTreeMap<Key, Record>,
 }
 
 impl Store {
-    /// Open (creating) `RUN_DIR/store/<shard file>`, repairing a torn last line.
+    /// Open (creating) `RUN_DIR/store/<shard file>`, repairing a torn last line. The shard's
+    /// lock is taken first: while another process has the shard open this is refused with a
+    /// message naming that process (pid, host, start time).
     pub fn open(run_dir: &Path, shard: Shard) -> Result<Store> {
         let dir = run_dir.join("store");
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let what = format!("shard {}/{} of {}", shard.k, shard.count, run_dir.display());
+        let lock = FileLock::acquire(&dir.join(shard.lock_name()), &what)?;
         let path = dir.join(shard.file_name());
         let mut file = OpenOptions::new()
             .read(true)
@@ -164,7 +175,7 @@ impl Store {
         }
         file.seek(SeekFrom::Start(valid))?;
         let (done, failed) = load_run_with_failures(run_dir)?;
-        Ok(Store { path, file, len: valid, done, failed })
+        Ok(Store { path, file, _lock: lock, len: valid, done, failed })
     }
 
     pub fn path(&self) -> &Path {

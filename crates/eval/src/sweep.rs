@@ -201,10 +201,8 @@ pub fn check_or_write_config(run_dir: &Path, cfg: &RunConfig, force: bool) -> Re
             Err(_) => eprintln!("warning: `force`: reusing {} although its configuration differs", run_dir.display()),
         }
     }
-    let tmp = run_dir.join(format!(".config.json.{}", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&ConfigFile { fingerprint: merged.fingerprint(), config: merged })?)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
+    let file = ConfigFile { fingerprint: merged.fingerprint(), config: merged };
+    Ok(tokenscale_fsio::write_atomic(&path, &serde_json::to_vec_pretty(&file)?)?)
 }
 
 impl RunConfig {

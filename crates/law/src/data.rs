@@ -92,9 +92,11 @@ pub fn read_scores(path: &Path) -> Result<Vec<SeriesData>> {
 
 /// Read a score table (CSV, or JSON when the file starts with `[`), keeping the rows `selection` keeps.
 pub fn read_scores_with(path: &Path, selection: &Selection) -> Result<Vec<SeriesData>> {
-    let text = std::fs::read_to_string(path).map_err(|e| LawError::Invalid(format!("{}: {e}", path.display())))?;
-    let table = if text.trim_start().starts_with('[') { json_table(&text)? } else { csv_table(text.as_bytes())? };
-    series_of(&table, selection)
+    let parsed = std::fs::read_to_string(path).map_err(LawError::from).and_then(|text| {
+        let table = if text.trim_start().starts_with('[') { json_table(&text)? } else { csv_table(text.as_bytes())? };
+        series_of(&table, selection)
+    });
+    parsed.map_err(|e| LawError::InFile { path: path.to_path_buf(), source: Box::new(e) })
 }
 
 fn series_of(table: &Table, selection: &Selection) -> Result<Vec<SeriesData>> {

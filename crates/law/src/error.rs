@@ -21,4 +21,7 @@ pub enum LawError {
     Csv(#[from] csv::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// An error while reading a file, with the file's name in front.
+    #[error("{}: {source}", path.display())]
+    InFile { path: std::path::PathBuf, source: Box<LawError> },
 }

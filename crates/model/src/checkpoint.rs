@@ -58,8 +58,24 @@ impl Architecture {
     }
 }
 
+/// A loading error that does not name the checkpoint folder yet gets its `config.json` in front
+/// (what a user must fix is in that folder).
+pub fn naming_folder<T>(dir: &Path, result: Result<T>) -> Result<T> {
+    result.map_err(|e| {
+        if format!("{e:#}").contains(&dir.display().to_string()) {
+            e
+        } else {
+            e.context(dir.join("config.json").display().to_string())
+        }
+    })
+}
+
 /// The vision tower of a `CLIPVisionModel` or `CLIPModel` folder.
 pub fn load_clip_vision(dir: &Path, dtype: DType, device: &Device) -> Result<ClipVisionTransformer> {
+    naming_folder(dir, load_clip_vision_unnamed(dir, dtype, device))
+}
+
+fn load_clip_vision_unnamed(dir: &Path, dtype: DType, device: &Device) -> Result<ClipVisionTransformer> {
     let (arch, value) = Architecture::detect(dir)?;
     let origin = dir.join("config.json").display().to_string();
     let config: ClipVisionConfig = match arch {
@@ -75,6 +91,10 @@ pub fn load_clip_vision(dir: &Path, dtype: DType, device: &Device) -> Result<Cli
 
 /// A causal LM folder (`*ForCausalLM`).
 pub fn load_causal_lm(dir: &Path, dtype: DType, device: &Device) -> Result<Llama> {
+    naming_folder(dir, load_causal_lm_unnamed(dir, dtype, device))
+}
+
+fn load_causal_lm_unnamed(dir: &Path, dtype: DType, device: &Device) -> Result<Llama> {
     let (arch, value) = Architecture::detect(dir)?;
     let origin = dir.join("config.json").display().to_string();
     if !matches!(arch, Architecture::CausalLm(_)) {

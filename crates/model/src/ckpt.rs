@@ -197,6 +197,22 @@ fn check_target(target: &Path, overwrite: bool) -> Result<()> {
     Ok(())
 }
 
+/// Removes the temporary folders (`.NAME.ckpt-tmp-PID`) that killed runs left beside the
+/// target; a folder of a process still running is its own business and stays.
+fn remove_stale_temporaries(parent: &Path, name: &str) -> Result<()> {
+    let prefix = format!(".{name}.ckpt-tmp-");
+    let Ok(entries) = std::fs::read_dir(parent) else { return Ok(()) };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid == std::process::id() || !tokenscale_fsio::process_alive(pid) {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).with_context(|| format!("{}: cannot remove stale temporary folder", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -462,10 +478,8 @@ impl Plan {
         check_target(&self.target, self.overwrite)?;
         let parent = parent_of(&self.target);
         let name = self.target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "checkpoint".into());
+        remove_stale_temporaries(&parent, &name)?;
         let tmp = parent.join(format!(".{name}.ckpt-tmp-{}", std::process::id()));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot remove stale temporary folder", tmp.display()))?;
-        }
         std::fs::create_dir(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
         let result = self.write_into(&tmp).and_then(|report| self.move_into_place(&tmp).map(|_| report));
         if tmp.exists() {

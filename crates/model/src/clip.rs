@@ -156,7 +156,9 @@ impl ClipVisionTransformer {
         let position_embedding = emb.get("position_embedding.weight", &[c.num_patches() + 1, h])?;
         let pre_layrnorm = nn::layer_norm(w, "pre_layrnorm", h, c.layer_norm_eps)?;
         let count = num_layers.unwrap_or(c.num_hidden_layers).min(c.num_hidden_layers);
-        let mut layers = Vec::with_capacity(count);
+        // Grown as layers load: a corrupt count in config.json fails at the first missing layer
+        // instead of reserving memory for it.
+        let mut layers = Vec::new();
         for i in 0..count {
             let lw = w.pp(&format!("encoder.layers.{i}"));
             let aw = lw.pp("self_attn");

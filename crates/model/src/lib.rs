@@ -13,7 +13,6 @@ pub mod hd;
 pub mod hub;
 pub mod imgque;
 pub mod imgque_pipeline;
-pub mod io;
 pub mod llama;
 pub mod llava;
 pub mod matvec;

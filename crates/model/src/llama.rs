@@ -367,7 +367,8 @@ impl Llama {
         let hd = c.head_dim();
         let act = Activation::parse(&c.hidden_act, "hidden_act")?;
         let embed_weight = model.get("embed_tokens.weight", &[c.vocab_size, h])?;
-        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        // Grown as layers load: a corrupt count in config.json fails at the first missing layer.
+        let mut layers = Vec::new();
         for i in 0..c.num_hidden_layers {
             let lw = model.pp(&format!("layers.{i}"));
             let aw = lw.pp("self_attn");

@@ -93,7 +93,7 @@ impl Runtime {
         if let Some(warning) = crate::dtype::warn_if_portable(resolved.dtype) {
             eprintln!("warning: {warning}");
         }
-        let runtime = Self::load_as(dir, arch, resolved.dtype, device)?;
+        let runtime = crate::checkpoint::naming_folder(dir, Self::load_as(dir, arch, resolved.dtype, device))?;
         Ok(Loaded { runtime, dtype: resolved, load_s: start.elapsed().as_secs_f64() })
     }
 

@@ -275,7 +275,8 @@ fn validate_safetensors_file(path: &Path) -> Result<(u64, serde_json::Map<String
     std::io::Read::read_exact(&mut file, &mut head)
         .map_err(|_| anyhow::anyhow!("{}: truncated safetensors file (no header)", path.display()))?;
     let header_len = u64::from_le_bytes(head);
-    if header_len == 0 || 8 + header_len > bytes_len {
+    // Compared without adding to the declared length, which may be near u64::MAX.
+    if header_len == 0 || header_len > bytes_len.saturating_sub(8) {
         bail!("{}: truncated or corrupt safetensors file (header length {header_len})", path.display());
     }
     let mut header = vec![0u8; header_len as usize];
@@ -294,11 +295,11 @@ fn validate_safetensors_file(path: &Path) -> Result<(u64, serde_json::Map<String
             }
         }
     }
-    if 8 + header_len + data_end > bytes_len {
+    if data_end > bytes_len - 8 - header_len {
         bail!(
             "{}: truncated safetensors file: data needs {} bytes, file has {}",
             path.display(),
-            8 + header_len + data_end,
+            8u64.saturating_add(header_len).saturating_add(data_end),
             bytes_len
         );
     }
@@ -348,7 +349,11 @@ fn locate(path: &Path, file: usize, data_start: u64, key: &str, entry: &serde_js
         (Some(b), Some(e)) if b <= e => (b, e),
         _ => return Err(bad("invalid `data_offsets`")),
     };
-    let want = shape.iter().product::<usize>() * dtype.size_in_bytes();
+    // Checked: a shape whose size wraps around could otherwise match a small byte range.
+    let want = shape
+        .iter()
+        .try_fold(dtype.size_in_bytes(), |bytes, &d| bytes.checked_mul(d))
+        .ok_or_else(|| bad(&format!("shape {shape:?} is too large")))?;
     if (end - begin) as usize != want {
         return Err(bad(&format!("{} data bytes for shape {shape:?} of {name} ({want} expected)", end - begin)));
     }

@@ -28,8 +28,9 @@ pub enum PlotError {
     Draw(String),
     #[error("no data to plot: {0}")]
     Empty(String),
-    #[error("writing {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// Writing a figure (the message names the file).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
     #[error("png encoding: {0}")]
     Png(String),
 }
@@ -88,18 +89,6 @@ where
     Ok(out.into_inner())
 }
 
-/// Write bytes to `path` through a temporary file in the same directory and a rename.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| PlotError::Io { path: path.to_path_buf(), source };
-    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
-}
-
 /// A figure that can be drawn on any backend.
 pub trait Figure {
     /// Pixel size (SVG user units and PNG pixels).
@@ -115,9 +104,9 @@ pub trait Figure {
     /// Write `<dir>/<stem>.svg` and `<dir>/<stem>.png`; returns both paths.
     fn save(&self, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
         let svg = dir.join(format!("{stem}.svg"));
-        atomic_write(&svg, self.svg()?.as_bytes())?;
+        tokenscale_fsio::write_atomic(&svg, self.svg()?.as_bytes())?;
         let png = dir.join(format!("{stem}.png"));
-        atomic_write(&png, &self.png()?)?;
+        tokenscale_fsio::write_atomic(&png, &self.png()?)?;
         Ok(vec![svg, png])
     }
 }

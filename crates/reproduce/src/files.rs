@@ -5,13 +5,6 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use tokenscale_eval::dataset::fnv1a;
 
-/// Writes `bytes` to `path` through a temporary file beside it and a rename.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    tokenscale_model::io::write_atomic(path, |tmp| {
-        std::fs::write(tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))
-    })
-}
-
 /// Puts the folder `tmp` (complete) in the place of `dest`, whose old content goes entirely, so
 /// no file of an earlier run survives beside the new ones.
 pub fn replace_dir(tmp: &Path, dest: &Path) -> Result<()> {
@@ -80,7 +73,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(".figures.tmp-12/x")).unwrap();
         std::fs::write(dir.path().join(".report.md.tmp-12"), "half").unwrap();
-        write_file(&dir.path().join("report.md"), b"whole").unwrap();
+        tokenscale_fsio::write_atomic(&dir.path().join("report.md"), b"whole").unwrap();
         std::fs::create_dir_all(dir.path().join("run")).unwrap();
         remove_temporaries(dir.path()).unwrap();
         let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();

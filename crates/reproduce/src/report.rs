@@ -13,7 +13,8 @@ use tokenscale_eval::Dataset;
 
 use crate::accuracy::AccuracyRow;
 use crate::cost::CostSummary;
-use crate::files::{replace_dir, write_file};
+use crate::files::replace_dir;
+use tokenscale_fsio::write_atomic;
 use crate::fits::{fmt_value, SeriesFits};
 use crate::probe::ProbeOutcome;
 use crate::{figures, Options, Timings};
@@ -131,14 +132,14 @@ fn scores<'a>(x: &Inputs<'a>, timings: &Timings) -> Scores<'a> {
 
 /// Writes every output into `out` (figures timed as a step of their own); returns report.md's path.
 pub fn write(out: &Path, x: &Inputs, timings: &mut Timings) -> Result<PathBuf> {
-    write_file(&out.join("fits.json"), pretty(&x.fits.iter().flat_map(|s| &s.fits).collect::<Vec<_>>())?.as_bytes())?;
-    write_file(&out.join("probe.json"), pretty(&x.probe.stats)?.as_bytes())?;
+    write_atomic(&out.join("fits.json"), pretty(&x.fits.iter().flat_map(|s| &s.fits).collect::<Vec<_>>())?.as_bytes())?;
+    write_atomic(&out.join("probe.json"), pretty(&x.probe.stats)?.as_bytes())?;
     match &x.probe.bound {
-        Some(b) => write_file(&out.join("bound.json"), pretty(b)?.as_bytes())?,
+        Some(b) => write_atomic(&out.join("bound.json"), pretty(b)?.as_bytes())?,
         None => remove_if_present(&out.join("bound.json"))?,
     }
-    write_file(&out.join("cost.csv"), tokenscale_cost::to_csv(x.cost_rows).as_bytes())?;
-    write_file(&out.join("scores.csv"), accuracy_csv(x.accuracy).as_bytes())?;
+    write_atomic(&out.join("cost.csv"), tokenscale_cost::to_csv(x.cost_rows).as_bytes())?;
+    write_atomic(&out.join("scores.csv"), accuracy_csv(x.accuracy).as_bytes())?;
     let figure_files = timings.time("figures", || {
         let tmp = out.join(format!(".figures.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -148,9 +149,9 @@ pub fn write(out: &Path, x: &Inputs, timings: &mut Timings) -> Result<PathBuf> {
         Ok(files)
     })?;
     let scores = scores(x, timings);
-    write_file(&out.join("scores.json"), pretty(&scores)?.as_bytes())?;
+    write_atomic(&out.join("scores.json"), pretty(&scores)?.as_bytes())?;
     let report = out.join("report.md");
-    write_file(&report, markdown(x, &scores, timings, &figure_files).as_bytes())?;
+    write_atomic(&report, markdown(x, &scores, timings, &figure_files).as_bytes())?;
     Ok(report)
 }
 

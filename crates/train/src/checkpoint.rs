@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
-use tokenscale_model::io::{write_atomic, write_bytes_atomic};
+use tokenscale_fsio::{write_atomic, write_atomic_with};
 
 use crate::trainer::{LossRow, TrainConfig, ValidationRow};
 
@@ -73,7 +73,7 @@ fn copy_files(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    write_atomic(path, |tmp| {
+    write_atomic_with(path, |tmp| {
         candle_core::safetensors::save(tensors, tmp).with_context(|| format!("{}: cannot write", tmp.display()))
     })
 }
@@ -98,14 +98,14 @@ pub fn write_checkpoint(
     copy_files(model_dir, &tmp)?;
     save_tensors(params, &tmp.join("model.safetensors"))?;
     save_tensors(moments, &tmp.join("optimizer.safetensors"))?;
-    write_bytes_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(ck)?)?;
+    write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(ck)?)?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).with_context(|| format!("{}: cannot remove", final_dir.display()))?;
     }
     std::fs::rename(&tmp, &final_dir).with_context(|| format!("{}: cannot rename into place", final_dir.display()))?;
     save_tensors(model_params, &model_dir.join("model.safetensors"))?;
-    write_bytes_atomic(&out.join("loss.csv"), loss_csv(&ck.history).as_bytes())?;
-    write_bytes_atomic(&out.join("validation.csv"), validation_csv(&ck.validation).as_bytes())?;
+    write_atomic(&out.join("loss.csv"), loss_csv(&ck.history).as_bytes())?;
+    write_atomic(&out.join("validation.csv"), validation_csv(&ck.validation).as_bytes())?;
     let all = complete_checkpoints(out)?;
     for (_, old) in all.iter().take(all.len().saturating_sub(KEEP)) {
         std::fs::remove_dir_all(old).with_context(|| format!("{}: cannot remove", old.display()))?;

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use tokenscale_model::imgque_pipeline::ImgQuePipeline;
-use tokenscale_model::io::write_bytes_atomic;
+use tokenscale_fsio::write_atomic;
 use tokenscale_model::weights::Weights;
 
 use crate::init::{initial_value, Gaussian};
@@ -186,12 +186,12 @@ pub fn write_model_files(dir: &Path, shape: &TinyShape, words: &BTreeSet<String>
             "tie_word_embeddings": true, "vocab_size": llm_vocab, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3
         }
     });
-    write_bytes_atomic(&dir.join("config.json"), &json_bytes(&config)?)?;
-    write_bytes_atomic(&dir.join("tokenizer.json"), &json_bytes(&llm_tok)?)?;
-    write_bytes_atomic(&dir.join("clip").join("tokenizer.json"), &json_bytes(&clip_tok)?)?;
+    write_atomic(&dir.join("config.json"), &json_bytes(&config)?)?;
+    write_atomic(&dir.join("tokenizer.json"), &json_bytes(&llm_tok)?)?;
+    write_atomic(&dir.join("clip").join("tokenizer.json"), &json_bytes(&clip_tok)?)?;
     let clip_config = serde_json::json!({"pad_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "bos_token": "<|startoftext|>"});
-    write_bytes_atomic(&dir.join("clip").join("tokenizer_config.json"), &json_bytes(&clip_config)?)?;
-    write_bytes_atomic(&dir.join("preprocessor_config.json"), &json_bytes(&serde_json::json!({"num_crops": s.num_crops}))?)?;
+    write_atomic(&dir.join("clip").join("tokenizer_config.json"), &json_bytes(&clip_config)?)?;
+    write_atomic(&dir.join("preprocessor_config.json"), &json_bytes(&serde_json::json!({"num_crops": s.num_crops}))?)?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use tokenscale_cost::advise::input::{read_bench_latency, read_cost_table};
 use tokenscale_cost::advise::{advise, select, to_csv, to_json, to_markdown, AdviseOptions, CostModel, Target};
-use tokenscale_cost::{read_config, write_atomic, Dtype, Reducer, Workload};
+use tokenscale_cost::{read_config, Dtype, Reducer, Workload};
 use tokenscale_law::fit::Space;
 use tokenscale_law::Law;
 
@@ -129,7 +129,7 @@ pub fn run(args: Args) -> Result<()> {
     let advice = advise(&series, &cost, latency.as_ref(), &opts)?;
     let text = render(&advice);
     match &args.out {
-        Some(path) => write_atomic(path, &text),
+        Some(path) => tokenscale_fsio::write_atomic(path, text.as_bytes()).map_err(Into::into),
         None => {
             print!("{text}");
             Ok(())

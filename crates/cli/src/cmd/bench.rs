@@ -16,7 +16,8 @@ use tokenscale_model::dtype::peak_rss_bytes;
 use tokenscale_model::Device;
 use tokenscale_cost::timing::{first_token_flops, AffineFit};
 use tokenscale_cost::{read_config, Arch, Reducer};
-use tokenscale_plot::{atomic_write, BenchFigure, Figure, TimedPoint, TimedSeries};
+use tokenscale_fsio::write_atomic;
+use tokenscale_plot::{BenchFigure, Figure, TimedPoint, TimedSeries};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -181,13 +182,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     bar.finish();
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
-    atomic_write(&args.out.join("load.json"), serde_json::to_string_pretty(&load)?.as_bytes())?;
+    write_atomic(&args.out.join("load.json"), serde_json::to_string_pretty(&load)?.as_bytes())?;
     let mut jsonl = String::new();
     for r in &rows {
         jsonl.push_str(&serde_json::to_string(r)?);
         jsonl.push('\n');
     }
-    atomic_write(&args.out.join("bench.jsonl"), jsonl.as_bytes())?;
+    write_atomic(&args.out.join("bench.jsonl"), jsonl.as_bytes())?;
     let mut md = String::from("| n | prompt tokens | vision+embed s | TTFT s | prefill tok/s | decode tok/s |\n|---|---|---|---|---|---|\n");
     let fmt = |(lo, mid, hi): (f64, f64, f64)| format!("{mid:.3} [{lo:.3}, {hi:.3}]");
     for &n in &args.vision_tokens {
@@ -217,7 +218,7 @@ pub fn run(args: Args) -> Result<()> {
         load.parameter_bytes >> 20
     );
     let _ = writeln!(md, "\nFigure bench.svg / bench.png: {}", figure(&args, &rows)?);
-    atomic_write(&args.out.join("bench.md"), md.as_bytes())?;
+    write_atomic(&args.out.join("bench.md"), md.as_bytes())?;
     print!("{md}");
     Ok(())
 }

@@ -4,7 +4,8 @@ use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use tokenscale_law::bound::{evaluate, read_distance_csv, read_psi_csv, PsiSource};
-use tokenscale_plot::{atomic_write, BalanceFigure, DistanceFigure, Figure, PsiFigure};
+use tokenscale_fsio::write_atomic;
+use tokenscale_plot::{BalanceFigure, DistanceFigure, Figure, PsiFigure};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -55,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
 /// Writes `bound.json`, `bound.csv` and (unless `no_figures`) the figures of a bound report.
 pub fn write_report(report: &tokenscale_law::bound::BoundReport, out: &std::path::Path, max_n: usize, no_figures: bool) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    atomic_write(&out.join("bound.json"), serde_json::to_string_pretty(report)?.as_bytes())?;
+    write_atomic(&out.join("bound.json"), serde_json::to_string_pretty(report)?.as_bytes())?;
     let mut csv = String::from("n,psi_eq,psi_aa,psi_ab,delta_psi,upsilon,sqrt_upsilon,bound,n_balance,regime,d_mean,d_std\n");
     for r in &report.rows {
         let _ = writeln!(
@@ -64,7 +65,7 @@ pub fn write_report(report: &tokenscale_law::bound::BoundReport, out: &std::path
             r.n, r.psi_eq, r.psi_aa, r.psi_ab, r.delta_psi, r.upsilon, opt(r.sqrt_upsilon), opt(r.bound), opt(r.n_balance), r.regime, opt(r.d_mean), opt(r.d_std)
         );
     }
-    atomic_write(&out.join("bound.csv"), csv.as_bytes())?;
+    write_atomic(&out.join("bound.csv"), csv.as_bytes())?;
     if !no_figures {
         let n: Vec<f64> = report.rows.iter().map(|r| r.n as f64).collect();
         let (fit, label) = match report.lambda {

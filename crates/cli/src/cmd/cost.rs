@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use tokenscale_cost::{parse_list, read_config, table, to_csv, to_json, to_markdown, write_atomic, Dtype, Reducer, Workload};
+use tokenscale_cost::{parse_list, read_config, table, to_csv, to_json, to_markdown, Dtype, Reducer, Workload};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -63,7 +63,7 @@ pub fn run(args: Args) -> Result<()> {
         super::choices::Format::Md => to_markdown(&rows, dtype),
     };
     match &args.out {
-        Some(path) => write_atomic(path, &text),
+        Some(path) => tokenscale_fsio::write_atomic(path, text.as_bytes()).map_err(Into::into),
         None => {
             print!("{text}");
             Ok(())

@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Result<()> {
     let items = questions(&scene, &mut rng);
     let image = scene.render();
     if let Some(path) = &args.save_image {
-        tokenscale_model::io::write_bytes_atomic(path, &synth::png_bytes(&image)?)?;
+        tokenscale_fsio::write_atomic(path, &synth::png_bytes(&image)?)?;
     }
     let prepared = model.prepare_image(&[tokenscale_model::image::DynamicImage::ImageRgb8(image.clone())])?;
     println!("model:   {origin}");

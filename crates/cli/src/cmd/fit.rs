@@ -8,7 +8,8 @@ use tokenscale_law::data::SeriesData;
 use tokenscale_law::fit::{fit_series, validate, FitOptions, FitResult, Space};
 use tokenscale_law::{Direction, Law, LawError};
 use tokenscale_model::progress::Progress;
-use tokenscale_plot::{atomic_write, DiffHeatmap, Figure, GridPanel, ScalingGrid};
+use tokenscale_fsio::write_atomic;
+use tokenscale_plot::{DiffHeatmap, Figure, GridPanel, ScalingGrid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SpaceArg {
@@ -160,9 +161,9 @@ pub fn run(args: Args) -> Result<()> {
 
     progress.finish();
     let json = serde_json::to_string_pretty(&fits)?;
-    atomic_write(&args.out.join("fits.json"), json.as_bytes())?;
-    atomic_write(&args.out.join("fit_errors.json"), serde_json::to_string_pretty(&errors)?.as_bytes())?;
-    atomic_write(&args.out.join("fits.md"), markdown(&args, &series, &fits, &errors).as_bytes())?;
+    write_atomic(&args.out.join("fits.json"), json.as_bytes())?;
+    write_atomic(&args.out.join("fit_errors.json"), serde_json::to_string_pretty(&errors)?.as_bytes())?;
+    write_atomic(&args.out.join("fits.md"), markdown(&args, &series, &fits, &errors).as_bytes())?;
 
     let mut written = vec!["fits.json".to_string(), "fit_errors.json".into(), "fits.md".into()];
     if !args.no_figures {
@@ -280,7 +281,7 @@ fn figures(out: &Path, series: &[SeriesData], fits: &[FitResult], grid_laws: &[L
                 }
             }
             let stem = format!("diff_{}_minus_{}", sanitize(a), sanitize(b));
-            atomic_write(&out.join(format!("{stem}.csv")), csv.as_bytes())?;
+            write_atomic(&out.join(format!("{stem}.csv")), csv.as_bytes())?;
             let heat = DiffHeatmap { title: format!("{a} minus {b} (score difference)"), rows, cols: ns.iter().map(|n| n.to_string()).collect(), values };
             heat.save(out, &stem)?;
             written.push(format!("{stem}.csv/.svg/.png"));

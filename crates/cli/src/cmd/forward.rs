@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use tokenscale_model::io::write_atomic;
+use tokenscale_fsio::write_atomic_with;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::{DType, Device, Tensor};
 
@@ -69,7 +69,7 @@ pub fn run(args: Args) -> Result<()> {
     for (i, h) in out.hidden_states.iter().enumerate() {
         tensors.insert(format!("hidden_states.{i}"), h.squeeze(0)?.to_dtype(DType::F32)?);
     }
-    write_atomic(&args.out, |tmp| {
+    write_atomic_with(&args.out, |tmp| {
         tokenscale_model::candle_core::safetensors::save(&tensors, tmp).with_context(|| format!("{}: cannot write", args.out.display()))
     })?;
     eprintln!(

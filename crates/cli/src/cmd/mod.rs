@@ -110,7 +110,7 @@ impl SelectArgs {
     pub fn read(&self, path: &std::path::Path) -> anyhow::Result<Vec<tokenscale_law::data::SeriesData>> {
         use anyhow::Context;
         let selection = tokenscale_law::data::Selection::parse(&self.select, self.categories).context("--select")?;
-        tokenscale_law::data::read_scores_with(path, &selection).with_context(|| format!("reading {}", path.display()))
+        Ok(tokenscale_law::data::read_scores_with(path, &selection)?)
     }
 }
 

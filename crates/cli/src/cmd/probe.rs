@@ -14,7 +14,7 @@ use tokenscale_law::probe::ProbeAccumulator;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::runtime::{Runtime, VisionBudget};
 use tokenscale_model::{DType, Tensor};
-use tokenscale_plot::atomic_write;
+use tokenscale_fsio::write_atomic;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -174,13 +174,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     let stats = acc.finish();
     std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
-    atomic_write(&args.out.join("probe.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
+    write_atomic(&args.out.join("probe.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
     let mut csv = String::from("n,pairs,d_mean,d_std,psi_eq,psi_aa,psi_bb,psi_aabb,psi_ab\n");
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for r in &stats.rows {
         let _ = writeln!(csv, "{},{},{},{},{},{},{},{},{}", r.n, r.pairs, r.d_mean, r.d_std, r.psi_eq, opt(r.psi_aa), opt(r.psi_bb), opt(r.psi_aabb), opt(r.psi_ab));
     }
-    atomic_write(&args.out.join("probe.csv"), csv.as_bytes())?;
+    write_atomic(&args.out.join("probe.csv"), csv.as_bytes())?;
     eprintln!("{} pairs measured, {skipped} without diverging branches skipped; longest n = {}", stats.pairs, stats.rows.len());
     match stats.bound() {
         Ok(report) => super::bound::write_report(&report, &args.out, stats.rows.len(), args.no_figures)?,

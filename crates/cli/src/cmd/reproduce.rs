@@ -106,7 +106,7 @@ fn retrain(dir: &Path, configs: &[PathBuf], steps: &mut Vec<(String, f64)>) -> R
             object.insert("init_from".into(), model.display().to_string().into());
         }
         let path = dir.join(format!("stage{}.json", i + 1));
-        tokenscale_reproduce::files::write_file(&path, serde_json::to_string_pretty(&config)?.as_bytes())?;
+        tokenscale_fsio::write_atomic(&path, serde_json::to_string_pretty(&config)?.as_bytes())?;
         let out = dir.join(format!("stage{}", i + 1));
         let start = std::time::Instant::now();
         super::train::run(super::train::Args { config: Some(path), out: out.clone(), max_steps: None })

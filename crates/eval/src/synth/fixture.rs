@@ -87,7 +87,7 @@ pub fn generate(dir: &Path, seed: u64, items: usize, image_size: u32) -> Result<
         );
     }
     let p = dir.join("SYNTH_MCQ.tsv");
-    std::fs::write(&p, t)?;
+    tokenscale_fsio::write_atomic(&p, t.as_bytes())?;
     paths.push(p);
 
     // Y/N: two questions per picture (the second row refers to the first row's image by index,
@@ -112,7 +112,7 @@ pub fn generate(dir: &Path, seed: u64, items: usize, image_size: u32) -> Result<
         t += &format!("{b}\t{a}\t{}\t{}\tcolor\t{i}.png\n", qs[1].0, qs[1].1);
     }
     let p = dir.join("SYNTH_YORN.tsv");
-    std::fs::write(&p, t)?;
+    tokenscale_fsio::write_atomic(&p, t.as_bytes())?;
     paths.push(p);
 
     // VQA: counting and colour questions; answers as Python list literals (10 annotators).
@@ -135,7 +135,7 @@ pub fn generate(dir: &Path, seed: u64, items: usize, image_size: u32) -> Result<
         t += &format!("{i}\t{img}\t{q}\t{}\t{cat}\n", crate::py::repr_list(&answers));
     }
     let p = dir.join("SYNTH_VQA.tsv");
-    std::fs::write(&p, t)?;
+    tokenscale_fsio::write_atomic(&p, t.as_bytes())?;
     paths.push(p);
     Ok(paths)
 }
