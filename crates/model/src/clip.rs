@@ -79,10 +79,11 @@ impl Attention {
         if let (Some(ctx), false) = (&fast, detail) {
             return Ok((matvec::apply(&self.out, ctx)?, None));
         }
-        let scores = nn::matmul(&q, &k.t()?)?;
-        let probs = nn::softmax_last_dim(&scores)?;
         // With the fast path, a layer whose probabilities are wanted (VisionZip) still returns
-        // the same hidden states as without: the probabilities are computed beside it.
+        // the same hidden states as without: the probabilities are computed beside it, and not
+        // counted again (the fast path recorded the layer's products).
+        let scores = if fast.is_some() { crate::matvec::matmul(&q, &k.t()?)? } else { nn::matmul(&q, &k.t()?)? };
+        let probs = nn::softmax_last_dim(&scores)?;
         let ctx = match fast {
             Some(ctx) => ctx,
             None => nn::matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, t, h))?,
