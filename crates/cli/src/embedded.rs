@@ -77,6 +77,7 @@ fn materialise(root: &Path, files: &[(&str, &[u8])]) -> Result<PathBuf> {
     let tmp = root.join(format!(".tiny-imgque.tmp-{}-{:x}", std::process::id(), content_hash(files)));
     let _ = std::fs::remove_dir_all(&tmp);
     let written = write_files(&tmp, files).and_then(|_| {
+        tokenscale_fsio::sync_tree(&tmp)?; // durable before the rename publishes the folder
         // A damaged copy (a file deleted or truncated since) is replaced.
         if dir.exists() {
             let _ = std::fs::remove_dir_all(&dir);

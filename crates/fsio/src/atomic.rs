@@ -32,6 +32,26 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| named(dir, "cannot sync the folder", e))
 }
 
+/// `fsync`s one written file (its data reaches the disk before a rename publishes it).
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.sync_all()).map_err(|e| named(path, "cannot sync", e))
+}
+
+/// `fsync`s every file and folder under `dir` (and `dir` itself): a folder written under a
+/// temporary name and then renamed into place as a whole (checkpoints, extracted models) is
+/// durable before the rename publishes it.
+pub fn sync_tree(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| named(dir, "cannot list", e))? {
+        let path = entry.map_err(|e| named(dir, "cannot list", e))?.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else {
+            sync_file(&path)?;
+        }
+    }
+    sync_dir(dir)
+}
+
 fn temp_path(path: &Path) -> io::Result<PathBuf> {
     let dir = parent(path);
     if !dir.is_dir() {
@@ -62,11 +82,7 @@ fn remove_stale_temporaries(path: &Path) -> io::Result<()> {
 }
 
 fn commit(tmp: &Path, path: &Path) -> io::Result<()> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| named(tmp, "cannot sync", e))?;
+    sync_file(tmp)?;
     std::fs::rename(tmp, path).map_err(|e| named(path, "cannot move into place", e))?;
     sync_dir(parent(path))
 }
@@ -92,6 +108,18 @@ mod tests {
             std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn sync_tree_reaches_every_file_and_names_a_missing_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join("sub/b.bin"), b"01").unwrap();
+        sync_tree(dir.path()).unwrap();
+        let missing = dir.path().join("absent");
+        let err = sync_tree(&missing).unwrap_err().to_string();
+        assert!(err.contains("absent"), "{err}");
     }
 
     #[test]

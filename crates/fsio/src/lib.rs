@@ -10,5 +10,5 @@
 pub mod atomic;
 pub mod lock;
 
-pub use atomic::{sync_dir, write_atomic, write_atomic_with};
+pub use atomic::{sync_dir, sync_file, sync_tree, write_atomic, write_atomic_with};
 pub use lock::{process_alive, FileLock};

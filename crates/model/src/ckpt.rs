@@ -555,6 +555,17 @@ impl Plan {
     /// comes last, so the folder is never a loadable mix of old and new files.
     fn move_into_place(&self, tmp: &Path) -> Result<()> {
         let target = &self.target;
+        // Everything written reaches the disk before a rename makes it visible.
+        tokenscale_fsio::sync_tree(tmp)?;
+        let result = self.rename_into_place(tmp);
+        if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            tokenscale_fsio::sync_dir(parent)?;
+        }
+        result
+    }
+
+    fn rename_into_place(&self, tmp: &Path) -> Result<()> {
+        let target = &self.target;
         let empty = target.is_dir() && std::fs::read_dir(target)?.next().is_none();
         if empty {
             std::fs::remove_dir(target).with_context(|| format!("{}: cannot replace empty folder", target.display()))?;
@@ -587,6 +598,7 @@ impl Plan {
             }
             std::fs::rename(&src, &dest).with_context(|| format!("{}: cannot move into place", dest.display()))?;
         }
+        tokenscale_fsio::sync_dir(target)?;
         Ok(())
     }
 }

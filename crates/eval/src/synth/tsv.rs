@@ -61,7 +61,8 @@ fn table(split: Split, count: usize, mix: &Mix, kind: ItemKind) -> Result<String
 
 /// Write `count` items of each kind the mix gives a positive weight into `dir` (created if
 /// missing), one TSV per kind; returns the paths. Every file is written under a temporary name
-/// first and renamed only once all are complete, so a failure leaves no partial benchmark.
+/// first (and `fsync`ed) and renamed only once all are complete, so a failure or a power cut
+/// leaves no partial benchmark.
 pub fn write_benchmark(dir: &Path, split: Split, count: usize, mix: &Mix) -> Result<Vec<PathBuf>> {
     if count == 0 {
         bail!("the benchmark needs at least one item per file (count is 0)");
@@ -85,7 +86,8 @@ pub fn write_benchmark(dir: &Path, split: Split, count: usize, mix: &Mix) -> Res
         let target = dir.join(file_name(split, kind));
         let tmp = dir.join(format!(".{}.tmp", file_name(split, kind)));
         let result = table(split, count, mix, kind)
-            .and_then(|text| std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display())));
+            .and_then(|text| std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display())))
+            .and_then(|()| Ok(tokenscale_fsio::sync_file(&tmp)?));
         written.push((tmp, target));
         if let Err(e) = result {
             remove_temps(&written);
@@ -98,5 +100,6 @@ pub fn write_benchmark(dir: &Path, split: Split, count: usize, mix: &Mix) -> Res
             return Err(e).with_context(|| format!("cannot move {} to {}", tmp.display(), target.display()));
         }
     }
+    tokenscale_fsio::sync_dir(dir)?;
     Ok(written.into_iter().map(|(_, target)| target).collect())
 }
