@@ -18,6 +18,7 @@
 mod amx;
 mod cpu;
 mod gemv;
+mod gemv_f32;
 mod linear;
 mod matrix;
 mod portable;
@@ -26,6 +27,7 @@ mod transpose;
 
 pub use cpu::{features, portable_forced, CpuFeatures};
 pub use half::{bf16, f16};
+pub use gemv_f32::{dot_f32, f32_rows_transposed};
 pub use linear::{batched_transposed, linear, BatchShape};
 pub use matrix::{Half16, HalfFormat, MatMut, MatRef};
 

@@ -1,5 +1,5 @@
 //! Every linear layer of the runtime: y = x·Wᵀ + b.
-//! - f32, one row (the decode step): W's rows split across threads. Decoding reads every weight
+//! - f32, a few rows (the decode step): `tokenscale_kernels::f32_rows_transposed`, W's rows split across threads and read four at a time. Decoding reads every weight
 //!   once per token, so its speed is memory bandwidth; gemm's m = 1 path reaches about half of
 //!   it here, a plain row-parallel dot product reaches more.
 //! - bf16/f16 weights and input on the CPU: `tokenscale_kernels::linear` (AMX tiles for bf16
@@ -10,25 +10,9 @@
 use anyhow::{Context, Result};
 use candle_core::{DType, Module, Storage, Tensor, WithDType};
 use candle_nn::Linear;
-use rayon::prelude::*;
 use tokenscale_kernels::{bf16, f16, Backend, Half16, MatRef};
 
-const ROWS_PER_TASK: usize = 64;
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `x·Wᵀ (+ b)` for f32 CPU input rows, every output element one [`dot`] of a weight row and an
+/// `x·Wᵀ (+ b)` for f32 CPU input rows, every output element one `tokenscale_kernels::dot_f32` of a weight row and an
 /// input row, so a row's result does not depend on the rows that come with it (a batched decode
 /// step gives each sequence exactly what it would get alone) and the weights are read once for
 /// all rows. `None` when the fast path does not apply or `x` holds more than `max_rows` rows
@@ -53,15 +37,9 @@ fn linear_f32_rows(linear: &Linear, x: &Tensor, max_rows: usize) -> Result<Optio
     let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
     // Output transposed, `[out_dim, rows]`: a task owns whole weight rows.
     let mut yt = vec![0f32; out_dim * rows];
-    yt.par_chunks_mut(ROWS_PER_TASK * rows).enumerate().for_each(|(chunk, out)| {
-        let first = chunk * ROWS_PER_TASK;
-        for (i, outputs) in out.chunks_mut(rows).enumerate() {
-            let weight_row = &weights[(first + i) * in_dim..][..in_dim];
-            for (j, v) in outputs.iter_mut().enumerate() {
-                *v = dot(weight_row, &input[j * in_dim..][..in_dim]);
-            }
-        }
-    });
+    if !tokenscale_kernels::f32_rows_transposed(weights, &input, in_dim, &mut yt) {
+        return Ok(None);
+    }
     let y = if rows == 1 { yt } else { (0..rows).flat_map(|j| (0..out_dim).map(move |r| (r, j))).map(|(r, j)| yt[r * rows + j]).collect() };
     let mut shape = x.dims().to_vec();
     if let Some(last) = shape.last_mut() {
