@@ -41,11 +41,7 @@ pub fn linear<T: Half16>(x: MatRef<T>, w: MatRef<T>, bias: Option<&[T]>, out: &m
         let rows_per_chunk = (CHUNK / n).max(1);
         out.par_chunks_mut(rows_per_chunk * n).zip(y.par_chunks_mut(rows_per_chunk * n)).for_each(|(dst, src)| {
             if let Some(b) = &bias {
-                for row in src.chunks_mut(n) {
-                    for (s, bv) in row.iter_mut().zip(b) {
-                        *s += bv;
-                    }
-                }
+                crate::matrix::add_bias_rows(src, b);
             }
             T::narrow(src, dst);
         });

@@ -27,13 +27,60 @@ pub trait Half16: Copy + Send + Sync + 'static {
 
 /// f32 → bf16, round to nearest even, NaN kept NaN; branch-free so the loop vectorizes
 /// (`half`'s scalar conversion does not, and was most of a linear layer's time outside AMX).
+/// Compiled twice: for the baseline x86-64 (SSE2, 4 lanes) and for AVX-512 (16 lanes), picked
+/// at run time; the arithmetic is the same integer rounding, so both give the same bits.
 fn narrow_bf16(src: &[f32], dst: &mut [bf16]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::features().avx512f && !crate::cpu::portable_forced() {
+        // SAFETY: AVX-512F was detected at run time.
+        return unsafe { narrow_bf16_avx512(src, dst) };
+    }
+    narrow_bf16_lanes(src, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn narrow_bf16_avx512(src: &[f32], dst: &mut [bf16]) {
+    narrow_bf16_lanes(src, dst)
+}
+
+#[inline(always)]
+fn narrow_bf16_lanes(src: &[f32], dst: &mut [bf16]) {
     for (d, &v) in dst.iter_mut().zip(src) {
         let bits = v.to_bits();
         let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
         let quiet_nan = ((bits >> 16) | 0x40) as u16;
         let is_nan = (bits & 0x7FFF_FFFF) > 0x7F80_0000;
         *d = bf16::from_bits(if is_nan { quiet_nan } else { rounded });
+    }
+}
+
+/// `rows[r][i] += bias[i]` for every row of `rows` (whole rows of `bias.len()` values), in 16
+/// lanes where the CPU has AVX-512 (one rounded add per element either way: same bits).
+pub(crate) fn add_bias_rows(rows: &mut [f32], bias: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::features().avx512f && !crate::cpu::portable_forced() {
+        // SAFETY: AVX-512F was detected at run time.
+        return unsafe { add_bias_rows_avx512(rows, bias) };
+    }
+    add_bias_rows_lanes(rows, bias)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn add_bias_rows_avx512(rows: &mut [f32], bias: &[f32]) {
+    add_bias_rows_lanes(rows, bias)
+}
+
+#[inline(always)]
+fn add_bias_rows_lanes(rows: &mut [f32], bias: &[f32]) {
+    if bias.is_empty() {
+        return;
+    }
+    for row in rows.chunks_mut(bias.len()) {
+        for (s, b) in row.iter_mut().zip(bias) {
+            *s += b;
+        }
     }
 }
 
@@ -139,6 +186,15 @@ mod tests {
         }));
         let mut ours = vec![bf16::ZERO; values.len()];
         narrow_bf16(&values, &mut ours);
+        // The baseline build of the loop gives the same bits as the one picked at run time.
+        let mut baseline = vec![bf16::ZERO; values.len()];
+        narrow_bf16_lanes(&values, &mut baseline);
+        assert!(ours.iter().zip(&baseline).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let mut rows: Vec<f32> = values.iter().map(|v| if v.is_nan() { 0.5 } else { *v }).take(4000).collect();
+        let bias: Vec<f32> = (0..40).map(|i| i as f32 * 0.37 - 3.0).collect();
+        let expected: Vec<f32> = rows.iter().enumerate().map(|(i, v)| v + bias[i % 40]).collect();
+        add_bias_rows(&mut rows, &bias);
+        assert!(rows.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits()));
         for (v, o) in values.iter().zip(&ours) {
             let want = bf16::from_f32(*v);
             if v.is_nan() {
