@@ -34,7 +34,7 @@ pub use vocab::{split_words, words};
 use image::RgbImage;
 use questions::{answer_set, ask, candidates, claim, Candidate};
 use rng::stream_seed;
-use tokenscale_vlmeval::prompt::{build_prompt, PromptStyle, Question};
+use tokenscale_vlmeval::prompt::{build_prompt, PromptStyle, QuestionText};
 use tokenscale_vlmeval::Kind;
 
 /// Disjoint seed streams: no (split, index) shares its seed with another split's.
@@ -199,26 +199,10 @@ fn build(scene: Scene, subtask: usize, cands: &[Candidate], kind: ItemKind, rng:
 
 /// The item as the evaluator reads it back from the TSV: the question cell, no hint, the options
 /// lettered from A (what the eval prompt is built from).
-struct AsRead {
-    question: String,
-    options: Vec<(char, String)>,
-}
-
-impl Question for AsRead {
-    fn question(&self) -> &str {
-        &self.question
-    }
-    fn hint(&self) -> Option<&str> {
-        None
-    }
-    fn options(&self) -> &[(char, String)] {
-        &self.options
-    }
-}
-
-fn as_read(item: &SynthItem) -> AsRead {
-    AsRead {
+fn as_read(item: &SynthItem) -> QuestionText {
+    QuestionText {
         question: item.question.clone(),
+        hint: None,
         options: item.options.iter().enumerate().map(|(i, o)| (char::from(b'A' + i as u8), o.clone())).collect(),
     }
 }

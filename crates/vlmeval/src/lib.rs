@@ -11,4 +11,4 @@ pub mod prompt;
 pub mod py;
 
 pub use kind::Kind;
-pub use prompt::{build_prompt, PromptStyle, Question};
+pub use prompt::{build_prompt, PromptStyle, Question, QuestionText};

@@ -12,6 +12,26 @@ pub trait Question {
     fn options(&self) -> &[(char, String)];
 }
 
+/// A question held as plain text (items built in memory rather than read from a TSV).
+#[derive(Clone, Debug, Default)]
+pub struct QuestionText {
+    pub question: String,
+    pub hint: Option<String>,
+    pub options: Vec<(char, String)>,
+}
+
+impl Question for QuestionText {
+    fn question(&self) -> &str {
+        &self.question
+    }
+    fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+    fn options(&self) -> &[(char, String)] {
+        &self.options
+    }
+}
+
 pub const CAPTION_DEFAULT_QUESTION: &str =
     "Please describe this image in general. Directly provide the description, do not include prefix like \"This image depicts\". ";
 pub const VQA_SUFFIX: &str = "\nAnswer the question using a single word or phrase.";
@@ -132,26 +152,8 @@ pub fn max_new_tokens(dataset: &str, kind: Kind) -> usize {
 mod tests {
     use super::*;
 
-    struct Item {
-        question: String,
-        hint: Option<String>,
-        options: Vec<(char, String)>,
-    }
-
-    impl Question for Item {
-        fn question(&self) -> &str {
-            &self.question
-        }
-        fn hint(&self) -> Option<&str> {
-            self.hint.as_deref()
-        }
-        fn options(&self) -> &[(char, String)] {
-            &self.options
-        }
-    }
-
-    fn item(hint: Option<&str>, q: &str, opts: &[(char, &str)]) -> Item {
-        Item { question: q.into(), hint: hint.map(Into::into), options: opts.iter().map(|(l, t)| (*l, t.to_string())).collect() }
+    fn item(hint: Option<&str>, q: &str, opts: &[(char, &str)]) -> QuestionText {
+        QuestionText { question: q.into(), hint: hint.map(Into::into), options: opts.iter().map(|(l, t)| (*l, t.to_string())).collect() }
     }
 
     #[test]
