@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use tokenscale_eval::dataset::fnv1a;
+use tokenscale_base::fnv1a;
 
 macro_rules! model_file {
     ($name:literal) => {
@@ -76,14 +76,8 @@ fn materialise(root: &Path, files: &[(&str, &[u8])]) -> Result<PathBuf> {
     std::fs::create_dir_all(root).with_context(|| format!("{}: cannot create", root.display()))?;
     let tmp = root.join(format!(".tiny-imgque.tmp-{}-{:x}", std::process::id(), content_hash(files)));
     let _ = std::fs::remove_dir_all(&tmp);
-    let written = write_files(&tmp, files).and_then(|_| {
-        tokenscale_fsio::sync_tree(&tmp)?; // durable before the rename publishes the folder
-        // A damaged copy (a file deleted or truncated since) is replaced.
-        if dir.exists() {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        std::fs::rename(&tmp, &dir).with_context(|| format!("{}: cannot move into place", dir.display()))
-    });
+    // A damaged copy (a file deleted or truncated since) is replaced.
+    let written = write_files(&tmp, files).and_then(|_| Ok(tokenscale_fsio::replace_dir(&tmp, &dir)?));
     if written.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
         if is_complete(&dir, files) {

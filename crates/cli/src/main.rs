@@ -1,7 +1,8 @@
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cmd;
 mod embedded;
+mod flag_hints;
 
 #[derive(Parser)]
 #[command(name = "tokenscale", version, about = "Vision-token scaling toolkit for vision-language models")]
@@ -98,7 +99,8 @@ fn main() {
         Command::Train(args) => cmd::train::run(args),
     };
     if let Err(err) = result {
-        eprintln!("error: {err:#}");
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        eprintln!("error: {}", flag_hints::with_flag_hints(&format!("{err:#}"), &Cli::command(), &args));
         std::process::exit(1);
     }
 }

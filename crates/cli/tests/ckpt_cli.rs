@@ -310,7 +310,7 @@ fn assert_loadable_or_not_a_model(dir: &Path, clean: &Path) {
 #[test]
 fn ckpt_killed_at_random_moments_leaves_the_sources_intact() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut rng = tokenscale_law::rng::SplitMix64::new(18);
+    let mut rng = tokenscale_base::rng::SplitMix64::new(18);
 
     let clean_root = tmp.path().join("clean");
     training_root(&clean_root, DType::F32);

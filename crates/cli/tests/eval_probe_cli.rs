@@ -23,7 +23,7 @@ fn ok(o: &Output) -> String {
 #[test]
 fn eval_sweeps_llava_and_the_query_fused_model_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tokenscale_eval::synth::generate(&tmp.path().join("synth"), 3, 4, 64).unwrap();
+    let data = tokenscale_synth::generate(&tmp.path().join("synth"), 3, 4, 64).unwrap();
     let mcq = data.iter().find(|p| p.to_string_lossy().contains("MCQ")).unwrap().to_str().unwrap().to_string();
     let run = tmp.path().join("run");
     let llava = fixtures().join("llava");

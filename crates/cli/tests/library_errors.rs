@@ -18,7 +18,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn library_messages_name_no_cli_flags() {
     let crates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
-    for lib in ["model", "kernels", "law", "cost", "eval", "plot", "train", "reproduce"] {
+    for lib in ["fsio", "base", "vlmeval", "synth", "model", "kernels", "law", "cost", "eval", "answer", "plot", "train", "reproduce", "serve"] {
         rust_files(&crates.join(lib).join("src"), &mut files);
     }
     assert!(files.len() > 50, "found only {} library files", files.len());

@@ -2,7 +2,7 @@
 //! errors without output on bad arguments.
 
 use std::process::{Command, Output};
-use tokenscale_eval::synth::{write_benchmark, Mix, Split};
+use tokenscale_synth::{write_benchmark, Mix, Split};
 
 fn tokenscale(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tokenscale")).args(args).output().expect("binary runs")

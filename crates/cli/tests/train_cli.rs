@@ -72,7 +72,7 @@ fn killed_at_random_moments_a_run_resumes_bit_identical() {
     let steps_done = || std::fs::read_to_string(run.join("loss.csv")).map_or(0, |t| t.lines().count().saturating_sub(1));
     // 20 moments: a step count to wait for (the run checkpoints every step), then 0-19 ms more,
     // so kills land inside steps and inside checkpoint writes.
-    let mut rng = tokenscale_law::rng::SplitMix64::new(18);
+    let mut rng = tokenscale_base::rng::SplitMix64::new(18);
     let mut moments: Vec<(usize, u64)> = (0..20).map(|_| (rng.below(27), rng.below(20) as u64)).collect();
     moments.sort();
     let mut killed = 0;

@@ -2,6 +2,7 @@
 
 use crate::kind::{self, Kind};
 use crate::py;
+use tokenscale_base::fnv1a;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 use std::collections::{BTreeMap, HashMap};
@@ -76,6 +77,18 @@ impl Item {
     }
 }
 
+impl tokenscale_vlmeval::Question for Item {
+    fn question(&self) -> &str {
+        &self.question
+    }
+    fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+    fn options(&self) -> &[(char, String)] {
+        &self.options
+    }
+}
+
 /// Decode one image source.
 pub fn decode_image(src: &ImageSource) -> Result<image::DynamicImage> {
     match src {
@@ -84,9 +97,9 @@ pub fn decode_image(src: &ImageSource) -> Result<image::DynamicImage> {
                 .decode(b64.trim().as_bytes())
                 .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64.trim().as_bytes()))
                 .map_err(|e| anyhow!("undecodable base64 in column 'image': {e}"))?;
-            tokenscale_model::preprocess::decode_image_bytes(&bytes, "column 'image'")
+            tokenscale_base::image::decode_image_bytes(&bytes, "column 'image'")
         }
-        ImageSource::Path(p) => tokenscale_model::preprocess::open_image(p),
+        ImageSource::Path(p) => tokenscale_base::image::open_image(p),
     }
 }
 
@@ -100,15 +113,6 @@ pub struct Dataset {
     pub items: Vec<Item>,
     /// FNV-1a 64 of the file bytes (for run fingerprints).
     pub content_hash: u64,
-}
-
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
 }
 
 fn cell_list(s: &str) -> Vec<String> {

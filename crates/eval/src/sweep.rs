@@ -29,11 +29,14 @@
 //! # Ok(()) }
 //! ```
 
-use crate::dataset::{fnv1a, Dataset};
+use crate::dataset::Dataset;
 use crate::kind::Kind;
 use crate::prompt::{self, PromptStyle};
 use crate::store::{Record, Shard, Store};
-use tokenscale_model::progress::Progress;
+use tokenscale_base::fnv1a;
+use tokenscale_base::hash::{FNV_OFFSET, FNV_PRIME};
+use tokenscale_base::progress::Progress;
+use tokenscale_base::rng::GOLDEN_GAMMA;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -255,7 +258,7 @@ pub struct SweepConfig {
     pub max_new_tokens: Option<usize>,
     /// Caller settings that change predictions (part of the fingerprint).
     pub settings: BTreeMap<String, String>,
-    /// Show progress: a bar on a terminal, plain lines elsewhere (see tokenscale_model::progress).
+    /// Show progress: a bar on a terminal, plain lines elsewhere (see tokenscale_base::progress).
     pub progress: bool,
     /// Stop at the first item that fails instead of recording it and going on.
     pub fail_fast: bool,
@@ -450,17 +453,17 @@ pub struct EchoAnswerer {
 }
 
 fn pixel_hash(images: &[image::DynamicImage]) -> u64 {
-    let mut h = 0xcbf29ce484222325u64;
+    let mut h = FNV_OFFSET;
     for im in images {
         let rgb = im.to_rgb8();
         h ^= fnv1a(rgb.as_raw()).wrapping_add(rgb.width() as u64 * 31 + rgb.height() as u64);
-        h = h.wrapping_mul(0x100000001b3);
+        h = h.wrapping_mul(FNV_PRIME);
     }
     h
 }
 
 fn mix(a: u64, b: u64) -> u64 {
-    let mut x = a ^ b.wrapping_mul(0x9e3779b97f4a7c15);
+    let mut x = a ^ b.wrapping_mul(GOLDEN_GAMMA);
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51afd7ed558ccd);
     x ^= x >> 33;

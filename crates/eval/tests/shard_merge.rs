@@ -19,7 +19,7 @@ fn read(p: &Path) -> Vec<u8> {
 #[test]
 fn shards_merge_to_the_one_machine_result() {
     let tmp = tempfile::tempdir().unwrap();
-    let tsvs = tokenscale_eval::synth::generate(&tmp.path().join("data"), 3, 10, 24).unwrap();
+    let tsvs = tokenscale_synth::generate(&tmp.path().join("data"), 3, 10, 24).unwrap();
     let ds = load(&tsvs);
     let ns = vec![1, 8, 16, 32, 64, 128, 256];
 
@@ -72,7 +72,7 @@ fn shards_merge_to_the_one_machine_result() {
 #[test]
 fn different_configuration_is_refused_unless_forced() {
     let tmp = tempfile::tempdir().unwrap();
-    let tsvs = tokenscale_eval::synth::generate(&tmp.path().join("data"), 5, 4, 24).unwrap();
+    let tsvs = tokenscale_synth::generate(&tmp.path().join("data"), 5, 4, 24).unwrap();
     let ds = load(&tsvs);
     let run = tmp.path().join("run");
     let mut a = EchoAnswerer::new("echo", &ds, PromptStyle::Default).unwrap();
@@ -86,7 +86,7 @@ fn different_configuration_is_refused_unless_forced() {
     cfg.force = true;
     run_sweep(&mut a, &ds, &cfg).unwrap();
     // A different dataset content is refused too.
-    let other = tokenscale_eval::synth::generate(&tmp.path().join("data2"), 6, 4, 24).unwrap();
+    let other = tokenscale_synth::generate(&tmp.path().join("data2"), 6, 4, 24).unwrap();
     let ds2 = load(&other);
     let mut a2 = EchoAnswerer::new("echo", &ds2, PromptStyle::Default).unwrap();
     let mut cfg = SweepConfig::new(&run, vec![1]);
@@ -108,7 +108,7 @@ fn different_configuration_is_refused_unless_forced() {
 fn boxed_answerers_and_conflicting_merges() {
     use tokenscale_eval::sweep::DynAnswerer;
     let tmp = tempfile::tempdir().unwrap();
-    let tsvs = tokenscale_eval::synth::generate(&tmp.path().join("data"), 9, 4, 24).unwrap();
+    let tsvs = tokenscale_synth::generate(&tmp.path().join("data"), 9, 4, 24).unwrap();
     let ds = load(&tsvs);
     let mut models: Vec<Box<dyn DynAnswerer>> = vec![
         Box::new(EchoAnswerer::new("a", &ds, PromptStyle::Default).unwrap()),

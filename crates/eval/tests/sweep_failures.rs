@@ -31,7 +31,7 @@ impl Answerer for Flaky {
 #[test]
 fn failed_items_are_recorded_skipped_and_retried() {
     let tmp = tempfile::tempdir().unwrap();
-    let tsvs = tokenscale_eval::synth::generate(&tmp.path().join("data"), 5, 4, 16).unwrap();
+    let tsvs = tokenscale_synth::generate(&tmp.path().join("data"), 5, 4, 16).unwrap();
     let ds = Dataset::load(&tsvs[0], None).unwrap();
     let datasets = vec![ds.clone()];
     let question = ds.items[1].question.clone();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokenscale_eval::store::{load_run, read_jsonl};
-use tokenscale_law::rng::SplitMix64;
+use tokenscale_base::rng::SplitMix64;
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_tokenscale-sweep-harness");
 const STORE_FILE: &str = "shard-0000-of-0001.jsonl";
@@ -53,7 +53,7 @@ fn outputs(run: &Path) -> Vec<(String, Vec<u8>)> {
 fn sigkill_at_20_random_moments_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let tsvs = tokenscale_eval::synth::generate(&data, 11, 8, 24).unwrap();
+    let tsvs = tokenscale_synth::generate(&data, 11, 8, 24).unwrap();
     let ns = "1,8,64";
 
     // Reference: an uninterrupted run.
@@ -110,7 +110,7 @@ fn sigkill_at_20_random_moments_loses_and_duplicates_nothing() {
 #[test]
 fn a_second_writer_of_a_shard_is_refused_and_a_killed_holder_is_recovered() {
     let tmp = tempfile::tempdir().unwrap();
-    let tsvs = tokenscale_eval::synth::generate(&tmp.path().join("data"), 5, 4, 24).unwrap();
+    let tsvs = tokenscale_synth::generate(&tmp.path().join("data"), 5, 4, 24).unwrap();
     let run = tmp.path().join("run");
     let mut first = harness(&run, "1,8", 200, "0/2", &tsvs).spawn().unwrap();
     let t0 = Instant::now();
@@ -140,7 +140,7 @@ fn a_second_writer_of_a_shard_is_refused_and_a_killed_holder_is_recovered() {
 #[test]
 fn full_disk_leaves_no_torn_record() {
     let tmp = tempfile::tempdir().unwrap();
-    let tsvs = tokenscale_eval::synth::generate(&tmp.path().join("data"), 12, 4, 24).unwrap();
+    let tsvs = tokenscale_synth::generate(&tmp.path().join("data"), 12, 4, 24).unwrap();
     let run = tmp.path().join("run");
     let expected = 3 * 4 * 2;
     // The limit is reached a few records in, in the middle of a record.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use tokenscale_eval::prompt::{build_prompt, PromptStyle};
 use tokenscale_eval::report::score_records;
 use tokenscale_eval::store::Record;
-use tokenscale_eval::synth::{item_with, prompt_for, write_benchmark, ItemKind, Mix, Split, SynthItem};
+use tokenscale_synth::{item_with, prompt_for, write_benchmark, ItemKind, Mix, Split, SynthItem};
 use tokenscale_eval::{Dataset, Kind, ScoreOptions};
 
 fn regenerate(kind: Kind, index: &str) -> SynthItem {

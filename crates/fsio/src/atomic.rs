@@ -52,6 +52,19 @@ pub fn sync_tree(dir: &Path) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// Publishes the complete folder `tmp` (written under a temporary name beside `dest`) as `dest`:
+/// its files reach the disk first, an earlier `dest` goes entirely (no file of an older version
+/// survives beside the new ones), the rename puts `tmp` in its place and the parent folder is
+/// `fsync`ed.
+pub fn replace_dir(tmp: &Path, dest: &Path) -> io::Result<()> {
+    sync_tree(tmp)?;
+    if dest.exists() {
+        std::fs::remove_dir_all(dest).map_err(|e| named(dest, "cannot remove the previous copy", e))?;
+    }
+    std::fs::rename(tmp, dest).map_err(|e| named(dest, &format!("cannot move {} into place", tmp.display()), e))?;
+    sync_dir(parent(dest))
+}
+
 fn temp_path(path: &Path) -> io::Result<PathBuf> {
     let dir = parent(path);
     if !dir.is_dir() {
@@ -120,6 +133,21 @@ mod tests {
         let missing = dir.path().join("absent");
         let err = sync_tree(&missing).unwrap_err().to_string();
         assert!(err.contains("absent"), "{err}");
+    }
+
+    #[test]
+    fn replace_dir_leaves_only_the_new_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tmp, dest) = (dir.path().join(".out.tmp-1"), dir.path().join("out"));
+        std::fs::create_dir_all(dest.join("old-sub")).unwrap();
+        std::fs::write(dest.join("stale.txt"), b"old").unwrap();
+        std::fs::create_dir(&tmp).unwrap();
+        std::fs::write(tmp.join("new.txt"), b"new").unwrap();
+        replace_dir(&tmp, &dest).unwrap();
+        assert_eq!(names(dir.path()), ["out"]);
+        assert_eq!(names(&dest), ["new.txt"]);
+        let err = replace_dir(&tmp, &dest).unwrap_err().to_string();
+        assert!(err.contains(".out.tmp-1"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Deterministic mutations of seed inputs: the same seed gives the same inputs on every machine.
 
-use tokenscale_law::rng::SplitMix64;
+use tokenscale_base::rng::SplitMix64;
 
 /// Numbers that break parsers: zero, signs, type limits and one past them, floats that do not
 /// fit, lengths that would need terabytes.

@@ -17,7 +17,7 @@
 
 use crate::error::LawError;
 use crate::laws::{Direction, Law};
-use crate::rng::{fnv1a, SplitMix64};
+use tokenscale_base::{fnv1a, SplitMix64};
 use crate::solver::{jacobian, multi_start, ols, residuals, solve, Form, Solution};
 use crate::Result;
 use serde::{Deserialize, Serialize};
@@ -278,7 +278,7 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
     }
 
     // Bootstrap.
-    let seed = opts.seed ^ fnv1a(&format!("{series}/{}/{}", law.name(), opts.space.name()));
+    let seed = opts.seed ^ fnv1a(format!("{series}/{}/{}", law.name(), opts.space.name()).as_bytes());
     let fitted_t: Vec<f64> = yt.iter().zip(&r).map(|(y, e)| y + e).collect();
     let (samples, failed) = bootstrap(form, &ns, &fitted_t, &r, log, &sol.p, opts.bootstrap, seed);
     if opts.bootstrap > 0 && failed * 2 > opts.bootstrap {

@@ -15,7 +15,6 @@ pub mod error;
 pub mod fit;
 pub mod laws;
 pub mod probe;
-pub mod rng;
 mod select;
 mod solver;
 

@@ -225,7 +225,7 @@ impl ProbeStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SplitMix64;
+    use tokenscale_base::SplitMix64;
 
     fn cos(a: &[f32], b: &[f32]) -> f64 {
         let d: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();

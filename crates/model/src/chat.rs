@@ -1,5 +1,5 @@
-//! Chat parsing for the imgque model and LLaVA (seed-system §1 "Token types", "Query token layout",
-//! §3 "Chat parsing", §9 quirks).
+//! Chat parsing for the imgque model and LLaVA, token for token as the original parser (the token
+//! types, the query token layout and the chat templates of docs/original-system.md).
 //!
 //! - [`token_type`]: the bit-flag token types (PAD 1 … TXT 512) and the `is_ctl` / `is_the_type` helpers.
 //! - [`ChatTemplate`]: llama-2, llama-2-vision, vicuna_v1.1, qwen-7b-chat, phi-3, microsoft-phi-3,

@@ -491,7 +491,7 @@ impl Plan {
     }
 
     fn write_into(&self, dir: &Path) -> Result<Report> {
-        let progress = crate::progress::Progress::new(&format!("writing {}", self.target.display()), (self.tensors.len() + self.copies.len()) as u64, "tensors and files");
+        let progress = tokenscale_base::progress::Progress::new(&format!("writing {}", self.target.display()), (self.tensors.len() + self.copies.len()) as u64, "tensors and files");
         let mut raws = Vec::with_capacity(self.tensors.len());
         for t in &self.tensors {
             raws.push((t.key.clone(), self.sources[t.source].raw(&t.source_key)?));

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use candle_core::{DType, Tensor};
-use tokenscale_law::rng::SplitMix64;
+use tokenscale_base::rng::SplitMix64;
 
 use crate::llama::{KvCache, Llama, SpanPrune};
 

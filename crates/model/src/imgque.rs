@@ -8,17 +8,13 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Linear};
 use serde::Deserialize;
 
+use crate::chat::token_type::{QED, QED_EOS};
 use crate::clip::{ClipVisionConfig, ClipVisionTransformer};
 use crate::config::parse;
 use crate::llama::{KvCache, Llama, LlamaConfig};
 use crate::matvec;
 use crate::nn::{self, LayerNorm};
 use crate::weights::Weights;
-
-/// Token-type bits the fusion reads (seed constants).
-pub const TPS_EOS: u32 = 128;
-pub const TPS_QED: u32 = 256;
-pub const TPS_QED_EOS: u32 = TPS_QED | TPS_EOS;
 
 pub const MODEL_TYPE: &str = "modeling_query_adapt_clip_llm";
 pub const FUSION_LINEAR: &str = "img_multi_que_clip_fusion_linear";
@@ -213,7 +209,7 @@ impl ImgQue {
         }
         let hidden = self.query_hidden(crop_tokens, que_ids)?;
         let picks: Vec<u32> =
-            que_tps.iter().enumerate().filter(|(_, &t)| t & TPS_QED_EOS != 0).map(|(i, _)| i as u32).collect();
+            que_tps.iter().enumerate().filter(|(_, &t)| t & QED_EOS != 0).map(|(i, _)| i as u32).collect();
         if picks.is_empty() {
             bail!("the query row has no QED/EOS positions");
         }
@@ -228,7 +224,7 @@ impl ImgQue {
         }
         let device = self.llm.device();
         let text = self.llm.embed(&Tensor::new(input_ids, device)?.unsqueeze(0)?)?.squeeze(0)?;
-        let slots: Vec<usize> = input_tps.iter().enumerate().filter(|(_, &t)| t & TPS_QED != 0).map(|(i, _)| i).collect();
+        let slots: Vec<usize> = input_tps.iter().enumerate().filter(|(_, &t)| t & QED != 0).map(|(i, _)| i).collect();
         let n = query_states.dim(0)?;
         if slots.len() != n {
             bail!("the prompt has {} QED slots but the query decoder gives {n} states", slots.len());

@@ -19,7 +19,6 @@ pub mod matvec;
 pub mod nn;
 pub mod opcount;
 pub mod preprocess;
-pub mod progress;
 pub mod reduce;
 pub mod resample;
 pub mod runtime;

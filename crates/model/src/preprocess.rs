@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use image::{DynamicImage, RgbImage};
 use serde::Deserialize;
@@ -13,39 +13,7 @@ use crate::resample::{self, Filter};
 pub const OPENAI_CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
 pub const OPENAI_CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
 
-/// The largest image accepted: checked against the dimensions a file declares before any pixel
-/// buffer is allocated, so a small file that claims to be huge (an image bomb) is refused.
-pub const MAX_IMAGE_SIDE: u32 = 16384;
-/// The most memory one decode may allocate (an 8-bit RGBA image of 8192 x 8192).
-pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
-
-fn image_limits() -> image::Limits {
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_IMAGE_BYTES);
-    limits
-}
-
-/// Decodes an image file (PNG or JPEG, format from its bytes) within the size limits, naming the
-/// file on failure.
-pub fn open_image(path: &Path) -> Result<DynamicImage> {
-    let mut reader = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open image", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("{}: cannot read image", path.display()))?;
-    reader.limits(image_limits());
-    reader.decode().map_err(|e| anyhow::anyhow!("{}: corrupt or unsupported image: {e}", path.display()))
-}
-
-/// Decodes image bytes (PNG or JPEG) within the size limits; `origin` names them in errors.
-pub fn decode_image_bytes(bytes: &[u8], origin: &str) -> Result<DynamicImage> {
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .with_context(|| format!("{origin}: cannot read image"))?;
-    reader.limits(image_limits());
-    reader.decode().map_err(|e| anyhow::anyhow!("{origin}: corrupt or unsupported image: {e}"))
-}
+pub use tokenscale_base::image::{decode_image_bytes, open_image, MAX_IMAGE_BYTES, MAX_IMAGE_SIDE};
 
 /// Decodes an image file to RGB, naming the file on failure.
 pub fn load_image(path: &Path) -> Result<RgbImage> {

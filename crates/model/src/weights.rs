@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::safetensors::SliceSafetensors;
 use candle_core::{DType, Device, Tensor};
 
-use crate::progress::Progress;
+use tokenscale_base::progress::Progress;
 
 /// Where one tensor's bytes are in a checkpoint file.
 struct Located {

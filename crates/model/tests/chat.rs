@@ -1,6 +1,7 @@
 //! Chat parsing: templates, per-segment tokenisation, QED / IMG slots and the query row against
 //! fixtures from tools/fixtures/chat/make_chat_fixtures.py (a Python re-implementation of
-//! seed-system §3 tokenised with the Python `tokenizers`), plus token types and bad records.
+//! the original's segment rules, tokenised with the Python `tokenizers`), plus token types and bad
+//! records.
 
 mod common;
 

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use tokenscale_law::data::read_scores;
 use tokenscale_law::probe::ProbeAccumulator;
-use tokenscale_law::rng::SplitMix64;
+use tokenscale_base::rng::SplitMix64;
 use tokenscale_law::{fit_series, FitOptions, Law, Space};
 use tokenscale_plot::*;
 

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tokenscale_eval::score::{mcq, vqa, yorn, Row};
-use tokenscale_eval::synth::{self, ItemKind};
+use tokenscale_synth as synth;
+use tokenscale_synth::{ItemKind};
 use tokenscale_eval::{Dataset, Item, Kind, ScoreOptions};
 
 /// One accuracy number: items of `subset` (along `axis`) answered at n vision tokens.

@@ -5,10 +5,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use image::RgbImage;
-use tokenscale_eval::synth::{self, ItemKind, Mix, Rng, Split, COLORS};
+use tokenscale_synth as synth;
+use tokenscale_synth::{ItemKind, Mix, Rng, Split, COLORS};
 use tokenscale_eval::Dataset;
 
-use crate::files::replace_dir;
+use tokenscale_fsio::replace_dir;
 
 /// Side of the generated images in pixels.
 pub const IMAGE_SIZE: u32 = synth::scene::IMAGE_SIZE;

@@ -1,18 +1,9 @@
-//! Writing outputs whole or not at all.
+//! Leftovers of killed runs, and the model fingerprint that decides which stored predictions are reused.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use tokenscale_eval::dataset::fnv1a;
-
-/// Puts the folder `tmp` (complete) in the place of `dest`, whose old content goes entirely, so
-/// no file of an earlier run survives beside the new ones.
-pub fn replace_dir(tmp: &Path, dest: &Path) -> Result<()> {
-    if dest.exists() {
-        std::fs::remove_dir_all(dest).with_context(|| format!("{}: cannot remove the previous copy", dest.display()))?;
-    }
-    std::fs::rename(tmp, dest).with_context(|| format!("{}: cannot move {} into place", dest.display(), tmp.display()))
-}
+use tokenscale_base::fnv1a;
 
 /// Removes what a killed earlier run left half-written in the output folder: the dot-named
 /// temporaries (`.data.tmp-PID`, `.figures.tmp-PID`, `.NAME.tmp-PID`) of this crate's writers.

@@ -22,10 +22,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use tokenscale_eval::merge::finish_run;
-use tokenscale_eval::models::ModelAnswerer;
+use tokenscale_answer::ModelAnswerer;
 use tokenscale_eval::store::load_run;
 use tokenscale_eval::sweep::{read_config, run_sweep, Answerer, RunConfig, SweepConfig};
-use tokenscale_eval::synth::ItemKind;
+use tokenscale_synth::ItemKind;
 use tokenscale_eval::{Dataset, ScoreOptions};
 use tokenscale_model::checkpoint::Architecture;
 use tokenscale_model::imgque_pipeline::ImgQuePipeline;

@@ -48,7 +48,7 @@ fn vision_states(p: &ImgQuePipeline, image: &RgbImage, question: &str, n: usize)
 /// Runs every pair at `n` vision tokens.
 pub fn probe_pairs(p: &ImgQuePipeline, pairs: &[ImagePair], n: usize, progress: bool) -> Result<ProbeOutcome> {
     let mut acc = ProbeAccumulator::new(p.model.llm.hidden_size(), n);
-    let bar = progress.then(|| tokenscale_model::progress::Progress::new("probe", pairs.len() as u64, "image pairs"));
+    let bar = progress.then(|| tokenscale_base::progress::Progress::new("probe", pairs.len() as u64, "image pairs"));
     for (i, pair) in pairs.iter().enumerate() {
         let a = vision_states(p, &pair.a, &pair.question, n).with_context(|| format!("probe pair {i}, image A"))?;
         let b = vision_states(p, &pair.b, &pair.question, n).with_context(|| format!("probe pair {i}, image B"))?;

@@ -13,7 +13,7 @@ use tokenscale_eval::Dataset;
 
 use crate::accuracy::AccuracyRow;
 use crate::cost::CostSummary;
-use crate::files::replace_dir;
+use tokenscale_fsio::replace_dir;
 use tokenscale_fsio::write_atomic;
 use crate::fits::{fmt_value, SeriesFits};
 use crate::probe::ProbeOutcome;

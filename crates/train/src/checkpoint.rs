@@ -99,12 +99,7 @@ pub fn write_checkpoint(
     save_tensors(params, &tmp.join("model.safetensors"))?;
     save_tensors(moments, &tmp.join("optimizer.safetensors"))?;
     write_atomic(&tmp.join("state.json"), &serde_json::to_vec_pretty(ck)?)?;
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).with_context(|| format!("{}: cannot remove", final_dir.display()))?;
-    }
-    tokenscale_fsio::sync_tree(&tmp)?; // the files reach the disk before the rename publishes them
-    std::fs::rename(&tmp, &final_dir).with_context(|| format!("{}: cannot rename into place", final_dir.display()))?;
-    tokenscale_fsio::sync_dir(&root)?;
+    tokenscale_fsio::replace_dir(&tmp, &final_dir)?;
     save_tensors(model_params, &model_dir.join("model.safetensors"))?;
     write_atomic(&out.join("loss.csv"), loss_csv(&ck.history).as_bytes())?;
     write_atomic(&out.join("validation.csv"), validation_csv(&ck.validation).as_bytes())?;

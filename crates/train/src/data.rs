@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 use image::RgbImage;
-use tokenscale_eval::synth::questions::Subject;
+use tokenscale_synth::questions::Subject;
 
 #[derive(Clone, Debug)]
 pub struct Example {
@@ -41,12 +41,12 @@ pub trait ExampleSource: Sync {
 /// The synthetic benchmark: training examples from its train split, validation from its val
 /// split, prompts exactly as `tokenscale eval` builds them for the query-fused model.
 pub struct SynthSource {
-    pub mix: tokenscale_eval::synth::Mix,
+    pub mix: tokenscale_synth::Mix,
 }
 
 impl SynthSource {
-    fn convert(item: tokenscale_eval::synth::SynthItem) -> Example {
-        let prompt = tokenscale_eval::synth::prompt_for(&item);
+    fn convert(item: tokenscale_synth::SynthItem) -> Example {
+        let prompt = tokenscale_synth::prompt_for(&item);
         let cells = item
             .scene
             .cells
@@ -72,17 +72,17 @@ const VOCABULARY_SAMPLE: u64 = 4000;
 
 impl ExampleSource for SynthSource {
     fn example(&self, index: u64) -> Result<Example> {
-        Ok(Self::convert(tokenscale_eval::synth::item_with(tokenscale_eval::synth::Split::Train, index, &self.mix)))
+        Ok(Self::convert(tokenscale_synth::item_with(tokenscale_synth::Split::Train, index, &self.mix)))
     }
 
     fn validation_example(&self, index: u64) -> Result<Example> {
-        Ok(Self::convert(tokenscale_eval::synth::item_with(tokenscale_eval::synth::Split::Val, index, &self.mix)))
+        Ok(Self::convert(tokenscale_synth::item_with(tokenscale_synth::Split::Val, index, &self.mix)))
     }
 
     fn words(&self) -> BTreeSet<String> {
         let mut words = BTreeSet::new();
         crate::tiny::words_of("USER: ASSISTANT:", &mut words);
-        for w in tokenscale_eval::synth::words() {
+        for w in tokenscale_synth::words() {
             crate::tiny::words_of(&w, &mut words);
             crate::tiny::words_of(&w.to_uppercase(), &mut words);
             let mut chars = w.chars();
@@ -91,7 +91,7 @@ impl ExampleSource for SynthSource {
             }
         }
         for i in 0..VOCABULARY_SAMPLE {
-            let example = Self::convert(tokenscale_eval::synth::item(tokenscale_eval::synth::Split::Train, i));
+            let example = Self::convert(tokenscale_synth::item(tokenscale_synth::Split::Train, i));
             crate::tiny::words_of(&example.prompt, &mut words);
             crate::tiny::words_of(&example.answer, &mut words);
         }

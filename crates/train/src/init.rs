@@ -2,24 +2,24 @@
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
+use tokenscale_base::rng::SplitMix64;
 
-/// Standard normal samples from splitmix64 + Box–Muller.
+/// Standard normal samples from the project's SplitMix64 + Box–Muller.
 pub struct Gaussian {
-    state: u64,
+    stream: SplitMix64,
     spare: Option<f64>,
 }
 
+/// XORed into every seed, so initial weights differ from other users' streams of the same seed.
+const SEED_SALT: u64 = 0x2545_f491_4f6c_dd1d;
+
 impl Gaussian {
     pub fn new(seed: u64) -> Self {
-        Self { state: seed ^ 0x2545_f491_4f6c_dd1d, spare: None }
+        Self { stream: SplitMix64::new(seed ^ SEED_SALT), spare: None }
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.stream.next_u64()
     }
 
     /// Uniform in (0, 1].

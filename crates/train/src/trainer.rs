@@ -252,13 +252,13 @@ impl TrainConfig {
     }
 
     /// The synthetic benchmark's training mix this config asks for.
-    pub fn mix(&self) -> Result<tokenscale_eval::synth::Mix> {
-        let mut mix = tokenscale_eval::synth::Mix::default();
+    pub fn mix(&self) -> Result<tokenscale_synth::Mix> {
+        let mut mix = tokenscale_synth::Mix::default();
         for (name, weight) in &self.subtask_weights {
             mix = mix.with_subtask(name, *weight)?;
         }
         for (name, weight) in &self.kind_weights {
-            let kind = tokenscale_eval::synth::ItemKind::parse(name)
+            let kind = tokenscale_synth::ItemKind::parse(name)
                 .with_context(|| format!("field `kind_weights`: unknown kind {name:?} (mcq, yn, short)"))?;
             mix = mix.with_kind(kind, *weight)?;
         }
@@ -316,7 +316,7 @@ fn aux_terms_of_any_age<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::
 
 /// The sequence positions of the LLM input's QED slots, in order.
 fn slot_positions(tps: &[u32]) -> Vec<usize> {
-    tps.iter().enumerate().filter(|(_, &t)| t & tokenscale_model::imgque::TPS_QED != 0).map(|(i, _)| i).collect()
+    tps.iter().enumerate().filter(|(_, &t)| t & tokenscale_model::chat::token_type::QED != 0).map(|(i, _)| i).collect()
 }
 
 /// The captured attention probabilities of LLM layer `layer` (1-based).
@@ -363,9 +363,9 @@ const AUX_COLOURS: usize = 6;
 const AUX_SHAPES: usize = 5;
 const CELL_CLASSES: usize = AUX_COLOURS + AUX_SHAPES;
 /// Answers of a counting question ("0" … "6"), as the fetch head names them.
-const COUNT_CLASSES: usize = tokenscale_eval::synth::questions::COUNTS.len();
+const COUNT_CLASSES: usize = tokenscale_synth::questions::COUNTS.len();
 /// Background tints the summary head names (the border takes `AUX_COLOURS - 1` colours).
-const TINTS: usize = tokenscale_eval::synth::scene::TINTS.len();
+const TINTS: usize = tokenscale_synth::scene::TINTS.len();
 
 /// Side of the grid the slot head names slots by (the global view's merged-token grid, which
 /// the scene grid matches in the shapes the cell head accepts).
@@ -770,7 +770,7 @@ impl<'a> Trainer<'a> {
         if self.config.aux_prev_weight <= 0.0 {
             return Ok(None);
         }
-        let text = |i: usize| tps[i] & tokenscale_model::imgque::TPS_QED == 0;
+        let text = |i: usize| tps[i] & tokenscale_model::chat::token_type::QED == 0;
         let (positions, previous): (Vec<u32>, Vec<u32>) =
             (1..ids.len()).filter(|&i| text(i) && text(i - 1)).map(|i| (i as u32, ids[i - 1])).unzip();
         if positions.is_empty() {

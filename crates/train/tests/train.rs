@@ -281,9 +281,9 @@ fn the_attention_loss_reads_the_llm_layers_probabilities() {
 }
 
 /// The synthetic mix with every subtask but `names` weighted 0.
-fn only_subtasks(names: &[&str]) -> tokenscale_eval::synth::Mix {
-    let mut mix = tokenscale_eval::synth::Mix::default();
-    for (name, _) in tokenscale_eval::synth::SUBTASKS {
+fn only_subtasks(names: &[&str]) -> tokenscale_synth::Mix {
+    let mut mix = tokenscale_synth::Mix::default();
+    for (name, _) in tokenscale_synth::SUBTASKS {
         if !names.contains(&name) {
             mix = mix.with_subtask(name, 0.0).unwrap();
         }

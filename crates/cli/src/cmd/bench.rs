@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use tokenscale_model::progress::Progress;
+use tokenscale_base::progress::Progress;
 use tokenscale_model::generation::GenerationConfig;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::runtime::{Runtime, VisionBudget};
@@ -93,16 +93,9 @@ fn list_images(dir: &Path, sample: usize, seed: u64) -> Result<Vec<PathBuf>> {
     }
     // Seeded Fisher–Yates with SplitMix64 (the paper used Python's random.Random(122); the
     // sample differs, the protocol is the same).
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = tokenscale_base::rng::SplitMix64::new(seed);
     for i in (1..files.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         files.swap(i, j);
     }
     files.truncate(sample);

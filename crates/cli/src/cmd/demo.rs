@@ -5,9 +5,11 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use tokenscale_eval::synth::questions::{ask, candidates};
-use tokenscale_eval::synth::{self, ItemKind, Rng, Scene, SynthItem, SUBTASKS};
-use tokenscale_eval::{models::ModelAnswerer, sweep::Answerer};
+use tokenscale_synth::questions::{ask, candidates};
+use tokenscale_synth as synth;
+use tokenscale_synth::{ItemKind, Rng, Scene, SynthItem, SUBTASKS};
+use tokenscale_answer::ModelAnswerer;
+use tokenscale_eval::sweep::Answerer;
 
 /// The questions asked, by subtask: two coarse, four fine.
 const ASKED: [&str; 6] = ["background", "border", "cell_colour", "cell_shape", "cell_colour", "count_colour"];

@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Cache, Repo, RepoType};
-use tokenscale_model::progress::Progress;
+use tokenscale_base::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {

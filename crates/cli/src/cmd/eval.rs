@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use tokenscale_eval::merge::finish_run;
-use tokenscale_eval::models::ModelAnswerer;
+use tokenscale_answer::ModelAnswerer;
 use tokenscale_eval::score::{Compat, ScoreOptions};
 use tokenscale_eval::store::Shard;
 use tokenscale_eval::sweep::{run_sweep, SweepConfig};

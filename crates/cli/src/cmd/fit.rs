@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use tokenscale_law::data::SeriesData;
 use tokenscale_law::fit::{fit_series, validate, FitOptions, FitResult, Space};
 use tokenscale_law::{Direction, Law, LawError};
-use tokenscale_model::progress::Progress;
+use tokenscale_base::progress::Progress;
 use tokenscale_fsio::write_atomic;
 use tokenscale_plot::{DiffHeatmap, Figure, GridPanel, ScalingGrid};
 

@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use tokenscale_model::progress::Progress;
+use tokenscale_base::progress::Progress;
 use serde::Deserialize;
 use tokenscale_law::probe::ProbeAccumulator;
 use tokenscale_model::preprocess::load_image;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use tokenscale_eval::synth::ItemKind;
+use tokenscale_synth::ItemKind;
 use tokenscale_reproduce::{run as reproduce, Options, DEFAULT_VISION_TOKENS};
 
 #[derive(clap::Args)]

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use std::path::PathBuf;
-use tokenscale_eval::synth::{write_benchmark, Mix, Split};
+use tokenscale_synth::{write_benchmark, Mix, Split};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use tokenscale_model::progress::Progress;
+use tokenscale_base::progress::Progress;
 use tokenscale_plot::{Figure, TrainingFigure};
 use tokenscale_train::data::SynthSource;
 use tokenscale_train::{TrainConfig, Trainer};

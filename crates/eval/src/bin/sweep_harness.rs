@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
         let dir = args.get(2).ok_or_else(|| anyhow::anyhow!("usage: {} gen DIR [SEED] [ITEMS]", args[0]))?;
         let seed: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
         let items: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(40);
-        for p in tokenscale_eval::synth::generate(dir.as_ref(), seed, items, 64)? {
+        for p in tokenscale_synth::generate(dir.as_ref(), seed, items, 64)? {
             println!("{}", p.display());
         }
         return Ok(());

@@ -1,22 +1,18 @@
 //! Shared by the test binaries: seeded inputs and the exact reference.
 #![allow(dead_code)]
 
+use tokenscale_base::rng::SplitMix64;
 use tokenscale_kernels::Half16;
 
-/// SplitMix64: a seeded stream of uniform values in [-1, 1).
-pub struct Values(u64);
+/// A seeded stream of uniform values in [-1, 1) from the project's SplitMix64.
+pub struct Values(SplitMix64);
 
 impl Values {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(SplitMix64::new(seed))
     }
     pub fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        (self.0.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
 }
 

@@ -1,5 +1,6 @@
-//! Conversation templates → typed (string, type) segments (`ChatConversation.do_chat_parse`,
-//! seed-system §3 table; llama-2 quirks of §9).
+//! Conversation templates → typed (string, type) segments, as the original's
+//! `ChatConversation.do_chat_parse` emits them, including its llama-2 typing quirks
+//! (docs/original-system.md, "Chat templates").
 
 use anyhow::{bail, Result};
 

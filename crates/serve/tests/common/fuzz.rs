@@ -6,7 +6,7 @@
 
 use base64::Engine;
 use serde_json::{json, Value};
-use tokenscale_law::rng::SplitMix64;
+use tokenscale_base::rng::SplitMix64;
 
 pub struct Mutator {
     rng: SplitMix64,

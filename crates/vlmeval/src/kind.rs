@@ -72,7 +72,7 @@ pub const KNOWN: &[(&str, Kind)] = &[
     ("GQA*", Kind::Vqa),
     ("OCRBench", Kind::Ocrbench),
     ("COCO_VAL", Kind::Caption),
-    // tokenscale's generated synthetic benchmark (see `synth`).
+    // tokenscale's generated synthetic benchmark (the `tokenscale-synth` crate).
     ("SYNTH_MCQ*", Kind::Mcq),
     ("SYNTH_YORN*", Kind::Yorn),
     ("SYNTH_VQA*", Kind::Vqa),

@@ -1,6 +1,11 @@
-//! The runtime's vision-language models as sweep [`Answerer`]s. The image work that does not
-//! depend on n (LLaVA: CLIP features, plus VisionZip's attention; query-fused model: HD crops
-//! through the vision tower) is done once per image and reused for every n.
+//! tokenscale-answer: the runtime's vision-language models as sweep [`Answerer`]s. It sits above
+//! `tokenscale-model` and `tokenscale-eval` so that neither knows the other: the evaluator talks
+//! to the `Answerer` trait only, and the command line and `tokenscale-reproduce` pick this
+//! implementation.
+//!
+//! The image work that does not depend on n (LLaVA: CLIP features, plus VisionZip's attention;
+//! query-fused model: HD crops through the vision tower) is done once per image and reused for
+//! every n.
 
 use std::path::Path;
 
@@ -13,8 +18,8 @@ use tokenscale_model::runtime::Runtime;
 use tokenscale_model::dtype::DtypePolicy;
 use tokenscale_model::{Device, Tensor};
 
-use crate::prompt::{llava_chat, PromptStyle};
-use crate::sweep::Answerer;
+use tokenscale_eval::prompt::{llava_chat, PromptStyle};
+use tokenscale_eval::sweep::Answerer;
 
 pub struct ModelAnswerer {
     runtime: Runtime,

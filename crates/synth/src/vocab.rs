@@ -1,5 +1,5 @@
 //! The benchmark's closed vocabulary: every word of its questions, options and answers and of
-//! the text VLMEvalKit's prompts add around them (`crate::prompt`), so a tiny model can be
+//! the text VLMEvalKit's prompts add around them (`tokenscale_vlmeval::prompt`), so a tiny model can be
 //! trained with a word-level tokenizer that never meets an unknown word.
 
 /// Punctuation kept as separate symbols by `split_words`.

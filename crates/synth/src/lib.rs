@@ -1,4 +1,4 @@
-//! A seeded synthetic visual benchmark with graded difficulty, built so that a tiny model can be
+//! tokenscale-synth: a seeded synthetic visual benchmark with graded difficulty, built so that a tiny model can be
 //! trained on it and evaluated with the same strings.
 //!
 //! Each image (64×64 RGB) shows a light background tint, a coloured 3-px border and a 4×4 grid
@@ -31,13 +31,11 @@ pub use scene::{Scene, COLORS, SHAPES, TINTS};
 pub use tsv::{file_name, png_bytes, write_benchmark};
 pub use vocab::{split_words, words};
 
-use crate::dataset::Item;
-use crate::kind::Kind;
-use crate::prompt::{build_prompt, PromptStyle};
 use image::RgbImage;
 use questions::{answer_set, ask, candidates, claim, Candidate};
 use rng::stream_seed;
-use std::collections::BTreeMap;
+use tokenscale_vlmeval::prompt::{build_prompt, PromptStyle, QuestionText};
+use tokenscale_vlmeval::Kind;
 
 /// Disjoint seed streams: no (split, index) shares its seed with another split's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -199,23 +197,13 @@ fn build(scene: Scene, subtask: usize, cands: &[Candidate], kind: ItemKind, rng:
     SynthItem { image: scene.render(), question, options, answer, kind, category, subtask: name, scene, subject }
 }
 
-/// The item as `crate::dataset` reads it from the TSV (what the eval prompt is built from).
-fn as_dataset_item(item: &SynthItem) -> Item {
-    Item {
-        line: 0,
-        row: 0,
-        index: String::new(),
-        images: Vec::new(),
-        image_key: String::new(),
-        image_path: Vec::new(),
+/// The item as the evaluator reads it back from the TSV: the question cell, no hint, the options
+/// lettered from A (what the eval prompt is built from).
+fn as_read(item: &SynthItem) -> QuestionText {
+    QuestionText {
         question: item.question.clone(),
         hint: None,
         options: item.options.iter().enumerate().map(|(i, o)| (char::from(b'A' + i as u8), o.clone())).collect(),
-        answer: Some(item.answer.clone()),
-        category: Some(item.category.as_str().to_string()),
-        l2_category: None,
-        split: None,
-        extra: BTreeMap::from([("subtask".to_string(), item.subtask.to_string())]),
     }
 }
 
@@ -227,7 +215,7 @@ pub fn prompt_for(item: &SynthItem) -> String {
 
 /// The eval prompt under another prompt style (LLaVA models get `PromptStyle::Llava`).
 pub fn prompt_with_style(item: &SynthItem, style: PromptStyle) -> String {
-    build_prompt(&as_dataset_item(item), item.kind.eval_kind(), style)
+    build_prompt(&as_read(item), item.kind.eval_kind(), style)
 }
 
 /// Accuracy of uniform guessing over the possible answers: 1/4 for MCQ, 1/2 for yes/no, one

@@ -1,16 +1,23 @@
-//! A tiny deterministic generator (splitmix64): no external RNG crate, so the benchmark's bytes
-//! cannot change with a dependency update.
+//! The benchmark's draws (ranges, chances, weighted picks, shuffles) over the project's
+//! SplitMix64 stream, so the benchmark's bytes cannot change with a dependency update. Its
+//! `below` takes a plain modulo (not the rejection of `SplitMix64::below`): the published items
+//! were drawn that way, and the bias is below 2⁻⁵⁸ for the small ranges used here.
 
-pub struct Rng(u64);
+use tokenscale_base::rng::mix64;
+use tokenscale_base::rng::{SplitMix64, GOLDEN_GAMMA};
+
+pub struct Rng(SplitMix64);
+
+/// XORed into every seed, so the benchmark's streams differ from other users' of the same seed.
+const SEED_SALT: u64 = 0x853c49e6748fea9b;
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x853c49e6748fea9b)
+        Rng(SplitMix64::new(seed ^ SEED_SALT))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-        mix64(self.0)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (`n` ≥ 1; the modulo bias is below 2⁻⁵⁸ for the small `n` used here).
@@ -64,15 +71,8 @@ impl Rng {
     }
 }
 
-/// splitmix64's finaliser: a bijective 64-bit mix.
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-    z ^ (z >> 31)
-}
-
 /// The seed of one random stream of one item: distinct (split tag, index, stream) triples give
 /// unrelated seeds, so splits never share a stream and the scene does not depend on the mix.
 pub fn stream_seed(split_tag: u64, index: u64, stream: u64) -> u64 {
-    mix64(mix64(mix64(split_tag) ^ index) ^ stream.wrapping_mul(0x9e3779b97f4a7c15))
+    mix64(mix64(mix64(split_tag) ^ index) ^ stream.wrapping_mul(GOLDEN_GAMMA))
 }

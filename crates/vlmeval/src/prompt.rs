@@ -1,8 +1,36 @@
 //! Prompts built exactly as VLMEvalKit builds them, and the per-dataset generation limits.
 
-use crate::dataset::Item;
 use crate::kind::Kind;
 use serde::{Deserialize, Serialize};
+
+/// The parts of a benchmark item a prompt is built from: the evaluator's TSV rows and the
+/// synthetic benchmark's in-memory items both provide them.
+pub trait Question {
+    fn question(&self) -> &str;
+    fn hint(&self) -> Option<&str>;
+    /// Options present, in letter order.
+    fn options(&self) -> &[(char, String)];
+}
+
+/// A question held as plain text (items built in memory rather than read from a TSV).
+#[derive(Clone, Debug, Default)]
+pub struct QuestionText {
+    pub question: String,
+    pub hint: Option<String>,
+    pub options: Vec<(char, String)>,
+}
+
+impl Question for QuestionText {
+    fn question(&self) -> &str {
+        &self.question
+    }
+    fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+    fn options(&self) -> &[(char, String)] {
+        &self.options
+    }
+}
 
 pub const CAPTION_DEFAULT_QUESTION: &str =
     "Please describe this image in general. Directly provide the description, do not include prefix like \"This image depicts\". ";
@@ -36,28 +64,28 @@ pub fn cn_string(s: &str) -> bool {
 
 /// The text part of the message (images come first in VLMEvalKit's message list; the chat
 /// wrapping, e.g. LLaVA's `USER: <image>\n… ASSISTANT:`, is the model's business).
-pub fn build_prompt(item: &Item, kind: Kind, style: PromptStyle) -> String {
+pub fn build_prompt<Q: Question + ?Sized>(item: &Q, kind: Kind, style: PromptStyle) -> String {
     match kind {
         Kind::Mcq => match style {
             PromptStyle::Default => mcq_default(item),
             PromptStyle::Llava => mcq_llava(item),
         },
-        Kind::Vqa => format!("{}{}", item.question, VQA_SUFFIX),
+        Kind::Vqa => format!("{}{}", item.question(), VQA_SUFFIX),
         // MME/POPE/HallusionBench, OCRBench and captions use the question as is (a caption set
         // without a question column was given the default question at load time).
-        Kind::Yorn | Kind::Ocrbench | Kind::Caption => item.question.clone(),
+        Kind::Yorn | Kind::Ocrbench | Kind::Caption => item.question().to_string(),
     }
 }
 
-fn mcq_default(item: &Item) -> String {
+fn mcq_default<Q: Question + ?Sized>(item: &Q) -> String {
     let mut prompt = String::new();
-    if let Some(h) = &item.hint {
+    if let Some(h) = item.hint() {
         prompt += &format!("Hint: {h}\n");
     }
-    prompt += &format!("Question: {}\n", item.question);
-    if !item.options.is_empty() {
+    prompt += &format!("Question: {}\n", item.question());
+    if !item.options().is_empty() {
         prompt += "Options:\n";
-        for (l, t) in &item.options {
+        for (l, t) in item.options() {
             prompt += &format!("{l}. {t}\n");
         }
         prompt += "Please select the correct answer from the options above. \n";
@@ -65,15 +93,15 @@ fn mcq_default(item: &Item) -> String {
     prompt
 }
 
-fn mcq_llava(item: &Item) -> String {
-    let mut q = item.question.clone();
-    if let Some(h) = &item.hint {
+fn mcq_llava<Q: Question + ?Sized>(item: &Q) -> String {
+    let mut q = item.question().to_string();
+    if let Some(h) = item.hint() {
         q = format!("{h}\n{q}");
     }
-    for (l, t) in &item.options {
+    for (l, t) in item.options() {
         q += &format!("\n{l}. {t}");
     }
-    if !item.options.is_empty() {
+    if !item.options().is_empty() {
         if cn_string(&q) {
             q += "\n请直接回答选项字母。";
         } else {
@@ -95,7 +123,8 @@ pub fn llava_chat(text: &str, n_images: usize) -> String {
     format!("{LLAVA_SYSTEM}USER: {}{text} ASSISTANT: ", " <image> ".repeat(n_images))
 }
 
-/// `max_new_tokens` used by the paper's evaluation (`eval_models/imgque.py`, seed-system §6):
+/// `max_new_tokens` used by the paper's evaluation (the original VLMEvalKit wrapper
+/// `eval_models/imgque.py`; docs/original-system.md, "Evaluation limits"):
 /// SEEDBench 3; MCQ and Y/N 32; COCO caption 32; OCRVQA/ChartQA/DocVQA 100; TextVQA 10;
 /// everything else (OCRBench, other VQA sets) the default 512.
 pub fn max_new_tokens(dataset: &str, kind: Kind) -> usize {
@@ -122,25 +151,9 @@ pub fn max_new_tokens(dataset: &str, kind: Kind) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
-    fn item(hint: Option<&str>, q: &str, opts: &[(char, &str)]) -> Item {
-        Item {
-            line: 2,
-            row: 0,
-            index: "0".into(),
-            images: vec![],
-            image_key: "0".into(),
-            image_path: vec![],
-            question: q.into(),
-            hint: hint.map(Into::into),
-            options: opts.iter().map(|(l, t)| (*l, t.to_string())).collect(),
-            answer: None,
-            category: None,
-            l2_category: None,
-            split: None,
-            extra: BTreeMap::new(),
-        }
+    fn item(hint: Option<&str>, q: &str, opts: &[(char, &str)]) -> QuestionText {
+        QuestionText { question: q.into(), hint: hint.map(Into::into), options: opts.iter().map(|(l, t)| (*l, t.to_string())).collect() }
     }
 
     #[test]

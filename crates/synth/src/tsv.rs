@@ -33,7 +33,7 @@ fn answer_cell(item: &SynthItem) -> String {
         ItemKind::Mcq => item.answer.clone(),
         // VLMEvalKit's Y/N scorer compares with "Yes" / "No".
         ItemKind::YesNo => if item.answer == "yes" { "Yes" } else { "No" }.to_string(),
-        ItemKind::ShortAnswer => crate::py::repr_list(&vec![item.answer.clone(); VQA_ANNOTATORS]),
+        ItemKind::ShortAnswer => tokenscale_vlmeval::py::repr_list(&vec![item.answer.clone(); VQA_ANNOTATORS]),
     }
 }
 

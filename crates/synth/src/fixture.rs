@@ -1,6 +1,6 @@
 //! The first synthetic fixture: small mixed TSVs (MCQ with hints, Y/N rows that refer to another
 //! row's image, VQA answers as 10-annotator lists) that exercise the sweep and scoring paths in
-//! tests. The benchmark proper is `synth::item` / `synth::write_benchmark`.
+//! tests. The benchmark proper is `crate::item` / `crate::write_benchmark`.
 
 use super::rng::Rng;
 use super::scene::{COLORS, SHAPES};
@@ -132,32 +132,10 @@ pub fn generate(dir: &Path, seed: u64, items: usize, image_size: u32) -> Result<
             a.push(format!("{} {}", COLORS[s.color].0, SHAPES[s.shape]));
             ("What colour is the first shape (top left)?".to_string(), a, "colour")
         };
-        t += &format!("{i}\t{img}\t{q}\t{}\t{cat}\n", crate::py::repr_list(&answers));
+        t += &format!("{i}\t{img}\t{q}\t{}\t{cat}\n", tokenscale_vlmeval::py::repr_list(&answers));
     }
     let p = dir.join("SYNTH_VQA.tsv");
     tokenscale_fsio::write_atomic(&p, t.as_bytes())?;
     paths.push(p);
     Ok(paths)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dataset::Dataset;
-
-    #[test]
-    fn deterministic_and_loadable() {
-        let a = tempfile::tempdir().unwrap();
-        let b = tempfile::tempdir().unwrap();
-        let pa = generate(a.path(), 7, 6, 32).unwrap();
-        let pb = generate(b.path(), 7, 6, 32).unwrap();
-        for (x, y) in pa.iter().zip(&pb) {
-            assert_eq!(std::fs::read(x).unwrap(), std::fs::read(y).unwrap());
-            let ds = Dataset::load(x, None).unwrap();
-            assert_eq!(ds.items.len(), 6);
-            ds.check_images().unwrap();
-        }
-        let y = Dataset::load(&pa[1], None).unwrap();
-        assert_eq!(y.items[1].image_key, y.items[0].index);
-    }
 }

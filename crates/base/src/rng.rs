@@ -1,5 +1,9 @@
-//! A tiny deterministic PRNG (SplitMix64) so that bootstrap results are identical on every
-//! platform and every version of every dependency.
+//! SplitMix64, the project's one random generator: a seeded stream is the same on every platform
+//! and with every version of every dependency (bootstrap intervals, the synthetic benchmark,
+//! parameter initialisation, sampling, fuzzing and benchmark samples all draw from it).
+
+/// The increment of SplitMix64's state: 2⁶⁴ divided by the golden ratio, odd.
+pub const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// SplitMix64 (Steele, Lea, Flood 2014).
 #[derive(Clone, Debug)]
@@ -12,11 +16,8 @@ impl SplitMix64 {
         Self { state: seed }
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.state = self.state.wrapping_add(GOLDEN_GAMMA);
+        mix64(self.state)
     }
     /// Uniform in [0, 1): the top 53 bits of the next value.
     pub fn next_f64(&mut self) -> f64 {
@@ -36,14 +37,11 @@ impl SplitMix64 {
     }
 }
 
-/// FNV-1a hash of a string, used to derive a per-series seed from the user seed.
-pub fn fnv1a(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01B3);
-    }
-    h
+/// SplitMix64's finaliser: a bijective 64-bit mix (also used alone to derive unrelated seeds).
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -2,10 +2,11 @@
 //! scene by an independent reading of the question, balance, and the closed vocabulary.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use tokenscale_eval::prompt::PromptStyle;
-use tokenscale_eval::synth::{
-    self, item, item_with, png_bytes, prompt_for, prompt_with_style, split_words, words, Category, ItemKind, Mix, Scene,
-    Split, SynthItem, COLORS, SHAPES, TINTS,
+use tokenscale_vlmeval::prompt::PromptStyle;
+use tokenscale_synth as synth;
+use tokenscale_synth::{
+    item, item_with, png_bytes, prompt_for, prompt_with_style, split_words, words, Category, ItemKind, Mix, Scene, Split,
+    SynthItem, COLORS, SHAPES, TINTS,
 };
 
 fn colour_name(i: usize) -> &'static str {
