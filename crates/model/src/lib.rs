@@ -20,6 +20,7 @@ pub mod nn;
 pub mod opcount;
 pub mod preprocess;
 pub mod progress;
+pub mod prompt_plan;
 pub mod reduce;
 pub mod resample;
 pub mod runtime;

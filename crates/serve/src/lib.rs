@@ -6,7 +6,7 @@
 //! - [`http`]: endpoints and answers (plain JSON and server-sent events);
 //! - [`schema`]: the request, checked field by field; [`media`]: its images;
 //! - [`engine`]: the scheduler thread; [`text`]: detokenising and stop sequences;
-//! - [`admission`], [`metrics`], [`error`], [`options`].
+//! - [`admission`], [`metrics`], [`error`], [`options`], [`warnings`] (said once per server).
 
 pub mod admission;
 pub mod engine;
@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod options;
 pub mod schema;
 pub mod text;
+pub mod warnings;
 
 use std::future::Future;
 use std::net::SocketAddr;
