@@ -19,6 +19,7 @@ pub mod matvec;
 pub mod nn;
 pub mod opcount;
 pub mod preprocess;
+pub mod prompt_plan;
 pub mod reduce;
 pub mod resample;
 pub mod runtime;

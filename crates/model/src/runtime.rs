@@ -145,22 +145,9 @@ impl Runtime {
             Self::Llava(p) => {
                 let image = image.ok_or_else(|| anyhow::anyhow!("this model needs an image"))?;
                 let text = if raw { prompt.to_string() } else { vicuna_v1_prompt(prompt) };
-                if budget.short_tokens.is_some() {
-                    bail!("vision budget: short tokens (n_s) apply to the query-fused model only");
-                }
-                let native = p.model.config.image_tokens();
-                // The native count is no reduction: it needs no reducer.
-                let native_only = budget.tokens == Some(native) && budget.reducer.is_none();
-                if !native_only && (budget.tokens.is_some() || budget.reducer.is_some()) {
-                    let Some(n) = budget.tokens else {
-                        bail!("vision budget: a reducer needs a vision-token count N (1 ≤ N ≤ {native})");
-                    };
-                    let Some(name) = budget.reducer.as_deref() else {
-                        bail!("vision budget: {n} of LLaVA's {native} vision tokens needs a reducer (pool, uniform, visionzip, fastv, fastv:K)");
-                    };
-                    let reducer = Reducer::parse(name)?;
+                let image_id = p.model.config.image_token_index;
+                if let Some((n, reducer)) = llava_reduction(p, budget)? {
                     let inputs = p.prepare_budget(image, &text, n, reducer)?;
-                    let image_id = p.model.config.image_token_index;
                     return Ok(Prepared {
                         vision_positions: positions_where(&inputs.input_ids, |t| t == image_id),
                         input_ids: inputs.input_ids,
@@ -173,7 +160,6 @@ impl Runtime {
                 }
                 let inputs = p.prepare(image, &text)?;
                 let embeds = p.embeddings(&inputs)?;
-                let image_id = p.model.config.image_token_index;
                 Ok(Prepared {
                     vision_positions: positions_where(&inputs.input_ids, |t| t == image_id),
                     input_ids: inputs.input_ids,
@@ -186,16 +172,7 @@ impl Runtime {
             }
             Self::ImgQue(p) => Ok(prepare_imgque(p, image, prompt, raw, budget)?.0),
             Self::Lm { llm, tokenizer } => {
-                if budget.tokens.is_some() {
-                    bail!("vision budget: a vision-token count needs a vision-language model");
-                }
-                if image.is_some() {
-                    bail!("this is a text-only model: it takes no image");
-                }
-                let input_ids = tokenizer.encode(prompt, true)?;
-                if input_ids.is_empty() {
-                    bail!("the prompt encodes to no tokens");
-                }
+                let input_ids = lm_input_ids(tokenizer, image.is_some(), prompt, budget)?;
                 let ids = Tensor::new(input_ids.as_slice(), llm.device())?.unsqueeze(0)?;
                 let embeds = llm.embed(&ids)?;
                 Ok(Prepared {
@@ -210,6 +187,41 @@ impl Runtime {
             }
         }
     }
+}
+
+/// LLaVA's budget: `None` for the native count (no reduction), else N and its parsed reducer.
+pub(crate) fn llava_reduction(p: &LlavaPipeline, budget: &VisionBudget) -> Result<Option<(usize, Reducer)>> {
+    if budget.short_tokens.is_some() {
+        bail!("vision budget: short tokens (n_s) apply to the query-fused model only");
+    }
+    let native = p.model.config.image_tokens();
+    // The native count is no reduction: it needs no reducer.
+    let native_only = budget.tokens == Some(native) && budget.reducer.is_none();
+    if native_only || (budget.tokens.is_none() && budget.reducer.is_none()) {
+        return Ok(None);
+    }
+    let Some(n) = budget.tokens else {
+        bail!("vision budget: a reducer needs a vision-token count N (1 ≤ N ≤ {native})");
+    };
+    let Some(name) = budget.reducer.as_deref() else {
+        bail!("vision budget: {n} of LLaVA's {native} vision tokens needs a reducer (pool, uniform, visionzip, fastv, fastv:K)");
+    };
+    Ok(Some((n, Reducer::parse(name)?)))
+}
+
+/// A causal LM's prompt ids (it takes no image and no vision budget).
+pub(crate) fn lm_input_ids(tokenizer: &Tokenizer, has_image: bool, prompt: &str, budget: &VisionBudget) -> Result<Vec<u32>> {
+    if budget.tokens.is_some() {
+        bail!("vision budget: a vision-token count needs a vision-language model");
+    }
+    if has_image {
+        bail!("this is a text-only model: it takes no image");
+    }
+    let input_ids = tokenizer.encode(prompt, true)?;
+    if input_ids.is_empty() {
+        bail!("the prompt encodes to no tokens");
+    }
+    Ok(input_ids)
 }
 
 /// The query-fused model's conversation options: chat template (default: the checkpoint's, else llama-2-vision) and
@@ -231,6 +243,16 @@ pub fn configure_imgque(runtime: &mut Runtime, template: Option<&str>, drop_quer
 /// n_l from `--vision-tokens` (default: the checkpoint's), n_s from `--short-tokens` (default: the
 /// checkpoint's, capped at n_l); values the checkpoint was not trained for run with a warning.
 pub fn imgque_budget(p: &ImgQuePipeline, budget: &VisionBudget) -> Result<(usize, usize)> {
+    let (tokens, warning) = imgque_budget_checked(p, budget)?;
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    Ok(tokens)
+}
+
+/// [`imgque_budget`] with the warning returned instead of printed (a server says it once, not
+/// once per request).
+pub fn imgque_budget_checked(p: &ImgQuePipeline, budget: &VisionBudget) -> Result<((usize, usize), Option<String>)> {
     if budget.reducer.is_some() {
         bail!("vision budget: a reducer applies to LLaVA; the query-fused model sets its budget with the vision-token count (n_l) and short tokens (n_s)");
     }
@@ -238,17 +260,39 @@ pub fn imgque_budget(p: &ImgQuePipeline, budget: &VisionBudget) -> Result<(usize
     let n_l = budget.tokens.unwrap_or(trained_l);
     let n_s = budget.short_tokens.unwrap_or(trained_s.min(n_l));
     p.parser(n_l, n_s)?; // a budget the checkpoint cannot serve is an error, not a warning
-    if n_l != trained_l || n_s != trained_s {
-        eprintln!("warning: this checkpoint was trained with n_l = {trained_l}, n_s = {trained_s}; running with n_l = {n_l}, n_s = {n_s}");
+    let warning = (n_l != trained_l || n_s != trained_s)
+        .then(|| format!("this checkpoint was trained with n_l = {trained_l}, n_s = {trained_s}; running with n_l = {n_l}, n_s = {n_s}"));
+    Ok(((n_l, n_s), warning))
+}
+
+/// How the query-fused model's (n_l, n_s) come from a budget: [`imgque_budget`] (warning
+/// printed) or [`imgque_budget_unannounced`].
+type BudgetResolver = fn(&ImgQuePipeline, &VisionBudget) -> Result<(usize, usize)>;
+
+/// [`imgque_budget_checked`] without its warning.
+fn imgque_budget_unannounced(p: &ImgQuePipeline, budget: &VisionBudget) -> Result<(usize, usize)> {
+    Ok(imgque_budget_checked(p, budget)?.0)
+}
+
+/// The one user message that a model other than the query-fused one answers in a chat.
+pub(crate) fn single_message(conversation: &Conversation, drop_query: Option<bool>) -> Result<&str> {
+    if drop_query == Some(true) {
+        bail!("drop_query applies to the query-fused model only");
     }
-    Ok((n_l, n_s))
+    if conversation.system.is_some() {
+        bail!("a system message is supported for the query-fused model only");
+    }
+    match conversation.messages.as_slice() {
+        [only] => Ok(&only.content),
+        _ => bail!("multi-turn conversations are supported for the query-fused model; send one user message"),
+    }
 }
 
 fn prepare_imgque(p: &ImgQuePipeline, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<(Prepared, Option<ImgQueTrace>)> {
     if raw {
         bail!("a raw prompt is not supported for the query-fused model: its prompt is built from the chat template");
     }
-    prepare_imgque_conversation(p, image, &Conversation::new().user(prompt).for_generation(), budget, p.drop_query)
+    prepare_imgque_conversation(p, image, &Conversation::new().user(prompt).for_generation(), budget, p.drop_query, imgque_budget)
 }
 
 impl Runtime {
@@ -277,25 +321,23 @@ impl Runtime {
         budget: &VisionBudget,
     ) -> Result<(Prepared, Option<ImgQueTrace>)> {
         match self {
-            Self::ImgQue(p) => prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget, p.drop_query),
+            Self::ImgQue(p) => prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget, p.drop_query, imgque_budget),
             _ => bail!("multi-turn conversations are supported for the query-fused model; give one prompt"),
         }
     }
 
     /// Inputs for the next answer of a chat (a server request): the query-fused model takes the
     /// whole conversation (system message, earlier turns; DropQuery when `drop_query`, else the
-    /// loaded setting); other models take one user message under their own template.
+    /// loaded setting); other models take one user message under their own template. A budget
+    /// the query-fused model was not trained with is not warned about here: a server takes the
+    /// warning from [`Runtime::plan_chat`] and says it once.
     pub fn prepare_chat(&self, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget, drop_query: Option<bool>) -> Result<Prepared> {
         match self {
             Self::ImgQue(p) => {
-                Ok(prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget, drop_query.unwrap_or(p.drop_query))?.0)
+                let drop_query = drop_query.unwrap_or(p.drop_query);
+                Ok(prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget, drop_query, imgque_budget_unannounced)?.0)
             }
-            _ if drop_query == Some(true) => bail!("drop_query applies to the query-fused model only"),
-            _ if conversation.system.is_some() => bail!("a system message is supported for the query-fused model only"),
-            _ => match conversation.messages.as_slice() {
-                [only] => self.prepare(image, &only.content, false, budget),
-                _ => bail!("multi-turn conversations are supported for the query-fused model; send one user message"),
-            },
+            _ => self.prepare(image, single_message(conversation, drop_query)?, false, budget),
         }
     }
 }
@@ -306,6 +348,7 @@ fn prepare_imgque_conversation(
     conversation: &Conversation,
     budget: &VisionBudget,
     drop_query: bool,
+    resolve_budget: BudgetResolver,
 ) -> Result<(Prepared, Option<ImgQueTrace>)> {
     let conversation = conversation.clone();
     let Some(image) = image else {
@@ -324,7 +367,7 @@ fn prepare_imgque_conversation(
         };
         return Ok((prepared, None));
     };
-    let (n_l, n_s) = imgque_budget(p, budget)?;
+    let (n_l, n_s) = resolve_budget(p, budget)?;
     let (pixel_values, crop_tokens) = p.encode_views(image)?;
     let inputs = p.embeddings_with(&crop_tokens, &conversation, n_l, n_s, drop_query)?;
     let prepared = Prepared {

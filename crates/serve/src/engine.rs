@@ -19,6 +19,7 @@ use tokenscale_model::Tensor;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::admission::Admission;
+use crate::fault::{FaultPlan, FaultPoint};
 use crate::metrics::Metrics;
 use crate::text::AnswerText;
 
@@ -70,10 +71,12 @@ impl EngineHandle {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub max_batch: usize,
     pub prefill_chunk: usize,
+    /// Faults to inject (tests of the failure paths; empty otherwise).
+    pub faults: FaultPlan,
 }
 
 /// Starts the engine thread; it ends when every handle is dropped and its work is done.
@@ -182,8 +185,9 @@ impl<'a> Engine<'a> {
     /// piece (the pruning needs the whole prompt's attention at layer K).
     fn prefill_one_chunk(&mut self) {
         let Some(mut seq) = self.prefilling.take() else { return };
-        let (llm, chunk) = (self.llm, self.options.prefill_chunk);
+        let (llm, chunk, faults) = (self.llm, self.options.prefill_chunk, &self.options.faults);
         let outcome = guarded(|| {
+            faults.check(FaultPoint::Prefill, &seq.job.prepared.prompt);
             let embeds = &seq.job.prepared.embeds;
             let total = embeds.dim(1)?;
             if let Some(prune) = &seq.job.prepared.prune {
@@ -212,8 +216,11 @@ impl<'a> Engine<'a> {
         }
         let started = Instant::now();
         let tokens: Vec<u32> = self.running.iter().map(|s| s.last).collect();
-        let llm = self.llm;
+        let (llm, faults) = (self.llm, &self.options.faults);
         let outcome = guarded(|| {
+            for seq in &self.running {
+                faults.check(FaultPoint::DecodeStep, &seq.job.prepared.prompt);
+            }
             let mut caches: Vec<&mut KvCache> = self.running.iter_mut().map(|s| &mut s.cache).collect();
             llm.decode_step(&tokens, &mut caches)
         });

@@ -27,6 +27,7 @@ use crate::media::load_image;
 use crate::metrics::Metrics;
 use crate::options::ServeOptions;
 use crate::schema::{parse_request, ChatRequest};
+use crate::warnings::WarnOnce;
 
 pub struct AppState {
     pub runtime: Arc<Runtime>,
@@ -41,6 +42,8 @@ pub struct AppState {
     /// Image decoding and vision encoding run one request at a time: each already uses every
     /// core (rayon), and running many at once only multiplies their activations in memory.
     preparing: Arc<tokio::sync::Semaphore>,
+    /// Budget warnings already logged.
+    warned: WarnOnce,
     next_id: AtomicU64,
 }
 
@@ -57,6 +60,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             started,
             preparing: Arc::new(tokio::sync::Semaphore::new(1)),
+            warned: WarnOnce::default(),
             next_id: AtomicU64::new(started << 20),
         }
     }
@@ -149,9 +153,15 @@ async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Result<Bytes, Byte
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(None, format!("the request body is not valid JSON: {e}")))?;
     let request = parse_request(&value, &state.options)?;
     let admission = state.gate.try_admit().ok_or_else(|| ApiError::overloaded(state.gate.capacity))?;
+    // The prompt's length is known from its text and budget: a prompt over a limit is refused
+    // before its image is decoded or encoded.
+    let planned = plan(&state, &request).await?;
+    check_prompt(&state, planned, request.max_tokens)?;
     let prepared = prepare(&state, &request).await?;
     let prompt_tokens = prepared.embeds.dim(1).map_err(|e| ApiError::internal(e.to_string()))?;
-    check_prompt(&state, prompt_tokens, request.max_tokens)?;
+    if prompt_tokens != planned {
+        return Err(ApiError::internal(format!("the prompt was planned at {planned} tokens but prepared at {prompt_tokens}")));
+    }
     state.metrics.prompt_tokens.inc_by(prompt_tokens as u64);
     let usage = Usage { prompt_tokens, vision_tokens: prepared.vision_tokens, completion_tokens: 0 };
     let events = submit(&state, &request, prepared, arrived, admission)?;
@@ -163,6 +173,23 @@ async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Result<Bytes, Byte
     }
 }
 
+/// The prompt's length in tokens, vision tokens included, from its text and budget alone
+/// (tokenising can take a while for a long text: a blocking thread, but not the encoder's turn).
+/// A budget the model was not trained with is logged once per server and counted every time.
+async fn plan(state: &Arc<AppState>, request: &ChatRequest) -> Result<usize, ApiError> {
+    let runtime = Arc::clone(&state.runtime);
+    let (has_image, conversation, budget, drop_query) = (request.image.is_some(), request.conversation.clone(), request.budget.clone(), request.drop_query);
+    let plan = off_the_async_threads("reading the prompt", move || {
+        runtime.plan_chat(has_image, &conversation, &budget, drop_query).map_err(|e| ApiError::invalid(None, format!("{e:#}")))
+    })
+    .await?;
+    if let Some(warning) = &plan.budget_warning {
+        state.metrics.untrained_budget.inc();
+        state.warned.warn(warning);
+    }
+    Ok(plan.prompt_tokens)
+}
+
 /// Image decoding, templating and the vision encoder, on a blocking thread (CPU work that must
 /// not hold up the async threads).
 async fn prepare(state: &Arc<AppState>, request: &ChatRequest) -> Result<Prepared, ApiError> {
@@ -170,17 +197,22 @@ async fn prepare(state: &Arc<AppState>, request: &ChatRequest) -> Result<Prepare
     // The turn moves into the blocking work: a client that goes away meanwhile does not let
     // another request's encoder start beside this one.
     let turn = Arc::clone(&state.preparing).acquire_owned().await.map_err(|_| ApiError::shutting_down())?;
-    let work = tokio::task::spawn_blocking(move || {
+    off_the_async_threads("preparing the inputs", move || {
         let _turn = turn;
         let image = request.image.as_ref().map(|source| load_image(source, "messages", &limits)).transpose()?;
         runtime
             .prepare_chat(image.as_ref(), &request.conversation, &request.budget, request.drop_query)
             .map_err(|e| ApiError::invalid(None, format!("{e:#}")))
-    });
-    match work.await {
+    })
+    .await
+}
+
+/// Runs CPU work on a blocking thread; a panic there answers 500, the server goes on.
+async fn off_the_async_threads<T: Send + 'static>(what: &str, work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
-        Err(e) if e.is_panic() => Err(ApiError::internal("internal error while preparing the inputs")),
-        Err(e) => Err(ApiError::internal(format!("preparing the inputs was cancelled: {e}"))),
+        Err(e) if e.is_panic() => Err(ApiError::internal(format!("internal error while {what}"))),
+        Err(e) => Err(ApiError::internal(format!("{what} was cancelled: {e}"))),
     }
 }
 

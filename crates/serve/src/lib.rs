@@ -6,17 +6,20 @@
 //! - [`http`]: endpoints and answers (plain JSON and server-sent events);
 //! - [`schema`]: the request, checked field by field; [`media`]: its images;
 //! - [`engine`]: the scheduler thread; [`text`]: detokenising and stop sequences;
-//! - [`admission`], [`metrics`], [`error`], [`options`].
+//! - [`admission`], [`metrics`], [`error`], [`options`], [`warnings`] (said once per server);
+//! - [`fault`]: panics injected on purpose by tests (`fault-injection` feature only).
 
 pub mod admission;
 pub mod engine;
 pub mod error;
+pub mod fault;
 pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod options;
 pub mod schema;
 pub mod text;
+pub mod warnings;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +30,7 @@ use anyhow::{Context, Result};
 use tokenscale_model::runtime::Runtime;
 use tokio::net::TcpListener;
 
+pub use fault::{FaultPlan, FaultPoint};
 pub use options::{Limits, ServeOptions};
 
 /// A server running on its own threads (tests, the load tool); [`Server::stop`] shuts it
@@ -40,6 +44,16 @@ pub struct Server {
 impl Server {
     /// Binds (port 0 picks a free one) and serves in the background.
     pub fn start(runtime: Runtime, options: ServeOptions) -> Result<Self> {
+        Self::start_with(runtime, options, FaultPlan::default())
+    }
+
+    /// [`Server::start`] with faults the engine injects (tests of the failure paths).
+    #[cfg(feature = "fault-injection")]
+    pub fn start_with_faults(runtime: Runtime, options: ServeOptions, faults: FaultPlan) -> Result<Self> {
+        Self::start_with(runtime, options, faults)
+    }
+
+    fn start_with(runtime: Runtime, options: ServeOptions, faults: FaultPlan) -> Result<Self> {
         options.validate()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, address) = std::sync::mpsc::channel();
@@ -54,7 +68,7 @@ impl Server {
                     }
                 };
                 let _ = bound.send(listener.local_addr().map_err(|e| e.to_string()));
-                run(runtime, options, listener, async move {
+                run(runtime, options, faults, listener, async move {
                     let _ = stopped.await;
                 })
                 .await
@@ -93,7 +107,7 @@ pub fn serve(runtime: Runtime, options: ServeOptions) -> Result<()> {
     tokio.block_on(async move {
         let listener = bind(&options).await?;
         eprintln!("listening on http://{} (model {}; batch {}, queue {})", listener.local_addr()?, options.model_name, options.max_batch, options.queue);
-        run(runtime, options, listener, termination()).await?;
+        run(runtime, options, FaultPlan::default(), listener, termination()).await?;
         eprintln!("stopped: every running request was answered");
         Ok(())
     })
@@ -127,10 +141,10 @@ async fn termination() {
     }
 }
 
-async fn run(runtime: Runtime, options: ServeOptions, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+async fn run(runtime: Runtime, options: ServeOptions, faults: FaultPlan, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let runtime = Arc::new(runtime);
     let metrics = Arc::new(metrics::Metrics::new());
-    let engine_options = engine::EngineOptions { max_batch: options.max_batch, prefill_chunk: options.prefill_chunk };
+    let engine_options = engine::EngineOptions { max_batch: options.max_batch, prefill_chunk: options.prefill_chunk, faults };
     let (engine, engine_thread) = engine::spawn(Arc::clone(&runtime), engine_options, Arc::clone(&metrics))?;
     let state = Arc::new(http::AppState::new(runtime, engine, options, metrics));
     let app = http::router(Arc::clone(&state));

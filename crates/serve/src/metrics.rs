@@ -1,6 +1,7 @@
 //! `/metrics` in Prometheus' text format: requests and errors by status code, queue depth,
 //! running sequences, tokens (rate() of the counter gives tokens/s; the gauge holds the last
-//! decode step's batch tokens/s), abandoned requests and the time-to-first-token histogram.
+//! decode step's batch tokens/s), abandoned requests, requests at an untrained budget and the
+//! time-to-first-token histogram.
 
 use std::sync::atomic::AtomicU64;
 
@@ -25,6 +26,7 @@ pub struct Metrics {
     pub generated_tokens: Counter,
     pub prompt_tokens: Counter,
     pub abandoned: Counter,
+    pub untrained_budget: Counter,
     pub decode_tokens_per_s: Gauge<f64, AtomicU64>,
     pub time_to_first_token: Histogram,
 }
@@ -41,7 +43,7 @@ impl Metrics {
         let requests = Family::<StatusLabel, Counter>::default();
         let errors = Family::<StatusLabel, Counter>::default();
         let (queue_depth, running) = (Gauge::default(), Gauge::default());
-        let (generated_tokens, prompt_tokens, abandoned) = (Counter::default(), Counter::default(), Counter::default());
+        let (generated_tokens, prompt_tokens, abandoned, untrained_budget) = (Counter::default(), Counter::default(), Counter::default(), Counter::default());
         let decode_tokens_per_s = Gauge::<f64, AtomicU64>::default();
         // 5 ms to about 80 s.
         let time_to_first_token = Histogram::new(exponential_buckets(0.005, 2.0, 15));
@@ -52,9 +54,10 @@ impl Metrics {
         registry.register("generated_tokens", "Answer tokens generated", generated_tokens.clone());
         registry.register("prompt_tokens", "Prompt tokens (vision tokens included) of accepted requests", prompt_tokens.clone());
         registry.register("abandoned_requests", "Requests dropped because their client disconnected", abandoned.clone());
+        registry.register("untrained_budget_requests", "Requests at a vision-token budget the model was not trained with (the warning is logged once)", untrained_budget.clone());
         registry.register("decode_tokens_per_second", "Tokens per second of the last batched decode step", decode_tokens_per_s.clone());
         registry.register("time_to_first_token_seconds", "From a request's arrival to its first answer token", time_to_first_token.clone());
-        Self { registry, requests, errors, queue_depth, running, generated_tokens, prompt_tokens, abandoned, decode_tokens_per_s, time_to_first_token }
+        Self { registry, requests, errors, queue_depth, running, generated_tokens, prompt_tokens, abandoned, untrained_budget, decode_tokens_per_s, time_to_first_token }
     }
 
     pub fn record_status(&self, code: u16) {

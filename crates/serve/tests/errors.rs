@@ -1,6 +1,7 @@
 //! Every refusal path of the server: OpenAI-style error JSON with the right status and `param`,
-//! limits (body, image bytes and pixels, prompt tokens, max_tokens), the API key, the bounded
-//! queue (429 with Retry-After), a disconnecting client freeing its slot, and a graceful stop.
+//! limits (body, image bytes and pixels, prompt tokens and the context, both checked before any
+//! image work, max_tokens), the API key, the bounded queue (429 with Retry-After), a
+//! disconnecting client freeing its slot, and a graceful stop.
 
 mod common;
 
@@ -93,6 +94,42 @@ fn malformed_requests_are_400_with_the_field_named() {
     assert_eq!(status, 200, "{answer}");
     let (status, text) = get(&url(&server, "/v1/nothing"));
     assert_error(status, &serde_json::from_str(&text).unwrap(), 404, None, "unknown endpoint");
+}
+
+#[test]
+fn prompt_length_limits_are_checked_before_the_image_is_decoded() {
+    // The prompt's length with 16 vision tokens, from a served request.
+    let image = png(64, 2);
+    let question = "What shape?";
+    let probe = start(ServeOptions::default());
+    let (status, answer) = post(&url(&probe, "/v1/chat/completions"), &ask(&image, question, json!({"vision_tokens": 16, "max_tokens": 2})));
+    assert_eq!(status, 200, "{answer}");
+    let with_16 = answer["usage"]["prompt_tokens"].as_u64().unwrap() as usize;
+    // A limit that 16 vision tokens fit under and 64 do not.
+    let server = start(ServeOptions { limits: Limits { max_prompt_tokens: with_16 + 10, ..Default::default() }, ..Default::default() });
+    let endpoint = url(&server, "/v1/chat/completions");
+    assert_eq!(post(&endpoint, &ask(&image, question, json!({"vision_tokens": 16, "max_tokens": 2}))).0, 200);
+    // Broken images: decoding one is refused ("cannot decode"), so an answer that names the
+    // prompt's length instead shows that the length was checked first.
+    let mut truncated = image.clone();
+    truncated.truncate(image.len() / 2);
+    let (status, answer) = post(&endpoint, &ask(&truncated, question, json!({"vision_tokens": 16})));
+    assert_error(status, &answer, 400, Some("messages"), "a truncated image");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("decode"), "{answer}");
+    let not_an_image = b"not an image at all".to_vec();
+    for (what, broken) in [("truncated", &truncated), ("not an image", &not_an_image)] {
+        // The vision tokens the budget gives count: 64 of them put the prompt over the limit.
+        let (status, answer) = post(&endpoint, &ask(broken, question, json!({"vision_tokens": 64})));
+        assert_error(status, &answer, 400, Some("messages"), what);
+        assert_eq!(answer["error"]["code"], "context_length_exceeded", "{what}: {answer}");
+        let (status, answer) = post(&endpoint, &ask(broken, &"long question ".repeat(100), json!({"vision_tokens": 16})));
+        assert_error(status, &answer, 400, Some("messages"), what);
+        assert_eq!(answer["error"]["code"], "context_length_exceeded", "{what}: {answer}");
+        // The model's context (512 positions) is checked first too.
+        let (status, answer) = post(&endpoint, &ask(broken, question, json!({"vision_tokens": 16, "max_tokens": 500})));
+        assert_error(status, &answer, 400, Some("max_tokens"), what);
+        assert_eq!(answer["error"]["code"], "context_length_exceeded", "{what}: {answer}");
+    }
 }
 
 #[test]
