@@ -10,7 +10,8 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use tokenscale_fsio::{write_atomic, write_atomic_with};
 
-use crate::trainer::{LossRow, TrainConfig, ValidationRow};
+use crate::config::TrainConfig;
+use crate::logging::{loss_csv, validation_csv, LossRow, ValidationRow};
 
 /// How many checkpoints are kept (older ones are removed after a new one is complete).
 const KEEP: usize = 2;
@@ -113,30 +114,4 @@ pub fn write_checkpoint(
         std::fs::remove_dir_all(old).with_context(|| format!("{}: cannot remove", old.display()))?;
     }
     Ok(final_dir)
-}
-
-pub fn loss_csv(rows: &[LossRow]) -> String {
-    let mut s = format!("step,loss,aux_loss,{},lr,mean_vision_tokens,seconds\n", crate::trainer::AUX_TERM_NAMES.join(","));
-    for r in rows {
-        let terms: Vec<String> = r.aux_terms.iter().map(|v| format!("{v:.6}")).collect();
-        s.push_str(&format!(
-            "{},{:.6},{:.6},{},{:.6e},{:.2},{:.3}\n",
-            r.step,
-            r.loss,
-            r.aux_loss,
-            terms.join(","),
-            r.lr,
-            r.mean_vision_tokens,
-            r.seconds
-        ));
-    }
-    s
-}
-
-pub fn validation_csv(rows: &[ValidationRow]) -> String {
-    let mut s = String::from("step,vision_tokens,accuracy\n");
-    for r in rows {
-        s.push_str(&format!("{},{},{:.4}\n", r.step, r.vision_tokens, r.accuracy));
-    }
-    s
 }

@@ -30,6 +30,17 @@ pub struct Example {
     pub asks_summary: bool,
 }
 
+/// Colour classes of `Example::cells`: 0 (empty) and one per synthetic-scene colour.
+pub const COLOUR_CLASSES: usize = 1 + tokenscale_eval::synth::scene::COLORS.len();
+/// Shape classes of `Example::cells`: 0 (empty) and one per synthetic-scene shape.
+pub const SHAPE_CLASSES: usize = 1 + tokenscale_eval::synth::scene::SHAPES.len();
+/// Background tints of `Example::summary`'s first id.
+pub const TINT_CLASSES: usize = tokenscale_eval::synth::scene::TINTS.len();
+/// Border colours of `Example::summary`'s second id (a border always has a colour: no empty class).
+pub const BORDER_CLASSES: usize = tokenscale_eval::synth::scene::COLORS.len();
+/// Answers of a counting question ("0" … "6"): the count of `Example::counted_cells`.
+pub const COUNT_CLASSES: usize = tokenscale_eval::synth::questions::COUNTS.len();
+
 /// `Sync`: a batch's slices are drawn from it on several threads.
 pub trait ExampleSource: Sync {
     fn example(&self, index: u64) -> Result<Example>;
