@@ -16,13 +16,19 @@ use crate::logging::{loss_csv, validation_csv, LossRow, ValidationRow};
 /// How many checkpoints are kept (older ones are removed after a new one is complete).
 const KEEP: usize = 2;
 
+/// A checkpoint's `state.json`: what a resumed run needs besides the tensors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// The checkpoint's folder (not stored: it is where the file was read from).
     #[serde(skip)]
     pub dir: PathBuf,
+    /// Optimiser steps taken when it was written.
     pub step: u64,
+    /// The config the run was started with (a resumed run must be given the same).
     pub config: TrainConfig,
+    /// Every step's loss row so far.
     pub history: Vec<LossRow>,
+    /// Every validation row so far.
     pub validation: Vec<ValidationRow>,
 }
 
@@ -50,6 +56,7 @@ fn complete_checkpoints(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
+/// The newest complete checkpoint under `out/checkpoints/` (`None` when there is none).
 pub fn latest_checkpoint(out: &Path) -> Result<Option<Checkpoint>> {
     let Some((_, dir)) = complete_checkpoints(out)?.pop() else { return Ok(None) };
     let path = dir.join("state.json");

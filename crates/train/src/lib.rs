@@ -7,6 +7,8 @@
 //! validation rows), `checkpoint` (what a killed run resumes from), `start` (where a new run's
 //! parameters come from).
 
+#![warn(missing_docs)]
+
 mod batch;
 pub mod checkpoint;
 pub mod config;
