@@ -11,7 +11,8 @@ use tokenscale_model::tokenizer::Tokenizer;
 
 use crate::config::TrainConfig;
 use crate::data::ExampleSource;
-use crate::losses::heads::fresh_heads;
+use crate::losses::heads::{fresh_head, slot_grid};
+use crate::losses::registry::{Classes, Width, AUX_LOSSES};
 use crate::tiny::{initial_parameters, write_model_files};
 
 /// Writes a new run's model folder `dir` (config, tokenizers) and returns the parameters it
@@ -30,6 +31,26 @@ pub(crate) fn starting_parameters(dir: &Path, config: &TrainConfig, source: &dyn
     }
     tensors.extend(heads);
     Ok(tensors)
+}
+
+/// Fresh heads of every loss `config` turns on. `vocabulary` gives the LLM's vocabulary size; it
+/// is only asked for when a head names tokens.
+fn fresh_heads(config: &TrainConfig, vocabulary: impl Fn() -> Result<usize>) -> Result<HashMap<String, Tensor>> {
+    let mut heads = HashMap::new();
+    for loss in AUX_LOSSES.iter().filter(|l| l.is_on(config)) {
+        let Some(head) = loss.head else { continue };
+        let rows = match head.classes {
+            Classes::Fixed(rows) => rows,
+            Classes::ThenRowsAndColumns(before) => before + 2 * slot_grid(&config.model),
+            Classes::Vocabulary => vocabulary()?,
+        };
+        let width = match head.width {
+            Width::Vision => config.model.vision_hidden,
+            Width::Llm => config.model.llm_hidden,
+        };
+        heads.extend(fresh_head(head.prefix, rows, width, config.seed ^ head.seed_salt)?);
+    }
+    Ok(heads)
 }
 
 /// The parameters stored in the model folder `from`, which must have exactly the names and

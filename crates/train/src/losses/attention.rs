@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 
-use super::{slot_positions, AuxInputs, Slot};
+use super::inputs::{slot_positions, AuxInputs, Slot};
 
 /// The captured attention probabilities of LLM layer `layer` (1-based).
 fn layer_attention(attention: &[Tensor], layer: usize) -> Result<&Tensor> {

@@ -1,13 +1,11 @@
-//! The auxiliary losses' linear heads: their class layouts, their seeded initialisation, and the
-//! two readings several losses share (a cell's colour and shape; a cell's row and column).
+//! The auxiliary losses' linear heads: their class layouts, a fresh head's seeded initialisation,
+//! and the two readings several losses share (a cell's colour and shape; a cell's row and column).
 
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::registry::{Classes, Width, AUX_LOSSES};
-use crate::config::TrainConfig;
 use crate::data::{BORDER_CLASSES, COLOUR_CLASSES, SHAPE_CLASSES, TINT_CLASSES};
 use crate::init::Gaussian;
 use crate::tiny::TinyShape;
@@ -24,33 +22,13 @@ pub(crate) fn slot_grid(shape: &TinyShape) -> usize {
 }
 
 /// A fresh auxiliary head `{prefix}.weight` / `{prefix}.bias` (width `h` → `rows` classes).
-fn fresh_head(prefix: &str, rows: usize, h: usize, seed: u64) -> Result<HashMap<String, Tensor>> {
+pub(crate) fn fresh_head(prefix: &str, rows: usize, h: usize, seed: u64) -> Result<HashMap<String, Tensor>> {
     let mut rng = Gaussian::new(seed);
     let weight: Vec<f32> = (0..rows * h).map(|_| (0.02 * rng.sample()) as f32).collect();
     Ok(HashMap::from([
         (format!("{prefix}.weight"), Tensor::from_vec(weight, (rows, h), &Device::Cpu)?),
         (format!("{prefix}.bias"), Tensor::zeros(rows, DType::F32, &Device::Cpu)?),
     ]))
-}
-
-/// Fresh heads of every loss `config` turns on. `vocabulary` gives the LLM's vocabulary size; it
-/// is only asked for when a head names tokens.
-pub(crate) fn fresh_heads(config: &TrainConfig, vocabulary: impl Fn() -> Result<usize>) -> Result<HashMap<String, Tensor>> {
-    let mut heads = HashMap::new();
-    for loss in AUX_LOSSES.iter().filter(|l| l.is_on(config)) {
-        let Some(head) = loss.head else { continue };
-        let rows = match head.classes {
-            Classes::Fixed(rows) => rows,
-            Classes::ThenRowsAndColumns(before) => before + 2 * slot_grid(&config.model),
-            Classes::Vocabulary => vocabulary()?,
-        };
-        let width = match head.width {
-            Width::Vision => config.model.vision_hidden,
-            Width::Llm => config.model.llm_hidden,
-        };
-        heads.extend(fresh_head(head.prefix, rows, width, config.seed ^ head.seed_salt)?);
-    }
-    Ok(heads)
 }
 
 /// The trained heads of a run, by prefix.

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 
 use super::heads::CELL_CLASSES;
-use super::{slot_positions, AuxInputs, Slot};
+use super::inputs::{slot_positions, AuxInputs, Slot};
 use crate::data::COUNT_CLASSES;
 
 /// The LLM's states after `layer` layers (0: its input) at every position: `[T, llm_hidden]`.

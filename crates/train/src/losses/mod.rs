@@ -1,19 +1,20 @@
 //! What a training example's loss is: the answer tokens' cross-entropy plus the weighted
 //! auxiliary losses of `registry::AUX_LOSSES`, from one forward pass of the model.
 //!
-//! The auxiliary losses are grouped by what they read: `vision` (the vision tokens and the query
+//! `inputs` holds what the auxiliary losses read; they are grouped by what that is: `vision` (the vision tokens and the query
 //! decoder's slot states), `llm` (the LLM's hidden states) and `attention` (the LLM's attention
 //! probabilities); `heads` holds their linear heads.
 
 mod attention;
 pub(crate) mod heads;
+mod inputs;
 mod llm;
 pub(crate) mod registry;
 mod vision;
 
 use std::collections::HashMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{Device, Tensor, Var};
 use tokenscale_model::chat::token_type::{ANS, EOS};
 use tokenscale_model::chat::Conversation;
@@ -23,81 +24,8 @@ use tokenscale_model::nn;
 use crate::config::TrainConfig;
 use crate::data::Example;
 use heads::HeadParams;
+use inputs::{AuxInputs, Targets};
 use registry::{AuxTerms, Reads, AUX_LOSSES, AUX_TERMS};
-
-/// A QED slot a lookup loss points at.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Slot {
-    /// The slot of this grid cell (row-major).
-    Cell(usize),
-    /// The last slot: the decoder's end-of-query state, which holds the whole-image summary.
-    Last,
-}
-
-/// What an example gives the auxiliary losses to aim at, known before the forward pass.
-pub(crate) struct Targets<'e> {
-    /// The example.
-    pub example: &'e Example,
-    /// Its vision-token budget (QED slots the LLM sees).
-    pub n: usize,
-    /// The slot the answer is read from by a lookup the query and attend losses supervise: the
-    /// asked cell, with the anchor loss on also a relation's neighbour, and with
-    /// `summary_lookup` the last slot for whole-image questions.
-    pub lookup: Option<Slot>,
-}
-
-impl<'e> Targets<'e> {
-    fn of(config: &TrainConfig, example: &'e Example, n: usize) -> Self {
-        let lookup = match (example.asked_cell, example.anchor_cell) {
-            (Some(cell), _) => Some(Slot::Cell(cell)),
-            (None, Some(_)) if config.aux_anchor_weight > 0.0 => example.answer_cell.map(Slot::Cell),
-            _ if example.asks_summary && config.summary_lookup => Some(Slot::Last),
-            _ => None,
-        };
-        Self { example, n, lookup }
-    }
-}
-
-/// Everything an auxiliary loss may read of one example's forward pass.
-pub(crate) struct AuxInputs<'a> {
-    /// The run's settings (layers, `routed_from_slot`).
-    pub config: &'a TrainConfig,
-    /// The example and what it asks for.
-    pub targets: &'a Targets<'a>,
-    /// The heads being trained.
-    pub heads: HeadParams<'a>,
-    /// The model (the early-answer loss reads through its LM head).
-    pub pipeline: &'a ImgQuePipeline,
-    /// The vision tokens of every crop, `[crops, tokens + 1, vision_hidden]`; crop 0 is the global view.
-    pub crops: &'a Tensor,
-    /// The query decoder's states that fill the QED slots, `[n, vision_hidden]`.
-    pub query_states: &'a Tensor,
-    /// The LLM's hidden states (index 0: its input); empty unless a `LlmStates` loss applies.
-    pub hidden_states: &'a [Tensor],
-    /// The LLM's attention probabilities per layer, `[1, heads, T, T]`; empty unless an
-    /// `LlmAttention` loss applies.
-    pub attention: &'a [Tensor],
-    /// The LLM input's token ids (QED slots included).
-    pub ids: &'a [u32],
-    /// The LLM input's token-type bits.
-    pub tps: &'a [u32],
-    /// The position that predicts the answer's first token.
-    pub answer_position: usize,
-    /// The parameter prefix of the head of the loss being computed (see `registry::Head`).
-    pub head: Option<&'static str>,
-}
-
-impl AuxInputs<'_> {
-    /// The prefix of the current loss's own head.
-    fn head(&self) -> Result<&'static str> {
-        self.head.context("an auxiliary loss without a head of its own asked for one")
-    }
-}
-
-/// The sequence positions of the LLM input's QED slots, in order.
-fn slot_positions(tps: &[u32]) -> Vec<usize> {
-    tps.iter().enumerate().filter(|(_, &t)| t & tokenscale_model::imgque::TPS_QED != 0).map(|(i, _)| i).collect()
-}
 
 /// The positions trained on and the tokens they predict: position i predicts token i + 1, and
 /// training covers the answer and the end-of-answer token.

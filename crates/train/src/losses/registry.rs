@@ -9,7 +9,8 @@
 use anyhow::Result;
 use candle_core::Tensor;
 
-use super::{attention, llm, vision, AuxInputs, Slot, Targets};
+use super::inputs::{AuxInputs, Slot, Targets};
+use super::{attention, llm, vision};
 use crate::config::TrainConfig;
 use crate::data::COUNT_CLASSES;
 use crate::losses::heads::{CELL_CLASSES, SUMMARY_CLASSES};

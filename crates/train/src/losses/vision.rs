@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 
 use super::heads::{slot_grid, CELL_CLASSES};
-use super::AuxInputs;
+use super::inputs::AuxInputs;
 use crate::data::{BORDER_CLASSES, TINT_CLASSES};
 
 /// `aux_cell`: a head over the global view's merged tokens (one per cell) names each cell's content.
