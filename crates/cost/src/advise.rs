@@ -36,7 +36,15 @@ const N_CAP: u64 = 1 << 20;
 #[derive(Debug, Clone)]
 pub enum CostModel {
     /// The analytic model for a config and workload; `max_n` is the largest n it allows.
-    Config { arch: Box<Arch>, workload: Workload, max_n: u64 },
+    Config {
+        /// The architecture.
+        arch: Box<Arch>,
+        /// Everything besides n the cost depends on.
+        workload: Workload,
+        /// The largest n the model allows (found by bisection, at most 2²⁰).
+        max_n: u64,
+    },
+    /// A `tokenscale cost` table: FLOPs at its listed n only.
     Table(CostTable),
 }
 
@@ -85,6 +93,7 @@ impl CostModel {
         }
     }
 
+    /// One line naming the source for reports (the model and workload, or the table's file).
     pub fn describe(&self) -> String {
         match self {
             Self::Config { arch, workload, max_n } => format!(
@@ -112,10 +121,14 @@ pub enum Target {
     MaxLatency(f64),
 }
 
+/// How to advise.
 #[derive(Debug, Clone)]
 pub struct AdviseOptions {
+    /// The scaling law fitted to each series.
     pub law: Law,
+    /// Where it is fitted (scores or log scores).
     pub space: Space,
+    /// What to choose n for; `None`: only the frontier.
     pub target: Option<Target>,
     /// Series / benchmarks / metrics (the part before '@') where lower is better.
     pub lower_is_better: Vec<String>,
@@ -124,9 +137,13 @@ pub struct AdviseOptions {
 /// One measured point.
 #[derive(Debug, Clone, Serialize)]
 pub struct PointRow {
+    /// The measured budget.
     pub n: u64,
+    /// Its measured score.
     pub score: f64,
+    /// Total FLOPs at n (`None` when the cost source does not cover n).
     pub flops: Option<f64>,
+    /// Median latency at n in seconds (`None` without a latency table covering n).
     pub latency_s: Option<f64>,
     /// On the score-vs-FLOPs Pareto frontier (no other point costs no more and scores at least as
     /// well, one of them strictly). False when the FLOPs are unknown.
@@ -138,21 +155,28 @@ pub struct PointRow {
 /// An n chosen for a target.
 #[derive(Debug, Clone, Serialize)]
 pub struct Choice {
+    /// The chosen budget.
     pub n: u64,
     /// The law's score at n (`by_law`) or the measured score (`by_measurement`).
     pub score: f64,
+    /// Total FLOPs at n, when known.
     pub flops: Option<f64>,
+    /// Latency at n in seconds, when known.
     pub latency_s: Option<f64>,
     /// n lies outside the measured n: the law extrapolates.
     pub extrapolated: bool,
 }
 
+/// The answer to one target for one benchmark.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetAdvice {
+    /// The target.
     pub target: Target,
     /// The integer n searched (the cost source's range; with a latency target, also the latency table's).
     pub searched: Option<(u64, u64)>,
+    /// The n the fitted law gives (`None`: no n meets the target, or no law).
     pub by_law: Option<Choice>,
+    /// The n the measured points alone give.
     pub by_measurement: Option<Choice>,
     /// One sentence: the answer, or why there is none.
     pub summary: String,
@@ -161,30 +185,49 @@ pub struct TargetAdvice {
 /// The fitted law, as far as the advice uses it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LawSummary {
+    /// Which law.
     pub law: Law,
+    /// Its fitting space.
     pub space: Space,
+    /// The law with its fitted parameters written in.
     pub formula: String,
+    /// The fitted parameters by name.
     pub params: BTreeMap<String, f64>,
+    /// R² in the fitting space.
     pub r2: f64,
 }
 
+/// The advice for one series.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchmarkAdvice {
+    /// The series' full name.
     pub series: String,
+    /// Its benchmark (or metric) name.
     pub benchmark: String,
+    /// Whether higher or lower scores are better.
     pub direction: Direction,
+    /// The fitted law (`None` when it could not be fitted; a note says why).
     pub law: Option<LawSummary>,
+    /// The measured points with their cost and frontier marks, by n.
     pub points: Vec<PointRow>,
+    /// The answer to the target, when one was asked.
     pub target: Option<TargetAdvice>,
+    /// What was left out and why (points without a cost, a law that failed).
     pub notes: Vec<String>,
 }
 
+/// The whole advice: where costs came from and one entry per series.
 #[derive(Debug, Clone, Serialize)]
 pub struct Advice {
+    /// The cost source, as `CostModel::describe` names it.
     pub cost_source: String,
+    /// The latency table's file and measure, when one was given.
     pub latency_source: Option<String>,
+    /// The law fitted to every series.
     pub law: Law,
+    /// Its fitting space.
     pub space: Space,
+    /// One entry per selected series, in file order.
     pub benchmarks: Vec<BenchmarkAdvice>,
 }
 

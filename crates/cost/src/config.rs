@@ -13,33 +13,50 @@ use serde_json::{Map, Value};
 /// A LLaMA-family decoder (also the query decoder of the query-fused model).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlmShape {
+    /// Model width (`hidden_size`).
     pub hidden: u64,
+    /// MLP width (`intermediate_size`).
     pub intermediate: u64,
+    /// Decoder layers.
     pub layers: u64,
+    /// Query heads.
     pub heads: u64,
+    /// Key/value heads (fewer than `heads` under GQA).
     pub kv_heads: u64,
+    /// Width of one head (`head_dim`, or hidden / heads).
     pub head_dim: u64,
+    /// Vocabulary size: rows of the embedding (and LM head).
     pub vocab: u64,
+    /// Context length (`max_position_embeddings`); prompts beyond it are refused.
     pub max_positions: u64,
     /// The LM head shares the embedding matrix (no `lm_head.weight`).
     pub tied: bool,
     /// The model has an LM head at all (false for the query decoder, an HF `LlamaModel`).
     pub has_head: bool,
+    /// q, k and v projections have biases (Qwen2).
     pub qkv_bias: bool,
+    /// The attention output projection has a bias.
     pub o_bias: bool,
+    /// The MLP projections have biases.
     pub mlp_bias: bool,
 }
 
 /// A CLIP vision tower.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClipShape {
+    /// Encoder width.
     pub hidden: u64,
+    /// MLP width.
     pub intermediate: u64,
     /// Layers stored in the checkpoint.
     pub layers: u64,
+    /// Attention heads.
     pub heads: u64,
+    /// Side of the (square) input image in pixels.
     pub image_size: u64,
+    /// Side of a patch in pixels.
     pub patch_size: u64,
+    /// Input channels (3).
     pub channels: u64,
     /// A final LayerNorm is stored: `post_layernorm` (HF CLIPVisionModel, LLaVA; unused by
     /// LLaVA) or the query-fused model's `pos_layrnorm` (same size, applied to all tokens).
@@ -47,9 +64,12 @@ pub struct ClipShape {
 }
 
 impl ClipShape {
+    /// Patches per side: image_size / patch_size (24 for CLIP-L/14-336).
     pub fn grid(&self) -> u64 {
         self.image_size / self.patch_size
     }
+
+    /// Patches per image: grid².
     pub fn patches(&self) -> u64 {
         self.grid() * self.grid()
     }
@@ -59,13 +79,18 @@ impl ClipShape {
     }
 }
 
+/// LLaVA-1.5: a CLIP tower, a two-layer MLP projector, a LLaMA-family LLM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlavaShape {
+    /// The vision tower.
     pub vision: ClipShape,
     /// Encoder layers the runtime runs: the selected `vision_feature_layer` (23 of 24 for -2).
     pub vision_layers_used: u64,
+    /// The CLS token is passed on with the patches (`vision_feature_select_strategy: full`).
     pub keep_cls: bool,
+    /// The projector's linear layers have biases (`multimodal_projector_bias`, default true).
     pub projector_bias: bool,
+    /// The language model.
     pub llm: LlmShape,
 }
 
@@ -76,13 +101,19 @@ impl LlavaShape {
     }
 }
 
+/// The query-fused model: a CLIP tower over K crops with a 3×3/s2 merge, a Llama query decoder
+/// that turns crop tokens and the question into n vision tokens, a linear fusion and an LLM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImgQueShape {
+    /// The vision tower (run on every crop).
     pub vision: ClipShape,
+    /// The query decoder (no LM head).
     pub decoder: LlmShape,
+    /// The language model.
     pub llm: LlmShape,
     /// CLIP text vocabulary; `decoder.vocab − clip_vocab + 1` bounds n_l (placeholders + eos).
     pub clip_vocab: u64,
+    /// The decoder's placeholders are extra vocabulary rows beyond CLIP's, which bounds n.
     pub append_special_padding: bool,
     /// `num_crops` of `preprocessor_config.json` next to the config, when found.
     pub num_crops: Option<u64>,
@@ -103,15 +134,21 @@ impl ImgQueShape {
     }
 }
 
+/// What a `config.json` describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arch {
+    /// LLaVA-1.5 (llava-hf).
     Llava(LlavaShape),
+    /// The query-fused model.
     ImgQue(ImgQueShape),
+    /// A LLaMA-family LLM alone (Llama, Qwen2, Mistral).
     Llm(LlmShape),
+    /// A CLIP vision tower alone.
     Clip(ClipShape),
 }
 
 impl Arch {
+    /// Short name in tables and errors (`llava`, `imgque`, `llm`, `clip_vision`).
     pub fn name(&self) -> &'static str {
         match self {
             Arch::Llava(_) => "llava",
@@ -277,10 +314,10 @@ pub fn parse_clip(map: &Map<String, Value>, origin: &str, prefix: &str, post_lay
         channels: pos_u64(map, "num_channels", 3, origin, prefix)?,
         post_layernorm,
     };
-    if s.image_size % s.patch_size != 0 {
+    if !s.image_size.is_multiple_of(s.patch_size) {
         bail!("{origin}: field `{}`: {} is not a multiple of patch_size {}", path_of(prefix, "image_size"), s.image_size, s.patch_size);
     }
-    if s.hidden % s.heads != 0 {
+    if !s.hidden.is_multiple_of(s.heads) {
         bail!("{origin}: field `{}`: {} is not divisible by num_attention_heads {}", path_of(prefix, "hidden_size"), s.hidden, s.heads);
     }
     Ok(s)

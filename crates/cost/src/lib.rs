@@ -31,6 +31,8 @@
 //!   once inside one layer of the component (see [`llm_pass_peak`], [`clip_peak`]), in the
 //!   chosen dtype; `total` takes the maximum over components (they run one after another).
 
+#![warn(missing_docs)]
+
 pub mod advise;
 pub mod config;
 pub mod timing;
@@ -43,12 +45,16 @@ pub use config::{parse_config, read_config, Arch, ClipShape, ImgQueShape, LlavaS
 /// Storage type of activations / KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtype {
+    /// 32-bit float: 4 bytes.
     F32,
+    /// bfloat16: 2 bytes.
     Bf16,
+    /// IEEE half precision: 2 bytes.
     F16,
 }
 
 impl Dtype {
+    /// `f32`/`float32`, `bf16`/`bfloat16` or `f16`/`float16`, in any case.
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s.to_ascii_lowercase().as_str() {
             "f32" | "float32" => Self::F32,
@@ -57,12 +63,16 @@ impl Dtype {
             other => bail!("unknown dtype `{other}` (known: f32, bf16, f16)"),
         })
     }
+
+    /// Bytes per element.
     pub fn bytes(self) -> u64 {
         match self {
             Self::F32 => 4,
             Self::Bf16 | Self::F16 => 2,
         }
     }
+
+    /// The short name `parse` reads back (`f32`, `bf16`, `f16`).
     pub fn name(self) -> &'static str {
         match self {
             Self::F32 => "f32",
@@ -76,13 +86,22 @@ impl Dtype {
 /// pool/uniform/visionzip reduce before the projector; FastV prunes inside the LLM after layer K.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reducer {
+    /// Average pooling of the CLIP features to n tokens before the projector.
     Pool,
+    /// n evenly spaced CLIP tokens, before the projector.
     Uniform,
+    /// VisionZip's dominant and contextual tokens, before the projector (its selection work is
+    /// not counted).
     VisionZip,
-    FastV { layer: u64 },
+    /// FastV: the LLM's first `layer` layers run over every vision token, the later ones over n.
+    FastV {
+        /// K, the LLM layer (1-based) after which the vision tokens are pruned.
+        layer: u64,
+    },
 }
 
 impl Reducer {
+    /// `pool`, `uniform`, `visionzip`, `fastv` (K = 2) or `fastv:K` (K ≥ 1), in any case.
     pub fn parse(name: &str) -> Result<Self> {
         let lower = name.trim().to_ascii_lowercase();
         Ok(match lower.as_str() {
@@ -110,7 +129,9 @@ pub struct Workload {
     pub crops: Option<u64>,
     /// imgque: CLIP tokens of the question in the query decoder's row (0 = DropQuery).
     pub query_text_tokens: u64,
+    /// LLaVA: how the CLIP tokens are cut down to n (`None`: n must be what the tower gives).
     pub reducer: Option<Reducer>,
+    /// Storage type of activations and KV cache (the byte columns scale with it).
     pub dtype: Dtype,
 }
 
@@ -123,12 +144,19 @@ impl Default for Workload {
 /// One line of the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Row {
+    /// The vision-token budget.
     pub n: u64,
+    /// `vision_tower`, `projector`, `query_decoder`, `llm_prefill`, `llm_decode` or `total`.
     pub component: String,
+    /// Stored parameter elements of the component.
     pub params: u64,
+    /// Multiply-accumulates of matrix products and convolutions (see the crate docs).
     pub macs: u64,
+    /// 2 · `macs`.
     pub flops: u64,
+    /// Bytes of LLM KV cache the component adds (`total`: the cache at the end).
     pub kv_cache_bytes: u64,
+    /// Estimated bytes of intermediate tensors alive at once inside one layer.
     pub peak_activation_bytes: u64,
 }
 
@@ -420,10 +448,12 @@ pub fn table(arch: &Arch, ns: &[u64], w: &Workload) -> Result<Vec<Row>> {
 // Output
 // ---------------------------------------------------------------------------------------------
 
+/// The rows as a pretty-printed JSON array (one object per row), newline-terminated.
 pub fn to_json(rows: &[Row]) -> String {
     serde_json::to_string_pretty(rows).expect("rows serialise") + "\n"
 }
 
+/// The rows as CSV with a header line, in `Row`'s field order.
 pub fn to_csv(rows: &[Row]) -> String {
     let mut s = String::from("n,component,params,macs,flops,kv_cache_bytes,peak_activation_bytes\n");
     for r in rows {
@@ -467,6 +497,8 @@ pub fn human_bytes(x: u64) -> String {
     }
 }
 
+/// The rows as a Markdown table with human-readable numbers; the byte columns' headers name
+/// `dtype`, and `total` rows are bold.
 pub fn to_markdown(rows: &[Row], dtype: Dtype) -> String {
     let mut s = format!(
         "| n | component | params | MACs | FLOPs | KV cache ({0}) | peak activations ({0}) |\n|---:|---|---:|---:|---:|---:|---:|\n",

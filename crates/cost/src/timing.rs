@@ -18,7 +18,9 @@ pub fn first_token_flops(arch: &Arch, n: u64, text_tokens: u64, reducer: Option<
 /// y ≈ a + b·x by ordinary least squares.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AffineFit {
+    /// Intercept: y at x = 0 (for time vs FLOPs, seconds of fixed overhead).
     pub a: f64,
+    /// Slope: y per unit of x (for time vs FLOPs, seconds per FLOP).
     pub b: f64,
     /// Coefficient of determination over the fitted points (1 when they lie on the line).
     pub r2: f64,
@@ -43,6 +45,7 @@ impl AffineFit {
         Some(Self { a, b, r2: if tss > 0.0 { 1.0 - rss / tss } else { 1.0 } })
     }
 
+    /// The line at `x`: a + b·x.
     pub fn eval(&self, x: f64) -> f64 {
         self.a + self.b * x
     }

@@ -8,6 +8,8 @@
 //!   refused with the holder's pid, host and start time, and the lock of a killed process is
 //!   taken over (the kernel releases a dead holder's `flock`).
 
+#![warn(missing_docs)]
+
 pub mod atomic;
 pub mod lock;
 

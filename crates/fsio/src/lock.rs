@@ -22,8 +22,11 @@ pub struct FileLock {
 /// Who holds (or held) a lock, as recorded in its file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Holder {
+    /// Process id of the holder; `None` when the file did not say (an old or torn record).
     pub pid: Option<u32>,
+    /// Host name the holder ran on (a pid is only meaningful there).
     pub host: Option<String>,
+    /// When the lock was taken, in seconds since the Unix epoch.
     pub started: Option<u64>,
 }
 
@@ -75,6 +78,7 @@ impl FileLock {
         Ok(FileLock { file, path: path.to_path_buf() })
     }
 
+    /// The lock file this lock holds.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -10,6 +10,8 @@
 //!
 //! The targets live in `tests/fuzz.rs`; `tools/fuzz/run.sh` runs them for long.
 
+#![warn(missing_docs)]
+
 pub mod alloc;
 pub mod mutate;
 pub mod runner;

@@ -15,6 +15,7 @@ pub const MEMORY_CAP: usize = 320 << 20;
 
 /// One reader under test.
 pub struct Target {
+    /// Short name of the reader (`safetensors`, `image`...): names the work folder and the report.
     pub name: &'static str,
     /// Where the input is written, relative to the target's work folder (its file name and
     /// extension are what the reader sees).
@@ -32,17 +33,25 @@ pub struct Target {
 /// What went wrong with one input.
 #[derive(Debug)]
 pub struct Crash {
+    /// The input's bytes, to save and replay.
     pub input: Vec<u8>,
+    /// The property it broke: the panic message, the memory it took, or the error that did not
+    /// name the file.
     pub what: String,
 }
 
 /// The counts of one run.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Inputs read (the seeds as they are, then the mutated ones).
     pub inputs: usize,
+    /// Inputs the reader read without an error.
     pub accepted: usize,
+    /// Inputs the reader refused with an error naming the file (the expected outcome for most).
     pub rejected: usize,
+    /// The largest allocation peak one input caused, in bytes (below `MEMORY_CAP` unless it crashed).
     pub peak_bytes: usize,
+    /// Inputs that broke a property.
     pub crashes: Vec<Crash>,
 }
 

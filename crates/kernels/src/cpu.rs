@@ -5,9 +5,13 @@ use std::sync::OnceLock;
 /// What this CPU (and, for AMX, the operating system) lets the kernels use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CpuFeatures {
+    /// AVX-512 Foundation (the gemv kernel and AMX's packing need it).
     pub avx512f: bool,
+    /// AVX-512 BF16 conversions and dot products (the f16-split AMX path needs it).
     pub avx512bf16: bool,
+    /// AVX-512 FP16 arithmetic (detected and reported; no kernel uses it yet).
     pub avx512fp16: bool,
+    /// F16C conversions between f16 and f32.
     pub f16c: bool,
     /// AMX-TILE and AMX-BF16 reported by CPUID.
     pub amx_bf16: bool,
@@ -17,6 +21,8 @@ pub struct CpuFeatures {
 }
 
 impl CpuFeatures {
+    /// Whether the AMX bf16 tile kernel may run: CPUID has it, Linux granted the tile state, and
+    /// AVX-512F is there for the packing.
     pub fn amx_bf16_usable(&self) -> bool {
         self.amx_bf16 && self.amx_permitted && self.avx512f
     }

@@ -22,6 +22,9 @@ fn widened_rows<T: Half16>(x: &MatRef<T>) -> Vec<Vec<f32>> {
 /// loads in flight than one, and each x value loaded serves four rows.
 const GROUP: usize = 4;
 
+/// A kernel for `GROUP` weight rows against one x row at once (see `for_each_output`).
+type GroupDot<'a, T> = dyn Fn([&[T]; GROUP], &[f32]) -> [f32; GROUP] + Sync + 'a;
+
 /// Runs `dot(weight_row, x_row)` for every pair and writes y; rows of w split across threads.
 /// `dot4`, when given, does four weight rows against one x row at once.
 fn for_each_output<T: Half16>(
@@ -29,7 +32,7 @@ fn for_each_output<T: Half16>(
     w: &MatRef<T>,
     y: &mut MatMut,
     dot: impl Fn(&[T], &[f32]) -> f32 + Sync,
-    dot4: Option<&(dyn Fn([&[T]; GROUP], &[f32]) -> [f32; GROUP] + Sync)>,
+    dot4: Option<&GroupDot<'_, T>>,
 ) {
     let xs = widened_rows(x);
     let n = w.rows;

@@ -15,6 +15,8 @@
 //! Setting `TOKENSCALE_KERNELS=portable` in the environment forces the portable path everywhere
 //! (for comparison and for checking that the fallback gives the same results).
 
+#![warn(missing_docs)]
+
 mod amx;
 mod cpu;
 mod gemv;
@@ -35,15 +37,65 @@ pub use matrix::{Half16, HalfFormat, MatMut, MatRef};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KernelError {
     #[error("{name}: {rows} rows of {cols} with row stride {row_stride} need {needed} elements, the slice has {len}")]
-    TooShort { name: &'static str, rows: usize, cols: usize, row_stride: usize, needed: usize, len: usize },
+    /// A matrix slice ends before its last row does.
+    TooShort {
+        /// The argument (`x`, `w`, `out`...).
+        name: &'static str,
+        /// Rows of the view.
+        rows: usize,
+        /// Columns of the view.
+        cols: usize,
+        /// Elements from one row's start to the next's.
+        row_stride: usize,
+        /// Elements the view reaches: `(rows - 1) * row_stride + cols`.
+        needed: usize,
+        /// Elements the slice has.
+        len: usize,
+    },
     #[error("{name}: row stride {row_stride} is smaller than the {cols} columns")]
-    StrideTooSmall { name: &'static str, cols: usize, row_stride: usize },
+    /// Rows would overlap: the row stride is below the column count.
+    StrideTooSmall {
+        /// The argument.
+        name: &'static str,
+        /// Columns of the view.
+        cols: usize,
+        /// The stride given.
+        row_stride: usize,
+    },
     #[error("shapes do not fit y = x·wᵀ: x is {x_rows}×{x_cols}, w is {w_rows}×{w_cols}, y is {y_rows}×{y_cols}")]
-    ShapeMismatch { x_rows: usize, x_cols: usize, w_rows: usize, w_cols: usize, y_rows: usize, y_cols: usize },
+    /// `x`, `w` and `y` do not fit `y = x·wᵀ` (x m × k, w n × k, y m × n).
+    ShapeMismatch {
+        /// Rows of `x` (m).
+        x_rows: usize,
+        /// Columns of `x` (k).
+        x_cols: usize,
+        /// Rows of `w` (n).
+        w_rows: usize,
+        /// Columns of `w` (must equal k).
+        w_cols: usize,
+        /// Rows of `y` (must equal m).
+        y_rows: usize,
+        /// Columns of `y` (must equal n).
+        y_cols: usize,
+    },
     #[error("bias has {len} values, the layer has {expected} outputs")]
-    BiasLength { expected: usize, len: usize },
+    /// The bias does not have one value per output.
+    BiasLength {
+        /// Outputs of the layer (n).
+        expected: usize,
+        /// Values in the bias.
+        len: usize,
+    },
     #[error("output has {len} elements, {rows}×{cols} are needed")]
-    OutputLength { rows: usize, cols: usize, len: usize },
+    /// The output slice is not exactly rows × cols long.
+    OutputLength {
+        /// Rows the product has.
+        rows: usize,
+        /// Columns the product has.
+        cols: usize,
+        /// Elements the output slice has.
+        len: usize,
+    },
 }
 
 /// Which code paths may be used.
@@ -59,15 +111,20 @@ pub enum Backend {
 /// The kernel that computed a product (for tests and benchmark reports).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
+    /// Intel AMX tiles on bf16 inputs.
     AmxBf16,
     /// f16 as exact bf16 hi + lo parts, four AMX products per 32 k.
     AmxF16Split,
+    /// AVX-512F dot products reading the 16-bit weights row by row (one or two rows of x).
     Avx512Gemv,
+    /// The same dot products without CPU-specific instructions (portable backend, few rows).
     ScalarGemv,
+    /// Both inputs widened to f32 and multiplied with the `gemm` crate.
     PortableF32Gemm,
 }
 
 impl Kernel {
+    /// The kernel's name in reports and benchmark tables (`amx-bf16`, `f32-convert+gemm`...).
     pub fn name(self) -> &'static str {
         match self {
             Kernel::AmxBf16 => "amx-bf16",

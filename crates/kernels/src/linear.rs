@@ -52,9 +52,13 @@ pub fn linear<T: Half16>(x: MatRef<T>, w: MatRef<T>, bias: Option<&[T]>, out: &m
 /// Shapes of `batch` independent products `out[b] = x[b] · w[b]ᵀ` (attention heads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchShape {
+    /// Independent products (attention heads × batch).
     pub batch: usize,
+    /// Rows of each `x[b]` and `out[b]`.
     pub m: usize,
+    /// Rows of each `w[b]`: columns of each `out[b]`.
     pub n: usize,
+    /// The shared inner dimension: columns of `x[b]` and `w[b]`.
     pub k: usize,
 }
 

@@ -6,18 +6,24 @@ use half::{bf16, f16};
 
 use crate::KernelError;
 
+/// Which 16-bit float format a `Half16` type is (the kernels pick a path by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HalfFormat {
+    /// bfloat16: f32's 8-bit exponent, 7 mantissa bits.
     Bf16,
+    /// IEEE half precision: 5-bit exponent, 10 mantissa bits.
     F16,
 }
 
 /// The 16-bit float types the kernels accept.
 pub trait Half16: Copy + Send + Sync + 'static {
+    /// The format this type is.
     const FORMAT: HalfFormat;
+    /// Widens exactly (every 16-bit value is an f32).
     fn to_f32(self) -> f32;
     /// Rounds to nearest even.
     fn from_f32(value: f32) -> Self;
+    /// The same values as their raw 16-bit patterns (no copy).
     fn slice_to_bits(values: &[Self]) -> &[u16];
     /// Widens `src` into `dst` (same length), using F16C/AVX-512 where `half` finds them.
     fn widen(src: &[Self], dst: &mut [f32]);
@@ -161,6 +167,7 @@ pub struct MatMut<'a> {
 }
 
 impl<'a> MatMut<'a> {
+    /// A view of `data` as `rows` × `cols` with `row_stride`; `name` is the argument an error names.
     pub fn new(name: &'static str, data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Result<Self, KernelError> {
         check(name, data.len(), rows, cols, row_stride)?;
         Ok(Self { data, rows, cols, row_stride })

@@ -13,25 +13,40 @@ use std::path::Path;
 /// ψ values at one n.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PsiRow {
+    /// Vision-token count.
     pub n: usize,
+    /// ψ_eq: mean cosine similarity of the branches at equal positions.
     pub psi_eq: f64,
     /// ψ_cross^(AABB) (or ψ_AA when only one branch's self term is known).
     pub psi_aa: f64,
+    /// ψ_cross^(AB): mean cosine similarity across the branches at different positions.
     pub psi_ab: f64,
 }
 
 /// Where ψ comes from.
 #[derive(Clone, Debug)]
 pub enum PsiSource {
-    Constant { psi_eq: f64, psi_aa: f64, psi_ab: f64 },
+    /// The same ψ at every n.
+    Constant {
+        /// ψ_eq.
+        psi_eq: f64,
+        /// ψ_AA (ψ_cross^(AABB)).
+        psi_aa: f64,
+        /// ψ_AB.
+        psi_ab: f64,
+    },
+    /// Measured ψ per n (e.g. `tokenscale probe`'s output).
     Curve(Vec<PsiRow>),
 }
 
 /// A measured distance curve point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DistanceRow {
+    /// Vision-token count.
     pub n: usize,
+    /// Mean of D(n) = ‖Σ_{i≤n}(a_i − b_i)‖ over the pairs.
     pub d_mean: f64,
+    /// Its standard deviation over the pairs, when known.
     pub d_std: Option<f64>,
 }
 
@@ -43,7 +58,7 @@ pub fn upsilon(n: f64, psi_eq: f64, psi_aa: f64, psi_ab: f64) -> f64 {
 /// n_balance = (1 − ψ_eq)/(ψ_AA − ψ_AB) − 1, None when ψ_AA ≤ ψ_AB (Δψ ≤ 0).
 pub fn n_balance(psi_eq: f64, psi_aa: f64, psi_ab: f64) -> Option<f64> {
     let d = psi_aa - psi_ab;
-    if !(d > 0.0) {
+    if d.is_nan() || d <= 0.0 {
         return None;
     }
     let v = (1.0 - psi_eq) / d - 1.0;
@@ -53,7 +68,7 @@ pub fn n_balance(psi_eq: f64, psi_aa: f64, psi_ab: f64) -> Option<f64> {
 /// Least-squares λ for D ≈ λ·u (u = √Υ); None when Σu² = 0.
 pub fn fit_lambda(u: &[f64], d: &[f64]) -> Option<f64> {
     let suu: f64 = u.iter().map(|v| v * v).sum();
-    if !(suu > 0.0) {
+    if suu.is_nan() || suu <= 0.0 {
         return None;
     }
     let sud: f64 = u.iter().zip(d).map(|(a, b)| a * b).sum();
@@ -64,11 +79,17 @@ pub fn fit_lambda(u: &[f64], d: &[f64]) -> Option<f64> {
 /// One row of the bound report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BoundRow {
+    /// Vision-token count.
     pub n: usize,
+    /// ψ_eq at n.
     pub psi_eq: f64,
+    /// ψ_AA at n.
     pub psi_aa: f64,
+    /// ψ_AB at n.
     pub psi_ab: f64,
+    /// Δψ = ψ_AA − ψ_AB.
     pub delta_psi: f64,
+    /// Υ(n) = n(1 − ψ_eq) + n(n − 1)Δψ.
     pub upsilon: f64,
     /// √Υ (None where Υ < 0, possible only with noisy ψ).
     pub sqrt_upsilon: Option<f64>,
@@ -78,19 +99,26 @@ pub struct BoundRow {
     pub n_balance: Option<f64>,
     /// `sublinear` (n < n_balance(n): linear term of Υ dominates) or `linear`.
     pub regime: String,
+    /// The measured mean distance at n, when one was given.
     pub d_mean: Option<f64>,
+    /// Its standard deviation, when known.
     pub d_std: Option<f64>,
 }
 
+/// The bound over every n: rows, the fitted λ and how well λ√Υ matches the measured D(n).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BoundReport {
+    /// One row per n.
     pub rows: Vec<BoundRow>,
+    /// λ of D ≈ λ√Υ by least squares (`None` without a measured D, or when Σ Υ = 0).
     pub lambda: Option<f64>,
     /// RMSE of λ√Υ against the measured mean distance.
     pub lambda_rmse: Option<f64>,
+    /// R² of λ√Υ against the measured mean distance.
     pub lambda_r2: Option<f64>,
     /// First n with n ≥ n_balance(n) (where the n_balance curve crosses y = n), if any.
     pub balance_point: Option<usize>,
+    /// Caveats in words (negative Υ, undefined n_balance...).
     pub notes: Vec<String>,
 }
 
@@ -226,11 +254,11 @@ pub fn read_psi_csv(path: &Path) -> Result<Vec<PsiRow>> {
         let line = i + 2;
         // Rows where the cross terms are empty (n = 1) are skipped.
         let empty = |c: usize| rec.get(c).is_none_or(|s| s.is_empty());
-        if empty(abi) || aabb.map_or(false, empty) || (aabb.is_none() && aa.map_or(false, empty)) {
+        if empty(abi) || aabb.is_some_and(empty) || (aabb.is_none() && aa.is_some_and(empty)) {
             continue;
         }
         let n = num(&rec, ni, line)?;
-        if !(n >= 1.0) || n.fract() != 0.0 {
+        if n.is_nan() || n < 1.0 || n.fract() != 0.0 {
             return Err(LawError::Invalid(format!("line {line}: n = {n} must be a positive integer")));
         }
         let psi_aa = match (aabb, aa, bb) {
@@ -256,7 +284,7 @@ pub fn read_distance_csv(path: &Path) -> Result<Vec<DistanceRow>> {
         let rec = rec?;
         let line = i + 2;
         let n = num(&rec, ni, line)?;
-        if !(n >= 1.0) || n.fract() != 0.0 {
+        if n.is_nan() || n < 1.0 || n.fract() != 0.0 {
             return Err(LawError::Invalid(format!("line {line}: n = {n} must be a positive integer")));
         }
         let d_std = match si {

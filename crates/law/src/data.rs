@@ -26,6 +26,7 @@ pub struct SeriesData {
     pub group: Option<String>,
     /// Benchmark / metric name when the file has one (else the series name).
     pub benchmark: String,
+    /// (n, score) points in file order (n may repeat across rows only if the file repeats it).
     pub points: Vec<(f64, f64)>,
 }
 

@@ -27,12 +27,15 @@ use std::collections::BTreeMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Space {
+    /// Least squares on the scores themselves.
     #[default]
     Score,
+    /// Least squares on natural-log scores (scores must be positive).
     Log,
 }
 
 impl Space {
+    /// The name in files and on the command line (`score`, `log`).
     pub fn name(self) -> &'static str {
         match self {
             Space::Score => "score",
@@ -44,10 +47,13 @@ impl Space {
 /// Options for [`fit_series`].
 #[derive(Clone, Debug)]
 pub struct FitOptions {
+    /// Where the least-squares problem is posed.
     pub space: Space,
+    /// Whether higher or lower scores are better (for `improves_with_n` and the notes).
     pub direction: Direction,
     /// Bootstrap resamples (0 disables intervals; the CLI uses ≥ 1000).
     pub bootstrap: usize,
+    /// Base seed of the bootstrap; each series/law/space XORs in a hash of its names.
     pub seed: u64,
     /// |studentised residual| above which a point is flagged.
     pub outlier_threshold: f64,
@@ -64,8 +70,11 @@ impl Default for FitOptions {
 /// One measured point with its fit diagnostics.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ResidualRow {
+    /// The point's n.
     pub n: f64,
+    /// Its measured score.
     pub score: f64,
+    /// The fitted law at n (in score units, whatever the fitting space).
     pub fitted: f64,
     /// Residual score − fitted in the fitting space (ln score − ln fitted for `log`). For excluded
     /// points it is the prediction error of the fit made without them.
@@ -73,12 +82,16 @@ pub struct ResidualRow {
     /// Externally studentised residual (None where undefined: excluded point, leverage 1, or
     /// no residual degrees of freedom).
     pub studentized: Option<f64>,
+    /// |studentized| is above the outlier threshold (the point stays in the fit).
     pub outlier: bool,
+    /// The user left the point out of the fit.
     pub excluded: bool,
 }
 
+/// The fitted law's local scaling exponent at one measured n.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LocalExponent {
+    /// The measured n.
     pub n: f64,
     /// d ln S / d ln n of the fitted law at n (None where S(n) = 0).
     pub value: Option<f64>,
@@ -101,50 +114,79 @@ pub struct Regime {
     pub linear: Vec<f64>,
 }
 
+/// How the 95% intervals were obtained.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BootstrapInfo {
+    /// In words (residual bootstrap, percentile interval).
     pub method: String,
+    /// Resamples drawn (0: no intervals).
     pub resamples: usize,
+    /// Resamples whose refit did not converge (left out of the intervals).
     pub failed: usize,
+    /// The seed actually used: `FitOptions::seed` XOR the hash of series/law/space.
     pub seed: u64,
 }
 
 /// A point of the fitted curve with its bootstrap band.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CurvePoint {
+    /// Where on the n axis.
     pub n: f64,
+    /// The point estimate's value.
     pub fit: f64,
+    /// 2.5th percentile of the bootstrap curves at n (equal to `fit` without a bootstrap).
     pub lo: f64,
+    /// 97.5th percentile of the bootstrap curves at n.
     pub hi: f64,
 }
 
 /// Everything known about one law fitted to one series.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FitResult {
+    /// The series' name.
     pub series: String,
+    /// The law fitted.
     pub law: Law,
+    /// Its fitting space.
     pub space: Space,
+    /// Whether higher or lower scores are better.
     pub direction: Direction,
+    /// The law's formula in text (the paper law's Δψ = 0 form says so).
     pub formula: String,
+    /// Point estimates by parameter name.
     pub params: BTreeMap<String, f64>,
+    /// Bootstrap 95% percentile interval [lo, hi] by parameter name (empty without a bootstrap).
     pub ci95: BTreeMap<String, [f64; 2]>,
+    /// Coefficient of determination in the fitting space.
     pub r2: f64,
+    /// Root-mean-square residual in the fitting space.
     pub rmse: f64,
+    /// Residual sum of squares in the fitting space.
     pub rss: f64,
+    /// Akaike information criterion (Gaussian likelihood, k = parameters + 1).
     pub aic: f64,
+    /// Bayesian information criterion (same likelihood).
     pub bic: f64,
+    /// Points in the fit (excluded ones not counted).
     pub n_points: usize,
+    /// Residual degrees of freedom: points minus parameters.
     pub dof: usize,
     /// n of points flagged by the studentised-residual rule (kept in the fit).
     pub outliers: Vec<f64>,
     /// n of points the user excluded (left out of the fit).
     pub excluded: Vec<f64>,
+    /// The fitted law is better at the largest measured n than at the smallest.
     pub improves_with_n: bool,
+    /// Every measured point (excluded ones included) with its diagnostics, in file order.
     pub residuals: Vec<ResidualRow>,
+    /// The local exponent at each measured n.
     pub local_exponent: Vec<LocalExponent>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    /// The paper law's regime report (`None` for the other laws).
     pub regime: Option<Regime>,
+    /// How the intervals were obtained.
     pub bootstrap: BootstrapInfo,
+    /// Caveats in words (failed refits, a law that does not improve, ill-determined parameters).
     pub notes: Vec<String>,
     /// Fitted curve and 95% band on a log-spaced grid (for figures; not written to fits.json).
     #[serde(skip)]
@@ -496,13 +538,13 @@ fn point_estimate(law: Law, ns: &[f64], ys: &[f64], yt: &[f64], log: bool, dir: 
         return Some((form, sol, None));
     }
     let nmax = ns.iter().copied().fold(0.0, f64::max);
-    let interior = multi_start(Form::PaperLogNb, ns, yt, log, &starts(Form::PaperLogNb, ns, ys, dir)).and_then(|s| {
+    let interior = multi_start(Form::PaperLogNb, ns, yt, log, &starts(Form::PaperLogNb, ns, ys, dir)).map(|s| {
         let raw = vec![s.p[0], s.p[1], s.p[2].exp()];
         // Polish in the raw parameterisation (what scipy's curve_fit sees).
         let polished = solve(Form::Law(Law::Paper), ns, yt, log, &raw).filter(|p| p.p[2] > 0.0 && p.rss <= s.rss * (1.0 + 1e-9));
         match polished {
-            Some(p) => Some(Solution { p: vec![p.p[0], p.p[1], p.p[2].ln()], rss: p.rss }),
-            None => Some(s),
+            Some(p) => Solution { p: vec![p.p[0], p.p[1], p.p[2].ln()], rss: p.rss },
+            None => s,
         }
     });
     // Both boundaries (n_b = 0: c·n^β, and n_b → ∞: c·n^{β/2}) are the same pure power-law family,
@@ -551,7 +593,7 @@ fn studentized(form: Form, p: &[f64], ns: &[f64], r: &[f64], log: bool) -> Optio
     let inv = jtj.try_inverse()?;
     let rss: f64 = r.iter().map(|v| v * v).sum();
     let s2 = rss / (n - k) as f64;
-    if !(s2 > 0.0) {
+    if s2.is_nan() || s2 <= 0.0 {
         return None;
     }
     let dof = (n - k) as f64;
@@ -560,7 +602,7 @@ fn studentized(form: Form, p: &[f64], ns: &[f64], r: &[f64], log: bool) -> Optio
             .map(|i| {
                 let row = j.row(i);
                 let h = (row * &inv * row.transpose())[(0, 0)];
-                if !(h < 1.0 - 1e-10) {
+                if h.is_nan() || h >= 1.0 - 1e-10 {
                     return None;
                 }
                 // The fit's residual convention here is model − target; report target − model.

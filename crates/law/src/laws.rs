@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
+    /// Larger scores are better (accuracy, CIDEr).
     #[default]
     HigherIsBetter,
+    /// Smaller scores are better (error rate, loss).
     LowerIsBetter,
 }
 
@@ -31,8 +33,11 @@ pub enum Law {
 }
 
 impl Law {
+    /// Every law, in the order reports list them.
     pub const ALL: [Law; 5] = [Law::Paper, Law::PaperDpsi0, Law::Power, Law::Loglinear, Law::Saturating];
 
+    /// The law's name in files and on the command line (`paper`, `paper_dpsi0`, `power`,
+    /// `loglinear`, `saturating`).
     pub fn name(self) -> &'static str {
         match self {
             Law::Paper => "paper",
@@ -43,10 +48,12 @@ impl Law {
         }
     }
 
+    /// The law `name` names (`None` for an unknown name).
     pub fn from_name(s: &str) -> Option<Law> {
         Law::ALL.iter().copied().find(|l| l.name() == s)
     }
 
+    /// Its parameters' names, in the order parameter vectors use.
     pub fn param_names(self) -> &'static [&'static str] {
         match self {
             Law::Paper => &["c", "beta", "n_balance"],
@@ -57,6 +64,7 @@ impl Law {
         }
     }
 
+    /// How many parameters it has.
     pub fn n_params(self) -> usize {
         self.param_names().len()
     }

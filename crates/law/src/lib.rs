@@ -9,6 +9,8 @@
 //! - [`data`]: reading score tables (`tokenscale eval`'s scores, `series,n,score` or the
 //!   paper-scores shape) into series, with row selections.
 
+#![warn(missing_docs)]
+
 pub mod bound;
 pub mod data;
 pub mod error;

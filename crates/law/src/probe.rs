@@ -63,16 +63,22 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 impl ProbeAccumulator {
+    /// An empty accumulator for hidden states of width `dim`, over n = 1 ..= `max_len`.
     pub fn new(dim: usize, max_len: usize) -> Self {
         Self { dim, max_len, cells: vec![Cell::default(); max_len], pairs: 0, sa: vec![0.0; dim], sb: vec![0.0; dim], diff: vec![0.0; dim], ua: vec![0.0; dim], ub: vec![0.0; dim] }
     }
 
+    /// Width of the hidden states it takes.
     pub fn dim(&self) -> usize {
         self.dim
     }
+
+    /// The largest n it accumulates.
     pub fn max_len(&self) -> usize {
         self.max_len
     }
+
+    /// Pairs added so far.
     pub fn pairs(&self) -> u64 {
         self.pairs
     }
@@ -82,7 +88,7 @@ impl ProbeAccumulator {
     /// Returns the number of positions used.
     pub fn add_pair(&mut self, a: &[f32], b: &[f32]) -> Result<usize> {
         let d = self.dim;
-        if d == 0 || a.len() % d != 0 || b.len() % d != 0 {
+        if d == 0 || !a.len().is_multiple_of(d) || !b.len().is_multiple_of(d) {
             return Err(LawError::Invalid(format!("hidden-state slices of length {} and {} are not multiples of dim {d}", a.len(), b.len())));
         }
         if a.iter().chain(b).any(|v| !v.is_finite()) {
@@ -182,23 +188,36 @@ impl ProbeAccumulator {
 /// One n of the probe output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProbeRow {
+    /// Vision-token count.
     pub n: usize,
     /// Pairs that reach n.
     pub pairs: u64,
+    /// Mean over those pairs of D(n) = ‖Σ_{i≤n}(a_i − b_i)‖.
     pub d_mean: f64,
+    /// Population standard deviation (ddof = 0) of D(n) over those pairs.
     pub d_std: f64,
+    /// ψ_eq(n): mean cos(a_i, b_i) over i ≤ n.
     pub psi_eq: f64,
+    /// ψ_AA(n): mean cos(a_i, a_j) over ordered i ≠ j ≤ n (`None` for n = 1).
     pub psi_aa: Option<f64>,
+    /// ψ_BB(n): the same within branch B.
     pub psi_bb: Option<f64>,
+    /// ψ_AABB(n) = ½(ψ_AA + ψ_BB).
     pub psi_aabb: Option<f64>,
+    /// ψ_AB(n): mean cos(a_i, b_j) over ordered i ≠ j ≤ n.
     pub psi_ab: Option<f64>,
 }
 
+/// What a probe run measured: one row per n reached by at least one pair.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProbeStats {
+    /// Pairs accumulated.
     pub pairs: u64,
+    /// Width of the hidden states.
     pub dim: usize,
+    /// The largest n accumulated.
     pub max_len: usize,
+    /// One row per n, ascending.
     pub rows: Vec<ProbeRow>,
 }
 
@@ -208,6 +227,7 @@ impl ProbeStats {
         self.rows.iter().filter_map(|r| Some(PsiRow { n: r.n, psi_eq: r.psi_eq, psi_aa: r.psi_aabb?, psi_ab: r.psi_ab? })).collect()
     }
 
+    /// The measured D(n) curve for the bound.
     pub fn distance_rows(&self) -> Vec<DistanceRow> {
         self.rows.iter().map(|r| DistanceRow { n: r.n, d_mean: r.d_mean, d_std: Some(r.d_std) }).collect()
     }

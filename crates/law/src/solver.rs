@@ -76,7 +76,7 @@ pub(crate) fn residuals(form: Form, p: &[f64], ns: &[f64], yt: &[f64], log: bool
     for (&n, &y) in ns.iter().zip(yt) {
         let m = form.eval(p, n);
         let v = if log {
-            if !(m > 0.0) {
+            if m.is_nan() || m <= 0.0 {
                 return None;
             }
             m.ln() - y
@@ -100,7 +100,7 @@ pub(crate) fn jacobian(form: Form, p: &[f64], ns: &[f64], log: bool) -> Option<D
         form.grad(p, n, &mut g);
         let scale = if log {
             let m = form.eval(p, n);
-            if !(m > 0.0) {
+            if m.is_nan() || m <= 0.0 {
                 return None;
             }
             1.0 / m
@@ -161,7 +161,7 @@ pub(crate) fn ols(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
     let mx = x.iter().sum::<f64>() / n;
     let my = y.iter().sum::<f64>() / n;
     let sxx: f64 = x.iter().map(|v| (v - mx) * (v - mx)).sum();
-    if !(sxx > 0.0) {
+    if sxx.is_nan() || sxx <= 0.0 {
         return None;
     }
     let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();

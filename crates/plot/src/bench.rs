@@ -9,25 +9,35 @@ use plotters::prelude::*;
 /// Median and quartiles of one measured time at n.
 #[derive(Clone, Debug)]
 pub struct TimedPoint {
+    /// Vision-token count.
     pub n: f64,
+    /// 25th percentile of the repeats, in seconds.
     pub p25: f64,
+    /// Median of the repeats, in seconds.
     pub median: f64,
+    /// 75th percentile of the repeats, in seconds.
     pub p75: f64,
 }
 
 /// One measured time (e.g. "vision + TTFT") over n.
 #[derive(Clone, Debug)]
 pub struct TimedSeries {
+    /// Legend entry.
     pub label: String,
+    /// Its measurements, one per n (in any order; drawn sorted by the axis).
     pub points: Vec<TimedPoint>,
 }
 
 /// Time against n: measured series with whiskers, and an optional model curve (n, seconds).
 #[derive(Clone, Debug)]
 pub struct BenchFigure {
+    /// Caption above the chart.
     pub title: String,
+    /// The measured times, one colour each.
     pub series: Vec<TimedSeries>,
+    /// Legend entry of the model curve.
     pub model_label: String,
+    /// The model curve as (n, seconds); empty draws none.
     pub model: Vec<(f64, f64)>,
 }
 

@@ -69,7 +69,7 @@ pub(crate) fn fmt_tick(v: &f64) -> String {
     let a = v.abs();
     if a < 1e-9 {
         "0".to_string()
-    } else if a >= 1e5 || a < 1e-3 {
+    } else if !(1e-3..1e5).contains(&a) {
         format!("{v:.1e}")
     } else if a >= 100.0 {
         format!("{v:.0}")
@@ -85,24 +85,33 @@ pub(crate) fn fmt_tick(v: &f64) -> String {
 /// A measured point in a scaling panel.
 #[derive(Clone, Debug)]
 pub struct GridPoint {
+    /// Vision-token count (drawn at log2 n).
     pub n: f64,
+    /// The measured score.
     pub score: f64,
+    /// Flagged by the fit's studentised residual (drawn as a ring).
     pub outlier: bool,
+    /// Left out of the fit by the user (drawn as a cross).
     pub excluded: bool,
 }
 
 /// A fitted curve (with its bootstrap band) in a scaling panel.
 #[derive(Clone, Debug)]
 pub struct GridCurve {
+    /// Legend entry: the law and its fitting space.
     pub label: String,
+    /// The fitted values with their band's lower and upper edges.
     pub points: Vec<CurvePoint>,
 }
 
 /// One benchmark.
 #[derive(Clone, Debug)]
 pub struct GridPanel {
+    /// The benchmark's name, above the panel.
     pub title: String,
+    /// The measured points.
     pub points: Vec<GridPoint>,
+    /// The fitted curves, one colour each.
     pub curves: Vec<GridCurve>,
 }
 
@@ -121,14 +130,21 @@ impl GridPanel {
 /// One panel per benchmark; x = log2 n, measured points, fitted curves and their 95% bands.
 #[derive(Clone, Debug)]
 pub struct ScalingGrid {
+    /// Caption above the grid.
     pub title: String,
+    /// One panel per benchmark, laid out row by row.
     pub panels: Vec<GridPanel>,
+    /// Panels per row.
     pub cols: usize,
+    /// One panel's width and height in pixels.
     pub panel_size: (u32, u32),
+    /// Whether the curves' bootstrap bands are shaded.
     pub band: bool,
 }
 
 impl ScalingGrid {
+    /// A grid of `panels` with 1 to 6 panels a row (by how many there are), 330 × 260-px panels
+    /// and bands on.
     pub fn new(title: &str, panels: Vec<GridPanel>) -> Self {
         let cols = match panels.len() {
             0..=3 => panels.len().max(1),
@@ -214,7 +230,9 @@ impl Figure for ScalingGrid {
 /// A named line (None where undefined).
 #[derive(Clone, Debug)]
 pub struct Line {
+    /// Legend entry.
     pub label: String,
+    /// One value per x of the panel; `None` breaks the line.
     pub values: Vec<Option<f64>>,
 }
 
@@ -262,12 +280,19 @@ pub(crate) fn line_panel_over<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>,
 /// ψ curves: (a) ψ_AA, ½(AA+BB), ψ_BB; (b) ψ_AABB vs ψ_AB; (c) with ψ_eq.
 #[derive(Clone, Debug)]
 pub struct PsiFigure {
+    /// Caption above the three panels.
     pub title: String,
+    /// The x axis: vision-token counts; every series below has one value per n.
     pub n: Vec<f64>,
+    /// ψ_equal(AB): mean cosine similarity of the two branches' tokens at equal positions.
     pub psi_eq: Vec<Option<f64>>,
+    /// ψ_cross(AA): mean cosine similarity between different positions within branch A.
     pub psi_aa: Vec<Option<f64>>,
+    /// ψ_cross(BB): the same within branch B.
     pub psi_bb: Vec<Option<f64>>,
+    /// ψ_cross(AABB) = ½(AA + BB).
     pub psi_aabb: Vec<Option<f64>>,
+    /// ψ_cross(AB): mean cosine similarity between different positions across the branches.
     pub psi_ab: Vec<Option<f64>>,
 }
 
@@ -297,12 +322,17 @@ impl Figure for PsiFigure {
 /// Mean D(n) with ±σ and ±2σ bands and the λ√Υ(n) fit.
 #[derive(Clone, Debug)]
 pub struct DistanceFigure {
+    /// Caption above the chart.
     pub title: String,
+    /// The x axis: vision-token counts; every series below has one value per n.
     pub n: Vec<f64>,
+    /// D(n) = ‖Σ_{i≤n}(a_i − b_i)‖ (the branches' summed hidden-state difference), mean over pairs.
     pub d_mean: Vec<Option<f64>>,
+    /// Its standard deviation over pairs (`None`: no band at that n).
     pub d_std: Vec<Option<f64>>,
     /// λ√Υ(n) (or √Υ when no λ).
     pub fit: Vec<Option<f64>>,
+    /// Legend entry of the fit (it names λ).
     pub fit_label: String,
 }
 
@@ -366,8 +396,11 @@ impl Figure for DistanceFigure {
 /// n_balance(n) against the line y = n.
 #[derive(Clone, Debug)]
 pub struct BalanceFigure {
+    /// Caption above the chart.
     pub title: String,
+    /// The x axis: vision-token counts.
     pub n: Vec<f64>,
+    /// n_balance at each n (`None` where ψ_AA ≤ ψ_AB leaves it undefined).
     pub n_balance: Vec<Option<f64>>,
 }
 
@@ -422,9 +455,13 @@ impl Figure for BalanceFigure {
 /// and n (columns), drawn as a diverging heatmap with the values printed in the cells.
 #[derive(Clone, Debug)]
 pub struct DiffHeatmap {
+    /// Caption above the table.
     pub title: String,
+    /// Row labels (benchmarks).
     pub rows: Vec<String>,
+    /// Column labels (n).
     pub cols: Vec<String>,
+    /// `values[row][col]`; `None` leaves the cell blank. The colour scale is symmetric about 0.
     pub values: Vec<Vec<Option<f64>>>,
 }
 

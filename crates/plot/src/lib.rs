@@ -4,6 +4,8 @@
 //! system font or fontconfig. Every figure is drawn by one generic function over a plotters backend
 //! and saved as `<stem>.svg` and `<stem>.png`, each written to a temporary file and renamed.
 
+#![warn(missing_docs)]
+
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
@@ -24,17 +26,21 @@ pub const FAMILY: &str = "sans-serif";
 /// Errors while drawing or writing a figure.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
+    /// The drawing backend failed (the message is plotters').
     #[error("drawing: {0}")]
     Draw(String),
+    /// A figure or panel had nothing to draw (the message says which).
     #[error("no data to plot: {0}")]
     Empty(String),
     /// Writing a figure (the message names the file).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Encoding the PNG failed.
     #[error("png encoding: {0}")]
     Png(String),
 }
 
+/// What every drawing function returns.
 pub type Result<T> = std::result::Result<T, PlotError>;
 
 pub(crate) fn draw_err<E: std::fmt::Display>(e: E) -> PlotError {
@@ -93,11 +99,15 @@ where
 pub trait Figure {
     /// Pixel size (SVG user units and PNG pixels).
     fn size(&self) -> (u32, u32);
+    /// Draws the figure on `root` (the whole area, `size()` pixels).
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>;
 
+    /// The figure as an SVG document.
     fn svg(&self) -> Result<String> {
         render_svg(self.size(), |r| self.draw(r))
     }
+
+    /// The figure as PNG bytes.
     fn png(&self) -> Result<Vec<u8>> {
         render_png(self.size(), |r| self.draw(r))
     }

@@ -6,13 +6,18 @@ use plotters::prelude::*;
 use crate::figures::{line_panel_over, Line};
 use crate::{draw_err, Figure, Result, FAMILY};
 
+/// Loss per step (left) and validation accuracy per budget (right) of a training run.
 #[derive(Clone, Debug)]
 pub struct TrainingFigure {
+    /// Caption above the two panels.
     pub title: String,
+    /// Optimiser steps of `loss`.
     pub steps: Vec<f64>,
+    /// Training loss at each step (answer cross-entropy per token).
     pub loss: Vec<f64>,
     /// Smoothing window for the loss line (steps); 1 draws it raw.
     pub window: usize,
+    /// Steps at which validation ran (the x of every `validation` series).
     pub validation_steps: Vec<f64>,
     /// (label, accuracy per validation step).
     pub validation: Vec<(String, Vec<Option<f64>>)>,

@@ -10,18 +10,25 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use tokenscale_fsio::{write_atomic, write_atomic_with};
 
-use crate::trainer::{LossRow, TrainConfig, ValidationRow};
+use crate::config::TrainConfig;
+use crate::logging::{loss_csv, validation_csv, LossRow, ValidationRow};
 
 /// How many checkpoints are kept (older ones are removed after a new one is complete).
 const KEEP: usize = 2;
 
+/// A checkpoint's `state.json`: what a resumed run needs besides the tensors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// The checkpoint's folder (not stored: it is where the file was read from).
     #[serde(skip)]
     pub dir: PathBuf,
+    /// Optimiser steps taken when it was written.
     pub step: u64,
+    /// The config the run was started with (a resumed run must be given the same).
     pub config: TrainConfig,
+    /// Every step's loss row so far.
     pub history: Vec<LossRow>,
+    /// Every validation row so far.
     pub validation: Vec<ValidationRow>,
 }
 
@@ -49,6 +56,7 @@ fn complete_checkpoints(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
+/// The newest complete checkpoint under `out/checkpoints/` (`None` when there is none).
 pub fn latest_checkpoint(out: &Path) -> Result<Option<Checkpoint>> {
     let Some((_, dir)) = complete_checkpoints(out)?.pop() else { return Ok(None) };
     let path = dir.join("state.json");
@@ -108,30 +116,4 @@ pub fn write_checkpoint(
         std::fs::remove_dir_all(old).with_context(|| format!("{}: cannot remove", old.display()))?;
     }
     Ok(final_dir)
-}
-
-pub fn loss_csv(rows: &[LossRow]) -> String {
-    let mut s = format!("step,loss,aux_loss,{},lr,mean_vision_tokens,seconds\n", crate::trainer::AUX_TERM_NAMES.join(","));
-    for r in rows {
-        let terms: Vec<String> = r.aux_terms.iter().map(|v| format!("{v:.6}")).collect();
-        s.push_str(&format!(
-            "{},{:.6},{:.6},{},{:.6e},{:.2},{:.3}\n",
-            r.step,
-            r.loss,
-            r.aux_loss,
-            terms.join(","),
-            r.lr,
-            r.mean_vision_tokens,
-            r.seconds
-        ));
-    }
-    s
-}
-
-pub fn validation_csv(rows: &[ValidationRow]) -> String {
-    let mut s = String::from("step,vision_tokens,accuracy\n");
-    for r in rows {
-        s.push_str(&format!("{},{},{:.4}\n", r.step, r.vision_tokens, r.accuracy));
-    }
-    s
 }

@@ -6,10 +6,14 @@ use anyhow::Result;
 use image::RgbImage;
 use tokenscale_synth::questions::Subject;
 
+/// One training or validation example, with what the auxiliary losses supervise.
 #[derive(Clone, Debug)]
 pub struct Example {
+    /// The image the model sees.
     pub image: RgbImage,
+    /// The question, as the evaluation words it.
     pub prompt: String,
+    /// The expected answer (one word; exact match).
     pub answer: String,
     /// What each cell of the scene's grid holds, row-major, as (colour, shape) class ids with 0
     /// meaning empty (colour 1 + `COLORS` index, shape 1 + `SHAPES` index); empty when unknown.
@@ -30,9 +34,24 @@ pub struct Example {
     pub asks_summary: bool,
 }
 
+/// Colour classes of `Example::cells`: 0 (empty) and one per synthetic-scene colour.
+pub const COLOUR_CLASSES: usize = 1 + tokenscale_synth::scene::COLORS.len();
+/// Shape classes of `Example::cells`: 0 (empty) and one per synthetic-scene shape.
+pub const SHAPE_CLASSES: usize = 1 + tokenscale_synth::scene::SHAPES.len();
+/// Background tints of `Example::summary`'s first id.
+pub const TINT_CLASSES: usize = tokenscale_synth::scene::TINTS.len();
+/// Border colours of `Example::summary`'s second id (a border always has a colour: no empty class).
+pub const BORDER_CLASSES: usize = tokenscale_synth::scene::COLORS.len();
+/// Answers of a counting question ("0" … "6"): the count of `Example::counted_cells`.
+pub const COUNT_CLASSES: usize = tokenscale_synth::questions::COUNTS.len();
+
+/// Where a run's examples come from.
+///
 /// `Sync`: a batch's slices are drawn from it on several threads.
 pub trait ExampleSource: Sync {
+    /// Training example `index` (a pure function of it, so a resumed run sees the same data).
     fn example(&self, index: u64) -> Result<Example>;
+    /// Validation example `index`, from data training never sees.
     fn validation_example(&self, index: u64) -> Result<Example>;
     /// Every word the tokenizers must know.
     fn words(&self) -> BTreeSet<String>;
@@ -41,6 +60,7 @@ pub trait ExampleSource: Sync {
 /// The synthetic benchmark: training examples from its train split, validation from its val
 /// split, prompts exactly as `tokenscale eval` builds them for the query-fused model.
 pub struct SynthSource {
+    /// How subtasks and item kinds are weighted in the training split.
     pub mix: tokenscale_synth::Mix,
 }
 

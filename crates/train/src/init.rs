@@ -14,10 +14,12 @@ pub struct Gaussian {
 const SEED_SALT: u64 = 0x2545_f491_4f6c_dd1d;
 
 impl Gaussian {
+    /// A generator whose samples are fixed by `seed`.
     pub fn new(seed: u64) -> Self {
         Self { stream: SplitMix64::new(seed ^ SEED_SALT), spare: None }
     }
 
+    /// The next 64 uniformly distributed bits (splitmix64).
     pub fn next_u64(&mut self) -> u64 {
         self.stream.next_u64()
     }
@@ -27,6 +29,7 @@ impl Gaussian {
         ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
     }
 
+    /// A standard normal sample (Box–Muller; the second of each pair is kept for the next call).
     pub fn sample(&mut self) -> f64 {
         if let Some(s) = self.spare.take() {
             return s;

@@ -8,11 +8,16 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+/// AdamW's hyper-parameters (the learning rate is given per step).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
+    /// Decay of the first-moment (mean) estimate.
     pub beta1: f64,
+    /// Decay of the second-moment (uncentred variance) estimate.
     pub beta2: f64,
+    /// Added to the root of the second moment to keep the step finite.
     pub eps: f64,
+    /// Decoupled weight decay per step, times the learning rate (matrices only).
     pub weight_decay: f64,
 }
 
@@ -22,7 +27,9 @@ impl Default for AdamWConfig {
     }
 }
 
+/// AdamW with its moments exposed (`state_tensors`, `load_state`) for exact resumption.
 pub struct AdamW {
+    /// Its hyper-parameters.
     pub config: AdamWConfig,
     /// Updates taken so far (bias correction uses it).
     pub step: u64,

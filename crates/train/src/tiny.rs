@@ -26,21 +26,31 @@ pub const CLIP_SPECIALS: [&str; 3] = ["<unk>", "<|startoftext|>", "<|endoftext|>
 pub struct TinyShape {
     /// Side of each crop (the vision tower's `image_size`).
     pub crop: usize,
+    /// Side of a patch in pixels (the crop must be a multiple of it).
     pub patch: usize,
     /// Local crops of the HD view (4 → a 2×2 grid for square images).
     pub num_crops: usize,
     /// Vision and query-decoder width; a multiple of 64 (the decoder has hidden/64 heads).
     pub vision_hidden: usize,
+    /// Vision MLP width.
     pub vision_intermediate: usize,
+    /// Vision transformer layers.
     pub vision_layers: usize,
+    /// Vision attention heads.
     pub vision_heads: usize,
+    /// Query-decoder (Llama) layers.
     pub decoder_layers: usize,
     /// n_l: the largest vision-token budget (placeholders are learned for n ≤ this).
     pub max_vision_tokens: usize,
+    /// LLM width.
     pub llm_hidden: usize,
+    /// LLM MLP width.
     pub llm_intermediate: usize,
+    /// LLM layers.
     pub llm_layers: usize,
+    /// LLM attention heads.
     pub llm_heads: usize,
+    /// LLM context length (prompt, vision tokens and answer must fit).
     pub llm_max_positions: usize,
 }
 
@@ -66,15 +76,16 @@ impl Default for TinyShape {
 }
 
 impl TinyShape {
+    /// Refuses shapes the model cannot be built with; errors start with `origin` and name the field.
     pub fn validate(&self, origin: &str) -> Result<()> {
         let checks = [
-            (self.vision_hidden % 64 == 0 && self.vision_hidden > 0, "vision_hidden must be a positive multiple of 64"),
-            (self.patch > 0 && self.crop % self.patch == 0, "crop must be a multiple of patch"),
-            (self.vision_heads > 0 && self.vision_hidden % self.vision_heads == 0, "vision_heads must divide vision_hidden"),
-            (self.llm_heads > 0 && self.llm_hidden % self.llm_heads == 0, "llm_heads must divide llm_hidden"),
+            (self.vision_hidden.is_multiple_of(64) && self.vision_hidden > 0, "vision_hidden must be a positive multiple of 64"),
+            (self.patch > 0 && self.crop.is_multiple_of(self.patch), "crop must be a multiple of patch"),
+            (self.vision_heads > 0 && self.vision_hidden.is_multiple_of(self.vision_heads), "vision_heads must divide vision_hidden"),
+            (self.llm_heads > 0 && self.llm_hidden.is_multiple_of(self.llm_heads), "llm_heads must divide llm_hidden"),
             (self.max_vision_tokens >= 1, "max_vision_tokens must be at least 1"),
             (self.num_crops >= 1, "num_crops must be at least 1"),
-            ((self.llm_hidden / self.llm_heads.max(1)) % 2 == 0, "llm_hidden / llm_heads must be even (RoPE)"),
+            ((self.llm_hidden / self.llm_heads.max(1)).is_multiple_of(2), "llm_hidden / llm_heads must be even (RoPE)"),
         ];
         for (ok, what) in checks {
             if !ok {
@@ -120,10 +131,8 @@ pub fn words_of(text: &str, into: &mut BTreeSet<String>) {
     let mut current_is_word = false;
     for ch in text.chars() {
         let is_word = ch.is_alphanumeric() || ch == '_';
-        if ch.is_whitespace() || (!current.is_empty() && is_word != current_is_word) {
-            if !current.is_empty() {
-                into.insert(std::mem::take(&mut current));
-            }
+        if !current.is_empty() && (ch.is_whitespace() || is_word != current_is_word) {
+            into.insert(std::mem::take(&mut current));
         }
         if !ch.is_whitespace() {
             current_is_word = is_word;

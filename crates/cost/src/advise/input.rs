@@ -16,6 +16,7 @@ use serde_json::Value;
 /// the listed range.
 #[derive(Debug, Clone)]
 pub struct CostTable {
+    /// The file it was read from (errors and reports name it).
     pub origin: String,
     /// (n, total FLOPs), sorted by n, one per n.
     pub points: Vec<(u64, u64)>,
@@ -23,6 +24,8 @@ pub struct CostTable {
 }
 
 impl CostTable {
+    /// A table of (n, total FLOPs) read from `origin`, in any order; refuses an empty table and an
+    /// n listed twice with different totals.
     pub fn new(origin: &str, mut points: Vec<(u64, u64)>) -> Result<Self> {
         points.sort_unstable();
         points.dedup();
@@ -83,6 +86,7 @@ impl CostTable {
 /// Median measured latency per n (seconds).
 #[derive(Debug, Clone)]
 pub struct LatencyTable {
+    /// The file it was read from.
     pub origin: String,
     /// What the latency is (e.g. "vision + time to first token, median of 20 answers").
     pub measure: String,
@@ -95,6 +99,8 @@ impl LatencyTable {
     pub fn at(&self, n: u64) -> Option<f64> {
         piecewise_linear(&self.points, n)
     }
+
+    /// The smallest and largest measured n (`None` when empty).
     pub fn range(&self) -> Option<(u64, u64)> {
         Some((self.points.first()?.0, self.points.last()?.0))
     }
@@ -200,6 +206,7 @@ pub fn read_bench_latency(path: &Path) -> Result<LatencyTable> {
     parse_bench_jsonl(&text, &origin)
 }
 
+/// `read_bench_latency` on the text of a bench.jsonl; `origin` names it in errors.
 pub fn parse_bench_jsonl(text: &str, origin: &str) -> Result<LatencyTable> {
     let mut samples = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {

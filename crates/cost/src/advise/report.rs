@@ -30,6 +30,8 @@ fn target_text(t: Target, dir: Direction) -> String {
     }
 }
 
+/// The advice as a Markdown report: sources, then per benchmark the law, the points with their
+/// frontier marks, and the answer to the target.
 pub fn to_markdown(a: &Advice) -> String {
     let mut md = String::from("# Vision-token budget advice\n\n");
     let _ = writeln!(md, "Cost: {}.  ", a.cost_source);
@@ -66,6 +68,7 @@ pub fn to_markdown(a: &Advice) -> String {
     md
 }
 
+/// The advice as pretty-printed JSON (the `Advice` structure), newline-terminated.
 pub fn to_json(a: &Advice) -> String {
     serde_json::to_string_pretty(a).expect("advice serialises") + "\n"
 }
