@@ -15,6 +15,7 @@ pub mod error;
 pub mod fit;
 pub mod laws;
 pub mod probe;
+pub mod reducer;
 pub mod rng;
 mod select;
 mod solver;
@@ -22,6 +23,7 @@ mod solver;
 pub use error::LawError;
 pub use fit::{fit_series, FitOptions, FitResult, Space};
 pub use laws::{Direction, Law};
+pub use reducer::Reducer;
 
 /// Convenience result type.
 pub type Result<T> = std::result::Result<T, LawError>;

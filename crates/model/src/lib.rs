@@ -7,6 +7,7 @@ pub mod ckpt;
 pub mod clip;
 pub mod config;
 pub mod dtype;
+pub mod forward;
 pub mod fused;
 pub mod generation;
 pub mod hd;
@@ -20,11 +21,16 @@ pub mod nn;
 pub mod opcount;
 pub mod preprocess;
 pub mod progress;
-pub mod reduce;
+pub mod reducers;
 pub mod resample;
 pub mod runtime;
 pub mod tokenizer;
 pub mod weights;
 
+/// The reducers under their former module name (`tokenscale_model::reduce::pool`, …).
+pub use reducers as reduce;
+
 pub use candle_core::{self, DType, Device, Tensor};
+pub use forward::{AttentionCapture, Forward, Mode};
+pub use llama::{ForwardOptions, Logits};
 pub use image;

@@ -10,11 +10,12 @@ use image::RgbImage;
 use crate::chat::{ChatTemplate, Conversation};
 use crate::checkpoint::{load_causal_lm, Architecture};
 use crate::dtype::{DtypePolicy, ResolvedDtype};
+use crate::forward::Forward;
 use crate::imgque_pipeline::ImgQuePipeline;
 use crate::generation::{generate_pruned, GenerationConfig};
-use crate::llama::{Llama, LlamaOutput, SpanPrune};
+use crate::llama::{ForwardOptions, Llama, LlamaOutput};
 use crate::llava::{vicuna_v1_prompt, LlavaPipeline};
-use crate::reduce::Reducer;
+use crate::reducers::{Reducer, SpanPrune};
 use crate::tokenizer::Tokenizer;
 
 pub enum Runtime {
@@ -140,7 +141,7 @@ impl Runtime {
 
     /// Templating: LLaVA wraps `prompt` in the vicuna_v1 conversation unless `raw`, in which case
     /// the prompt must carry its own `<image>`. Causal LMs take the prompt as it is.
-    pub fn prepare(&self, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<Prepared> {
+    pub fn prepare(&self, ctx: &Forward, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<Prepared> {
         match self {
             Self::Llava(p) => {
                 let image = image.ok_or_else(|| anyhow::anyhow!("this model needs an image"))?;
@@ -159,7 +160,7 @@ impl Runtime {
                         bail!("vision budget: {n} of LLaVA's {native} vision tokens needs a reducer (pool, uniform, visionzip, fastv, fastv:K)");
                     };
                     let reducer = Reducer::parse(name)?;
-                    let inputs = p.prepare_budget(image, &text, n, reducer)?;
+                    let inputs = p.prepare_budget(ctx, image, &text, n, reducer)?;
                     let image_id = p.model.config.image_token_index;
                     return Ok(Prepared {
                         vision_positions: positions_where(&inputs.input_ids, |t| t == image_id),
@@ -172,7 +173,7 @@ impl Runtime {
                     });
                 }
                 let inputs = p.prepare(image, &text)?;
-                let embeds = p.embeddings(&inputs)?;
+                let embeds = p.embeddings(ctx, &inputs)?;
                 let image_id = p.model.config.image_token_index;
                 Ok(Prepared {
                     vision_positions: positions_where(&inputs.input_ids, |t| t == image_id),
@@ -184,7 +185,7 @@ impl Runtime {
                     prune: None,
                 })
             }
-            Self::ImgQue(p) => Ok(prepare_imgque(p, image, prompt, raw, budget)?.0),
+            Self::ImgQue(p) => Ok(prepare_imgque(ctx, p, image, prompt, raw, budget)?.0),
             Self::Lm { llm, tokenizer } => {
                 if budget.tokens.is_some() {
                     bail!("vision budget: a vision-token count needs a vision-language model");
@@ -244,40 +245,55 @@ pub fn imgque_budget(p: &ImgQuePipeline, budget: &VisionBudget) -> Result<(usize
     Ok((n_l, n_s))
 }
 
-fn prepare_imgque(p: &ImgQuePipeline, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<(Prepared, Option<ImgQueTrace>)> {
+fn prepare_imgque(
+    ctx: &Forward,
+    p: &ImgQuePipeline,
+    image: Option<&RgbImage>,
+    prompt: &str,
+    raw: bool,
+    budget: &VisionBudget,
+) -> Result<(Prepared, Option<ImgQueTrace>)> {
     if raw {
         bail!("a raw prompt is not supported for the query-fused model: its prompt is built from the chat template");
     }
-    prepare_imgque_conversation(p, image, &Conversation::new().user(prompt).for_generation(), budget, p.drop_query)
+    prepare_imgque_conversation(ctx, p, image, &Conversation::new().user(prompt).for_generation(), budget, p.drop_query)
 }
 
 impl Runtime {
     /// [`Runtime::prepare`], plus the query-fused model's intermediates (`None` for other models
     /// and for a text-only prompt).
-    pub fn prepare_traced(&self, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<(Prepared, Option<ImgQueTrace>)> {
+    pub fn prepare_traced(
+        &self,
+        ctx: &Forward,
+        image: Option<&RgbImage>,
+        prompt: &str,
+        raw: bool,
+        budget: &VisionBudget,
+    ) -> Result<(Prepared, Option<ImgQueTrace>)> {
         match self {
-            Self::ImgQue(p) => prepare_imgque(p, image, prompt, raw, budget),
-            _ => Ok((self.prepare(image, prompt, raw, budget)?, None)),
+            Self::ImgQue(p) => prepare_imgque(ctx, p, image, prompt, raw, budget),
+            _ => Ok((self.prepare(ctx, image, prompt, raw, budget)?, None)),
         }
     }
 
     /// Inputs for the next answer of a multi-turn conversation (earlier questions and answers,
     /// then the new question): the query-fused model gives n_l tokens to the first question and
     /// n_s to each later one. Other models take single prompts.
-    pub fn prepare_conversation(&self, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget) -> Result<Prepared> {
-        Ok(self.prepare_conversation_traced(image, conversation, budget)?.0)
+    pub fn prepare_conversation(&self, ctx: &Forward, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget) -> Result<Prepared> {
+        Ok(self.prepare_conversation_traced(ctx, image, conversation, budget)?.0)
     }
 
     /// [`Runtime::prepare_conversation`], plus the query-fused model's intermediates (`None`
     /// without an image).
     pub fn prepare_conversation_traced(
         &self,
+        ctx: &Forward,
         image: Option<&RgbImage>,
         conversation: &Conversation,
         budget: &VisionBudget,
     ) -> Result<(Prepared, Option<ImgQueTrace>)> {
         match self {
-            Self::ImgQue(p) => prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget, p.drop_query),
+            Self::ImgQue(p) => prepare_imgque_conversation(ctx, p, image, &conversation.clone().for_generation(), budget, p.drop_query),
             _ => bail!("multi-turn conversations are supported for the query-fused model; give one prompt"),
         }
     }
@@ -285,15 +301,22 @@ impl Runtime {
     /// Inputs for the next answer of a chat (a server request): the query-fused model takes the
     /// whole conversation (system message, earlier turns; DropQuery when `drop_query`, else the
     /// loaded setting); other models take one user message under their own template.
-    pub fn prepare_chat(&self, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget, drop_query: Option<bool>) -> Result<Prepared> {
+    pub fn prepare_chat(
+        &self,
+        ctx: &Forward,
+        image: Option<&RgbImage>,
+        conversation: &Conversation,
+        budget: &VisionBudget,
+        drop_query: Option<bool>,
+    ) -> Result<Prepared> {
         match self {
             Self::ImgQue(p) => {
-                Ok(prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget, drop_query.unwrap_or(p.drop_query))?.0)
+                Ok(prepare_imgque_conversation(ctx, p, image, &conversation.clone().for_generation(), budget, drop_query.unwrap_or(p.drop_query))?.0)
             }
             _ if drop_query == Some(true) => bail!("drop_query applies to the query-fused model only"),
             _ if conversation.system.is_some() => bail!("a system message is supported for the query-fused model only"),
             _ => match conversation.messages.as_slice() {
-                [only] => self.prepare(image, &only.content, false, budget),
+                [only] => self.prepare(ctx, image, &only.content, false, budget),
                 _ => bail!("multi-turn conversations are supported for the query-fused model; send one user message"),
             },
         }
@@ -301,6 +324,7 @@ impl Runtime {
 }
 
 fn prepare_imgque_conversation(
+    ctx: &Forward,
     p: &ImgQuePipeline,
     image: Option<&RgbImage>,
     conversation: &Conversation,
@@ -325,8 +349,8 @@ fn prepare_imgque_conversation(
         return Ok((prepared, None));
     };
     let (n_l, n_s) = imgque_budget(p, budget)?;
-    let (pixel_values, crop_tokens) = p.encode_views(image)?;
-    let inputs = p.embeddings_with(&crop_tokens, &conversation, n_l, n_s, drop_query)?;
+    let (pixel_values, crop_tokens) = p.encode_views(ctx, image)?;
+    let inputs = p.embeddings_with(ctx, &crop_tokens, &conversation, n_l, n_s, drop_query)?;
     let prepared = Prepared {
         vision_positions: positions_where(&inputs.record.llm.input_tps, |t| t & crate::chat::token_type::QED != 0),
         input_ids: inputs.record.llm.input_ids,
@@ -342,22 +366,23 @@ fn prepare_imgque_conversation(
 impl Runtime {
     /// One forward pass over prepared inputs from an empty cache, applying FastV's pruning when
     /// the budget asked for it (then `logits`/later hidden states cover the surviving positions).
-    pub fn forward(&self, prepared: &Prepared, all_logits: bool, want_hidden: bool) -> Result<LlamaOutput> {
+    pub fn forward(&self, ctx: &Forward, prepared: &Prepared, options: ForwardOptions) -> Result<LlamaOutput> {
         let llm = self.llm();
         let mut cache = llm.new_cache();
         match &prepared.prune {
-            Some(prune) => Ok(llm.forward_embeds_pruned(&prepared.embeds, &mut cache, all_logits, want_hidden, prune)?.output),
-            None => llm.forward_embeds(&prepared.embeds, &mut cache, all_logits, want_hidden),
+            Some(prune) => Ok(llm.forward_embeds_pruned(ctx, &prepared.embeds, &mut cache, options, prune)?.output),
+            None => llm.forward_embeds(ctx, &prepared.embeds, &mut cache, options),
         }
     }
 
     /// Generates after prepared inputs (FastV-pruned prefill when asked), streaming tokens.
     pub fn generate(
         &self,
+        ctx: &Forward,
         prepared: &Prepared,
         config: &GenerationConfig,
         on_token: impl FnMut(u32) -> Result<()>,
     ) -> Result<Vec<u32>> {
-        generate_pruned(self.llm(), &prepared.embeds, prepared.prune.as_ref(), config, on_token)
+        generate_pruned(ctx, self.llm(), &prepared.embeds, prepared.prune.as_ref(), config, on_token)
     }
 }

@@ -14,7 +14,7 @@ use tokenscale_model::chat::token_type::{ANS, EOS};
 use tokenscale_model::chat::Conversation;
 use tokenscale_model::generation::{generate, GenerationConfig};
 use tokenscale_model::imgque_pipeline::ImgQuePipeline;
-use tokenscale_model::nn;
+use tokenscale_model::{AttentionCapture, Forward, ForwardOptions};
 use tokenscale_model::weights::Weights;
 
 use crate::checkpoint::{latest_checkpoint, write_checkpoint, Checkpoint};
@@ -735,7 +735,7 @@ impl<'a> Trainer<'a> {
             return Ok(None);
         }
         let state = Self::llm_state(hidden_states, self.config.aux_attend_layer, position, "aux_attend_layer")?;
-        let logits = self.pipeline.model.llm.logits_of(&state)?;
+        let logits = self.pipeline.model.llm.logits_of(&Forward::TRAINING, &state)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &Tensor::new(&[target], &Device::Cpu)?)?;
         Ok(Some((loss * self.config.aux_early_answer_weight)?))
     }
@@ -802,10 +802,10 @@ impl<'a> Trainer<'a> {
     /// auxiliary losses), its answer tokens, and the two parts' values.
     fn example_loss(&self, example: &Example, n: usize) -> Result<(Tensor, usize, f64, AuxTerms)> {
         let p = &self.pipeline;
-        let crops = p.encode_image(&example.image)?;
+        let crops = p.encode_image(&Forward::TRAINING, &example.image)?;
         let aux = self.aux_cell_loss(&crops, example)?;
         let conv = Conversation::new().user(example.prompt.clone()).assistant(example.answer.clone());
-        let inputs = p.embeddings(&crops, &conv, n, n)?;
+        let inputs = p.embeddings(&Forward::TRAINING, &crops, &conv, n, n)?;
         let slot_aux = self.aux_slot_loss(&inputs.query_states, example)?;
         let routed_aux = self.aux_routed_loss(&inputs.query_states, example)?;
         let summary_aux = self.aux_summary_loss(&inputs.query_states, example)?;
@@ -818,11 +818,11 @@ impl<'a> Trainer<'a> {
         let want_query = (c.aux_query_weight > 0.0 && matches!(lookup, Some(Slot::Cell(_)))) || llm_heads.iter().any(|&w| w > 0.0);
         let counted = example.counted_cells.as_deref().filter(|_| c.aux_count_weight > 0.0);
         let want_attention = (c.aux_attend_weight > 0.0 && lookup.is_some()) || anchor.is_some() || counted.is_some();
-        if want_attention {
-            nn::capture_attention();
-        }
-        let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, want_query);
-        let attention = nn::take_attention();
+        let capture = AttentionCapture::new();
+        let ctx = if want_attention { Forward::TRAINING.capturing(&capture) } else { Forward::TRAINING };
+        let options = if want_query { ForwardOptions::ALL.with_hidden_states() } else { ForwardOptions::ALL };
+        let out = llm.forward_embeds(&ctx, &inputs.embeds, &mut llm.new_cache(), options);
+        let attention = capture.take();
         let out = out?;
         let (ids, tps) = (&inputs.record.llm.input_ids, &inputs.record.llm.input_tps);
         // Position i predicts token i + 1: train on the answer and the end-of-answer token.
@@ -919,11 +919,8 @@ impl<'a> Trainer<'a> {
                     let mine: Vec<(usize, std::ops::Range<usize>)> =
                         ranges.iter().cloned().enumerate().skip(t).step_by(threads).collect();
                     scope.spawn(move || {
-                        let previous = nn::differentiable();
-                        nn::set_differentiable(true);
-                        let out: Vec<_> = mine.into_iter().map(|(i, r)| (i, this.shard(step, r))).collect();
-                        nn::set_differentiable(previous);
-                        out
+                        // The shards' forward passes run in training mode (`Forward::TRAINING`).
+                        mine.into_iter().map(|(i, r)| (i, this.shard(step, r))).collect::<Vec<_>>()
                     })
                 })
                 .collect();
@@ -985,11 +982,11 @@ impl<'a> Trainer<'a> {
     /// Greedy answer of the current model.
     pub fn answer(&self, example: &Example, n: usize) -> Result<String> {
         let p = &self.pipeline;
-        let crops = p.encode_image(&example.image)?;
+        let crops = p.encode_image(&Forward::INFERENCE, &example.image)?;
         let conv = Conversation::new().user(example.prompt.clone()).for_generation();
-        let inputs = p.embeddings(&crops, &conv, n, n)?;
+        let inputs = p.embeddings(&Forward::INFERENCE, &crops, &conv, n, n)?;
         let config = GenerationConfig { max_new_tokens: 4, stop_tokens: p.stop_tokens(), ..Default::default() };
-        let mut tokens = generate(&p.model.llm, &inputs.embeds, &config, |_| Ok(()))?;
+        let mut tokens = generate(&Forward::INFERENCE, &p.model.llm, &inputs.embeds, &config, |_| Ok(()))?;
         if tokens.last().is_some_and(|t| config.stop_tokens.contains(t)) {
             tokens.pop();
         }
