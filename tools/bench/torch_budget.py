@@ -2,10 +2,10 @@
 budget n, on the same checkpoint, image, prompt and thread count; one JSON line on stdout.
 
 LLaVA (`model_type` llava): transformers' LlavaForConditionalGeneration (sdpa attention), the
-`pool` reducer as crates/model/src/reduce.rs does it — adaptive average pooling of the CLIP
+`pool` reducer as crates/model/src/reducers/pool.rs does it — adaptive average pooling of the CLIP
 features (layer -2, CLS dropped) *before* the projector, 2-D over the 24×24 grid when n is a
 perfect square, 1-D over the token sequence otherwise, n = 576 untouched — and the prompt in the
-vicuna_v1 wrapping (crates/model/src/llava.rs `vicuna_v1_prompt`) with n image tokens.
+vicuna_v1 wrapping (crates/model/src/models/llava.rs `vicuna_v1_prompt`) with n image tokens.
 
 Query-fused model (`model_type` modeling_query_adapt_clip_llm): the plain-PyTorch restatement of
 tools/fixtures/imgque/make_imgque_fixture.py (HD crops, CLIP ViT + pos-LN + merge + line feed,
@@ -55,7 +55,7 @@ def vicuna_v1_prompt(question: str) -> str:
 
 
 def pool(feats: torch.Tensor, n: int) -> torch.Tensor:
-    """crates/model/src/reduce.rs `pool` on [1, L, D] patch features (the grid is √L × √L)."""
+    """crates/model/src/reducers/pool.rs `pool` on [1, L, D] patch features (the grid is √L × √L)."""
     _, length, dim = feats.shape
     if n == length:
         return feats

@@ -7,6 +7,7 @@
 //! query-fused model: HD crops through the vision tower) is done once per image and reused for
 //! every n.
 
+use tokenscale_model::Forward;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -113,10 +114,10 @@ impl Answerer for ModelAnswerer {
         match &self.runtime {
             Runtime::Llava(p) => {
                 let pixel_values = p.pixel_values(&image)?;
-                let cache = p.model.encode_image(&pixel_values, self.reducer.unwrap_or(Reducer::Pool))?;
+                let cache = p.model.encode_image(&Forward::INFERENCE, &pixel_values, self.reducer.unwrap_or(Reducer::Pool))?;
                 Ok(PreparedImage::Llava { cache, pixel_values })
             }
-            Runtime::ImgQue(p) => Ok(PreparedImage::ImgQue { crop_tokens: p.encode_image(&image)? }),
+            Runtime::ImgQue(p) => Ok(PreparedImage::ImgQue { crop_tokens: p.encode_image(&Forward::INFERENCE, &image)? }),
             Runtime::Lm { .. } => unreachable!("rejected at load"),
         }
     }
@@ -126,13 +127,13 @@ impl Answerer for ModelAnswerer {
         let tokens = match (&self.runtime, prepared) {
             (Runtime::Llava(p), PreparedImage::Llava { cache, pixel_values }) => {
                 let reducer = self.reducer.unwrap_or(Reducer::Pool);
-                let inputs = p.budget_inputs(cache, pixel_values.clone(), &llava_chat(prompt, 1), n, reducer)?;
-                generate_pruned(&p.model.llm, &inputs.embeds, inputs.prune.as_ref(), &config, |_| Ok(()))?
+                let inputs = p.budget_inputs(&Forward::INFERENCE, cache, pixel_values.clone(), &llava_chat(prompt, 1), n, reducer)?;
+                generate_pruned(&Forward::INFERENCE, &p.model.llm, &inputs.embeds, inputs.prune.as_ref(), &config, |_| Ok(()))?
             }
             (Runtime::ImgQue(p), PreparedImage::ImgQue { crop_tokens }) => {
                 let conversation = Conversation::new().user(prompt).for_generation();
-                let inputs = p.embeddings(crop_tokens, &conversation, n, p.trained_tokens().1.min(n))?;
-                generate_pruned(&p.model.llm, &inputs.embeds, None, &config, |_| Ok(()))?
+                let inputs = p.embeddings(&Forward::INFERENCE, crop_tokens, &conversation, n, p.trained_tokens().1.min(n))?;
+                generate_pruned(&Forward::INFERENCE, &p.model.llm, &inputs.embeds, None, &config, |_| Ok(()))?
             }
             _ => bail!("prepared image does not belong to this model"),
         };

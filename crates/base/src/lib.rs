@@ -9,7 +9,9 @@
 pub mod hash;
 pub mod image;
 pub mod progress;
+pub mod reducer;
 pub mod rng;
 
 pub use hash::fnv1a;
+pub use reducer::Reducer;
 pub use rng::SplitMix64;

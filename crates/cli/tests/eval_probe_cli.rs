@@ -1,6 +1,7 @@
 //! `tokenscale eval` (sweep on the synthetic benchmark, resume) and `tokenscale probe`
 //! (D(n) against a direct computation from the model's hidden states).
 
+use tokenscale_model::{Forward, ForwardOptions};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -69,7 +70,7 @@ fn probe_distance_equals_the_hidden_state_computation() {
     let n = a.len().min(b.len()) - shared;
     let last = |ids: &[u32]| -> Vec<Vec<f32>> {
         let t = Tensor::new(&ids[..shared + n], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let out = llm.forward_ids(&t, &mut llm.new_cache(), false, true).unwrap();
+        let out = llm.forward_ids(&Forward::INFERENCE, &t, &mut llm.new_cache(), ForwardOptions::LAST.with_hidden_states()).unwrap();
         out.hidden_states.last().unwrap().squeeze(0).unwrap().to_vec2().unwrap()
     };
     let (ha, hb) = (last(&a), last(&b));

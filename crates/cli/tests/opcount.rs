@@ -14,6 +14,7 @@ use tokenscale_model::chat::Conversation;
 use tokenscale_model::generation::GenerationConfig;
 use tokenscale_model::image::RgbImage;
 use tokenscale_model::opcount::{Op, OpCounter};
+use tokenscale_model::Forward;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::reduce::Reducer;
 use tokenscale_model::runtime::{Runtime, VisionBudget};
@@ -40,7 +41,7 @@ fn prefill_and_decode(runtime: &Runtime, prepared: &tokenscale_model::runtime::P
     let mut prefill = None;
     let config = GenerationConfig { max_new_tokens: steps as usize + 1, ..Default::default() };
     let tokens = runtime
-        .generate(prepared, &config, |_| {
+        .generate(&Forward::INFERENCE.counting(&counter), prepared, &config, |_| {
             prefill.get_or_insert(counter.macs());
             Ok(())
         })
@@ -67,7 +68,7 @@ fn llava_counted_macs_equal_the_analytic_count() {
         let r = Reducer::parse(reducer.unwrap_or("pool")).unwrap();
         // component by component through the model's own entry points
         let counter = OpCounter::start();
-        let cache = p.model.encode_image(&pixels, r).unwrap();
+        let cache = p.model.encode_image(&Forward::INFERENCE.counting(&counter), &pixels, r).unwrap();
         let vision = counter.macs();
         drop(counter);
         let counter = OpCounter::start();
@@ -75,7 +76,7 @@ fn llava_counted_macs_equal_the_analytic_count() {
         assert_eq!(counter.macs(), 0, "{case}: the reducers' own products are not counted (as in the analytic model)");
         drop(counter);
         let counter = OpCounter::start();
-        p.model.project(&features).unwrap();
+        p.model.project(&Forward::INFERENCE.counting(&counter), &features).unwrap();
         let projector = counter.macs_of(Op::Linear);
         assert_eq!(counter.macs(), projector, "{case}: the projector is two linear layers");
         drop(counter);
@@ -83,7 +84,7 @@ fn llava_counted_macs_equal_the_analytic_count() {
         // the whole answer through the runtime, as `tokenscale run` does it
         let budget = VisionBudget { tokens: reducer.map(|_| n), short_tokens: None, reducer: reducer.map(str::to_string) };
         let counter = OpCounter::start();
-        let prepared = runtime.prepare(Some(&img), PROMPT, false, &budget).unwrap();
+        let prepared = runtime.prepare(&Forward::INFERENCE.counting(&counter), Some(&img), PROMPT, false, &budget).unwrap();
         let prepare = counter.macs();
         drop(counter);
         let (prefill, decode) = prefill_and_decode(&runtime, &prepared, steps);
@@ -116,19 +117,19 @@ fn imgque_counted_macs_equal_the_analytic_count() {
         let case = format!("{name}, n = {n}, {steps} decode steps");
         let img = image(name);
         let counter = OpCounter::start();
-        let crop_tokens = p.encode_image(&img).unwrap();
+        let crop_tokens = p.encode_image(&Forward::INFERENCE.counting(&counter), &img).unwrap();
         let (encode, conv) = (counter.macs(), counter.macs_of(Op::Conv));
         drop(counter);
         let crops = crop_tokens.dim(0).unwrap() as u64;
         let counter = OpCounter::start();
-        let inputs = p.embeddings(&crop_tokens, &conversation, n as usize, 4.min(n as usize)).unwrap();
+        let inputs = p.embeddings(&Forward::INFERENCE.counting(&counter), &crop_tokens, &conversation, n as usize, 4.min(n as usize)).unwrap();
         let fused = counter.macs();
         drop(counter);
         assert_eq!(inputs.vision_tokens as u64, n);
 
         let budget = VisionBudget { tokens: Some(n as usize), short_tokens: Some(4.min(n as usize)), reducer: None };
         let counter = OpCounter::start();
-        let prepared = runtime.prepare(Some(&img), PROMPT, false, &budget).unwrap();
+        let prepared = runtime.prepare(&Forward::INFERENCE.counting(&counter), Some(&img), PROMPT, false, &budget).unwrap();
         let prepare = counter.macs();
         drop(counter);
         let (prefill, decode) = prefill_and_decode(&runtime, &prepared, steps);

@@ -82,41 +82,10 @@ impl Dtype {
     }
 }
 
-/// LLaVA token reducers (see `crates/model/src/reduce.rs`). Only the LLM's sequence changes:
-/// pool/uniform/visionzip reduce before the projector; FastV prunes inside the LLM after layer K.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reducer {
-    /// Average pooling of the CLIP features to n tokens before the projector.
-    Pool,
-    /// n evenly spaced CLIP tokens, before the projector.
-    Uniform,
-    /// VisionZip's dominant and contextual tokens, before the projector (its selection work is
-    /// not counted).
-    VisionZip,
-    /// FastV: the LLM's first `layer` layers run over every vision token, the later ones over n.
-    FastV {
-        /// K, the LLM layer (1-based) after which the vision tokens are pruned.
-        layer: u64,
-    },
-}
-
-impl Reducer {
-    /// `pool`, `uniform`, `visionzip`, `fastv` (K = 2) or `fastv:K` (K ≥ 1), in any case.
-    pub fn parse(name: &str) -> Result<Self> {
-        let lower = name.trim().to_ascii_lowercase();
-        Ok(match lower.as_str() {
-            "pool" => Self::Pool,
-            "uniform" => Self::Uniform,
-            "visionzip" => Self::VisionZip,
-            "fastv" => Self::FastV { layer: 2 },
-            other => match other.strip_prefix("fastv:").map(str::parse::<u64>) {
-                Some(Ok(layer)) if layer >= 1 => Self::FastV { layer },
-                Some(_) => bail!("reducer `{name}`: FastV's layer K must be an integer ≥ 1 (e.g. fastv:2)"),
-                None => bail!("unknown reducer `{name}` (known: pool, uniform, visionzip, fastv, fastv:K)"),
-            },
-        })
-    }
-}
+/// LLaVA token reducers (defined in `tokenscale-law`, shared with the runtime). Only the LLM's
+/// sequence changes: pool/uniform/visionzip reduce before the projector; FastV prunes inside
+/// the LLM after layer K.
+pub use tokenscale_base::Reducer;
 
 /// Everything besides n that the cost depends on.
 #[derive(Debug, Clone)]
@@ -346,6 +315,7 @@ pub fn cost(arch: &Arch, n: u64, w: &Workload) -> Result<Vec<Row>> {
             let (vh, th) = (s.vision.hidden, s.llm.hidden);
             let (projected, layer_lens, full) = match w.reducer {
                 Some(Reducer::FastV { layer }) => {
+                    let layer = layer as u64;
                     if layer > s.llm.layers {
                         bail!("reducer fastv:{layer}: K must be within 1..={} (the LLM's layers)", s.llm.layers);
                     }

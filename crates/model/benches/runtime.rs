@@ -4,6 +4,7 @@
 //!
 //! cargo bench -p tokenscale-model --bench runtime -- DIR [--decode-tokens N] [--repeat K] [--dtype f32|bf16|f16]
 
+use tokenscale_model::{Forward, ForwardOptions};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -67,18 +68,18 @@ fn main() -> Result<()> {
     inputs.pixel_values = inputs.pixel_values.to_dtype(dtype)?;
     let tokens = inputs.input_ids.len();
 
-    let vision_s = time(repeat, || pipe.model.project(&pipe.model.vision_features(&inputs.pixel_values)?))?;
-    let embeds = pipe.embeddings(&inputs)?;
+    let vision_s = time(repeat, || pipe.model.project(&Forward::INFERENCE, &pipe.model.vision_features(&Forward::INFERENCE, &inputs.pixel_values)?))?;
+    let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs)?;
     let llm = &pipe.model.llm;
-    let prefill_s = time(repeat, || llm.forward_embeds(&embeds, &mut llm.new_cache(), false, false))?;
+    let prefill_s = time(repeat, || llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::LAST))?;
 
     let mut cache = llm.new_cache();
-    llm.forward_embeds(&embeds, &mut cache, false, false)?;
+    llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut cache, ForwardOptions::LAST)?;
     let next = Tensor::new(&[[1u32]], llm.device())?;
-    llm.forward_ids(&next, &mut cache, false, false)?; // warm-up step
+    llm.forward_ids(&Forward::INFERENCE, &next, &mut cache, ForwardOptions::LAST)?; // warm-up step
     let start = Instant::now();
     for _ in 0..decode_tokens {
-        llm.forward_ids(&next, &mut cache, false, false)?;
+        llm.forward_ids(&Forward::INFERENCE, &next, &mut cache, ForwardOptions::LAST)?;
     }
     let decode_s = start.elapsed().as_secs_f64() / decode_tokens as f64;
 

@@ -34,6 +34,7 @@
 pub mod parser;
 pub mod record;
 pub mod template;
+pub mod tokenizer;
 
 pub use parser::{
     image_token_id, placeholder_token, resolve_token_id, tokenize_segments, validate_query_lengths, ChatAndQueryParser, ChatParser, ChatTokens, ParsedRecord,

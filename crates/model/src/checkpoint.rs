@@ -1,4 +1,12 @@
-//! Recognising a checkpoint folder's architecture from its `config.json`, and loaders by kind.
+//! Recognising a checkpoint folder's architecture from its `config.json`, and loaders by kind;
+//! the submodules read what a checkpoint holds (config, weights, dtype policy, the Hub cache) and
+//! rewrite training checkpoints (ckpt).
+
+pub mod ckpt;
+pub mod config;
+pub mod dtype;
+pub mod hub;
+pub mod weights;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,7 +4,9 @@ use anyhow::Result;
 use candle_core::{DType, Tensor};
 use tokenscale_base::rng::SplitMix64;
 
-use crate::llama::{KvCache, Llama, SpanPrune};
+use crate::forward::Forward;
+use crate::llama::{ForwardOptions, KvCache, Llama};
+use crate::reducers::SpanPrune;
 
 #[derive(Debug, Clone)]
 pub struct GenerationConfig {
@@ -86,6 +88,7 @@ fn argmax_first(values: &[f32]) -> u32 {
 /// Generates after `prompt_embeds` (`[1, T, H]`), calling `on_token` with each new token as it
 /// is chosen (for streaming). Returns the new tokens.
 pub fn generate(
+    ctx: &Forward,
     llm: &Llama,
     prompt_embeds: &Tensor,
     config: &GenerationConfig,
@@ -96,32 +99,34 @@ pub fn generate(
     if config.max_new_tokens == 0 {
         return Ok(Vec::new());
     }
-    let logits = llm.forward_embeds(prompt_embeds, &mut cache, false, false)?.logits;
-    continue_generation(llm, &mut cache, logits, config, on_token)
+    let logits = llm.forward_embeds(ctx, prompt_embeds, &mut cache, ForwardOptions::LAST)?.logits;
+    continue_generation(ctx, llm, &mut cache, logits, config, on_token)
 }
 
 /// [`generate`] whose prefill prunes a span of the prompt as FastV does (see
-/// [`crate::llama::SpanPrune`]); `prune: None` is exactly [`generate`].
+/// [`SpanPrune`]); `prune: None` is exactly [`generate`].
 pub fn generate_pruned(
+    ctx: &Forward,
     llm: &Llama,
     prompt_embeds: &Tensor,
     prune: Option<&SpanPrune>,
     config: &GenerationConfig,
     on_token: impl FnMut(u32) -> Result<()>,
 ) -> Result<Vec<u32>> {
-    let Some(prune) = prune else { return generate(llm, prompt_embeds, config, on_token) };
+    let Some(prune) = prune else { return generate(ctx, llm, prompt_embeds, config, on_token) };
     if config.max_new_tokens == 0 {
         return Ok(Vec::new());
     }
     let mut cache = llm.new_cache_for(prompt_embeds.dim(1)? + config.max_new_tokens);
-    let logits = llm.forward_embeds_pruned(prompt_embeds, &mut cache, false, false, prune)?.output.logits;
-    continue_generation(llm, &mut cache, logits, config, on_token)
+    let logits = llm.forward_embeds_pruned(ctx, prompt_embeds, &mut cache, ForwardOptions::LAST, prune)?.output.logits;
+    continue_generation(ctx, llm, &mut cache, logits, config, on_token)
 }
 
 /// The decode loop after a prefill done elsewhere (e.g. FastV's pruned prefill): `logits` are
 /// the prefill's last-position logits and `cache` what it left. Same sampling and stopping as
 /// [`generate`].
 pub fn continue_generation(
+    ctx: &Forward,
     llm: &Llama,
     cache: &mut KvCache,
     mut logits: Tensor,
@@ -141,7 +146,7 @@ pub fn continue_generation(
             break;
         }
         let ids = Tensor::new(&[[next]], llm.device())?;
-        logits = llm.forward_ids(&ids, cache, false, false)?.logits;
+        logits = llm.forward_ids(ctx, &ids, cache, ForwardOptions::LAST)?.logits;
     }
     Ok(tokens)
 }

@@ -1,5 +1,9 @@
 //! Image loading and HF `CLIPImageProcessor` preprocessing (resize shortest edge with Pillow's
-//! resampling, center crop, rescale, normalize), plus LLaVA-1.5's pad-to-square.
+//! resampling, center crop, rescale, normalize), plus LLaVA-1.5's pad-to-square; Pillow's
+//! resampling itself ([`resample`]) and the query-fused model's HD views ([`hd`]).
+
+pub mod hd;
+pub mod resample;
 
 use std::path::Path;
 
@@ -8,7 +12,7 @@ use candle_core::{Device, Tensor};
 use image::{DynamicImage, RgbImage};
 use serde::Deserialize;
 
-use crate::resample::{self, Filter};
+use resample::Filter;
 
 pub const OPENAI_CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
 pub const OPENAI_CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];

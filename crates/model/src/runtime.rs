@@ -10,11 +10,12 @@ use image::RgbImage;
 use crate::chat::{ChatTemplate, Conversation};
 use crate::checkpoint::{load_causal_lm, Architecture};
 use crate::dtype::{DtypePolicy, ResolvedDtype};
+use crate::forward::Forward;
 use crate::imgque_pipeline::ImgQuePipeline;
 use crate::generation::{generate_pruned, GenerationConfig};
-use crate::llama::{Llama, LlamaOutput, SpanPrune};
+use crate::llama::{ForwardOptions, Llama, LlamaOutput};
 use crate::llava::{vicuna_v1_prompt, LlavaPipeline};
-use crate::reduce::Reducer;
+use crate::reducers::{Reducer, SpanPrune};
 use crate::tokenizer::Tokenizer;
 
 pub enum Runtime {
@@ -140,14 +141,14 @@ impl Runtime {
 
     /// Templating: LLaVA wraps `prompt` in the vicuna_v1 conversation unless `raw`, in which case
     /// the prompt must carry its own `<image>`. Causal LMs take the prompt as it is.
-    pub fn prepare(&self, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<Prepared> {
+    pub fn prepare(&self, ctx: &Forward, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<Prepared> {
         match self {
             Self::Llava(p) => {
                 let image = image.ok_or_else(|| anyhow::anyhow!("this model needs an image"))?;
                 let text = if raw { prompt.to_string() } else { vicuna_v1_prompt(prompt) };
                 let image_id = p.model.config.image_token_index;
                 if let Some((n, reducer)) = llava_reduction(p, budget)? {
-                    let inputs = p.prepare_budget(image, &text, n, reducer)?;
+                    let inputs = p.prepare_budget(ctx, image, &text, n, reducer)?;
                     return Ok(Prepared {
                         vision_positions: positions_where(&inputs.input_ids, |t| t == image_id),
                         input_ids: inputs.input_ids,
@@ -159,7 +160,7 @@ impl Runtime {
                     });
                 }
                 let inputs = p.prepare(image, &text)?;
-                let embeds = p.embeddings(&inputs)?;
+                let embeds = p.embeddings(ctx, &inputs)?;
                 Ok(Prepared {
                     vision_positions: positions_where(&inputs.input_ids, |t| t == image_id),
                     input_ids: inputs.input_ids,
@@ -170,7 +171,7 @@ impl Runtime {
                     prune: None,
                 })
             }
-            Self::ImgQue(p) => Ok(prepare_imgque(p, image, prompt, raw, budget)?.0),
+            Self::ImgQue(p) => Ok(prepare_imgque(ctx, p, image, prompt, raw, budget)?.0),
             Self::Lm { llm, tokenizer } => {
                 let input_ids = lm_input_ids(tokenizer, image.is_some(), prompt, budget)?;
                 let ids = Tensor::new(input_ids.as_slice(), llm.device())?.unsqueeze(0)?;
@@ -288,40 +289,55 @@ pub(crate) fn single_message(conversation: &Conversation, drop_query: Option<boo
     }
 }
 
-fn prepare_imgque(p: &ImgQuePipeline, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<(Prepared, Option<ImgQueTrace>)> {
+fn prepare_imgque(
+    ctx: &Forward,
+    p: &ImgQuePipeline,
+    image: Option<&RgbImage>,
+    prompt: &str,
+    raw: bool,
+    budget: &VisionBudget,
+) -> Result<(Prepared, Option<ImgQueTrace>)> {
     if raw {
         bail!("a raw prompt is not supported for the query-fused model: its prompt is built from the chat template");
     }
-    prepare_imgque_conversation(p, image, &Conversation::new().user(prompt).for_generation(), budget, p.drop_query, imgque_budget)
+    prepare_imgque_conversation(ctx, p, image, &Conversation::new().user(prompt).for_generation(), budget, p.drop_query, imgque_budget)
 }
 
 impl Runtime {
     /// [`Runtime::prepare`], plus the query-fused model's intermediates (`None` for other models
     /// and for a text-only prompt).
-    pub fn prepare_traced(&self, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<(Prepared, Option<ImgQueTrace>)> {
+    pub fn prepare_traced(
+        &self,
+        ctx: &Forward,
+        image: Option<&RgbImage>,
+        prompt: &str,
+        raw: bool,
+        budget: &VisionBudget,
+    ) -> Result<(Prepared, Option<ImgQueTrace>)> {
         match self {
-            Self::ImgQue(p) => prepare_imgque(p, image, prompt, raw, budget),
-            _ => Ok((self.prepare(image, prompt, raw, budget)?, None)),
+            Self::ImgQue(p) => prepare_imgque(ctx, p, image, prompt, raw, budget),
+            _ => Ok((self.prepare(ctx, image, prompt, raw, budget)?, None)),
         }
     }
 
     /// Inputs for the next answer of a multi-turn conversation (earlier questions and answers,
     /// then the new question): the query-fused model gives n_l tokens to the first question and
     /// n_s to each later one. Other models take single prompts.
-    pub fn prepare_conversation(&self, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget) -> Result<Prepared> {
-        Ok(self.prepare_conversation_traced(image, conversation, budget)?.0)
+    pub fn prepare_conversation(&self, ctx: &Forward, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget) -> Result<Prepared> {
+        Ok(self.prepare_conversation_traced(ctx, image, conversation, budget)?.0)
     }
 
     /// [`Runtime::prepare_conversation`], plus the query-fused model's intermediates (`None`
     /// without an image).
     pub fn prepare_conversation_traced(
         &self,
+        ctx: &Forward,
         image: Option<&RgbImage>,
         conversation: &Conversation,
         budget: &VisionBudget,
     ) -> Result<(Prepared, Option<ImgQueTrace>)> {
         match self {
-            Self::ImgQue(p) => prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget, p.drop_query, imgque_budget),
+            Self::ImgQue(p) => prepare_imgque_conversation(ctx, p, image, &conversation.clone().for_generation(), budget, p.drop_query, imgque_budget),
             _ => bail!("multi-turn conversations are supported for the query-fused model; give one prompt"),
         }
     }
@@ -331,18 +347,19 @@ impl Runtime {
     /// loaded setting); other models take one user message under their own template. A budget
     /// the query-fused model was not trained with is not warned about here: a server takes the
     /// warning from [`Runtime::plan_chat`] and says it once.
-    pub fn prepare_chat(&self, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget, drop_query: Option<bool>) -> Result<Prepared> {
+    pub fn prepare_chat(&self, ctx: &Forward, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget, drop_query: Option<bool>) -> Result<Prepared> {
         match self {
             Self::ImgQue(p) => {
                 let drop_query = drop_query.unwrap_or(p.drop_query);
-                Ok(prepare_imgque_conversation(p, image, &conversation.clone().for_generation(), budget, drop_query, imgque_budget_unannounced)?.0)
+                Ok(prepare_imgque_conversation(ctx, p, image, &conversation.clone().for_generation(), budget, drop_query, imgque_budget_unannounced)?.0)
             }
-            _ => self.prepare(image, single_message(conversation, drop_query)?, false, budget),
+            _ => self.prepare(ctx, image, single_message(conversation, drop_query)?, false, budget),
         }
     }
 }
 
 fn prepare_imgque_conversation(
+    ctx: &Forward,
     p: &ImgQuePipeline,
     image: Option<&RgbImage>,
     conversation: &Conversation,
@@ -368,8 +385,8 @@ fn prepare_imgque_conversation(
         return Ok((prepared, None));
     };
     let (n_l, n_s) = resolve_budget(p, budget)?;
-    let (pixel_values, crop_tokens) = p.encode_views(image)?;
-    let inputs = p.embeddings_with(&crop_tokens, &conversation, n_l, n_s, drop_query)?;
+    let (pixel_values, crop_tokens) = p.encode_views(ctx, image)?;
+    let inputs = p.embeddings_with(ctx, &crop_tokens, &conversation, n_l, n_s, drop_query)?;
     let prepared = Prepared {
         vision_positions: positions_where(&inputs.record.llm.input_tps, |t| t & crate::chat::token_type::QED != 0),
         input_ids: inputs.record.llm.input_ids,
@@ -385,22 +402,23 @@ fn prepare_imgque_conversation(
 impl Runtime {
     /// One forward pass over prepared inputs from an empty cache, applying FastV's pruning when
     /// the budget asked for it (then `logits`/later hidden states cover the surviving positions).
-    pub fn forward(&self, prepared: &Prepared, all_logits: bool, want_hidden: bool) -> Result<LlamaOutput> {
+    pub fn forward(&self, ctx: &Forward, prepared: &Prepared, options: ForwardOptions) -> Result<LlamaOutput> {
         let llm = self.llm();
         let mut cache = llm.new_cache();
         match &prepared.prune {
-            Some(prune) => Ok(llm.forward_embeds_pruned(&prepared.embeds, &mut cache, all_logits, want_hidden, prune)?.output),
-            None => llm.forward_embeds(&prepared.embeds, &mut cache, all_logits, want_hidden),
+            Some(prune) => Ok(llm.forward_embeds_pruned(ctx, &prepared.embeds, &mut cache, options, prune)?.output),
+            None => llm.forward_embeds(ctx, &prepared.embeds, &mut cache, options),
         }
     }
 
     /// Generates after prepared inputs (FastV-pruned prefill when asked), streaming tokens.
     pub fn generate(
         &self,
+        ctx: &Forward,
         prepared: &Prepared,
         config: &GenerationConfig,
         on_token: impl FnMut(u32) -> Result<()>,
     ) -> Result<Vec<u32>> {
-        generate_pruned(self.llm(), &prepared.embeds, prepared.prune.as_ref(), config, on_token)
+        generate_pruned(ctx, self.llm(), &prepared.embeds, prepared.prune.as_ref(), config, on_token)
     }
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use tokenscale_model::{Forward, ForwardOptions};
 use candle_core::{DType, Device, Tensor};
 use common::{fixture, max_abs_diff};
 use tokenscale_model::checkpoint::load_causal_lm;
@@ -17,7 +18,7 @@ fn prompts() -> Vec<Vec<u32>> {
 fn prefill(model: &Llama, prompt: &[u32]) -> (KvCache, Tensor) {
     let mut cache = model.new_cache_for(prompt.len() + 16);
     let ids = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let logits = model.forward_ids(&ids, &mut cache, false, false).unwrap().logits.flatten_all().unwrap();
+    let logits = model.forward_ids(&Forward::INFERENCE, &ids, &mut cache, ForwardOptions::LAST).unwrap().logits.flatten_all().unwrap();
     (cache, logits)
 }
 
@@ -32,11 +33,11 @@ fn compare(model: &Llama, steps: usize) -> f32 {
         let members: Vec<usize> = (0..prompts.len()).filter(|&i| !(i == 3 && step < 2) && !(i == 0 && step > 4)).collect();
         let tokens: Vec<u32> = members.iter().map(|&i| next[i]).collect();
         let mut caches: Vec<&mut KvCache> = batched.iter_mut().enumerate().filter(|(i, _)| members.contains(i)).map(|(_, (c, _))| c).collect();
-        let logits = model.decode_step(&tokens, &mut caches).unwrap();
+        let logits = model.decode_step(&Forward::INFERENCE, &tokens, &mut caches).unwrap();
         assert_eq!(logits.dims(), &[members.len(), model.config.vocab_size]);
         for (row, &i) in members.iter().enumerate() {
             let ids = Tensor::new(&[[next[i]]], &Device::Cpu).unwrap();
-            let want = model.forward_ids(&ids, &mut alone[i].0, false, false).unwrap().logits.flatten_all().unwrap();
+            let want = model.forward_ids(&Forward::INFERENCE, &ids, &mut alone[i].0, ForwardOptions::LAST).unwrap().logits.flatten_all().unwrap();
             let got = logits.get(row).unwrap();
             worst = worst.max(max_abs_diff(&got, &want, &format!("step {step}, sequence {i}")));
             let (a, b) = (argmax(&got).unwrap(), argmax(&want).unwrap());
@@ -69,6 +70,6 @@ fn bf16_batched_decode_matches_each_sequence_alone() {
 fn mismatched_tokens_and_caches_are_an_error() {
     let model = load_causal_lm(&fixture("llama_gqa"), DType::F32, &Device::Cpu).unwrap();
     let mut cache = model.new_cache();
-    let err = model.decode_step(&[1, 2], &mut [&mut cache]).unwrap_err();
+    let err = model.decode_step(&Forward::INFERENCE, &[1, 2], &mut [&mut cache]).unwrap_err();
     assert!(err.to_string().contains("2 tokens for 1 caches"), "{err}");
 }

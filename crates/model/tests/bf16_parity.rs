@@ -6,6 +6,7 @@
 
 mod common;
 
+use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -82,7 +83,7 @@ fn llama_in_bf16_is_within_twice_pytorchs_bf16_error() {
     let runtime = open_bf16("llama_gqa", dir.path());
     let input_ids = Tensor::new(ids(&want["input_ids"]).as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let llm = runtime.llm();
-    let out = llm.forward_ids(&input_ids, &mut llm.new_cache(), true, false).unwrap();
+    let out = llm.forward_ids(&Forward::INFERENCE, &input_ids, &mut llm.new_cache(), ForwardOptions::ALL).unwrap();
     check("llama_gqa", &out.logits.squeeze(0).unwrap(), &want);
 }
 
@@ -93,9 +94,9 @@ fn llava_in_bf16_is_within_twice_pytorchs_bf16_error() {
     let runtime = open_bf16("llava", dir.path());
     let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
     let prompt = "USER: <image>\nWhat is shown in this image? ASSISTANT:";
-    let prepared = runtime.prepare(Some(&image), prompt, true, &VisionBudget::default()).unwrap();
+    let prepared = runtime.prepare(&Forward::INFERENCE, Some(&image), prompt, true, &VisionBudget::default()).unwrap();
     assert_eq!(prepared.input_ids, ids(&want["input_ids"]), "input ids");
-    let logits = runtime.forward(&prepared, true, false).unwrap().logits.squeeze(0).unwrap();
+    let logits = runtime.forward(&Forward::INFERENCE, &prepared, ForwardOptions::ALL).unwrap().logits.squeeze(0).unwrap();
     let tail = want["logits_reference"].dim(0).unwrap();
     let t = logits.dim(0).unwrap();
     check("llava", &logits.narrow(0, t - tail, tail).unwrap(), &want);
@@ -117,11 +118,11 @@ fn imgque_in_bf16_is_within_twice_pytorchs_bf16_error() {
     let conversation = Conversation::new()
         .with_system(case["system_message"].as_str().unwrap())
         .user(case["messages"][0]["content"].as_str().unwrap());
-    let crop_tokens = pipe.encode_image(&image).unwrap();
-    let inputs = pipe.embeddings(&crop_tokens, &conversation, 8, 4).unwrap();
+    let crop_tokens = pipe.encode_image(&Forward::INFERENCE, &image).unwrap();
+    let inputs = pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conversation, 8, 4).unwrap();
     assert_eq!(inputs.record.llm.input_ids, ids(&want["input_ids"]), "input ids");
     let llm = &pipe.model.llm;
-    let logits = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, false).unwrap().logits.squeeze(0).unwrap();
+    let logits = llm.forward_embeds(&Forward::INFERENCE, &inputs.embeds, &mut llm.new_cache(), ForwardOptions::ALL).unwrap().logits.squeeze(0).unwrap();
     let tail = want["logits_reference"].dim(0).unwrap();
     let t = logits.dim(0).unwrap();
     check("imgque", &logits.narrow(0, t - tail, tail).unwrap(), &want);

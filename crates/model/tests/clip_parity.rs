@@ -5,13 +5,14 @@ mod common;
 use candle_core::{DType, Device};
 use common::{assert_close, expected, fixture};
 use tokenscale_model::checkpoint::load_clip_vision;
+use tokenscale_model::Forward;
 
 const TOL: f32 = 1e-4;
 
 fn check(name: &str) {
     let want = expected(name);
     let tower = load_clip_vision(&fixture(name), DType::F32, &Device::Cpu).unwrap();
-    let out = tower.forward(&want["pixel_values"]).unwrap();
+    let out = tower.forward(&Forward::INFERENCE, &want["pixel_values"]).unwrap();
     assert_eq!(out.hidden_states.len(), tower.num_layers() + 1);
     for (i, h) in out.hidden_states.iter().enumerate() {
         assert_close(h, &want[&format!("hidden_states.{i}")], TOL, &format!("{name} hidden_states.{i}"));

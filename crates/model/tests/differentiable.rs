@@ -1,25 +1,25 @@
 //! Training runs the same model code with candle's fused kernels swapped for differentiable
-//! formulas (`nn::set_differentiable`). Both modes must give the same outputs (within the 1e-4 of the parity tests), and the gradients
+//! formulas (`Forward::TRAINING`). Both modes must give the same outputs (within the 1e-4 of the parity tests), and the gradients
 //! must reach every parameter and agree with finite differences.
-//! (The mode switch is per thread.)
+//! (The mode is the forward context's, per call.)
 
 mod common;
 
+use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::{fixture, max_abs_diff};
 use tokenscale_model::chat::Conversation;
 use tokenscale_model::imgque_pipeline::ImgQuePipeline;
-use tokenscale_model::nn;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::weights::Weights;
 
-fn answer_loss(pipe: &ImgQuePipeline, image: &image::RgbImage) -> (Tensor, Tensor) {
+fn answer_loss(ctx: &Forward, pipe: &ImgQuePipeline, image: &image::RgbImage) -> (Tensor, Tensor) {
     let conv = Conversation::new().user("what is in the image?").assistant("a cat");
-    let crops = pipe.encode_image(image).unwrap();
-    let inputs = pipe.embeddings(&crops, &conv, 8, 8).unwrap();
-    let out = pipe.model.llm.forward_embeds(&inputs.embeds, &mut pipe.model.llm.new_cache(), true, false).unwrap();
+    let crops = pipe.encode_image(ctx, image).unwrap();
+    let inputs = pipe.embeddings(ctx, &crops, &conv, 8, 8).unwrap();
+    let out = pipe.model.llm.forward_embeds(ctx, &inputs.embeds, &mut pipe.model.llm.new_cache(), ForwardOptions::ALL).unwrap();
     let logits = out.logits.squeeze(0).unwrap();
     let ids = &inputs.record.llm.input_ids;
     let t = ids.len();
@@ -40,10 +40,8 @@ fn differentiable_mode_matches_and_gradients_are_right() {
     let pipe = ImgQuePipeline::load_with_weights(&dir, &Weights::from_tensors(tensors, "fixture vars", &Device::Cpu)).unwrap();
     let image = load_image(&dir.join("small.png")).unwrap();
 
-    nn::set_differentiable(false);
-    let (fast_logits, fast_loss) = answer_loss(&pipe, &image);
-    nn::set_differentiable(true);
-    let (logits, loss) = answer_loss(&pipe, &image);
+    let (fast_logits, fast_loss) = answer_loss(&Forward::INFERENCE, &pipe, &image);
+    let (logits, loss) = answer_loss(&Forward::TRAINING, &pipe, &image);
     let diff = max_abs_diff(&logits, &fast_logits, "logits");
     assert!(diff <= 1e-4, "differentiable logits differ from the fused kernels' by {diff}");
     let (l0, lf) = (loss.to_scalar::<f32>().unwrap(), fast_loss.to_scalar::<f32>().unwrap());
@@ -74,12 +72,11 @@ fn differentiable_mode_matches_and_gradients_are_right() {
             let mut values = original.clone();
             values[3] += delta;
             var.set(&Tensor::from_vec(values, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
-            answer_loss(&pipe, &image).1.to_scalar::<f32>().unwrap()
+            answer_loss(&Forward::TRAINING, &pipe, &image).1.to_scalar::<f32>().unwrap()
         };
         let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
         shifted(0.0);
         let tol = 2e-3 + 0.05 * numeric.abs().max(analytic.abs());
         assert!((numeric - analytic).abs() <= tol, "{key}[3]: analytic {analytic} vs numeric {numeric}");
     }
-    nn::set_differentiable(false);
 }

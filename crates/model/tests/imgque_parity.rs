@@ -3,6 +3,7 @@
 
 mod common;
 
+use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
@@ -81,22 +82,22 @@ fn forward_matches_the_reference() {
         let prefix = case["image_tensors_prefix"].as_str().unwrap();
         let img = case_image(case);
         let views = hd_views(&img, 4, CROP, &Device::Cpu).unwrap();
-        let crop_tokens = model.encode_crops(&views.pixel_values).unwrap();
+        let crop_tokens = model.encode_crops(&Forward::INFERENCE, &views.pixel_values).unwrap();
         assert_close(&crop_tokens, &want[&format!("{prefix}crop_tokens")], TOL, &format!("{name} crop tokens"));
 
         let que_ids = ids(&want[&format!("{name}.que_input_ids")]);
         let que_tps = ids(&want[&format!("{name}.que_input_tps")]);
-        let hidden = model.query_hidden(&crop_tokens, &que_ids).unwrap();
+        let hidden = model.query_hidden(&Forward::INFERENCE, &crop_tokens, &que_ids).unwrap();
         assert_close(&hidden, &want[&format!("{name}.imgque_hidden")], TOL, &format!("{name} query decoder"));
 
-        let states = model.query_states(&crop_tokens, &que_ids, &que_tps).unwrap();
+        let states = model.query_states(&Forward::INFERENCE, &crop_tokens, &que_ids, &que_tps).unwrap();
         let input_ids = ids(&want[&format!("{name}.input_ids")]);
         let input_tps = ids(&want[&format!("{name}.input_tps")]);
-        let embeds = model.fuse(&input_ids, &input_tps, &states).unwrap();
+        let embeds = model.fuse(&Forward::INFERENCE, &input_ids, &input_tps, &states).unwrap();
         assert_close(&embeds.squeeze(0).unwrap(), &want[&format!("{name}.fused_embeds")], TOL, &format!("{name} fused"));
 
         let llm = &model.llm;
-        let out = llm.forward_embeds(&embeds, &mut llm.new_cache(), true, true).unwrap();
+        let out = llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::ALL.with_hidden_states()).unwrap();
         for i in 1..out.hidden_states.len() {
             let h = out.hidden_states[i].squeeze(0).unwrap();
             assert_close(&h, &want[&format!("{name}.hidden_states.{i}")], TOL, &format!("{name} hidden {i}"));
@@ -106,7 +107,7 @@ fn forward_matches_the_reference() {
         let tail = logits.narrow(0, start, logits.dim(0).unwrap() - start).unwrap();
         assert_close(&tail, &want[&format!("{name}.logits_tail")], TOL, &format!("{name} logits"));
         let config = GenerationConfig { max_new_tokens: 20, ..Default::default() };
-        let tokens = generate(llm, &embeds, &config, |_| Ok(())).unwrap();
+        let tokens = generate(&Forward::INFERENCE, llm, &embeds, &config, |_| Ok(())).unwrap();
         assert_eq!(tokens, ids(&want[&format!("{name}.greedy_tokens")]), "{name} greedy tokens");
     }
 }
@@ -127,9 +128,9 @@ fn pipeline_builds_the_same_rows_and_answer() {
             conv = if m["role"] == "user" { conv.user(text) } else { conv.assistant(text) };
         }
         assert!(conv.messages.iter().any(|m| m.role == Role::User));
-        let crop_tokens = pipe.encode_image(&case_image(case)).unwrap();
+        let crop_tokens = pipe.encode_image(&Forward::INFERENCE, &case_image(case)).unwrap();
         let (n_l, n_s) = (case["n_l"].as_u64().unwrap() as usize, case["n_s"].as_u64().unwrap() as usize);
-        let inputs = pipe.embeddings(&crop_tokens, &conv, n_l, n_s).unwrap();
+        let inputs = pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conv, n_l, n_s).unwrap();
         common::assert_token_rows(&inputs.record, &want, name);
         assert_close(&inputs.embeds.squeeze(0).unwrap(), &want[&format!("{name}.fused_embeds")], TOL, &format!("{name} fused"));
     }
@@ -140,14 +141,14 @@ fn n_l_beyond_the_checkpoint_placeholders_is_a_clear_error() {
     use tokenscale_model::chat::Conversation;
     use tokenscale_model::imgque_pipeline::ImgQuePipeline;
     let pipe = ImgQuePipeline::load(&fixture("imgque"), DType::F32, &Device::Cpu).unwrap();
-    let crop_tokens = pipe.encode_image(&load_image(&fixture("imgque").join("small.png")).unwrap()).unwrap();
+    let crop_tokens = pipe.encode_image(&Forward::INFERENCE, &load_image(&fixture("imgque").join("small.png")).unwrap()).unwrap();
     let conv = Conversation::new().user("What is this?");
-    let err = pipe.embeddings(&crop_tokens, &conv, 17, 4).err().expect("n_l = 17 exceeds the placeholders");
+    let err = pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conv, 17, 4).err().expect("n_l = 17 exceeds the placeholders");
     assert!(err.to_string().contains("allow n_l ≤ 16"), "{err}");
-    let err = pipe.embeddings(&crop_tokens, &conv, 2, 4).err().expect("n_s > n_l");
+    let err = pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conv, 2, 4).err().expect("n_s > n_l");
     assert!(err.to_string().contains("n_s"), "{err}");
     for n_l in 1..=16 {
-        let inputs = pipe.embeddings(&crop_tokens, &conv, n_l, 1).unwrap();
+        let inputs = pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conv, n_l, 1).unwrap();
         assert_eq!(inputs.vision_tokens, n_l);
     }
 }

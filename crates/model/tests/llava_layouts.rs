@@ -9,6 +9,7 @@
 
 mod common;
 
+use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
@@ -42,9 +43,9 @@ fn logits_of(dir: &std::path::Path) -> Tensor {
     let pipe = LlavaPipeline::load(dir, DType::F32, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
     let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
     let inputs = pipe.prepare(&image, PROMPT).unwrap();
-    let embeds = pipe.embeddings(&inputs).unwrap();
+    let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs).unwrap();
     let llm = &pipe.model.llm;
-    llm.forward_embeds(&embeds, &mut llm.new_cache(), true, false).unwrap().logits.squeeze(0).unwrap()
+    llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::ALL).unwrap().logits.squeeze(0).unwrap()
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod common;
 
+use tokenscale_model::{Forward, ForwardOptions};
 use candle_core::{DType, Device};
 use common::{assert_close, expected, fixture, ids};
 use tokenscale_model::generation::{generate, GenerationConfig};
@@ -21,19 +22,19 @@ fn llava_matches_transformers() {
     assert_eq!(inputs.input_ids, ids(&want["input_ids"]), "input ids");
     assert_close(&inputs.pixel_values, &want["pixel_values"], 0.0, "pixel_values");
 
-    let features = pipe.model.vision_features(&inputs.pixel_values).unwrap();
-    let projected = pipe.model.project(&features).unwrap().squeeze(0).unwrap();
+    let features = pipe.model.vision_features(&Forward::INFERENCE, &inputs.pixel_values).unwrap();
+    let projected = pipe.model.project(&Forward::INFERENCE, &features).unwrap().squeeze(0).unwrap();
     assert_close(&projected, &want["image_features"], TOL, "image_features");
 
-    let embeds = pipe.embeddings(&inputs).unwrap();
+    let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs).unwrap();
     let llm = &pipe.model.llm;
-    let out = llm.forward_embeds(&embeds, &mut llm.new_cache(), true, true).unwrap();
+    let out = llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::ALL.with_hidden_states()).unwrap();
     assert_close(&out.logits.squeeze(0).unwrap(), &want["logits"], TOL, "logits");
     for (i, h) in out.hidden_states.iter().enumerate() {
         assert_close(&h.squeeze(0).unwrap(), &want[&format!("hidden_states.{i}")], TOL, &format!("hidden_states.{i}"));
     }
     let config = GenerationConfig { max_new_tokens: 20, ..Default::default() };
-    let tokens = generate(llm, &embeds, &config, |_| Ok(())).unwrap();
+    let tokens = generate(&Forward::INFERENCE, llm, &embeds, &config, |_| Ok(())).unwrap();
     assert_eq!(tokens, ids(&want["greedy_tokens"]), "greedy tokens");
 }
 
@@ -43,9 +44,9 @@ fn prompt_longer_than_context_is_an_error() {
     let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
     let long = format!("USER: <image>\n{} ASSISTANT:", "the river ".repeat(400));
     let inputs = pipe.prepare(&image, &long).unwrap();
-    let embeds = pipe.embeddings(&inputs).unwrap();
+    let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs).unwrap();
     let llm = &pipe.model.llm;
-    let err = llm.forward_embeds(&embeds, &mut llm.new_cache(), false, false).err().expect("must fail");
+    let err = llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::LAST).err().expect("must fail");
     assert!(err.to_string().contains("exceeds the context of 1024"), "{err}");
 }
 
@@ -79,8 +80,8 @@ fn newer_transformers_key_layout_loads_the_same_model() {
     let pipe = LlavaPipeline::load(tmp.path(), DType::F32, &Device::Cpu).unwrap();
     let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
     let inputs = pipe.prepare(&image, PROMPT).unwrap();
-    let embeds = pipe.embeddings(&inputs).unwrap();
+    let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs).unwrap();
     let llm = &pipe.model.llm;
-    let out = llm.forward_embeds(&embeds, &mut llm.new_cache(), true, false).unwrap();
+    let out = llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::ALL).unwrap();
     assert_close(&out.logits.squeeze(0).unwrap(), &want["logits"], TOL, "logits (new layout)");
 }

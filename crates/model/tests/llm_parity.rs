@@ -3,6 +3,7 @@
 
 mod common;
 
+use tokenscale_model::{Forward, ForwardOptions};
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, expected, fixture, ids};
 use tokenscale_model::checkpoint::load_causal_lm;
@@ -16,7 +17,7 @@ fn check(name: &str, dtype: DType) {
     let input_ids = ids(&want["input_ids"]);
     let ids_t = Tensor::new(input_ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let mut cache = model.new_cache();
-    let out = model.forward_ids(&ids_t, &mut cache, true, true).unwrap();
+    let out = model.forward_ids(&Forward::INFERENCE, &ids_t, &mut cache, ForwardOptions::ALL.with_hidden_states()).unwrap();
     assert_close(&out.logits.squeeze(0).unwrap(), &want["logits"], TOL, &format!("{name} logits"));
     assert_eq!(out.hidden_states.len(), model.num_layers() + 1);
     for (i, h) in out.hidden_states.iter().enumerate() {
@@ -24,7 +25,7 @@ fn check(name: &str, dtype: DType) {
     }
     let embeds = model.embed(&ids_t).unwrap();
     let config = GenerationConfig { max_new_tokens: 20, ..Default::default() };
-    let tokens = generate(&model, &embeds, &config, |_| Ok(())).unwrap();
+    let tokens = generate(&Forward::INFERENCE, &model, &embeds, &config, |_| Ok(())).unwrap();
     assert_eq!(tokens, ids(&want["greedy_tokens"]), "{name} greedy tokens");
 }
 

@@ -6,6 +6,7 @@
 
 mod common;
 
+use tokenscale_model::{Forward, ForwardOptions};
 use candle_core::{DType, Device};
 use common::{fixture, formula_image};
 use tokenscale_model::chat::Conversation;
@@ -31,14 +32,14 @@ fn logits_match_the_original_model_across_geometries() {
         let turns: Vec<&str> = case["turns"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
         let conv = Conversation::from_turns(&turns).for_generation();
 
-        let crop_tokens = pipe.encode_image(&formula_image(w, h)).unwrap();
+        let crop_tokens = pipe.encode_image(&Forward::INFERENCE, &formula_image(w, h)).unwrap();
         assert_eq!(crop_tokens.dim(0).unwrap() as u64, case["views"].as_u64().unwrap(), "{name}: views");
         let (n_l, n_s) = (case["n_l"].as_u64().unwrap() as usize, case["n_s"].as_u64().unwrap() as usize);
-        let inputs = pipe.embeddings(&crop_tokens, &conv, n_l, n_s).unwrap();
+        let inputs = pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conv, n_l, n_s).unwrap();
         common::assert_token_rows(&inputs.record, &want, name);
 
         let llm = &pipe.model.llm;
-        let logits = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, false).unwrap().logits.squeeze(0).unwrap();
+        let logits = llm.forward_embeds(&Forward::INFERENCE, &inputs.embeds, &mut llm.new_cache(), ForwardOptions::ALL).unwrap().logits.squeeze(0).unwrap();
         let t = logits.dim(0).unwrap();
         let d = common::max_abs_diff(&logits.narrow(0, t - tail, tail).unwrap(), &want[&format!("{name}.logits_tail")], name);
         let own = case["original_f32_max_abs_dev"].as_f64().unwrap();

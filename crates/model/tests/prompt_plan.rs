@@ -23,7 +23,7 @@ fn assert_plans_match(runtime: &Runtime, cases: &[(bool, Conversation, VisionBud
     let mut warnings = Vec::new();
     for (i, (has_image, conversation, budget, drop_query)) in cases.iter().enumerate() {
         let plan = runtime.plan_chat(*has_image, conversation, budget, *drop_query);
-        let prepared = runtime.prepare_chat(has_image.then_some(&image), conversation, budget, *drop_query);
+        let prepared = runtime.prepare_chat(&tokenscale_model::Forward::INFERENCE, has_image.then_some(&image), conversation, budget, *drop_query);
         match (plan, prepared) {
             (Ok(plan), Ok(prepared)) => {
                 assert_eq!(plan.prompt_tokens, prepared.embeds.dim(1).unwrap(), "case {i}: {budget:?}");

@@ -3,9 +3,10 @@
 
 mod common;
 
+use tokenscale_model::{Forward, ForwardOptions};
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, fixture};
-use tokenscale_model::llama::SpanPrune;
+use tokenscale_model::reduce::SpanPrune;
 use tokenscale_model::llava::LlavaPipeline;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::reduce::{self, Reducer};
@@ -23,10 +24,10 @@ fn setup() -> (LlavaPipeline, Tensor) {
 #[test]
 fn pool_uniform_visionzip_give_exactly_n_for_every_n() {
     let (pipe, px) = setup();
-    let feats = pipe.model.vision_features(&px).unwrap().squeeze(0).unwrap();
+    let feats = pipe.model.vision_features(&Forward::INFERENCE, &px).unwrap().squeeze(0).unwrap();
     assert_eq!(feats.dim(0).unwrap(), 576);
     let layer = pipe.model.vision.num_layers() - 1;
-    let (out, attn) = pipe.model.vision.forward_with_attention(&px, Some(layer)).unwrap();
+    let (out, attn) = pipe.model.vision.forward_with_attention(&Forward::INFERENCE, &px, Some(layer)).unwrap();
     let attn = attn.unwrap();
     let hidden = out.hidden_states[layer + 1].squeeze(0).unwrap();
     let cls: Vec<f32> =
@@ -50,7 +51,7 @@ fn pool_uniform_visionzip_give_exactly_n_for_every_n() {
     // The pipeline entry point, on a spread of N (each runs the vision tower).
     for n in [1, 2, 3, 4, 5, 9, 63, 64, 65, 143, 144, 288, 500, 575, 576] {
         for r in [Reducer::Pool, Reducer::Uniform, Reducer::VisionZip, Reducer::FastV { layer: 1 }] {
-            let got = pipe.model.reduced_vision_features(&px, n, r).unwrap();
+            let got = pipe.model.reduced_vision_features(&Forward::INFERENCE, &px, n, r).unwrap();
             let want = if matches!(r, Reducer::FastV { .. }) { 576 } else { n };
             assert_eq!(got.dims(), &[1, want, 32], "{} n={n}", r.name());
         }
@@ -60,12 +61,12 @@ fn pool_uniform_visionzip_give_exactly_n_for_every_n() {
 #[test]
 fn n_576_is_the_identity_and_results_are_deterministic() {
     let (pipe, px) = setup();
-    let full = pipe.model.vision_features(&px).unwrap();
+    let full = pipe.model.vision_features(&Forward::INFERENCE, &px).unwrap();
     for r in [Reducer::Pool, Reducer::Uniform, Reducer::VisionZip] {
-        let got = pipe.model.reduced_vision_features(&px, 576, r).unwrap();
+        let got = pipe.model.reduced_vision_features(&Forward::INFERENCE, &px, 576, r).unwrap();
         assert_close(&got, &full, 0.0, &r.name());
-        let a = pipe.model.reduced_vision_features(&px, 37, r).unwrap();
-        let b = pipe.model.reduced_vision_features(&px, 37, r).unwrap();
+        let a = pipe.model.reduced_vision_features(&Forward::INFERENCE, &px, 37, r).unwrap();
+        let b = pipe.model.reduced_vision_features(&Forward::INFERENCE, &px, 37, r).unwrap();
         assert_close(&a, &b, 0.0, "determinism");
     }
     // pooling to 24×24 and 1D pooling to 576 are both the identity anyway
@@ -83,15 +84,15 @@ fn fastv_keeps_exactly_n_for_every_n() {
     let (pipe, _) = setup();
     let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
     let inputs = pipe.prepare(&image, PROMPT).unwrap();
-    let embeds = pipe.embeddings(&inputs).unwrap();
+    let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs).unwrap();
     let t = inputs.input_ids.len();
     let start = inputs.input_ids.iter().position(|&x| x == pipe.model.config.image_token_index).unwrap();
     let llm = &pipe.model.llm;
-    let plain = llm.forward_embeds(&embeds, &mut llm.new_cache(), false, false).unwrap().logits;
+    let plain = llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::LAST).unwrap().logits;
     for n in 1..=576usize {
         let prune = SpanPrune { layer: 1, start, len: 576, keep: n };
         let mut cache = llm.new_cache();
-        let out = llm.forward_embeds_pruned(&embeds, &mut cache, false, false, &prune).unwrap();
+        let out = llm.forward_embeds_pruned(&Forward::INFERENCE, &embeds, &mut cache, ForwardOptions::LAST, &prune).unwrap();
         assert_eq!(out.kept_in_span.len(), n, "n={n}");
         assert_eq!(cache.layer_lens(), vec![t, t - 576 + n], "n={n}");
         assert_eq!(cache.seq_len(), t);
@@ -107,7 +108,7 @@ fn bad_budgets_are_refused() {
     let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
     let err = |n: Option<usize>, r: Option<&str>| {
         let b = VisionBudget { tokens: n, short_tokens: None, reducer: r.map(String::from) };
-        match runtime.prepare(Some(&image), "what?", false, &b) {
+        match runtime.prepare(&Forward::INFERENCE, Some(&image), "what?", false, &b) {
             Ok(_) => panic!("{n:?} {r:?} must fail"),
             Err(e) => e.to_string(),
         }
@@ -126,7 +127,7 @@ fn bad_budgets_are_refused() {
     assert!(e.contains("a reducer needs a vision-token count") && !e.contains("--"), "{e}");
     // The native count is no reduction: no reducer needed.
     let native = VisionBudget { tokens: Some(576), short_tokens: None, reducer: None };
-    assert_eq!(runtime.prepare(Some(&image), "what?", false, &native).unwrap().vision_tokens, 576);
+    assert_eq!(runtime.prepare(&Forward::INFERENCE, Some(&image), "what?", false, &native).unwrap().vision_tokens, 576);
     let e = err(Some(16), Some("fastv:3"));
     assert!(e.contains("K must be within 1..=2"), "{e}");
     let e = err(Some(16), Some("fastv:0"));
@@ -140,20 +141,20 @@ fn decoding_after_a_pruned_prefill_takes_chunks_or_single_tokens() {
     let (pipe, _) = setup();
     let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
     let inputs = pipe.prepare(&image, PROMPT).unwrap();
-    let embeds = pipe.embeddings(&inputs).unwrap();
+    let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs).unwrap();
     let start = inputs.input_ids.iter().position(|&x| x == pipe.model.config.image_token_index).unwrap();
     let llm = &pipe.model.llm;
     let prune = SpanPrune { layer: 1, start, len: 576, keep: 9 };
     let next = Tensor::new(&[[5u32, 17, 42]], &Device::Cpu).unwrap();
     // three tokens at once …
     let mut cache = llm.new_cache();
-    llm.forward_embeds_pruned(&embeds, &mut cache, false, false, &prune).unwrap();
-    let chunk = llm.forward_ids(&next, &mut cache, true, false).unwrap().logits;
+    llm.forward_embeds_pruned(&Forward::INFERENCE, &embeds, &mut cache, ForwardOptions::LAST, &prune).unwrap();
+    let chunk = llm.forward_ids(&Forward::INFERENCE, &next, &mut cache, ForwardOptions::ALL).unwrap().logits;
     // … equal three single steps
     let mut cache = llm.new_cache();
-    llm.forward_embeds_pruned(&embeds, &mut cache, false, false, &prune).unwrap();
+    llm.forward_embeds_pruned(&Forward::INFERENCE, &embeds, &mut cache, ForwardOptions::LAST, &prune).unwrap();
     for i in 0..3 {
-        let one = llm.forward_ids(&next.narrow(1, i, 1).unwrap(), &mut cache, false, false).unwrap().logits;
+        let one = llm.forward_ids(&Forward::INFERENCE, &next.narrow(1, i, 1).unwrap(), &mut cache, ForwardOptions::LAST).unwrap().logits;
         assert_close(&one.squeeze(1).unwrap(), &chunk.narrow(1, i, 1).unwrap().squeeze(1).unwrap(), 1e-5, "chunked decode");
     }
     let t = inputs.input_ids.len();

@@ -3,12 +3,13 @@
 
 mod common;
 
+use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, fixture, ids, max_abs_diff};
 use tokenscale_model::generation::{generate_pruned, GenerationConfig};
-use tokenscale_model::llama::SpanPrune;
+use tokenscale_model::reduce::SpanPrune;
 use tokenscale_model::llava::LlavaPipeline;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::reduce::{self, Reducer};
@@ -49,17 +50,17 @@ fn pool_uniform_visionzip_match_pytorch() {
     let mut worst: HashMap<&str, f32> = HashMap::new();
     for &n in NS {
         for (name, reducer) in [("pool", Reducer::Pool), ("uniform", Reducer::Uniform), ("visionzip", Reducer::VisionZip)] {
-            let inputs = pipe.prepare_budget(&image, PROMPT, n, reducer).unwrap();
+            let inputs = pipe.prepare_budget(&Forward::INFERENCE, &image, PROMPT, n, reducer).unwrap();
             assert!(inputs.prune.is_none());
             assert_eq!(inputs.vision_tokens, n);
             let image_id = pipe.model.config.image_token_index;
             assert_eq!(inputs.input_ids.iter().filter(|&&t| t == image_id).count(), n, "{name} n={n}: image tokens");
-            let feats = pipe.model.reduced_vision_features(&inputs.pixel_values, n, reducer).unwrap();
-            let projected = pipe.model.project(&feats).unwrap().squeeze(0).unwrap();
+            let feats = pipe.model.reduced_vision_features(&Forward::INFERENCE, &inputs.pixel_values, n, reducer).unwrap();
+            let projected = pipe.model.project(&Forward::INFERENCE, &feats).unwrap().squeeze(0).unwrap();
             let d = max_abs_diff(&projected, &want[&format!("{name}.n{n}")], &format!("{name} n={n}"));
             assert!(d <= TOL, "{name} n={n}: projected tokens max abs diff {d}");
             let llm = &pipe.model.llm;
-            let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), false, false).unwrap();
+            let out = llm.forward_embeds(&Forward::INFERENCE, &inputs.embeds, &mut llm.new_cache(), ForwardOptions::LAST).unwrap();
             let dl = max_abs_diff(&last_row(&out.logits), &want[&format!("{name}.n{n}.last_logits")], "last logits");
             assert!(dl <= TOL, "{name} n={n}: last logits max abs diff {dl}");
             let w = worst.entry(name).or_default();
@@ -75,7 +76,7 @@ fn visionzip_selection_matches_pytorch() {
     let pipe = pipeline();
     let inputs = pipe.prepare(&image(), PROMPT).unwrap();
     let layer = pipe.model.vision.num_layers() - 1;
-    let (out, attn) = pipe.model.vision.forward_with_attention(&inputs.pixel_values, Some(layer)).unwrap();
+    let (out, attn) = pipe.model.vision.forward_with_attention(&Forward::INFERENCE, &inputs.pixel_values, Some(layer)).unwrap();
     let attn = attn.unwrap();
     let hidden = out.hidden_states[layer + 1].squeeze(0).unwrap();
     let t = hidden.dim(0).unwrap();
@@ -102,7 +103,7 @@ fn fastv_matches_pytorch() {
     let pipe = pipeline();
     let image = image();
     let full = pipe.prepare(&image, PROMPT).unwrap();
-    let embeds = pipe.embeddings(&full).unwrap();
+    let embeds = pipe.embeddings(&Forward::INFERENCE, &full).unwrap();
     let image_id = pipe.model.config.image_token_index;
     let start = full.input_ids.iter().position(|&t| t == image_id).unwrap();
     let t = full.input_ids.len();
@@ -112,7 +113,7 @@ fn fastv_matches_pytorch() {
         for &n in FASTV_NS {
             let prune = SpanPrune { layer: k, start, len: 576, keep: n };
             let mut cache = llm.new_cache();
-            let out = llm.forward_embeds_pruned(&embeds, &mut cache, true, false, &prune).unwrap();
+            let out = llm.forward_embeds_pruned(&Forward::INFERENCE, &embeds, &mut cache, ForwardOptions::ALL, &prune).unwrap();
             assert_eq!(out.kept_in_span, as_usize(&want[&format!("fastv.k{k}.n{n}.kept")]), "K={k} n={n}: kept image tokens");
             assert_eq!(out.kept.len(), t - 576 + n);
             let scores = Tensor::new(out.span_scores.as_slice(), &Device::Cpu).unwrap();
@@ -133,7 +134,7 @@ fn fastv_matches_pytorch() {
             }
             if let Some(greedy) = want.get(&format!("fastv.k{k}.n{n}.greedy")) {
                 let config = GenerationConfig { max_new_tokens: 20, ..Default::default() };
-                let tokens = generate_pruned(llm, &embeds, Some(&prune), &config, |_| Ok(())).unwrap();
+                let tokens = generate_pruned(&Forward::INFERENCE, llm, &embeds, Some(&prune), &config, |_| Ok(())).unwrap();
                 assert_eq!(tokens, ids(greedy), "K={k} n={n}: greedy tokens");
             }
         }
@@ -148,25 +149,25 @@ fn runtime_budget_end_to_end() {
     let image = image();
     let budget = |n: usize, r: &str| VisionBudget { tokens: Some(n), short_tokens: None, reducer: Some(r.to_string()) };
     // fastv through the runtime: forward and generate apply the pruning.
-    let p = runtime.prepare(Some(&image), PROMPT, true, &budget(7, "fastv:1")).unwrap();
+    let p = runtime.prepare(&Forward::INFERENCE, Some(&image), PROMPT, true, &budget(7, "fastv:1")).unwrap();
     assert_eq!(p.vision_tokens, 7);
     assert!(p.prune.is_some());
-    let out = runtime.forward(&p, true, true).unwrap();
+    let out = runtime.forward(&Forward::INFERENCE, &p, ForwardOptions::ALL.with_hidden_states()).unwrap();
     assert_close(&out.logits.squeeze(0).unwrap(), &want["fastv.k1.n7.logits"], TOL, "runtime fastv logits");
     let config = GenerationConfig { max_new_tokens: 20, ..Default::default() };
-    let tokens = runtime.generate(&p, &config, |_| Ok(())).unwrap();
+    let tokens = runtime.generate(&Forward::INFERENCE, &p, &config, |_| Ok(())).unwrap();
     assert_eq!(tokens, ids(&want["fastv.k1.n7.greedy"]), "runtime fastv greedy");
     // default K = 2
-    let p = runtime.prepare(Some(&image), PROMPT, true, &budget(16, "fastv")).unwrap();
+    let p = runtime.prepare(&Forward::INFERENCE, Some(&image), PROMPT, true, &budget(16, "fastv")).unwrap();
     assert_eq!(p.prune.as_ref().unwrap().layer, 2);
-    let tokens = runtime.generate(&p, &config, |_| Ok(())).unwrap();
+    let tokens = runtime.generate(&Forward::INFERENCE, &p, &config, |_| Ok(())).unwrap();
     assert_eq!(tokens, ids(&want["fastv.k2.n16.greedy"]), "runtime fastv (K=2) greedy");
     // the others: the prompt carries N image tokens
     for r in ["pool", "uniform", "visionzip"] {
-        let p = runtime.prepare(Some(&image), PROMPT, true, &budget(16, r)).unwrap();
+        let p = runtime.prepare(&Forward::INFERENCE, Some(&image), PROMPT, true, &budget(16, r)).unwrap();
         assert_eq!(p.vision_tokens, 16);
         assert!(p.prune.is_none());
-        let out = runtime.forward(&p, false, false).unwrap();
+        let out = runtime.forward(&Forward::INFERENCE, &p, ForwardOptions::LAST).unwrap();
         assert_close(&last_row(&out.logits), &want[&format!("{r}.n16.last_logits")], TOL, r);
     }
 }

@@ -2,6 +2,7 @@
 //! on the benchmark (views per image, prompt and query-row text tokens) and the measured time per
 //! answer next to it.
 
+use tokenscale_model::Forward;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -31,7 +32,7 @@ pub struct CostSummary {
 pub fn benchmark_workload(p: &ImgQuePipeline, datasets: &[Dataset]) -> Result<Workload> {
     let (ds, item) = datasets.iter().find_map(|d| d.items.first().map(|i| (d, i))).context("the benchmark has no items")?;
     let image = item.decode_images()?.into_iter().next().context("the first benchmark item has no image")?.to_rgb8();
-    let crops = p.encode_image(&image)?.dim(0)? as u64;
+    let crops = p.encode_image(&Forward::INFERENCE, &image)?.dim(0)? as u64;
     let conversation = Conversation::new().user(build_prompt(item, ds.kind, PromptStyle::Default)).for_generation();
     let record = p.parser(1, 1)?.parse(&p.tokenizer, &p.clip_tokenizer, &conversation, true)?;
     let is_qed = |t: &u32| *t & token_type::QED != 0;

@@ -2,6 +2,7 @@
 //! pairs): last-layer hidden states of the LLM at the vision-token positions of both images,
 //! streamed into D(n) and the ψ terms, then the bound and its n_balance(n) curve.
 
+use tokenscale_model::{Forward, ForwardOptions};
 use anyhow::{Context, Result};
 use image::RgbImage;
 use serde::Serialize;
@@ -34,12 +35,12 @@ impl ProbeOutcome {
 /// Hidden states `[n, H]` (flattened) of the LLM's last layer at the vision-token positions of
 /// `image` asked `question` with `n` vision tokens.
 fn vision_states(p: &ImgQuePipeline, image: &RgbImage, question: &str, n: usize) -> Result<Vec<f32>> {
-    let crop_tokens = p.encode_image(image)?;
+    let crop_tokens = p.encode_image(&Forward::INFERENCE, image)?;
     let conversation = Conversation::new().user(question).for_generation();
-    let inputs = p.embeddings(&crop_tokens, &conversation, n, p.trained_tokens().1.min(n))?;
+    let inputs = p.embeddings(&Forward::INFERENCE, &crop_tokens, &conversation, n, p.trained_tokens().1.min(n))?;
     let positions: Vec<u32> = inputs.record.llm.input_tps.iter().enumerate().filter(|(_, t)| **t & token_type::QED != 0).map(|(i, _)| i as u32).collect();
     let llm = &p.model.llm;
-    let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), false, true)?;
+    let out = llm.forward_embeds(&Forward::INFERENCE, &inputs.embeds, &mut llm.new_cache(), ForwardOptions::LAST.with_hidden_states())?;
     let last = out.hidden_states.last().context("the LLM returned no hidden states")?;
     let index = Tensor::new(positions, last.device())?;
     Ok(last.squeeze(0)?.to_dtype(DType::F32)?.index_select(&index, 0)?.flatten_all()?.to_vec1()?)

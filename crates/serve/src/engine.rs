@@ -5,6 +5,7 @@
 //! whole batch). Requests join and leave between steps; a request whose client went away is
 //! dropped at the next step, freeing its slot.
 
+use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
@@ -192,10 +193,10 @@ impl<'a> Engine<'a> {
             let total = embeds.dim(1)?;
             if let Some(prune) = &seq.job.prepared.prune {
                 seq.prefilled = total;
-                return Ok(Some(llm.forward_embeds_pruned(embeds, &mut seq.cache, false, false, prune)?.output.logits));
+                return Ok(Some(llm.forward_embeds_pruned(&Forward::INFERENCE, embeds, &mut seq.cache, ForwardOptions::LAST, prune)?.output.logits));
             }
             let len = chunk.min(total - seq.prefilled);
-            let logits = llm.forward_embeds(&embeds.narrow(1, seq.prefilled, len)?, &mut seq.cache, false, false)?.logits;
+            let logits = llm.forward_embeds(&Forward::INFERENCE, &embeds.narrow(1, seq.prefilled, len)?, &mut seq.cache, ForwardOptions::LAST)?.logits;
             seq.prefilled += len;
             Ok((seq.prefilled == total).then_some(logits))
         });
@@ -222,7 +223,7 @@ impl<'a> Engine<'a> {
                 faults.check(FaultPoint::DecodeStep, &seq.job.prepared.prompt);
             }
             let mut caches: Vec<&mut KvCache> = self.running.iter_mut().map(|s| &mut s.cache).collect();
-            llm.decode_step(&tokens, &mut caches)
+            llm.decode_step(&Forward::INFERENCE, &tokens, &mut caches)
         });
         let running = std::mem::take(&mut self.running);
         match outcome {

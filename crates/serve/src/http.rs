@@ -1,6 +1,7 @@
 //! The HTTP endpoints: `POST /v1/chat/completions` (OpenAI's schema, plain or streamed as
 //! server-sent events), `GET /v1/models`, `GET /health`, `GET /metrics`.
 
+use tokenscale_model::Forward;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -201,7 +202,7 @@ async fn prepare(state: &Arc<AppState>, request: &ChatRequest) -> Result<Prepare
         let _turn = turn;
         let image = request.image.as_ref().map(|source| load_image(source, "messages", &limits)).transpose()?;
         runtime
-            .prepare_chat(image.as_ref(), &request.conversation, &request.budget, request.drop_query)
+            .prepare_chat(&Forward::INFERENCE, image.as_ref(), &request.conversation, &request.budget, request.drop_query)
             .map_err(|e| ApiError::invalid(None, format!("{e:#}")))
     })
     .await

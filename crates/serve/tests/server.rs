@@ -4,6 +4,7 @@
 
 mod common;
 
+use tokenscale_model::Forward;
 use common::*;
 use serde_json::{json, Value};
 use tokenscale_model::chat::Conversation;
@@ -17,10 +18,10 @@ fn library_answer(image: &[u8], question: &str, vision_tokens: usize, max_tokens
     let runtime = load();
     let img = image::load_from_memory(image).unwrap().to_rgb8();
     let budget = VisionBudget { tokens: Some(vision_tokens), ..Default::default() };
-    let prepared = runtime.prepare_chat(Some(&img), &Conversation::new().user(question), &budget, None).unwrap();
+    let prepared = runtime.prepare_chat(&Forward::INFERENCE, Some(&img), &Conversation::new().user(question), &budget, None).unwrap();
     let stops = runtime.stop_tokens();
     let config = GenerationConfig { max_new_tokens: max_tokens, stop_tokens: stops.clone(), ..Default::default() };
-    let tokens = runtime.generate(&prepared, &config, |_| Ok(())).unwrap();
+    let tokens = runtime.generate(&Forward::INFERENCE, &prepared, &config, |_| Ok(())).unwrap();
     let mut pieces = TokenStream::new(runtime.tokenizer());
     let text: String = tokens.iter().filter(|t| !stops.contains(t)).map(|&t| pieces.push(t).unwrap()).collect();
     let finish = if tokens.last().is_some_and(|t| stops.contains(t)) { "stop" } else { "length" };

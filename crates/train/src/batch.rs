@@ -9,7 +9,6 @@ use std::ops::Range;
 use anyhow::{Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::Var;
-use tokenscale_model::nn;
 
 use crate::losses::registry::AuxTerms;
 
@@ -60,11 +59,9 @@ pub(crate) fn batch_gradients(
                 let mine: Vec<(usize, Range<usize>)> =
                     ranges.iter().cloned().enumerate().skip(t).step_by(threads).collect();
                 scope.spawn(move || {
-                    let previous = nn::differentiable();
-                    nn::set_differentiable(true);
-                    let out: Vec<_> = mine.into_iter().map(|(i, r)| (i, shard(r))).collect();
-                    nn::set_differentiable(previous);
-                    out
+                    // The shards' forward passes run in training mode: `example_loss` passes
+                    // `Forward::TRAINING` down explicitly.
+                    mine.into_iter().map(|(i, r)| (i, shard(r))).collect::<Vec<_>>()
                 })
             })
             .collect();

@@ -13,6 +13,7 @@ use tokenscale_model::chat::Conversation;
 use tokenscale_model::generation::{generate, GenerationConfig};
 use tokenscale_model::imgque_pipeline::ImgQuePipeline;
 use tokenscale_model::weights::Weights;
+use tokenscale_model::Forward;
 
 use crate::batch::{batch_gradients, BatchSums};
 use crate::checkpoint::{latest_checkpoint, write_checkpoint, Checkpoint};
@@ -147,11 +148,11 @@ impl<'a> Trainer<'a> {
     /// Greedy answer of the current model.
     pub fn answer(&self, example: &Example, n: usize) -> Result<String> {
         let p = &self.pipeline;
-        let crops = p.encode_image(&example.image)?;
+        let crops = p.encode_image(&Forward::INFERENCE, &example.image)?;
         let conv = Conversation::new().user(example.prompt.clone()).for_generation();
-        let inputs = p.embeddings(&crops, &conv, n, n)?;
+        let inputs = p.embeddings(&Forward::INFERENCE, &crops, &conv, n, n)?;
         let config = GenerationConfig { max_new_tokens: 4, stop_tokens: p.stop_tokens(), ..Default::default() };
-        let mut tokens = generate(&p.model.llm, &inputs.embeds, &config, |_| Ok(()))?;
+        let mut tokens = generate(&Forward::INFERENCE, &p.model.llm, &inputs.embeds, &config, |_| Ok(()))?;
         if tokens.last().is_some_and(|t| config.stop_tokens.contains(t)) {
             tokens.pop();
         }

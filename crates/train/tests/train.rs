@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
 use image::{Rgb, RgbImage};
 use tokenscale_model::imgque_pipeline::ImgQuePipeline;
+use tokenscale_model::{AttentionCapture, Forward, ForwardOptions};
 use tokenscale_train::data::{Example, ExampleSource};
 use tokenscale_train::optim::{AdamW, AdamWConfig};
 use tokenscale_train::tiny::{words_of, TinyShape};
@@ -265,19 +266,19 @@ fn the_attention_loss_reads_the_llm_layers_probabilities() {
     // The capture itself: one [1, heads, T, T] tensor per LLM layer, rows summing to 1.
     let pipeline = trainer.pipeline();
     let example = source.example(0).unwrap();
-    let crops = pipeline.encode_image(&example.image).unwrap();
+    let crops = pipeline.encode_image(&Forward::INFERENCE, &example.image).unwrap();
     let conv = tokenscale_model::chat::Conversation::new().user(example.prompt.clone()).for_generation();
-    let inputs = pipeline.embeddings(&crops, &conv, 16, 16).unwrap();
+    let inputs = pipeline.embeddings(&Forward::INFERENCE, &crops, &conv, 16, 16).unwrap();
     let llm = &pipeline.model.llm;
-    tokenscale_model::nn::capture_attention();
-    llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), false, false).unwrap();
-    let probs = tokenscale_model::nn::take_attention();
+    let capture = AttentionCapture::new();
+    llm.forward_embeds(&Forward::INFERENCE.capturing(&capture), &inputs.embeds, &mut llm.new_cache(), ForwardOptions::LAST).unwrap();
+    let probs = capture.take();
     assert_eq!(probs.len(), 2);
     let t = inputs.embeds.dim(1).unwrap();
     assert_eq!(probs[1].dims(), [1, 2, t, t]);
     let sums = probs[1].sum(3).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
-    assert!(tokenscale_model::nn::take_attention().is_empty(), "capturing stops after take");
+    assert!(capture.take().is_empty(), "taking empties the capture");
 }
 
 /// The synthetic mix with every subtask but `names` weighted 0.
@@ -420,14 +421,14 @@ fn the_llm_side_heads_supervise_what_the_lookups_carry() {
     // logits rescaled by the second norm, 1 / sqrt(mean(y²) + eps), row by row.
     let pipeline = trainer.pipeline();
     let example = source.example(0).unwrap();
-    let crops = pipeline.encode_image(&example.image).unwrap();
+    let crops = pipeline.encode_image(&Forward::INFERENCE, &example.image).unwrap();
     let conv = tokenscale_model::chat::Conversation::new().user(example.prompt.clone()).for_generation();
-    let inputs = pipeline.embeddings(&crops, &conv, 16, 16).unwrap();
+    let inputs = pipeline.embeddings(&Forward::INFERENCE, &crops, &conv, 16, 16).unwrap();
     let fresh = Trainer::open(tempfile::tempdir().unwrap().path(), config.clone(), &source).unwrap();
     let llm = &fresh.pipeline().model.llm;
-    let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, true).unwrap();
+    let out = llm.forward_embeds(&Forward::INFERENCE, &inputs.embeds, &mut llm.new_cache(), ForwardOptions::ALL.with_hidden_states()).unwrap();
     let normed = out.hidden_states.last().unwrap();
-    let lens = llm.logits_of(normed).unwrap();
+    let lens = llm.logits_of(&Forward::INFERENCE, normed).unwrap();
     let eps = llm.config.rms_norm_eps;
     let rescale = ((normed.sqr().unwrap().mean_keepdim(2).unwrap() + eps).unwrap().sqrt().unwrap().recip()).unwrap();
     let expected = out.logits.broadcast_mul(&rescale).unwrap();

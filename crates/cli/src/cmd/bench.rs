@@ -3,6 +3,7 @@
 //! tokens): vision + embedding time, time to first token, prefill and decode speed, peak RSS;
 //! bench.jsonl, bench.md and a figure (bench.svg/.png) with the FLOPs model overlaid.
 
+use tokenscale_model::Forward;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -105,13 +106,13 @@ fn list_images(dir: &Path, sample: usize, seed: u64) -> Result<Vec<PathBuf>> {
 fn time_one(runtime: &Runtime, image: &tokenscale_model::image::RgbImage, args: &Args, n: usize) -> Result<(usize, usize, f64, f64, f64, Option<f64>)> {
     let budget = VisionBudget { tokens: Some(n), short_tokens: None, reducer: args.reducer.clone() };
     let start = Instant::now();
-    let prepared = runtime.prepare(Some(image), &args.prompt, false, &budget)?;
+    let prepared = runtime.prepare(&Forward::INFERENCE, Some(image), &args.prompt, false, &budget)?;
     let vision_s = start.elapsed().as_secs_f64();
     // No stop tokens: every answer decodes exactly max_new_tokens.
     let config = GenerationConfig { max_new_tokens: args.max_new_tokens, ..Default::default() };
     let begin = Instant::now();
     let mut first: Option<f64> = None;
-    let tokens = runtime.generate(&prepared, &config, |_| {
+    let tokens = runtime.generate(&Forward::INFERENCE, &prepared, &config, |_| {
         first.get_or_insert_with(|| begin.elapsed().as_secs_f64());
         Ok(())
     })?;

@@ -3,6 +3,7 @@
 //! `hidden_states.0` (embeddings) … `hidden_states.L` (after the final norm), all floats in f32.
 //! The query-fused model adds `crop_tokens`, `query_states` and `fused_embeds` (docs/running-models.md).
 
+use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -50,10 +51,10 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => {
             let image = args.image.as_deref().map(load_image).transpose()?;
-            runtime.prepare_traced(image.as_ref(), args.prompt.as_deref().unwrap_or_default(), args.raw_prompt, &args.budget.to_budget())?
+            runtime.prepare_traced(&Forward::INFERENCE, image.as_ref(), args.prompt.as_deref().unwrap_or_default(), args.raw_prompt, &args.budget.to_budget())?
         }
     };
-    let out = runtime.forward(&prepared, true, true)?;
+    let out = runtime.forward(&Forward::INFERENCE, &prepared, ForwardOptions::ALL.with_hidden_states())?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let ids: Vec<i64> = prepared.input_ids.iter().map(|&t| t as i64).collect();
     tensors.insert("input_ids".into(), Tensor::new(ids, &Device::Cpu)?);

@@ -164,7 +164,7 @@ pub fn prepare_record_traced(
     }
     let image = image.map(std::path::Path::to_path_buf).or(record.image);
     let image = image.as_deref().map(tokenscale_model::preprocess::load_image).transpose()?;
-    let (prepared, trace) = runtime.prepare_conversation_traced(image.as_ref(), &record.conversation, budget)?;
+    let (prepared, trace) = runtime.prepare_conversation_traced(&tokenscale_model::Forward::INFERENCE, image.as_ref(), &record.conversation, budget)?;
     Ok((prepared, record.conversation, trace))
 }
 

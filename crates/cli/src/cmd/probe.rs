@@ -3,6 +3,7 @@
 //! `{image_a, image_b, question}` for vision-language models. The hidden states of the branch
 //! positions at one layer are streamed into D(n), ψ_eq, ψ_AA, ψ_BB, ψ_AB; then λ and n_balance.
 
+use tokenscale_model::{Forward, ForwardOptions};
 use std::fmt::Write as _;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -87,7 +88,7 @@ fn layer_index(layer: i64, count: usize) -> Result<usize> {
 /// Hidden states `[T, H]` (f32) of a full forward at the chosen layer.
 fn hidden(runtime: &Runtime, embeds: &Tensor, layer: i64) -> Result<Tensor> {
     let llm = runtime.llm();
-    let out = llm.forward_embeds(embeds, &mut llm.new_cache(), false, true)?;
+    let out = llm.forward_embeds(&Forward::INFERENCE, embeds, &mut llm.new_cache(), ForwardOptions::LAST.with_hidden_states())?;
     let i = layer_index(layer, out.hidden_states.len())?;
     Ok(out.hidden_states[i].squeeze(0)?.to_dtype(DType::F32)?)
 }
@@ -124,7 +125,7 @@ fn branches(runtime: &Runtime, pair: &Pair, args: &Args, base: &Path) -> Result<
             let budget: VisionBudget = args.budget.to_budget();
             let side = |path: &PathBuf| -> Result<Vec<f32>> {
                 let path = if path.is_absolute() { path.clone() } else { base.join(path) };
-                let prepared = runtime.prepare(Some(&load_image(&path)?), question, false, &budget)?;
+                let prepared = runtime.prepare(&Forward::INFERENCE, Some(&load_image(&path)?), question, false, &budget)?;
                 if prepared.prune.is_some() {
                     bail!("fastv prunes inside the LLM; probe image pairs with pool, uniform or visionzip");
                 }

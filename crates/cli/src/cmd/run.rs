@@ -1,5 +1,6 @@
 //! `tokenscale run`: generate an answer for an image and a prompt, streaming it to stdout.
 
+use tokenscale_model::Forward;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -74,10 +75,10 @@ pub fn run(args: Args) -> Result<()> {
     for (turn, question) in args.prompt.iter().enumerate() {
         let started = Instant::now();
         let prepared = if args.prompt.len() == 1 {
-            runtime.prepare(image.as_ref(), question, args.raw_prompt, &budget)?
+            runtime.prepare(&Forward::INFERENCE, image.as_ref(), question, args.raw_prompt, &budget)?
         } else {
             conversation = conversation.user(question.as_str());
-            let prepared = runtime.prepare_conversation(image.as_ref(), &conversation, &budget)?;
+            let prepared = runtime.prepare_conversation(&Forward::INFERENCE, image.as_ref(), &conversation, &budget)?;
             let new = prepared.vision_tokens - seen;
             seen = prepared.vision_tokens;
             println!("[turn {}: {new} vision tokens, {seen} in the conversation] {question}", turn + 1);
@@ -131,7 +132,7 @@ fn stream(runtime: &Runtime, prepared: &Prepared, config: &GenerationConfig) -> 
     let mut stdout = std::io::stdout();
     let begin = Instant::now();
     let mut first = None;
-    let tokens = runtime.generate(prepared, config, |token| {
+    let tokens = runtime.generate(&Forward::INFERENCE, prepared, config, |token| {
         first.get_or_insert_with(|| begin.elapsed().as_secs_f64());
         let piece = pieces.push(token)?;
         stdout.write_all(piece.as_bytes())?;

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
+use tokenscale_model::Forward;
 
 use super::heads::CELL_CLASSES;
 use super::inputs::{slot_positions, AuxInputs, Slot};
@@ -99,7 +100,7 @@ pub(super) fn anchor_query_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
 pub(super) fn early_answer_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
     let target = x.ids[x.answer_position + 1];
     let state = llm_state(x.hidden_states, x.config.aux_attend_layer, x.answer_position, "aux_attend_layer")?;
-    let logits = x.pipeline.model.llm.logits_of(&state)?;
+    let logits = x.pipeline.model.llm.logits_of(&Forward::TRAINING, &state)?;
     Ok(Some(candle_nn::loss::cross_entropy(&logits, &Tensor::new(&[target], &Device::Cpu)?)?))
 }
 

@@ -18,8 +18,8 @@ use anyhow::{bail, Result};
 use candle_core::{Device, Tensor, Var};
 use tokenscale_model::chat::token_type::{ANS, EOS};
 use tokenscale_model::chat::Conversation;
+use tokenscale_model::{AttentionCapture, Forward, ForwardOptions};
 use tokenscale_model::imgque_pipeline::ImgQuePipeline;
-use tokenscale_model::nn;
 
 use crate::config::TrainConfig;
 use crate::data::Example;
@@ -63,19 +63,19 @@ pub(crate) fn example_loss(
     n: usize,
 ) -> Result<ExampleLoss> {
     let p = pipeline;
-    let crops = p.encode_image(&example.image)?;
+    let crops = p.encode_image(&Forward::TRAINING, &example.image)?;
     let conv = Conversation::new().user(example.prompt.clone()).assistant(example.answer.clone());
-    let inputs = p.embeddings(&crops, &conv, n, n)?;
+    let inputs = p.embeddings(&Forward::TRAINING, &crops, &conv, n, n)?;
     let llm = &p.model.llm;
     let targets = Targets::of(config, example, n);
     let applies = |loss: &registry::AuxLoss| loss.is_on(config) && (loss.applies)(&targets);
     let wanted = |reads: Reads| AUX_LOSSES.iter().any(|l| l.reads == reads && applies(l));
     let (want_query, want_attention) = (wanted(Reads::LlmStates), wanted(Reads::LlmAttention));
-    if want_attention {
-        nn::capture_attention();
-    }
-    let out = llm.forward_embeds(&inputs.embeds, &mut llm.new_cache(), true, want_query);
-    let attention = nn::take_attention();
+    let capture = AttentionCapture::new();
+    let ctx = if want_attention { Forward::TRAINING.capturing(&capture) } else { Forward::TRAINING };
+    let options = if want_query { ForwardOptions::ALL.with_hidden_states() } else { ForwardOptions::ALL };
+    let out = llm.forward_embeds(&ctx, &inputs.embeds, &mut llm.new_cache(), options);
+    let attention = capture.take();
     let out = out?;
     let (ids, tps) = (&inputs.record.llm.input_ids, &inputs.record.llm.input_tps);
     let (rows, answer_ids) = answer_targets(ids, tps);

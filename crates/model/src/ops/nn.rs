@@ -1,13 +1,49 @@
-//! Layer constructors over [`Weights`] and the activations HF configs name.
-
-use std::cell::Cell;
+//! The layers (linear, norms, convolution) and the ops between them (softmax, RoPE, attention's
+//! products, activations), each run under a [`Forward`] context: in training mode they use
+//! formulas written with differentiable tensor ops instead of candle's fused CPU kernels
+//! (which have no backward pass), and the products report to the context's op counter.
+//! Also the layer constructors over [`Weights`] and the activations HF configs name.
 
 use anyhow::{bail, Result};
-use candle_core::{Module, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, Linear};
+use candle_core::{Tensor, D};
+use candle_nn::{Conv2d, Conv2dConfig};
 use serde::Deserialize;
 
+use crate::forward::Forward;
+use crate::opcount::Op;
 use crate::weights::Weights;
+
+/// A linear layer `y = x·Wᵀ + b`, run through the runtime's kernels (see [`crate::matvec`]).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    inner: candle_nn::Linear,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { inner: candle_nn::Linear::new(weight, bias) }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        self.inner.weight()
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.inner.bias()
+    }
+
+    /// The layer applied to `xs` (`[.., in]`): 16-bit weights through the kernels, a single f32
+    /// row through the row-parallel path, anything else through candle's forward.
+    pub fn forward(&self, ctx: &Forward, xs: &Tensor) -> Result<Tensor> {
+        crate::matvec::apply(ctx, &self.inner, xs)
+    }
+
+    /// [`Self::forward`] for a batch of decode rows (`[B, 1, in]`, one per sequence): each f32
+    /// row's result is bitwise what [`Self::forward`] gives it alone.
+    pub fn forward_rows(&self, ctx: &Forward, xs: &Tensor) -> Result<Tensor> {
+        crate::matvec::apply_rows(ctx, &self.inner, xs)
+    }
+}
 
 pub fn linear(w: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
     let w = w.pp(name);
@@ -31,49 +67,6 @@ pub fn rms_norm(w: &Weights, name: &str, dim: usize, eps: f64) -> Result<RmsNorm
     Ok(RmsNorm { weight: w.pp(name).get("weight", &[dim])?, eps })
 }
 
-thread_local! {
-    static DIFFERENTIABLE: Cell<bool> = const { Cell::new(false) };
-}
-
-/// candle's fused CPU kernels for softmax, the norms and RoPE have no backward pass. Training
-/// switches every layer run on this thread to the same formulas written with differentiable
-/// tensor ops (per thread, so an inference on another thread is unaffected).
-pub fn set_differentiable(on: bool) {
-    DIFFERENTIABLE.with(|d| d.set(on));
-}
-
-pub fn differentiable() -> bool {
-    DIFFERENTIABLE.with(|d| d.get())
-}
-
-thread_local! {
-    static ATTENTION: std::cell::RefCell<Option<Vec<Tensor>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Starts keeping, on this thread, the attention probabilities `[B, heads, T, S]` of every
-/// attention layer run from now on (training losses on where a layer looks).
-pub fn capture_attention() {
-    ATTENTION.with(|a| *a.borrow_mut() = Some(Vec::new()));
-}
-
-/// The probabilities kept since `capture_attention`, in the order the layers ran; stops keeping.
-pub fn take_attention() -> Vec<Tensor> {
-    ATTENTION.with(|a| a.borrow_mut().take().unwrap_or_default())
-}
-
-/// True while [`capture_attention`] is keeping this thread's attention probabilities.
-pub fn capturing_attention() -> bool {
-    ATTENTION.with(|a| a.borrow().is_some())
-}
-
-pub(crate) fn record_attention(probs: &Tensor) {
-    ATTENTION.with(|a| {
-        if let Some(list) = a.borrow_mut().as_mut() {
-            list.push(probs.clone());
-        }
-    });
-}
-
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     weight: Tensor,
@@ -81,9 +74,9 @@ pub struct LayerNorm {
     eps: f64,
 }
 
-impl Module for LayerNorm {
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        if !differentiable() {
+impl LayerNorm {
+    pub fn forward(&self, ctx: &Forward, xs: &Tensor) -> candle_core::Result<Tensor> {
+        if !ctx.differentiable() {
             return candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps as f32);
         }
         let mean = xs.mean_keepdim(D::Minus1)?;
@@ -100,9 +93,9 @@ pub struct RmsNorm {
     eps: f64,
 }
 
-impl Module for RmsNorm {
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        if !differentiable() {
+impl RmsNorm {
+    pub fn forward(&self, ctx: &Forward, xs: &Tensor) -> candle_core::Result<Tensor> {
+        if !ctx.differentiable() {
             return candle_nn::ops::rms_norm(&xs.contiguous()?, &self.weight, self.eps as f32);
         }
         let ms = xs.sqr()?.mean_keepdim(D::Minus1)?;
@@ -110,23 +103,12 @@ impl Module for RmsNorm {
     }
 }
 
-pub fn softmax_last_dim(xs: &Tensor) -> candle_core::Result<Tensor> {
-    if !differentiable() {
-        // candle's CPU softmax sums 16-bit exponentials in 16 bits (over 577 CLIP tokens that
-        // costs bf16 its last digits); the fused one sums in f32 and rounds once, as PyTorch.
-        if matches!(xs.dtype(), candle_core::DType::BF16 | candle_core::DType::F16) {
-            return crate::fused::scaled_masked_softmax(xs, 1.0, None);
-        }
-        return candle_nn::ops::softmax_last_dim(xs);
-    }
-    let shifted = xs.broadcast_sub(&xs.max_keepdim(D::Minus1)?.detach())?;
-    let exp = shifted.exp()?;
-    exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)
-}
+/// Softmax over the last dimension (lives with the fused kernels it dispatches to).
+pub use crate::fused::softmax_last_dim;
 
 /// Rotary embedding of `[B, H, T, D]` with `cos`/`sin` of `[T, D/2]` (HF's rotate-half layout).
-pub fn rope(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
-    if differentiable() {
+pub fn rope(ctx: &Forward, xs: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    if ctx.differentiable() {
         candle_nn::rotary_emb::rope_slow(xs, cos, sin)
     } else {
         candle_nn::rotary_emb::rope(xs, cos, sin)
@@ -134,18 +116,18 @@ pub fn rope(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tens
 }
 
 /// Every matrix product of attention goes through here (one place to count or specialise).
-pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub fn matmul(ctx: &Forward, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     // 16-bit products go through tokenscale-kernels (candle 0.9's CPU matmul rejects bf16/f16).
     let out = crate::matvec::matmul(a, b)?;
-    crate::opcount::record(crate::opcount::Op::Matmul, || (out.elem_count() * a.dims().last().copied().unwrap_or(0)) as u64);
+    ctx.count(Op::Matmul, || (out.elem_count() * a.dims().last().copied().unwrap_or(0)) as u64);
     Ok(out)
 }
 
 /// Every convolution of the vision towers goes through here.
-pub fn conv(layer: &Conv2d, xs: &Tensor) -> Result<Tensor> {
+pub fn conv(ctx: &Forward, layer: &Conv2d, xs: &Tensor) -> Result<Tensor> {
     let out = crate::matvec::conv2d(layer, xs)?;
     let per_output = layer.weight().elem_count() / layer.weight().dim(0)?.max(1);
-    crate::opcount::record(crate::opcount::Op::Conv, || (out.elem_count() * per_output) as u64);
+    ctx.count(Op::Conv, || (out.elem_count() * per_output) as u64);
     Ok(out)
 }
 
@@ -192,17 +174,13 @@ impl Activation {
         })
     }
 
-    pub fn apply(self, xs: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn apply(self, ctx: &Forward, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::QuickGelu => crate::fused::quick_gelu(xs),
-            Self::Gelu => crate::fused::gelu_erf(xs),
+            Self::QuickGelu => crate::fused::quick_gelu(ctx, xs),
+            Self::Gelu => crate::fused::gelu_erf(ctx, xs),
             Self::GeluPytorchTanh | Self::GeluNew => xs.gelu(),
             Self::Silu => xs.silu(),
             Self::Relu => xs.relu(),
         }
     }
-}
-
-pub fn forward<M: Module>(m: &M, xs: &Tensor) -> Result<Tensor> {
-    Ok(m.forward(xs)?)
 }

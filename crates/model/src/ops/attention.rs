@@ -24,7 +24,9 @@ use candle_core::{DType, Device, Storage, Tensor};
 use rayon::prelude::*;
 use tokenscale_kernels::{bf16, f16, Backend, Half16, MatMut, MatRef};
 
+use crate::forward::Forward;
 use crate::fused::Float;
+use crate::opcount::Op;
 
 /// Query rows per block of scores (bounds a task's scratch to `ROW_BLOCK × keys` f32).
 const ROW_BLOCK: usize = 256;
@@ -255,8 +257,8 @@ impl Half16Or32 for f32 {
 }
 
 /// The fast path applies (CPU, a supported dtype, and nothing that needs candle's graph).
-fn fast_path_applies(q: &Tensor) -> bool {
-    q.device().is_cpu() && !crate::nn::differentiable() && !crate::nn::capturing_attention() && matches!(q.dtype(), DType::F32 | DType::BF16 | DType::F16)
+fn fast_path_applies(ctx: &Forward, q: &Tensor) -> bool {
+    q.device().is_cpu() && !ctx.differentiable() && !ctx.capturing_attention() && matches!(q.dtype(), DType::F32 | DType::BF16 | DType::F16)
 }
 
 /// Causal attention of `q` (`[B, heads, T, hd]`, contiguous, RoPE applied) over the cached
@@ -264,20 +266,20 @@ fn fast_path_applies(q: &Tensor) -> bool {
 /// sees the cached positions and new positions ≤ i. Returns the context `[B, T, heads·hd]`
 /// and, when `last_probs`, the last query's attention over every key averaged over heads
 /// (`[B, past + T]`, f32).
-pub fn causal(q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut LayerKv, shape: Heads, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
-    if fast_path_applies(q) && q.is_contiguous() {
+pub fn causal(ctx: &Forward, q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut LayerKv, shape: Heads, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
+    if fast_path_applies(ctx, q) && q.is_contiguous() {
         cache.append(k, v)?;
         return match q.dtype() {
-            DType::BF16 => fast::<bf16>(q, cache, shape, last_probs),
-            DType::F16 => fast::<f16>(q, cache, shape, last_probs),
-            _ => fast::<f32>(q, cache, shape, last_probs),
+            DType::BF16 => fast::<bf16>(ctx, q, cache, shape, last_probs),
+            DType::F16 => fast::<f16>(ctx, q, cache, shape, last_probs),
+            _ => fast::<f32>(ctx, q, cache, shape, last_probs),
         };
     }
-    candle_path(q, k, v, cache, shape, last_probs)
+    candle_path(ctx, q, k, v, cache, shape, last_probs)
 }
 
 /// The decoder's attention written with candle's ops (differentiable; records attention).
-fn candle_path(q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut LayerKv, shape: Heads, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
+fn candle_path(ctx: &Forward, q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut LayerKv, shape: Heads, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
     let (b, _, t, _) = q.dims4()?;
     let past = cache.len();
     let (k_all, v_all) = match cache.tensors(q.device())? {
@@ -292,19 +294,19 @@ fn candle_path(q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut LayerKv, shape: H
     let total = k_all.dim(2)?;
     let scale = 1.0 / (head_dim as f64).sqrt();
     let q = (q * scale)?.reshape((b, kv_heads, groups * t, head_dim))?;
-    let mut scores = crate::nn::matmul(&q, &k_all.t()?)?; // [b, kv, groups·t, total]
+    let mut scores = crate::nn::matmul(ctx, &q, &k_all.t()?)?; // [b, kv, groups·t, total]
     if t > 1 {
         let mask = causal_mask(t, past, scores.dtype(), scores.device())?;
         let mask = if groups > 1 { mask.repeat((groups, 1))? } else { mask };
         scores = scores.broadcast_add(&mask)?;
     }
-    let probs = crate::nn::softmax_last_dim(&scores)?;
-    let ctx = crate::nn::matmul(&probs, &v_all.contiguous()?)?.reshape((b, heads, t, head_dim))?;
+    let probs = crate::nn::softmax_last_dim(ctx, &scores)?;
+    let context = crate::nn::matmul(ctx, &probs, &v_all.contiguous()?)?.reshape((b, heads, t, head_dim))?;
     let probs = probs.reshape((b, heads, t, total))?;
-    crate::nn::record_attention(&probs);
+    ctx.record_attention(&probs);
     let last = if last_probs { Some(probs.narrow(2, t - 1, 1)?.squeeze(2)?.to_dtype(DType::F32)?.mean(1)?) } else { None };
-    let ctx = ctx.transpose(1, 2)?.reshape((b, t, heads * head_dim))?;
-    Ok((ctx, last))
+    let context = context.transpose(1, 2)?.reshape((b, t, heads * head_dim))?;
+    Ok((context, last))
 }
 
 /// Context rows `[B, T, heads·hd]`, gathered from the per-head outputs in parallel.
@@ -328,18 +330,18 @@ fn gather_context<T: CacheElement>(outs: &[HeadOut], b: usize, heads: usize, t: 
 /// the scores and exponentials in f32, never materialising `[B, heads, T, T]` in 16 bits.
 /// Returns the context `[B, T, heads·hd]`, or `None` where the fast path does not apply (then
 /// use candle's ops).
-pub fn bidirectional(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
-    if !fast_path_applies(q) || k.dtype() != q.dtype() || v.dtype() != q.dtype() {
+pub fn bidirectional(ctx: &Forward, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
+    if !fast_path_applies(ctx, q) || k.dtype() != q.dtype() || v.dtype() != q.dtype() {
         return Ok(None);
     }
     match q.dtype() {
-        DType::BF16 => bidirectional_typed::<bf16>(q, k, v),
-        DType::F16 => bidirectional_typed::<f16>(q, k, v),
-        _ => bidirectional_typed::<f32>(q, k, v),
+        DType::BF16 => bidirectional_typed::<bf16>(ctx, q, k, v),
+        DType::F16 => bidirectional_typed::<f16>(ctx, q, k, v),
+        _ => bidirectional_typed::<f32>(ctx, q, k, v),
     }
 }
 
-fn bidirectional_typed<T: CacheElement>(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
+fn bidirectional_typed<T: CacheElement>(ctx: &Forward, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
     let (b, heads, t, hd) = q.dims4()?;
     if k.dims() != q.dims() || v.dims() != q.dims() {
         bail!("attention: q {:?}, k {:?}, v {:?} differ in shape", q.dims(), k.dims(), v.dims());
@@ -348,7 +350,7 @@ fn bidirectional_typed<T: CacheElement>(q: &Tensor, k: &Tensor, v: &Tensor) -> R
     let (Some(qs), Some(ks), Some(vs)) = (cpu_slice::<T>(&q_storage, q_layout)?, cpu_slice::<T>(&k_storage, k_layout)?, cpu_slice::<T>(&v_storage, v_layout)?) else {
         return Ok(None);
     };
-    crate::opcount::record(crate::opcount::Op::Matmul, || (2 * b * heads * t * t * hd) as u64);
+    ctx.count(Op::Matmul, || (2 * b * heads * t * t * hd) as u64);
     let per_head = t * hd;
     let outs: Vec<HeadOut> = (0..b * heads)
         .into_par_iter()
@@ -386,7 +388,7 @@ pub fn causal_mask(t: usize, past: usize, dtype: DType, device: &Device) -> Resu
 /// One query head's output rows `[T, hd]` and, if asked, its last row of probabilities.
 type HeadOut = (Vec<f32>, Option<Vec<f32>>);
 
-fn fast<T: CacheElement>(q: &Tensor, cache: &LayerKv, shape: Heads, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
+fn fast<T: CacheElement>(ctx: &Forward, q: &Tensor, cache: &LayerKv, shape: Heads, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
     let (b, heads, t, hd) = q.dims4()?;
     let Heads { kv_heads, .. } = shape;
     if heads != shape.heads || hd != shape.head_dim || heads % kv_heads != 0 {
@@ -403,7 +405,7 @@ fn fast<T: CacheElement>(q: &Tensor, cache: &LayerKv, shape: Heads, last_probs: 
     let qs = &cpu.as_slice::<T>()?[q_start..q_end];
     let scale = 1.0 / (hd as f32).sqrt();
     // The MACs of q·Kᵀ and p·V as `nn::matmul` counts them (every key, masked ones included).
-    crate::opcount::record(crate::opcount::Op::Matmul, || (2 * b * heads * t * total * hd) as u64);
+    ctx.count(Op::Matmul, || (2 * b * heads * t * total * hd) as u64);
     let outs: Vec<HeadOut> = (0..b * heads)
         .into_par_iter()
         .map(|bh| {
@@ -415,7 +417,7 @@ fn fast<T: CacheElement>(q: &Tensor, cache: &LayerKv, shape: Heads, last_probs: 
             head::<T>(query, keys, values_t, capacity, t, past, hd, scale, last_probs, true)
         })
         .collect::<Result<_>>()?;
-    let ctx = gather_context::<T>(&outs, b, heads, t, hd, q.device())?;
+    let context = gather_context::<T>(&outs, b, heads, t, hd, q.device())?;
     let last = if last_probs {
         let mut mean = vec![0f32; b * total];
         for (bh, (_, row)) in outs.iter().enumerate() {
@@ -429,7 +431,7 @@ fn fast<T: CacheElement>(q: &Tensor, cache: &LayerKv, shape: Heads, last_probs: 
     } else {
         None
     };
-    Ok((ctx, last))
+    Ok((context, last))
 }
 
 /// One query head: scores, softmax (causal: query i sees keys ≤ past + i; otherwise every key)

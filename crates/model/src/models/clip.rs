@@ -2,13 +2,13 @@
 //! returning the hidden states of every layer.
 
 use anyhow::{bail, Result};
-use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Linear};
+use candle_core::Tensor;
+use candle_nn::Conv2d;
 use serde::Deserialize;
 
+use crate::forward::Forward;
 use crate::fused;
-use crate::matvec;
-use crate::nn::{self, Activation, LayerNorm};
+use crate::nn::{self, Activation, LayerNorm, Linear};
 use crate::weights::Weights;
 
 fn default_hidden() -> usize { 768 }
@@ -65,31 +65,31 @@ struct Attention {
 impl Attention {
     /// The attention output and, when `detail`, the probabilities `[B, heads, T, T]` and the raw
     /// keys (`k_proj` output, before any scaling) averaged over heads, `[B, T, head_dim]`.
-    fn forward_detailed(&self, xs: &Tensor, detail: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+    fn forward_detailed(&self, ctx: &Forward, xs: &Tensor, detail: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
         let (b, t, h) = xs.dims3()?;
         let shape = |x: Tensor| -> Result<Tensor> {
             debug_assert_eq!(x.dims3().ok(), Some((b, t, self.heads * self.head_dim)));
-            Ok(fused::split_heads(&x, self.heads)?)
+            Ok(fused::split_heads(ctx, &x, self.heads)?)
         };
         let scale = (self.head_dim as f64).powf(-0.5);
-        let q = shape((matvec::apply(&self.q, xs)? * scale)?)?;
-        let k = shape(matvec::apply(&self.k, xs)?)?;
-        let v = shape(matvec::apply(&self.v, xs)?)?;
-        let fast = crate::attention::bidirectional(&q, &k, &v)?;
-        if let (Some(ctx), false) = (&fast, detail) {
-            return Ok((matvec::apply(&self.out, ctx)?, None));
+        let q = shape((self.q.forward(ctx, xs)? * scale)?)?;
+        let k = shape(self.k.forward(ctx, xs)?)?;
+        let v = shape(self.v.forward(ctx, xs)?)?;
+        let fast = crate::attention::bidirectional(ctx, &q, &k, &v)?;
+        if let (Some(context), false) = (&fast, detail) {
+            return Ok((self.out.forward(ctx, context)?, None));
         }
         // With the fast path, a layer whose probabilities are wanted (VisionZip) still returns
         // the same hidden states as without: the probabilities are computed beside it, and not
         // counted again (the fast path recorded the layer's products).
-        let scores = if fast.is_some() { crate::matvec::matmul(&q, &k.t()?)? } else { nn::matmul(&q, &k.t()?)? };
-        let probs = nn::softmax_last_dim(&scores)?;
-        let ctx = match fast {
-            Some(ctx) => ctx,
-            None => nn::matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, t, h))?,
+        let scores = if fast.is_some() { crate::matvec::matmul(&q, &k.t()?)? } else { nn::matmul(ctx, &q, &k.t()?)? };
+        let probs = nn::softmax_last_dim(ctx, &scores)?;
+        let context = match fast {
+            Some(context) => context,
+            None => nn::matmul(ctx, &probs, &v)?.transpose(1, 2)?.reshape((b, t, h))?,
         };
         let detail = if detail { Some((probs, k.mean(1)?)) } else { None };
-        Ok((matvec::apply(&self.out, &ctx)?, detail))
+        Ok((self.out.forward(ctx, &context)?, detail))
     }
 }
 
@@ -103,11 +103,11 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn forward_detailed(&self, xs: &Tensor, detail: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
-        let (attn, detail) = self.attn.forward_detailed(&self.ln1.forward(xs)?, detail)?;
-        let h = fused::add(xs, &attn)?;
-        let mlp = matvec::apply(&self.fc2, &self.act.apply(&matvec::apply(&self.fc1, &self.ln2.forward(&h)?)?)?)?;
-        Ok((fused::add(&h, &mlp)?, detail))
+    fn forward_detailed(&self, ctx: &Forward, xs: &Tensor, detail: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+        let (attn, detail) = self.attn.forward_detailed(ctx, &self.ln1.forward(ctx, xs)?, detail)?;
+        let h = fused::add(ctx, xs, &attn)?;
+        let mlp = self.fc2.forward(ctx, &self.act.apply(ctx, &self.fc1.forward(ctx, &self.ln2.forward(ctx, &h)?)?)?)?;
+        Ok((fused::add(ctx, &h, &mlp)?, detail))
     }
 }
 
@@ -192,14 +192,15 @@ impl ClipVisionTransformer {
     }
 
     /// `pixel_values` is `[B, C, image_size, image_size]`.
-    pub fn forward(&self, pixel_values: &Tensor) -> Result<ClipVisionOutput> {
-        Ok(self.forward_with_attention(pixel_values, None)?.0)
+    pub fn forward(&self, ctx: &Forward, pixel_values: &Tensor) -> Result<ClipVisionOutput> {
+        Ok(self.forward_with_attention(ctx, pixel_values, None)?.0)
     }
 
     /// [`Self::forward`], also returning the attention probabilities and head-averaged keys of
     /// encoder layer `layer` (0-based; its output is `hidden_states[layer + 1]`) when asked.
     pub fn forward_with_attention(
         &self,
+        ctx: &Forward,
         pixel_values: &Tensor,
         layer: Option<usize>,
     ) -> Result<(ClipVisionOutput, Option<ClipLayerAttention>)> {
@@ -222,15 +223,15 @@ impl ClipVisionTransformer {
         let b = dims[0];
         // As HF does: the pixels take the tower's dtype (a 16-bit tower gets 16-bit pixels).
         let pixel_values = pixel_values.to_dtype(self.patch_embedding.weight().dtype())?;
-        let patches = nn::conv(&self.patch_embedding, &pixel_values)?.flatten_from(2)?.transpose(1, 2)?;
+        let patches = nn::conv(ctx, &self.patch_embedding, &pixel_values)?.flatten_from(2)?.transpose(1, 2)?;
         let cls = self.class_embedding.reshape((1, 1, c.hidden_size))?.repeat((b, 1, 1))?;
         let xs = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
-        let mut xs = self.pre_layrnorm.forward(&xs)?;
+        let mut xs = self.pre_layrnorm.forward(ctx, &xs)?;
         let mut hidden_states = Vec::with_capacity(self.layers.len() + 1);
         hidden_states.push(xs.clone());
         let mut attention = None;
         for (i, l) in self.layers.iter().enumerate() {
-            let (next, detail) = l.forward_detailed(&xs, layer == Some(i))?;
+            let (next, detail) = l.forward_detailed(ctx, &xs, layer == Some(i))?;
             if let Some((probs, keys_mean)) = detail {
                 attention = Some(ClipLayerAttention { probs, keys_mean });
             }
@@ -238,7 +239,7 @@ impl ClipVisionTransformer {
             hidden_states.push(xs.clone());
         }
         let pooler_output = match &self.post_layernorm {
-            Some(ln) => Some(ln.forward(&xs.narrow(1, 0, 1)?.squeeze(1)?)?),
+            Some(ln) => Some(ln.forward(ctx, &xs.narrow(1, 0, 1)?.squeeze(1)?)?),
             None => None,
         };
         Ok((ClipVisionOutput { hidden_states, pooler_output }, attention))

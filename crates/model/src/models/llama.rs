@@ -1,17 +1,21 @@
 //! LLaMA-family causal decoder: Llama-2/Vicuna, Llama-3 (GQA, rope_scaling "llama3"), Mistral,
 //! Qwen2 (qkv bias, tied embeddings). Takes ids or input embeddings, keeps a KV cache and can
 //! return the hidden states of every layer at every position.
+//!
+//! One decoder loop ([`Llama::forward_embeds_with`]) serves every forward pass; a
+//! [`DecoderHook`] may look at a layer's attention and change which positions go on between
+//! layers (FastV, in `crate::reducers::fastv`, is one).
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Embedding, Linear};
+use candle_nn::Embedding;
 use serde::Deserialize;
 
 use crate::attention::{self, Heads, LayerKv};
 use crate::config::token_ids;
+use crate::forward::Forward;
 use crate::fused;
-use crate::matvec;
-use crate::nn::{self, Activation, RmsNorm};
+use crate::nn::{self, Activation, Linear, RmsNorm};
 use crate::weights::Weights;
 
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
@@ -222,34 +226,93 @@ impl KvCache {
     }
 }
 
-/// FastV-style pruning of one contiguous span of a forward call's input (e.g. the image tokens).
-/// Layers `< layer` see every token; before layer `layer` the `keep` span tokens that the last
-/// input token attends to most at layer `layer − 1` (probabilities averaged over heads) are kept,
-/// with every token outside the span, and the others are dropped from the hidden states and
-/// from the KV caches of layers ≥ `layer`. Survivors keep their original position ids, so a
-/// plain decode step (`forward_embeds` with the returned cache) continues at the next position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpanPrune {
-    /// K ≥ 1.
-    pub layer: usize,
-    /// Span offset within the `embeds` of the call.
-    pub start: usize,
-    pub len: usize,
-    /// 1 ≤ keep ≤ len.
-    pub keep: usize,
+/// Which positions' logits a forward pass computes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Logits {
+    /// The last position's only, `[B, 1, V]` (prefill before generation, decoding).
+    #[default]
+    Last,
+    /// Every position's, `[B, T, V]` (scoring, training).
+    All,
 }
 
-/// What a pruned forward pass returns.
-pub struct PrunedOutput {
-    /// Logits of the surviving positions (all of them, or only the last one).
-    pub output: LlamaOutput,
-    /// Offsets (within the call's input) of the tokens that reach the layers ≥ K, ascending.
-    pub kept: Vec<usize>,
-    /// Offsets within the span of the kept span tokens, ascending.
-    pub kept_in_span: Vec<usize>,
-    /// Attention of the last input token over the span at layer K − 1, averaged over heads.
-    pub span_scores: Vec<f32>,
+/// What a forward pass returns besides the logits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardOptions {
+    pub logits: Logits,
+    /// Also return the hidden states of every layer (see [`LlamaOutput::hidden_states`]).
+    pub hidden_states: bool,
 }
+
+impl ForwardOptions {
+    /// The last position's logits, no hidden states.
+    pub const LAST: Self = Self { logits: Logits::Last, hidden_states: false };
+    /// Every position's logits, no hidden states.
+    pub const ALL: Self = Self { logits: Logits::All, hidden_states: false };
+
+    /// These options, also returning the hidden states of every layer.
+    pub fn with_hidden_states(self) -> Self {
+        Self { hidden_states: true, ..self }
+    }
+}
+
+/// The decoder loop's state between two layers: the hidden states of the positions that go on
+/// and their RoPE tables. A [`DecoderHook`] may drop positions.
+pub struct DecoderState {
+    /// `[B, T', H]`, the positions still in the pass.
+    pub xs: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    /// The tables of every input position, to select from.
+    all_cos: Tensor,
+    all_sin: Tensor,
+}
+
+impl DecoderState {
+    /// Keeps only the input positions `offsets` (ascending offsets within the call's input,
+    /// which must all still be in the pass): their hidden states, and their RoPE angles, so
+    /// survivors keep their original position ids.
+    pub fn keep_positions(&mut self, offsets: &[usize]) -> Result<()> {
+        let idx = Tensor::new(offsets.iter().map(|&k| k as u32).collect::<Vec<_>>(), self.xs.device())?;
+        self.xs = self.xs.index_select(&idx, 1)?;
+        self.cos = self.all_cos.index_select(&idx, 0)?;
+        self.sin = self.all_sin.index_select(&idx, 0)?;
+        Ok(())
+    }
+}
+
+/// Work inside the decoder loop (in-LLM token reduction): told about the pass before it starts,
+/// it may ask a layer for the last query's attention and change the positions between layers.
+/// Every method does nothing by default.
+pub trait DecoderHook {
+    /// Checks the pass (batch size `batch`, `t` input positions, `layers` decoder layers)
+    /// before any work.
+    fn begin(&mut self, _layers: usize, _batch: usize, _t: usize) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether layer `layer` should also return the last query's attention over every key,
+    /// averaged over heads (`[B, past + T']`, f32), for [`Self::after_attention`].
+    fn wants_last_row(&self, _layer: usize) -> bool {
+        false
+    }
+
+    /// Layer `layer`'s last-query attention row, when [`Self::wants_last_row`] asked for it.
+    fn after_attention(&mut self, _layer: usize, _last_row: Option<Tensor>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Before layer `layer` runs (and with `layer` = the layer count after the last one): may
+    /// change which positions go on.
+    fn before_layer(&mut self, _layer: usize, _state: &mut DecoderState) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The plain pass: no hook.
+struct NoHook;
+
+impl DecoderHook for NoHook {}
 
 struct Attention {
     q: Linear,
@@ -262,45 +325,49 @@ struct Attention {
 }
 
 impl Attention {
-    fn forward(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, cache: &mut LayerKv) -> Result<Tensor> {
-        Ok(self.forward_detailed(xs, cos, sin, cache, false)?.0)
-    }
-
     /// Causal attention of the new positions `xs` over the cached ones and themselves; also
     /// returns, when `last_probs`, the attention probabilities of the last query over every
     /// key (cached ones first), averaged over heads: `[B, S]`.
-    fn forward_detailed(&self, xs: &Tensor, cos: &Tensor, sin: &Tensor, cache: &mut LayerKv, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
+    fn forward_detailed(
+        &self,
+        ctx: &Forward,
+        xs: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        cache: &mut LayerKv,
+        last_probs: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (b, t, _) = xs.dims3()?;
         let split = |x: Tensor, heads: usize| -> Result<Tensor> {
             debug_assert_eq!(x.dims3().ok(), Some((b, t, heads * self.head_dim)));
-            Ok(fused::split_heads(&x, heads)?)
+            Ok(fused::split_heads(ctx, &x, heads)?)
         };
-        let q = split(matvec::apply(&self.q, xs)?, self.heads)?;
-        let k = split(matvec::apply(&self.k, xs)?, self.kv_heads)?;
-        let v = split(matvec::apply(&self.v, xs)?, self.kv_heads)?;
-        let q = nn::rope(&q, cos, sin)?;
-        let k = nn::rope(&k, cos, sin)?;
+        let q = split(self.q.forward(ctx, xs)?, self.heads)?;
+        let k = split(self.k.forward(ctx, xs)?, self.kv_heads)?;
+        let v = split(self.v.forward(ctx, xs)?, self.kv_heads)?;
+        let q = nn::rope(ctx, &q, cos, sin)?;
+        let k = nn::rope(ctx, &k, cos, sin)?;
         let shape = Heads { heads: self.heads, kv_heads: self.kv_heads, head_dim: self.head_dim };
-        let (ctx, last) = attention::causal(&q, &k, &v, cache, shape, last_probs)?;
-        Ok((matvec::apply(&self.o, &ctx)?, last))
+        let (context, last) = attention::causal(ctx, &q, &k, &v, cache, shape, last_probs)?;
+        Ok((self.o.forward(ctx, &context)?, last))
     }
 
     /// One new position for each of several sequences: row i of `xs` (`[B, 1, H]`) belongs to
     /// `slots[i]` at the position of `ropes[i]`. The projections are one product over the
     /// batch; RoPE and attention run per sequence against its own cache.
-    fn forward_rows(&self, xs: &Tensor, ropes: &[(Tensor, Tensor)], slots: &mut [&mut LayerKv]) -> Result<Tensor> {
-        let q = matvec::apply_rows(&self.q, xs)?;
-        let k = matvec::apply_rows(&self.k, xs)?;
-        let v = matvec::apply_rows(&self.v, xs)?;
+    fn forward_rows(&self, ctx: &Forward, xs: &Tensor, ropes: &[(Tensor, Tensor)], slots: &mut [&mut LayerKv]) -> Result<Tensor> {
+        let q = self.q.forward_rows(ctx, xs)?;
+        let k = self.k.forward_rows(ctx, xs)?;
+        let v = self.v.forward_rows(ctx, xs)?;
         let shape = Heads { heads: self.heads, kv_heads: self.kv_heads, head_dim: self.head_dim };
         let mut contexts = Vec::with_capacity(slots.len());
         for (i, ((cos, sin), slot)) in ropes.iter().zip(slots.iter_mut()).enumerate() {
-            let row = |x: &Tensor, heads: usize| -> Result<Tensor> { Ok(fused::split_heads(&x.narrow(0, i, 1)?.contiguous()?, heads)?) };
-            let q = nn::rope(&row(&q, self.heads)?, cos, sin)?;
-            let k = nn::rope(&row(&k, self.kv_heads)?, cos, sin)?;
-            contexts.push(attention::causal(&q, &k, &row(&v, self.kv_heads)?, slot, shape, false)?.0);
+            let row = |x: &Tensor, heads: usize| -> Result<Tensor> { Ok(fused::split_heads(ctx, &x.narrow(0, i, 1)?.contiguous()?, heads)?) };
+            let q = nn::rope(ctx, &row(&q, self.heads)?, cos, sin)?;
+            let k = nn::rope(ctx, &row(&k, self.kv_heads)?, cos, sin)?;
+            contexts.push(attention::causal(ctx, &q, &k, &row(&v, self.kv_heads)?, slot, shape, false)?.0);
         }
-        matvec::apply_rows(&self.o, &Tensor::cat(&contexts, 0)?)
+        self.o.forward_rows(ctx, &Tensor::cat(&contexts, 0)?)
     }
 }
 
@@ -312,18 +379,18 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.forward_with(xs, matvec::apply)
+    fn forward(&self, ctx: &Forward, xs: &Tensor) -> Result<Tensor> {
+        self.forward_with(ctx, xs, Linear::forward)
     }
 
-    /// The MLP with `product` as its linear layers ([`matvec::apply_rows`] for a decode batch).
-    fn forward_with(&self, xs: &Tensor, product: fn(&Linear, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
-        let (gate, up) = (product(&self.gate, xs)?, product(&self.up, xs)?);
+    /// The MLP with `product` as its linear layers ([`Linear::forward_rows`] for a decode batch).
+    fn forward_with(&self, ctx: &Forward, xs: &Tensor, product: fn(&Linear, &Forward, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
+        let (gate, up) = (product(&self.gate, ctx, xs)?, product(&self.up, ctx, xs)?);
         let gated = match self.act {
-            Activation::Silu => fused::silu_mul(&gate, &up)?,
-            act => (act.apply(&gate)? * up)?,
+            Activation::Silu => fused::silu_mul(ctx, &gate, &up)?,
+            act => (act.apply(ctx, &gate)? * up)?,
         };
-        product(&self.down, &gated)
+        product(&self.down, ctx, &gated)
     }
 }
 
@@ -437,8 +504,8 @@ impl Llama {
 
     /// Logits of residual states `[.., H]` read through the final norm and the LM head, as if the
     /// layers above them were skipped (the "logit lens" over `hidden_states`).
-    pub fn logits_of(&self, states: &Tensor) -> Result<Tensor> {
-        matvec::apply(&self.lm_head, &self.norm.forward(states)?)
+    pub fn logits_of(&self, ctx: &Forward, states: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(ctx, &self.norm.forward(ctx, states)?)
     }
 
     /// `ids` is `[B, T]` (u32) → `[B, T, H]`.
@@ -475,111 +542,61 @@ impl Llama {
     }
 
     /// Runs the decoder over `embeds` (`[B, T, H]`) appended after what `cache` holds.
-    pub fn forward_embeds(
+    pub fn forward_embeds(&self, ctx: &Forward, embeds: &Tensor, cache: &mut KvCache, options: ForwardOptions) -> Result<LlamaOutput> {
+        self.forward_embeds_with(ctx, embeds, cache, options, &mut NoHook)
+    }
+
+    /// [`Self::forward_embeds`] with `hook` inside the layer loop. After a hook dropped positions
+    /// the cache holds fewer positions in the layers after that; continue decoding with
+    /// `forward_embeds`/`forward_ids` as usual (each layer's causal mask counts its own cached
+    /// positions, and the next position is always layer 0's count).
+    pub fn forward_embeds_with(
         &self,
+        ctx: &Forward,
         embeds: &Tensor,
         cache: &mut KvCache,
-        all_logits: bool,
-        want_hidden: bool,
+        options: ForwardOptions,
+        hook: &mut dyn DecoderHook,
     ) -> Result<LlamaOutput> {
-        let (_, t, _) = embeds.dims3()?;
+        let (b, t, _) = embeds.dims3()?;
+        hook.begin(self.layers.len(), b, t)?;
         let past = self.check_context(cache, t)?;
         let (cos, sin) = self.rope_tables(past, t)?;
-        let mut xs = embeds.clone();
+        let mut state = DecoderState { xs: embeds.clone(), all_cos: cos.clone(), all_sin: sin.clone(), cos, sin };
         let mut hidden_states = Vec::new();
-        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            if want_hidden {
-                hidden_states.push(xs.clone());
+        for (i, (layer, slot)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+            hook.before_layer(i, &mut state)?;
+            if options.hidden_states {
+                hidden_states.push(state.xs.clone());
             }
-            // After a FastV-pruned prefill, layers ≥ K cache fewer positions; each layer's
-            // causal mask counts its own cached positions.
-            let attn = layer.attn.forward(&layer.input_layernorm.forward(&xs)?, &cos, &sin, slot)?;
-            let h = fused::add(&xs, &attn)?;
-            let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&h)?)?;
-            xs = fused::add(&h, &mlp)?;
+            let want_row = hook.wants_last_row(i);
+            let normed = layer.input_layernorm.forward(ctx, &state.xs)?;
+            let (attn, row) = layer.attn.forward_detailed(ctx, &normed, &state.cos, &state.sin, slot, want_row)?;
+            if want_row {
+                hook.after_attention(i, row)?;
+            }
+            let h = fused::add(ctx, &state.xs, &attn)?;
+            let mlp = layer.mlp.forward(ctx, &layer.post_attention_layernorm.forward(ctx, &h)?)?;
+            state.xs = fused::add(ctx, &h, &mlp)?;
         }
-        let normed = self.norm.forward(&xs)?;
-        if want_hidden {
+        hook.before_layer(self.layers.len(), &mut state)?;
+        let normed = self.norm.forward(ctx, &state.xs)?;
+        if options.hidden_states {
             hidden_states.push(normed.clone());
         }
-        let last = if all_logits { normed } else { normed.narrow(1, t - 1, 1)? };
-        let logits = matvec::apply(&self.lm_head, &last)?;
+        let last = match options.logits {
+            Logits::All => normed,
+            Logits::Last => {
+                let positions = normed.dim(1)?;
+                normed.narrow(1, positions - 1, 1)?
+            }
+        };
+        let logits = self.lm_head.forward(ctx, &last)?;
         Ok(LlamaOutput { logits, hidden_states })
     }
 
-    /// [`Self::forward_embeds`] with FastV-style pruning of a span of `embeds` (see [`SpanPrune`]).
-    /// The cache it leaves has fewer positions in layers ≥ K; continue decoding with
-    /// `forward_embeds`/`forward_ids` as usual. Batch size must be 1.
-    pub fn forward_embeds_pruned(
-        &self,
-        embeds: &Tensor,
-        cache: &mut KvCache,
-        all_logits: bool,
-        want_hidden: bool,
-        prune: &SpanPrune,
-    ) -> Result<PrunedOutput> {
-        let (b, t, _) = embeds.dims3()?;
-        if b != 1 {
-            bail!("pruned forward needs batch size 1, got {b}");
-        }
-        let p = prune;
-        if p.layer == 0 || p.layer > self.layers.len() {
-            bail!("FastV layer K = {} is out of range: 1 ≤ K ≤ {} (the decoder's layers)", p.layer, self.layers.len());
-        }
-        if p.len == 0 || p.start + p.len >= t {
-            bail!("the pruned span [{}, {}) must be non-empty and followed by at least one token (input has {t})", p.start, p.start + p.len);
-        }
-        if p.keep == 0 || p.keep > p.len {
-            bail!("FastV keeps {} tokens but 1 ≤ R ≤ {} (the span length)", p.keep, p.len);
-        }
-        let past = self.check_context(cache, t)?;
-        let (cos_all, sin_all) = self.rope_tables(past, t)?;
-        let (mut cos, mut sin) = (cos_all.clone(), sin_all.clone());
-        let mut xs = embeds.clone();
-        let mut hidden_states = Vec::new();
-        let mut kept: Vec<usize> = (0..t).collect();
-        let mut kept_in_span = Vec::new();
-        let mut span_scores = Vec::new();
-        let mut scores_row: Option<Tensor> = None;
-        for (i, (layer, slot)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
-            if i == p.layer {
-                (span_scores, kept_in_span, kept) = select_span(scores_row.take(), t, p)?;
-                let idx = Tensor::new(kept.iter().map(|&k| k as u32).collect::<Vec<_>>(), xs.device())?;
-                xs = xs.index_select(&idx, 1)?;
-                cos = cos_all.index_select(&idx, 0)?;
-                sin = sin_all.index_select(&idx, 0)?;
-            }
-            if want_hidden {
-                hidden_states.push(xs.clone());
-            }
-            let want_row = i + 1 == p.layer;
-            let (attn, row) =
-                layer.attn.forward_detailed(&layer.input_layernorm.forward(&xs)?, &cos, &sin, slot, want_row)?;
-            if want_row {
-                scores_row = row;
-            }
-            let h = fused::add(&xs, &attn)?;
-            let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&h)?)?;
-            xs = fused::add(&h, &mlp)?;
-        }
-        if p.layer == self.layers.len() {
-            // K = L: the selection happens after the last layer; only the logits' positions change.
-            (span_scores, kept_in_span, kept) = select_span(scores_row.take(), t, p)?;
-            let idx = Tensor::new(kept.iter().map(|&k| k as u32).collect::<Vec<_>>(), xs.device())?;
-            xs = xs.index_select(&idx, 1)?;
-        }
-        let normed = self.norm.forward(&xs)?;
-        if want_hidden {
-            hidden_states.push(normed.clone());
-        }
-        let cur = normed.dim(1)?;
-        let last = if all_logits { normed } else { normed.narrow(1, cur - 1, 1)? };
-        let logits = matvec::apply(&self.lm_head, &last)?;
-        Ok(PrunedOutput { output: LlamaOutput { logits, hidden_states }, kept, kept_in_span, span_scores })
-    }
-
-    pub fn forward_ids(&self, ids: &Tensor, cache: &mut KvCache, all_logits: bool, want_hidden: bool) -> Result<LlamaOutput> {
-        self.forward_embeds(&self.embed(ids)?, cache, all_logits, want_hidden)
+    pub fn forward_ids(&self, ctx: &Forward, ids: &Tensor, cache: &mut KvCache, options: ForwardOptions) -> Result<LlamaOutput> {
+        self.forward_embeds(ctx, &self.embed(ids)?, cache, options)
     }
 
     /// One decode step of several independent sequences (continuous batching): `tokens[i]` is
@@ -589,7 +606,7 @@ impl Llama {
     /// sequence against its own cache. Returns the next-token logits `[B, V]`. In f32 every row
     /// is bitwise what [`Self::forward_ids`] gives that sequence alone; 16-bit products may
     /// round differently with the batch size.
-    pub fn decode_step(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+    pub fn decode_step(&self, ctx: &Forward, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
         if tokens.is_empty() || tokens.len() != caches.len() {
             bail!("decode step: {} tokens for {} caches (one token per sequence, at least one)", tokens.len(), caches.len());
         }
@@ -602,34 +619,13 @@ impl Llama {
         let mut xs = self.embed(&ids)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let mut slots: Vec<&mut LayerKv> = caches.iter_mut().map(|c| &mut c.layers[l]).collect();
-            let attn = layer.attn.forward_rows(&layer.input_layernorm.forward(&xs)?, &ropes, &mut slots)?;
-            let h = fused::add(&xs, &attn)?;
-            let mlp = layer.mlp.forward_with(&layer.post_attention_layernorm.forward(&h)?, matvec::apply_rows)?;
-            xs = fused::add(&h, &mlp)?;
+            let attn = layer.attn.forward_rows(ctx, &layer.input_layernorm.forward(ctx, &xs)?, &ropes, &mut slots)?;
+            let h = fused::add(ctx, &xs, &attn)?;
+            let mlp = layer.mlp.forward_with(ctx, &layer.post_attention_layernorm.forward(ctx, &h)?, Linear::forward_rows)?;
+            xs = fused::add(ctx, &h, &mlp)?;
         }
-        Ok(matvec::apply_rows(&self.lm_head, &self.norm.forward(&xs)?)?.squeeze(1)?)
+        Ok(self.lm_head.forward_rows(ctx, &self.norm.forward(ctx, &xs)?)?.squeeze(1)?)
     }
-}
-
-/// FastV's selection from the last query's head-averaged attention row `[1, past + t]`:
-/// (span scores, kept offsets within the span, kept offsets within the input).
-fn select_span(row: Option<Tensor>, t: usize, p: &SpanPrune) -> Result<(Vec<f32>, Vec<usize>, Vec<usize>)> {
-    let row = row.context("FastV: no attention row from layer K − 1")?;
-    let past = row.dim(1)? - t;
-    let row: Vec<f32> = row.squeeze(0)?.to_vec1()?;
-    let scores = row[past + p.start..past + p.start + p.len].to_vec();
-    let in_span = top_k_sorted(&scores, p.keep);
-    let kept = (0..p.start).chain(in_span.iter().map(|&j| p.start + j)).chain(p.start + p.len..t).collect();
-    Ok((scores, in_span, kept))
-}
-
-/// Indices of the `k` largest values (ties go to the lower index), in ascending index order.
-pub fn top_k_sorted(values: &[f32], k: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
-    let mut top: Vec<usize> = order.into_iter().take(k).collect();
-    top.sort_unstable();
-    top
 }
 
 /// Greedy argmax of a `[V]` logits row.

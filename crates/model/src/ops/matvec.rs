@@ -6,11 +6,17 @@
 //!   where the CPU has them, 16-bit row-parallel dot products for decode, an f32 fallback
 //!   elsewhere); candle 0.9's CPU matmul has no fast 16-bit path.
 //! - anything else: the layer's own forward.
+//!
+//! Layers call these through [`crate::nn::Linear::forward`]; this module only reads the forward
+//! context (whether autograd must see the product, where to count it).
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Module, Storage, Tensor, WithDType};
 use candle_nn::Linear;
 use tokenscale_kernels::{bf16, f16, Backend, Half16, MatRef};
+
+use crate::forward::Forward;
+use crate::opcount::Op;
 
 /// `x·Wᵀ (+ b)` for f32 CPU input rows, every output element one `tokenscale_kernels::dot_f32` of a weight row and an
 /// input row, so a row's result does not depend on the rows that come with it (a batched decode
@@ -20,10 +26,6 @@ use tokenscale_kernels::{bf16, f16, Backend, Half16, MatRef};
 fn linear_f32_rows(linear: &Linear, x: &Tensor, max_rows: usize) -> Result<Option<Tensor>> {
     let w = linear.weight();
     let (out_dim, in_dim) = w.dims2()?;
-    // The fast path reads raw storage, which autograd cannot see through.
-    if crate::nn::differentiable() {
-        return Ok(None);
-    }
     if x.dtype() != DType::F32 || w.dtype() != DType::F32 || x.dims().last() != Some(&in_dim) || !w.is_contiguous() {
         return Ok(None);
     }
@@ -103,37 +105,33 @@ fn linear_half<T: WithDType + Half16>(linear: &Linear, x: &Tensor) -> Result<Opt
 
 /// The layer applied to `x`: 16-bit weights through our kernels, a single f32 row through the
 /// row-parallel path, anything else through the layer's forward.
-pub fn apply(linear: &Linear, x: &Tensor) -> Result<Tensor> {
-    let w = linear.weight();
-    let fast = match (w.dtype(), x.dtype()) {
-        (DType::BF16, DType::BF16) => linear_half::<bf16>(linear, x)?,
-        (DType::F16, DType::F16) => linear_half::<f16>(linear, x)?,
-        _ => linear_f32_rows(linear, x, 1)?,
-    };
-    finish(linear, x, fast)
+pub(crate) fn apply(ctx: &Forward, linear: &Linear, x: &Tensor) -> Result<Tensor> {
+    apply_up_to(ctx, linear, x, 1)
 }
 
 /// [`apply`] for a batch of decode rows (`[B, 1, in]`, one per sequence): f32 rows go through
 /// the row-parallel path whatever their number, so each row's result is bitwise what [`apply`]
 /// gives it alone; 16-bit rows take the kernels as in [`apply`].
-pub fn apply_rows(linear: &Linear, x: &Tensor) -> Result<Tensor> {
+pub(crate) fn apply_rows(ctx: &Forward, linear: &Linear, x: &Tensor) -> Result<Tensor> {
+    apply_up_to(ctx, linear, x, usize::MAX)
+}
+
+/// The layer on `x`: 16-bit weights through the kernels, f32 inputs of at most `max_f32_rows`
+/// rows on the row-parallel path (not in training: it reads raw storage, which autograd cannot
+/// see through), anything else through the layer's own forward; counted either way.
+fn apply_up_to(ctx: &Forward, linear: &Linear, x: &Tensor, max_f32_rows: usize) -> Result<Tensor> {
     let w = linear.weight();
     let fast = match (w.dtype(), x.dtype()) {
         (DType::BF16, DType::BF16) => linear_half::<bf16>(linear, x)?,
         (DType::F16, DType::F16) => linear_half::<f16>(linear, x)?,
-        _ => linear_f32_rows(linear, x, usize::MAX)?,
+        _ if ctx.differentiable() => None,
+        _ => linear_f32_rows(linear, x, max_f32_rows)?,
     };
-    finish(linear, x, fast)
-}
-
-/// The fast path's result, or the layer's own forward when none applied; counted either way.
-fn finish(linear: &Linear, x: &Tensor, fast: Option<Tensor>) -> Result<Tensor> {
-    let w = linear.weight();
     let y = match fast {
         Some(y) => y,
         None => linear.forward(x)?,
     };
-    crate::opcount::record(crate::opcount::Op::Linear, || (y.elem_count() * w.dim(1).unwrap_or(0)) as u64);
+    ctx.count(Op::Linear, || (y.elem_count() * w.dim(1).unwrap_or(0)) as u64);
     Ok(y)
 }
 

@@ -4,16 +4,16 @@
 //! linearly projected, overwrite the QED slots of the LLM's input embeddings.
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Linear};
+use candle_core::Tensor;
+use candle_nn::Conv2d;
 use serde::Deserialize;
 
 use crate::chat::token_type::{QED, QED_EOS};
 use crate::clip::{ClipVisionConfig, ClipVisionTransformer};
 use crate::config::parse;
-use crate::llama::{KvCache, Llama, LlamaConfig};
-use crate::matvec;
-use crate::nn::{self, LayerNorm};
+use crate::forward::Forward;
+use crate::llama::{ForwardOptions, KvCache, Llama, LlamaConfig};
+use crate::nn::{self, LayerNorm, Linear};
 use crate::weights::Weights;
 
 pub const MODEL_TYPE: &str = "modeling_query_adapt_clip_llm";
@@ -170,14 +170,14 @@ impl ImgQue {
     }
 
     /// `[K, 3, 336, 336]` crops → `[K, tokens_per_crop, vision_hidden]`.
-    pub fn encode_crops(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        let out = self.vision.forward(pixel_values)?;
+    pub fn encode_crops(&self, ctx: &Forward, pixel_values: &Tensor) -> Result<Tensor> {
+        let out = self.vision.forward(ctx, pixel_values)?;
         let last = out.hidden_states.last().context("vision tower has no layers")?;
-        let normed = self.pos_layrnorm.forward(last)?;
+        let normed = self.pos_layrnorm.forward(ctx, last)?;
         let (k, t, h) = normed.dims3()?;
         let g = self.config.vision.grid();
         let grid = normed.narrow(1, 1, t - 1)?.transpose(1, 2)?.reshape((k, h, g, g))?;
-        let merged = nn::conv(&self.merge, &grid)?;
+        let merged = nn::conv(ctx, &self.merge, &grid)?;
         let m = merged.dim(2)?;
         let idx = Tensor::arange_step(0u32, g as u32, 2, grid.device())?;
         let strided = grid.index_select(&idx, 2)?.index_select(&idx, 3)?;
@@ -189,25 +189,25 @@ impl ImgQue {
 
     /// Runs the query decoder over [all crop tokens][query ids] (causal, positions 0..L−1) and
     /// returns the final-norm states of the query part: `[Lq, vision_hidden]`.
-    pub fn query_hidden(&self, crop_tokens: &Tensor, que_ids: &[u32]) -> Result<Tensor> {
+    pub fn query_hidden(&self, ctx: &Forward, crop_tokens: &Tensor, que_ids: &[u32]) -> Result<Tensor> {
         let (k, per, h) = crop_tokens.dims3()?;
         let vision = crop_tokens.reshape((1, k * per, h))?;
         let ids = Tensor::new(que_ids, crop_tokens.device())?.unsqueeze(0)?;
         let query = self.decoder.embed(&ids)?;
         let row = Tensor::cat(&[&vision, &query], 1)?;
         let mut cache = KvCache::new(self.decoder.num_layers());
-        let out = self.decoder.forward_embeds(&row, &mut cache, false, true)?;
+        let out = self.decoder.forward_embeds(ctx, &row, &mut cache, ForwardOptions::LAST.with_hidden_states())?;
         let hidden = out.hidden_states.last().context("query decoder has no layers")?.squeeze(0)?;
         Ok(hidden.narrow(0, k * per, que_ids.len())?)
     }
 
     /// The query decoder's states at the query positions typed QED or EOS, in order:
     /// `[n, vision_hidden]` — the vision tokens the LLM receives.
-    pub fn query_states(&self, crop_tokens: &Tensor, que_ids: &[u32], que_tps: &[u32]) -> Result<Tensor> {
+    pub fn query_states(&self, ctx: &Forward, crop_tokens: &Tensor, que_ids: &[u32], que_tps: &[u32]) -> Result<Tensor> {
         if que_ids.len() != que_tps.len() {
             bail!("query ids ({}) and types ({}) differ in length", que_ids.len(), que_tps.len());
         }
-        let hidden = self.query_hidden(crop_tokens, que_ids)?;
+        let hidden = self.query_hidden(ctx, crop_tokens, que_ids)?;
         let picks: Vec<u32> =
             que_tps.iter().enumerate().filter(|(_, &t)| t & QED_EOS != 0).map(|(i, _)| i as u32).collect();
         if picks.is_empty() {
@@ -218,7 +218,7 @@ impl ImgQue {
 
     /// LLM input embeddings `[1, T, H]` with the QED-typed slots overwritten, in order, by the
     /// projected query states.
-    pub fn fuse(&self, input_ids: &[u32], input_tps: &[u32], query_states: &Tensor) -> Result<Tensor> {
+    pub fn fuse(&self, ctx: &Forward, input_ids: &[u32], input_tps: &[u32], query_states: &Tensor) -> Result<Tensor> {
         if input_ids.len() != input_tps.len() {
             bail!("input ids ({}) and types ({}) differ in length", input_ids.len(), input_tps.len());
         }
@@ -229,7 +229,7 @@ impl ImgQue {
         if slots.len() != n {
             bail!("the prompt has {} QED slots but the query decoder gives {n} states", slots.len());
         }
-        let projected = matvec::apply(&self.proj, query_states)?;
+        let projected = self.proj.forward(ctx, query_states)?;
         let mut rows = Vec::with_capacity(input_ids.len());
         let mut next = 0;
         for i in 0..input_ids.len() {

@@ -10,6 +10,7 @@ use image::RgbImage;
 
 use crate::chat::{ChatAndQueryParser, ChatTemplate, Conversation, ParsedRecord, QueryParser};
 use crate::config::read_json_value;
+use crate::forward::Forward;
 use crate::hd::hd_views;
 use crate::imgque::{ImgQue, ImgQueConfig};
 use crate::tokenizer::Tokenizer;
@@ -109,16 +110,16 @@ impl ImgQuePipeline {
 
     /// The crop tokens of one image (independent of n: computed once per image in sweeps),
     /// `[K, 145, vision_hidden]`.
-    pub fn encode_image(&self, image: &RgbImage) -> Result<Tensor> {
-        Ok(self.encode_views(image)?.1)
+    pub fn encode_image(&self, ctx: &Forward, image: &RgbImage) -> Result<Tensor> {
+        Ok(self.encode_views(ctx, image)?.1)
     }
 
     /// The views the vision tower consumes, `[K, 3, 336, 336]` (global view first, then the local
     /// crops row-major), and their crop tokens `[K, 145, vision_hidden]`.
-    pub fn encode_views(&self, image: &RgbImage) -> Result<(Tensor, Tensor)> {
+    pub fn encode_views(&self, ctx: &Forward, image: &RgbImage) -> Result<(Tensor, Tensor)> {
         let crop = self.model.config.vision.image_size as u32;
         let views = hd_views(image, self.num_crops, crop, self.model.llm.device())?;
-        let tokens = self.model.encode_crops(&views.pixel_values)?;
+        let tokens = self.model.encode_crops(ctx, &views.pixel_values)?;
         Ok((views.pixel_values, tokens))
     }
 
@@ -148,16 +149,24 @@ impl ImgQuePipeline {
 
     /// Token rows and fused embeddings for a conversation about the image whose crop tokens are
     /// given, with n_l tokens for the first question and n_s for each later one.
-    pub fn embeddings(&self, crop_tokens: &Tensor, conversation: &Conversation, n_l: usize, n_s: usize) -> Result<ImgQueInputs> {
-        self.embeddings_with(crop_tokens, conversation, n_l, n_s, self.drop_query)
+    pub fn embeddings(&self, ctx: &Forward, crop_tokens: &Tensor, conversation: &Conversation, n_l: usize, n_s: usize) -> Result<ImgQueInputs> {
+        self.embeddings_with(ctx, crop_tokens, conversation, n_l, n_s, self.drop_query)
     }
 
     /// [`Self::embeddings`] with DropQuery chosen per call.
-    pub fn embeddings_with(&self, crop_tokens: &Tensor, conversation: &Conversation, n_l: usize, n_s: usize, drop_query: bool) -> Result<ImgQueInputs> {
+    pub fn embeddings_with(
+        &self,
+        ctx: &Forward,
+        crop_tokens: &Tensor,
+        conversation: &Conversation,
+        n_l: usize,
+        n_s: usize,
+        drop_query: bool,
+    ) -> Result<ImgQueInputs> {
         let record = self.parser_with(n_l, n_s, drop_query)?.parse(&self.tokenizer, &self.clip_tokenizer, conversation, true)?;
         let query = record.query.as_ref().context("an image needs at least one non-empty question")?;
-        let states = self.model.query_states(crop_tokens, &query.input_ids, &query.input_tps)?;
-        let embeds = self.model.fuse(&record.llm.input_ids, &record.llm.input_tps, &states)?;
+        let states = self.model.query_states(ctx, crop_tokens, &query.input_ids, &query.input_tps)?;
+        let embeds = self.model.fuse(ctx, &record.llm.input_ids, &record.llm.input_tps, &states)?;
         let vision_tokens = states.dim(0)?;
         Ok(ImgQueInputs { record, embeds, vision_tokens, query_states: states })
     }

@@ -17,6 +17,8 @@ use candle_core::{DType, Storage, Tensor, WithDType};
 use rayon::prelude::*;
 use tokenscale_kernels::{bf16, f16};
 
+use crate::forward::Forward;
+
 /// Elements per rayon task: large enough that scheduling costs nothing next to the work.
 const CHUNK: usize = 1 << 14;
 
@@ -82,8 +84,8 @@ macro_rules! with_float {
 }
 
 /// True when the fused ops may run on `t` (CPU, and not recording a graph for training).
-fn usable(t: &Tensor) -> bool {
-    t.device().is_cpu() && !crate::nn::differentiable()
+fn usable(ctx: &Forward, t: &Tensor) -> bool {
+    t.device().is_cpu() && !ctx.differentiable()
 }
 
 /// Runs `f` over the contiguous elements of a CPU tensor; `None` when it is not one.
@@ -98,8 +100,8 @@ fn with_slice<T: Float, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> candle_core
 }
 
 /// `out[i] = op(a[i], b[i])` over two same-shaped tensors, in parallel.
-fn zip_map<T: Float>(a: &Tensor, b: &Tensor, op: impl Fn(f32, f32) -> f32 + Sync) -> candle_core::Result<Option<Tensor>> {
-    if a.dims() != b.dims() || !usable(a) || !usable(b) {
+fn zip_map<T: Float>(ctx: &Forward, a: &Tensor, b: &Tensor, op: impl Fn(f32, f32) -> f32 + Sync) -> candle_core::Result<Option<Tensor>> {
+    if a.dims() != b.dims() || !usable(ctx, a) || !usable(ctx, b) {
         return Ok(None);
     }
     let out = with_slice::<T, _>(a, |xa| {
@@ -120,8 +122,8 @@ fn zip_map<T: Float>(a: &Tensor, b: &Tensor, op: impl Fn(f32, f32) -> f32 + Sync
 }
 
 /// `out[i] = op(a[i])`, in parallel.
-fn map<T: Float>(a: &Tensor, op: impl Fn(f32) -> f32 + Sync) -> candle_core::Result<Option<Tensor>> {
-    if !usable(a) {
+fn map<T: Float>(ctx: &Forward, a: &Tensor, op: impl Fn(f32) -> f32 + Sync) -> candle_core::Result<Option<Tensor>> {
+    if !usable(ctx, a) {
         return Ok(None);
     }
     let out = with_slice::<T, _>(a, |xa| {
@@ -140,8 +142,8 @@ fn map<T: Float>(a: &Tensor, op: impl Fn(f32) -> f32 + Sync) -> candle_core::Res
 }
 
 /// `a + b` for same-shaped tensors (residual connections).
-pub fn add(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    let fused = if a.dtype() == b.dtype() { with_float!(a.dtype(), T => zip_map::<T>(a, b, |x, y| x + y))? } else { None };
+pub fn add(ctx: &Forward, a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let fused = if a.dtype() == b.dtype() { with_float!(a.dtype(), T => zip_map::<T>(ctx, a, b, |x, y| x + y))? } else { None };
     match fused {
         Some(out) => Ok(out),
         None => a + b,
@@ -150,10 +152,10 @@ pub fn add(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
 
 /// `[B, T, heads·d]` → `[B, heads, T, d]` (the projections' output split into attention heads),
 /// a parallel copy; candle's strided copy runs on one thread.
-pub fn split_heads(x: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+pub fn split_heads(ctx: &Forward, x: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let (b, t, width) = x.dims3()?;
     let d = width / heads.max(1);
-    let fused = if heads > 0 && width % heads == 0 && usable(x) {
+    let fused = if heads > 0 && width % heads == 0 && usable(ctx, x) {
         with_float!(x.dtype(), T => split_heads_typed::<T>(x, b, t, heads, d))?
     } else {
         None
@@ -281,9 +283,9 @@ fn silu(x: f32) -> f32 {
 
 /// `silu(gate) · up` (the gated MLP of Llama-family models); the SiLU output is rounded to the
 /// dtype before the product, as PyTorch's two ops do.
-pub fn silu_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+pub fn silu_mul(ctx: &Forward, gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
     let fused = if gate.dtype() == up.dtype() {
-        with_float!(gate.dtype(), T => zip_map::<T>(gate, up, |g, u| T::narrowed(silu(g)) * u))?
+        with_float!(gate.dtype(), T => zip_map::<T>(ctx, gate, up, |g, u| T::narrowed(silu(g)) * u))?
     } else {
         None
     };
@@ -294,8 +296,8 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// Exact (erf) GELU, PyTorch's `gelu` with approximate="none".
-pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
-    let fused = with_float!(x.dtype(), T => map::<T>(x, |v| (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * v))?;
+pub fn gelu_erf(ctx: &Forward, x: &Tensor) -> candle_core::Result<Tensor> {
+    let fused = with_float!(x.dtype(), T => map::<T>(ctx, x, |v| (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * v))?;
     match fused {
         Some(out) => Ok(out),
         None => x.gelu_erf(),
@@ -303,8 +305,8 @@ pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// CLIP's quick GELU, `x · sigmoid(1.702 · x)`, with HF's three roundings in 16 bits.
-pub fn quick_gelu(x: &Tensor) -> candle_core::Result<Tensor> {
-    let fused = with_float!(x.dtype(), T => map::<T>(x, |v| {
+pub fn quick_gelu(ctx: &Forward, x: &Tensor) -> candle_core::Result<Tensor> {
+    let fused = with_float!(x.dtype(), T => map::<T>(ctx, x, |v| {
         let scaled = T::narrowed(1.702 * v);
         v * T::narrowed(1.0 / (1.0 + exp_f32(-scaled)))
     }))?;
@@ -319,8 +321,8 @@ pub fn quick_gelu(x: &Tensor) -> candle_core::Result<Tensor> {
 /// (and no copy of the mask per query group). `mask` is `[rows_per_group, cols]` and applies to
 /// row `r` of every `[rows, cols]` block as `mask[r % rows_per_group]` (grouped-query attention
 /// stacks the query heads of a group along the rows).
-pub fn scaled_masked_softmax(scores: &Tensor, scale: f32, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
-    let fused = with_float!(scores.dtype(), T => softmax_rows::<T>(scores, scale, mask))?;
+pub fn scaled_masked_softmax(ctx: &Forward, scores: &Tensor, scale: f32, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let fused = with_float!(scores.dtype(), T => softmax_rows::<T>(ctx, scores, scale, mask))?;
     match fused {
         Some(out) => Ok(out),
         None => {
@@ -331,13 +333,29 @@ pub fn scaled_masked_softmax(scores: &Tensor, scale: f32, mask: Option<&Tensor>)
                 let mask = if rows != per { mask.repeat((rows / per.max(1), 1))? } else { mask.clone() };
                 s = s.broadcast_add(&mask)?;
             }
-            crate::nn::softmax_last_dim(&s)
+            softmax_last_dim(ctx, &s)
         }
     }
 }
 
-fn softmax_rows<T: Float>(scores: &Tensor, scale: f32, mask: Option<&Tensor>) -> candle_core::Result<Option<Tensor>> {
-    if !usable(scores) || scores.rank() < 2 {
+/// Softmax over the last dimension: in training the formula written with differentiable ops
+/// (max-shifted exponentials over their sum), otherwise candle's kernel or, in 16 bits, the fused one.
+pub fn softmax_last_dim(ctx: &Forward, xs: &Tensor) -> candle_core::Result<Tensor> {
+    if !ctx.differentiable() {
+        // candle's CPU softmax sums 16-bit exponentials in 16 bits (over 577 CLIP tokens that
+        // costs bf16 its last digits); the fused one sums in f32 and rounds once, as PyTorch.
+        if matches!(xs.dtype(), candle_core::DType::BF16 | candle_core::DType::F16) {
+            return scaled_masked_softmax(ctx, xs, 1.0, None);
+        }
+        return candle_nn::ops::softmax_last_dim(xs);
+    }
+    let shifted = xs.broadcast_sub(&xs.max_keepdim(candle_core::D::Minus1)?.detach())?;
+    let exp = shifted.exp()?;
+    exp.broadcast_div(&exp.sum_keepdim(candle_core::D::Minus1)?)
+}
+
+fn softmax_rows<T: Float>(ctx: &Forward, scores: &Tensor, scale: f32, mask: Option<&Tensor>) -> candle_core::Result<Option<Tensor>> {
+    if !usable(ctx, scores) || scores.rank() < 2 {
         return Ok(None);
     }
     let cols = scores.dim(candle_core::D::Minus1)?;
@@ -404,15 +422,15 @@ mod tests {
         let dev = Device::Cpu;
         let a = Tensor::randn(0f32, 2.0, (3, 70_000), &dev).unwrap();
         let b = Tensor::randn(0f32, 2.0, (3, 70_000), &dev).unwrap();
-        assert_eq!(max_diff(&add(&a, &b).unwrap(), &(&a + &b).unwrap()), 0.0);
+        assert_eq!(max_diff(&add(&Forward::INFERENCE, &a, &b).unwrap(), &(&a + &b).unwrap()), 0.0);
         // f32 rounding of a different (but exact-math equal) formula: relative 1e-6.
         let want = (a.silu().unwrap() * &b).unwrap();
         let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-        let diff = max_diff(&silu_mul(&a, &b).unwrap(), &want);
+        let diff = max_diff(&silu_mul(&Forward::INFERENCE, &a, &b).unwrap(), &want);
         assert!(diff <= 1e-6 * scale, "silu·up differs by {diff} (scale {scale})");
-        assert!(max_diff(&gelu_erf(&a).unwrap(), &a.gelu_erf().unwrap()) <= 1e-6);
+        assert!(max_diff(&gelu_erf(&Forward::INFERENCE, &a).unwrap(), &a.gelu_erf().unwrap()) <= 1e-6);
         let quick = (&a * candle_nn::ops::sigmoid(&(&a * 1.702).unwrap()).unwrap()).unwrap();
-        assert!(max_diff(&quick_gelu(&a).unwrap(), &quick) <= 1e-6);
+        assert!(max_diff(&quick_gelu(&Forward::INFERENCE, &a).unwrap(), &quick) <= 1e-6);
     }
 
     #[test]
@@ -428,7 +446,7 @@ mod tests {
                 }
             }
             let mask = Tensor::from_vec(m, (4, 11), &dev).unwrap().to_dtype(dtype).unwrap();
-            let got = scaled_masked_softmax(&scores, 0.125, Some(&mask)).unwrap();
+            let got = scaled_masked_softmax(&Forward::INFERENCE, &scores, 0.125, Some(&mask)).unwrap();
             let scaled = (scores.to_dtype(DType::F32).unwrap() * 0.125).unwrap().to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap();
             let masked = scaled.broadcast_add(&mask.to_dtype(DType::F32).unwrap().repeat((2, 1)).unwrap()).unwrap();
             let want = candle_nn::ops::softmax_last_dim(&masked).unwrap();
@@ -483,7 +501,7 @@ mod tests {
         for dtype in [DType::F32, DType::BF16] {
             let x = Tensor::randn(0f32, 1.0, (2, 5, 12), &dev).unwrap().to_dtype(dtype).unwrap();
             let want = x.reshape((2, 5, 3, 4)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
-            let got = split_heads(&x, 3).unwrap();
+            let got = split_heads(&Forward::INFERENCE, &x, 3).unwrap();
             assert_eq!(got.dims(), want.dims());
             assert_eq!(max_diff(&got, &want), 0.0);
         }
@@ -497,6 +515,6 @@ mod tests {
         // PyTorch: silu in bf16 (computed in f32, rounded), then the bf16 product (rounded).
         let silu_rounded = g.to_dtype(DType::F32).unwrap().silu().unwrap().to_dtype(DType::BF16).unwrap();
         let want = (silu_rounded.to_dtype(DType::F32).unwrap() * u.to_dtype(DType::F32).unwrap()).unwrap().to_dtype(DType::BF16).unwrap();
-        assert_eq!(max_diff(&silu_mul(&g, &u).unwrap(), &want), 0.0);
+        assert_eq!(max_diff(&silu_mul(&Forward::INFERENCE, &g, &u).unwrap(), &want), 0.0);
     }
 }

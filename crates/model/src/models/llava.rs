@@ -6,16 +6,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::Linear;
 use serde::Deserialize;
 
 use crate::clip::{ClipVisionConfig, ClipVisionTransformer};
 use crate::config::{parse, read_json_value};
-use crate::llama::{Llama, LlamaConfig, SpanPrune};
-use crate::matvec;
-use crate::nn::{self, Activation};
+use crate::forward::Forward;
+use crate::llama::{Llama, LlamaConfig};
+use crate::nn::{self, Activation, Linear};
 use crate::preprocess::{expand_to_square, mean_color, ClipImageProcessorConfig};
-use crate::reduce::{self, Reducer};
+use crate::reducers::{self, ImageSpan, ImageTokens, LayerAttention, Reducer, SpanPrune, Stage};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
@@ -148,8 +147,8 @@ impl Llava {
     }
 
     /// The selected CLIP layer (CLS dropped per the strategy), `[B, tokens, vision_hidden]`.
-    pub fn vision_features(&self, pixel_values: &Tensor) -> Result<Tensor> {
-        let out = self.vision.forward(pixel_values)?;
+    pub fn vision_features(&self, ctx: &Forward, pixel_values: &Tensor) -> Result<Tensor> {
+        let out = self.vision.forward(ctx, pixel_values)?;
         let feats = out.hidden_states[self.feature_index].clone();
         if self.config.keep_cls {
             Ok(feats)
@@ -164,61 +163,51 @@ impl Llava {
     /// pools before the projector; `visionzip` works at the selected layer (and, as VisionZip
     /// does, always keeps CLS among the dominant tokens); `fastv` reduces inside the LLM, so here
     /// it returns every token. `n` = [`LlavaConfig::image_tokens`] is the identity.
-    pub fn reduced_vision_features(&self, pixel_values: &Tensor, n: usize, reducer: Reducer) -> Result<Tensor> {
-        self.reduce_features(&self.encode_image(pixel_values, reducer)?, n, reducer)
+    pub fn reduced_vision_features(&self, ctx: &Forward, pixel_values: &Tensor, n: usize, reducer: Reducer) -> Result<Tensor> {
+        self.reduce_features(&self.encode_image(ctx, pixel_values, reducer)?, n, reducer)
     }
 
     /// The CLIP work for one image that every budget shares (sweeps compute it once per image).
-    pub fn encode_image(&self, pixel_values: &Tensor, reducer: Reducer) -> Result<VisionCache> {
+    pub fn encode_image(&self, ctx: &Forward, pixel_values: &Tensor, reducer: Reducer) -> Result<VisionCache> {
         let b = pixel_values.dim(0)?;
         if b != 1 {
             bail!("token reduction works on one image at a time (got a batch of {b})");
         }
-        if !matches!(reducer, Reducer::VisionZip) {
-            return Ok(VisionCache { features: self.vision_features(pixel_values)?, zip: None });
+        if !reducers::plugin(reducer).needs_attention() {
+            return Ok(VisionCache { features: self.vision_features(ctx, pixel_values)?, attention: None });
         }
         if self.feature_index == 0 {
-            bail!("visionzip needs an encoder layer's attention, but vision_feature_layer selects the embeddings");
+            bail!("{} needs an encoder layer's attention, but vision_feature_layer selects the embeddings", reducer.name());
         }
-        let (out, attn) = self.vision.forward_with_attention(pixel_values, Some(self.feature_index - 1))?;
-        let attn = attn.context("visionzip: no attention from the selected layer")?;
+        let (out, attn) = self.vision.forward_with_attention(ctx, pixel_values, Some(self.feature_index - 1))?;
+        let attn = attn.with_context(|| format!("{}: no attention from the selected layer", reducer.name()))?;
         let hidden = out.hidden_states[self.feature_index].squeeze(0)?;
         let t = hidden.dim(0)?;
         let cls: Vec<f32> =
             attn.probs.squeeze(0)?.narrow(1, 0, 1)?.squeeze(1)?.narrow(1, 1, t - 1)?.to_dtype(DType::F32)?.sum(0)?.to_vec1()?;
         let features = if self.config.keep_cls { hidden.unsqueeze(0)? } else { hidden.narrow(0, 1, t - 1)?.unsqueeze(0)? };
-        Ok(VisionCache { features, zip: Some((hidden, attn.keys_mean.squeeze(0)?, cls)) })
+        Ok(VisionCache { features, attention: Some(LayerAttention { hidden, keys_mean: attn.keys_mean.squeeze(0)?, cls_attention: cls }) })
     }
 
     /// Brings cached features to `n` tokens with `reducer`: `[1, n, vision_hidden]` (all tokens for fastv).
     pub fn reduce_features(&self, cache: &VisionCache, n: usize, reducer: Reducer) -> Result<Tensor> {
         let available = self.config.image_tokens();
-        reduce::check_budget(n, available)?;
-        if n == available || matches!(reducer, Reducer::FastV { .. }) {
+        reducers::check_budget(n, available)?;
+        let plugin = reducers::plugin(reducer);
+        if n == available || plugin.stage() == Stage::InLlm {
             return Ok(cache.features.clone());
         }
-        let feats = cache.features.squeeze(0)?;
-        let reduced = match reducer {
-            Reducer::Pool => {
-                let g = self.config.vision.grid();
-                let grid = if self.config.keep_cls { None } else { Some((g, g)) };
-                reduce::pool(&feats, grid, n)?
-            }
-            Reducer::Uniform => reduce::uniform(&feats, n)?,
-            Reducer::VisionZip => {
-                let (hidden, keys, cls) = cache.zip.as_ref().context("visionzip needs a cache made for visionzip")?;
-                let (dominant, contextual) = reduce::visionzip_split(n);
-                reduce::visionzip(hidden, keys, cls, dominant, contextual)?.0
-            }
-            Reducer::FastV { .. } => unreachable!("handled above"),
-        };
-        Ok(reduced.unsqueeze(0)?)
+        let features = cache.features.squeeze(0)?;
+        let g = self.config.vision.grid();
+        let grid = if self.config.keep_cls { None } else { Some((g, g)) };
+        let tokens = ImageTokens { features: &features, grid, attention: cache.attention.as_ref() };
+        Ok(plugin.reduce(&tokens, n)?.unsqueeze(0)?)
     }
 
     /// Projects vision features into the LLM's embedding space.
-    pub fn project(&self, features: &Tensor) -> Result<Tensor> {
-        let h = self.config.projector_act.apply(&matvec::apply(&self.proj1, features)?)?;
-        matvec::apply(&self.proj2, &h)
+    pub fn project(&self, ctx: &Forward, features: &Tensor) -> Result<Tensor> {
+        let h = self.config.projector_act.apply(ctx, &self.proj1.forward(ctx, features)?)?;
+        self.proj2.forward(ctx, &h)
     }
 
     /// LLM input embeddings for `ids` with the image-token positions replaced, in order, by the
@@ -268,8 +257,8 @@ pub struct LlavaPipeline {
 pub struct VisionCache {
     /// `[1, tokens, vision_hidden]` (CLS dropped per the strategy).
     pub features: Tensor,
-    /// Selected-layer states with CLS, head-averaged keys, CLS attention per patch.
-    pub zip: Option<(Tensor, Tensor, Vec<f32>)>,
+    /// The selected layer's attention, for the reducers that read it (VisionZip).
+    pub attention: Option<LayerAttention>,
 }
 
 /// What the model is fed for one image and prompt.
@@ -286,8 +275,9 @@ pub struct BudgetInputs {
     pub pixel_values: Tensor,
     /// `[1, T, H]`
     pub embeds: Tensor,
-    /// FastV's pruning for the prefill (use [`crate::generation::generate_pruned`] or
-    /// [`Llama::forward_embeds_pruned`]); `None` for the other reducers.
+    /// The in-LLM reducer's (FastV's) pruning for the prefill (use
+    /// [`crate::generation::generate_pruned`] or [`Llama::forward_embeds_pruned`]); `None` for
+    /// the other reducers.
     pub prune: Option<SpanPrune>,
     pub vision_tokens: usize,
 }
@@ -340,43 +330,46 @@ impl LlavaPipeline {
     }
 
     /// Prompt embeddings for the full (unreduced) image.
-    pub fn embeddings(&self, inputs: &LlavaInputs) -> Result<Tensor> {
-        let features = self.model.vision_features(&inputs.pixel_values)?;
-        let projected = self.model.project(&features)?.squeeze(0)?;
+    pub fn embeddings(&self, ctx: &Forward, inputs: &LlavaInputs) -> Result<Tensor> {
+        let features = self.model.vision_features(ctx, &inputs.pixel_values)?;
+        let projected = self.model.project(ctx, &features)?.squeeze(0)?;
         self.model.merge_embeddings(&inputs.input_ids, &projected)
     }
 
-    /// Inputs at a vision-token budget: `n` tokens made by `reducer` (see [`crate::reduce`]).
+    /// Inputs at a vision-token budget: `n` tokens made by `reducer` (see [`crate::reducers`]).
     /// For pool/uniform/visionzip the prompt holds `n` image tokens; for fastv it holds all of
     /// them and `prune` says what the LLM's prefill drops (`None` when `n` keeps everything).
-    pub fn prepare_budget(&self, image: &image::RgbImage, prompt: &str, n: usize, reducer: Reducer) -> Result<BudgetInputs> {
-        reduce::check_budget(n, self.model.config.image_tokens())?;
+    pub fn prepare_budget(&self, ctx: &Forward, image: &image::RgbImage, prompt: &str, n: usize, reducer: Reducer) -> Result<BudgetInputs> {
+        reducers::check_budget(n, self.model.config.image_tokens())?;
         let pixel_values = self.pixel_values(image)?;
-        let cache = self.model.encode_image(&pixel_values, reducer)?;
-        self.budget_inputs(&cache, pixel_values, prompt, n, reducer)
+        let cache = self.model.encode_image(ctx, &pixel_values, reducer)?;
+        self.budget_inputs(ctx, &cache, pixel_values, prompt, n, reducer)
     }
 
     /// [`Self::prepare_budget`] from CLIP work already done for this image.
-    pub fn budget_inputs(&self, cache: &VisionCache, pixel_values: Tensor, prompt: &str, n: usize, reducer: Reducer) -> Result<BudgetInputs> {
+    pub fn budget_inputs(
+        &self,
+        ctx: &Forward,
+        cache: &VisionCache,
+        pixel_values: Tensor,
+        prompt: &str,
+        n: usize,
+        reducer: Reducer,
+    ) -> Result<BudgetInputs> {
         let available = self.model.config.image_tokens();
         let features = self.model.reduce_features(cache, n, reducer)?;
-        let projected = self.model.project(&features)?.squeeze(0)?;
+        let projected = self.model.project(ctx, &features)?.squeeze(0)?;
         let image_id = self.model.config.image_token_index;
-        let (input_ids, prune) = match reducer {
-            Reducer::FastV { layer } => {
-                let layers = self.model.llm.num_layers();
-                if layer > layers {
-                    bail!("reducer fastv:{layer}: K must be within 1..={layers} (the LLM's layers)");
-                }
+        let plugin = reducers::plugin(reducer);
+        let (input_ids, prune) = match plugin.stage() {
+            Stage::InLlm => {
                 let ids = self.input_ids(prompt, available)?;
                 let start = ids.iter().position(|&t| t == image_id).unwrap_or(0);
-                if start + available >= ids.len() {
-                    bail!("fastv needs at least one prompt token after the image");
-                }
-                let prune = (n < available).then_some(SpanPrune { layer, start, len: available, keep: n });
-                (ids, prune)
+                let span = ImageSpan { start, len: available, prompt_len: ids.len() };
+                let prune = plugin.prune(span, n, self.model.llm.num_layers())?;
+                (ids, (n < available).then_some(prune))
             }
-            _ => (self.input_ids(prompt, n)?, None),
+            Stage::BeforeProjector => (self.input_ids(prompt, n)?, None),
         };
         let embeds = self.model.merge_embeddings(&input_ids, &projected)?;
         Ok(BudgetInputs { input_ids, pixel_values, embeds, prune, vision_tokens: n })
