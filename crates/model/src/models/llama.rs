@@ -18,16 +18,27 @@ use crate::fused;
 use crate::nn::{self, Activation, Linear, RmsNorm};
 use crate::weights::Weights;
 
+/// The `model_type` values of `config.json` this decoder can load.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
 
+/// HF `rope_scaling` (or v5 `rope_parameters`) block; every field is optional and checked
+/// by rope type.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RopeScaling {
+    /// `"default"`, `"linear"` or `"llama3"` (also read from the older key `type`).
     #[serde(alias = "type")]
     pub rope_type: Option<String>,
+    /// Frequency divisor for `"linear"` and `"llama3"` scaling.
     pub factor: Option<f64>,
+    /// `"llama3"`: wavelengths above `original_max_position_embeddings / low_freq_factor`
+    /// are scaled.
     pub low_freq_factor: Option<f64>,
+    /// `"llama3"`: wavelengths below `original_max_position_embeddings / high_freq_factor`
+    /// are kept.
     pub high_freq_factor: Option<f64>,
+    /// `"llama3"`: the context length the model was pre-trained with, in tokens.
     pub original_max_position_embeddings: Option<usize>,
+    /// RoPE base (transformers v5 `rope_parameters` only); the top-level `rope_theta` wins.
     pub rope_theta: Option<f64>,
 }
 
@@ -38,40 +49,59 @@ fn default_act() -> String { "silu".into() }
 /// The fields of an HF Llama / Mistral / Qwen2 `config.json` this runtime uses.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LlamaConfig {
+    /// `"llama"`, `"mistral"` or `"qwen2"`; `None` reads as `"llama"`.
     #[serde(default)]
     pub model_type: Option<String>,
+    /// Width of the residual stream (embedding size).
     pub hidden_size: usize,
+    /// Inner width of the gated MLP.
     pub intermediate_size: usize,
+    /// Number of decoder layers.
     pub num_hidden_layers: usize,
+    /// Number of query heads.
     pub num_attention_heads: usize,
+    /// Number of key/value heads (GQA); `None` means as many as query heads.
     #[serde(default)]
     pub num_key_value_heads: Option<usize>,
+    /// Width of one head; `None` means `hidden_size / num_attention_heads`.
     #[serde(default)]
     pub head_dim: Option<usize>,
+    /// Epsilon of every RMSNorm (default 1e-6).
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
+    /// RoPE base; `None` falls back to `rope_parameters` and then 10000.
     #[serde(default)]
     pub rope_theta: Option<f64>,
+    /// RoPE frequency scaling, if any (see [`RopeScaling`]).
     #[serde(default)]
     pub rope_scaling: Option<RopeScaling>,
     /// transformers v5 puts theta and scaling together here.
     #[serde(default)]
     pub rope_parameters: Option<RopeScaling>,
+    /// Longest context the model supports, in tokens (default 2048); caps cache preallocation.
     #[serde(default = "default_max_pos")]
     pub max_position_embeddings: usize,
+    /// Number of rows of the embedding table and of the LM head.
     pub vocab_size: usize,
+    /// Reuse the embedding table as the LM head when no `lm_head.weight` is stored.
     #[serde(default)]
     pub tie_word_embeddings: bool,
+    /// Whether the q/k/v/o projections carry biases (q/k/v always do for Qwen2).
     #[serde(default)]
     pub attention_bias: bool,
+    /// Whether the MLP projections carry biases.
     #[serde(default)]
     pub mlp_bias: bool,
+    /// MLP activation name (default `"silu"`).
     #[serde(default = "default_act")]
     pub hidden_act: String,
+    /// Beginning-of-sequence id(s): a number, a list or null.
     #[serde(default)]
     pub bos_token_id: Option<serde_json::Value>,
+    /// End-of-sequence id(s): a number, a list or null.
     #[serde(default)]
     pub eos_token_id: Option<serde_json::Value>,
+    /// Padding id: a number, a list (the first is used) or null.
     #[serde(default)]
     pub pad_token_id: Option<serde_json::Value>,
 }
@@ -108,21 +138,27 @@ impl LlamaConfig {
         Ok(config)
     }
 
+    /// The model type, `"llama"` when the config names none.
     pub fn model_type(&self) -> &str {
         self.model_type.as_deref().unwrap_or("llama")
     }
+    /// Number of key/value heads (query heads when `num_key_value_heads` is unset).
     pub fn kv_heads(&self) -> usize {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
+    /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
     }
+    /// Every end-of-sequence id (empty when none is set).
     pub fn eos_token_ids(&self) -> Vec<u32> {
         token_ids(self.eos_token_id.as_ref())
     }
+    /// The padding id, if the config names one.
     pub fn pad_token_id(&self) -> Option<u32> {
         token_ids(self.pad_token_id.as_ref()).first().copied()
     }
+    /// Every beginning-of-sequence id (empty when none is set).
     pub fn bos_token_ids(&self) -> Vec<u32> {
         token_ids(self.bos_token_id.as_ref())
     }
@@ -138,6 +174,8 @@ impl LlamaConfig {
         self.rope_scaling.as_ref().or(self.rope_parameters.as_ref())
     }
 
+    /// Checks the model type is supported and the query heads divide into the key/value heads.
+    /// `origin` prefixes the error message.
     pub fn validate(&self, origin: &str) -> Result<()> {
         if !SUPPORTED_MODEL_TYPES.contains(&self.model_type()) {
             bail!(
@@ -208,6 +246,7 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// An empty cache for `num_layers` layers, growing as positions are appended.
     pub fn new(num_layers: usize) -> Self {
         Self::with_capacity(num_layers, 0)
     }
@@ -216,6 +255,7 @@ impl KvCache {
     pub fn with_capacity(num_layers: usize, positions: usize) -> Self {
         Self { layers: (0..num_layers).map(|_| LayerKv::with_reserve(positions)).collect() }
     }
+    /// Number of positions cached so far (layer 0's count; 0 for an empty cache).
     pub fn seq_len(&self) -> usize {
         self.layers.first().map_or(0, LayerKv::len)
     }
@@ -239,6 +279,7 @@ pub enum Logits {
 /// What a forward pass returns besides the logits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ForwardOptions {
+    /// Which positions' logits to compute.
     pub logits: Logits,
     /// Also return the hidden states of every layer (see [`LlamaOutput::hidden_states`]).
     pub hidden_states: bool,
@@ -342,11 +383,14 @@ impl Attention {
             debug_assert_eq!(x.dims3().ok(), Some((b, t, heads * self.head_dim)));
             Ok(fused::split_heads(ctx, &x, heads)?)
         };
-        let q = split(self.q.forward(ctx, xs)?, self.heads)?;
-        let k = split(self.k.forward(ctx, xs)?, self.kv_heads)?;
+        // q and k are rotated while they are split into heads (one pass, RoPE in place).
+        let rotated = |x: Tensor, heads: usize| -> Result<Tensor> {
+            debug_assert_eq!(x.dims3().ok(), Some((b, t, heads * self.head_dim)));
+            Ok(fused::split_heads_rope(ctx, &x, heads, cos, sin)?)
+        };
+        let q = rotated(self.q.forward(ctx, xs)?, self.heads)?;
+        let k = rotated(self.k.forward(ctx, xs)?, self.kv_heads)?;
         let v = split(self.v.forward(ctx, xs)?, self.kv_heads)?;
-        let q = nn::rope(ctx, &q, cos, sin)?;
-        let k = nn::rope(ctx, &k, cos, sin)?;
         let shape = Heads { heads: self.heads, kv_heads: self.kv_heads, head_dim: self.head_dim };
         let (context, last) = attention::causal(ctx, &q, &k, &v, cache, shape, last_probs)?;
         Ok((self.o.forward(ctx, &context)?, last))
@@ -362,10 +406,11 @@ impl Attention {
         let shape = Heads { heads: self.heads, kv_heads: self.kv_heads, head_dim: self.head_dim };
         let mut contexts = Vec::with_capacity(slots.len());
         for (i, ((cos, sin), slot)) in ropes.iter().zip(slots.iter_mut()).enumerate() {
-            let row = |x: &Tensor, heads: usize| -> Result<Tensor> { Ok(fused::split_heads(ctx, &x.narrow(0, i, 1)?.contiguous()?, heads)?) };
-            let q = nn::rope(ctx, &row(&q, self.heads)?, cos, sin)?;
-            let k = nn::rope(ctx, &row(&k, self.kv_heads)?, cos, sin)?;
-            contexts.push(attention::causal(ctx, &q, &k, &row(&v, self.kv_heads)?, slot, shape, false)?.0);
+            let row = |x: &Tensor| -> Result<Tensor> { Ok(x.narrow(0, i, 1)?.contiguous()?) };
+            let q = fused::split_heads_rope(ctx, &row(&q)?, self.heads, cos, sin)?;
+            let k = fused::split_heads_rope(ctx, &row(&k)?, self.kv_heads, cos, sin)?;
+            let v = fused::split_heads(ctx, &row(&v)?, self.kv_heads)?;
+            contexts.push(attention::causal(ctx, &q, &k, &v, slot, shape, false)?.0);
         }
         self.o.forward_rows(ctx, &Tensor::cat(&contexts, 0)?)
     }
@@ -410,7 +455,9 @@ pub struct LlamaOutput {
     pub hidden_states: Vec<Tensor>,
 }
 
+/// A loaded LLaMA-family decoder (embeddings, layers, final norm, LM head) with its RoPE table.
 pub struct Llama {
+    /// The config the model was loaded from.
     pub config: LlamaConfig,
     embed_tokens: Embedding,
     layers: Vec<DecoderLayer>,
@@ -427,6 +474,8 @@ impl Llama {
         Self::load_parts(&w.pp("model"), w, config, origin)
     }
 
+    /// Like [`Llama::load`], with the decoder (`embed_tokens`, `layers`, `norm`) read from `model`
+    /// and `lm_head` from `head`. Fails on a missing or mis-shaped tensor.
     pub fn load_parts(model: &Weights, head: &Weights, config: &LlamaConfig, origin: &str) -> Result<Self> {
         let c = config;
         c.validate(origin)?;
@@ -475,14 +524,17 @@ impl Llama {
         Ok(Self { config: c.clone(), embed_tokens: Embedding::new(embed_weight, h), layers, norm, lm_head, inv_freq, norm_dtype })
     }
 
+    /// Number of decoder layers.
     pub fn num_layers(&self) -> usize {
         self.layers.len()
     }
 
+    /// Width of the residual stream.
     pub fn hidden_size(&self) -> usize {
         self.config.hidden_size
     }
 
+    /// An empty KV cache with one slot per layer.
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(self.layers.len())
     }
@@ -493,6 +545,7 @@ impl Llama {
         KvCache::with_capacity(self.layers.len(), positions.min(self.config.max_position_embeddings))
     }
 
+    /// The device the weights live on.
     pub fn device(&self) -> &Device {
         self.inv_freq.device()
     }
@@ -595,6 +648,7 @@ impl Llama {
         Ok(LlamaOutput { logits, hidden_states })
     }
 
+    /// Embeds `ids` (`[B, T]` token ids) and runs [`Llama::forward_embeds`] on them.
     pub fn forward_ids(&self, ctx: &Forward, ids: &Tensor, cache: &mut KvCache, options: ForwardOptions) -> Result<LlamaOutput> {
         self.forward_embeds(ctx, &self.embed(ids)?, cache, options)
     }

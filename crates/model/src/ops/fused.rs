@@ -24,7 +24,9 @@ const CHUNK: usize = 1 << 14;
 
 /// An element type the fused ops compute in f32 and store back.
 pub trait Float: WithDType + Copy + Send + Sync {
+    /// The value widened to f32 (exact for f32, bf16 and f16).
     fn to_f32(self) -> f32;
+    /// `v` rounded to this type (round-to-nearest-even for bf16 and f16).
     fn of(v: f32) -> Self;
     /// `v` rounded to this type and back (identity for f32).
     fn narrowed(v: f32) -> f32 {
@@ -163,6 +165,59 @@ pub fn split_heads(ctx: &Forward, x: &Tensor, heads: usize) -> candle_core::Resu
     match fused {
         Some(out) => Ok(out),
         None => x.reshape((b, t, heads, d))?.transpose(1, 2)?.contiguous(),
+    }
+}
+
+/// [`split_heads`] then rotary embedding (HF's rotate-half layout, `cos`/`sin` of `[T, d/2]`),
+/// in one parallel pass: each head's row is rotated as it is copied, so RoPE needs no tensor of
+/// its own. Each value is computed exactly as candle's `rope` does in the tensor's type (a
+/// product rounded to it, then the sum rounded), so the result is bitwise the same as
+/// `nn::rope(split_heads(x))`; that is also what it falls back to (training, other devices).
+pub fn split_heads_rope(ctx: &Forward, x: &Tensor, heads: usize, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, t, width) = x.dims3()?;
+    let d = width / heads.max(1);
+    let tables_fit = cos.dims() == [t, d / 2] && sin.dims() == [t, d / 2] && cos.dtype() == x.dtype() && sin.dtype() == x.dtype();
+    let fused = if heads > 0 && width % heads == 0 && d % 2 == 0 && tables_fit && usable(ctx, x) {
+        with_float!(x.dtype(), T => split_heads_rope_typed::<T>(x, (b, t, heads, d), cos, sin))?
+    } else {
+        None
+    };
+    match fused {
+        Some(out) => Ok(out),
+        None => crate::nn::rope(ctx, &split_heads(ctx, x, heads)?, cos, sin),
+    }
+}
+
+fn split_heads_rope_typed<T: Float>(
+    x: &Tensor,
+    (b, t, heads, d): (usize, usize, usize, usize),
+    cos: &Tensor,
+    sin: &Tensor,
+) -> candle_core::Result<Option<Tensor>> {
+    let (Some(cos), Some(sin)) = (with_slice::<T, _>(cos, |c| c.to_vec())?, with_slice::<T, _>(sin, |s| s.to_vec())?) else {
+        return Ok(None);
+    };
+    let half = d / 2;
+    let out = with_slice::<T, _>(x, |xs| {
+        let mut out = vec![T::of(0.0); xs.len()];
+        out.par_chunks_mut((t * d).max(1)).enumerate().for_each(|(bh, dst)| {
+            let (bi, h) = (bh / heads, bh % heads);
+            for (i, row) in dst.chunks_mut(d.max(1)).enumerate() {
+                let src = &xs[((bi * t + i) * heads + h) * d..][..d];
+                let (c, s) = (&cos[i * half..][..half], &sin[i * half..][..half]);
+                for j in 0..half {
+                    let (x1, x2) = (src[j].to_f32(), src[j + half].to_f32());
+                    let (cj, sj) = (c[j].to_f32(), s[j].to_f32());
+                    row[j] = T::of(T::narrowed(x1 * cj) - T::narrowed(x2 * sj));
+                    row[j + half] = T::of(T::narrowed(x1 * sj) + T::narrowed(x2 * cj));
+                }
+            }
+        });
+        out
+    })?;
+    match out {
+        Some(out) => Ok(Some(Tensor::from_vec(out, (b, heads, t, d), x.device())?)),
+        None => Ok(None),
     }
 }
 
@@ -415,6 +470,28 @@ mod tests {
         let a = a.to_dtype(DType::F32).unwrap();
         let b = b.to_dtype(DType::F32).unwrap();
         (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// RoPE applied while splitting into heads is bitwise candle's rope of the split heads, in
+    /// every float type (f16 too), for a whole prefill and a single decode position.
+    #[test]
+    fn split_heads_rope_is_bitwise_candles_rope_of_the_split() {
+        let dev = Device::Cpu;
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
+            for (t, heads, d) in [(7, 4, 16), (1, 3, 8)] {
+                let x = Tensor::randn(0f32, 3.0, (2, t, heads * d), &dev).unwrap().to_dtype(dtype).unwrap();
+                let angles = Tensor::randn(0f32, 2.0, (t, d / 2), &dev).unwrap();
+                let cos = angles.cos().unwrap().to_dtype(dtype).unwrap();
+                let sin = angles.sin().unwrap().to_dtype(dtype).unwrap();
+                let ctx = &Forward::INFERENCE;
+                let fused = split_heads_rope(ctx, &x, heads, &cos, &sin).unwrap();
+                let reference = crate::nn::rope(ctx, &split_heads(ctx, &x, heads).unwrap(), &cos, &sin).unwrap();
+                assert_eq!(fused.dims(), reference.dims());
+                let bits = |v: &Tensor| v.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let (a, b) = (bits(&fused), bits(&reference));
+                assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "{dtype:?} t={t}");
+            }
+        }
     }
 
     #[test]
