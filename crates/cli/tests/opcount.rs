@@ -70,23 +70,19 @@ fn llava_counted_macs_equal_the_analytic_count() {
         let counter = OpCounter::start();
         let cache = p.model.encode_image(&Forward::INFERENCE.counting(&counter), &pixels, r).unwrap();
         let vision = counter.macs();
-        drop(counter);
-        let counter = OpCounter::start();
+        // The reducers take no forward context, so their own products are never counted (as in
+        // the analytic model): nothing to measure here.
         let features = p.model.reduce_features(&cache, n, r).unwrap();
-        assert_eq!(counter.macs(), 0, "{case}: the reducers' own products are not counted (as in the analytic model)");
-        drop(counter);
         let counter = OpCounter::start();
         p.model.project(&Forward::INFERENCE.counting(&counter), &features).unwrap();
         let projector = counter.macs_of(Op::Linear);
         assert_eq!(counter.macs(), projector, "{case}: the projector is two linear layers");
-        drop(counter);
 
         // the whole answer through the runtime, as `tokenscale run` does it
         let budget = VisionBudget { tokens: reducer.map(|_| n), short_tokens: None, reducer: reducer.map(str::to_string) };
         let counter = OpCounter::start();
         let prepared = runtime.prepare(&Forward::INFERENCE.counting(&counter), Some(&img), PROMPT, false, &budget).unwrap();
         let prepare = counter.macs();
-        drop(counter);
         let (prefill, decode) = prefill_and_decode(&runtime, &prepared, steps);
 
         let text = (prepared.input_ids.len() - prepared.vision_positions.len()) as u64;
@@ -119,19 +115,16 @@ fn imgque_counted_macs_equal_the_analytic_count() {
         let counter = OpCounter::start();
         let crop_tokens = p.encode_image(&Forward::INFERENCE.counting(&counter), &img).unwrap();
         let (encode, conv) = (counter.macs(), counter.macs_of(Op::Conv));
-        drop(counter);
         let crops = crop_tokens.dim(0).unwrap() as u64;
         let counter = OpCounter::start();
         let inputs = p.embeddings(&Forward::INFERENCE.counting(&counter), &crop_tokens, &conversation, n as usize, 4.min(n as usize)).unwrap();
         let fused = counter.macs();
-        drop(counter);
         assert_eq!(inputs.vision_tokens as u64, n);
 
         let budget = VisionBudget { tokens: Some(n as usize), short_tokens: Some(4.min(n as usize)), reducer: None };
         let counter = OpCounter::start();
         let prepared = runtime.prepare(&Forward::INFERENCE.counting(&counter), Some(&img), PROMPT, false, &budget).unwrap();
         let prepare = counter.macs();
-        drop(counter);
         let (prefill, decode) = prefill_and_decode(&runtime, &prepared, steps);
 
         let query_text = inputs.record.query.as_ref().unwrap().input_ids.len() as u64 - n;

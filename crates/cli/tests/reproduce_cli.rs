@@ -21,7 +21,7 @@ fn ok(o: &Output) {
 /// The report's number format for fitted and probed quantities.
 fn fmt_value(v: f64) -> String {
     let a = v.abs();
-    if a != 0.0 && (a >= 1e5 || a < 1e-3) {
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
         format!("{v:.3e}")
     } else {
         format!("{v:.3}")

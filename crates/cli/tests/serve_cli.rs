@@ -26,6 +26,8 @@ fn answer(addr: &str, body: &str) -> String {
 
 /// Starts `tokenscale serve` on a free port; the process, its standard error (read up to the
 /// line saying where it listens) and that address.
+// The caller owns the child and kills and waits for it (clippy cannot see that across the return).
+#[allow(clippy::zombie_processes)]
 fn spawn_server(extra: &[&str]) -> (Child, BufReader<ChildStderr>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tokenscale"))
         .args(["serve", "--model", &model(), "--port", "0"])

@@ -32,7 +32,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 /// input rows and `weights.len() / in_dim` weight rows (the output transposed, so a task owns
 /// whole weight rows). Returns `false` (and writes nothing) when the lengths do not fit.
 pub fn f32_rows_transposed(weights: &[f32], input: &[f32], in_dim: usize, yt: &mut [f32]) -> bool {
-    if in_dim == 0 || weights.len() % in_dim != 0 || input.len() % in_dim != 0 {
+    if in_dim == 0 || !weights.len().is_multiple_of(in_dim) || !input.len().is_multiple_of(in_dim) {
         return false;
     }
     let (out_dim, rows) = (weights.len() / in_dim, input.len() / in_dim);
@@ -150,6 +150,6 @@ mod tests {
         let mut yt = vec![0f32; 2];
         assert!(!f32_rows_transposed(&[0.0; 6], &[0.0; 4], 3, &mut yt));
         assert!(!f32_rows_transposed(&[0.0; 6], &[0.0; 3], 0, &mut yt));
-        assert!(!f32_rows_transposed(&[0.0; 6], &[0.0; 3], 3, &mut vec![0f32; 3]));
+        assert!(!f32_rows_transposed(&[0.0; 6], &[0.0; 3], 3, &mut [0f32; 3]));
     }
 }

@@ -304,7 +304,8 @@ mod tests {
             assert_eq!(row.pairs as usize, reach.len());
             let vals: Vec<_> = reach.iter().map(|(a, b)| brute(a, b, d, n)).collect();
             let k = vals.len() as f64;
-            let mean = |f: &dyn Fn(&(f64, f64, f64, f64, f64)) -> f64| vals.iter().map(f).sum::<f64>() / k;
+            type Moments = (f64, f64, f64, f64, f64);
+            let mean = |f: &dyn Fn(&Moments) -> f64| vals.iter().map(f).sum::<f64>() / k;
             let dm = mean(&|v| v.0);
             let ds = (vals.iter().map(|v| (v.0 - dm).powi(2)).sum::<f64>() / k).sqrt();
             assert!((row.d_mean - dm).abs() < 1e-9, "n={n}");

@@ -231,7 +231,8 @@ fn a_deeper_model_starts_from_a_shallower_one_only_with_init_partial() {
 
 #[test]
 fn auxiliary_settings_outside_the_model_are_refused_by_name() {
-    let cases: [(fn(&mut TrainConfig), &str); 3] = [
+    type Case = (fn(&mut TrainConfig), &'static str);
+    let cases: [Case; 3] = [
         (|c| (c.aux_query_weight, c.aux_query_layer) = (1.0, 3), "aux_query_layer"),
         (|c| (c.aux_routed_weight, c.routed_from_slot) = (1.0, 4), "routed_from_slot"),
         (|c| c.aux_prev_weight = f64::NAN, "aux_*_weight"),

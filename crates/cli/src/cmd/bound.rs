@@ -72,9 +72,9 @@ pub fn write_report(report: &tokenscale_law::bound::BoundReport, out: &std::path
             Some(l) => (report.rows.iter().map(|r| r.bound).collect(), format!("lambda sqrt(Upsilon(n)), lambda = {l:.4}")),
             None => (report.rows.iter().map(|r| r.sqrt_upsilon).collect(), "sqrt(Upsilon(n)) (lambda not fitted: no --distance)".to_string()),
         };
-        DistanceFigure { title: "E[D(n)] and the bound".into(), n: n.clone(), d_mean: report.rows.iter().map(|r| r.d_mean).collect(), d_std: report.rows.iter().map(|r| r.d_std).collect(), fit, fit_label: label }.save(&out, "bound_distance")?;
+        DistanceFigure { title: "E[D(n)] and the bound".into(), n: n.clone(), d_mean: report.rows.iter().map(|r| r.d_mean).collect(), d_std: report.rows.iter().map(|r| r.d_std).collect(), fit, fit_label: label }.save(out, "bound_distance")?;
         if report.rows.iter().any(|r| r.n_balance.is_some()) {
-            BalanceFigure { title: "n_balance(n) against y = n".into(), n: n.clone(), n_balance: report.rows.iter().map(|r| r.n_balance).collect() }.save(&out, "bound_balance")?;
+            BalanceFigure { title: "n_balance(n) against y = n".into(), n: n.clone(), n_balance: report.rows.iter().map(|r| r.n_balance).collect() }.save(out, "bound_balance")?;
         }
         let none = vec![None; n.len()];
         PsiFigure {
@@ -86,7 +86,7 @@ pub fn write_report(report: &tokenscale_law::bound::BoundReport, out: &std::path
             psi_aabb: report.rows.iter().map(|r| Some(r.psi_aa)).collect(),
             psi_ab: report.rows.iter().map(|r| Some(r.psi_ab)).collect(),
         }
-        .save(&out, "bound_psi")?;
+        .save(out, "bound_psi")?;
     }
     match report.lambda {
         Some(l) => eprintln!("lambda = {l:.6} (RMSE {:.4}, R2 {:.4})", report.lambda_rmse.unwrap_or(0.0), report.lambda_r2.unwrap_or(0.0)),

@@ -79,7 +79,7 @@ fn sanitize(s: &str) -> String {
 
 fn fmt(v: f64) -> String {
     let a = v.abs();
-    if a != 0.0 && (a >= 1e5 || a < 1e-3) {
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
         format!("{v:.4e}")
     } else {
         format!("{v:.4}")
