@@ -270,48 +270,16 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
 
     // Goodness of fit in the fitting space.
     let n_pts = ns.len();
-    let k = form.n_params();
     let r = residuals(form, &sol.p, &ns, &yt, log).ok_or_else(|| fail("model left its domain at the optimum"))?;
-    let rss: f64 = r.iter().map(|v| v * v).sum();
-    let mean_t = yt.iter().sum::<f64>() / n_pts as f64;
-    let tss: f64 = yt.iter().map(|v| (v - mean_t) * (v - mean_t)).sum();
-    let r2 = if tss > 0.0 { 1.0 - rss / tss } else { 0.0 };
-    let rmse = (rss / n_pts as f64).sqrt();
-    let rss_floor = rss.max(n_pts as f64 * 1e-300);
-    let m2ll = n_pts as f64 * ((2.0 * std::f64::consts::PI * rss_floor / n_pts as f64).ln() + 1.0);
-    // k counts every parameter of the law family (also when the paper law lands on a boundary) + σ².
-    let kk = (law.n_params() + 1) as f64;
-    let aic = m2ll + 2.0 * kk;
-    let bic = m2ll + kk * (n_pts as f64).ln();
-    let dof = n_pts - k;
+    let Goodness { rss, r2, rmse, aic, bic, dof } = goodness(law, form, &r, &yt);
     if dof == 0 {
         notes.push("no residual degrees of freedom (points = parameters): exact fit, no studentised residuals, degenerate intervals".into());
     }
 
     // Studentised residuals.
     let stud = studentized(form, &sol.p, &ns, &r, log);
-    let mut residual_rows = Vec::new();
-    let mut outliers = Vec::new();
-    let mut excluded = Vec::new();
-    let mut ui = 0;
-    for &(n, s) in points {
-        let fitted = report_form.eval(&report_p, n);
-        let target = if log { s.ln() } else { s };
-        let fit_t = if log && fitted > 0.0 { fitted.ln() } else { fitted };
-        let res = target - fit_t;
-        if is_excluded(n) {
-            excluded.push(n);
-            residual_rows.push(ResidualRow { n, score: s, fitted, residual: finite_or_zero(res), studentized: None, outlier: false, excluded: true });
-        } else {
-            let t = stud.as_ref().and_then(|v| v[ui]);
-            let out = t.is_some_and(|t| t.abs() > opts.outlier_threshold);
-            if out {
-                outliers.push(n);
-            }
-            residual_rows.push(ResidualRow { n, score: s, fitted, residual: finite_or_zero(res), studentized: t, outlier: out, excluded: false });
-            ui += 1;
-        }
-    }
+    let (residual_rows, outliers, excluded) =
+        residual_table(points, &is_excluded, (report_form, &report_p), stud.as_deref(), log, opts.outlier_threshold);
     if !outliers.is_empty() {
         notes.push(format!("{} point(s) flagged as outliers (|studentised residual| > {}); they are kept in the fit", outliers.len(), opts.outlier_threshold));
     }
@@ -326,21 +294,8 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
     if opts.bootstrap > 0 && failed * 2 > opts.bootstrap {
         notes.push(format!("{failed} of {} bootstrap refits failed; intervals use the rest", opts.bootstrap));
     }
-    let names = report_names(law, form);
-    let mut params = BTreeMap::new();
-    let mut ci95 = BTreeMap::new();
     let report_samples: Vec<Vec<f64>> = samples.iter().map(|s| to_report(form, s).1).filter(|p| p.iter().all(|v| v.is_finite())).collect();
-    for (i, name) in names.iter().enumerate() {
-        params.insert(name.to_string(), report_p[i]);
-        let ci = if report_samples.is_empty() {
-            [report_p[i], report_p[i]]
-        } else {
-            let mut v: Vec<f64> = report_samples.iter().map(|s| s[i]).collect();
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            [percentile(&v, 2.5), percentile(&v, 97.5)]
-        };
-        ci95.insert(name.to_string(), ci);
-    }
+    let (params, ci95) = intervals(&report_names(law, form), &report_p, &report_samples);
 
     if let (Law::Paper, Some("general"), Some([lo, hi])) = (law, regime_form, ci95.get("n_balance")) {
         if *lo <= 0.0 || hi / lo > 1e3 {
@@ -351,22 +306,7 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
     // Curve and band on a log grid over the measured range.
     let nmin = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let nmax = points.iter().map(|p| p.0).fold(0.0, f64::max);
-    let mut curve = Vec::new();
-    let m = opts.curve_points.max(2);
-    for i in 0..m {
-        let n = if nmax > nmin { (nmin.ln() + (nmax.ln() - nmin.ln()) * i as f64 / (m - 1) as f64).exp() } else { nmin };
-        let fit = report_form.eval(&report_p, n);
-        let mut vals: Vec<f64> = report_samples.iter().map(|s| report_form.eval(s, n)).filter(|v| v.is_finite()).collect();
-        let (lo, hi) = if vals.is_empty() {
-            (fit, fit)
-        } else {
-            vals.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            (percentile(&vals, 2.5), percentile(&vals, 97.5))
-        };
-        if fit.is_finite() {
-            curve.push(CurvePoint { n, fit, lo, hi });
-        }
-    }
+    let curve = curve_with_band((report_form, &report_p), &report_samples, (nmin, nmax), opts.curve_points.max(2));
 
     // Local exponents and regime.
     let local_law = match report_form {
@@ -374,18 +314,7 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
         _ => unreachable!(),
     };
     let local_exponent = points.iter().map(|&(n, _)| LocalExponent { n, value: local_law.local_exponent(&report_p, n) }).collect();
-    let regime = regime_form.map(|rf| {
-        let nb = match rf {
-            "dpsi0" => None,
-            _ => Some(report_p[2]),
-        };
-        let all: Vec<f64> = points.iter().map(|p| p.0).collect();
-        let (sublinear, linear) = match nb {
-            None => (vec![], vec![]),
-            Some(nb) => (all.iter().copied().filter(|&n| n < nb).collect(), all.iter().copied().filter(|&n| n >= nb).collect()),
-        };
-        Regime { form: rf.to_string(), n_balance: nb, sublinear, linear }
-    });
+    let regime = regime_form.map(|rf| regime_of(rf, &report_p, points));
     let s_lo = report_form.eval(&report_p, nmin);
     let s_hi = report_form.eval(&report_p, nmax);
     let improves_with_n = match opts.direction {
@@ -427,6 +356,123 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
         notes,
         curve,
     })
+}
+
+/// Goodness of fit in the fitting space.
+struct Goodness {
+    rss: f64,
+    r2: f64,
+    rmse: f64,
+    aic: f64,
+    bic: f64,
+    dof: usize,
+}
+
+/// RSS, R², RMSE, AIC and BIC (Gaussian likelihood with σ² estimated) of residuals `r` against
+/// targets `yt`; the information criteria count every parameter of the law family (also when
+/// the paper law lands on a boundary) plus σ².
+fn goodness(law: Law, form: Form, r: &[f64], yt: &[f64]) -> Goodness {
+    let n_pts = yt.len();
+    let rss: f64 = r.iter().map(|v| v * v).sum();
+    let mean_t = yt.iter().sum::<f64>() / n_pts as f64;
+    let tss: f64 = yt.iter().map(|v| (v - mean_t) * (v - mean_t)).sum();
+    let r2 = if tss > 0.0 { 1.0 - rss / tss } else { 0.0 };
+    let rmse = (rss / n_pts as f64).sqrt();
+    let rss_floor = rss.max(n_pts as f64 * 1e-300);
+    let m2ll = n_pts as f64 * ((2.0 * std::f64::consts::PI * rss_floor / n_pts as f64).ln() + 1.0);
+    let kk = (law.n_params() + 1) as f64;
+    Goodness { rss, r2, rmse, aic: m2ll + 2.0 * kk, bic: m2ll + kk * (n_pts as f64).ln(), dof: n_pts - form.n_params() }
+}
+
+/// One row per measured point (excluded ones included, without a studentised residual), the
+/// n of the points flagged as outliers and the n of the excluded points. `stud` holds the
+/// studentised residuals of the points used, in order.
+fn residual_table(
+    points: &[(f64, f64)],
+    is_excluded: &dyn Fn(f64) -> bool,
+    (report_form, report_p): (Form, &[f64]),
+    stud: Option<&[Option<f64>]>,
+    log: bool,
+    outlier_threshold: f64,
+) -> (Vec<ResidualRow>, Vec<f64>, Vec<f64>) {
+    let mut residual_rows = Vec::new();
+    let mut outliers = Vec::new();
+    let mut excluded = Vec::new();
+    let mut ui = 0;
+    for &(n, s) in points {
+        let fitted = report_form.eval(report_p, n);
+        let target = if log { s.ln() } else { s };
+        let fit_t = if log && fitted > 0.0 { fitted.ln() } else { fitted };
+        let res = target - fit_t;
+        if is_excluded(n) {
+            excluded.push(n);
+            residual_rows.push(ResidualRow { n, score: s, fitted, residual: finite_or_zero(res), studentized: None, outlier: false, excluded: true });
+        } else {
+            let t = stud.and_then(|v| v[ui]);
+            let out = t.is_some_and(|t| t.abs() > outlier_threshold);
+            if out {
+                outliers.push(n);
+            }
+            residual_rows.push(ResidualRow { n, score: s, fitted, residual: finite_or_zero(res), studentized: t, outlier: out, excluded: false });
+            ui += 1;
+        }
+    }
+    (residual_rows, outliers, excluded)
+}
+
+/// The reported parameters by name, and their 95 % percentile intervals over the bootstrap
+/// samples (degenerate at the estimate when there are none).
+fn intervals(names: &[&str], report_p: &[f64], report_samples: &[Vec<f64>]) -> (BTreeMap<String, f64>, BTreeMap<String, [f64; 2]>) {
+    let mut params = BTreeMap::new();
+    let mut ci95 = BTreeMap::new();
+    for (i, name) in names.iter().enumerate() {
+        params.insert(name.to_string(), report_p[i]);
+        let ci = if report_samples.is_empty() {
+            [report_p[i], report_p[i]]
+        } else {
+            let mut v: Vec<f64> = report_samples.iter().map(|s| s[i]).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            [percentile(&v, 2.5), percentile(&v, 97.5)]
+        };
+        ci95.insert(name.to_string(), ci);
+    }
+    (params, ci95)
+}
+
+/// The fitted curve at `m` points of a log grid over `[nmin, nmax]`, with the bootstrap's 95 %
+/// band at each (points where the fit is not finite are left out).
+fn curve_with_band((report_form, report_p): (Form, &[f64]), report_samples: &[Vec<f64>], (nmin, nmax): (f64, f64), m: usize) -> Vec<CurvePoint> {
+    let mut curve = Vec::new();
+    for i in 0..m {
+        let n = if nmax > nmin { (nmin.ln() + (nmax.ln() - nmin.ln()) * i as f64 / (m - 1) as f64).exp() } else { nmin };
+        let fit = report_form.eval(report_p, n);
+        let mut vals: Vec<f64> = report_samples.iter().map(|s| report_form.eval(s, n)).filter(|v| v.is_finite()).collect();
+        let (lo, hi) = if vals.is_empty() {
+            (fit, fit)
+        } else {
+            vals.sort_by(|a, b| a.total_cmp(b));
+            (percentile(&vals, 2.5), percentile(&vals, 97.5))
+        };
+        if fit.is_finite() {
+            curve.push(CurvePoint { n, fit, lo, hi });
+        }
+    }
+    curve
+}
+
+/// The paper law's regime split: the measured n below n_balance (sublinear) and from it on
+/// (linear); the Δψ = 0 form has no finite n_balance.
+fn regime_of(form: &str, report_p: &[f64], points: &[(f64, f64)]) -> Regime {
+    let nb = match form {
+        "dpsi0" => None,
+        _ => Some(report_p[2]),
+    };
+    let all: Vec<f64> = points.iter().map(|p| p.0).collect();
+    let (sublinear, linear) = match nb {
+        None => (vec![], vec![]),
+        Some(nb) => (all.iter().copied().filter(|&n| n < nb).collect(), all.iter().copied().filter(|&n| n >= nb).collect()),
+    };
+    Regime { form: form.to_string(), n_balance: nb, sublinear, linear }
 }
 
 fn finite_or_zero(v: f64) -> f64 {
