@@ -295,7 +295,7 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
         notes.push(format!("{failed} of {} bootstrap refits failed; intervals use the rest", opts.bootstrap));
     }
     let report_samples: Vec<Vec<f64>> = samples.iter().map(|s| to_report(form, s).1).filter(|p| p.iter().all(|v| v.is_finite())).collect();
-    let (params, ci95) = intervals(&report_names(law, form), &report_p, &report_samples);
+    let (params, ci95) = intervals(report_names(law, form), &report_p, &report_samples);
 
     if let (Law::Paper, Some("general"), Some([lo, hi])) = (law, regime_form, ci95.get("n_balance")) {
         if *lo <= 0.0 || hi / lo > 1e3 {
