@@ -295,102 +295,8 @@ pub fn cost(arch: &Arch, n: u64, w: &Workload) -> Result<Vec<Row>> {
     }
     let mut rows = Vec::new();
     match arch {
-        Arch::Llava(s) => {
-            let crops = w.crops.unwrap_or(1);
-            if crops != 1 {
-                bail!("crops = {crops}: LLaVA-1.5 encodes one view per image");
-            }
-            let avail = s.image_tokens();
-            if n > avail {
-                bail!("n = {n}: LLaVA gives at most {avail} vision tokens per image (1 ≤ n ≤ {avail})");
-            }
-            rows.push(Row::new(
-                n,
-                "vision_tower",
-                clip_params(&s.vision),
-                clip_macs_per_crop(&s.vision, s.vision_layers_used),
-                0,
-                clip_peak(&s.vision, 1) * bytes,
-            ));
-            let (vh, th) = (s.vision.hidden, s.llm.hidden);
-            let (projected, layer_lens, full) = match w.reducer {
-                Some(Reducer::FastV { layer }) => {
-                    let layer = layer as u64;
-                    if layer > s.llm.layers {
-                        bail!("reducer fastv:{layer}: K must be within 1..={} (the LLM's layers)", s.llm.layers);
-                    }
-                    let full = w.text_tokens + avail;
-                    let kept = w.text_tokens + n;
-                    let lens = (0..s.llm.layers).map(|i| if i < layer { full } else { kept }).collect::<Vec<_>>();
-                    (avail, lens, full)
-                }
-                _ => {
-                    let p = w.text_tokens + n;
-                    (n, vec![p; s.llm.layers as usize], p)
-                }
-            };
-            rows.push(Row::new(
-                n,
-                "projector",
-                llava_projector_params(s),
-                projected * (vh * th + th * th),
-                0,
-                projected * (vh + 2 * th) * bytes,
-            ));
-            check_context(&s.llm, n, full, w, "LLM")?;
-            rows.extend(llm_rows(n, &s.llm, &layer_lens, w, llm_params(&s.llm)));
-        }
-        Arch::ImgQue(s) => {
-            let k = w.crops.unwrap_or_else(|| s.default_crops());
-            if k == 0 {
-                bail!("crops = 0: the query-fused model needs at least the global view");
-            }
-            if s.append_special_padding && n - 1 > s.decoder.vocab.saturating_sub(s.clip_vocab) {
-                bail!(
-                    "n = {n}: the query decoder has {} placeholder embeddings (imgque_vocab_size {} − CLIP vocab {}), so n ≤ {}",
-                    s.decoder.vocab.saturating_sub(s.clip_vocab),
-                    s.decoder.vocab,
-                    s.clip_vocab,
-                    s.decoder.vocab.saturating_sub(s.clip_vocab) + 1
-                );
-            }
-            let v = &s.vision;
-            rows.push(Row::new(
-                n,
-                "vision_tower",
-                clip_params(v),
-                k * clip_macs_per_crop(v, v.layers),
-                0,
-                clip_peak(v, k) * bytes,
-            ));
-            let g = v.grid();
-            let m = s.merged_grid();
-            rows.push(Row::new(
-                n,
-                "hd_merge",
-                hd_merge_params(s),
-                k * hd_merge_macs_per_crop(s),
-                0,
-                k * v.hidden * (g * g + 2 * m * m) * bytes,
-            ));
-            let len = k * s.tokens_per_crop() + w.query_text_tokens + n;
-            // No context check here: 17 crops alone give 2465 > 2048 (the decoder's default
-            // max_position_embeddings); HF's Llama computes RoPE on the fly and has no hard limit.
-            let spans = vec![(len, len); s.decoder.layers as usize];
-            rows.push(Row::new(
-                n,
-                "query_decoder",
-                llm_params(&s.decoder),
-                llm_pass_macs(&s.decoder, &spans, 0),
-                0,
-                llm_pass_peak(&s.decoder, &spans, 0) * bytes,
-            ));
-            let (vh, th) = (v.hidden, s.llm.hidden);
-            rows.push(Row::new(n, "projector", vh * th, n * vh * th, 0, n * (vh + th) * bytes));
-            let p = w.text_tokens + n;
-            check_context(&s.llm, n, p, w, "LLM")?;
-            rows.extend(llm_rows(n, &s.llm, &vec![p; s.llm.layers as usize], w, llm_params(&s.llm)));
-        }
+        Arch::Llava(s) => llava_rows(s, n, w, &mut rows)?,
+        Arch::ImgQue(s) => imgque_rows(s, n, w, &mut rows)?,
         Arch::Llm(l) => {
             let p = w.text_tokens + n;
             check_context(l, n, p, w, "LLM")?;
@@ -403,6 +309,111 @@ pub fn cost(arch: &Arch, n: u64, w: &Workload) -> Result<Vec<Row>> {
     }
     rows.push(total(n, &rows));
     Ok(rows)
+}
+
+/// LLaVA's component rows of one n (vision tower, projector, LLM prefill and decode).
+fn llava_rows(s: &LlavaShape, n: u64, w: &Workload, rows: &mut Vec<Row>) -> Result<()> {
+    let bytes = w.dtype.bytes();
+    let crops = w.crops.unwrap_or(1);
+    if crops != 1 {
+        bail!("crops = {crops}: LLaVA-1.5 encodes one view per image");
+    }
+    let avail = s.image_tokens();
+    if n > avail {
+        bail!("n = {n}: LLaVA gives at most {avail} vision tokens per image (1 ≤ n ≤ {avail})");
+    }
+    rows.push(Row::new(
+        n,
+        "vision_tower",
+        clip_params(&s.vision),
+        clip_macs_per_crop(&s.vision, s.vision_layers_used),
+        0,
+        clip_peak(&s.vision, 1) * bytes,
+    ));
+    let (vh, th) = (s.vision.hidden, s.llm.hidden);
+    let (projected, layer_lens, full) = match w.reducer {
+        Some(Reducer::FastV { layer }) => {
+            let layer = layer as u64;
+            if layer > s.llm.layers {
+                bail!("reducer fastv:{layer}: K must be within 1..={} (the LLM's layers)", s.llm.layers);
+            }
+            let full = w.text_tokens + avail;
+            let kept = w.text_tokens + n;
+            let lens = (0..s.llm.layers).map(|i| if i < layer { full } else { kept }).collect::<Vec<_>>();
+            (avail, lens, full)
+        }
+        _ => {
+            let p = w.text_tokens + n;
+            (n, vec![p; s.llm.layers as usize], p)
+        }
+    };
+    rows.push(Row::new(
+        n,
+        "projector",
+        llava_projector_params(s),
+        projected * (vh * th + th * th),
+        0,
+        projected * (vh + 2 * th) * bytes,
+    ));
+    check_context(&s.llm, n, full, w, "LLM")?;
+    rows.extend(llm_rows(n, &s.llm, &layer_lens, w, llm_params(&s.llm)));
+    Ok(())
+}
+
+/// The query-fused model's component rows of one n (vision tower over k crops, HD merge,
+/// query decoder, projector, LLM prefill and decode).
+fn imgque_rows(s: &ImgQueShape, n: u64, w: &Workload, rows: &mut Vec<Row>) -> Result<()> {
+    let bytes = w.dtype.bytes();
+    let k = w.crops.unwrap_or_else(|| s.default_crops());
+    if k == 0 {
+        bail!("crops = 0: the query-fused model needs at least the global view");
+    }
+    if s.append_special_padding && n - 1 > s.decoder.vocab.saturating_sub(s.clip_vocab) {
+        bail!(
+            "n = {n}: the query decoder has {} placeholder embeddings (imgque_vocab_size {} − CLIP vocab {}), so n ≤ {}",
+            s.decoder.vocab.saturating_sub(s.clip_vocab),
+            s.decoder.vocab,
+            s.clip_vocab,
+            s.decoder.vocab.saturating_sub(s.clip_vocab) + 1
+        );
+    }
+    let v = &s.vision;
+    rows.push(Row::new(
+        n,
+        "vision_tower",
+        clip_params(v),
+        k * clip_macs_per_crop(v, v.layers),
+        0,
+        clip_peak(v, k) * bytes,
+    ));
+    let g = v.grid();
+    let m = s.merged_grid();
+    rows.push(Row::new(
+        n,
+        "hd_merge",
+        hd_merge_params(s),
+        k * hd_merge_macs_per_crop(s),
+        0,
+        k * v.hidden * (g * g + 2 * m * m) * bytes,
+    ));
+    let len = k * s.tokens_per_crop() + w.query_text_tokens + n;
+    // No context check here: 17 crops alone give 2465 > 2048 (the decoder's default
+    // max_position_embeddings); HF's Llama computes RoPE on the fly and has no hard limit.
+    let spans = vec![(len, len); s.decoder.layers as usize];
+    rows.push(Row::new(
+        n,
+        "query_decoder",
+        llm_params(&s.decoder),
+        llm_pass_macs(&s.decoder, &spans, 0),
+        0,
+        llm_pass_peak(&s.decoder, &spans, 0) * bytes,
+    ));
+    let (vh, th) = (v.hidden, s.llm.hidden);
+    rows.push(Row::new(n, "projector", vh * th, n * vh * th, 0, n * (vh + th) * bytes));
+    let p = w.text_tokens + n;
+    check_context(&s.llm, n, p, w, "LLM")?;
+    rows.extend(llm_rows(n, &s.llm, &vec![p; s.llm.layers as usize], w, llm_params(&s.llm)));
+    Ok(())
 }
 
 /// Rows for every n of `ns`, in order.
