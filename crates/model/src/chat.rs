@@ -57,25 +57,42 @@ pub type TokenType = u32;
 pub mod token_type {
     use super::TokenType;
 
+    /// Padding; also the type of the query row's trailing `fill_ends` eos tokens.
     pub const PAD: TokenType = 1;
+    /// Role tags and template separators (`[INST]`, `USER:`, headers, …).
     pub const INST: TokenType = 2;
+    /// The system prompt.
     pub const SYS: TokenType = 4;
+    /// An image token (LLaVA's `<image>` expanded into the vision features).
     pub const IMG: TokenType = 8;
+    /// A user question.
     pub const QUE: TokenType = 16;
+    /// An assistant answer.
     pub const ANS: TokenType = 32;
+    /// The beginning-of-sequence token.
     pub const BOS: TokenType = 64;
+    /// The end-of-sequence token.
     pub const EOS: TokenType = 128;
+    /// A placeholder slot for one query-decoder output (image tokens fused with a question).
     pub const QED: TokenType = 256;
+    /// Plain text outside any other category.
     pub const TXT: TokenType = 512;
 
     /// PAD | INST | SYS | BOS | EOS = 199.
     pub const CTL: TokenType = PAD | INST | SYS | BOS | EOS;
+    /// A token that is both question and answer text (48).
     pub const QUE_ANS: TokenType = QUE | ANS; // 48
+    /// An answer's closing end-of-sequence token (160).
     pub const ANS_EOS: TokenType = ANS | EOS; // 160
+    /// An image token or a query placeholder (264).
     pub const IMG_QED: TokenType = IMG | QED; // 264
+    /// A question token or a query placeholder (272).
     pub const QUE_QED: TokenType = QUE | QED; // 272
+    /// Question, answer or end-of-sequence (176).
     pub const QUE_ANS_EOS: TokenType = QUE | ANS | EOS; // 176
+    /// A query placeholder that also ends the query-decoder row (384).
     pub const QED_EOS: TokenType = QED | EOS; // 384
+    /// Query placeholder, answer or end-of-sequence (416).
     pub const QED_ANS_EOS: TokenType = QED | ANS | EOS; // 416
 
     /// `tps & CTL != 0`.
@@ -83,6 +100,7 @@ pub mod token_type {
         tp & CTL != 0
     }
 
+    /// `tps & CTL == 0`: the token is not a control token.
     pub fn not_ctl(tp: TokenType) -> bool {
         !is_ctl(tp)
     }
@@ -92,6 +110,7 @@ pub mod token_type {
         tp & the_type != 0
     }
 
+    /// `tps & the_type == 0` (true when the token has none of the bits of `the_type`).
     pub fn not_the_type(tp: TokenType, the_type: TokenType) -> bool {
         !is_the_type(tp, the_type)
     }
@@ -102,14 +121,18 @@ pub mod token_type {
     }
 }
 
+/// Who speaks a [`Message`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// The user (questions; images attach to the user side).
     User,
+    /// The assistant (answers, and the empty turn still to generate).
     Assistant,
 }
 
 impl Role {
+    /// The lowercase name, as in chat JSON (`"user"` / `"assistant"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
@@ -118,8 +141,10 @@ impl Role {
     }
 }
 
+/// One turn of a [`Conversation`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
+    /// Who says it.
     pub role: Role,
     /// An empty content is an "empty message" (fastchat's `None`): only the role tag is emitted,
     /// e.g. the assistant turn still to be generated.
@@ -134,29 +159,35 @@ pub struct Conversation {
     pub image: Option<String>,
     /// `None`: the template's default system message; `Some("")`: no system prompt.
     pub system: Option<String>,
+    /// The turns in order, alternating user / assistant, user first.
     pub messages: Vec<Message>,
 }
 
 impl Conversation {
+    /// An empty conversation: no image, the template's default system message, no messages.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Sets the image reference (a path or other id).
     pub fn with_image(mut self, image: impl Into<String>) -> Self {
         self.image = Some(image.into());
         self
     }
 
+    /// Sets the system message (`""` for no system prompt).
     pub fn with_system(mut self, system: impl Into<String>) -> Self {
         self.system = Some(system.into());
         self
     }
 
+    /// Appends a user message.
     pub fn user(mut self, content: impl Into<String>) -> Self {
         self.messages.push(Message { role: Role::User, content: content.into() });
         self
     }
 
+    /// Appends an assistant message.
     pub fn assistant(mut self, content: impl Into<String>) -> Self {
         self.messages.push(Message { role: Role::Assistant, content: content.into() });
         self

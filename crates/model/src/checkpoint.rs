@@ -19,6 +19,7 @@ use crate::config::{parse, read_json_value};
 use crate::llama::{Llama, LlamaConfig};
 use crate::weights::Weights;
 
+/// A checkpoint kind, from `config.json`'s `model_type`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Architecture {
     /// `CLIPVisionModel`
@@ -33,9 +34,12 @@ pub enum Architecture {
     ImgQue,
 }
 
+/// The `model_type` values [`Architecture::detect`] accepts, for error messages.
 pub const SUPPORTED: &str = "clip_vision_model, clip, llama, mistral, qwen2, llava, modeling_query_adapt_clip_llm";
 
 impl Architecture {
+    /// Reads `dir/config.json` and classifies it by `model_type`; returns the kind and the parsed
+    /// config. Fails when the folder or the config is missing or the type is unsupported.
     pub fn detect(dir: &Path) -> Result<(Self, serde_json::Value)> {
         let path = dir.join("config.json");
         if !dir.is_dir() {
@@ -55,6 +59,7 @@ impl Architecture {
         Ok((arch, value))
     }
 
+    /// The HF class name of the kind, for messages.
     pub fn name(&self) -> String {
         match self {
             Self::ClipVision => "CLIPVisionModel".into(),
@@ -115,12 +120,18 @@ fn load_causal_lm_unnamed(dir: &Path, dtype: DType, device: &Device) -> Result<L
 
 /// Per-component parameter counts and the storage dtypes, grouped by key prefix.
 pub struct Inventory {
+    /// Number of tensors.
     pub tensors: usize,
+    /// Number of parameters (elements) across all tensors.
     pub parameters: usize,
+    /// Parameters per component: the key's first segment, or first two under `model.` and
+    /// `imgque_backbone.`.
     pub components: BTreeMap<String, usize>,
+    /// Parameters per storage dtype name (`F32`, `BF16`, …).
     pub dtypes: BTreeMap<String, usize>,
 }
 
+/// Counts the tensors and parameters of `weights` per component and per stored dtype.
 pub fn inventory(weights: &Weights) -> Result<Inventory> {
     let mut inv = Inventory { tensors: 0, parameters: 0, components: BTreeMap::new(), dtypes: BTreeMap::new() };
     for (key, dtype, count) in weights.summary()? {

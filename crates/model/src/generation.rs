@@ -8,12 +8,17 @@ use crate::forward::Forward;
 use crate::llama::{ForwardOptions, KvCache, Llama};
 use crate::reducers::SpanPrune;
 
+/// Decoding settings: length limit, sampling (temperature, top-p, seed) and stop tokens.
 #[derive(Debug, Clone)]
 pub struct GenerationConfig {
+    /// Most tokens to generate after the prompt (the stop token counts).
     pub max_new_tokens: usize,
     /// 0 (or less) means greedy.
     pub temperature: f64,
+    /// Nucleus sampling: sample among the most likely tokens whose probabilities sum to `top_p`
+    /// (1.0 keeps all); unused when greedy.
     pub top_p: f64,
+    /// Seed of the sampler's random stream; the same seed gives the same tokens.
     pub seed: u64,
     /// Generation ends after emitting one of these (the stop token is returned too).
     pub stop_tokens: Vec<u32>,
@@ -25,6 +30,7 @@ impl Default for GenerationConfig {
     }
 }
 
+/// Picks next tokens from logits: greedy or temperature + top-p sampling with a seeded RNG.
 pub struct Sampler {
     /// Our own generator: its stream is fixed by this repository, not by a dependency's version.
     rng: SplitMix64,
@@ -33,6 +39,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// A sampler with `config`'s temperature, top-p and seed.
     pub fn new(config: &GenerationConfig) -> Self {
         Self { rng: SplitMix64::new(config.seed), temperature: config.temperature, top_p: config.top_p }
     }

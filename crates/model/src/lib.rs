@@ -5,6 +5,8 @@
 //! rewriting checkpoints), [`generation`] and [`runtime`] (one entry point over every checkpoint
 //! kind).
 
+#![warn(missing_docs)]
+
 pub mod chat;
 pub mod checkpoint;
 pub mod generation;

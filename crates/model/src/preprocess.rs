@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use resample::Filter;
 
+/// Per-channel (RGB) mean of OpenAI CLIP's normalisation, on the 0..1 scale.
 pub const OPENAI_CLIP_MEAN: [f64; 3] = [0.48145466, 0.4578275, 0.40821073];
+/// Per-channel (RGB) standard deviation of OpenAI CLIP's normalisation, on the 0..1 scale.
 pub const OPENAI_CLIP_STD: [f64; 3] = [0.26862954, 0.26130258, 0.27577711];
 
 pub use tokenscale_base::image::{decode_image_bytes, open_image, MAX_IMAGE_BYTES, MAX_IMAGE_SIDE};
@@ -24,6 +26,7 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
     Ok(to_rgb(open_image(path)?))
 }
 
+/// Decodes encoded image bytes (PNG, JPEG, …) to RGB; `origin` names the source in errors.
 pub fn decode_image(bytes: &[u8], origin: &str) -> Result<RgbImage> {
     Ok(to_rgb(decode_image_bytes(bytes, origin)?))
 }
@@ -37,10 +40,15 @@ pub fn to_rgb(img: DynamicImage) -> RgbImage {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum SizeSpec {
+    /// One number: the shortest edge for `size`, both sides for `crop_size`.
     Int(u32),
+    /// Explicit fields, in pixels; a missing one falls back as [`ClipImageProcessorConfig`] says.
     Dict {
+        /// Resize so the shorter side is this long, keeping the aspect ratio.
         shortest_edge: Option<u32>,
+        /// Target height.
         height: Option<u32>,
+        /// Target width.
         width: Option<u32>,
     },
 }
@@ -56,24 +64,34 @@ fn default_std() -> Vec<f64> { OPENAI_CLIP_STD.to_vec() }
 /// `preprocessor_config.json` of a `CLIPImageProcessor`, with HF's defaults.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClipImageProcessorConfig {
+    /// Whether to resize before cropping.
     #[serde(default = "yes")]
     pub do_resize: bool,
+    /// Resize target (default: shortest edge 224).
     #[serde(default = "default_size")]
     pub size: SizeSpec,
+    /// PIL resampling filter code of the resize: 1 lanczos, 2 bilinear, 3 bicubic (default).
     #[serde(default = "default_resample")]
     pub resample: u32,
+    /// Whether to center-crop after resizing.
     #[serde(default = "yes")]
     pub do_center_crop: bool,
+    /// Center-crop size (default 224 × 224).
     #[serde(default = "default_crop")]
     pub crop_size: SizeSpec,
+    /// Whether to multiply the 8-bit values by `rescale_factor`.
     #[serde(default = "yes")]
     pub do_rescale: bool,
+    /// Scale applied to the 8-bit values (default 1/255).
     #[serde(default = "default_rescale")]
     pub rescale_factor: f64,
+    /// Whether to normalise with `image_mean` / `image_std`.
     #[serde(default = "yes")]
     pub do_normalize: bool,
+    /// Per-channel (RGB) mean subtracted after rescaling; exactly 3 values.
     #[serde(default = "default_mean")]
     pub image_mean: Vec<f64>,
+    /// Per-channel (RGB) standard deviation divided by after that; exactly 3 values.
     #[serde(default = "default_std")]
     pub image_std: Vec<f64>,
 }
@@ -95,10 +113,13 @@ impl ClipImageProcessorConfig {
         }
     }
 
+    /// Reads and validates a `preprocessor_config.json` file.
     pub fn from_file(path: &Path) -> Result<Self> {
         Self::from_value(&crate::config::read_json_value(path)?, &path.display().to_string())
     }
 
+    /// Parses and validates a config value (3 mean/std values, a supported `resample` code);
+    /// errors name `origin`.
     pub fn from_value(value: &serde_json::Value, origin: &str) -> Result<Self> {
         let config: Self = crate::config::parse(value, origin, "")?;
         config.validate(origin)?;
@@ -115,6 +136,8 @@ impl ClipImageProcessorConfig {
         Ok(())
     }
 
+    /// `(height, width)` of the center crop; a dict size's missing sides default to
+    /// `shortest_edge` (or 224).
     pub fn crop_hw(&self) -> (u32, u32) {
         match self.crop_size {
             SizeSpec::Int(s) => (s, s),

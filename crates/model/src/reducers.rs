@@ -93,6 +93,7 @@ pub enum Stage {
 
 /// A vision-token reducer.
 pub trait TokenReducer {
+    /// Where the reducer acts (default: [`Stage::BeforeProjector`]).
     fn stage(&self) -> Stage {
         Stage::BeforeProjector
     }

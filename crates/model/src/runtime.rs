@@ -18,10 +18,21 @@ use crate::llava::{vicuna_v1_prompt, LlavaPipeline};
 use crate::reducers::{Reducer, SpanPrune};
 use crate::tokenizer::Tokenizer;
 
+/// A loaded checkpoint that generates text, by kind.
+// One value per loaded model, so the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Runtime {
+    /// A llava-hf LLaVA checkpoint.
     Llava(LlavaPipeline),
+    /// A query-fused (imgque) checkpoint.
     ImgQue(ImgQuePipeline),
-    Lm { llm: Llama, tokenizer: Tokenizer },
+    /// A text-only `*ForCausalLM` checkpoint.
+    Lm {
+        /// The decoder.
+        llm: Llama,
+        /// Its tokenizer (`tokenizer.json`).
+        tokenizer: Tokenizer,
+    },
 }
 
 /// How many vision tokens to give the LLM. `tokens: None` keeps the model's native count.
@@ -29,19 +40,27 @@ pub enum Runtime {
 /// fastv); for the query-fused model `tokens` is n_l and `short_tokens` n_s.
 #[derive(Debug, Clone, Default)]
 pub struct VisionBudget {
+    /// Vision tokens per image (n_l for the query-fused model); `None` keeps the native count.
     pub tokens: Option<usize>,
+    /// The query-fused model's n_s (slots before each later question); `None` keeps its own.
     pub short_tokens: Option<usize>,
+    /// LLaVA's reducer (pool, uniform, visionzip, fastv, fastv:K); needed when `tokens` is
+    /// below the native count.
     pub reducer: Option<String>,
 }
 
 /// The inputs fed to the LLM for one prompt.
 pub struct Prepared {
+    /// The LLM's input token ids.
     pub input_ids: Vec<u32>,
+    /// What the vision tower took: `[1, 3, H, W]` for LLaVA, the `[K, 3, crop, crop]` views for
+    /// the query-fused model; `None` for text-only models.
     pub pixel_values: Option<Tensor>,
     /// `[1, T, H]`
     pub embeds: Tensor,
     /// The prompt text after templating.
     pub prompt: String,
+    /// How many vision tokens the LLM receives (0 for text).
     pub vision_tokens: usize,
     /// FastV's pruning of the prompt's image span, applied by [`Runtime::forward`] and
     /// [`Runtime::generate`] (the LLM then sees `vision_tokens` image tokens from layer K on);
@@ -68,6 +87,7 @@ fn positions_where(values: &[u32], keep: impl Fn(u32) -> bool) -> Vec<usize> {
 
 /// A loaded model and how it was loaded.
 pub struct Loaded {
+    /// The loaded model.
     pub runtime: Runtime,
     /// The compute dtype and why it was chosen.
     pub dtype: ResolvedDtype,
@@ -111,6 +131,7 @@ impl Runtime {
         }
     }
 
+    /// The language model that decodes (for VLMs, the one behind the vision side).
     pub fn llm(&self) -> &Llama {
         match self {
             Self::Llava(p) => &p.model.llm,
@@ -119,6 +140,7 @@ impl Runtime {
         }
     }
 
+    /// The tokenizer of the language model.
     pub fn tokenizer(&self) -> &Tokenizer {
         match self {
             Self::Llava(p) => &p.tokenizer,
@@ -127,10 +149,12 @@ impl Runtime {
         }
     }
 
+    /// Whether the model takes an image (LLaVA or query-fused).
     pub fn is_vlm(&self) -> bool {
         matches!(self, Self::Llava(_) | Self::ImgQue(_))
     }
 
+    /// The ids generation stops at: eos ids, plus the end-of-turn tokens the tokenizer has.
     pub fn stop_tokens(&self) -> Vec<u32> {
         match self {
             Self::Llava(p) => p.stop_tokens(),

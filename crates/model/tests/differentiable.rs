@@ -68,7 +68,7 @@ fn differentiable_mode_matches_and_gradients_are_right() {
         let var = &vars[key];
         let analytic = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().get(3).unwrap().to_scalar::<f32>().unwrap();
         let original = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let mut shifted = |delta: f32| {
+        let shifted = |delta: f32| {
             let mut values = original.clone();
             values[3] += delta;
             var.set(&Tensor::from_vec(values, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();

@@ -12,16 +12,21 @@ use crate::tokenizer::Tokenizer;
 /// A tokenised row: ids, token types, and `attention_mask = tps != PAD` (0/1).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChatTokens {
+    /// Token ids, one per position.
     pub input_ids: Vec<u32>,
+    /// Token type of each position (bit flags of [`super::token_type`]).
     pub input_tps: Vec<TokenType>,
+    /// 1 where the type is not PAD, 0 where it is.
     pub attention_mask: Vec<u32>,
 }
 
 impl ChatTokens {
+    /// Number of positions.
     pub fn len(&self) -> usize {
         self.input_ids.len()
     }
 
+    /// Whether the row holds no tokens.
     pub fn is_empty(&self) -> bool {
         self.input_ids.is_empty()
     }
@@ -33,6 +38,7 @@ impl ChatTokens {
         }
     }
 
+    /// Appends one token `id` typed `tp` (its mask is 0 if `tp` is PAD, else 1).
     pub fn push(&mut self, id: u32, tp: TokenType) {
         self.input_ids.push(id);
         self.input_tps.push(tp);
@@ -108,15 +114,29 @@ pub enum VisionSlots {
     None,
     /// `ChatQEDParser`: `n_l` (first question) / `n_s` (later ones) `pad_id` tokens typed QED
     /// before every question segment; the fusion overwrites their embeddings.
-    Qed { n_l: usize, n_s: usize, pad_id: u32 },
+    Qed {
+        /// Slots before the first question.
+        n_l: usize,
+        /// Slots before every later question.
+        n_s: usize,
+        /// The LLM tokenizer's id written into each slot.
+        pad_id: u32,
+    },
     /// `ChatIMGParser`: `count` × `token_id` typed IMG before the first question only.
-    Img { count: usize, token_id: u32 },
+    Img {
+        /// Number of image tokens (the vision features the projector yields).
+        count: usize,
+        /// The image token's id (see [`image_token_id`]).
+        token_id: u32,
+    },
 }
 
 /// The LLM sequence: template segments, tokenised per segment, with vision slots.
 #[derive(Clone, Debug)]
 pub struct ChatParser {
+    /// The chat template that turns a conversation into typed segments.
     pub template: ChatTemplate,
+    /// What goes into the row for the image, when there is one.
     pub slots: VisionSlots,
     /// See [`ChatTemplate::segments`].
     pub add_endoftext: bool,
@@ -139,11 +159,13 @@ impl ChatParser {
         Self { template, slots: VisionSlots::Img { count, token_id }, add_endoftext: false }
     }
 
+    /// Sets `add_endoftext` (see [`ChatTemplate::segments`]).
     pub fn with_add_endoftext(mut self, yes: bool) -> Self {
         self.add_endoftext = yes;
         self
     }
 
+    /// The conversation's typed segments under this parser's template, before tokenisation.
     pub fn segments(&self, conv: &Conversation) -> Result<Vec<Segment>> {
         self.template.segments(conv, self.add_endoftext)
     }
@@ -184,14 +206,19 @@ impl ChatParser {
 /// n_s (later) QED|EOS outputs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueryParser {
+    /// QED|EOS outputs of the first question (its slot count in the LLM row); n_l ≥ n_s ≥ 1.
     pub n_l: usize,
+    /// QED|EOS outputs of every later question.
     pub n_s: usize,
+    /// The CLIP tokenizer's eos id, closing each question's run of placeholders (typed EOS).
     pub eos_id: u32,
+    /// Placeholder id when there is no special padding (`placeholder_base` is `None`).
     pub pad_id: u32,
     /// `Some(base)`: placeholder i is `base + i` (`append_special_padding`); `None`: `pad_id`.
     pub placeholder_base: Option<u32>,
     /// `ChatQEDDropQueryParser`: the question text is omitted (`_qed_replaced_query = ""`).
     pub drop_query: bool,
+    /// How many extra eos tokens (typed PAD) go at the end of the row.
     pub fill_ends: usize,
 }
 
@@ -227,16 +254,19 @@ impl QueryParser {
         Self::new(n_l, n_s, eos_id, pad_id, base)
     }
 
+    /// Sets `drop_query` (the `ChatQEDDropQueryParser` variant).
     pub fn with_drop_query(mut self, yes: bool) -> Self {
         self.drop_query = yes;
         self
     }
 
+    /// Sets `fill_ends`, the eos tokens (typed PAD) appended at the end of the row.
     pub fn with_fill_ends(mut self, n: usize) -> Self {
         self.fill_ends = n;
         self
     }
 
+    /// The id of placeholder `i`: `base + i` with special padding, else `pad_id`.
     pub fn placeholder_id(&self, i: usize) -> u32 {
         match self.placeholder_base {
             Some(b) => b + i as u32,
@@ -259,6 +289,7 @@ impl QueryParser {
         }
     }
 
+    /// Tokenises the query row for `questions` with the CLIP tokenizer `clip` (layout above).
     pub fn parse(&self, clip: &Tokenizer, questions: &[&str]) -> Result<ChatTokens> {
         let mut out = ChatTokens::default();
         for (j, q) in questions.iter().enumerate() {
@@ -281,14 +312,18 @@ impl QueryParser {
 /// Both rows of one record (`UtilChatAndQueryParser.parse_record`, without the image part).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedRecord {
+    /// The LLM row (template segments with QED slots).
     pub llm: ChatTokens,
     /// `None` for a text-only record (no image, so no QED slots and no query row).
     pub query: Option<ChatTokens>,
 }
 
+/// The LLM-row parser and the query-row parser of one record, with matching n_l / n_s.
 #[derive(Clone, Debug)]
 pub struct ChatAndQueryParser {
+    /// Builds the LLM row (QED slots).
     pub chat: ChatParser,
+    /// Builds the query-decoder row.
     pub query: QueryParser,
 }
 

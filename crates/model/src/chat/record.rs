@@ -13,9 +13,12 @@ fn image_ref(image: Option<String>) -> Option<String> {
     image.filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("none"))
 }
 
+/// One `{"role", "content"}` message of a [`ChatRecord`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
+    /// `"user"` or `"assistant"` (checked by [`ChatRecord::into_conversation`]).
     pub role: String,
+    /// The message text; empty for a turn still to be generated.
     pub content: String,
 }
 
@@ -23,8 +26,10 @@ pub struct ChatMessage {
 /// Other keys (ids, sources, …) are ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatRecord {
+    /// Image reference; `null`, `""` and `"none"` (any case) mean no image.
     #[serde(default)]
     pub image: Option<String>,
+    /// The messages, user first, alternating with the assistant.
     pub messages: Vec<ChatMessage>,
 }
 
@@ -69,7 +74,9 @@ pub fn parse_chat_jsonl(text: &str) -> Result<Vec<Conversation>> {
 /// `ChatRecordSimple` entry: `{role: image|system|user|assistant, content}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SimpleEntry {
+    /// `"image"`, `"system"`, `"user"` or `"assistant"`; other roles are skipped with a warning.
     pub role: String,
+    /// The image reference, system prompt or message text.
     pub content: String,
 }
 
@@ -114,8 +121,10 @@ pub fn parse_simple_record(json: &str) -> Result<(Conversation, Vec<String>)> {
 /// VLMEvalKit message item: `{"type": "image"|"text", "value": str}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VlmEvalItem {
+    /// `"image"` or `"text"` (the JSON key `type`).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The image reference or the text.
     pub value: String,
 }
 
@@ -198,11 +207,15 @@ pub fn parse_any_record(json: &str, add_endoftext: bool) -> Result<(Conversation
 /// assistant turns kept), its image reference resolved against the file's folder, and the
 /// warnings of [`parse_any_record`] prefixed with the file name.
 pub struct RecordFile {
+    /// The conversation, validated.
     pub conversation: Conversation,
+    /// The image path, relative references resolved against the record file's folder.
     pub image: Option<PathBuf>,
+    /// What was skipped while parsing, each prefixed with the file name.
     pub warnings: Vec<String>,
 }
 
+/// Reads and validates one conversation record file (see [`RecordFile`]); errors name the file.
 pub fn read_record_file(path: &Path) -> Result<RecordFile> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).with_context(|| format!("{origin}: cannot read"))?;

@@ -10,7 +10,9 @@ use super::{Conversation, Role, TokenType};
 /// One piece of the prompt, tokenised on its own with `add_special_tokens = false`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
+    /// The segment's text.
     pub text: String,
+    /// The token type every token of the segment gets.
     pub tp: TokenType,
 }
 
@@ -20,6 +22,7 @@ impl Segment {
     }
 }
 
+/// How a template separates turns (fastchat's `SeparatorStyle`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SepStyle {
     /// llama-2, llama-2-vision.
@@ -34,12 +37,16 @@ pub enum SepStyle {
     Llama3,
 }
 
+/// A named chat template: separator style, system prompt formatting and role tags.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChatTemplate {
+    /// The template's name (one of [`TEMPLATE_NAMES`] or [`EXTRA_TEMPLATE_NAMES`]).
     pub name: &'static str,
+    /// How turns are separated.
     pub style: SepStyle,
     /// Formats the system message; `{}` is replaced by it.
     pub system_template: &'static str,
+    /// The system message used when the conversation sets none.
     pub default_system: &'static str,
     /// (user role, assistant role).
     pub roles: [&'static str; 2],

@@ -4,12 +4,14 @@ use std::path::Path;
 
 use anyhow::{anyhow, Result};
 
+/// An HF `tokenizers` tokenizer that remembers where it came from, for error messages.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     origin: String,
 }
 
 impl Tokenizer {
+    /// Loads a `tokenizer.json`; fails when the file is missing or does not parse.
     pub fn from_file(path: &Path) -> Result<Self> {
         if !path.is_file() {
             anyhow::bail!("{}: tokenizer file not found", path.display());
@@ -18,6 +20,7 @@ impl Tokenizer {
         Ok(Self { inner, origin: path.display().to_string() })
     }
 
+    /// Parses `tokenizer.json` contents; `origin` names them in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| anyhow!("{origin}: {e}"))?;
         Ok(Self { inner, origin: origin.to_string() })
@@ -29,18 +32,23 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Decodes `ids` to text, dropping special tokens when `skip_special_tokens`.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.inner.decode(ids, skip_special_tokens).map_err(|e| anyhow!("{}: cannot decode: {e}", self.origin))
     }
 
+    /// The id of the exact token string `token` (special tokens included), if the vocabulary
+    /// has it.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
 
+    /// Vocabulary size, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
 
+    /// The file (or label) the tokenizer was loaded from.
     pub fn origin(&self) -> &str {
         &self.origin
     }
@@ -65,6 +73,7 @@ pub struct TokenStream<'a> {
 }
 
 impl<'a> TokenStream<'a> {
+    /// A stream over `tokenizer` that skips special tokens.
     pub fn new(tokenizer: &'a Tokenizer) -> Self {
         Self { inner: tokenizer.inner.decode_stream(true), origin: &tokenizer.origin }
     }

@@ -29,6 +29,7 @@ use crate::weights::checkpoint_files;
 
 /// The vision tower's key prefix in the stage-1 model (`ImageHDMultiQueryCLIPModel`).
 pub const OLD_VISION_PREFIX: &str = "clip_model.vision_model.vision_model.";
+/// The vision tower's key prefix after the update (what the current model loads).
 pub const NEW_VISION_PREFIX: &str = "clip_model.vision_model.";
 const IMGQUE_PREFIX: &str = "imgque_backbone.";
 const LLM_PREFIX: &str = "llm_backbone.";
@@ -52,12 +53,16 @@ const PROCESSOR_FILES: &[&str] = &["preprocessor_config.json", "processor_config
 
 /// A set of memory-mapped safetensors files (a checkpoint folder's shards).
 pub struct Source {
+    /// The checkpoint folder.
     pub dir: PathBuf,
+    /// Its safetensors files (one, or the shards of an index), in load order.
     pub files: Vec<PathBuf>,
     store: MmapedSafetensors,
 }
 
 impl Source {
+    /// Memory-maps every safetensors file of `dir`, checking each header; fails on a missing or
+    /// invalid file.
     pub fn open(dir: &Path) -> Result<Self> {
         let files = checkpoint_files(dir)?;
         for f in &files {
@@ -69,6 +74,7 @@ impl Source {
         Ok(Self { dir: dir.to_path_buf(), files, store })
     }
 
+    /// Every tensor key across the shards, sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.store.tensors().into_iter().map(|(k, _)| k).collect();
         keys.sort();
@@ -115,33 +121,50 @@ impl safetensors::View for RawTensor<'_> {
 /// One tensor of the output: its key, and where it comes from (source index, source key).
 #[derive(Debug, Clone)]
 pub struct PlannedTensor {
+    /// The key written to the output.
     pub key: String,
+    /// Index into [`Plan::sources`] of the file set it is read from.
     pub source: usize,
+    /// The key it has there.
     pub source_key: String,
 }
 
 /// Everything a checkpoint tool will write, computed before anything is written.
 pub struct Plan {
+    /// The tool's name (`"update"` or `"swap-llm"`), for messages.
     pub action: &'static str,
+    /// The checkpoint folder to write.
     pub target: PathBuf,
+    /// Whether an existing checkpoint at `target` may be replaced.
     pub overwrite: bool,
+    /// The checkpoints tensors are read from; [`PlannedTensor::source`] indexes this.
     pub sources: Vec<Source>,
+    /// The `config.json` to write.
     pub config: serde_json::Value,
+    /// Every tensor to write, in output order.
     pub tensors: Vec<PlannedTensor>,
     /// (source file or folder, path relative to the target)
     pub copies: Vec<(PathBuf, PathBuf)>,
+    /// Source keys left out of the output.
     pub dropped: Vec<String>,
+    /// (source key, output key) of every tensor whose key changes.
     pub renamed: Vec<(String, String)>,
+    /// Human-readable notes on config changes and other decisions, for the summary.
     pub notes: Vec<String>,
 }
 
 /// What a finished write checked.
 #[derive(Debug)]
 pub struct Report {
+    /// The folder that was written and verified.
     pub target: PathBuf,
+    /// Number of tensors written.
     pub tensors: usize,
+    /// Total tensor bytes written.
     pub bytes: u64,
+    /// Tensor count per stored dtype name (`F32`, `BF16`, …).
     pub dtypes: BTreeMap<String, usize>,
+    /// Whether the folder was loaded as a query-fused model (only for that model type).
     pub pipeline_loaded: bool,
 }
 

@@ -45,6 +45,7 @@ impl std::str::FromStr for DtypePolicy {
 /// How a checkpoint's compute dtype was chosen, for the user to see.
 #[derive(Debug, Clone)]
 pub struct ResolvedDtype {
+    /// The compute dtype.
     pub dtype: DType,
     /// One line: "bf16 (stored: bf16 13.5 GiB)" or "f32 (asked; stored: bf16 …)".
     pub reason: String,

@@ -88,6 +88,8 @@ pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 impl Weights {
+    /// Indexes safetensors `files` (shards of one checkpoint) without reading tensor data yet;
+    /// tensors are converted to `dtype` on `device` when fetched. Fails on an invalid header.
     pub fn from_files(files: &[PathBuf], dtype: DType, device: &Device) -> Result<Self> {
         let mut index = HashMap::new();
         for (i, file) in files.iter().enumerate() {
@@ -108,10 +110,13 @@ impl Weights {
         Ok(weights)
     }
 
+    /// Indexes the checkpoint files of a folder (see [`checkpoint_files`]).
     pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         Self::from_files(&checkpoint_files(dir)?, dtype, device)
     }
 
+    /// Serves tensors from a safetensors buffer built into the binary (`origin` names it in
+    /// errors).
     pub fn from_static(bytes: &'static [u8], origin: &str, dtype: DType, device: &Device) -> Result<Self> {
         let store = SliceSafetensors::new(bytes).with_context(|| format!("{origin}: not a valid safetensors buffer"))?;
         let keys = store.tensors().into_iter().map(|(k, _)| k).collect();
@@ -153,6 +158,7 @@ impl Weights {
         Self { inner: self.inner.clone(), prefix }
     }
 
+    /// The full checkpoint key of `name` under this view's prefix.
     pub fn key(&self, name: &str) -> String {
         if self.prefix.is_empty() {
             name.to_string()
@@ -161,6 +167,7 @@ impl Weights {
         }
     }
 
+    /// Whether the checkpoint holds the tensor `name` under this view's prefix.
     pub fn contains(&self, name: &str) -> bool {
         self.inner.keys.binary_search(&self.key(name)).is_ok()
     }
@@ -171,18 +178,22 @@ impl Weights {
         self.inner.keys.iter().any(|k| k.starts_with(&wanted))
     }
 
+    /// Every tensor key of the checkpoint, sorted, regardless of this view's prefix.
     pub fn all_keys(&self) -> &[String] {
         &self.inner.keys
     }
 
+    /// What the weights were read from (file paths or a label), for messages.
     pub fn origin(&self) -> &str {
         &self.inner.origin
     }
 
+    /// The device tensors are put on.
     pub fn device(&self) -> &Device {
         &self.inner.device
     }
 
+    /// The working dtype tensors are converted to.
     pub fn dtype(&self) -> DType {
         self.inner.dtype
     }

@@ -24,30 +24,41 @@ fn default_channels() -> usize { 3 }
 /// HF `CLIPVisionConfig`, with HF's defaults.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClipVisionConfig {
+    /// Width of the token embeddings (default 768).
     #[serde(default = "default_hidden")]
     pub hidden_size: usize,
+    /// Inner width of each encoder MLP (default 3072).
     #[serde(default = "default_intermediate")]
     pub intermediate_size: usize,
+    /// Number of encoder layers (default 12).
     #[serde(default = "default_layers")]
     pub num_hidden_layers: usize,
+    /// Number of attention heads (default 12).
     #[serde(default = "default_heads")]
     pub num_attention_heads: usize,
+    /// Side of the square input image, in pixels (default 224).
     #[serde(default = "default_image_size")]
     pub image_size: usize,
+    /// Side of a square patch, in pixels (default 32).
     #[serde(default = "default_patch_size")]
     pub patch_size: usize,
+    /// MLP activation name (default `"quick_gelu"`).
     #[serde(default = "default_act")]
     pub hidden_act: String,
+    /// Epsilon of every LayerNorm (default 1e-5).
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// Input image channels (default 3).
     #[serde(default = "default_channels")]
     pub num_channels: usize,
 }
 
 impl ClipVisionConfig {
+    /// Patches per side: `image_size / patch_size`.
     pub fn grid(&self) -> usize {
         self.image_size / self.patch_size
     }
+    /// Patches per image (`grid()²`), not counting the CLS token.
     pub fn num_patches(&self) -> usize {
         self.grid() * self.grid()
     }
@@ -127,7 +138,9 @@ pub struct ClipVisionOutput {
     pub pooler_output: Option<Tensor>,
 }
 
+/// A CLIP ViT vision tower: patch and position embeddings, pre-LN and encoder layers.
 pub struct ClipVisionTransformer {
+    /// The config the tower was loaded from.
     pub config: ClipVisionConfig,
     patch_embedding: Conv2d,
     class_embedding: Tensor,
@@ -142,10 +155,10 @@ impl ClipVisionTransformer {
     /// Only the first `num_layers` encoder layers are loaded when given (LLaVA needs fewer).
     pub fn load(w: &Weights, config: &ClipVisionConfig, num_layers: Option<usize>) -> Result<Self> {
         let c = config;
-        if c.patch_size == 0 || c.image_size % c.patch_size != 0 {
+        if c.patch_size == 0 || !c.image_size.is_multiple_of(c.patch_size) {
             bail!("vision config: image_size {} is not a multiple of patch_size {}", c.image_size, c.patch_size);
         }
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             bail!("vision config: hidden_size {} is not divisible by num_attention_heads {}", c.hidden_size, c.num_attention_heads);
         }
         let act = Activation::parse(&c.hidden_act, "hidden_act")?;
@@ -187,6 +200,7 @@ impl ClipVisionTransformer {
         Ok(Self { config: c.clone(), patch_embedding, class_embedding, position_embedding, pre_layrnorm, layers, post_layernorm })
     }
 
+    /// Number of encoder layers loaded (may be fewer than the config's).
     pub fn num_layers(&self) -> usize {
         self.layers.len()
     }

@@ -16,7 +16,9 @@ use crate::llama::{ForwardOptions, KvCache, Llama, LlamaConfig};
 use crate::nn::{self, LayerNorm, Linear};
 use crate::weights::Weights;
 
+/// The `model_type` a query-fused checkpoint's `config.json` carries.
 pub const MODEL_TYPE: &str = "modeling_query_adapt_clip_llm";
+/// The only supported `fusion_name`: QED|EOS outputs linearly projected into the LLM's slots.
 pub const FUSION_LINEAR: &str = "img_multi_que_clip_fusion_linear";
 
 fn default_n_l() -> usize { 8 }
@@ -49,23 +51,32 @@ struct RawImgQueConfig {
     max_position_embeddings: usize,
 }
 
+/// A query-fused checkpoint's `config.json`: vision tower, query decoder, LLM and n_l / n_s.
 #[derive(Debug, Clone)]
 pub struct ImgQueConfig {
+    /// The CLIP vision tower's config (`imgque_config.vision_config`).
     pub vision: ClipVisionConfig,
+    /// Layers of the query decoder (default: the CLIP text config's, or 12).
     pub decoder_layers: usize,
+    /// The query decoder's configured context length (not enforced; RoPE is computed on the fly).
     pub decoder_max_positions: usize,
+    /// The language model's config (`llm_config`).
     pub llm: LlamaConfig,
     /// n_l: vision tokens for the first question.
     pub length_que_end: usize,
     /// n_s: vision tokens for each later question.
     pub length_que_end_short: usize,
+    /// Whether query placeholders get their own ids `base + i` instead of the pad id.
     pub append_special_padding: bool,
     /// Token ids of the CLIP text config (pad := eos when missing).
     pub clip_eos: Option<u32>,
+    /// The CLIP tokenizer's pad id (its eos id when missing).
     pub clip_pad: Option<u32>,
 }
 
 impl ImgQueConfig {
+    /// Parses and checks a query-fused `config.json` value (model type, fusion, 1 ≤ n_s ≤ n_l,
+    /// vision width a multiple of 64); errors name `origin` and the field.
     pub fn from_value(value: &serde_json::Value, origin: &str) -> Result<Self> {
         let raw: RawConfig = parse(value, origin, "")?;
         if let Some(t) = raw.model_type.as_deref() {
@@ -80,7 +91,7 @@ impl ImgQueConfig {
         }
         let iq: RawImgQueConfig = parse(&raw.imgque_config, origin, "imgque_config")?;
         let vision: ClipVisionConfig = parse(&iq.vision_config, origin, "imgque_config.vision_config")?;
-        if vision.hidden_size % 64 != 0 {
+        if !vision.hidden_size.is_multiple_of(64) {
             bail!("{origin}: field `imgque_config.vision_config.hidden_size` = {} must be a multiple of 64 (query-decoder heads are hidden/64)", vision.hidden_size);
         }
         let text_layers = iq.text_config.get("num_hidden_layers").and_then(|v| v.as_u64()).unwrap_or(12) as usize;
@@ -137,18 +148,24 @@ impl ImgQueConfig {
     }
 }
 
+/// A loaded query-fused model: CLIP crops encoder, query decoder, projection and LLM.
 pub struct ImgQue {
+    /// The config the model was loaded from.
     pub config: ImgQueConfig,
     vision: ClipVisionTransformer,
     pos_layrnorm: LayerNorm,
     merge: Conv2d,
     token_lf: Tensor,
+    /// The Llama-style query decoder over crop tokens, question tokens and placeholders.
     pub decoder: Llama,
     proj: Linear,
+    /// The language model whose QED slots receive the projected query outputs.
     pub llm: Llama,
 }
 
 impl ImgQue {
+    /// Loads every part from a query-fused checkpoint's weights; fails on a missing or
+    /// mis-shaped tensor.
     pub fn load(w: &Weights, config: &ImgQueConfig, origin: &str) -> Result<Self> {
         let c = config;
         let vh = c.vision.hidden_size;
@@ -165,6 +182,7 @@ impl ImgQue {
         Ok(Self { config: c.clone(), vision, pos_layrnorm, merge, token_lf, decoder, proj, llm })
     }
 
+    /// Rows of the query decoder's embedding table (placeholder ids must fit below it).
     pub fn decoder_vocab_size(&self) -> usize {
         self.decoder.config.vocab_size
     }

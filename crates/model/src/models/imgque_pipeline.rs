@@ -19,21 +19,29 @@ use crate::weights::Weights;
 /// The template the paper's demo and evaluation use with its Llama-2 checkpoints.
 pub const DEFAULT_TEMPLATE: &str = "llama-2-vision";
 
+/// A loaded query-fused checkpoint folder: model, both tokenizers, crop count and chat template.
 pub struct ImgQuePipeline {
+    /// The model.
     pub model: ImgQue,
+    /// The LLM's tokenizer (`tokenizer.json` at the root).
     pub tokenizer: Tokenizer,
+    /// The query decoder's CLIP tokenizer (`clip/tokenizer.json`).
     pub clip_tokenizer: Tokenizer,
+    /// The HD crop budget per image (`num_crops` of `preprocessor_config.json`).
     pub num_crops: usize,
+    /// The LLM row's chat template (config.json's `chat_template`, else [`DEFAULT_TEMPLATE`]).
     pub template: ChatTemplate,
     /// Question text left out of the query row (the "DropQuery" models).
     pub drop_query: bool,
     llm_pad_id: u32,
     clip_pad_token: Option<String>,
+    /// The checkpoint folder.
     pub dir: PathBuf,
 }
 
 /// What one prompt becomes: the two token rows and the fused LLM input embeddings.
 pub struct ImgQueInputs {
+    /// The LLM row and the query row.
     pub record: ParsedRecord,
     /// `[1, T, H]`
     pub embeds: Tensor,
@@ -62,6 +70,7 @@ fn template_name<'a>(config: &'a serde_json::Value, origin: &str) -> Result<&'a 
 }
 
 impl ImgQuePipeline {
+    /// Loads a query-fused checkpoint folder at `dtype` on `device`.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         Self::load_with_weights(dir, &Weights::from_dir(dir, dtype, device)?)
     }
@@ -104,6 +113,7 @@ impl ImgQuePipeline {
         })
     }
 
+    /// The (n_l, n_s) the checkpoint was trained with.
     pub fn trained_tokens(&self) -> (usize, usize) {
         (self.model.config.length_que_end, self.model.config.length_que_end_short)
     }
@@ -123,6 +133,7 @@ impl ImgQuePipeline {
         Ok((views.pixel_values, tokens))
     }
 
+    /// The chat-and-query parser at `n_l` / `n_s` vision tokens (errors unless n_l ≥ n_s ≥ 1).
     pub fn parser(&self, n_l: usize, n_s: usize) -> Result<ChatAndQueryParser> {
         self.parser_with(n_l, n_s, self.drop_query)
     }
@@ -171,6 +182,8 @@ impl ImgQuePipeline {
         Ok(ImgQueInputs { record, embeds, vision_tokens, query_states: states })
     }
 
+    /// The ids generation stops at: the LLM's eos ids plus the end-of-turn tokens the tokenizer
+    /// has.
     pub fn stop_tokens(&self) -> Vec<u32> {
         let mut stops = self.model.config.llm.eos_token_ids();
         for t in ["</s>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>"] {

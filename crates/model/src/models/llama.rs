@@ -184,7 +184,7 @@ impl LlamaConfig {
                 SUPPORTED_MODEL_TYPES.join(", ")
             );
         }
-        if self.num_attention_heads == 0 || self.kv_heads() == 0 || self.num_attention_heads % self.kv_heads() != 0 {
+        if self.num_attention_heads == 0 || self.kv_heads() == 0 || !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             bail!(
                 "{origin}: num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads,

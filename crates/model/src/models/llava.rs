@@ -18,6 +18,7 @@ use crate::reducers::{self, ImageSpan, ImageTokens, LayerAttention, Reducer, Spa
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
+/// The vicuna_v1 system prompt LLaVA-1.5 was trained with.
 pub const VICUNA_V1_SYSTEM: &str = "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the human's questions.";
 
 /// The vicuna_v1 conversation LLaVA-1.5 was trained with, one user turn with the image first.
@@ -67,19 +68,27 @@ struct RawLlavaConfig {
     multimodal_projector_bias: bool,
 }
 
+/// A llava-hf `config.json`: CLIP vision tower, LLaMA-family decoder and projector settings.
 #[derive(Debug, Clone)]
 pub struct LlavaConfig {
+    /// The CLIP vision tower's config (`vision_config`).
     pub vision: ClipVisionConfig,
+    /// The language model's config (`text_config`, class defaults filled in).
     pub text: LlamaConfig,
+    /// Id of the `<image>` token that vision features replace (`image_token_id`; default 32000).
     pub image_token_index: u32,
+    /// Activation between the two projector layers (`projector_hidden_act`, default GELU).
     pub projector_act: Activation,
+    /// CLIP hidden-state index the features come from; negative counts from the end (default −2).
     pub vision_feature_layer: i64,
     /// "default" drops the CLS token, "full" keeps it.
     pub keep_cls: bool,
+    /// Whether the projector's linear layers carry biases (`multimodal_projector_bias`).
     pub projector_bias: bool,
 }
 
 impl LlavaConfig {
+    /// Parses a llava-hf `config.json` value; errors name `origin` and the offending field.
     pub fn from_value(value: &serde_json::Value, origin: &str) -> Result<Self> {
         let raw: RawLlavaConfig = parse(value, origin, "")?;
         let vision: ClipVisionConfig = parse(&raw.vision_config, origin, "vision_config")?;
@@ -111,17 +120,23 @@ impl LlavaConfig {
     }
 }
 
+/// A loaded LLaVA model: CLIP vision tower, two-layer MLP projector and language model.
 pub struct Llava {
+    /// The config the model was loaded from.
     pub config: LlavaConfig,
+    /// The CLIP vision tower, truncated after the selected feature layer.
     pub vision: ClipVisionTransformer,
     proj1: Linear,
     proj2: Linear,
+    /// The language model the projected vision tokens are fed to.
     pub llm: Llama,
     /// Index into the (truncated) vision tower's hidden states.
     feature_index: usize,
 }
 
 impl Llava {
+    /// Loads from a llava-hf checkpoint, with or without transformers ≥ 4.52's `model.` nesting.
+    /// Fails on a missing or mis-shaped tensor or an out-of-range `vision_feature_layer`.
     pub fn load(w: &Weights, config: &LlavaConfig, origin: &str) -> Result<Self> {
         // transformers ≥ 4.52 nests everything under `model.`; older llava-hf checkpoints do not.
         let (root, lm_model, lm_head) = if w.contains_prefix("model.vision_tower.") {
@@ -247,9 +262,13 @@ impl Llava {
 
 /// A llava-hf checkpoint folder: model, tokenizer and image processor together.
 pub struct LlavaPipeline {
+    /// The model.
     pub model: Llava,
+    /// The LLM's tokenizer (`tokenizer.json`).
     pub tokenizer: Tokenizer,
+    /// The image processor (`preprocessor_config.json`, or CLIP-336's defaults when absent).
     pub processor: ClipImageProcessorConfig,
+    /// The checkpoint folder.
     pub dir: PathBuf,
 }
 
@@ -263,6 +282,7 @@ pub struct VisionCache {
 
 /// What the model is fed for one image and prompt.
 pub struct LlavaInputs {
+    /// Prompt token ids with `<image>` expanded to every vision token.
     pub input_ids: Vec<u32>,
     /// `[1, 3, H, W]`
     pub pixel_values: Tensor,
@@ -270,6 +290,7 @@ pub struct LlavaInputs {
 
 /// What the LLM is fed at a vision-token budget ([`LlavaPipeline::prepare_budget`]).
 pub struct BudgetInputs {
+    /// Prompt token ids with `<image>` expanded to the tokens the prompt holds.
     pub input_ids: Vec<u32>,
     /// `[1, 3, H, W]`
     pub pixel_values: Tensor,
@@ -279,10 +300,12 @@ pub struct BudgetInputs {
     /// [`crate::generation::generate_pruned`] or [`Llama::forward_embeds_pruned`]); `None` for
     /// the other reducers.
     pub prune: Option<SpanPrune>,
+    /// The vision-token budget these inputs were made for.
     pub vision_tokens: usize,
 }
 
 impl LlavaPipeline {
+    /// Loads a llava-hf checkpoint folder at `dtype` on `device`.
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let config_path = dir.join("config.json");
         let weights = Weights::from_dir(dir, dtype, device)?;
@@ -323,6 +346,7 @@ impl LlavaPipeline {
         llava_input_ids(&self.tokenizer, prompt, self.model.config.image_token_index, vision_tokens)
     }
 
+    /// Pixel values and token ids for `image` and `prompt` (one `<image>`), no reduction.
     pub fn prepare(&self, image: &image::RgbImage, prompt: &str) -> Result<LlavaInputs> {
         let pixel_values = self.pixel_values(image)?;
         let input_ids = self.input_ids(prompt, self.model.config.image_tokens())?;
@@ -375,6 +399,7 @@ impl LlavaPipeline {
         Ok(BudgetInputs { input_ids, pixel_values, embeds, prune, vision_tokens: n })
     }
 
+    /// The ids generation stops at: the config's eos ids plus `</s>` if the tokenizer has it.
     pub fn stop_tokens(&self) -> Vec<u32> {
         let mut stops = self.model.config.text.eos_token_ids();
         if let Some(id) = self.tokenizer.token_id("</s>") {

@@ -58,8 +58,11 @@ struct Buffers<T> {
 /// The shape of one attention call.
 #[derive(Debug, Clone, Copy)]
 pub struct Heads {
+    /// Number of query heads.
     pub heads: usize,
+    /// Number of key/value heads; divides `heads` (grouped-query attention).
     pub kv_heads: usize,
+    /// Width of one head.
     pub head_dim: usize,
 }
 
@@ -74,6 +77,7 @@ impl LayerKv {
         self.len
     }
 
+    /// Whether no position is cached yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -198,6 +202,7 @@ pub trait Half16Or32: Float {
     fn product(x: &[Self], xs: usize, w: &[Self], ws: usize, rows: usize, cols: usize, depth: usize, y: &mut [f32]) -> Result<()>;
 }
 
+#[allow(clippy::too_many_arguments)] // the strided product's shape, as in `Half16Or32::product`
 fn half_product<T: Half16>(x: &[T], xs: usize, w: &[T], ws: usize, rows: usize, cols: usize, depth: usize, y: &mut [f32]) -> Result<()> {
     let x = MatRef::new("attention lhs", x, rows, depth, xs)?;
     let w = MatRef::new("attention rhs", w, cols, depth, ws)?;

@@ -36,6 +36,7 @@ pub struct AttentionCapture {
 }
 
 impl AttentionCapture {
+    /// An empty capture.
     pub fn new() -> Self {
         Self::default()
     }
@@ -94,6 +95,7 @@ impl<'a> Forward<'a> {
         Forward { mode: self.mode, capture: Some(capture), ops: self.ops }
     }
 
+    /// Whether layers run the fused inference kernels or the differentiable formulas.
     pub fn mode(&self) -> Mode {
         self.mode
     }

@@ -177,7 +177,7 @@ pub fn split_heads_rope(ctx: &Forward, x: &Tensor, heads: usize, cos: &Tensor, s
     let (b, t, width) = x.dims3()?;
     let d = width / heads.max(1);
     let tables_fit = cos.dims() == [t, d / 2] && sin.dims() == [t, d / 2] && cos.dtype() == x.dtype() && sin.dtype() == x.dtype();
-    let fused = if heads > 0 && width % heads == 0 && d % 2 == 0 && tables_fit && usable(ctx, x) {
+    let fused = if heads > 0 && width % heads == 0 && d.is_multiple_of(2) && tables_fit && usable(ctx, x) {
         with_float!(x.dtype(), T => split_heads_rope_typed::<T>(x, (b, t, heads, d), cos, sin))?
     } else {
         None
@@ -264,7 +264,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 5e-1;
     let er = p * r * r + r + 1.0;
     let n = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let (half, rest) = (n >> 1, n - (n >> 1));

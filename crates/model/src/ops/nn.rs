@@ -20,14 +20,17 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// A layer from `weight` (`[out, in]`) and an optional `bias` (`[out]`).
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Self { inner: candle_nn::Linear::new(weight, bias) }
     }
 
+    /// The weight matrix, `[out, in]`.
     pub fn weight(&self) -> &Tensor {
         self.inner.weight()
     }
 
+    /// The bias vector, `[out]`, if the layer has one.
     pub fn bias(&self) -> Option<&Tensor> {
         self.inner.bias()
     }
@@ -45,6 +48,8 @@ impl Linear {
     }
 }
 
+/// Loads `{name}.weight` (`[out_dim, in_dim]`) and, when `bias`, `{name}.bias` (`[out_dim]`);
+/// fails on a missing or mis-shaped tensor.
 pub fn linear(w: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
     let w = w.pp(name);
     let weight = w.get("weight", &[out_dim, in_dim])?;
@@ -58,15 +63,18 @@ pub fn linear_maybe_bias(w: &Weights, name: &str, in_dim: usize, out_dim: usize)
     linear(w, name, in_dim, out_dim, has_bias)
 }
 
+/// Loads `{name}.weight` and `{name}.bias` (both `[dim]`) as a LayerNorm with epsilon `eps`.
 pub fn layer_norm(w: &Weights, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
     let w = w.pp(name);
     Ok(LayerNorm { weight: w.get("weight", &[dim])?, bias: w.get("bias", &[dim])?, eps })
 }
 
+/// Loads `{name}.weight` (`[dim]`) as an RMSNorm with epsilon `eps`.
 pub fn rms_norm(w: &Weights, name: &str, dim: usize, eps: f64) -> Result<RmsNorm> {
     Ok(RmsNorm { weight: w.pp(name).get("weight", &[dim])?, eps })
 }
 
+/// Layer normalisation over the last dimension, with affine weight and bias.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     weight: Tensor,
@@ -75,6 +83,7 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// Normalises `xs` over its last dimension: `(x − mean) / sqrt(var + eps) · weight + bias`.
     pub fn forward(&self, ctx: &Forward, xs: &Tensor) -> candle_core::Result<Tensor> {
         if !ctx.differentiable() {
             return candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps as f32);
@@ -87,6 +96,7 @@ impl LayerNorm {
     }
 }
 
+/// RMS normalisation over the last dimension, with a learned scale (LLaMA's norm).
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     weight: Tensor,
@@ -94,6 +104,7 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
+    /// Normalises `xs` over its last dimension: `x / sqrt(mean(x²) + eps) · weight`.
     pub fn forward(&self, ctx: &Forward, xs: &Tensor) -> candle_core::Result<Tensor> {
         if !ctx.differentiable() {
             return candle_nn::ops::rms_norm(&xs.contiguous()?, &self.weight, self.eps as f32);
@@ -131,6 +142,8 @@ pub fn conv(ctx: &Forward, layer: &Conv2d, xs: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
+/// Loads a 2-D convolution: `{name}.weight` of `shape` (`[out, in, kh, kw]`) and, when
+/// `bias`, `{name}.bias` (`[out]`), with the given stride and padding.
 pub fn conv2d(
     w: &Weights,
     name: &str,
@@ -150,16 +163,23 @@ pub fn conv2d(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
+    /// `x · sigmoid(1.702 x)` (CLIP's `quick_gelu`).
     QuickGelu,
     /// Exact (erf) GELU, which is what HF's "gelu" means.
     Gelu,
+    /// The tanh approximation of GELU (`gelu_pytorch_tanh`).
     GeluPytorchTanh,
+    /// The tanh approximation of GELU under its older name (`gelu_new`).
     GeluNew,
+    /// `x · sigmoid(x)` (also read from `swish`).
     Silu,
+    /// `max(x, 0)`.
     Relu,
 }
 
 impl Activation {
+    /// Parses an HF activation name; `field` names the config field in the error for an
+    /// unsupported one.
     pub fn parse(name: &str, field: &str) -> Result<Self> {
         Ok(match name {
             "quick_gelu" => Self::QuickGelu,
@@ -174,6 +194,7 @@ impl Activation {
         })
     }
 
+    /// Applies the activation element-wise to `xs`.
     pub fn apply(self, ctx: &Forward, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::QuickGelu => crate::fused::quick_gelu(ctx, xs),

@@ -30,6 +30,7 @@ pub struct OpCounter {
 }
 
 impl OpCounter {
+    /// A counter at zero.
     pub fn start() -> Self {
         Self::default()
     }

@@ -144,17 +144,23 @@ pub fn bicubic_square(data: &[f32], n: usize, out: usize) -> Vec<f32> {
 /// All views of one image, `[K, 3, crop, crop]`: the global view first, then the local crops in
 /// row-major order (empty padding crops are never produced).
 pub struct HdViews {
+    /// `[K, 3, crop, crop]` f32, CLIP-normalised; K = [`Self::crops`].
     pub pixel_values: Tensor,
+    /// Rows of local crops.
     pub rows: usize,
+    /// Columns of local crops.
     pub cols: usize,
 }
 
 impl HdViews {
+    /// Number of views: the global one plus `rows × cols` local crops.
     pub fn crops(&self) -> usize {
         1 + self.rows * self.cols
     }
 }
 
+/// The views of `img` for at most `num_crops` local crops of side `crop`: the global
+/// pad-to-square view, then the [`hd_transform`]ed image cut row-major. Fails on an empty image.
 pub fn hd_views(img: &RgbImage, num_crops: usize, crop: u32, device: &Device) -> Result<HdViews> {
     if img.width() == 0 || img.height() == 0 {
         bail!("image has zero size");

@@ -4,10 +4,14 @@
 
 use image::RgbImage;
 
+/// A Pillow resampling filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {
+    /// Triangle filter, support 1 (PIL code 2).
     Bilinear,
+    /// Bicubic filter with a = −0.5, support 2 (PIL code 3).
     Bicubic,
+    /// Lanczos-3 windowed sinc, support 3 (PIL code 1).
     Lanczos,
 }
 
@@ -117,10 +121,10 @@ fn pass_horizontal(src: &RgbImage, out_w: u32, filter: Filter) -> RgbImage {
             let (xmin, count) = c.bounds[xx];
             let k = &c.weights[xx];
             let mut acc = [1i64 << (PRECISION_BITS - 1); 3];
-            for x in 0..count {
+            for (x, &kx) in k[..count].iter().enumerate() {
                 let p = (xmin + x) * 3;
                 for ch in 0..3 {
-                    acc[ch] += row[p + ch] as i64 * k[x];
+                    acc[ch] += row[p + ch] as i64 * kx;
                 }
             }
             out.put_pixel(xx as u32, y as u32, image::Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]));
@@ -140,10 +144,10 @@ fn pass_vertical(src: &RgbImage, out_h: u32, filter: Filter) -> RgbImage {
         let k = &c.weights[yy];
         for x in 0..w as usize {
             let mut acc = [1i64 << (PRECISION_BITS - 1); 3];
-            for y in 0..count {
+            for (y, &ky) in k[..count].iter().enumerate() {
                 let p = (ymin + y) * stride + x * 3;
                 for ch in 0..3 {
-                    acc[ch] += raw[p + ch] as i64 * k[y];
+                    acc[ch] += raw[p + ch] as i64 * ky;
                 }
             }
             out.put_pixel(x as u32, yy as u32, image::Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]));

@@ -47,6 +47,7 @@ pub struct SpanPrune {
     pub layer: usize,
     /// Span offset within the `embeds` of the call.
     pub start: usize,
+    /// Number of image tokens in the span.
     pub len: usize,
     /// 1 ≤ keep ≤ len.
     pub keep: usize,
