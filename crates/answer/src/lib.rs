@@ -7,6 +7,8 @@
 //! query-fused model: HD crops through the vision tower) is done once per image and reused for
 //! every n.
 
+#![warn(missing_docs)]
+
 use tokenscale_model::Forward;
 use std::path::Path;
 
@@ -22,15 +24,28 @@ use tokenscale_model::{Device, Tensor};
 use tokenscale_eval::prompt::{llava_chat, PromptStyle};
 use tokenscale_eval::sweep::Answerer;
 
+/// A loaded LLaVA or query-fused checkpoint answering benchmark items for the sweep,
+/// with an optional vision-token reducer (LLaVA only).
 pub struct ModelAnswerer {
     runtime: Runtime,
     name: String,
     reducer: Option<Reducer>,
 }
 
+/// An image encoded once by [`ModelAnswerer`], reused for every budget n of the sweep.
 pub enum PreparedImage {
-    Llava { cache: VisionCache, pixel_values: Tensor },
-    ImgQue { crop_tokens: Tensor },
+    /// LLaVA: the vision tower's output cache and the preprocessed pixels.
+    Llava {
+        /// The encoded image (vision-tower features) that every budget is reduced from.
+        cache: VisionCache,
+        /// The preprocessed pixel tensor, kept for reducers that re-read the image.
+        pixel_values: Tensor,
+    },
+    /// Query-fused model: the encoded crop tokens, before the query selection by n.
+    ImgQue {
+        /// The image's encoded crop tokens, from which n query tokens are taken per budget.
+        crop_tokens: Tensor,
+    },
 }
 
 impl ModelAnswerer {

@@ -6,6 +6,8 @@
 //! - [`progress`]: a bar on a terminal, plain lines in a log.
 //! - [`image`]: image decoding within size limits (image bombs are refused before allocation).
 
+#![warn(missing_docs)]
+
 pub mod hash;
 pub mod image;
 pub mod progress;

@@ -20,11 +20,17 @@ pub struct UnknownReducer(String);
 /// pool/uniform/visionzip reduce before the projector; FastV prunes inside the LLM after layer K.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reducer {
+    /// Average-pool the vision-token grid down to N before the projector.
     Pool,
+    /// Keep N vision tokens sampled uniformly over the grid, before the projector.
     Uniform,
+    /// VisionZip: keep the most-attended tokens (plus merged context) before the projector.
     VisionZip,
     /// Prune after LLM layer `layer` (K ≥ 1).
-    FastV { layer: usize },
+    FastV {
+        /// The LLM layer K after which vision tokens are pruned (1-based, K ≥ 1).
+        layer: usize,
+    },
 }
 
 impl Reducer {

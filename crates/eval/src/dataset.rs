@@ -39,18 +39,26 @@ pub struct Item {
     pub row: usize,
     /// The `index` cell as text.
     pub index: String,
+    /// The row's images (usually one), from its `image` cell or `image_path` cell.
     pub images: Vec<ImageSource>,
     /// Identity of the image data: the index of the row that holds it (rows that refer to another
     /// row's image share its key), used to reuse prepared images.
     pub image_key: String,
+    /// The `image_path` cell's paths, as written (empty without that column).
     pub image_path: Vec<String>,
+    /// The `question` cell.
     pub question: String,
+    /// The `hint` cell, if present and not NaN.
     pub hint: Option<String>,
     /// Options present and not NaN, in letter order.
     pub options: Vec<(char, String)>,
+    /// The `answer` cell, if present and not NaN (unanswered rows are not scored).
     pub answer: Option<String>,
+    /// The `category` cell, used for per-category metrics.
     pub category: Option<String>,
+    /// The `l2-category` cell (MMBench's second-level category).
     pub l2_category: Option<String>,
+    /// The `split` cell (e.g. `dev`, `test`), used for per-split metrics.
     pub split: Option<String>,
     /// All other non-NaN columns (e.g. `g_index`, dataset-specific extras).
     pub extra: BTreeMap<String, String>,
@@ -106,10 +114,15 @@ pub fn decode_image(src: &ImageSource) -> Result<image::DynamicImage> {
 /// A loaded benchmark.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// The dataset name: the TSV's file stem, as VLMEvalKit names it.
     pub name: String,
+    /// The dataset kind decided from the name, or given explicitly.
     pub kind: Kind,
+    /// The TSV file it was loaded from.
     pub path: PathBuf,
+    /// The TSV's header columns, in file order.
     pub columns: Vec<String>,
+    /// The rows, in file order.
     pub items: Vec<Item>,
     /// FNV-1a 64 of the file bytes (for run fingerprints).
     pub content_hash: u64,
@@ -326,6 +339,7 @@ impl Dataset {
         Ok(())
     }
 
+    /// Whether the TSV header has column `c` (exact name).
     pub fn has_column(&self, c: &str) -> bool {
         self.columns.iter().any(|x| x == c)
     }

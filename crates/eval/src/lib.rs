@@ -11,6 +11,8 @@
 //! * [`store`]: durable JSONL prediction store; [`sweep`]: the n-sweep engine and the
 //!   [`sweep::Answerer`] trait a model implements; [`report`]: scores and prediction files.
 
+#![warn(missing_docs)]
+
 pub mod dataset;
 pub mod lmudata;
 pub mod merge;

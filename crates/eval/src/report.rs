@@ -13,13 +13,21 @@ use tokenscale_fsio::write_atomic;
 /// One row of `scores.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScoreRow {
+    /// The model's name.
     pub model: String,
+    /// The reducer's name (`default`, `queries`, `pool`, `fastv:2`, ...).
     pub reducer: String,
+    /// Vision tokens per image.
     pub n: usize,
+    /// The dataset name.
     pub dataset: String,
+    /// The split the metric is restricted to (`None`: all rows).
     pub split: Option<String>,
+    /// The category the metric is restricted to (`None`: all rows).
     pub category: Option<String>,
+    /// The VLMEvalKit metric name (e.g. `Overall`, `acc`).
     pub metric: String,
+    /// The metric's value, on VLMEvalKit's scale for it (mostly percent).
     pub value: f64,
 }
 

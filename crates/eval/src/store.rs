@@ -14,11 +14,17 @@ use tokenscale_fsio::FileLock;
 /// A stored prediction.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// The model's name.
     pub model: String,
+    /// The reducer's name (`default`, `queries`, `pool`, `fastv:2`, ...).
     pub reducer: String,
+    /// Vision tokens per image the answer was made with.
     pub n: usize,
+    /// The dataset name.
     pub dataset: String,
+    /// The item's `index` cell.
     pub index: String,
+    /// The model's answer text (empty for an error record).
     pub prediction: String,
     /// Seconds spent in `Answerer::answer` (informational; not part of the identity).
     #[serde(default)]
@@ -33,6 +39,7 @@ pub struct Record {
 pub type Key = (String, String, usize, String, String);
 
 impl Record {
+    /// The record's identity: (model, reducer, n, dataset, index).
     pub fn key(&self) -> Key {
         (self.model.clone(), self.reducer.clone(), self.n, self.dataset.clone(), self.index.clone())
     }
@@ -41,7 +48,9 @@ impl Record {
 /// A deterministic 1/N slice: shard `k` (0-based) of `count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
+    /// This shard's number, 0-based (`k < count`).
     pub k: usize,
+    /// How many shards the rows are split into (≥ 1).
     pub count: usize,
 }
 
@@ -67,6 +76,7 @@ impl Shard {
     pub fn owns(&self, row: usize) -> bool {
         row % self.count == self.k
     }
+    /// This shard's store file name, `shard-KKKK-of-NNNN.jsonl`.
     pub fn file_name(&self) -> String {
         format!("shard-{:04}-of-{:04}.jsonl", self.k, self.count)
     }
@@ -178,22 +188,27 @@ impl Store {
         Ok(Store { path, file, _lock: lock, len: valid, done, failed })
     }
 
+    /// The shard's JSONL file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Whether `key` has a successful prediction anywhere in the run dir.
     pub fn contains(&self, key: &Key) -> bool {
         self.done.contains_key(key)
     }
 
+    /// The successful prediction stored for `key`, if any.
     pub fn get(&self, key: &Key) -> Option<&Record> {
         self.done.get(key)
     }
 
+    /// How many successful predictions the run dir holds (all shards).
     pub fn len(&self) -> usize {
         self.done.len()
     }
 
+    /// Whether the run dir holds no successful prediction.
     pub fn is_empty(&self) -> bool {
         self.done.is_empty()
     }
@@ -229,6 +244,7 @@ impl Store {
         Ok(())
     }
 
+    /// Every successful prediction of the run dir, by key.
     pub fn records(&self) -> &BTreeMap<Key, Record> {
         &self.done
     }

@@ -58,6 +58,7 @@ pub trait Answerer {
     fn prompt_style(&self) -> PromptStyle {
         PromptStyle::Default
     }
+    /// Encodes an item's images once; the result is reused for every n of the sweep.
     fn prepare_image(&mut self, images: &[image::DynamicImage]) -> Result<Self::Prepared>;
     /// Greedy answer for `prompt` with `vision_tokens` image tokens; returns the decoded text.
     fn answer(&mut self, prepared: &Self::Prepared, prompt: &str, vision_tokens: usize, max_new_tokens: usize)
@@ -68,10 +69,15 @@ pub trait Answerer {
 /// (`Vec<Box<dyn DynAnswerer>>`) and swept one after the other; every `Answerer` whose prepared
 /// type is `'static` is one, and `Box<dyn DynAnswerer>` is an `Answerer` again.
 pub trait DynAnswerer {
+    /// [`Answerer::model_name`], object-safe.
     fn dyn_model_name(&self) -> String;
+    /// [`Answerer::reducer`], object-safe.
     fn dyn_reducer(&self) -> String;
+    /// [`Answerer::prompt_style`], object-safe.
     fn dyn_prompt_style(&self) -> PromptStyle;
+    /// [`Answerer::prepare_image`], with the prepared image boxed as `Any`.
     fn prepare_dyn(&mut self, images: &[image::DynamicImage]) -> Result<Box<dyn std::any::Any>>;
+    /// [`Answerer::answer`] on a boxed prepared image; errors if it is of another type.
     fn answer_dyn(&mut self, prepared: &dyn std::any::Any, prompt: &str, vision_tokens: usize, max_new_tokens: usize)
         -> Result<String>;
 }
@@ -121,6 +127,7 @@ impl Answerer for Box<dyn DynAnswerer> {
 /// `--force`. Models, reducers and n are part of each record's key and may change freely.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
+    /// Every dataset of the run, with the content hash that ties predictions to it.
     pub datasets: Vec<DatasetSpec>,
     /// Override of the per-dataset `max_new_tokens` (None: the paper's limits).
     pub max_new_tokens: Option<usize>,
@@ -129,19 +136,24 @@ pub struct RunConfig {
     pub settings: BTreeMap<String, String>,
 }
 
+/// One dataset as the run fingerprint records it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DatasetSpec {
+    /// The dataset name.
     pub name: String,
+    /// Its kind (decides prompt and scorer).
     pub kind: Kind,
     /// Path as given (informational; `merge` and `score` use it to find the TSV).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub path: Option<PathBuf>,
     /// FNV-1a 64 of the TSV bytes, hex.
     pub content_hash: String,
+    /// Number of rows (items) in the TSV.
     pub rows: usize,
 }
 
 impl DatasetSpec {
+    /// The spec of a loaded dataset.
     pub fn of(ds: &Dataset) -> DatasetSpec {
         DatasetSpec {
             name: ds.name.clone(),
@@ -154,6 +166,7 @@ impl DatasetSpec {
 }
 
 impl RunConfig {
+    /// The config of a run over `datasets` (see the fields).
     pub fn new(datasets: &[Dataset], max_new_tokens: Option<usize>, settings: BTreeMap<String, String>) -> RunConfig {
         RunConfig { datasets: datasets.iter().map(DatasetSpec::of).collect(), max_new_tokens, settings }
     }
@@ -250,9 +263,13 @@ pub fn read_config(run_dir: &Path) -> Result<(String, RunConfig)> {
 /// How to run a sweep.
 #[derive(Clone, Debug)]
 pub struct SweepConfig {
+    /// The run folder holding the shard stores and the run config.
     pub run_dir: PathBuf,
+    /// The vision-token counts n to answer every item at.
     pub vision_tokens: Vec<usize>,
+    /// Which slice of each dataset's rows this process answers.
     pub shard: Shard,
+    /// Reuse a run dir whose stored run config differs, instead of refusing it.
     pub force: bool,
     /// Override of the per-dataset `max_new_tokens`.
     pub max_new_tokens: Option<usize>,
@@ -267,6 +284,8 @@ pub struct SweepConfig {
 }
 
 impl SweepConfig {
+    /// A config for `run_dir` and the counts n, with every other field at its default
+    /// (one shard, no force, the paper's token limits, no progress).
     pub fn new(run_dir: impl Into<PathBuf>, vision_tokens: Vec<usize>) -> SweepConfig {
         SweepConfig {
             run_dir: run_dir.into(),
@@ -285,13 +304,19 @@ impl SweepConfig {
 /// What a sweep did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SweepSummary {
+    /// New answers made in this sweep (errors not included).
     pub answered: usize,
     /// Answers that failed (recorded as error records in the store; a rerun retries them).
     pub failed: usize,
+    /// (item, n) pairs already stored before the sweep, so not asked again.
     pub skipped: usize,
+    /// Images encoded by `prepare_image` (once per image, shared by all n).
     pub images_prepared: usize,
+    /// Seconds spent in `prepare_image`.
     pub prepare_seconds: f64,
+    /// Seconds spent in `answer`.
     pub answer_seconds: f64,
+    /// Wall-clock seconds of the whole sweep.
     pub wall_seconds: f64,
 }
 
@@ -501,11 +526,13 @@ impl EchoAnswerer {
         })
     }
 
+    /// Reports `r` as the reducer name (the answers do not change).
     pub fn with_reducer(mut self, r: &str) -> Self {
         self.reducer = r.to_string();
         self
     }
 
+    /// The probability p(n) = 0.3 + 0.65·(1 − e^(−n/48)) of a correct answer at n.
     pub fn p_correct(n: usize) -> f64 {
         0.3 + 0.65 * (1.0 - (-(n as f64) / 48.0).exp())
     }

@@ -65,7 +65,7 @@ fn shards_merge_to_the_one_machine_result() {
         let mut a = EchoAnswerer::new("echo", &ds, PromptStyle::Default).unwrap();
         run_sweep(&mut a, &ds, &cfg).unwrap();
     }
-    merge_runs(&[shared.clone()], &shared, &[], ScoreOptions::default(), false).unwrap();
+    merge_runs(std::slice::from_ref(&shared), &shared, &[], ScoreOptions::default(), false).unwrap();
     assert_eq!(read(&one.join("scores.json")), read(&shared.join("scores.json")));
 }
 

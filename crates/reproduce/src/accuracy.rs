@@ -14,10 +14,13 @@ use tokenscale_eval::{Dataset, Item, Kind, ScoreOptions};
 /// One accuracy number: items of `subset` (along `axis`) answered at n vision tokens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AccuracyRow {
+    /// Vision tokens per image the items were answered at.
     pub n: usize,
     /// `overall`, `kind`, `category` or `subtask`.
     pub axis: String,
+    /// The subset's name along `axis` (`all`, a kind, a category or a subtask name).
     pub subset: String,
+    /// How many items the subset holds (the accuracy's denominator).
     pub items: usize,
     /// Percent (mean per-item score × 100; VQA items score their soft accuracy).
     pub accuracy: f64,
@@ -152,7 +155,7 @@ mod tests {
 
     /// Predictions right for every third item at n = 1 and for every other item at n = 8.
     fn fake(ds: &Dataset, item: &Item, n: usize) -> String {
-        let right = if n == 1 { item.row % 3 == 0 } else { item.row % 2 == 0 };
+        let right = if n == 1 { item.row.is_multiple_of(3) } else { item.row.is_multiple_of(2) };
         let truth = item.answers().first().cloned().unwrap_or_default();
         match (right, ds.kind) {
             (true, _) => truth,
@@ -193,7 +196,7 @@ mod tests {
             for n in [1, 8] {
                 let scored: Vec<Row> = ds.items.iter().map(|item| Row { item, prediction: &preds[&(ds.name.clone(), item.index.clone(), n)] }).collect();
                 // The last Overall row is the all-splits one (MCQ here has one split, `dev`).
-                let overall = score(&ds.name, ds.kind, &scored, opts).unwrap().into_iter().filter(|m| m.metric == "Overall").last().unwrap();
+                let overall = score(&ds.name, ds.kind, &scored, opts).unwrap().into_iter().rfind(|m| m.metric == "Overall").unwrap();
                 let mine = rows.iter().find(|r| r.n == n && r.axis == "kind" && r.subset == kind_label(ds.kind)).unwrap();
                 assert!((mine.accuracy - overall.value * scale).abs() < 1e-9, "{} n={n}: {} vs {}", ds.name, mine.accuracy, overall.value);
             }

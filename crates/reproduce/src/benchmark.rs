@@ -47,8 +47,11 @@ pub fn write_test_split(dir: &Path, items: usize, kinds: &[ItemKind]) -> Result<
 
 /// Two images that differ in one detail, and a question about the image.
 pub struct ImagePair {
+    /// The original image (the test item's).
     pub a: RgbImage,
+    /// The same scene with one detail changed, re-rendered.
     pub b: RgbImage,
+    /// The item's prompt, as the sweep gives it to the model.
     pub question: String,
 }
 

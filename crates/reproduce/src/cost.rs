@@ -17,10 +17,15 @@ use tokenscale_model::imgque_pipeline::ImgQuePipeline;
 /// The totals of one n, with the measured answer time.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CostSummary {
+    /// Vision tokens per image.
     pub n: usize,
+    /// Model parameters counted by the analytic cost model.
     pub params: u64,
+    /// Analytic FLOPs of one answer at this n (the `total` row of the cost table).
     pub flops: u64,
+    /// KV-cache size in bytes (f32, as the runtime computes).
     pub kv_cache_bytes: u64,
+    /// Peak activation memory in bytes (f32).
     pub peak_activation_bytes: u64,
     /// Mean wall time of one answer at this n in the sweep (the query decoder, prefill and
     /// decoding; the n-independent vision tower runs once per image and is not included).

@@ -8,12 +8,15 @@ use tokenscale_law::Law;
 /// Every law fitted to one accuracy series.
 #[derive(Clone, Debug, Serialize)]
 pub struct SeriesFits {
+    /// The series' label (e.g. `overall` or a subset name), as in the report.
     pub series: String,
+    /// The fitted points: (n, accuracy in percent).
     pub points: Vec<(f64, f64)>,
     /// Best AIC first.
     pub fits: Vec<FitResult>,
     /// (law, reason) for the laws that could not be fitted.
     pub errors: Vec<(String, String)>,
+    /// Whether the paper law's fit shows both regimes, and its sentence for the report.
     pub regimes: RegimeVerdict,
 }
 
@@ -25,13 +28,16 @@ pub struct RegimeVerdict {
     pub both_regimes: bool,
     /// The point estimate alone puts measured n on both sides of n_balance.
     pub split_by_estimate: bool,
+    /// The paper law's fitted n_balance; `None` when the paper law could not be fitted.
     pub n_balance: Option<f64>,
     /// None without bootstrap resamples.
     pub n_balance_ci95: Option<[f64; 2]>,
+    /// The verdict in one plain sentence, as written into `report.md`.
     pub sentence: String,
 }
 
 impl SeriesFits {
+    /// The paper law's fit, if it could be fitted (`None` otherwise).
     pub fn paper(&self) -> Option<&FitResult> {
         self.fits.iter().find(|f| f.law == Law::Paper)
     }
@@ -61,7 +67,7 @@ fn list(ns: &[f64]) -> String {
 /// The number format of every fitted quantity in the report.
 pub fn fmt_value(v: f64) -> String {
     let a = v.abs();
-    if a != 0.0 && (a >= 1e5 || a < 1e-3) {
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
         format!("{v:.3e}")
     } else {
         format!("{v:.3}")

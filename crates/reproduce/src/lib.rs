@@ -7,6 +7,8 @@
 //! predictions) · `scores.json`, `scores.csv` · `fits.json` · `probe.json`, `bound.json` ·
 //! `cost.csv` · `figures/` · `report.md` (written last).
 
+#![warn(missing_docs)]
+
 pub mod accuracy;
 pub mod benchmark;
 pub mod cost;
@@ -38,17 +40,21 @@ pub const DEFAULT_VISION_TOKENS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
 /// Everything `tokenscale reproduce` can be told.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The query-fused (imgque) checkpoint folder to run.
     pub model_dir: PathBuf,
+    /// The output folder; re-running into the same folder resumes.
     pub out: PathBuf,
     /// Test items per benchmark kind.
     pub items: usize,
     /// The item kinds asked (MCQ, yes/no, short answer).
     pub kinds: Vec<ItemKind>,
+    /// The vision-token counts n to sweep (e.g. [`DEFAULT_VISION_TOKENS`]).
     pub vision_tokens: Vec<usize>,
     /// Image pairs for the probe.
     pub pairs: usize,
     /// Seed of the probe pairs (the test split is fixed by the generator).
     pub seed: u64,
+    /// Cap on generated tokens per answer in the sweep.
     pub max_new_tokens: usize,
     /// Bootstrap resamples of the fits (0: no intervals, else at least 1000 as in `tokenscale fit`).
     pub bootstrap: usize,
@@ -76,7 +82,9 @@ impl Timings {
 
 /// What a run produced, for the command's closing lines.
 pub struct Outcome {
+    /// Path of the written `report.md`.
     pub report: PathBuf,
+    /// Wall time of each step, including the caller's earlier steps.
     pub timings: Timings,
 }
 

@@ -14,11 +14,14 @@ use tokenscale_model::{DType, Tensor};
 
 use crate::benchmark::ImagePair;
 
+/// What the probe on image pairs measured, and the bound fitted to it (if any).
 #[derive(Clone, Debug, Serialize)]
 pub struct ProbeOutcome {
     /// Vision tokens per image (n_l): the probe's n runs over 1..=this.
     pub vision_tokens: usize,
+    /// Per-n statistics of the hidden-state differences D(n) and the ψ terms.
     pub stats: ProbeStats,
+    /// The bound and its n_balance curve; `None` when it could not be computed.
     pub bound: Option<BoundReport>,
     /// Why there is no bound (e.g. no n ≥ 2 reached).
     pub bound_error: Option<String>,

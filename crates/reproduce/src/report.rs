@@ -21,18 +21,31 @@ use crate::{figures, Options, Timings};
 
 /// What the steps produced.
 pub struct Inputs<'a> {
+    /// The run's options.
     pub opts: &'a Options,
+    /// The vision-token counts n that were swept.
     pub vision_tokens: &'a [usize],
+    /// The model's name, as shown in the report.
     pub model_name: &'a str,
+    /// The model's content fingerprint (ties the sweep's results to these weights).
     pub fingerprint: &'a str,
+    /// The generated test datasets, one per item kind.
     pub datasets: &'a [Dataset],
+    /// The sweep's summary (items answered, failed, skipped; times).
     pub sweep: &'a SweepSummary,
+    /// The accuracy table, every axis and subset at every n.
     pub accuracy: &'a [AccuracyRow],
+    /// The laws fitted to each accuracy series.
     pub fits: &'a [SeriesFits],
+    /// The probe's outcome on image pairs.
     pub probe: &'a ProbeOutcome,
+    /// What the cost depends on besides n (text tokens, crops, dtype).
     pub workload: &'a Workload,
+    /// The full cost table: one row per component and n.
     pub cost_rows: &'a [CostRow],
+    /// The per-n cost totals, with measured answer times.
     pub cost: &'a [CostSummary],
+    /// Notes to print in the report (e.g. a stale run that was discarded).
     pub notes: &'a [String],
 }
 

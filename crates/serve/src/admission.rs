@@ -4,8 +4,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// The server's capacity count: requests held (running plus queued) against a fixed cap.
 pub struct Gate {
     held: AtomicUsize,
+    /// Most requests held at once (`max_batch + queue`); past it requests get 429.
     pub capacity: usize,
 }
 
@@ -13,6 +15,7 @@ pub struct Gate {
 pub struct Admission(Arc<Gate>);
 
 impl Gate {
+    /// A gate with room for `capacity` requests, none held yet.
     pub fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Self { held: AtomicUsize::new(0), capacity })
     }
@@ -25,6 +28,7 @@ impl Gate {
             .map(|_| Admission(Arc::clone(self)))
     }
 
+    /// How many requests hold a place now.
     pub fn held(&self) -> usize {
         self.held.load(Ordering::Acquire)
     }

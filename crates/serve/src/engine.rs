@@ -27,11 +27,14 @@ use crate::text::AnswerText;
 /// Why an answer ended (OpenAI's `finish_reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
+    /// The model ended its answer (end-of-answer token or a stop sequence).
     Stop,
+    /// The answer reached `max_tokens`.
     Length,
 }
 
 impl Finish {
+    /// OpenAI's spelling: `stop` or `length`.
     pub fn as_str(self) -> &'static str {
         match self {
             Finish::Stop => "stop",
@@ -43,16 +46,28 @@ impl Finish {
 /// What the engine tells a request's handler.
 #[derive(Debug)]
 pub enum Event {
+    /// More answer text, safe to send (no part of a stop sequence).
     Text(String),
-    Done { finish: Finish, completion_tokens: usize },
+    /// The answer is complete; no event follows.
+    Done {
+        /// Why the answer ended.
+        finish: Finish,
+        /// Answer tokens generated (for the usage).
+        completion_tokens: usize,
+    },
+    /// Generation failed with this message; no event follows.
     Failed(String),
 }
 
 /// One request for the engine.
 pub struct Job {
+    /// The request's prompt and image, already encoded for the runtime.
     pub prepared: Prepared,
+    /// Decoding settings (token limit, sampling, stop tokens).
     pub config: GenerationConfig,
+    /// Stop sequences: the answer ends before the first one found (at most 4).
     pub stop: Vec<String>,
+    /// Where the engine sends this request's events; a closed channel abandons the job.
     pub events: UnboundedSender<Event>,
     /// When the request arrived (time to first token is measured from here).
     pub arrived: Instant,
@@ -60,6 +75,7 @@ pub struct Job {
     pub admission: Admission,
 }
 
+/// Submits jobs to the running engine; cheap to clone, one per handler.
 #[derive(Clone)]
 pub struct EngineHandle {
     jobs: mpsc::Sender<Job>,
@@ -72,9 +88,12 @@ impl EngineHandle {
     }
 }
 
+/// How the engine batches.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
+    /// Most sequences decoding together in one batched step (≥ 1).
     pub max_batch: usize,
+    /// Prompt positions prefilled between two decode steps (chunked prefill, ≥ 1).
     pub prefill_chunk: usize,
     /// Faults to inject (tests of the failure paths; empty otherwise).
     pub faults: FaultPlan,

@@ -5,14 +5,18 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// An error answer: its HTTP status and OpenAI's error body fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    /// The HTTP status (4xx: the client's fault, 5xx: the server's).
     pub status: StatusCode,
+    /// Human-readable explanation, sent as `error.message`.
     pub message: String,
     /// OpenAI's `type`: invalid_request_error, authentication_error, rate_limit_error, server_error.
     pub kind: &'static str,
     /// The request field at fault (`messages[0].content[1].image_url`), when one is.
     pub param: Option<String>,
+    /// OpenAI's machine-readable `code` (e.g. `rate_limit_exceeded`), when there is one.
     pub code: Option<&'static str>,
     /// Seconds a client should wait before retrying (429, 503).
     pub retry_after: Option<u64>,
@@ -38,10 +42,12 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", Some("request_too_large"), param, message)
     }
 
+    /// 401: the API key is missing or wrong.
     pub fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "authentication_error", Some("invalid_api_key"), None, "missing or wrong API key (send `Authorization: Bearer KEY`)")
     }
 
+    /// 404: no route for `what` (the message lists the endpoints).
     pub fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("not_found"), None, format!("{what}: no such endpoint (this server has POST /v1/chat/completions, GET /v1/models, /health, /metrics)"))
     }
@@ -71,6 +77,7 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, None, message)
     }
 
+    /// The JSON body `{"error": {"message", "type", "param", "code"}}`.
     pub fn body(&self) -> serde_json::Value {
         json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
     }

@@ -30,11 +30,17 @@ use crate::options::ServeOptions;
 use crate::schema::{parse_request, ChatRequest};
 use crate::warnings::WarnOnce;
 
+/// What every request handler shares: the model, the engine, options, metrics, capacity.
 pub struct AppState {
+    /// The loaded model (tokenizer, templates, vision encoder).
     pub runtime: Arc<Runtime>,
+    /// Where handlers submit prepared requests for generation.
     pub engine: EngineHandle,
+    /// The options the server was started with.
     pub options: ServeOptions,
+    /// The Prometheus counters served at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Admission: refuses requests past `max_batch + queue` with 429.
     pub gate: Arc<Gate>,
     /// Set on shutdown: new requests get 503 while running ones finish.
     pub draining: AtomicBool,
@@ -49,6 +55,7 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The shared state; the capacity gate holds `max_batch + queue` requests.
     pub fn new(runtime: Arc<Runtime>, engine: EngineHandle, options: ServeOptions, metrics: Arc<Metrics>) -> Self {
         let gate = Gate::new(options.max_batch + options.queue);
         let started = unix_now();
@@ -75,6 +82,8 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// The routes: chat completions, `/v1/models`, `/health`, `/metrics`, 404 otherwise;
+/// with the body limit, panic-to-500 and the per-status request counter.
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.options.limits.max_body_bytes;
     Router::new()

@@ -9,6 +9,8 @@
 //! - [`admission`], [`metrics`], [`error`], [`options`], [`warnings`] (said once per server);
 //! - [`fault`]: panics injected on purpose by tests (`fault-injection` feature only).
 
+#![warn(missing_docs)]
+
 pub mod admission;
 pub mod engine;
 pub mod error;
@@ -36,6 +38,7 @@ pub use options::{Limits, ServeOptions};
 /// A server running on its own threads (tests, the load tool); [`Server::stop`] shuts it
 /// down gracefully.
 pub struct Server {
+    /// The address the server listens on (the real port when 0 was asked).
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<()>>>,

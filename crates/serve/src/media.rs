@@ -12,6 +12,7 @@ use image::{ImageReader, RgbImage};
 use crate::error::ApiError;
 use crate::options::{Limits, ServeOptions};
 
+/// Where a request's image comes from, once checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSource {
     /// The decoded bytes of a `data:` URL.

@@ -12,22 +12,35 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// The `code` label of the per-status counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
+    /// The HTTP status code, as text (`200`, `429`, ...).
     pub code: String,
 }
 
+/// Every metric the server exports, in one Prometheus registry (prefix `tokenscale`).
 pub struct Metrics {
     registry: Registry,
+    /// HTTP requests answered, by status code.
     pub requests: Family<StatusLabel, Counter>,
+    /// Requests answered with a 4xx or 5xx status, by status code.
     pub errors: Family<StatusLabel, Counter>,
+    /// Requests waiting for a decode slot.
     pub queue_depth: Gauge,
+    /// Sequences prefilling or decoding.
     pub running: Gauge,
+    /// Answer tokens generated (a counter: its rate is tokens per second).
     pub generated_tokens: Counter,
+    /// Prompt tokens (vision tokens included) of accepted requests.
     pub prompt_tokens: Counter,
+    /// Requests dropped because their client disconnected.
     pub abandoned: Counter,
+    /// Requests at a vision-token budget the model was not trained with.
     pub untrained_budget: Counter,
+    /// Tokens per second of the last batched decode step.
     pub decode_tokens_per_s: Gauge<f64, AtomicU64>,
+    /// Seconds from a request's arrival to its first answer token (5 ms to about 80 s).
     pub time_to_first_token: Histogram,
 }
 
@@ -38,6 +51,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric at zero, registered under the `tokenscale` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("tokenscale");
         let requests = Family::<StatusLabel, Counter>::default();
@@ -60,6 +74,7 @@ impl Metrics {
         Self { registry, requests, errors, queue_depth, running, generated_tokens, prompt_tokens, abandoned, untrained_budget, decode_tokens_per_s, time_to_first_token }
     }
 
+    /// Counts one answered request under its status (and as an error when ≥ 400).
     pub fn record_status(&self, code: u16) {
         let label = StatusLabel { code: code.to_string() };
         self.requests.get_or_create(&label).inc();
@@ -68,6 +83,7 @@ impl Metrics {
         }
     }
 
+    /// Every metric in Prometheus' text format, as `/metrics` serves it.
     pub fn render(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail; an error here would be a bug in the encoder.

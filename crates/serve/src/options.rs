@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
+/// Everything a server is started with (see the module docs).
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// Address or name to listen on (e.g. `127.0.0.1`).
     pub host: String,
     /// 0 picks a free port (tests).
     pub port: u16,
@@ -20,12 +22,14 @@ pub struct ServeOptions {
     pub api_key: Option<String>,
     /// Images may be named by local path only inside this folder.
     pub allow_files: Option<PathBuf>,
+    /// Per-request limits.
     pub limits: Limits,
 }
 
 /// Per-request limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Largest request body in bytes (larger bodies answer 413).
     pub max_body_bytes: usize,
     /// Decoded bytes of one image (before decompression).
     pub max_image_bytes: usize,
@@ -69,6 +73,8 @@ impl Default for ServeOptions {
 }
 
 impl ServeOptions {
+    /// Checks the options before the server starts (batch and chunk ≥ 1, consistent token
+    /// limits, an existing image folder); the error names the bad option.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.max_batch == 0 {
             anyhow::bail!("serve options: the batch size must be at least 1");

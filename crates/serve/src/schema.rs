@@ -18,13 +18,22 @@ pub struct ChatRequest {
     pub conversation: Conversation,
     /// The conversation's image (these models take one).
     pub image: Option<ImageSource>,
+    /// The vision-token budget asked (`vision_tokens`, `short_tokens`, `reducer`).
     pub budget: VisionBudget,
+    /// `drop_query`: leave the question out of the query row (query-fused models; `None`:
+    /// the server's setting).
     pub drop_query: Option<bool>,
+    /// Most answer tokens (`max_tokens` or `max_completion_tokens`, within the limits).
     pub max_tokens: usize,
+    /// Sampling temperature in 0..=2 (default 1).
     pub temperature: f64,
+    /// Nucleus sampling mass in (0, 1] (default 1).
     pub top_p: f64,
+    /// Sampling seed (default 0; negative seeds keep their bits).
     pub seed: u64,
+    /// Stop sequences (at most 4, each non-empty and short).
     pub stop: Vec<String>,
+    /// Answer as server-sent events (chunks) instead of one JSON body.
     pub stream: bool,
     /// Generate until `max_tokens` even past the model's end-of-answer token (as vLLM's
     /// `ignore_eos`: fixed-length answers for load tests).
@@ -39,6 +48,8 @@ const MAX_VISION_TOKENS: u64 = 1 << 16;
 const MAX_STOPS: usize = 4;
 const MAX_STOP_CHARS: usize = 256;
 
+/// Reads and checks a chat-completions body; a field missing, out of range or of the
+/// wrong type gives an [`ApiError`] naming it.
 pub fn parse_request(body: &Value, options: &ServeOptions) -> Result<ChatRequest, ApiError> {
     let Some(fields) = body.as_object() else {
         return Err(ApiError::invalid(None, "the request body must be a JSON object"));

@@ -6,12 +6,14 @@
 use anyhow::Result;
 use tokenscale_model::tokenizer::{TokenStream, Tokenizer};
 
+/// An answer's text as tokens arrive: detokenised and cut at the first stop sequence.
 pub struct AnswerText<'a> {
     pieces: TokenStream<'a>,
     stops: StopMatcher,
 }
 
 impl<'a> AnswerText<'a> {
+    /// An empty answer for `tokenizer`, ending at the first of `stops`.
     pub fn new(tokenizer: &'a Tokenizer, stops: Vec<String>) -> Self {
         Self { pieces: TokenStream::new(tokenizer), stops: StopMatcher::new(stops) }
     }
@@ -35,6 +37,7 @@ pub struct StopMatcher {
 }
 
 impl StopMatcher {
+    /// A matcher for `stops` (empty: no stop sequence), holding nothing yet.
     pub fn new(stops: Vec<String>) -> Self {
         Self { stops, held: String::new() }
     }

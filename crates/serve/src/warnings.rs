@@ -10,6 +10,7 @@ use std::sync::Mutex;
 /// Most distinct messages remembered.
 pub const MAX_DISTINCT: usize = 256;
 
+/// Messages already logged, so that each is logged once (at most [`MAX_DISTINCT`]).
 #[derive(Default)]
 pub struct WarnOnce {
     seen: Mutex<HashSet<String>>,

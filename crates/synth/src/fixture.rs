@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 /// One drawn shape.
 #[derive(Clone, Debug)]
 pub struct Shape {
+    /// Index into `SHAPES`.
     pub shape: usize,
+    /// Index into `COLORS`.
     pub color: usize,
 }
 

@@ -14,6 +14,8 @@
 //!
 //! [`generate`] is the older small fixture that the sweep tests use.
 
+#![warn(missing_docs)]
+
 mod fixture;
 pub mod mix;
 mod pick;
@@ -40,14 +42,19 @@ use tokenscale_vlmeval::Kind;
 /// Disjoint seed streams: no (split, index) shares its seed with another split's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Split {
+    /// The training split (what `tokenscale train` reads).
     Train,
+    /// The validation split, for model selection during training.
     Val,
+    /// The held-out test split that the sweep evaluates.
     Test,
 }
 
 impl Split {
+    /// Every split, in declaration order.
     pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
 
+    /// The lowercase name (`train`, `val`, `test`) used in file names; [`Split::parse`] reads it.
     pub fn as_str(self) -> &'static str {
         match self {
             Split::Train => "train",
@@ -56,6 +63,7 @@ impl Split {
         }
     }
 
+    /// Reads a split name, case-insensitively (`validation` also means `val`); errors otherwise.
     pub fn parse(s: &str) -> anyhow::Result<Split> {
         match s.to_ascii_lowercase().as_str() {
             "train" => Ok(Split::Train),
@@ -87,6 +95,7 @@ pub enum ItemKind {
 }
 
 impl ItemKind {
+    /// Every item kind, in the order of `Mix` kind weights.
     pub const ALL: [ItemKind; 3] = [ItemKind::Mcq, ItemKind::YesNo, ItemKind::ShortAnswer];
 
     /// The VLMEvalKit kind name (`mcq`, `yorn`, `vqa`).
@@ -94,6 +103,8 @@ impl ItemKind {
         self.eval_kind().as_str()
     }
 
+    /// Reads a kind name, case-insensitively: `mcq`, `yorn`/`yn`/`yesno`, `vqa`/`short`;
+    /// `None` for anything else.
     pub fn parse(s: &str) -> Option<ItemKind> {
         match s.to_ascii_lowercase().as_str() {
             "mcq" => Some(ItemKind::Mcq),
@@ -103,6 +114,7 @@ impl ItemKind {
         }
     }
 
+    /// The VLMEvalKit dataset kind this item kind is prompted and scored as.
     pub fn eval_kind(self) -> Kind {
         match self {
             ItemKind::Mcq => Kind::Mcq,
@@ -123,6 +135,7 @@ impl ItemKind {
 /// One benchmark item in memory.
 #[derive(Clone, Debug)]
 pub struct SynthItem {
+    /// The rendered scene (64×64 RGB).
     pub image: RgbImage,
     /// The question as the TSV's `question` cell holds it (yes/no questions end with VLMEvalKit's
     /// "Please answer yes or no."); `prompt_for` adds what the eval prompt adds.
@@ -132,8 +145,11 @@ pub struct SynthItem {
     /// The expected answer: "A"–"D" for MCQ (VLMEvalKit's option extraction is case-sensitive),
     /// otherwise one lower-case word (colour, tint, shape, "0"–"6", "none", "yes", "no").
     pub answer: String,
+    /// The item's format (MCQ, yes/no or short answer).
     pub kind: ItemKind,
+    /// Whether the subtask is coarse (global summary) or fine (small shapes).
     pub category: Category,
+    /// The subtask's name, one of `questions::SUBTASKS`.
     pub subtask: &'static str,
     /// What the image shows (the ground truth the answer was computed from).
     pub scene: Scene,

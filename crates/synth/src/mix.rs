@@ -28,10 +28,12 @@ fn check_weight(name: &str, weight: f64) -> Result<()> {
 }
 
 impl Mix {
+    /// The subtask weights, in `SUBTASKS` order (each finite and ≥ 0, not all 0).
     pub fn subtask_weights(&self) -> &[f64] {
         &self.subtasks
     }
 
+    /// The item-kind weights, in `ItemKind::ALL` order (each finite and ≥ 0, not all 0).
     pub fn kind_weights(&self) -> &[f64; 3] {
         &self.kinds
     }
@@ -62,6 +64,8 @@ impl Mix {
         Ok(self)
     }
 
+    /// Set one item kind's weight. Errors if the weight is negative or not finite, or if
+    /// every kind would then have weight 0.
     pub fn with_kind(mut self, kind: ItemKind, weight: f64) -> Result<Mix> {
         check_weight(kind.as_str(), weight)?;
         self.kinds[kind.position()] = weight;

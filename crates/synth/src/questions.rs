@@ -9,11 +9,14 @@ use super::scene::{Scene, COLORS, GRID, SHAPES, SHAPES_PLURAL, TINTS};
 /// Coarse questions need only a global summary of the image; fine ones need the small shapes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Category {
+    /// Answerable from a global summary (background tint, border colour).
     Coarse,
+    /// Needs the small shapes in the grid cells (cell contents, counts, relations).
     Fine,
 }
 
 impl Category {
+    /// The lowercase name (`coarse`, `fine`) used in reports and in mix names.
     pub fn as_str(self) -> &'static str {
         match self {
             Category::Coarse => "coarse",
@@ -34,8 +37,11 @@ pub const SUBTASKS: [(&str, Category); 8] = [
     ("relation_shape", Category::Fine),
 ];
 
+/// The answer word when the asked cell or neighbour holds no shape.
 pub const NONE: &str = "none";
+/// The answer words of counting questions (a colour or shape can fill at most 6 cells).
 pub const COUNTS: [&str; 7] = ["0", "1", "2", "3", "4", "5", "6"];
+/// Appended to yes/no questions, as VLMEvalKit's Y/N datasets phrase them.
 pub const YN_SUFFIX: &str = " Please answer yes or no.";
 
 /// Neighbour directions of the relation subtasks: (phrase, row step, column step).
@@ -44,14 +50,25 @@ pub const DIRECTIONS: [(&str, i32, i32); 4] = [("left of", 0, -1), ("right of", 
 /// What a question is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subject {
+    /// The background tint of the whole image.
     Background,
+    /// The colour of the 3-px border.
     Border,
     /// 0-based row and column.
     Cell(usize, usize),
+    /// How many cells hold this shape (index into `SHAPES`).
     ShapeCount(usize),
+    /// How many cells hold a shape of this colour (index into `COLORS`).
     ColourCount(usize),
     /// The shape next to the unique shape of this (colour, shape), in `DIRECTIONS[dir]`.
-    Neighbour { colour: usize, shape: usize, dir: usize },
+    Neighbour {
+        /// The anchor shape's colour (index into `COLORS`).
+        colour: usize,
+        /// The anchor shape's kind (index into `SHAPES`).
+        shape: usize,
+        /// The direction from the anchor (index into `DIRECTIONS`).
+        dir: usize,
+    },
 }
 
 impl Subject {
@@ -97,7 +114,9 @@ impl Subject {
 /// One question a subtask can ask in a scene, with its true answer (a word of the answer set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
+    /// What the question asks about.
     pub subject: Subject,
+    /// The true answer in this scene, a word of the subtask's answer set.
     pub answer: &'static str,
 }
 

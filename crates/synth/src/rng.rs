@@ -6,16 +6,19 @@
 use tokenscale_base::rng::mix64;
 use tokenscale_base::rng::{SplitMix64, GOLDEN_GAMMA};
 
+/// The benchmark's random stream: SplitMix64 over a salted seed (see the module docs).
 pub struct Rng(SplitMix64);
 
 /// XORed into every seed, so the benchmark's streams differ from other users' of the same seed.
 const SEED_SALT: u64 = 0x853c49e6748fea9b;
 
 impl Rng {
+    /// A stream for `seed` (XORed with a fixed salt first).
     pub fn new(seed: u64) -> Rng {
         Rng(SplitMix64::new(seed ^ SEED_SALT))
     }
 
+    /// The next 64 raw bits of the stream.
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
     }
@@ -55,6 +58,7 @@ impl Rng {
         last
     }
 
+    /// A uniformly chosen element of `v`; `None` when `v` is empty.
     pub fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
         if v.is_empty() {
             None
@@ -63,6 +67,7 @@ impl Rng {
         }
     }
 
+    /// Shuffles `v` in place (Fisher–Yates, from the last element down).
     pub fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             let j = self.below(i + 1);

@@ -4,16 +4,22 @@
 use super::rng::Rng;
 use image::{Rgb, RgbImage};
 
+/// Side of the square image in pixels.
 pub const IMAGE_SIZE: u32 = 64;
+/// Cells per row and per column of the shape grid.
 pub const GRID: usize = 4;
+/// Side of one grid cell in pixels (`GRID * CELL == IMAGE_SIZE`).
 pub const CELL: i32 = 16;
+/// Width of the coloured border in pixels.
 pub const BORDER: i32 = 3;
 /// Probability that a cell is empty.
 pub const EMPTY_P: f64 = 0.4;
 /// Shape bounding-box sizes in pixels (inclusive).
 pub const SIZE_MIN: i32 = 9;
+/// Largest shape bounding-box side in pixels (inclusive).
 pub const SIZE_MAX: i32 = 12;
 
+/// Shape names, as answers and question words use them; indexed by `Placed::shape`.
 pub const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
 /// Plural forms for counting questions, in `SHAPES` order.
 pub const SHAPES_PLURAL: [&str; 4] = ["circles", "squares", "triangles", "crosses"];
@@ -43,7 +49,9 @@ pub struct Placed {
     pub color: usize,
     /// Bounding-box side in pixels (`SIZE_MIN..=SIZE_MAX`).
     pub size: i32,
+    /// Horizontal jitter of the shape's centre in pixels (−1..=1).
     pub dx: i32,
+    /// Vertical jitter of the shape's centre in pixels (−1..=1).
     pub dy: i32,
 }
 
@@ -59,6 +67,8 @@ pub struct Scene {
 }
 
 impl Scene {
+    /// Draws a scene: tint, border colour, then each cell empty with probability `EMPTY_P`
+    /// or holding a random shape, colour, size and jitter.
     pub fn random(rng: &mut Rng) -> Scene {
         let background = rng.below(TINTS.len());
         let border = rng.below(COLORS.len());
@@ -87,6 +97,7 @@ impl Scene {
         }
     }
 
+    /// Draws the scene as a 64×64 RGB image (tint, border, then each cell's shape).
     pub fn render(&self) -> RgbImage {
         let mut img = RgbImage::from_pixel(IMAGE_SIZE, IMAGE_SIZE, Rgb(TINTS[self.background].1));
         let border = Rgb(COLORS[self.border].1);

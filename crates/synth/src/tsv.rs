@@ -16,6 +16,7 @@ pub fn file_name(split: Split, kind: ItemKind) -> String {
     format!("SYNTH_{}_{}.tsv", kind.as_str().to_ascii_uppercase(), split.as_str().to_ascii_uppercase())
 }
 
+/// Encodes `image` as PNG bytes (for the TSV's base64 `image` cell).
 pub fn png_bytes(image: &RgbImage) -> Result<Vec<u8>> {
     let mut buf = std::io::Cursor::new(Vec::new());
     image.write_to(&mut buf, image::ImageFormat::Png).context("encoding a PNG")?;

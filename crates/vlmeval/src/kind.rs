@@ -20,8 +20,10 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order (for listings and exhaustive tests).
     pub const ALL: [Kind; 5] = [Kind::Mcq, Kind::Yorn, Kind::Vqa, Kind::Ocrbench, Kind::Caption];
 
+    /// The lowercase name (`mcq`, `yorn`, ...) used in files and that [`Kind::parse`] reads back.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Mcq => "mcq",
@@ -32,6 +34,8 @@ impl Kind {
         }
     }
 
+    /// Reads a kind name, case-insensitively; `y/n`, `yn` and `yesno` also mean [`Kind::Yorn`].
+    /// Errors on any other name, listing the known ones.
     pub fn parse(s: &str) -> anyhow::Result<Kind> {
         let l = s.to_ascii_lowercase();
         Ok(match l.as_str() {

@@ -6,6 +6,8 @@
 //! - [`prompt`]: the prompt text per kind and prompt style, and per-dataset generation limits.
 //! - [`py`]: the Python and NumPy behaviour VLMEvalKit's scorers and TSV cells rely on.
 
+#![warn(missing_docs)]
+
 pub mod kind;
 pub mod prompt;
 pub mod py;

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 /// The parts of a benchmark item a prompt is built from: the evaluator's TSV rows and the
 /// synthetic benchmark's in-memory items both provide them.
 pub trait Question {
+    /// The question text as it appears in the item (without hint or options).
     fn question(&self) -> &str;
+    /// The hint (context) shown before the question, if the item has a non-empty one.
     fn hint(&self) -> Option<&str>;
     /// Options present, in letter order.
     fn options(&self) -> &[(char, String)];
@@ -15,8 +17,11 @@ pub trait Question {
 /// A question held as plain text (items built in memory rather than read from a TSV).
 #[derive(Clone, Debug, Default)]
 pub struct QuestionText {
+    /// The question text.
     pub question: String,
+    /// The optional hint shown before the question.
     pub hint: Option<String>,
+    /// The options as (letter, text), in letter order; empty for non-MCQ items.
     pub options: Vec<(char, String)>,
 }
 
@@ -32,8 +37,10 @@ impl Question for QuestionText {
     }
 }
 
+/// The prompt VLMEvalKit asks of caption items (trailing space included, as upstream).
 pub const CAPTION_DEFAULT_QUESTION: &str =
     "Please describe this image in general. Directly provide the description, do not include prefix like \"This image depicts\". ";
+/// Appended to VQA questions by the default prompt (VLMEvalKit's `ImageVQADataset`).
 pub const VQA_SUFFIX: &str = "\nAnswer the question using a single word or phrase.";
 
 /// Which prompt builder to use.
@@ -48,6 +55,7 @@ pub enum PromptStyle {
 }
 
 impl PromptStyle {
+    /// Reads a style name: `default` or `llava` (exact, lowercase); errors on anything else.
     pub fn parse(s: &str) -> anyhow::Result<Self> {
         match s {
             "default" => Ok(PromptStyle::Default),

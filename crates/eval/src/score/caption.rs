@@ -35,6 +35,8 @@ fn precook<'a>(words: &[&'a str], n: usize) -> Counts<'a> {
 }
 
 /// pycocoevalcap `Bleu(4).compute_score` (option "closest"); returns [B1..B4] in 0..1.
+// Indexing by the n-gram order k keeps the loops line for line with pycocoevalcap's.
+#[allow(clippy::needless_range_loop)]
 pub fn bleu(gts: &[Vec<String>], res: &[String]) -> [f64; 4] {
     let n = 4;
     let small = 1e-9;
@@ -130,6 +132,8 @@ pub fn cider(gts: &[Vec<String>], res: &[String]) -> f64 {
     cider_inner(gts, res)
 }
 
+// Indexing by the n-gram order k keeps the loops line for line with pycocoevalcap's.
+#[allow(clippy::needless_range_loop)]
 fn cider_inner<'a>(gts: &'a [Vec<String>], res: &'a [String]) -> f64 {
     let n = 4;
     let sigma: f64 = 6.0;

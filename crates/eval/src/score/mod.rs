@@ -25,6 +25,8 @@ pub enum Compat {
 }
 
 impl Compat {
+    /// Reads a compatibility name: `head` (also `HEAD`, `e8e78f05`) or `0ff0c3e`; errors
+    /// on anything else.
     pub fn parse(s: &str) -> anyhow::Result<Compat> {
         match s {
             "head" | "HEAD" | "e8e78f05" => Ok(Compat::Head),
@@ -32,6 +34,7 @@ impl Compat {
             _ => anyhow::bail!("unknown VLMEvalKit compatibility {s:?} (head, 0ff0c3e)"),
         }
     }
+    /// The name [`Compat::parse`] reads back (`head` or `0ff0c3e`).
     pub fn as_str(self) -> &'static str {
         match self {
             Compat::Head => "head",
@@ -43,6 +46,7 @@ impl Compat {
 /// Scoring options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScoreOptions {
+    /// Which VLMEvalKit version's scoring behaviour to reproduce.
     pub compat: Compat,
     /// Captions: tokenise with the PTB tokenizer first (the lmms-eval convention).
     pub ptb: bool,
@@ -51,20 +55,27 @@ pub struct ScoreOptions {
 /// One prediction to score.
 #[derive(Clone, Copy, Debug)]
 pub struct Row<'a> {
+    /// The benchmark item predicted for.
     pub item: &'a Item,
+    /// The model's raw answer text.
     pub prediction: &'a str,
 }
 
 /// One number of a scores table (VLMEvalKit metric names and scales).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
+    /// The split the number is restricted to (`None`: all rows).
     pub split: Option<String>,
+    /// The category the number is restricted to (`None`: all rows).
     pub category: Option<String>,
+    /// The VLMEvalKit metric name (e.g. `Overall`, `acc`, `Final Score`).
     pub metric: String,
+    /// The value, on VLMEvalKit's scale for this metric (mostly percent).
     pub value: f64,
 }
 
 impl Metric {
+    /// A metric from its parts (the name is copied).
     pub fn new(split: Option<String>, category: Option<String>, metric: &str, value: f64) -> Metric {
         Metric { split, category, metric: metric.to_string(), value }
     }

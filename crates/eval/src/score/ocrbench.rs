@@ -4,6 +4,7 @@ use super::{Metric, Row};
 use crate::py;
 use anyhow::{bail, Result};
 
+/// OCRBench's ten categories, in its order; the first six sum to "Text Recognition".
 pub const CATEGORIES: [&str; 10] = [
     "Regular Text Recognition",
     "Irregular Text Recognition",
@@ -29,6 +30,8 @@ pub fn hit(category: &str, answers: &[String], prediction: &str) -> bool {
     }
 }
 
+/// OCRBench's scores: hits per group and the final score (hit counts, not percent).
+/// Errors on a row whose category is not one of [`CATEGORIES`].
 pub fn score(rows: &[Row]) -> Result<Vec<Metric>> {
     let mut counts = [0u64; 10];
     for r in rows.iter().filter(|r| r.item.answer.is_some()) {

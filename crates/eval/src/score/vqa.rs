@@ -85,12 +85,17 @@ pub fn process_answer(a: &str) -> String {
 /// Which per-sample method a VQA dataset uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// The VQA score: mean over annotators of min(other matching answers / 3, 1), normalised.
     VqaScore,
+    /// ChartQA's relaxed accuracy: numbers within 5%, other answers exact.
     Relaxed,
+    /// Exact match to any answer, trimmed and lower-cased (OCRVQA, GQA).
     Accuracy,
+    /// ANLS: 1 − the least normalised Levenshtein distance, 0 below 0.5 (DocVQA, InfoVQA).
     Anls,
 }
 
+/// The method VLMEvalKit picks from the dataset name (default: the VQA score).
 pub fn method_for(dataset: &str) -> Method {
     if dataset.contains("TextVQA") {
         Method::VqaScore
@@ -207,6 +212,8 @@ pub fn sample_score(method: Method, answers: &[String], prediction: &str, compat
     }
 }
 
+/// The VQA scores: `Overall` in percent, per split if the rows have splits, else per
+/// category too. Rows without an answer are skipped.
 pub fn score(dataset: &str, rows: &[Row], compat: Compat) -> Vec<Metric> {
     let method = method_for(dataset);
     let rows: Vec<&Row> = rows.iter().filter(|r| r.item.answer.is_some()).collect();

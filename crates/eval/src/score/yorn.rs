@@ -67,6 +67,8 @@ fn mean100(v: &[f64]) -> f64 {
     py::np_mean(v) * 100.0
 }
 
+/// The yes/no scores by VLMEvalKit's rules for MME, HallusionBench, POPE or any other
+/// Y/N dataset. Rows without an answer are skipped.
 pub fn score(dataset: &str, rows: &[Row]) -> Result<Vec<Metric>> {
     let rows: Vec<&Row> = rows.iter().filter(|r| r.item.answer.is_some()).collect();
     if dataset.contains("MME") {
@@ -80,15 +82,18 @@ pub fn score(dataset: &str, rows: &[Row]) -> Result<Vec<Metric>> {
     }
 }
 
+/// MME's perception subtasks (their scores sum to the perception score).
 pub const MME_PERCEPTION: [&str; 10] =
     ["OCR", "artwork", "celebrity", "color", "count", "existence", "landmark", "position", "posters", "scene"];
+/// MME's reasoning subtasks (their scores sum to the reasoning score).
 pub const MME_REASONING: [&str; 4] = ["code_reasoning", "commonsense_reasoning", "numerical_calculation", "text_translation"];
 
 /// `MME_rating`. Categories absent from the data are left out of the totals (VLMEvalKit raises
 /// a KeyError instead).
 fn mme(rows: &[&Row]) -> Result<Vec<Metric>> {
     // category -> image_path -> scores, in order of first appearance.
-    let mut stats: Vec<(String, Vec<(String, Vec<f64>)>)> = Vec::new();
+    type ScoresByImage = Vec<(String, Vec<f64>)>;
+    let mut stats: Vec<(String, ScoresByImage)> = Vec::new();
     for r in rows {
         let cat = r.item.category.clone().unwrap_or_else(|| "nan".into());
         let ip = r.item.image_path.join("|");
