@@ -9,16 +9,16 @@
 
 #![warn(missing_docs)]
 
-use tokenscale_model::Forward;
 use std::path::Path;
+use tokenscale_model::Forward;
 
 use anyhow::{bail, Context, Result};
 use tokenscale_model::chat::Conversation;
+use tokenscale_model::dtype::DtypePolicy;
 use tokenscale_model::generation::{generate_pruned, GenerationConfig};
 use tokenscale_model::llava::VisionCache;
 use tokenscale_model::reduce::Reducer;
 use tokenscale_model::runtime::Runtime;
-use tokenscale_model::dtype::DtypePolicy;
 use tokenscale_model::{Device, Tensor};
 
 use tokenscale_eval::prompt::{llava_chat, PromptStyle};
@@ -52,15 +52,26 @@ impl ModelAnswerer {
     /// Loads a LLaVA or query-fused checkpoint. LLaVA needs `reducer` for budgets below its
     /// native count; the query-fused model takes n as n_l (n_s = min(trained n_s, n)). `dtype`
     /// picks the compute dtype (`DtypePolicy::Auto`: the checkpoint's storage dtype).
-    pub fn load(dir: &Path, reducer: Option<&str>, template: Option<&str>, drop_query: bool, dtype: DtypePolicy) -> Result<Self> {
+    pub fn load(
+        dir: &Path,
+        reducer: Option<&str>,
+        template: Option<&str>,
+        drop_query: bool,
+        dtype: DtypePolicy,
+    ) -> Result<Self> {
         let mut runtime = Runtime::open(dir, dtype, &Device::Cpu)?.runtime;
         tokenscale_model::runtime::configure_imgque(&mut runtime, template, drop_query)?;
         let reducer = reducer.map(Reducer::parse).transpose()?;
         match &runtime {
             Runtime::Llava(_) => {}
-            Runtime::ImgQue(_) if reducer.is_some() => bail!("{}: a reducer applies to LLaVA models, not to the query-fused model", dir.display()),
+            Runtime::ImgQue(_) if reducer.is_some() => bail!(
+                "{}: a reducer applies to LLaVA models, not to the query-fused model",
+                dir.display()
+            ),
             Runtime::ImgQue(_) => {}
-            Runtime::Lm { .. } => bail!("{}: a text-only model cannot answer image benchmarks", dir.display()),
+            Runtime::Lm { .. } => {
+                bail!("{}: a text-only model cannot answer image benchmarks", dir.display())
+            }
         }
         let mut name = tokenscale_model::hub::model_name(dir);
         if drop_query {
@@ -90,7 +101,11 @@ impl ModelAnswerer {
     }
 
     fn generation(&self, max_new_tokens: usize) -> GenerationConfig {
-        GenerationConfig { max_new_tokens, stop_tokens: self.runtime.stop_tokens(), ..Default::default() }
+        GenerationConfig {
+            max_new_tokens,
+            stop_tokens: self.runtime.stop_tokens(),
+            ..Default::default()
+        }
     }
 }
 
@@ -129,26 +144,65 @@ impl Answerer for ModelAnswerer {
         match &self.runtime {
             Runtime::Llava(p) => {
                 let pixel_values = p.pixel_values(&image)?;
-                let cache = p.model.encode_image(&Forward::INFERENCE, &pixel_values, self.reducer.unwrap_or(Reducer::Pool))?;
+                let cache = p.model.encode_image(
+                    &Forward::INFERENCE,
+                    &pixel_values,
+                    self.reducer.unwrap_or(Reducer::Pool),
+                )?;
                 Ok(PreparedImage::Llava { cache, pixel_values })
             }
-            Runtime::ImgQue(p) => Ok(PreparedImage::ImgQue { crop_tokens: p.encode_image(&Forward::INFERENCE, &image)? }),
+            Runtime::ImgQue(p) => Ok(PreparedImage::ImgQue {
+                crop_tokens: p.encode_image(&Forward::INFERENCE, &image)?,
+            }),
             Runtime::Lm { .. } => unreachable!("rejected at load"),
         }
     }
 
-    fn answer(&mut self, prepared: &PreparedImage, prompt: &str, n: usize, max_new_tokens: usize) -> Result<String> {
+    fn answer(
+        &mut self,
+        prepared: &PreparedImage,
+        prompt: &str,
+        n: usize,
+        max_new_tokens: usize,
+    ) -> Result<String> {
         let config = self.generation(max_new_tokens);
         let tokens = match (&self.runtime, prepared) {
             (Runtime::Llava(p), PreparedImage::Llava { cache, pixel_values }) => {
                 let reducer = self.reducer.unwrap_or(Reducer::Pool);
-                let inputs = p.budget_inputs(&Forward::INFERENCE, cache, pixel_values.clone(), &llava_chat(prompt, 1), n, reducer)?;
-                generate_pruned(&Forward::INFERENCE, &p.model.llm, &inputs.embeds, inputs.prune.as_ref(), &config, |_| Ok(()))?
+                let inputs = p.budget_inputs(
+                    &Forward::INFERENCE,
+                    cache,
+                    pixel_values.clone(),
+                    &llava_chat(prompt, 1),
+                    n,
+                    reducer,
+                )?;
+                generate_pruned(
+                    &Forward::INFERENCE,
+                    &p.model.llm,
+                    &inputs.embeds,
+                    inputs.prune.as_ref(),
+                    &config,
+                    |_| Ok(()),
+                )?
             }
             (Runtime::ImgQue(p), PreparedImage::ImgQue { crop_tokens }) => {
                 let conversation = Conversation::new().user(prompt).for_generation();
-                let inputs = p.embeddings(&Forward::INFERENCE, crop_tokens, &conversation, n, p.trained_tokens().1.min(n))?;
-                generate_pruned(&Forward::INFERENCE, &p.model.llm, &inputs.embeds, None, &config, |_| Ok(()))?
+                let inputs = p.embeddings(
+                    &Forward::INFERENCE,
+                    crop_tokens,
+                    &conversation,
+                    n,
+                    p.trained_tokens().1.min(n),
+                )?;
+                generate_pruned(
+                    &Forward::INFERENCE,
+                    &p.model.llm,
+                    &inputs.embeds,
+                    None,
+                    &config,
+                    |_| Ok(()),
+                )?
             }
             _ => bail!("prepared image does not belong to this model"),
         };

@@ -29,7 +29,9 @@ pub fn open_image(path: &Path) -> Result<DynamicImage> {
         .with_guessed_format()
         .with_context(|| format!("{}: cannot read image", path.display()))?;
     reader.limits(image_limits());
-    reader.decode().map_err(|e| anyhow::anyhow!("{}: corrupt or unsupported image: {e}", path.display()))
+    reader
+        .decode()
+        .map_err(|e| anyhow::anyhow!("{}: corrupt or unsupported image: {e}", path.display()))
 }
 
 /// Decodes image bytes (PNG or JPEG) within the size limits; `origin` names them in errors.

@@ -38,7 +38,11 @@ struct Plain {
 }
 
 fn interval_from_env() -> Duration {
-    std::env::var("TOKENSCALE_PROGRESS_SECS").ok().and_then(|v| v.trim().parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0).map_or(PLAIN_INTERVAL, Duration::from_secs_f64)
+    std::env::var("TOKENSCALE_PROGRESS_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(PLAIN_INTERVAL, Duration::from_secs_f64)
 }
 
 /// `1h02m`, `3m05s`, `12s`.
@@ -66,10 +70,29 @@ impl Progress {
     }
 
     /// Plain lines to `out` at most every `interval` (what [`Progress::new`] does off a terminal).
-    pub fn plain(label: &str, total: u64, unit: &str, interval: Duration, out: Box<dyn Write + Send>) -> Self {
+    pub fn plain(
+        label: &str,
+        total: u64,
+        unit: &str,
+        interval: Duration,
+        out: Box<dyn Write + Send>,
+    ) -> Self {
         let now = Instant::now();
-        let plain = Plain { done: 0, message: String::new(), resumed_at: 0, start: now, last_line: now, interval, out };
-        Self { label: label.into(), unit: unit.into(), total, shape: Shape::Plain(Mutex::new(plain)) }
+        let plain = Plain {
+            done: 0,
+            message: String::new(),
+            resumed_at: 0,
+            start: now,
+            last_line: now,
+            interval,
+            out,
+        };
+        Self {
+            label: label.into(),
+            unit: unit.into(),
+            total,
+            shape: Shape::Plain(Mutex::new(plain)),
+        }
     }
 
     /// Count `steps` more done.
@@ -167,7 +190,8 @@ impl Progress {
 
     fn write_line(&self, p: &mut Plain) {
         let elapsed = p.start.elapsed().as_secs_f64();
-        let rate = if elapsed > 0.0 { (p.done - p.resumed_at.min(p.done)) as f64 / elapsed } else { 0.0 };
+        let rate =
+            if elapsed > 0.0 { (p.done - p.resumed_at.min(p.done)) as f64 / elapsed } else { 0.0 };
         let tail = if p.done >= self.total {
             format!("done in {}", clock(elapsed))
         } else if rate > 0.0 {
@@ -177,7 +201,11 @@ impl Progress {
         };
         let rate = if rate >= 10.0 { format!("{rate:.0}") } else { format!("{rate:.2}") };
         let message = if p.message.is_empty() { String::new() } else { format!(" {}", p.message) };
-        let _ = writeln!(p.out, "{}: {}/{} {} ({rate}/s, {tail}){message}", self.label, p.done, self.total, self.unit);
+        let _ = writeln!(
+            p.out,
+            "{}: {}/{} {} ({rate}/s, {tail}){message}",
+            self.label, p.done, self.total, self.unit
+        );
         p.last_line = Instant::now();
     }
 }
@@ -215,7 +243,13 @@ mod tests {
     #[test]
     fn plain_lines_are_rate_limited_and_the_last_one_says_done() {
         let out = Shared::default();
-        let p = Progress::plain("eval m/pool", 4, "answers", Duration::from_secs(3600), Box::new(out.clone()));
+        let p = Progress::plain(
+            "eval m/pool",
+            4,
+            "answers",
+            Duration::from_secs(3600),
+            Box::new(out.clone()),
+        );
         for _ in 0..4 {
             p.inc(1);
         }
@@ -234,7 +268,10 @@ mod tests {
         let lines: Vec<String> = text(&out).lines().map(str::to_string).collect();
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert!(lines[0].starts_with("fit: 1/3 fits (") && lines[0].contains("ETA"), "{lines:?}");
-        assert!(lines[1].starts_with("fit: 2/3 fits") && lines[1].ends_with(") loss 0.5"), "{lines:?}");
+        assert!(
+            lines[1].starts_with("fit: 2/3 fits") && lines[1].ends_with(") loss 0.5"),
+            "{lines:?}"
+        );
         assert!(lines[2].starts_with("fit: 3/3 fits"), "{lines:?}");
     }
 

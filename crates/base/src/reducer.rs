@@ -45,9 +45,15 @@ impl Reducer {
             other => match other.strip_prefix("fastv:").map(str::parse::<usize>) {
                 Some(Ok(layer)) if layer >= 1 => Self::FastV { layer },
                 Some(_) => {
-                    return Err(UnknownReducer(format!("reducer `{name}`: FastV's layer K must be an integer ≥ 1 (e.g. fastv:2)")))
+                    return Err(UnknownReducer(format!(
+                        "reducer `{name}`: FastV's layer K must be an integer ≥ 1 (e.g. fastv:2)"
+                    )))
                 }
-                None => return Err(UnknownReducer(format!("unknown reducer `{name}` (known: pool, uniform, visionzip, fastv, fastv:K)"))),
+                None => {
+                    return Err(UnknownReducer(format!(
+                    "unknown reducer `{name}` (known: pool, uniform, visionzip, fastv, fastv:K)"
+                )))
+                }
             },
         })
     }
@@ -69,10 +75,14 @@ mod tests {
 
     #[test]
     fn names_parse_back() {
-        for r in [Reducer::Pool, Reducer::Uniform, Reducer::VisionZip, Reducer::FastV { layer: 3 }] {
+        for r in [Reducer::Pool, Reducer::Uniform, Reducer::VisionZip, Reducer::FastV { layer: 3 }]
+        {
             assert_eq!(Reducer::parse(&r.name()).unwrap(), r);
         }
-        assert_eq!(Reducer::parse(" FastV ").unwrap(), Reducer::FastV { layer: FASTV_DEFAULT_LAYER });
+        assert_eq!(
+            Reducer::parse(" FastV ").unwrap(),
+            Reducer::FastV { layer: FASTV_DEFAULT_LAYER }
+        );
         assert!(Reducer::parse("fastv:0").unwrap_err().to_string().contains("≥ 1"));
         assert!(Reducer::parse("zip").unwrap_err().to_string().contains("unknown reducer `zip`"));
     }

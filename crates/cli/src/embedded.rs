@@ -9,7 +9,11 @@ use tokenscale_base::fnv1a;
 
 macro_rules! model_file {
     ($name:literal) => {
-        ($name, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/", $name)) as &[u8])
+        (
+            $name,
+            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/", $name))
+                as &[u8],
+        )
     };
 }
 
@@ -27,16 +31,46 @@ static FILES: &[(&str, &[u8])] = &[
 /// How the shipped model was trained: `tokenscale train` configurations, one per stage, in order
 /// (each later stage starts from the previous stage's last checkpoint).
 pub static TRAINING_STAGES: &[&str] = &[
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage1.json")),
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage2.json")),
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage3.json")),
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage4.json")),
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage5.json")),
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage6.json")),
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage7.json")),
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage8.json")),
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage9.json")),
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/tiny-imgque/training/stage10.json")),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tiny-imgque/training/stage1.json"
+    )),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tiny-imgque/training/stage2.json"
+    )),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tiny-imgque/training/stage3.json"
+    )),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tiny-imgque/training/stage4.json"
+    )),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tiny-imgque/training/stage5.json"
+    )),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tiny-imgque/training/stage6.json"
+    )),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tiny-imgque/training/stage7.json"
+    )),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tiny-imgque/training/stage8.json"
+    )),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tiny-imgque/training/stage9.json"
+    )),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tiny-imgque/training/stage10.json"
+    )),
 ];
 
 /// The folder holding the embedded model: `$XDG_CACHE_HOME/tokenscale/tiny-imgque-<hash>` (or
@@ -61,7 +95,8 @@ pub fn default_model_dir() -> Result<PathBuf> {
 
 /// FNV-1a 64 over every file's name and bytes: a new checkpoint gets a new folder.
 fn content_hash(files: &[(&str, &[u8])]) -> u64 {
-    let listing: Vec<String> = files.iter().map(|(name, bytes)| format!("{name}\t{:016x}", fnv1a(bytes))).collect();
+    let listing: Vec<String> =
+        files.iter().map(|(name, bytes)| format!("{name}\t{:016x}", fnv1a(bytes))).collect();
     fnv1a(listing.join("\n").as_bytes())
 }
 
@@ -74,10 +109,12 @@ fn materialise(root: &Path, files: &[(&str, &[u8])]) -> Result<PathBuf> {
         return Ok(dir);
     }
     std::fs::create_dir_all(root).with_context(|| format!("{}: cannot create", root.display()))?;
-    let tmp = root.join(format!(".tiny-imgque.tmp-{}-{:x}", std::process::id(), content_hash(files)));
+    let tmp =
+        root.join(format!(".tiny-imgque.tmp-{}-{:x}", std::process::id(), content_hash(files)));
     let _ = std::fs::remove_dir_all(&tmp);
     // A damaged copy (a file deleted or truncated since) is replaced.
-    let written = write_files(&tmp, files).and_then(|_| Ok(tokenscale_fsio::replace_dir(&tmp, &dir)?));
+    let written =
+        write_files(&tmp, files).and_then(|_| Ok(tokenscale_fsio::replace_dir(&tmp, &dir)?));
     if written.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
         if is_complete(&dir, files) {
@@ -91,9 +128,11 @@ fn write_files(dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
     for (name, bytes) in files {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("{}: cannot create", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("{}: cannot create", parent.display()))?;
         }
-        std::fs::write(&path, bytes).with_context(|| format!("{}: cannot write", path.display()))?;
+        std::fs::write(&path, bytes)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(())
 }
@@ -101,7 +140,9 @@ fn write_files(dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
 /// Every file present with its embedded size (the folder only ever appears whole, by rename; the
 /// size check catches a copy damaged afterwards).
 fn is_complete(dir: &Path, files: &[(&str, &[u8])]) -> bool {
-    files.iter().all(|(name, bytes)| std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() == bytes.len() as u64))
+    files.iter().all(|(name, bytes)| {
+        std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() == bytes.len() as u64)
+    })
 }
 
 #[cfg(test)]
@@ -137,7 +178,8 @@ mod tests {
     #[test]
     fn the_training_stages_are_valid_configs_that_end_at_checkpoints() {
         for (i, text) in TRAINING_STAGES.iter().enumerate() {
-            let config: tokenscale_train::TrainConfig = serde_json::from_str(text).unwrap_or_else(|e| panic!("stage {}: {e}", i + 1));
+            let config: tokenscale_train::TrainConfig =
+                serde_json::from_str(text).unwrap_or_else(|e| panic!("stage {}: {e}", i + 1));
             config.validate(&format!("stage {}", i + 1)).unwrap();
             // The next stage starts from this one's last checkpoint, which must be its last step.
             assert_eq!(config.last_step() % config.checkpoint_every, 0, "stage {}", i + 1);
@@ -148,6 +190,11 @@ mod tests {
     fn the_embedded_model_loads() {
         let root = tempfile::tempdir().unwrap();
         let dir = materialise(root.path(), FILES).unwrap();
-        tokenscale_model::runtime::Runtime::load(&dir, tokenscale_model::DType::F32, &tokenscale_model::Device::Cpu).unwrap();
+        tokenscale_model::runtime::Runtime::load(
+            &dir,
+            tokenscale_model::DType::F32,
+            &tokenscale_model::Device::Cpu,
+        )
+        .unwrap();
     }
 }

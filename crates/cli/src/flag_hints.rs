@@ -24,7 +24,9 @@ pub fn with_flag_hints(message: &str, root: &clap::Command, args: &[String]) -> 
         let Some(long) = arg.get_long() else { continue };
         let spellings = [long.to_string(), long.replace('-', "_"), long.replace('-', " ")];
         if let Some(named) = spellings.iter().find(|s| message.contains(&format!("`{s}`"))) {
-            if !message.contains(&format!("--{long}")) && !hints.iter().any(|h: &String| h.ends_with(&format!("--{long}"))) {
+            if !message.contains(&format!("--{long}"))
+                && !hints.iter().any(|h: &String| h.ends_with(&format!("--{long}")))
+            {
                 hints.push(format!("`{named}`: --{long}"));
             }
         }
@@ -44,7 +46,11 @@ mod tests {
         clap::Command::new("tokenscale").subcommand(
             clap::Command::new("ckpt").subcommand(
                 clap::Command::new("update")
-                    .arg(clap::Arg::new("overwrite").long("overwrite").action(clap::ArgAction::SetTrue))
+                    .arg(
+                        clap::Arg::new("overwrite")
+                            .long("overwrite")
+                            .action(clap::ArgAction::SetTrue),
+                    )
                     .arg(clap::Arg::new("max_new").long("max-new-tokens")),
             ),
         )
@@ -57,8 +63,15 @@ mod tests {
     #[test]
     fn the_flag_of_a_named_option_is_added_on_the_same_line() {
         let args = words(&["ckpt", "update", "/x", "--overwrite"]);
-        let out = with_flag_hints("x/config.json exists; the `overwrite` option replaces it", &cli(), &args);
-        assert_eq!(out, "x/config.json exists; the `overwrite` option replaces it (`overwrite`: --overwrite)");
+        let out = with_flag_hints(
+            "x/config.json exists; the `overwrite` option replaces it",
+            &cli(),
+            &args,
+        );
+        assert_eq!(
+            out,
+            "x/config.json exists; the `overwrite` option replaces it (`overwrite`: --overwrite)"
+        );
         let out = with_flag_hints("the `max_new_tokens` option must be positive", &cli(), &args);
         assert!(out.ends_with("(`max_new_tokens`: --max-new-tokens)"), "{out}");
     }
@@ -70,6 +83,9 @@ mod tests {
             assert_eq!(with_flag_hints(message, &cli(), &args), message);
         }
         // Another command's flags are not offered.
-        assert_eq!(with_flag_hints("the `overwrite` option", &cli(), &words(&["ckpt"])), "the `overwrite` option");
+        assert_eq!(
+            with_flag_hints("the `overwrite` option", &cli(), &words(&["ckpt"])),
+            "the `overwrite` option"
+        );
     }
 }

@@ -5,7 +5,11 @@ mod embedded;
 mod flag_hints;
 
 #[derive(Parser)]
-#[command(name = "tokenscale", version, about = "Vision-token scaling toolkit for vision-language models")]
+#[command(
+    name = "tokenscale",
+    version,
+    about = "Vision-token scaling toolkit for vision-language models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -69,9 +73,15 @@ fn main() {
         Ok(cli) => cli,
         // A refused flag value (not among the choices, a model or benchmark not found...) is one
         // line and exit code 1, like every other error; usage mistakes keep clap's usage text.
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+            ) =>
+        {
             let text = e.to_string();
-            let message: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+            let message: Vec<&str> =
+                text.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
             eprintln!("{}", message.join(" "));
             std::process::exit(1);
         }
@@ -100,11 +110,13 @@ fn main() {
     };
     if let Err(err) = result {
         let args: Vec<String> = std::env::args().skip(1).collect();
-        eprintln!("error: {}", flag_hints::with_flag_hints(&format!("{err:#}"), &Cli::command(), &args));
+        eprintln!(
+            "error: {}",
+            flag_hints::with_flag_hints(&format!("{err:#}"), &Cli::command(), &args)
+        );
         std::process::exit(1);
     }
 }
-
 
 /// A forward pass allocates and frees activations of a few MiB per op, thousands of times. By
 /// default glibc hands such blocks back to the kernel (mmap/trim) and takes fresh zeroed pages

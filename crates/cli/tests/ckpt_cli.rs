@@ -23,12 +23,20 @@ fn tokenscale(args: &[&str]) -> Output {
 
 fn ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "failed:\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed:\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
 fn err(out: &Output) -> String {
-    assert!(!out.status.success(), "expected a failure, got:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected a failure, got:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     assert_eq!(stderr.lines().count(), 1, "one-line error expected: {stderr}");
     stderr
@@ -58,7 +66,10 @@ fn copy_dir(src: &Path, dest: &Path) {
 }
 
 fn list(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
     v.sort();
     v
 }
@@ -68,7 +79,8 @@ fn list(dir: &Path) -> Vec<String> {
 fn old_checkpoint(dir: &Path, dtype: DType, shards: bool, perturb: f32) {
     let fx = fixtures().join("imgque");
     std::fs::create_dir_all(dir).unwrap();
-    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"] {
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"]
+    {
         std::fs::copy(fx.join(f), dir.join(f)).unwrap();
     }
     copy_dir(&fx.join("clip"), &dir.join("clip"));
@@ -83,7 +95,10 @@ fn old_checkpoint(dir: &Path, dtype: DType, shards: bool, perturb: f32) {
         out.insert(k, t);
     }
     let h = 64;
-    out.insert(format!("{OLD}post_layernorm.weight"), Tensor::ones(h, dtype, &Device::Cpu).unwrap());
+    out.insert(
+        format!("{OLD}post_layernorm.weight"),
+        Tensor::ones(h, dtype, &Device::Cpu).unwrap(),
+    );
     out.insert(format!("{OLD}post_layernorm.bias"), Tensor::zeros(h, dtype, &Device::Cpu).unwrap());
     if !shards {
         save(&out, dir.join("model.safetensors")).unwrap();
@@ -93,7 +108,11 @@ fn old_checkpoint(dir: &Path, dtype: DType, shards: bool, perturb: f32) {
     let mut b = HashMap::new();
     let mut map = serde_json::Map::new();
     for (k, t) in out {
-        let (part, name) = if k.starts_with("llm_backbone.") { (&mut b, "model-00002-of-00002.safetensors") } else { (&mut a, "model-00001-of-00002.safetensors") };
+        let (part, name) = if k.starts_with("llm_backbone.") {
+            (&mut b, "model-00002-of-00002.safetensors")
+        } else {
+            (&mut a, "model-00001-of-00002.safetensors")
+        };
         map.insert(k.clone(), serde_json::json!(name));
         part.insert(k, t);
     }
@@ -133,28 +152,52 @@ fn update_writes_the_fixture_checkpoint_and_loads() {
         let g = got.get(k).unwrap_or_else(|| panic!("missing {k}"));
         assert!(same(g, t), "{k} differs");
     }
-    assert!(!got.keys().any(|k| k.contains("post_layernorm") || k.contains("vision_model.vision_model.")));
+    assert!(!got
+        .keys()
+        .any(|k| k.contains("post_layernorm") || k.contains("vision_model.vision_model.")));
 
     let config = read_json(&root.join("config.json"));
     assert_eq!(config["imgque_config"]["text_config"]["max_position_embeddings"], 1024);
     let mut fx_config = read_json(&fx.join("config.json"));
     fx_config["imgque_config"]["text_config"]["max_position_embeddings"] = serde_json::json!(1024);
     assert_eq!(config, fx_config);
-    for f in ["tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "clip/tokenizer.json"] {
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+        "clip/tokenizer.json",
+    ] {
         assert_eq!(std::fs::read(root.join(f)).unwrap(), std::fs::read(fx.join(f)).unwrap(), "{f}");
     }
     assert!(!root.join("optimizer.pt").exists());
     // Only the checkpoint files were added; no temporary folder is left beside ROOT.
     let mut after = list(&root);
     after.retain(|f| !before.contains(f));
-    assert_eq!(after, ["clip", "config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json"]);
+    assert_eq!(
+        after,
+        [
+            "clip",
+            "config.json",
+            "model.safetensors",
+            "preprocessor_config.json",
+            "tokenizer.json",
+            "tokenizer_config.json"
+        ]
+    );
     assert_eq!(list(tmp.path()), ["train"]);
 
     // The updated folder runs.
     let logits = tmp.path().join("fwd.safetensors");
     ok(&tokenscale(&[
-        "forward", "--model", root.to_str().unwrap(), "--image", fx.join("small.png").to_str().unwrap(),
-        "--prompt", "What is this?", "--out", logits.to_str().unwrap(),
+        "forward",
+        "--model",
+        root.to_str().unwrap(),
+        "--image",
+        fx.join("small.png").to_str().unwrap(),
+        "--prompt",
+        "What is this?",
+        "--out",
+        logits.to_str().unwrap(),
     ]));
     assert!(logits.is_file());
 
@@ -213,7 +256,16 @@ fn update_errors_name_the_path() {
 
 fn swap(out: &Path, llm: &Path) -> Output {
     let ckpt = fixtures().join("imgque");
-    tokenscale(&["ckpt", "swap-llm", "--ckpt", ckpt.to_str().unwrap(), "--llm", llm.to_str().unwrap(), "--out", out.to_str().unwrap()])
+    tokenscale(&[
+        "ckpt",
+        "swap-llm",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--llm",
+        llm.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
 }
 
 #[test]
@@ -228,7 +280,9 @@ fn swap_llm_replaces_the_backbone_and_runs() {
     let got = tensors(&out.join("model.safetensors"));
     let new_llm = tensors(&llm.join("model.safetensors"));
     for (k, t) in &new_llm {
-        let g = got.get(&format!("llm_backbone.{k}")).unwrap_or_else(|| panic!("missing llm_backbone.{k}"));
+        let g = got
+            .get(&format!("llm_backbone.{k}"))
+            .unwrap_or_else(|| panic!("missing llm_backbone.{k}"));
         assert!(same(g, t), "{k} differs");
     }
     let old = tensors(&fx.join("imgque/model.safetensors"));
@@ -242,16 +296,30 @@ fn swap_llm_replaces_the_backbone_and_runs() {
     assert_eq!(config["llm_config"], read_json(&llm.join("config.json")));
     assert_eq!(config["llm_model_name_or_path"], serde_json::json!(llm.to_str().unwrap()));
     assert_eq!(config["imgque_config"], read_json(&fx.join("imgque/config.json"))["imgque_config"]);
-    assert_eq!(std::fs::read(out.join("tokenizer.json")).unwrap(), std::fs::read(llm.join("tokenizer.json")).unwrap());
+    assert_eq!(
+        std::fs::read(out.join("tokenizer.json")).unwrap(),
+        std::fs::read(llm.join("tokenizer.json")).unwrap()
+    );
     for f in ["preprocessor_config.json", "clip/tokenizer.json"] {
-        assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(fx.join("imgque").join(f)).unwrap(), "{f}");
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(fx.join("imgque").join(f)).unwrap(),
+            "{f}"
+        );
     }
     assert_eq!(list(tmp.path()), ["swapped"]);
 
     let logits = tmp.path().join("fwd.safetensors");
     ok(&tokenscale(&[
-        "forward", "--model", out.to_str().unwrap(), "--image", fx.join("imgque/small.png").to_str().unwrap(),
-        "--prompt", "What is this?", "--out", logits.to_str().unwrap(),
+        "forward",
+        "--model",
+        out.to_str().unwrap(),
+        "--image",
+        fx.join("imgque/small.png").to_str().unwrap(),
+        "--prompt",
+        "What is this?",
+        "--out",
+        logits.to_str().unwrap(),
     ]));
     assert!(tensors(&logits).contains_key("logits"));
 
@@ -288,10 +356,20 @@ fn swap_llm_refuses_a_different_hidden_size() {
 
     // Dry run: the plan, nothing written.
     let stdout = ok(&tokenscale(&[
-        "ckpt", "swap-llm", "--ckpt", fixtures().join("imgque").to_str().unwrap(),
-        "--llm", fixtures().join("llama_gqa").to_str().unwrap(), "--out", out.to_str().unwrap(), "--dry-run",
+        "ckpt",
+        "swap-llm",
+        "--ckpt",
+        fixtures().join("imgque").to_str().unwrap(),
+        "--llm",
+        fixtures().join("llama_gqa").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--dry-run",
     ]));
-    assert!(stdout.contains("model.embed_tokens.weight -> llm_backbone.model.embed_tokens.weight"), "{stdout}");
+    assert!(
+        stdout.contains("model.embed_tokens.weight -> llm_backbone.model.embed_tokens.weight"),
+        "{stdout}"
+    );
     assert!(stdout.contains("nothing written"), "{stdout}");
     assert!(!out.exists());
 }
@@ -300,7 +378,12 @@ fn swap_llm_refuses_a_different_hidden_size() {
 /// without it is not a model yet, and the rerun completes it.
 fn assert_loadable_or_not_a_model(dir: &Path, clean: &Path) {
     if dir.join("config.json").is_file() {
-        assert!(std::fs::read(dir.join("model.safetensors")).ok() == std::fs::read(clean.join("model.safetensors")).ok(), "{}: config.json beside other weights", dir.display());
+        assert!(
+            std::fs::read(dir.join("model.safetensors")).ok()
+                == std::fs::read(clean.join("model.safetensors")).ok(),
+            "{}: config.json beside other weights",
+            dir.display()
+        );
     }
 }
 
@@ -323,14 +406,21 @@ fn ckpt_killed_at_random_moments_leaves_the_sources_intact() {
     let mut killed = 0;
     for _ in 0..10 {
         let after = std::time::Duration::from_millis(rng.below(update_ms) as u64);
-        killed += common::kill_when(Command::new(BIN).args(["ckpt", "update", root.to_str().unwrap(), "--overwrite"]), || true, after) as usize;
+        killed += common::kill_when(
+            Command::new(BIN).args(["ckpt", "update", root.to_str().unwrap(), "--overwrite"]),
+            || true,
+            after,
+        ) as usize;
         for (name, files) in &sources {
             assert!(common::files_of(&root.join(name)) == *files, "{name} changed");
         }
         assert_loadable_or_not_a_model(&root, &clean_root);
     }
     ok(&tokenscale(&["ckpt", "update", root.to_str().unwrap(), "--overwrite"]));
-    assert!(common::files_of(&root) == common::files_of(&clean_root), "the resumed update differs from an uninterrupted one");
+    assert!(
+        common::files_of(&root) == common::files_of(&clean_root),
+        "the resumed update differs from an uninterrupted one"
+    );
     assert_eq!(list(tmp.path()), ["clean", "train"], "a temporary folder was left");
 
     let clean_out = tmp.path().join("swapped-clean");
@@ -342,11 +432,24 @@ fn ckpt_killed_at_random_moments_leaves_the_sources_intact() {
     copy_dir(&fixtures().join("llama_gqa"), &llm);
     let before = (common::files_of(&ckpt), common::files_of(&llm));
     let out = tmp.path().join("swapped");
-    let swap_args = ["ckpt", "swap-llm", "--ckpt", ckpt.to_str().unwrap(), "--llm", llm.to_str().unwrap(), "--out", out.to_str().unwrap(), "--overwrite"];
+    let swap_args = [
+        "ckpt",
+        "swap-llm",
+        "--ckpt",
+        ckpt.to_str().unwrap(),
+        "--llm",
+        llm.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--overwrite",
+    ];
     for _ in 0..10 {
         let after = std::time::Duration::from_millis(rng.below(swap_ms) as u64);
         killed += common::kill_when(Command::new(BIN).args(swap_args), || true, after) as usize;
-        assert!((common::files_of(&ckpt), common::files_of(&llm)) == before, "a source folder changed");
+        assert!(
+            (common::files_of(&ckpt), common::files_of(&llm)) == before,
+            "a source folder changed"
+        );
         assert_loadable_or_not_a_model(&out, &clean_out);
     }
     ok(&tokenscale(&swap_args));
@@ -354,7 +457,8 @@ fn ckpt_killed_at_random_moments_leaves_the_sources_intact() {
     let mut got = common::files_of(&out);
     // The config records where the LLM came from, which differs by design.
     let config = |files: &mut std::collections::BTreeMap<String, Vec<u8>>| {
-        let mut c: serde_json::Value = serde_json::from_slice(&files.remove("config.json").unwrap()).unwrap();
+        let mut c: serde_json::Value =
+            serde_json::from_slice(&files.remove("config.json").unwrap()).unwrap();
         c.as_object_mut().unwrap().remove("llm_model_name_or_path");
         c
     };

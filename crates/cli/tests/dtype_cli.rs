@@ -25,14 +25,28 @@ fn bf16_llava(dir: &Path) {
         }
     }
     let tensors = safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
-    let rounded: HashMap<String, Tensor> = tensors.into_iter().map(|(k, t)| (k, t.to_dtype(DType::BF16).unwrap())).collect();
+    let rounded: HashMap<String, Tensor> =
+        tensors.into_iter().map(|(k, t)| (k, t.to_dtype(DType::BF16).unwrap())).collect();
     safetensors::save(&rounded, dir.join("model.safetensors")).unwrap();
 }
 
 fn forward(model: &Path, out: &Path, dtype: &str, portable: bool) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tokenscale"));
-    command.args(["forward", "--model"]).arg(model).args(["--image"]).arg(fixtures().join("preprocess/coffee.png"));
-    command.args(["--raw-prompt", "--prompt", "USER: <image>\nWhat is shown in this image? ASSISTANT:", "--dtype", dtype, "--out"]).arg(out);
+    command
+        .args(["forward", "--model"])
+        .arg(model)
+        .args(["--image"])
+        .arg(fixtures().join("preprocess/coffee.png"));
+    command
+        .args([
+            "--raw-prompt",
+            "--prompt",
+            "USER: <image>\nWhat is shown in this image? ASSISTANT:",
+            "--dtype",
+            dtype,
+            "--out",
+        ])
+        .arg(out);
     if portable {
         command.env("TOKENSCALE_KERNELS", "portable");
     }
@@ -45,7 +59,12 @@ fn errors(out: &Path, reference: &HashMap<String, Tensor>) -> (f32, f32) {
     let logits = &got["logits"];
     let want = &reference["logits_reference"];
     let (t, tail) = (logits.dim(0).unwrap(), want.dim(0).unwrap());
-    let d = (logits.narrow(0, t - tail, tail).unwrap() - want).unwrap().abs().unwrap().flatten_all().unwrap();
+    let d = (logits.narrow(0, t - tail, tail).unwrap() - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap();
     (d.max(0).unwrap().to_scalar::<f32>().unwrap(), d.mean(0).unwrap().to_scalar::<f32>().unwrap())
 }
 
@@ -55,8 +74,10 @@ fn scalar(t: &Tensor) -> f32 {
 
 #[test]
 fn bf16_checkpoint_runs_in_bf16_on_fast_and_portable_kernels() {
-    let reference = safetensors::load(fixtures().join("bf16/llava.safetensors"), &Device::Cpu).unwrap();
-    let (torch_max, torch_mean) = (scalar(&reference["torch_bf16_max_error"]), scalar(&reference["torch_bf16_mean_error"]));
+    let reference =
+        safetensors::load(fixtures().join("bf16/llava.safetensors"), &Device::Cpu).unwrap();
+    let (torch_max, torch_mean) =
+        (scalar(&reference["torch_bf16_max_error"]), scalar(&reference["torch_bf16_mean_error"]));
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("llava-bf16");
     std::fs::create_dir_all(&model).unwrap();
@@ -70,9 +91,16 @@ fn bf16_checkpoint_runs_in_bf16_on_fast_and_portable_kernels() {
             assert!(err.contains("portable path"), "the portable path is announced: {err}");
         }
         let written = safetensors::load(&out, &Device::Cpu).unwrap();
-        assert_eq!(written["logits"].dtype(), DType::F32, "forward writes f32 whatever the compute dtype");
+        assert_eq!(
+            written["logits"].dtype(),
+            DType::F32,
+            "forward writes f32 whatever the compute dtype"
+        );
         let (max, mean) = errors(&out, &reference);
-        assert!(max <= 2.0 * torch_max && mean <= 2.0 * torch_mean, "portable={portable}: max {max} mean {mean} vs PyTorch {torch_max} {torch_mean}");
+        assert!(
+            max <= 2.0 * torch_max && mean <= 2.0 * torch_mean,
+            "portable={portable}: max {max} mean {mean} vs PyTorch {torch_max} {torch_mean}"
+        );
     }
     // f32 on the same bf16 weights is the reference computation.
     let out = dir.path().join("fwd-f32.safetensors");
@@ -91,14 +119,25 @@ fn bf16_checkpoint_runs_in_bf16_on_fast_and_portable_kernels() {
 fn inspect_reports_the_auto_dtype_and_memory() {
     let dir = tempfile::tempdir().unwrap();
     bf16_llava(dir.path());
-    let o = Command::new(env!("CARGO_BIN_EXE_tokenscale")).arg("inspect").arg(dir.path()).args(["--json", "--load"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_tokenscale"))
+        .arg("inspect")
+        .arg(dir.path())
+        .args(["--json", "--load"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["compute_dtype"], "bf16");
     let params = report["parameters"].as_u64().unwrap();
-    assert_eq!(report["parameter_bytes"].as_u64().unwrap(), 2 * params, "bf16: two bytes a parameter");
+    assert_eq!(
+        report["parameter_bytes"].as_u64().unwrap(),
+        2 * params,
+        "bf16: two bytes a parameter"
+    );
     assert!(report["load_s"].as_f64().unwrap() > 0.0);
-    assert!(report["peak_rss_bytes"].as_u64().unwrap() > report["parameter_bytes"].as_u64().unwrap());
+    assert!(
+        report["peak_rss_bytes"].as_u64().unwrap() > report["parameter_bytes"].as_u64().unwrap()
+    );
 }
 
 /// Every LLaVA reducer and the query-fused model run in bf16. The continuous ones (pooling,
@@ -139,12 +178,20 @@ fn every_reducer_and_the_query_fused_model_run_in_bf16() {
         let full = run(model, extra, "f32", &dir.path().join(format!("f{i}.safetensors")));
         assert_eq!(half.dims(), full.dims(), "{extra:?}");
         let d = (half - &full).unwrap().abs().unwrap().flatten_all().unwrap();
-        let (max, mean) = (d.max(0).unwrap().to_scalar::<f32>().unwrap(), d.mean(0).unwrap().to_scalar::<f32>().unwrap());
-        let scale = full.abs().unwrap().flatten_all().unwrap().mean(0).unwrap().to_scalar::<f32>().unwrap();
+        let (max, mean) = (
+            d.max(0).unwrap().to_scalar::<f32>().unwrap(),
+            d.mean(0).unwrap().to_scalar::<f32>().unwrap(),
+        );
+        let scale =
+            full.abs().unwrap().flatten_all().unwrap().mean(0).unwrap().to_scalar::<f32>().unwrap();
         assert!(max.is_finite(), "{extra:?}: non-finite logits");
-        let ranks_tokens = extra.iter().any(|a| a.starts_with("visionzip") || a.starts_with("fastv"));
+        let ranks_tokens =
+            extra.iter().any(|a| a.starts_with("visionzip") || a.starts_with("fastv"));
         if !ranks_tokens {
-            assert!(mean <= 0.05 * scale.max(1e-3), "{extra:?}: bf16 vs f32 max {max} mean {mean} (mean |logit| {scale})");
+            assert!(
+                mean <= 0.05 * scale.max(1e-3),
+                "{extra:?}: bf16 vs f32 max {max} mean {mean} (mean |logit| {scale})"
+            );
         }
     }
 }

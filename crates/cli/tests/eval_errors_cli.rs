@@ -10,12 +10,24 @@ fn strs(v: &[String]) -> Vec<&str> {
 }
 
 fn tokenscale(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tokenscale")).args(args).env("TOKENSCALE_PROGRESS_SECS", "0").output().expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_tokenscale"))
+        .args(args)
+        .env("TOKENSCALE_PROGRESS_SECS", "0")
+        .output()
+        .expect("binary runs")
 }
 
 /// The synthetic MCQ file with the image of its first row replaced by bytes that are no image.
 fn benchmark_with_a_bad_image(dir: &Path) -> PathBuf {
-    let o = tokenscale(&["synth", "--out", dir.to_str().unwrap(), "--items", "4", "--mix", "yorn=0,vqa=0"]);
+    let o = tokenscale(&[
+        "synth",
+        "--out",
+        dir.to_str().unwrap(),
+        "--items",
+        "4",
+        "--mix",
+        "yorn=0,vqa=0",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let path = dir.join("SYNTH_MCQ_TEST.tsv");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -36,16 +48,34 @@ fn a_failing_item_is_recorded_and_the_sweep_goes_on() {
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-imgque");
     let run = tmp.path().join("run");
     let args = |out: &Path| -> Vec<String> {
-        ["eval", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--vision-tokens", "1,4", "--out", out.to_str().unwrap()].map(str::to_string).to_vec()
+        [
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--vision-tokens",
+            "1,4",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(str::to_string)
+        .to_vec()
     };
     let a = args(&run);
     let o = tokenscale(&strs(&a));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("6 answered, 2 failed"), "{err}");
-    assert!(err.contains("preparing the image") && err.contains("(recorded; a rerun retries it)"), "{err}");
+    assert!(
+        err.contains("preparing the image") && err.contains("(recorded; a rerun retries it)"),
+        "{err}"
+    );
     assert!(err.trim_end().lines().last().unwrap().starts_with("error: 2 answers failed"), "{err}");
-    assert!(err.contains("eval tiny-imgque/queries: 1/8 answers (") && err.contains("8/8 answers"), "plain progress lines: {err}");
+    assert!(
+        err.contains("eval tiny-imgque/queries: 1/8 answers (") && err.contains("8/8 answers"),
+        "plain progress lines: {err}"
+    );
     assert!(run.join("scores.json").exists(), "the answered items are scored");
     // A rerun retries the failed item (and fails again: the image is still bad).
     let o = tokenscale(&strs(&a));
@@ -57,7 +87,10 @@ fn a_failing_item_is_recorded_and_the_sweep_goes_on() {
     let o = tokenscale(&strs(&fast));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("error: ") && err.contains("preparing the image") && !err.contains("recorded"), "{err}");
+    assert!(
+        err.contains("error: ") && err.contains("preparing the image") && !err.contains("recorded"),
+        "{err}"
+    );
     assert!(!tmp.path().join("fast/scores.json").exists());
 }
 
@@ -70,10 +103,18 @@ fn set_read_only(dir: &Path, read_only: bool) {
         if path.is_dir() {
             set_read_only(&path, read_only);
         } else {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(if read_only { 0o444 } else { 0o644 })).unwrap();
+            std::fs::set_permissions(
+                &path,
+                std::fs::Permissions::from_mode(if read_only { 0o444 } else { 0o644 }),
+            )
+            .unwrap();
         }
     }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(if read_only { 0o555 } else { 0o755 })).unwrap();
+    std::fs::set_permissions(
+        dir,
+        std::fs::Permissions::from_mode(if read_only { 0o555 } else { 0o755 }),
+    )
+    .unwrap();
 }
 
 /// A run directory that cannot be written: one `error:` line naming it, nothing changed. Root
@@ -86,14 +127,32 @@ fn a_read_only_run_directory_is_one_error_line_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let synth = tmp.path().join("synth");
-    let o = tokenscale(&["synth", "--out", synth.to_str().unwrap(), "--items", "2", "--mix", "yorn=0,vqa=0"]);
+    let o = tokenscale(&[
+        "synth",
+        "--out",
+        synth.to_str().unwrap(),
+        "--items",
+        "2",
+        "--mix",
+        "yorn=0,vqa=0",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let data = synth.join("SYNTH_MCQ_TEST.tsv");
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-imgque");
     let run = tmp.path().join("run");
     let eval = |ns: &str| -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tokenscale"));
-        c.args(["eval", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--vision-tokens", ns, "--out", run.to_str().unwrap()]);
+        c.args([
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--vision-tokens",
+            ns,
+            "--out",
+            run.to_str().unwrap(),
+        ]);
         c
     };
     let o = eval("1").output().unwrap();
@@ -104,7 +163,11 @@ fn a_read_only_run_directory_is_one_error_line_and_changes_nothing() {
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).unwrap() {
                 let p = e.unwrap().path();
-                if p.is_dir() { stack.push(p) } else { files.push((p.clone(), std::fs::read(&p).unwrap())) }
+                if p.is_dir() {
+                    stack.push(p)
+                } else {
+                    files.push((p.clone(), std::fs::read(&p).unwrap()))
+                }
             }
         }
         files.sort();

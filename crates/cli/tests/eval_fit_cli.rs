@@ -23,10 +23,16 @@ const NS: [f64; 3] = [1.0, 4.0, 16.0];
 
 /// The fitted series of fits.json with the n of their points (one residual row per point).
 fn fitted_series(out: &Path) -> BTreeMap<String, Vec<f64>> {
-    let fits: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(out.join("fits.json")).unwrap()).unwrap();
+    let fits: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fits.json")).unwrap()).unwrap();
     let mut series = BTreeMap::new();
     for f in fits {
-        let ns: Vec<f64> = f["residuals"].as_array().unwrap_or_else(|| panic!("no residuals in {f}")).iter().map(|p| p["n"].as_f64().unwrap()).collect();
+        let ns: Vec<f64> = f["residuals"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no residuals in {f}"))
+            .iter()
+            .map(|p| p["n"].as_f64().unwrap())
+            .collect();
         series.insert(f["series"].as_str().unwrap().to_string(), ns);
     }
     series
@@ -36,25 +42,59 @@ fn fitted_series(out: &Path) -> BTreeMap<String, Vec<f64>> {
 fn eval_output_fits_one_point_per_n_per_series() {
     let tmp = tempfile::tempdir().unwrap();
     let synth = tmp.path().join("synth");
-    ok(&tokenscale(&["synth", "--out", synth.to_str().unwrap(), "--items", "30", "--mix", "yorn=0"]));
-    let mut tsvs: Vec<String> = std::fs::read_dir(&synth).unwrap().map(|e| e.unwrap().path().to_string_lossy().into_owned()).collect();
+    ok(&tokenscale(&[
+        "synth",
+        "--out",
+        synth.to_str().unwrap(),
+        "--items",
+        "30",
+        "--mix",
+        "yorn=0",
+    ]));
+    let mut tsvs: Vec<String> = std::fs::read_dir(&synth)
+        .unwrap()
+        .map(|e| e.unwrap().path().to_string_lossy().into_owned())
+        .collect();
     tsvs.sort();
     assert_eq!(tsvs.len(), 2, "{tsvs:?}");
     let run = tmp.path().join("run");
     let model = shipped_model();
-    let mut args = vec!["eval", "--model", model.to_str().unwrap(), "--vision-tokens", "1,4,16", "--out", run.to_str().unwrap()];
+    let mut args = vec![
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--vision-tokens",
+        "1,4,16",
+        "--out",
+        run.to_str().unwrap(),
+    ];
     for t in &tsvs {
         args.extend(["--data", t.as_str()]);
     }
     ok(&tokenscale(&args));
-    let datasets: BTreeSet<String> = tsvs.iter().map(|t| Path::new(t).file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    let datasets: BTreeSet<String> = tsvs
+        .iter()
+        .map(|t| Path::new(t).file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
 
     for table in ["scores.csv", "scores.json"] {
         let out = tmp.path().join(format!("fit-{table}"));
-        let stderr = ok(&tokenscale(&["fit", run.join(table).to_str().unwrap(), "--out", out.to_str().unwrap(), "--bootstrap", "0", "--laws", "power,loglinear"]));
+        let stderr = ok(&tokenscale(&[
+            "fit",
+            run.join(table).to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--bootstrap",
+            "0",
+            "--laws",
+            "power,loglinear",
+        ]));
         let series = fitted_series(&out);
-        let errors: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(out.join("fit_errors.json")).unwrap()).unwrap();
-        let unfitted: BTreeSet<&str> = errors.iter().map(|e| e["series"].as_str().unwrap()).collect();
+        let errors: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(out.join("fit_errors.json")).unwrap())
+                .unwrap();
+        let unfitted: BTreeSet<&str> =
+            errors.iter().map(|e| e["series"].as_str().unwrap()).collect();
         assert!(!series.is_empty(), "{stderr}");
         for (name, ns) in &series {
             assert_eq!(ns, &NS, "{table}: series {name} has n = {ns:?}");
@@ -62,13 +102,31 @@ fn eval_output_fits_one_point_per_n_per_series() {
         }
         // Every dataset is its own series (fitted, or reported as unfittable), never pooled.
         for d in &datasets {
-            assert!(series.keys().map(String::as_str).chain(unfitted.iter().copied()).any(|s| s.ends_with(&format!("Overall@{d}"))), "{table}: no Overall series for {d}: {series:?}");
+            assert!(
+                series
+                    .keys()
+                    .map(String::as_str)
+                    .chain(unfitted.iter().copied())
+                    .any(|s| s.ends_with(&format!("Overall@{d}"))),
+                "{table}: no Overall series for {d}: {series:?}"
+            );
         }
     }
 
     // Categories on request: more series, still one point per n each.
     let out = tmp.path().join("fit-categories");
-    ok(&tokenscale(&["fit", run.join("scores.csv").to_str().unwrap(), "--categories", "--out", out.to_str().unwrap(), "--bootstrap", "0", "--laws", "power", "--no-figures"]));
+    ok(&tokenscale(&[
+        "fit",
+        run.join("scores.csv").to_str().unwrap(),
+        "--categories",
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "0",
+        "--laws",
+        "power",
+        "--no-figures",
+    ]));
     let with_categories = fitted_series(&out);
     assert!(with_categories.keys().any(|s| s.contains("category=")), "{with_categories:?}");
     assert!(with_categories.values().all(|ns| ns == &NS));
@@ -77,16 +135,42 @@ fn eval_output_fits_one_point_per_n_per_series() {
     let first = datasets.iter().next().unwrap();
     let out = tmp.path().join("fit-one");
     let select = format!("dataset={first},metric=Overall");
-    ok(&tokenscale(&["fit", run.join("scores.json").to_str().unwrap(), "--select", &select, "--out", out.to_str().unwrap(), "--bootstrap", "0", "--laws", "loglinear", "--no-figures"]));
-    let fits: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(out.join("fits.json")).unwrap()).unwrap();
-    let errors: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(out.join("fit_errors.json")).unwrap()).unwrap();
-    let names: BTreeSet<&str> = fits.iter().chain(&errors).map(|f| f["series"].as_str().unwrap()).collect();
+    ok(&tokenscale(&[
+        "fit",
+        run.join("scores.json").to_str().unwrap(),
+        "--select",
+        &select,
+        "--out",
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "0",
+        "--laws",
+        "loglinear",
+        "--no-figures",
+    ]));
+    let fits: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fits.json")).unwrap()).unwrap();
+    let errors: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fit_errors.json")).unwrap())
+            .unwrap();
+    let names: BTreeSet<&str> =
+        fits.iter().chain(&errors).map(|f| f["series"].as_str().unwrap()).collect();
     assert_eq!(names.len(), 1, "{names:?}");
 
     // An unknown column is one clear error line.
-    let o = tokenscale(&["fit", run.join("scores.csv").to_str().unwrap(), "--select", "colour=red", "--out", tmp.path().join("x").to_str().unwrap()]);
+    let o = tokenscale(&[
+        "fit",
+        run.join("scores.csv").to_str().unwrap(),
+        "--select",
+        "colour=red",
+        "--out",
+        tmp.path().join("x").to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && stderr.contains("`colour`") && stderr.trim().lines().count() == 1, "{stderr}");
+    assert!(
+        !o.status.success() && stderr.contains("`colour`") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
 }
 
 #[test]

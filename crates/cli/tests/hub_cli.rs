@@ -51,14 +51,24 @@ fn models_resolve_from_the_hugging_face_cache() {
     fake_cache(&cache, "llava-hf/tiny-llava", "0123abcd");
     let o = tokenscale(&["inspect", "llava-hf/tiny-llava", "--json"], &[("HF_HUB_CACHE", &cache)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("Llava"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Llava"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     // HF_HOME/hub when HF_HUB_CACHE is not set; an explicit revision by commit.
     let o = tokenscale(&["inspect", "llava-hf/tiny-llava@0123abcd"], &[("HF_HOME", tmp.path())]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // Absent: one line that says how to download it.
     let o = tokenscale(&["inspect", "llava-hf/absent"], &[("HF_HUB_CACHE", &cache)]);
-    one_line_error(&o, &["llava-hf/absent: not in the Hugging Face cache", "tokenscale download llava-hf/absent"]);
-    let o = tokenscale(&["run", "--model", "llava-hf/tiny-llava@v9", "--prompt", "hi"], &[("HF_HUB_CACHE", &cache)]);
+    one_line_error(
+        &o,
+        &["llava-hf/absent: not in the Hugging Face cache", "tokenscale download llava-hf/absent"],
+    );
+    let o = tokenscale(
+        &["run", "--model", "llava-hf/tiny-llava@v9", "--prompt", "hi"],
+        &[("HF_HUB_CACHE", &cache)],
+    );
     one_line_error(&o, &["revision `v9`", "tokenscale download llava-hf/tiny-llava --revision v9"]);
 }
 
@@ -66,15 +76,41 @@ fn models_resolve_from_the_hugging_face_cache() {
 fn benchmarks_resolve_from_lmudata() {
     let tmp = tempfile::tempdir().unwrap();
     let lmu = tmp.path().join("LMUData");
-    let o = tokenscale(&["synth", "--out", lmu.to_str().unwrap(), "--items", "2", "--mix", "yorn=0,vqa=0"], &[]);
+    let o = tokenscale(
+        &["synth", "--out", lmu.to_str().unwrap(), "--items", "2", "--mix", "yorn=0,vqa=0"],
+        &[],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-imgque");
     let run = tmp.path().join("run");
-    let args = ["eval", "--model", model.to_str().unwrap(), "--data", "SYNTH_MCQ_TEST", "--vision-tokens", "1", "--out", run.to_str().unwrap()];
+    let args = [
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        "SYNTH_MCQ_TEST",
+        "--vision-tokens",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ];
     let o = tokenscale(&args, &[("LMUData", &lmu)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(run.join("scores.json").exists());
-    let args = ["eval", "--model", model.to_str().unwrap(), "--data", "MME", "--vision-tokens", "1", "--out", run.to_str().unwrap()];
+    let args = [
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        "MME",
+        "--vision-tokens",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ];
     let o = tokenscale(&args, &[("LMUData", &lmu)]);
-    one_line_error(&o, &["MME: no file", "https://opencompass.openxlab.space/utils/VLMEval/MME.tsv"]);
+    one_line_error(
+        &o,
+        &["MME: no file", "https://opencompass.openxlab.space/utils/VLMEval/MME.tsv"],
+    );
 }

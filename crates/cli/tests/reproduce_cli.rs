@@ -7,11 +7,16 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const REDUCED: [&str; 8] = ["--items", "6", "--kinds", "mcq,yorn,vqa", "--vision-tokens", "1,4,16", "--pairs", "2"];
+const REDUCED: [&str; 8] =
+    ["--items", "6", "--kinds", "mcq,yorn,vqa", "--vision-tokens", "1,4,16", "--pairs", "2"];
 
 /// The binary with its model cache in `cache` (the embedded model is written there).
 fn tokenscale(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tokenscale")).args(args).env("XDG_CACHE_HOME", cache).output().expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_tokenscale"))
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("binary runs")
 }
 
 fn ok(o: &Output) {
@@ -30,12 +35,18 @@ fn fmt_value(v: f64) -> String {
 
 /// Cells of the markdown table row whose first cell is `label`.
 fn row<'a>(report: &'a str, label: &str) -> Vec<&'a str> {
-    let line = report.lines().find(|l| l.starts_with(&format!("| {label} |"))).unwrap_or_else(|| panic!("no report row `{label}`"));
+    let line = report
+        .lines()
+        .find(|l| l.starts_with(&format!("| {label} |")))
+        .unwrap_or_else(|| panic!("no report row `{label}`"));
     line.trim_matches('|').split('|').map(str::trim).collect()
 }
 
 fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -45,12 +56,28 @@ fn reduced_setting_writes_a_consistent_report_and_resumes() {
     let mut args = vec!["reproduce", "--out", out.to_str().unwrap()];
     args.extend(REDUCED);
     ok(&tokenscale(&args, tmp.path()));
-    for f in ["report.md", "scores.json", "scores.csv", "fits.json", "probe.json", "cost.csv", "figures/accuracy.svg", "figures/accuracy.png", "figures/probe_psi.svg", "run/scores.json"] {
+    for f in [
+        "report.md",
+        "scores.json",
+        "scores.csv",
+        "fits.json",
+        "probe.json",
+        "cost.csv",
+        "figures/accuracy.svg",
+        "figures/accuracy.png",
+        "figures/probe_psi.svg",
+        "run/scores.json",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     let scores = read_json(&out.join("scores.json"));
-    let ns: Vec<u64> = scores["settings"]["vision_tokens"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let ns: Vec<u64> = scores["settings"]["vision_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     assert_eq!(ns, [1, 4, 16]);
 
     // Every accuracy and chance number of scores.json, at its n, in the report's tables.
@@ -63,12 +90,25 @@ fn reduced_setting_writes_a_consistent_report_and_resumes() {
         let column = 3 + ns.iter().position(|n| a["n"].as_u64() == Some(*n)).unwrap();
         assert_eq!(cells[1], a["items"].to_string(), "{label}: items");
         assert_eq!(cells[2], format!("{:.1}", a["chance"].as_f64().unwrap()), "{label}: chance");
-        assert_eq!(cells[column], format!("{:.1}", a["accuracy"].as_f64().unwrap()), "{label}: n = {}", a["n"]);
+        assert_eq!(
+            cells[column],
+            format!("{:.1}", a["accuracy"].as_f64().unwrap()),
+            "{label}: n = {}",
+            a["n"]
+        );
         subsets += 1;
     }
-    assert!(subsets >= 3 * 4, "overall and the three kinds at three n at least, got {subsets} rows");
+    assert!(
+        subsets >= 3 * 4,
+        "overall and the three kinds at three n at least, got {subsets} rows"
+    );
     assert_eq!(scores["settings"]["kinds"], serde_json::json!(["mcq", "yorn", "vqa"]));
-    let items: u64 = scores["settings"]["datasets"].as_array().unwrap().iter().map(|d| d["rows"].as_u64().unwrap()).sum();
+    let items: u64 = scores["settings"]["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["rows"].as_u64().unwrap())
+        .sum();
     assert_eq!(row(&report, "all")[1], items.to_string());
     // The overall accuracy in scores.csv is the same number.
     let csv = std::fs::read_to_string(out.join("scores.csv")).unwrap();
@@ -81,7 +121,8 @@ fn reduced_setting_writes_a_consistent_report_and_resumes() {
     assert_eq!(probe_row[1], probe["n_balance"].as_f64().map_or("-".to_string(), fmt_value));
     for verdict in scores["regimes"].as_array().unwrap() {
         let v = &verdict["verdict"];
-        let fit_row = row(&report, &format!("fit, {} accuracy", verdict["series"].as_str().unwrap()));
+        let fit_row =
+            row(&report, &format!("fit, {} accuracy", verdict["series"].as_str().unwrap()));
         assert_eq!(fit_row[1], v["n_balance"].as_f64().map_or("-".to_string(), fmt_value));
         assert!(report.contains(v["sentence"].as_str().unwrap()));
     }
@@ -102,7 +143,11 @@ fn reduced_setting_writes_a_consistent_report_and_resumes() {
     assert_eq!(again["sweep"]["skipped"].as_u64(), Some(answered));
     assert_eq!(again["accuracy"], scores["accuracy"]);
     // No temporary file or folder left behind.
-    assert!(std::fs::read_dir(&out).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+    assert!(std::fs::read_dir(&out).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with('.')));
 }
 
 #[test]
@@ -123,7 +168,10 @@ fn bad_input_is_refused_before_anything_is_written() {
         let o = tokenscale(&args, tmp.path());
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{extra:?}: {stderr}");
-        let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{extra:?}: no error line in {stderr}"));
+        let error = stderr
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("{extra:?}: no error line in {stderr}"));
         assert!(error.contains(message), "{extra:?}: {error}");
         assert!(!out.exists(), "{extra:?}: output written");
     }
@@ -146,17 +194,40 @@ fn retrain_runs_the_stages_in_order_and_reproduces_with_the_last_model() {
     std::fs::write(&second, toy(2).to_string()).unwrap();
     let out = tmp.path().join("rep");
     let args = [
-        "reproduce", "--out", out.to_str().unwrap(), "--retrain", "--train-config", first.to_str().unwrap(),
-        "--train-config", second.to_str().unwrap(), "--items", "3", "--vision-tokens", "1,4", "--pairs", "2", "--bootstrap", "0",
+        "reproduce",
+        "--out",
+        out.to_str().unwrap(),
+        "--retrain",
+        "--train-config",
+        first.to_str().unwrap(),
+        "--train-config",
+        second.to_str().unwrap(),
+        "--items",
+        "3",
+        "--vision-tokens",
+        "1,4",
+        "--pairs",
+        "2",
+        "--bootstrap",
+        "0",
     ];
     ok(&tokenscale(&args, tmp.path()));
     // The second stage starts from the first stage's last checkpoint (model and auxiliary heads);
     // the experiment runs on the second stage's model.
     let stage2 = read_json(&out.join("train/stage2.json"));
-    assert_eq!(Path::new(stage2["init_from"].as_str().unwrap()), out.join("train/stage1/checkpoints/step-0000002"));
+    assert_eq!(
+        Path::new(stage2["init_from"].as_str().unwrap()),
+        out.join("train/stage1/checkpoints/step-0000002")
+    );
     let scores = read_json(&out.join("scores.json"));
     assert_eq!(Path::new(scores["model"]["dir"].as_str().unwrap()), out.join("train/stage2/model"));
-    let steps: Vec<&str> = scores["timings"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();
-    assert!(steps[0].starts_with("train stage 1") && steps[1].starts_with("train stage 2"), "{steps:?}");
-    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("no intervals (0 bootstrap resamples)"));
+    let steps: Vec<&str> =
+        scores["timings"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();
+    assert!(
+        steps[0].starts_with("train stage 1") && steps[1].starts_with("train stage 2"),
+        "{steps:?}"
+    );
+    assert!(std::fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .contains("no intervals (0 bootstrap resamples)"));
 }

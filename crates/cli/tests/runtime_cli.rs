@@ -37,7 +37,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn edit_config(dir: &Path, key: &str, value: serde_json::Value) {
     let path = dir.join("config.json");
-    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     json[key] = value;
     std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
 }
@@ -45,7 +46,16 @@ fn edit_config(dir: &Path, key: &str, value: serde_json::Value) {
 /// Largest |a − b| after checking the shapes agree.
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape");
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 /// Every `step`-th index along `dim` (numpy's `::step`).
@@ -61,13 +71,22 @@ fn demo_runs_on_the_embedded_model() {
     let o = tokenscale(&["demo", "--seed", "7", "--save-image", png.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = stdout(&o);
-    for needle in ["picture: seed 7, 64x64 px", "| question | category | truth | n = 1 | n = 64 |", "right answers: n = 1: "] {
+    for needle in [
+        "picture: seed 7, 64x64 px",
+        "| question | category | truth | n = 1 | n = 64 |",
+        "right answers: n = 1: ",
+    ] {
         assert!(out.contains(needle), "missing {needle:?} in {out}");
     }
     assert_eq!(tokenscale_model::image::open(&png).unwrap().width(), 64);
     let again = tokenscale(&["demo", "--seed", "7"]);
-    let table = |s: &str| s.lines().filter(|l| l.starts_with('|')).map(str::to_string).collect::<Vec<_>>();
-    assert_eq!(table(&out), table(&stdout(&again)), "the same seed gives the same picture and answers");
+    let table =
+        |s: &str| s.lines().filter(|l| l.starts_with('|')).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(
+        table(&out),
+        table(&stdout(&again)),
+        "the same seed gives the same picture and answers"
+    );
 }
 
 #[test]
@@ -77,17 +96,35 @@ fn forward_writes_what_transformers_computes() {
     let llava = fixtures().join("llava");
     let image = fixtures().join("preprocess/coffee.png");
     let o = tokenscale(&[
-        "forward", "--model", llava.to_str().unwrap(), "--image", image.to_str().unwrap(), "--raw-prompt",
-        "--prompt", "USER: <image>\nWhat is shown in this image? ASSISTANT:", "--out", out.to_str().unwrap(),
+        "forward",
+        "--model",
+        llava.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--raw-prompt",
+        "--prompt",
+        "USER: <image>\nWhat is shown in this image? ASSISTANT:",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = safetensors::load(&out, &Device::Cpu).unwrap();
     let want = safetensors::load(llava.join("expected.safetensors"), &Device::Cpu).unwrap();
-    let ids = |t: &tokenscale_model::Tensor| t.to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap();
+    let ids =
+        |t: &tokenscale_model::Tensor| t.to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap();
     assert_eq!(ids(&got["input_ids"]), ids(&want["input_ids"]));
     for key in ["pixel_values", "logits", "hidden_states.0", "hidden_states.2"] {
         assert_eq!(got[key].dtype(), DType::F32, "{key}");
-        let diff = (&got[key] - &want[key]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let diff = (&got[key] - &want[key])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff <= 1e-4, "{key}: {diff}");
     }
     assert!(!got.contains_key("hidden_states.3"));
@@ -96,7 +133,15 @@ fn forward_writes_what_transformers_computes() {
 #[test]
 fn run_streams_an_answer_for_a_text_model() {
     let dir = fixtures().join("qwen2");
-    let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--prompt", "The quick brown fox", "--max-new-tokens", "5"]);
+    let o = tokenscale(&[
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "The quick brown fox",
+        "--max-new-tokens",
+        "5",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!stdout(&o).trim().is_empty());
 }
@@ -104,7 +149,19 @@ fn run_streams_an_answer_for_a_text_model() {
 #[test]
 fn sampling_is_reproducible_with_a_seed() {
     let dir = fixtures().join("llama_gqa");
-    let args = ["run", "--model", dir.to_str().unwrap(), "--prompt", "The cat", "--max-new-tokens", "12", "--temperature", "1.5", "--top-p", "0.95"];
+    let args = [
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "The cat",
+        "--max-new-tokens",
+        "12",
+        "--temperature",
+        "1.5",
+        "--top-p",
+        "0.95",
+    ];
     let run = |seed: &str| {
         let mut a = args.to_vec();
         a.extend(["--seed", seed]);
@@ -133,9 +190,24 @@ fn inspect_counts_every_parameter() {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["architecture"], "ImageMultiQueryCLIPLLMModel (HD)");
     let tensors = safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
-    let count = |prefix: &str| tensors.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, t)| t.elem_count()).sum::<usize>() as u64;
-    for component in ["imgque_backbone.clip_model", "imgque_backbone.imgque_model", "llm_backbone", "fusion_backbone"] {
-        assert_eq!(report["components"][component].as_u64().unwrap(), count(component), "{component}");
+    let count = |prefix: &str| {
+        tensors
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, t)| t.elem_count())
+            .sum::<usize>() as u64
+    };
+    for component in [
+        "imgque_backbone.clip_model",
+        "imgque_backbone.imgque_model",
+        "llm_backbone",
+        "fusion_backbone",
+    ] {
+        assert_eq!(
+            report["components"][component].as_u64().unwrap(),
+            count(component),
+            "{component}"
+        );
     }
 }
 
@@ -143,24 +215,43 @@ fn inspect_counts_every_parameter() {
 fn bad_inputs_give_one_line_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let llama = fixtures().join("llama_gqa");
-    let run = |dir: &Path| tokenscale(&["run", "--model", dir.to_str().unwrap(), "--prompt", "hi", "--max-new-tokens", "2"]);
+    let run = |dir: &Path| {
+        tokenscale(&[
+            "run",
+            "--model",
+            dir.to_str().unwrap(),
+            "--prompt",
+            "hi",
+            "--max-new-tokens",
+            "2",
+        ])
+    };
 
     assert_one_line_error(&run(&tmp.path().join("nowhere")), "model folder not found");
 
     let unsupported = tmp.path().join("unsupported");
     copy_dir(&llama, &unsupported);
     edit_config(&unsupported, "model_type", "gpt2".into());
-    assert_one_line_error(&run(&unsupported), "unsupported model_type `gpt2` (supported: clip_vision_model, clip, llama");
+    assert_one_line_error(
+        &run(&unsupported),
+        "unsupported model_type `gpt2` (supported: clip_vision_model, clip, llama",
+    );
 
     let missing = tmp.path().join("missing");
     copy_dir(&llama, &missing);
     edit_config(&missing, "num_hidden_layers", 3.into());
-    assert_one_line_error(&run(&missing), "missing tensor `model.layers.2.self_attn.q_proj.weight`");
+    assert_one_line_error(
+        &run(&missing),
+        "missing tensor `model.layers.2.self_attn.q_proj.weight`",
+    );
 
     let shape = tmp.path().join("shape");
     copy_dir(&llama, &shape);
     edit_config(&shape, "intermediate_size", 256.into());
-    assert_one_line_error(&run(&shape), "tensor `model.layers.0.mlp.gate_proj.weight` has shape [128, 64], expected [256, 64]");
+    assert_one_line_error(
+        &run(&shape),
+        "tensor `model.layers.0.mlp.gate_proj.weight` has shape [128, 64], expected [256, 64]",
+    );
 
     let truncated = tmp.path().join("truncated");
     copy_dir(&llama, &truncated);
@@ -172,13 +263,22 @@ fn bad_inputs_give_one_line_errors() {
     let no_field = tmp.path().join("nofield");
     copy_dir(&llama, &no_field);
     let path = no_field.join("config.json");
-    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     json.as_object_mut().unwrap().insert("hidden_size".into(), "wide".into());
     std::fs::write(&path, json.to_string()).unwrap();
     assert_one_line_error(&run(&no_field), "config.json");
 
     let long = "the river ".repeat(600);
-    let o = tokenscale(&["run", "--model", llama.to_str().unwrap(), "--prompt", &long, "--max-new-tokens", "2"]);
+    let o = tokenscale(&[
+        "run",
+        "--model",
+        llama.to_str().unwrap(),
+        "--prompt",
+        &long,
+        "--max-new-tokens",
+        "2",
+    ]);
     assert_one_line_error(&o, "exceeds the context");
 }
 
@@ -191,11 +291,22 @@ fn corrupt_image_fails_without_writing_output() {
     let out = tmp.path().join("fwd.safetensors");
     let llava = fixtures().join("llava");
     let o = tokenscale(&[
-        "forward", "--model", llava.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--out",
+        "forward",
+        "--model",
+        llava.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--prompt",
+        "What?",
+        "--out",
         out.to_str().unwrap(),
     ]);
     assert_one_line_error(&o, "broken.png");
-    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "only the broken image should be there");
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        1,
+        "only the broken image should be there"
+    );
 }
 
 #[test]
@@ -206,21 +317,68 @@ fn query_fused_model_runs_at_any_budget() {
     for (n_l, n_s) in [("1", "1"), ("16", "4")] {
         let out = tmp.path().join(format!("fwd{n_l}.safetensors"));
         let o = tokenscale(&[
-            "forward", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What is this?",
-            "--vision-tokens", n_l, "--short-tokens", n_s, "--out", out.to_str().unwrap(),
+            "forward",
+            "--model",
+            dir.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+            "--prompt",
+            "What is this?",
+            "--vision-tokens",
+            n_l,
+            "--short-tokens",
+            n_s,
+            "--out",
+            out.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let got = safetensors::load(&out, &Device::Cpu).unwrap();
         let types_len = got["input_ids"].dim(0).unwrap();
         assert_eq!(got["logits"].dim(0).unwrap(), types_len);
         let trained = n_l == "16" && n_s == "4";
-        assert_eq!(String::from_utf8_lossy(&o.stderr).contains("warning: this checkpoint was trained"), !trained);
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr).contains("warning: this checkpoint was trained"),
+            !trained
+        );
     }
-    let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--drop-query", "--template", "vicuna_v1.1", "--max-new-tokens", "4"]);
+    let o = tokenscale(&[
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--prompt",
+        "What?",
+        "--drop-query",
+        "--template",
+        "vicuna_v1.1",
+        "--max-new-tokens",
+        "4",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--template", "chatgpt"]);
+    let o = tokenscale(&[
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--prompt",
+        "What?",
+        "--template",
+        "chatgpt",
+    ]);
     assert_one_line_error(&o, "chatgpt");
-    let o = tokenscale(&["run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What?", "--vision-tokens", "17"]);
+    let o = tokenscale(&[
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--prompt",
+        "What?",
+        "--vision-tokens",
+        "17",
+    ]);
     assert_one_line_error(&o, "n_l ≤ 16");
 }
 
@@ -229,16 +387,40 @@ fn multi_turn_gives_n_l_then_n_s_tokens() {
     let dir = fixtures().join("imgque");
     let image = dir.join("small.png");
     let o = tokenscale(&[
-        "run", "--model", dir.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What is this?",
-        "--prompt", "And the colour?", "--prompt", "Anything else?", "--max-new-tokens", "3",
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--prompt",
+        "What is this?",
+        "--prompt",
+        "And the colour?",
+        "--prompt",
+        "Anything else?",
+        "--max-new-tokens",
+        "3",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = stdout(&o);
     for (turn, n, total) in [(1, 16, 16), (2, 4, 20), (3, 4, 24)] {
-        assert!(out.contains(&format!("[turn {turn}: {n} vision tokens, {total} in the conversation]")), "{out}");
+        assert!(
+            out.contains(&format!("[turn {turn}: {n} vision tokens, {total} in the conversation]")),
+            "{out}"
+        );
     }
     let llava = fixtures().join("llava");
-    let o = tokenscale(&["run", "--model", llava.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "a", "--prompt", "b"]);
+    let o = tokenscale(&[
+        "run",
+        "--model",
+        llava.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--prompt",
+        "a",
+        "--prompt",
+        "b",
+    ]);
     assert_one_line_error(&o, "multi-turn");
 }
 
@@ -251,11 +433,20 @@ fn forward_chat_scores_a_record_as_the_original_code() {
     let record = original.join("30x20_n4_t3.json");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("fwd.safetensors");
-    let o = tokenscale(&["forward", "--model", model.to_str().unwrap(), "--chat", record.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = tokenscale(&[
+        "forward",
+        "--model",
+        model.to_str().unwrap(),
+        "--chat",
+        record.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = safetensors::load(&out, &Device::Cpu).unwrap();
     let want = safetensors::load(original.join("model.safetensors"), &Device::Cpu).unwrap();
-    let ids = |t: &tokenscale_model::Tensor| t.to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap();
+    let ids =
+        |t: &tokenscale_model::Tensor| t.to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap();
     assert_eq!(ids(&got["input_ids"]), ids(&want["30x20_n4_t3.input_ids"]));
     let tail = &want["30x20_n4_t3.logits_tail"];
     let (t, n) = (got["logits"].dim(0).unwrap(), tail.dim(0).unwrap());
@@ -263,13 +454,37 @@ fn forward_chat_scores_a_record_as_the_original_code() {
     assert!(diff <= 1e-4, "logits max |Δ| {diff}");
 
     // `run --chat` answers the record's last question; a record ending with an answer has none.
-    let o = tokenscale(&["run", "--model", model.to_str().unwrap(), "--chat", record.to_str().unwrap(), "--max-new-tokens", "3"]);
+    let o = tokenscale(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--chat",
+        record.to_str().unwrap(),
+        "--max-new-tokens",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let answered = tmp.path().join("answered.json");
     std::fs::write(&answered, r#"{"image": null, "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}"#).unwrap();
-    let o = tokenscale(&["run", "--model", model.to_str().unwrap(), "--chat", answered.to_str().unwrap()]);
+    let o = tokenscale(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--chat",
+        answered.to_str().unwrap(),
+    ]);
     assert_one_line_error(&o, "ends with an assistant answer");
-    let o = tokenscale(&["forward", "--model", model.to_str().unwrap(), "--chat", record.to_str().unwrap(), "--prompt", "x", "--out", out.to_str().unwrap()]);
+    let o = tokenscale(&[
+        "forward",
+        "--model",
+        model.to_str().unwrap(),
+        "--chat",
+        record.to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2), "--chat and --prompt conflict");
 }
 
@@ -285,8 +500,19 @@ fn forward_writes_the_query_fused_intermediates() {
     let out = tmp.path().join("fwd.safetensors");
     let image = fixtures().join("preprocess/coffee.png");
     let o = tokenscale(&[
-        "forward", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--prompt", "What is on the table?",
-        "--vision-tokens", "8", "--short-tokens", "4", "--out", out.to_str().unwrap(),
+        "forward",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--prompt",
+        "What is on the table?",
+        "--vision-tokens",
+        "8",
+        "--short-tokens",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = safetensors::load(&out, &Device::Cpu).unwrap();
@@ -298,22 +524,43 @@ fn forward_writes_the_query_fused_intermediates() {
     let d = max_diff(&got["crop_tokens"], &want["one.crop_tokens"]);
     assert!(d <= tol, "crop_tokens max |Δ| {d}");
     // The reference holds the decoder's states at every query position; the LLM gets its QED|EOS rows.
-    let picks: Vec<u32> = ints(&want["one.que_input_tps"]).iter().enumerate().filter(|(_, &t)| t & (256 | 128) != 0).map(|(i, _)| i as u32).collect();
+    let picks: Vec<u32> = ints(&want["one.que_input_tps"])
+        .iter()
+        .enumerate()
+        .filter(|(_, &t)| t & (256 | 128) != 0)
+        .map(|(i, _)| i as u32)
+        .collect();
     assert_eq!(picks.len(), 8, "n_l rows for one question");
-    let rows = want["one.imgque_hidden"].index_select(&Tensor::new(picks, &Device::Cpu).unwrap(), 0).unwrap();
+    let rows = want["one.imgque_hidden"]
+        .index_select(&Tensor::new(picks, &Device::Cpu).unwrap(), 0)
+        .unwrap();
     let d = max_diff(&got["query_states"], &rows);
     assert!(d <= tol, "query_states max |Δ| {d}");
     let d = max_diff(&got["fused_embeds"], &want["one.fused_embeds"]);
     assert!(d <= tol, "fused_embeds max |Δ| {d}");
-    assert_eq!(max_diff(&got["fused_embeds"], &got["hidden_states.0"]), 0.0, "the LLM's input is the fused embeddings");
+    assert_eq!(
+        max_diff(&got["fused_embeds"], &got["hidden_states.0"]),
+        0.0,
+        "the LLM's input is the fused embeddings"
+    );
 
     // A three-turn record (n_l + n_s QED rows) on a 30x20 image: its views against the original's.
     let original = fixtures().join("original");
-    let o = tokenscale(&["forward", "--model", model.to_str().unwrap(), "--chat", original.join("30x20_n4_t3.json").to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = tokenscale(&[
+        "forward",
+        "--model",
+        model.to_str().unwrap(),
+        "--chat",
+        original.join("30x20_n4_t3.json").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = safetensors::load(&out, &Device::Cpu).unwrap();
     let geometry = safetensors::load(original.join("geometry.safetensors"), &Device::Cpu).unwrap();
-    let cases: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(original.join("geometry.json")).unwrap()).unwrap();
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(original.join("geometry.json")).unwrap())
+            .unwrap();
     let case = cases["cases"].as_array().unwrap().iter().find(|c| c["name"] == "30x20_n4").unwrap();
     let k = case["views"].as_u64().unwrap() as usize;
     let views = &got["pixel_values"];
@@ -324,7 +571,11 @@ fn forward_writes_the_query_fused_intermediates() {
     let crop = every(&every(&views.get(1).unwrap(), 1, 24), 2, 24);
     assert_eq!(max_diff(&crop, &geometry["30x20_n4.crop1_s24"]), 0.0, "local crop");
     assert_eq!(got["crop_tokens"].dims(), &[k, 145, 64]);
-    assert_eq!(got["query_states"].dims(), &[16 + 4, 64], "n_l = 16 for the first question, n_s = 4 for the second");
+    assert_eq!(
+        got["query_states"].dims(),
+        &[16 + 4, 64],
+        "n_l = 16 for the first question, n_s = 4 for the second"
+    );
     let t = got["input_ids"].dim(0).unwrap();
     assert_eq!(got["fused_embeds"].dims(), &[t, 64]);
 }

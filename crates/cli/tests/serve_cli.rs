@@ -54,7 +54,10 @@ fn sigterm(child: &Child) {
 }
 
 /// The exit status and the rest of standard error, once the process has ended.
-fn finish(mut child: Child, mut stderr: BufReader<ChildStderr>) -> (std::process::ExitStatus, String) {
+fn finish(
+    mut child: Child,
+    mut stderr: BufReader<ChildStderr>,
+) -> (std::process::ExitStatus, String) {
     let status = child.wait().unwrap();
     let mut tail = String::new();
     stderr.read_to_string(&mut tail).unwrap();
@@ -64,10 +67,14 @@ fn finish(mut child: Child, mut stderr: BufReader<ChildStderr>) -> (std::process
 #[test]
 fn serves_and_stops_gracefully_on_sigterm() {
     let (child, stderr, addr) = spawn_server(&[]);
-    let plain = answer(&addr, r#"{"messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}"#);
+    let plain =
+        answer(&addr, r#"{"messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}"#);
     assert!(plain.starts_with("HTTP/1.1 200") && plain.contains("chat.completion"), "{plain}");
     // A long streamed answer is running when SIGTERM comes: it still ends with [DONE].
-    let mut running = send(&addr, r#"{"messages": [{"role": "user", "content": "hello"}], "max_tokens": 300, "ignore_eos": true, "stream": true}"#);
+    let mut running = send(
+        &addr,
+        r#"{"messages": [{"role": "user", "content": "hello"}], "max_tokens": 300, "ignore_eos": true, "stream": true}"#,
+    );
     let mut first = [0u8; 256];
     assert!(running.read(&mut first).unwrap() > 0);
     sigterm(&child);
@@ -113,7 +120,10 @@ fn an_untrained_budget_is_warned_about_once_per_distinct_value() {
 
 #[test]
 fn a_bad_option_is_a_one_line_error() {
-    let o = Command::new(env!("CARGO_BIN_EXE_tokenscale")).args(["serve", "--model", &model(), "--allow-files", "/nonexistent/dir", "--port", "0"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_tokenscale"))
+        .args(["serve", "--model", &model(), "--allow-files", "/nonexistent/dir", "--port", "0"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     let last = err.trim_end().lines().last().unwrap_or_default();

@@ -12,11 +12,23 @@ fn tokenscale(args: &[&str]) -> Output {
 fn writes_the_benchmark() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("synth");
-    let o = tokenscale(&["synth", "--out", out.to_str().unwrap(), "--split", "val", "--items", "7", "--mix", "fine=3"]);
+    let o = tokenscale(&[
+        "synth",
+        "--out",
+        out.to_str().unwrap(),
+        "--split",
+        "val",
+        "--items",
+        "7",
+        "--mix",
+        "fine=3",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
-    let expected = write_benchmark(&tmp.path().join("lib"), Split::Val, 7, &Mix::parse("fine=3").unwrap()).unwrap();
+    let expected =
+        write_benchmark(&tmp.path().join("lib"), Split::Val, 7, &Mix::parse("fine=3").unwrap())
+            .unwrap();
     for path in expected {
         let name = path.file_name().unwrap();
         assert!(stdout.contains(&*name.to_string_lossy()), "{stdout}");
@@ -40,7 +52,10 @@ fn bad_arguments_fail_with_one_line_and_write_nothing() {
         let o = tokenscale(&all);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{all:?} succeeded");
-        assert!(stderr.contains(message) && stderr.trim().lines().count() == 1, "{all:?}: {stderr}");
+        assert!(
+            stderr.contains(message) && stderr.trim().lines().count() == 1,
+            "{all:?}: {stderr}"
+        );
         assert!(!out.exists(), "{all:?} wrote {}", out.display());
     }
 }

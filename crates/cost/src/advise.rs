@@ -234,19 +234,32 @@ pub struct Advice {
 /// Whether `key` names the series: its full name, its benchmark, or the benchmark's metric part
 /// (before '@') or dataset part (after '@').
 pub fn names_series(s: &SeriesData, key: &str) -> bool {
-    s.name == key || s.benchmark == key || s.benchmark.split('@').next() == Some(key) || s.benchmark.rsplit('@').next() == Some(key)
+    s.name == key
+        || s.benchmark == key
+        || s.benchmark.split('@').next() == Some(key)
+        || s.benchmark.rsplit('@').next() == Some(key)
 }
 
 /// The series named by `keys` (all when empty), in file order; an unknown key is an error that
 /// lists the benchmarks there are.
-pub fn select<'a>(series: &'a [SeriesData], keys: &[String], origin: &str) -> Result<Vec<&'a SeriesData>> {
+pub fn select<'a>(
+    series: &'a [SeriesData],
+    keys: &[String],
+    origin: &str,
+) -> Result<Vec<&'a SeriesData>> {
     if let Some(k) = keys.iter().find(|k| !series.iter().any(|s| names_series(s, k))) {
         let mut names: Vec<&str> = series.iter().map(|s| s.benchmark.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        bail!("benchmark `{k}`: no series or benchmark of that name in {origin} (benchmarks: {})", names.join(", "));
+        bail!(
+            "benchmark `{k}`: no series or benchmark of that name in {origin} (benchmarks: {})",
+            names.join(", ")
+        );
     }
-    Ok(series.iter().filter(|s| keys.is_empty() || keys.iter().any(|k| names_series(s, k))).collect())
+    Ok(series
+        .iter()
+        .filter(|s| keys.is_empty() || keys.iter().any(|k| names_series(s, k)))
+        .collect())
 }
 
 fn better(a: f64, b: f64, dir: Direction) -> bool {
@@ -265,13 +278,22 @@ fn meets(score: f64, goal: f64, dir: Direction) -> bool {
 pub fn pareto(points: &[(f64, f64)], dir: Direction) -> Vec<bool> {
     points
         .iter()
-        .map(|&(c, s)| !points.iter().any(|&(c2, s2)| c2 <= c && meets(s2, s, dir) && (c2 < c || better(s2, s, dir))))
+        .map(|&(c, s)| {
+            !points
+                .iter()
+                .any(|&(c2, s2)| c2 <= c && meets(s2, s, dir) && (c2 < c || better(s2, s, dir)))
+        })
         .collect()
 }
 
 /// Pareto flags for the points that have a cost; false / None for the others.
 fn pareto_where_known(costs: &[Option<f64>], scores: &[f64], dir: Direction) -> Vec<Option<bool>> {
-    let known: Vec<(usize, (f64, f64))> = costs.iter().zip(scores).enumerate().filter_map(|(i, (c, s))| Some((i, ((*c)?, *s)))).collect();
+    let known: Vec<(usize, (f64, f64))> = costs
+        .iter()
+        .zip(scores)
+        .enumerate()
+        .filter_map(|(i, (c, s))| Some((i, ((*c)?, *s))))
+        .collect();
     let flags = pareto(&known.iter().map(|k| k.1).collect::<Vec<_>>(), dir);
     let mut out = vec![None; costs.len()];
     for ((i, _), f) in known.iter().zip(flags) {
@@ -281,11 +303,17 @@ fn pareto_where_known(costs: &[Option<f64>], scores: &[f64], dir: Direction) -> 
 }
 
 /// Advice for every series.
-pub fn advise(series: &[&SeriesData], cost: &CostModel, latency: Option<&LatencyTable>, opts: &AdviseOptions) -> Result<Advice> {
+pub fn advise(
+    series: &[&SeriesData],
+    cost: &CostModel,
+    latency: Option<&LatencyTable>,
+    opts: &AdviseOptions,
+) -> Result<Advice> {
     if matches!(opts.target, Some(Target::MaxLatency(_))) && latency.is_none() {
         bail!("a maximum-latency target needs measured latencies: a tokenscale bench JSONL, or a `latency_s` column in the cost table");
     }
-    let benchmarks = series.iter().map(|s| advise_one(s, cost, latency, opts)).collect::<Result<Vec<_>>>()?;
+    let benchmarks =
+        series.iter().map(|s| advise_one(s, cost, latency, opts)).collect::<Result<Vec<_>>>()?;
     Ok(Advice {
         cost_source: cost.describe(),
         latency_source: latency.map(|l| format!("{} ({})", l.origin, l.measure)),
@@ -295,13 +323,25 @@ pub fn advise(series: &[&SeriesData], cost: &CostModel, latency: Option<&Latency
     })
 }
 
-fn advise_one(s: &SeriesData, cost: &CostModel, latency: Option<&LatencyTable>, opts: &AdviseOptions) -> Result<BenchmarkAdvice> {
-    let dir = if opts.lower_is_better.iter().any(|k| names_series(s, k)) { Direction::LowerIsBetter } else { Direction::HigherIsBetter };
+fn advise_one(
+    s: &SeriesData,
+    cost: &CostModel,
+    latency: Option<&LatencyTable>,
+    opts: &AdviseOptions,
+) -> Result<BenchmarkAdvice> {
+    let dir = if opts.lower_is_better.iter().any(|k| names_series(s, k)) {
+        Direction::LowerIsBetter
+    } else {
+        Direction::HigherIsBetter
+    };
     let mut notes = Vec::new();
     let mut ns = Vec::new();
     for &(n, _) in &s.points {
         if !(n >= 1.0 && n.fract() == 0.0 && n <= N_CAP as f64) {
-            bail!("series `{}`: n = {n} is not a whole number of vision tokens (1 … {N_CAP})", s.name);
+            bail!(
+                "series `{}`: n = {n} is not a whole number of vision tokens (1 … {N_CAP})",
+                s.name
+            );
         }
         ns.push(n as u64);
     }
@@ -309,31 +349,56 @@ fn advise_one(s: &SeriesData, cost: &CostModel, latency: Option<&LatencyTable>, 
     let flops: Vec<Option<f64>> = ns
         .iter()
         .map(|&n| {
-            cost.flops(n).map_err(|why| notes.push(format!("measured n = {n} has no cost, left off the frontier: {why}"))).ok()
+            cost.flops(n)
+                .map_err(|why| {
+                    notes
+                        .push(format!("measured n = {n} has no cost, left off the frontier: {why}"))
+                })
+                .ok()
         })
         .collect();
     let lat: Vec<Option<f64>> = ns.iter().map(|&n| latency.and_then(|l| l.at(n))).collect();
     let pf = pareto_where_known(&flops, &scores, dir);
     let pl = pareto_where_known(&lat, &scores, dir);
     let points: Vec<PointRow> = (0..ns.len())
-        .map(|i| PointRow { n: ns[i], score: scores[i], flops: flops[i], latency_s: lat[i], pareto_flops: pf[i] == Some(true), pareto_latency: pl[i] })
+        .map(|i| PointRow {
+            n: ns[i],
+            score: scores[i],
+            flops: flops[i],
+            latency_s: lat[i],
+            pareto_flops: pf[i] == Some(true),
+            pareto_latency: pl[i],
+        })
         .collect();
 
-    let fit_opts = FitOptions { space: opts.space, direction: dir, bootstrap: 0, ..Default::default() };
+    let fit_opts =
+        FitOptions { space: opts.space, direction: dir, bootstrap: 0, ..Default::default() };
     let fit = match fit_series(&s.name, &s.points, &[], opts.law, &fit_opts) {
         Ok(f) => Some(f),
         Err(e) => {
-            notes.push(format!("no {} law for this series ({e}); only the measured points are used", opts.law.name()));
+            notes.push(format!(
+                "no {} law for this series ({e}); only the measured points are used",
+                opts.law.name()
+            ));
             None
         }
     };
-    notes.extend(fit.iter().flat_map(|f| f.notes.iter().filter(|n| !n.contains("degenerate intervals")).cloned()));
+    notes.extend(
+        fit.iter()
+            .flat_map(|f| f.notes.iter().filter(|n| !n.contains("degenerate intervals")).cloned()),
+    );
     let target = opts.target.map(|t| advise_target(t, &points, fit.as_ref(), cost, latency, dir));
     Ok(BenchmarkAdvice {
         series: s.name.clone(),
         benchmark: s.benchmark.clone(),
         direction: dir,
-        law: fit.map(|f| LawSummary { law: f.law, space: f.space, formula: f.formula, params: f.params, r2: f.r2 }),
+        law: fit.map(|f| LawSummary {
+            law: f.law,
+            space: f.space,
+            formula: f.formula,
+            params: f.params,
+            r2: f.r2,
+        }),
         points,
         target,
         notes,
@@ -348,14 +413,22 @@ struct Searcher<'a> {
 
 impl Searcher<'_> {
     fn choice(&self, n: u64, score: f64, measured: (u64, u64)) -> Choice {
-        Choice { n, score, flops: self.cost.flops(n).ok(), latency_s: self.latency.and_then(|l| l.at(n)), extrapolated: n < measured.0 || n > measured.1 }
+        Choice {
+            n,
+            score,
+            flops: self.cost.flops(n).ok(),
+            latency_s: self.latency.and_then(|l| l.at(n)),
+            extrapolated: n < measured.0 || n > measured.1,
+        }
     }
 
     /// Candidate n: the cost source's range, narrowed to the latency table's for a latency target.
     fn range(&self, target: Target) -> Option<(u64, u64)> {
         let (lo, hi) = self.cost.range();
         match (target, self.latency.and_then(LatencyTable::range)) {
-            (Target::MaxLatency(_), Some((a, b))) => (lo.max(a) <= hi.min(b)).then(|| (lo.max(a), hi.min(b))),
+            (Target::MaxLatency(_), Some((a, b))) => {
+                (lo.max(a) <= hi.min(b)).then(|| (lo.max(a), hi.min(b)))
+            }
             (Target::MaxLatency(_), None) => None,
             _ => Some((lo, hi)),
         }
@@ -383,9 +456,19 @@ impl Searcher<'_> {
     }
 }
 
-fn advise_target(target: Target, points: &[PointRow], fit: Option<&FitResult>, cost: &CostModel, latency: Option<&LatencyTable>, dir: Direction) -> TargetAdvice {
+fn advise_target(
+    target: Target,
+    points: &[PointRow],
+    fit: Option<&FitResult>,
+    cost: &CostModel,
+    latency: Option<&LatencyTable>,
+    dir: Direction,
+) -> TargetAdvice {
     let search = Searcher { cost, latency };
-    let measured = (points.iter().map(|p| p.n).min().unwrap_or(1), points.iter().map(|p| p.n).max().unwrap_or(1));
+    let measured = (
+        points.iter().map(|p| p.n).min().unwrap_or(1),
+        points.iter().map(|p| p.n).max().unwrap_or(1),
+    );
     let range = search.range(target);
     // [lo, hi] narrowed to a FLOPs budget; a latency budget is checked n by n.
     let window = match (target, range) {
@@ -422,15 +505,32 @@ fn advise_target(target: Target, points: &[PointRow], fit: Option<&FitResult>, c
                 _ => Some(p),
             }),
         };
-        pick.map(|p| Choice { n: p.n, score: p.score, flops: p.flops, latency_s: p.latency_s, extrapolated: false })
+        pick.map(|p| Choice {
+            n: p.n,
+            score: p.score,
+            flops: p.flops,
+            latency_s: p.latency_s,
+            extrapolated: false,
+        })
     };
     let feasible = window.is_some_and(|(lo, hi)| (lo..=hi).any(within));
-    let summary = summarise(target, range, feasible, fit, &by_law, &by_measurement, &search, measured, dir);
+    let summary =
+        summarise(target, range, feasible, fit, &by_law, &by_measurement, &search, measured, dir);
     TargetAdvice { target, searched: range, by_law, by_measurement, summary }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn summarise(target: Target, range: Option<(u64, u64)>, feasible: bool, fit: Option<&FitResult>, by_law: &Option<Choice>, by_measurement: &Option<Choice>, search: &Searcher, measured: (u64, u64), dir: Direction) -> String {
+fn summarise(
+    target: Target,
+    range: Option<(u64, u64)>,
+    feasible: bool,
+    fit: Option<&FitResult>,
+    by_law: &Option<Choice>,
+    by_measurement: &Option<Choice>,
+    search: &Searcher,
+    measured: (u64, u64),
+    dir: Direction,
+) -> String {
     let measured_text = match by_measurement {
         Some(c) => format!("measured alone: n = {} ({:.4})", c.n, c.score),
         None => "no measured n meets it".into(),
@@ -447,24 +547,41 @@ fn summarise(target: Target, range: Option<(u64, u64)>, feasible: bool, fit: Opt
         } else {
             String::new()
         };
-        return format!("{what}: n = {} (law: {:.4}{cost}{lat}){extra}; {measured_text}", c.n, c.score);
+        return format!(
+            "{what}: n = {} (law: {:.4}{cost}{lat}){extra}; {measured_text}",
+            c.n, c.score
+        );
     }
     let why = match (range, fit, target) {
-        (None, _, _) => "no n to search: the latency table and the cost source share no n".to_string(),
+        (None, _, _) => {
+            "no n to search: the latency table and the cost source share no n".to_string()
+        }
         (Some((lo, hi)), _, Target::MaxFlops(budget)) if !feasible => match search.cost.flops(lo) {
-            Ok(f) => format!("no n in {lo} … {hi} costs at most {}: n = {lo} already costs {}", report::flops_text(budget), report::flops_text(f)),
+            Ok(f) => format!(
+                "no n in {lo} … {hi} costs at most {}: n = {lo} already costs {}",
+                report::flops_text(budget),
+                report::flops_text(f)
+            ),
             Err(e) => format!("no n in {lo} … {hi} can be costed: {e}"),
         },
         (Some((lo, hi)), _, Target::MaxLatency(budget)) if !feasible => {
-            let fastest = search.latency.and_then(|l| l.points.iter().filter(|p| p.0 >= lo && p.0 <= hi).map(|p| p.1).reduce(f64::min));
-            format!("no measured latency in {lo} … {hi} is at most {budget} s (fastest: {} s)", fastest.map_or("?".into(), |t| format!("{t:.3}")))
+            let fastest = search.latency.and_then(|l| {
+                l.points.iter().filter(|p| p.0 >= lo && p.0 <= hi).map(|p| p.1).reduce(f64::min)
+            });
+            format!(
+                "no measured latency in {lo} … {hi} is at most {budget} s (fastest: {} s)",
+                fastest.map_or("?".into(), |t| format!("{t:.3}"))
+            )
         }
         (_, None, _) => "no law to interpolate with".into(),
         (Some((lo, hi)), Some(f), Target::MinScore(goal)) => {
-            let best = (lo..=hi).map(|n| (n, f.eval(n as f64))).fold(None, |b: Option<(u64, f64)>, (n, s)| match b {
-                Some((_, bs)) if !better(s, bs, dir) => b,
-                _ => Some((n, s)),
-            });
+            let best = (lo..=hi).map(|n| (n, f.eval(n as f64))).fold(
+                None,
+                |b: Option<(u64, f64)>, (n, s)| match b {
+                    Some((_, bs)) if !better(s, bs, dir) => b,
+                    _ => Some((n, s)),
+                },
+            );
             let (n, s) = best.unwrap_or((lo, f.eval(lo as f64)));
             format!("no n in {lo} … {hi} reaches {goal}: the law's best there is {s:.4} at n = {n}")
         }

@@ -163,14 +163,17 @@ impl Arch {
 pub fn read_config(path: &Path) -> Result<Arch> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).with_context(|| format!("{origin}: cannot read"))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: invalid JSON: {e}"))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: invalid JSON: {e}"))?;
     let mut arch = parse_config(&value, &origin)?;
     if let Arch::ImgQue(s) = &mut arch {
         let pp = path.with_file_name("preprocessor_config.json");
         if pp.is_file() {
             let pp_origin = pp.display().to_string();
-            let text = std::fs::read_to_string(&pp).with_context(|| format!("{pp_origin}: cannot read"))?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{pp_origin}: invalid JSON: {e}"))?;
+            let text = std::fs::read_to_string(&pp)
+                .with_context(|| format!("{pp_origin}: cannot read"))?;
+            let v: Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{pp_origin}: invalid JSON: {e}"))?;
             if let Some(obj) = v.as_object() {
                 s.num_crops = opt_u64(obj, "num_crops", &pp_origin, "")?;
             }
@@ -181,7 +184,8 @@ pub fn read_config(path: &Path) -> Result<Arch> {
 
 /// Parses a config value; `origin` (a file name) starts every error message.
 pub fn parse_config(value: &Value, origin: &str) -> Result<Arch> {
-    let root = value.as_object().with_context(|| format!("{origin}: the config must be a JSON object"))?;
+    let root =
+        value.as_object().with_context(|| format!("{origin}: the config must be a JSON object"))?;
     let model_type = opt_str(root, "model_type", origin, "")?;
     match model_type.as_deref() {
         Some("llava") => parse_llava(root, origin).map(Arch::Llava),
@@ -214,12 +218,21 @@ fn opt_u64(map: &Map<String, Value>, key: &str, origin: &str, prefix: &str) -> R
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
             Some(x) => Ok(Some(x)),
-            None => bail!("{origin}: field `{}`: expected a non-negative integer, got {v}", path_of(prefix, key)),
+            None => bail!(
+                "{origin}: field `{}`: expected a non-negative integer, got {v}",
+                path_of(prefix, key)
+            ),
         },
     }
 }
 
-fn pos_u64(map: &Map<String, Value>, key: &str, default: u64, origin: &str, prefix: &str) -> Result<u64> {
+fn pos_u64(
+    map: &Map<String, Value>,
+    key: &str,
+    default: u64,
+    origin: &str,
+    prefix: &str,
+) -> Result<u64> {
     let v = opt_u64(map, key, origin, prefix)?.unwrap_or(default);
     if v == 0 {
         bail!("{origin}: field `{}`: must be at least 1", path_of(prefix, key));
@@ -227,15 +240,27 @@ fn pos_u64(map: &Map<String, Value>, key: &str, default: u64, origin: &str, pref
     Ok(v)
 }
 
-fn opt_bool(map: &Map<String, Value>, key: &str, origin: &str, prefix: &str) -> Result<Option<bool>> {
+fn opt_bool(
+    map: &Map<String, Value>,
+    key: &str,
+    origin: &str,
+    prefix: &str,
+) -> Result<Option<bool>> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v) => bail!("{origin}: field `{}`: expected true or false, got {v}", path_of(prefix, key)),
+        Some(v) => {
+            bail!("{origin}: field `{}`: expected true or false, got {v}", path_of(prefix, key))
+        }
     }
 }
 
-fn opt_str(map: &Map<String, Value>, key: &str, origin: &str, prefix: &str) -> Result<Option<String>> {
+fn opt_str(
+    map: &Map<String, Value>,
+    key: &str,
+    origin: &str,
+    prefix: &str,
+) -> Result<Option<String>> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -243,7 +268,12 @@ fn opt_str(map: &Map<String, Value>, key: &str, origin: &str, prefix: &str) -> R
     }
 }
 
-fn sub(map: &Map<String, Value>, key: &str, origin: &str, prefix: &str) -> Result<Map<String, Value>> {
+fn sub(
+    map: &Map<String, Value>,
+    key: &str,
+    origin: &str,
+    prefix: &str,
+) -> Result<Map<String, Value>> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m.clone()),
@@ -260,12 +290,18 @@ pub fn parse_llm(map: &Map<String, Value>, origin: &str, prefix: &str) -> Result
         "llama" => (4096, 11008, 32, 32, None, 32000, 2048),
         "mistral" => (4096, 14336, 32, 32, Some(8), 32000, 131072),
         "qwen2" => (4096, 22016, 32, 32, Some(32), 151936, 32768),
-        other => bail!("{origin}: field `{}`: unsupported `{other}` (supported: llama, qwen2, mistral)", path_of(prefix, "model_type")),
+        other => bail!(
+            "{origin}: field `{}`: unsupported `{other}` (supported: llama, qwen2, mistral)",
+            path_of(prefix, "model_type")
+        ),
     };
     let hidden = pos_u64(map, "hidden_size", d.0, origin, prefix)?;
     let heads = pos_u64(map, "num_attention_heads", d.3, origin, prefix)?;
     let kv_heads = match opt_u64(map, "num_key_value_heads", origin, prefix)?.or(d.4) {
-        Some(0) => bail!("{origin}: field `{}`: must be at least 1", path_of(prefix, "num_key_value_heads")),
+        Some(0) => bail!(
+            "{origin}: field `{}`: must be at least 1",
+            path_of(prefix, "num_key_value_heads")
+        ),
         Some(k) => k,
         None => heads,
     };
@@ -303,7 +339,12 @@ pub fn parse_llm(map: &Map<String, Value>, origin: &str, prefix: &str) -> Result
 }
 
 /// HF `CLIPVisionConfig` with its defaults.
-pub fn parse_clip(map: &Map<String, Value>, origin: &str, prefix: &str, post_layernorm: bool) -> Result<ClipShape> {
+pub fn parse_clip(
+    map: &Map<String, Value>,
+    origin: &str,
+    prefix: &str,
+    post_layernorm: bool,
+) -> Result<ClipShape> {
     let s = ClipShape {
         hidden: pos_u64(map, "hidden_size", 768, origin, prefix)?,
         intermediate: pos_u64(map, "intermediate_size", 3072, origin, prefix)?,
@@ -315,16 +356,27 @@ pub fn parse_clip(map: &Map<String, Value>, origin: &str, prefix: &str, post_lay
         post_layernorm,
     };
     if !s.image_size.is_multiple_of(s.patch_size) {
-        bail!("{origin}: field `{}`: {} is not a multiple of patch_size {}", path_of(prefix, "image_size"), s.image_size, s.patch_size);
+        bail!(
+            "{origin}: field `{}`: {} is not a multiple of patch_size {}",
+            path_of(prefix, "image_size"),
+            s.image_size,
+            s.patch_size
+        );
     }
     if !s.hidden.is_multiple_of(s.heads) {
-        bail!("{origin}: field `{}`: {} is not divisible by num_attention_heads {}", path_of(prefix, "hidden_size"), s.hidden, s.heads);
+        bail!(
+            "{origin}: field `{}`: {} is not divisible by num_attention_heads {}",
+            path_of(prefix, "hidden_size"),
+            s.hidden,
+            s.heads
+        );
     }
     Ok(s)
 }
 
 fn parse_llava(root: &Map<String, Value>, origin: &str) -> Result<LlavaShape> {
-    let vision = parse_clip(&sub(root, "vision_config", origin, "")?, origin, "vision_config", true)?;
+    let vision =
+        parse_clip(&sub(root, "vision_config", origin, "")?, origin, "vision_config", true)?;
     let llm = parse_llm(&sub(root, "text_config", origin, "")?, origin, "text_config")?;
     let layer = match root.get("vision_feature_layer") {
         None | Some(Value::Null) => -2,
@@ -359,7 +411,12 @@ fn parse_imgque(root: &Map<String, Value>, origin: &str) -> Result<ImgQueShape> 
         bail!("{origin}: field `llm_config`: missing");
     }
     let iq = sub(root, "imgque_config", origin, "")?;
-    let vision = parse_clip(&sub(&iq, "vision_config", origin, "imgque_config")?, origin, "imgque_config.vision_config", true)?;
+    let vision = parse_clip(
+        &sub(&iq, "vision_config", origin, "imgque_config")?,
+        origin,
+        "imgque_config.vision_config",
+        true,
+    )?;
     if vision.hidden % 64 != 0 {
         bail!(
             "{origin}: field `imgque_config.vision_config.hidden_size`: {} must be a multiple of 64 (query-decoder heads are hidden/64)",
@@ -367,13 +424,16 @@ fn parse_imgque(root: &Map<String, Value>, origin: &str) -> Result<ImgQueShape> 
         );
     }
     let text = sub(&iq, "text_config", origin, "imgque_config")?;
-    let text_layers = opt_u64(&text, "num_hidden_layers", origin, "imgque_config.text_config")?.unwrap_or(12);
-    let clip_vocab = opt_u64(&text, "vocab_size", origin, "imgque_config.text_config")?.unwrap_or(49408);
+    let text_layers =
+        opt_u64(&text, "num_hidden_layers", origin, "imgque_config.text_config")?.unwrap_or(12);
+    let clip_vocab =
+        opt_u64(&text, "vocab_size", origin, "imgque_config.text_config")?.unwrap_or(49408);
     let layers = opt_u64(&iq, "num_hidden_layers", origin, "imgque_config")?.unwrap_or(text_layers);
     let vocab = match opt_u64(root, "imgque_vocab_size", origin, "")? {
         Some(v) => v,
-        None => opt_u64(&iq, "vocab_size", origin, "imgque_config")?
-            .with_context(|| format!("{origin}: field `imgque_vocab_size`: missing (the query decoder's vocabulary)"))?,
+        None => opt_u64(&iq, "vocab_size", origin, "imgque_config")?.with_context(|| {
+            format!("{origin}: field `imgque_vocab_size`: missing (the query decoder's vocabulary)")
+        })?,
     };
     let decoder = LlmShape {
         hidden: vision.hidden,
@@ -383,7 +443,8 @@ fn parse_imgque(root: &Map<String, Value>, origin: &str) -> Result<ImgQueShape> 
         kv_heads: vision.hidden / 64,
         head_dim: 64,
         vocab,
-        max_positions: opt_u64(&iq, "max_position_embeddings", origin, "imgque_config")?.unwrap_or(2048),
+        max_positions: opt_u64(&iq, "max_position_embeddings", origin, "imgque_config")?
+            .unwrap_or(2048),
         tied: true,
         has_head: false,
         qkv_bias: false,
@@ -396,7 +457,8 @@ fn parse_imgque(root: &Map<String, Value>, origin: &str) -> Result<ImgQueShape> 
         decoder,
         llm,
         clip_vocab,
-        append_special_padding: opt_bool(root, "append_special_padding", origin, "")?.unwrap_or(false),
+        append_special_padding: opt_bool(root, "append_special_padding", origin, "")?
+            .unwrap_or(false),
         num_crops: None,
     })
 }

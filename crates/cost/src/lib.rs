@@ -106,7 +106,14 @@ pub struct Workload {
 
 impl Default for Workload {
     fn default() -> Self {
-        Self { text_tokens: 64, new_tokens: 0, crops: None, query_text_tokens: 0, reducer: None, dtype: Dtype::Bf16 }
+        Self {
+            text_tokens: 64,
+            new_tokens: 0,
+            crops: None,
+            query_text_tokens: 0,
+            reducer: None,
+            dtype: Dtype::Bf16,
+        }
     }
 }
 
@@ -131,7 +138,15 @@ pub struct Row {
 
 impl Row {
     fn new(n: u64, component: &str, params: u64, macs: u64, kv: u64, peak: u64) -> Self {
-        Self { n, component: component.into(), params, macs, flops: 2 * macs, kv_cache_bytes: kv, peak_activation_bytes: peak }
+        Self {
+            n,
+            component: component.into(),
+            params,
+            macs,
+            flops: 2 * macs,
+            kv_cache_bytes: kv,
+            peak_activation_bytes: peak,
+        }
     }
 }
 
@@ -144,7 +159,10 @@ impl Row {
 pub fn clip_params(c: &ClipShape) -> u64 {
     let h = c.hidden;
     let embeddings = h * c.channels * c.patch_size * c.patch_size + h + c.tokens() * h;
-    let layer = 4 * (h * h + h) + (h * c.intermediate + c.intermediate) + (c.intermediate * h + h) + 2 * 2 * h;
+    let layer = 4 * (h * h + h)
+        + (h * c.intermediate + c.intermediate)
+        + (c.intermediate * h + h)
+        + 2 * 2 * h;
     embeddings + 2 * h + c.layers * layer + if c.post_layernorm { 2 * h } else { 0 }
 }
 
@@ -153,7 +171,11 @@ pub fn llm_params(l: &LlmShape) -> u64 {
     let h = l.hidden;
     let q = l.heads * l.head_dim;
     let kv = l.kv_heads * l.head_dim;
-    let attn = h * q + 2 * h * kv + q * h + if l.qkv_bias { q + 2 * kv } else { 0 } + if l.o_bias { h } else { 0 };
+    let attn = h * q
+        + 2 * h * kv
+        + q * h
+        + if l.qkv_bias { q + 2 * kv } else { 0 }
+        + if l.o_bias { h } else { 0 };
     let mlp = 3 * h * l.intermediate + if l.mlp_bias { 2 * l.intermediate + h } else { 0 };
     let layer = attn + mlp + 2 * h;
     let head = if l.has_head && !l.tied { l.vocab * h } else { 0 };
@@ -203,7 +225,12 @@ pub fn llm_pass_macs(l: &LlmShape, spans: &[LayerSpan], head_rows: u64) -> u64 {
     let kv = l.kv_heads * l.head_dim;
     let layers: u64 = spans
         .iter()
-        .map(|&(t, s)| t * h * (q + 2 * kv) + t * q * h + 2 * l.heads * t * s * l.head_dim + 3 * t * h * l.intermediate)
+        .map(|&(t, s)| {
+            t * h * (q + 2 * kv)
+                + t * q * h
+                + 2 * l.heads * t * s * l.head_dim
+                + 3 * t * h * l.intermediate
+        })
         .sum();
     let head = if l.has_head { head_rows * h * l.vocab } else { 0 };
     layers + head
@@ -225,7 +252,8 @@ pub fn llm_pass_peak(l: &LlmShape, spans: &[LayerSpan], head_rows: u64) -> u64 {
         })
         .max()
         .unwrap_or(0);
-    let head = if l.has_head { head_rows * l.vocab + spans.last().map_or(0, |s| s.0) * h } else { 0 };
+    let head =
+        if l.has_head { head_rows * l.vocab + spans.last().map_or(0, |s| s.0) * h } else { 0 };
     per_layer.max(head)
 }
 
@@ -259,7 +287,14 @@ fn llm_rows(n: u64, l: &LlmShape, layer_lens: &[u64], w: &Workload, params: u64)
     }
     let decode_kv = w.new_tokens * l.layers * kv_per_position(l, bytes);
     vec![
-        Row::new(n, "llm_prefill", params, prefill_macs, prefill_kv, llm_pass_peak(l, &prefill, 1) * bytes),
+        Row::new(
+            n,
+            "llm_prefill",
+            params,
+            prefill_macs,
+            prefill_kv,
+            llm_pass_peak(l, &prefill, 1) * bytes,
+        ),
         Row::new(n, "llm_decode", params, decode_macs, decode_kv, decode_peak * bytes),
     ]
 }
@@ -304,7 +339,14 @@ pub fn cost(arch: &Arch, n: u64, w: &Workload) -> Result<Vec<Row>> {
         }
         Arch::Clip(c) => {
             let k = w.crops.unwrap_or(1);
-            rows.push(Row::new(n, "vision_tower", clip_params(c), k * clip_macs_per_crop(c, c.layers), 0, clip_peak(c, k) * bytes));
+            rows.push(Row::new(
+                n,
+                "vision_tower",
+                clip_params(c),
+                k * clip_macs_per_crop(c, c.layers),
+                0,
+                clip_peak(c, k) * bytes,
+            ));
         }
     }
     rows.push(total(n, &rows));
@@ -335,11 +377,15 @@ fn llava_rows(s: &LlavaShape, n: u64, w: &Workload, rows: &mut Vec<Row>) -> Resu
         Some(Reducer::FastV { layer }) => {
             let layer = layer as u64;
             if layer > s.llm.layers {
-                bail!("reducer fastv:{layer}: K must be within 1..={} (the LLM's layers)", s.llm.layers);
+                bail!(
+                    "reducer fastv:{layer}: K must be within 1..={} (the LLM's layers)",
+                    s.llm.layers
+                );
             }
             let full = w.text_tokens + avail;
             let kept = w.text_tokens + n;
-            let lens = (0..s.llm.layers).map(|i| if i < layer { full } else { kept }).collect::<Vec<_>>();
+            let lens =
+                (0..s.llm.layers).map(|i| if i < layer { full } else { kept }).collect::<Vec<_>>();
             (avail, lens, full)
         }
         _ => {
@@ -436,7 +482,8 @@ pub fn to_json(rows: &[Row]) -> String {
 
 /// The rows as CSV with a header line, in `Row`'s field order.
 pub fn to_csv(rows: &[Row]) -> String {
-    let mut s = String::from("n,component,params,macs,flops,kv_cache_bytes,peak_activation_bytes\n");
+    let mut s =
+        String::from("n,component,params,macs,flops,kv_cache_bytes,peak_activation_bytes\n");
     for r in rows {
         s.push_str(&format!(
             "{},{},{},{},{},{},{}\n",
@@ -486,7 +533,8 @@ pub fn to_markdown(rows: &[Row], dtype: Dtype) -> String {
         dtype.name()
     );
     for r in rows {
-        let name = if r.component == "total" { "**total**".to_string() } else { r.component.clone() };
+        let name =
+            if r.component == "total" { "**total**".to_string() } else { r.component.clone() };
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",
             r.n,

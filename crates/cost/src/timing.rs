@@ -9,8 +9,21 @@ use crate::{cost, Arch, Reducer, Workload};
 /// FLOPs of everything before the first answer token at n: vision tower (+ merge, query decoder),
 /// projector and the LLM prefill (the `total` row with no decode steps). `crops` and
 /// `query_text_tokens` as in [`Workload`] (imgque's default: the full crop grid).
-pub fn first_token_flops(arch: &Arch, n: u64, text_tokens: u64, reducer: Option<Reducer>, crops: Option<u64>) -> Result<u64> {
-    let w = Workload { text_tokens, new_tokens: 0, crops, query_text_tokens: 0, reducer, ..Workload::default() };
+pub fn first_token_flops(
+    arch: &Arch,
+    n: u64,
+    text_tokens: u64,
+    reducer: Option<Reducer>,
+    crops: Option<u64>,
+) -> Result<u64> {
+    let w = Workload {
+        text_tokens,
+        new_tokens: 0,
+        crops,
+        query_text_tokens: 0,
+        reducer,
+        ..Workload::default()
+    };
     let rows = cost(arch, n, &w)?;
     Ok(rows.last().map_or(0, |r| r.flops))
 }
@@ -52,7 +65,11 @@ impl AffineFit {
 
     /// "0.412 s + FLOPs / 123.4 GFLOP/s (R² 0.998)" for a time-vs-FLOPs fit.
     pub fn describe_seconds(&self) -> String {
-        let rate = if self.b > 0.0 { format!("FLOPs / {:.1} GFLOP/s", 1e-9 / self.b) } else { format!("{:.3e} s/FLOP · FLOPs", self.b) };
+        let rate = if self.b > 0.0 {
+            format!("FLOPs / {:.1} GFLOP/s", 1e-9 / self.b)
+        } else {
+            format!("{:.3e} s/FLOP · FLOPs", self.b)
+        };
         format!("{:.3} s + {rate} (R² {:.3})", self.a, self.r2)
     }
 }
@@ -66,7 +83,10 @@ mod tests {
         let x = [1e12, 2e12, 5e12];
         let y: Vec<f64> = x.iter().map(|v| 0.5 + v / 1e11).collect();
         let f = AffineFit::fit(&x, &y).unwrap();
-        assert!((f.a - 0.5).abs() < 1e-9 && (f.b - 1e-11).abs() < 1e-20 && (f.r2 - 1.0).abs() < 1e-12, "{f:?}");
+        assert!(
+            (f.a - 0.5).abs() < 1e-9 && (f.b - 1e-11).abs() < 1e-20 && (f.r2 - 1.0).abs() < 1e-12,
+            "{f:?}"
+        );
         assert_eq!(f.describe_seconds(), "0.500 s + FLOPs / 100.0 GFLOP/s (R² 1.000)");
         // least squares, not interpolation: (0,0), (1,1), (2,0) → y = 1/3
         let f = AffineFit::fit(&[0.0, 1.0, 2.0], &[0.0, 1.0, 0.0]).unwrap();

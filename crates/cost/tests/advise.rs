@@ -5,14 +5,20 @@
 use std::path::Path;
 
 use tokenscale_cost::advise::input::{parse_bench_jsonl, parse_cost_csv};
-use tokenscale_cost::advise::{advise, pareto, select, to_csv, to_json, to_markdown, AdviseOptions, CostModel, Target, TargetAdvice};
+use tokenscale_cost::advise::{
+    advise, pareto, select, to_csv, to_json, to_markdown, AdviseOptions, CostModel, Target,
+    TargetAdvice,
+};
 use tokenscale_cost::{read_config, table, to_csv as cost_csv, Workload};
 use tokenscale_law::data::{parse_scores, SeriesData};
 use tokenscale_law::fit::{fit_series, FitOptions, Space};
 use tokenscale_law::{Direction, Law};
 
 fn llava7b() -> CostModel {
-    let arch = read_config(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llava-1.5-7b-hf/config.json")).unwrap();
+    let arch = read_config(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llava-1.5-7b-hf/config.json"),
+    )
+    .unwrap();
     CostModel::from_config(arch, Workload::default()).unwrap()
 }
 
@@ -34,28 +40,50 @@ fn one(s: &SeriesData, cost: &CostModel, law: Law, target: Target) -> TargetAdvi
 }
 
 fn fitted(s: &SeriesData, law: Law) -> Vec<f64> {
-    let f = fit_series(&s.name, &s.points, &[], law, &FitOptions { bootstrap: 0, ..Default::default() }).unwrap();
+    let f = fit_series(
+        &s.name,
+        &s.points,
+        &[],
+        law,
+        &FitOptions { bootstrap: 0, ..Default::default() },
+    )
+    .unwrap();
     law.param_names().iter().map(|k| f.params[*k]).collect()
 }
 
 #[test]
 fn pareto_drops_dominated_points() {
-    let pts = [(1.0, 10.0), (2.0, 9.0), (3.0, 12.0), (3.0, 11.0), (5.0, 12.0), (6.0, 15.0), (6.0, 15.0)];
+    let pts =
+        [(1.0, 10.0), (2.0, 9.0), (3.0, 12.0), (3.0, 11.0), (5.0, 12.0), (6.0, 15.0), (6.0, 15.0)];
     // (2, 9) costs more than (1, 10) and scores less; (3, 11) ties on cost, scores less;
     // (5, 12) scores the same as (3, 12) at a higher cost; the two (6, 15) tie and both stay.
-    assert_eq!(pareto(&pts, Direction::HigherIsBetter), vec![true, false, true, false, false, true, true]);
+    assert_eq!(
+        pareto(&pts, Direction::HigherIsBetter),
+        vec![true, false, true, false, false, true, true]
+    );
     // lower is better: only the cheapest point of the lowest scores survive
-    assert_eq!(pareto(&pts, Direction::LowerIsBetter), vec![true, true, false, false, false, false, false]);
+    assert_eq!(
+        pareto(&pts, Direction::LowerIsBetter),
+        vec![true, true, false, false, false, false, false]
+    );
 
     // through advise: a non-monotone measured series priced by the analytic model
     let s = SeriesData {
         name: "b".into(),
         group: None,
         benchmark: "b".into(),
-        points: vec![(1.0, 30.0), (8.0, 29.0), (16.0, 31.0), (64.0, 31.0), (144.0, 35.0), (576.0, 34.0)],
+        points: vec![
+            (1.0, 30.0),
+            (8.0, 29.0),
+            (16.0, 31.0),
+            (64.0, 31.0),
+            (144.0, 35.0),
+            (576.0, 34.0),
+        ],
     };
     let a = advise(&[&s], &llava7b(), None, &opts(Law::Power, None)).unwrap();
-    let on: Vec<u64> = a.benchmarks[0].points.iter().filter(|p| p.pareto_flops).map(|p| p.n).collect();
+    let on: Vec<u64> =
+        a.benchmarks[0].points.iter().filter(|p| p.pareto_flops).map(|p| p.n).collect();
     assert_eq!(on, vec![1, 16, 144]);
     assert!(a.benchmarks[0].points.iter().all(|p| p.pareto_latency.is_none()));
 }
@@ -115,7 +143,8 @@ fn budgets_pick_the_best_affordable_n() {
         "bench.jsonl",
     )
     .unwrap();
-    let a = advise(&[&s], &cost, Some(&lat), &opts(Law::Power, Some(Target::MaxLatency(3.0)))).unwrap();
+    let a =
+        advise(&[&s], &cost, Some(&lat), &opts(Law::Power, Some(Target::MaxLatency(3.0)))).unwrap();
     let t = a.benchmarks[0].target.as_ref().unwrap();
     assert_eq!(t.searched, Some((1, 64)));
     assert_eq!(t.by_law.as_ref().unwrap().n, 40);
@@ -123,9 +152,13 @@ fn budgets_pick_the_best_affordable_n() {
     // measured n between bench's n get interpolated latencies: 32 → 2.667 s is the best within 3 s
     assert_eq!(t.by_measurement.as_ref().unwrap().n, 32);
     assert!(a.benchmarks[0].points.iter().all(|p| p.pareto_latency == Some(true)));
-    let a = advise(&[&s], &cost, Some(&lat), &opts(Law::Power, Some(Target::MaxLatency(0.5)))).unwrap();
+    let a =
+        advise(&[&s], &cost, Some(&lat), &opts(Law::Power, Some(Target::MaxLatency(0.5)))).unwrap();
     assert!(a.benchmarks[0].target.as_ref().unwrap().summary.contains("fastest: 1.000 s"));
-    assert!(advise(&[&s], &cost, None, &opts(Law::Power, Some(Target::MaxLatency(3.0)))).unwrap_err().to_string().contains("maximum-latency target needs"));
+    assert!(advise(&[&s], &cost, None, &opts(Law::Power, Some(Target::MaxLatency(3.0))))
+        .unwrap_err()
+        .to_string()
+        .contains("maximum-latency target needs"));
 }
 
 #[test]
@@ -148,7 +181,8 @@ fn cost_table_route_equals_the_analytic_route() {
         assert_eq!(a.summary, b.summary);
     }
     // a latency column comes along
-    let with_latency = "n,component,flops,latency_s\n1,total,100,0.5\n2,total,200,0.7\n2,llm_prefill,50,9\n";
+    let with_latency =
+        "n,component,flops,latency_s\n1,total,100,0.5\n2,total,200,0.7\n2,llm_prefill,50,9\n";
     let (t, latency) = parse_cost_csv(with_latency, "c.csv").unwrap();
     assert_eq!(t.points, vec![(1, 100), (2, 200)]);
     assert_eq!(latency.unwrap().points, vec![(1, 0.5), (2, 0.7)]);
@@ -157,24 +191,40 @@ fn cost_table_route_equals_the_analytic_route() {
 #[test]
 fn every_format_carries_the_answer() {
     let s = series("Overall@MMStar", 30.0);
-    let a = advise(&[&s], &llava7b(), None, &opts(Law::Paper, Some(Target::MinScore(34.0)))).unwrap();
+    let a =
+        advise(&[&s], &llava7b(), None, &opts(Law::Paper, Some(Target::MinScore(34.0)))).unwrap();
     let md = to_markdown(&a);
-    assert!(md.contains("## Overall@MMStar") && md.contains("| 64 |") && md.contains("Target score ≥ 34"), "{md}");
+    assert!(
+        md.contains("## Overall@MMStar")
+            && md.contains("| 64 |")
+            && md.contains("Target score ≥ 34"),
+        "{md}"
+    );
     let json: serde_json::Value = serde_json::from_str(&to_json(&a)).unwrap();
     let n = json["benchmarks"][0]["target"]["by_law"]["n"].as_u64().unwrap();
-    assert_eq!(json["benchmarks"][0]["target"]["target"], serde_json::json!({"kind": "min_score", "value": 34.0}));
+    assert_eq!(
+        json["benchmarks"][0]["target"]["target"],
+        serde_json::json!({"kind": "min_score", "value": 34.0})
+    );
     let csv = to_csv(&a);
     assert_eq!(csv.lines().count(), 1 + 7 + 2);
-    assert!(csv.lines().any(|l| l.starts_with(&format!("Overall@MMStar,Overall@MMStar,law,{n},"))), "{csv}");
+    assert!(
+        csv.lines().any(|l| l.starts_with(&format!("Overall@MMStar,Overall@MMStar,law,{n},"))),
+        "{csv}"
+    );
 }
 
 #[test]
 fn bad_input_is_named() {
     let e = parse_cost_csv("n,component,macs\n1,total,5\n", "cost.csv").unwrap_err().to_string();
-    assert!(e.contains("cost.csv: no `flops` column") && e.contains("header: n, component, macs"), "{e}");
+    assert!(
+        e.contains("cost.csv: no `flops` column") && e.contains("header: n, component, macs"),
+        "{e}"
+    );
     let e = parse_cost_csv("n,component,flops\n1,total,x\n", "cost.csv").unwrap_err().to_string();
     assert!(e.contains("line 2") && e.contains("`flops`"), "{e}");
-    let e = parse_cost_csv("n,component,flops\n1,projector,5\n", "cost.csv").unwrap_err().to_string();
+    let e =
+        parse_cost_csv("n,component,flops\n1,projector,5\n", "cost.csv").unwrap_err().to_string();
     assert!(e.contains("no total rows"), "{e}");
 
     let scores = parse_scores("figure,panel,benchmark,n_l,score\nf,1,Overall@MME,1,900\nf,1,Overall@MME,8,1000\nf,2,Overall@POPE,1,80\n".as_bytes()).unwrap();
@@ -183,12 +233,23 @@ fn bad_input_is_named() {
     let e = select(&scores, &["MMStar".into()], "s.csv").unwrap_err().to_string();
     assert!(e.contains("`MMStar`") && e.contains("benchmarks: Overall@MME, Overall@POPE"), "{e}");
 
-    let half = SeriesData { name: "h".into(), group: None, benchmark: "h".into(), points: vec![(1.0, 1.0), (2.5, 2.0)] };
+    let half = SeriesData {
+        name: "h".into(),
+        group: None,
+        benchmark: "h".into(),
+        points: vec![(1.0, 1.0), (2.5, 2.0)],
+    };
     let e = advise(&[&half], &llava7b(), None, &opts(Law::Power, None)).unwrap_err().to_string();
     assert!(e.contains("series `h`: n = 2.5 is not a whole number"), "{e}");
     // too few points for the law: advice from the measurements alone, with a note
-    let two = SeriesData { name: "t".into(), group: None, benchmark: "t".into(), points: vec![(1.0, 1.0), (4.0, 2.0)] };
-    let a = advise(&[&two], &llava7b(), None, &opts(Law::Paper, Some(Target::MinScore(1.5)))).unwrap();
+    let two = SeriesData {
+        name: "t".into(),
+        group: None,
+        benchmark: "t".into(),
+        points: vec![(1.0, 1.0), (4.0, 2.0)],
+    };
+    let a =
+        advise(&[&two], &llava7b(), None, &opts(Law::Paper, Some(Target::MinScore(1.5)))).unwrap();
     let b = &a.benchmarks[0];
     assert!(b.law.is_none() && b.notes.iter().any(|n| n.contains("only the measured points")));
     assert_eq!(b.target.as_ref().unwrap().by_measurement.as_ref().unwrap().n, 4);

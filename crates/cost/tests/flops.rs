@@ -33,7 +33,11 @@ fn llava_flops_match_flop_counter() {
     let cases = reference()["llava"].as_array().unwrap().clone();
     assert!(!cases.is_empty());
     for case in cases {
-        let w = Workload { text_tokens: u(&case["text_tokens"]), new_tokens: u(&case["new_tokens"]), ..Workload::default() };
+        let w = Workload {
+            text_tokens: u(&case["text_tokens"]),
+            new_tokens: u(&case["new_tokens"]),
+            ..Workload::default()
+        };
         let rows = cost(&arch, u(&case["n"]), &w).unwrap();
         let f = &case["flops"];
         let vision = u(&f["vision_tower"]) - u(&f["vision_tower_unused_layers"]);
@@ -42,7 +46,11 @@ fn llava_flops_match_flop_counter() {
         assert_eq!(row(&rows, "llm_prefill").flops, u(&f["llm_prefill"]), "prefill, {case}");
         assert_eq!(row(&rows, "llm_decode").flops, u(&f["llm_decode"]), "decode, {case}");
         let total = row(&rows, "total");
-        assert_eq!(total.flops, u(&f["prefill_total"]) - u(&f["vision_tower_unused_layers"]) + u(&f["llm_decode"]), "total, {case}");
+        assert_eq!(
+            total.flops,
+            u(&f["prefill_total"]) - u(&f["vision_tower_unused_layers"]) + u(&f["llm_decode"]),
+            "total, {case}"
+        );
         assert_eq!(total.flops, 2 * total.macs);
     }
 }
@@ -56,16 +64,25 @@ fn llm_flops_match_flop_counter() {
         let arch = read_config(&fixture(name).join("config.json")).unwrap();
         for case in cases.as_array().unwrap() {
             // the whole prompt is "text" here: n = 1 vision token + prompt − 1 text tokens
-            let w = Workload { text_tokens: u(&case["prompt"]) - 1, new_tokens: u(&case["new_tokens"]), ..Workload::default() };
+            let w = Workload {
+                text_tokens: u(&case["prompt"]) - 1,
+                new_tokens: u(&case["new_tokens"]),
+                ..Workload::default()
+            };
             let rows = cost(&arch, 1, &w).unwrap();
-            assert_eq!(row(&rows, "llm_prefill").flops, u(&case["prefill"]), "{name} prefill, {case}");
+            assert_eq!(
+                row(&rows, "llm_prefill").flops,
+                u(&case["prefill"]),
+                "{name} prefill, {case}"
+            );
             assert_eq!(row(&rows, "llm_decode").flops, u(&case["decode"]), "{name} decode, {case}");
             // per step: the i-th step attends to prompt + i keys
             let steps = case["decode_steps"].as_array().unwrap();
             for (i, s) in steps.iter().enumerate() {
                 let wi = Workload { new_tokens: i as u64 + 1, ..w.clone() };
                 let wp = Workload { new_tokens: i as u64, ..w.clone() };
-                let step = row(&cost(&arch, 1, &wi).unwrap(), "llm_decode").flops - row(&cost(&arch, 1, &wp).unwrap(), "llm_decode").flops;
+                let step = row(&cost(&arch, 1, &wi).unwrap(), "llm_decode").flops
+                    - row(&cost(&arch, 1, &wp).unwrap(), "llm_decode").flops;
                 assert_eq!(step, u(s), "{name} decode step {i}, {case}");
             }
         }

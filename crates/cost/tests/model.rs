@@ -39,7 +39,8 @@ fn llava_7b_prefill_by_hand() {
     assert_eq!(row(&rows, "llm_prefill").macs, layers * per_layer + h * v);
     // CLIP: 23 of 24 layers over 577 tokens + the 14×14 patch conv
     let t: u64 = 577;
-    let clip = 576 * 1024 * 3 * 14 * 14 + 23 * (4 * t * 1024 * 1024 + 2 * t * t * 1024 + 2 * t * 1024 * 4096);
+    let clip = 576 * 1024 * 3 * 14 * 14
+        + 23 * (4 * t * 1024 * 1024 + 2 * t * t * 1024 + 2 * t * 1024 * 4096);
     assert_eq!(row(&rows, "vision_tower").macs, clip);
     assert_eq!(row(&rows, "projector").macs, 576 * (1024 * 4096 + 4096 * 4096));
     // bf16 KV cache: 2 · 32 layers · 4096 · 2 bytes = 512 KiB per position
@@ -55,7 +56,10 @@ fn fewer_tokens_cost_less_and_decode_grows() {
     assert!(row(&a, "llm_prefill").macs < row(&b, "llm_prefill").macs);
     assert!(row(&a, "llm_decode").macs < row(&b, "llm_decode").macs);
     assert_eq!(row(&b, "total").kv_cache_bytes, (64 + 576 + 16) * 524_288);
-    assert_eq!(row(&b, "total").macs, b.iter().filter(|r| r.component != "total").map(|r| r.macs).sum::<u64>());
+    assert_eq!(
+        row(&b, "total").macs,
+        b.iter().filter(|r| r.component != "total").map(|r| r.macs).sum::<u64>()
+    );
 }
 
 #[test]
@@ -70,7 +74,9 @@ fn fastv_prunes_after_layer_k() {
     let lens: Vec<u64> = (0..32).map(|i| if i < 2 { full } else { kept }).collect();
     let spans: Vec<LayerSpan> = lens.iter().map(|&p| (p, p)).collect();
     assert_eq!(row(&rows, "llm_prefill").macs, llm_pass_macs(&s.llm, &spans, 1));
-    let decode: u64 = (1..=4).map(|i| llm_pass_macs(&s.llm, &lens.iter().map(|&p| (1, p + i)).collect::<Vec<_>>(), 1)).sum();
+    let decode: u64 = (1..=4)
+        .map(|i| llm_pass_macs(&s.llm, &lens.iter().map(|&p| (1, p + i)).collect::<Vec<_>>(), 1))
+        .sum();
     assert_eq!(row(&rows, "llm_decode").macs, decode);
     // the projector still maps all 576 tokens; the vision tower is unchanged
     assert_eq!(row(&rows, "projector").macs, 576 * (1024 * 4096 + 4096 * 4096));
@@ -80,7 +86,9 @@ fn fastv_prunes_after_layer_k() {
     // pool/uniform/visionzip change only the LLM sequence: same as no reducer
     let pool = Workload { reducer: Some(Reducer::Pool), ..base.clone() };
     assert_eq!(cost(&arch, 64, &pool).unwrap(), cost(&arch, 64, &base).unwrap());
-    assert!(cost(&arch, 64, &Workload { reducer: Some(Reducer::FastV { layer: 33 }), ..base }).is_err());
+    assert!(
+        cost(&arch, 64, &Workload { reducer: Some(Reducer::FastV { layer: 33 }), ..base }).is_err()
+    );
 }
 
 #[test]
@@ -89,7 +97,10 @@ fn dtypes_scale_kv_bytes() {
     let f32 = cost(&arch, 576, &Workload { dtype: Dtype::F32, ..Workload::default() }).unwrap();
     let f16 = cost(&arch, 576, &Workload { dtype: Dtype::F16, ..Workload::default() }).unwrap();
     assert_eq!(row(&f32, "total").kv_cache_bytes, 2 * row(&f16, "total").kv_cache_bytes);
-    assert_eq!(row(&f32, "total").peak_activation_bytes, 2 * row(&f16, "total").peak_activation_bytes);
+    assert_eq!(
+        row(&f32, "total").peak_activation_bytes,
+        2 * row(&f16, "total").peak_activation_bytes
+    );
     assert_eq!(row(&f32, "total").macs, row(&f16, "total").macs);
 }
 
@@ -98,7 +109,9 @@ fn out_of_range_and_bad_configs_name_the_problem() {
     let arch = llava7b();
     let e = cost(&arch, 577, &Workload::default()).unwrap_err().to_string();
     assert!(e.contains("576"), "{e}");
-    let e = cost(&arch, 576, &Workload { text_tokens: 4000, ..Workload::default() }).unwrap_err().to_string();
+    let e = cost(&arch, 576, &Workload { text_tokens: 4000, ..Workload::default() })
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("max_position_embeddings"), "{e}");
     let e = cost(&arch, 0, &Workload::default()).unwrap_err().to_string();
     assert!(e.contains("n = 0"), "{e}");
@@ -110,9 +123,15 @@ fn out_of_range_and_bad_configs_name_the_problem() {
     let bad = serde_json::json!({"model_type": "modeling_query_adapt_clip_llm", "imgque_config": {}, "llm_config": {}});
     let e = parse_config(&bad, "c.json").unwrap_err().to_string();
     assert!(e.contains("`imgque_vocab_size`"), "{e}");
-    let e = parse_config(&serde_json::json!({"model_type": "gpt2"}), "c.json").unwrap_err().to_string();
+    let e =
+        parse_config(&serde_json::json!({"model_type": "gpt2"}), "c.json").unwrap_err().to_string();
     assert!(e.contains("`model_type`") && e.contains("gpt2"), "{e}");
-    let e = parse_config(&serde_json::json!({"model_type": "llama", "num_key_value_heads": 5}), "c.json").unwrap_err().to_string();
+    let e = parse_config(
+        &serde_json::json!({"model_type": "llama", "num_key_value_heads": 5}),
+        "c.json",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("num_key_value_heads"), "{e}");
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("config.json");
@@ -145,7 +164,9 @@ fn imgque_defaults_and_limits() {
     assert_eq!(row(&rows, "vision_tower").macs, 17 * clip_macs_per_crop(&s.vision, 24));
     assert_eq!(row(&rows, "projector").macs, 256 * 1024 * 4096);
     assert!(cost(&arch, 257, &Workload::default()).unwrap_err().to_string().contains("n ≤ 256"));
-    assert!(cost(&arch, 8, &Workload { reducer: Some(Reducer::Pool), ..Workload::default() }).is_err());
+    assert!(
+        cost(&arch, 8, &Workload { reducer: Some(Reducer::Pool), ..Workload::default() }).is_err()
+    );
 }
 
 #[test]

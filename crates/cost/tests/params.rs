@@ -20,7 +20,12 @@ fn tensor_sizes(path: &Path) -> BTreeMap<String, u64> {
         .unwrap()
         .iter()
         .filter(|(k, _)| k.as_str() != "__metadata__")
-        .map(|(k, v)| (k.clone(), v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product()))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).product(),
+            )
+        })
         .collect()
 }
 
@@ -33,8 +38,14 @@ fn check(name: &str, n: u64, classify: impl Fn(&str) -> &'static str) {
     for (k, v) in &sizes {
         *by.entry(classify(k)).or_default() += v;
     }
-    let rows = cost(&arch, n, &Workload { text_tokens: 5, new_tokens: 2, ..Workload::default() }).unwrap();
-    let got = |c: &str| rows.iter().find(|r| r.component == c).map(|r| r.params).unwrap_or_else(|| panic!("{name}: no row {c}"));
+    let rows =
+        cost(&arch, n, &Workload { text_tokens: 5, new_tokens: 2, ..Workload::default() }).unwrap();
+    let got = |c: &str| {
+        rows.iter()
+            .find(|r| r.component == c)
+            .map(|r| r.params)
+            .unwrap_or_else(|| panic!("{name}: no row {c}"))
+    };
     for (component, expected) in &by {
         assert_eq!(got(component), *expected, "{name}: params of {component}");
     }

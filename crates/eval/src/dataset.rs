@@ -2,17 +2,17 @@
 
 use crate::kind::{self, Kind};
 use crate::py;
-use tokenscale_base::fnv1a;
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokenscale_base::fnv1a;
 
 /// Values that `pandas.read_csv` reads as NaN by default.
 const NA_VALUES: &[&str] = &[
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
-    "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 ];
 
 /// Whether pandas would read this cell as NaN (Py quirk: an option whose text is `None` or `NA`
@@ -79,7 +79,9 @@ impl Item {
             .iter()
             .enumerate()
             .map(|(i, src)| {
-                decode_image(src).with_context(|| format!("line {}: index {}: image {}", self.line, self.index, i))
+                decode_image(src).with_context(|| {
+                    format!("line {}: index {}: image {}", self.line, self.index, i)
+                })
             })
             .collect()
     }
@@ -103,7 +105,9 @@ pub fn decode_image(src: &ImageSource) -> Result<image::DynamicImage> {
         ImageSource::Base64(b64) => {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim().as_bytes())
-                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64.trim().as_bytes()))
+                .or_else(|_| {
+                    base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64.trim().as_bytes())
+                })
                 .map_err(|e| anyhow!("undecodable base64 in column 'image': {e}"))?;
             tokenscale_base::image::decode_image_bytes(&bytes, "column 'image'")
         }
@@ -146,7 +150,8 @@ impl Dataset {
             Some(k) => k,
             None => kind::kind_from_name(&name).with_context(|| format!("{}", path.display()))?,
         };
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut ds = Self::parse(&bytes, &name, kind, path.parent().unwrap_or(Path::new(".")))
             .with_context(|| format!("{}", path.display()))?;
         ds.path = path.to_path_buf();
@@ -168,9 +173,12 @@ impl Dataset {
             None => bail!("empty file: no header line"),
             Some(r) => r.map_err(|e| anyhow!("line 1: {e}"))?,
         };
-        let columns: Vec<String> = header.iter().map(|s| s.trim_start_matches('\u{feff}').to_string()).collect();
+        let columns: Vec<String> =
+            header.iter().map(|s| s.trim_start_matches('\u{feff}').to_string()).collect();
         let col = |n: &str| columns.iter().position(|c| c == n);
-        let c_index = col("index").ok_or_else(|| anyhow!("line 1: no 'index' column (columns: {})", columns.join(", ")))?;
+        let c_index = col("index").ok_or_else(|| {
+            anyhow!("line 1: no 'index' column (columns: {})", columns.join(", "))
+        })?;
         let c_image = col("image");
         let c_image_path = col("image_path");
         if c_image.is_none() && c_image_path.is_none() {
@@ -184,11 +192,21 @@ impl Dataset {
         let c_split = col("split");
         let option_cols: Vec<(char, usize)> =
             ('A'..='Z').filter_map(|l| col(&l.to_string()).map(|i| (l, i))).collect();
-        let known: Vec<usize> = [Some(c_index), c_image, c_image_path, c_question, c_hint, c_answer, c_category, c_l2, c_split]
-            .into_iter()
-            .flatten()
-            .chain(option_cols.iter().map(|x| x.1))
-            .collect();
+        let known: Vec<usize> = [
+            Some(c_index),
+            c_image,
+            c_image_path,
+            c_question,
+            c_hint,
+            c_answer,
+            c_category,
+            c_l2,
+            c_split,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(option_cols.iter().map(|x| x.1))
+        .collect();
 
         struct Raw {
             line: u64,
@@ -239,7 +257,11 @@ impl Dataset {
                 bail!("line {}: column 'index': empty index", r.line);
             }
             if let Some(prev) = by_index.insert(idx.clone(), i) {
-                bail!("line {}: column 'index': duplicate index {idx:?} (first on line {})", r.line, raws[prev].line);
+                bail!(
+                    "line {}: column 'index': duplicate index {idx:?} (first on line {})",
+                    r.line,
+                    raws[prev].line
+                );
             }
         }
         let mut shared: HashMap<usize, Arc<Vec<Arc<String>>>> = HashMap::new();
@@ -269,7 +291,11 @@ impl Dataset {
                 };
                 let list = shared
                     .entry(src_row)
-                    .or_insert_with(|| Arc::new(cell_list(&raws[src_row].cells[ci]).into_iter().map(Arc::new).collect()))
+                    .or_insert_with(|| {
+                        Arc::new(
+                            cell_list(&raws[src_row].cells[ci]).into_iter().map(Arc::new).collect(),
+                        )
+                    })
                     .clone();
                 (
                     list.iter().map(|b| ImageSource::Base64(b.clone())).collect::<Vec<_>>(),
@@ -277,13 +303,20 @@ impl Dataset {
                 )
             } else {
                 if image_path.is_empty() {
-                    bail!("line {}: column 'image_path': empty in a TSV without an 'image' column", r.line);
+                    bail!(
+                        "line {}: column 'image_path': empty in a TSV without an 'image' column",
+                        r.line
+                    );
                 }
                 let paths: Vec<ImageSource> = image_path
                     .iter()
                     .map(|p| {
                         let p = PathBuf::from(p);
-                        ImageSource::Path(if p.is_absolute() { p } else { base_dir.join("images").join(name).join(&p) })
+                        ImageSource::Path(if p.is_absolute() {
+                            p
+                        } else {
+                            base_dir.join("images").join(name).join(&p)
+                        })
                     })
                     .collect();
                 (paths, image_path.join("|"))
@@ -328,7 +361,14 @@ impl Dataset {
                 it.question = crate::prompt::CAPTION_DEFAULT_QUESTION.to_string();
             }
         }
-        Ok(Dataset { name: name.to_string(), kind, path: PathBuf::new(), columns, items, content_hash })
+        Ok(Dataset {
+            name: name.to_string(),
+            kind,
+            path: PathBuf::new(),
+            columns,
+            items,
+            content_hash,
+        })
     }
 
     /// Validate that every image decodes (reports the first failure with its line).
@@ -381,13 +421,24 @@ mod tests {
 
     #[test]
     fn errors_name_line_and_column() {
-        let e = Dataset::parse(b"index\timage\n1\t2\n", "X", Kind::Mcq, Path::new(".")).unwrap_err();
+        let e =
+            Dataset::parse(b"index\timage\n1\t2\n", "X", Kind::Mcq, Path::new(".")).unwrap_err();
         assert!(format!("{e:#}").contains("line 2: column 'image'"), "{e:#}");
-        let e = Dataset::parse(b"index\timage\n1\tabc\tzz\n", "X", Kind::Mcq, Path::new(".")).unwrap_err();
+        let e = Dataset::parse(b"index\timage\n1\tabc\tzz\n", "X", Kind::Mcq, Path::new("."))
+            .unwrap_err();
         assert!(format!("{e:#}").contains("line 2: expected 2 fields"), "{e:#}");
         let bad = "!".repeat(80);
-        let ds = Dataset::parse(format!("index\timage\n7\t{bad}\n").as_bytes(), "X", Kind::Mcq, Path::new(".")).unwrap();
+        let ds = Dataset::parse(
+            format!("index\timage\n7\t{bad}\n").as_bytes(),
+            "X",
+            Kind::Mcq,
+            Path::new("."),
+        )
+        .unwrap();
         let e = ds.check_images().unwrap_err();
-        assert!(format!("{e:#}").contains("line 2: index 7") && format!("{e:#}").contains("base64"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("line 2: index 7") && format!("{e:#}").contains("base64"),
+            "{e:#}"
+        );
     }
 }

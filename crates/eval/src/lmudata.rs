@@ -10,7 +10,10 @@ pub const DOWNLOADS: &[(&str, &str)] = &[
     ("MME", "https://opencompass.openxlab.space/utils/VLMEval/MME.tsv"),
     ("POPE", "https://opencompass.openxlab.space/utils/VLMEval/POPE.tsv"),
     ("HallusionBench", "https://opencompass.openxlab.space/utils/VLMEval/HallusionBench.tsv"),
-    ("MMBench_DEV_EN", "https://opencompass.openxlab.space/utils/benchmarks/MMBench/MMBench_DEV_EN.tsv"),
+    (
+        "MMBench_DEV_EN",
+        "https://opencompass.openxlab.space/utils/benchmarks/MMBench/MMBench_DEV_EN.tsv",
+    ),
     ("SEEDBench_IMG", "https://opencompass.openxlab.space/utils/VLMEval/SEEDBench_IMG.tsv"),
     ("MMStar", "https://opencompass.openxlab.space/utils/VLMEval/MMStar.tsv"),
     ("MMVet", "https://opencompass.openxlab.space/utils/VLMEval/MMVet.tsv"),
@@ -24,7 +27,9 @@ pub fn lmu_data_dir() -> Result<PathBuf> {
     if let Some(dir) = var("LMUData") {
         return Ok(dir);
     }
-    Ok(var("HOME").context("cannot find the LMUData folder: neither LMUData nor HOME is set")?.join("LMUData"))
+    Ok(var("HOME")
+        .context("cannot find the LMUData folder: neither LMUData nor HOME is set")?
+        .join("LMUData"))
 }
 
 /// Whether `spec` reads as a bare benchmark name (no path separator, no extension).
@@ -47,7 +52,10 @@ pub fn resolve_data(spec: &str) -> Result<PathBuf> {
     }
     let source = match DOWNLOADS.iter().find(|(name, _)| *name == spec) {
         Some((_, url)) => format!("download it from {url} into {}", dir.display()),
-        None => format!("put VLMEvalKit's {spec}.tsv into {} (or set LMUData to the folder that has it)", dir.display()),
+        None => format!(
+            "put VLMEvalKit's {spec}.tsv into {} (or set LMUData to the folder that has it)",
+            dir.display()
+        ),
     };
     bail!("{spec}: no file {} in the LMUData folder; {source}", file.display())
 }

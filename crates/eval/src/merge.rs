@@ -19,7 +19,9 @@ pub fn datasets_for(cfg: &RunConfig, paths: &[PathBuf], force: bool) -> Result<V
             .find(|p| crate::kind::dataset_name(p) == spec.name)
             .cloned()
             .or_else(|| spec.path.clone())
-            .with_context(|| format!("no TSV for dataset {} (give its file among the datasets)", spec.name))?;
+            .with_context(|| {
+                format!("no TSV for dataset {} (give its file among the datasets)", spec.name)
+            })?;
         let ds = Dataset::load(&path, Some(spec.kind))?;
         if format!("{:016x}", ds.content_hash) != spec.content_hash && !force {
             bail!(
@@ -36,7 +38,11 @@ pub fn datasets_for(cfg: &RunConfig, paths: &[PathBuf], force: bool) -> Result<V
 }
 
 /// Score everything a run directory holds and write `scores.*` and `predictions/` into it.
-pub fn finish_run(run_dir: &Path, datasets: &[Dataset], opts: ScoreOptions) -> Result<Vec<ScoreRow>> {
+pub fn finish_run(
+    run_dir: &Path,
+    datasets: &[Dataset],
+    opts: ScoreOptions,
+) -> Result<Vec<ScoreRow>> {
     let recs = store::load_run(run_dir)?;
     report::write_outputs(run_dir, datasets, &recs, opts)
 }
@@ -45,7 +51,13 @@ pub fn finish_run(run_dir: &Path, datasets: &[Dataset], opts: ScoreOptions) -> R
 /// `force`), records united by key (a key stored twice with different predictions is an error
 /// unless `force`, then the first in argument order wins), written as one store file, then
 /// scored. The result is identical to a one-machine run of the same configuration.
-pub fn merge_runs(run_dirs: &[PathBuf], out: &Path, data: &[PathBuf], opts: ScoreOptions, force: bool) -> Result<Vec<ScoreRow>> {
+pub fn merge_runs(
+    run_dirs: &[PathBuf],
+    out: &Path,
+    data: &[PathBuf],
+    opts: ScoreOptions,
+    force: bool,
+) -> Result<Vec<ScoreRow>> {
     if run_dirs.is_empty() {
         bail!("nothing to merge");
     }

@@ -33,7 +33,9 @@ pub struct ScoreRow {
 
 type Group = (String, String, usize, String);
 
-fn group_records<'a>(records: impl IntoIterator<Item = &'a Record>) -> BTreeMap<Group, Vec<&'a Record>> {
+fn group_records<'a>(
+    records: impl IntoIterator<Item = &'a Record>,
+) -> BTreeMap<Group, Vec<&'a Record>> {
     let mut g: BTreeMap<Group, Vec<&Record>> = BTreeMap::new();
     for r in records {
         g.entry((r.model.clone(), r.reducer.clone(), r.n, r.dataset.clone())).or_default().push(r);
@@ -54,7 +56,8 @@ pub fn score_records<'a>(
             eprintln!("warning: predictions for dataset {dsname} ignored: its TSV was not given");
             continue;
         };
-        let preds: HashMap<&str, &str> = recs.iter().map(|r| (r.index.as_str(), r.prediction.as_str())).collect();
+        let preds: HashMap<&str, &str> =
+            recs.iter().map(|r| (r.index.as_str(), r.prediction.as_str())).collect();
         let rows: Vec<Row> = ds
             .items
             .iter()
@@ -71,7 +74,8 @@ pub fn score_records<'a>(
         let mut metrics = score::score(&ds.name, ds.kind, &rows, opts)
             .with_context(|| format!("scoring {model}/{reducer}/n={n}/{dsname}"))?;
         metrics.extend(
-            column_groups(ds, &rows, opts).with_context(|| format!("scoring {model}/{reducer}/n={n}/{dsname} by column"))?,
+            column_groups(ds, &rows, opts)
+                .with_context(|| format!("scoring {model}/{reducer}/n={n}/{dsname} by column"))?,
         );
         for m in metrics {
             out.push(ScoreRow {
@@ -101,18 +105,26 @@ fn column_groups(ds: &Dataset, rows: &[Row], opts: ScoreOptions) -> Result<Vec<s
         let value_of = |r: &Row| r.item.extra.get(*column).cloned();
         let values: std::collections::BTreeSet<String> = rows.iter().filter_map(value_of).collect();
         for v in values {
-            let group: Vec<Row> = rows.iter().filter(|r| value_of(r).as_deref() == Some(v.as_str())).copied().collect();
+            let group: Vec<Row> = rows
+                .iter()
+                .filter(|r| value_of(r).as_deref() == Some(v.as_str()))
+                .copied()
+                .collect();
             let overall = score::score(&ds.name, ds.kind, &group, opts)?
                 .into_iter()
                 .filter(|m| m.category.is_none() && m.metric == "Overall");
-            out.extend(overall.map(|m| score::Metric::new(m.split, Some(format!("{column}={v}")), "acc", m.value)));
+            out.extend(overall.map(|m| {
+                score::Metric::new(m.split, Some(format!("{column}={v}")), "acc", m.value)
+            }));
         }
     }
     Ok(out)
 }
 
 fn json_value(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
+    serde_json::Number::from_f64(v)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// Write `scores.json`, `scores.csv` and `scores.md` into `dir`.
@@ -127,7 +139,10 @@ pub fn write_scores(dir: &Path, rows: &[ScoreRow]) -> Result<()> {
             })
         })
         .collect();
-    write_atomic(&dir.join("scores.json"), (serde_json::to_string_pretty(&json)? + "\n").as_bytes())?;
+    write_atomic(
+        &dir.join("scores.json"),
+        (serde_json::to_string_pretty(&json)? + "\n").as_bytes(),
+    )?;
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["model", "reducer", "n", "dataset", "split", "category", "metric", "value"])?;
     for r in rows {
@@ -191,7 +206,12 @@ fn item_cell(it: &Item, col: &str) -> String {
 /// Per-sample predictions: `predictions/{dataset}.csv` and `.jsonl`, one row per (model,
 /// reducer, n, item) with the dataset's columns (minus `image`) plus `prediction` and, for MCQ
 /// and Y/N, VLMEvalKit's `extracted` answer.
-pub fn write_predictions(dir: &Path, datasets: &[Dataset], records: &BTreeMap<Key, Record>, opts: ScoreOptions) -> Result<()> {
+pub fn write_predictions(
+    dir: &Path,
+    datasets: &[Dataset],
+    records: &BTreeMap<Key, Record>,
+    opts: ScoreOptions,
+) -> Result<()> {
     let pdir = dir.join("predictions");
     std::fs::create_dir_all(&pdir)?;
     let groups = group_records(records.values());
@@ -208,7 +228,8 @@ pub fn write_predictions(dir: &Path, datasets: &[Dataset], records: &BTreeMap<Ke
             if *dsname != ds.name {
                 continue;
             }
-            let preds: HashMap<&str, &str> = recs.iter().map(|r| (r.index.as_str(), r.prediction.as_str())).collect();
+            let preds: HashMap<&str, &str> =
+                recs.iter().map(|r| (r.index.as_str(), r.prediction.as_str())).collect();
             for it in &ds.items {
                 let Some(p) = preds.get(it.index.as_str()) else { continue };
                 let row = Row { item: it, prediction: p };
@@ -232,14 +253,22 @@ pub fn write_predictions(dir: &Path, datasets: &[Dataset], records: &BTreeMap<Ke
                 j.write_all(b"\n")?;
             }
         }
-        write_atomic(&pdir.join(format!("{}.csv", ds.name)), &w.into_inner().map_err(|e| e.into_error())?)?;
+        write_atomic(
+            &pdir.join(format!("{}.csv", ds.name)),
+            &w.into_inner().map_err(|e| e.into_error())?,
+        )?;
         write_atomic(&pdir.join(format!("{}.jsonl", ds.name)), &j)?;
     }
     Ok(())
 }
 
 /// Score everything in `records` and write the predictions and scores files into `dir`.
-pub fn write_outputs(dir: &Path, datasets: &[Dataset], records: &BTreeMap<Key, Record>, opts: ScoreOptions) -> Result<Vec<ScoreRow>> {
+pub fn write_outputs(
+    dir: &Path,
+    datasets: &[Dataset],
+    records: &BTreeMap<Key, Record>,
+    opts: ScoreOptions,
+) -> Result<Vec<ScoreRow>> {
     let rows = score_records(datasets, records.values(), opts)?;
     write_predictions(dir, datasets, records, opts)?;
     write_scores(dir, &rows)?;

@@ -63,9 +63,12 @@ impl Default for Shard {
 impl Shard {
     /// Parse `k/N` (0 ≤ k < N).
     pub fn parse(s: &str) -> Result<Shard> {
-        let (a, b) = s.split_once('/').ok_or_else(|| anyhow!("shard must look like k/N (0-based k), got {s:?}"))?;
+        let (a, b) = s
+            .split_once('/')
+            .ok_or_else(|| anyhow!("shard must look like k/N (0-based k), got {s:?}"))?;
         let k: usize = a.trim().parse().map_err(|_| anyhow!("shard {s:?}: k is not a number"))?;
-        let count: usize = b.trim().parse().map_err(|_| anyhow!("shard {s:?}: N is not a number"))?;
+        let count: usize =
+            b.trim().parse().map_err(|_| anyhow!("shard {s:?}: N is not a number"))?;
         if count == 0 || k >= count {
             bail!("shard {s:?}: need 0 <= k < N");
         }
@@ -90,7 +93,9 @@ impl Shard {
 /// is ignored; returns the records and the byte length of the valid prefix.
 pub fn read_jsonl(path: &Path) -> Result<(Vec<Record>, u64)> {
     let mut buf = Vec::new();
-    File::open(path).with_context(|| format!("cannot open {}", path.display()))?.read_to_end(&mut buf)?;
+    File::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .read_to_end(&mut buf)?;
     let valid = match buf.iter().rposition(|&b| b == b'\n') {
         Some(p) => p + 1,
         None => 0,
@@ -100,8 +105,9 @@ pub fn read_jsonl(path: &Path) -> Result<(Vec<Record>, u64)> {
         if line.is_empty() {
             continue;
         }
-        let rec: Record = serde_json::from_slice(line)
-            .with_context(|| format!("{}: line {}: not a prediction record", path.display(), i + 1))?;
+        let rec: Record = serde_json::from_slice(line).with_context(|| {
+            format!("{}: line {}: not a prediction record", path.display(), i + 1)
+        })?;
         out.push(rec);
     }
     Ok((out, valid as u64))
@@ -115,7 +121,9 @@ pub fn load_run(run_dir: &Path) -> Result<BTreeMap<Key, Record>> {
 
 /// The predictions of a run directory, and the last error record of every key that has no
 /// prediction.
-pub fn load_run_with_failures(run_dir: &Path) -> Result<(BTreeMap<Key, Record>, BTreeMap<Key, Record>)> {
+pub fn load_run_with_failures(
+    run_dir: &Path,
+) -> Result<(BTreeMap<Key, Record>, BTreeMap<Key, Record>)> {
     let (mut done, mut failed) = (BTreeMap::new(), BTreeMap::new());
     for f in store_files(run_dir)? {
         let (recs, _) = read_jsonl(&f)?;
@@ -161,7 +169,8 @@ impl Store {
     /// message naming that process (pid, host, start time).
     pub fn open(run_dir: &Path, shard: Shard) -> Result<Store> {
         let dir = run_dir.join("store");
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let what = format!("shard {}/{} of {}", shard.k, shard.count, run_dir.display());
         let lock = FileLock::acquire(&dir.join(shard.lock_name()), &what)?;
         let path = dir.join(shard.file_name());
@@ -232,7 +241,9 @@ impl Store {
             let _ = self.file.set_len(self.len);
             let _ = self.file.seek(SeekFrom::Start(self.len));
             let _ = self.file.sync_all();
-            return Err(anyhow!(e)).with_context(|| format!("writing a record to {} failed (store left valid)", self.path.display()));
+            return Err(anyhow!(e)).with_context(|| {
+                format!("writing a record to {} failed (store left valid)", self.path.display())
+            });
         }
         self.len += line.len() as u64;
         if rec.error.is_some() {
@@ -293,7 +304,8 @@ mod tests {
     fn failures_are_retried_and_a_later_success_wins() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path(), Shard::default()).unwrap();
-        s.append(Record { prediction: String::new(), error: Some("bad image".into()), ..rec(1) }).unwrap();
+        s.append(Record { prediction: String::new(), error: Some("bad image".into()), ..rec(1) })
+            .unwrap();
         assert!(!s.contains(&rec(1).key()) && s.failures().len() == 1);
         drop(s);
         let (done, failed) = load_run_with_failures(dir.path()).unwrap();

@@ -33,15 +33,15 @@ use crate::dataset::Dataset;
 use crate::kind::Kind;
 use crate::prompt::{self, PromptStyle};
 use crate::store::{Record, Shard, Store};
-use tokenscale_base::fnv1a;
-use tokenscale_base::hash::{FNV_OFFSET, FNV_PRIME};
-use tokenscale_base::progress::Progress;
-use tokenscale_base::rng::GOLDEN_GAMMA;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tokenscale_base::fnv1a;
+use tokenscale_base::hash::{FNV_OFFSET, FNV_PRIME};
+use tokenscale_base::progress::Progress;
+use tokenscale_base::rng::GOLDEN_GAMMA;
 
 /// What a model must provide to be swept over vision-token budgets.
 pub trait Answerer {
@@ -61,8 +61,13 @@ pub trait Answerer {
     /// Encodes an item's images once; the result is reused for every n of the sweep.
     fn prepare_image(&mut self, images: &[image::DynamicImage]) -> Result<Self::Prepared>;
     /// Greedy answer for `prompt` with `vision_tokens` image tokens; returns the decoded text.
-    fn answer(&mut self, prepared: &Self::Prepared, prompt: &str, vision_tokens: usize, max_new_tokens: usize)
-        -> Result<String>;
+    fn answer(
+        &mut self,
+        prepared: &Self::Prepared,
+        prompt: &str,
+        vision_tokens: usize,
+        max_new_tokens: usize,
+    ) -> Result<String>;
 }
 
 /// Object-safe form of [`Answerer`], so that models of different types can be held together
@@ -78,8 +83,13 @@ pub trait DynAnswerer {
     /// [`Answerer::prepare_image`], with the prepared image boxed as `Any`.
     fn prepare_dyn(&mut self, images: &[image::DynamicImage]) -> Result<Box<dyn std::any::Any>>;
     /// [`Answerer::answer`] on a boxed prepared image; errors if it is of another type.
-    fn answer_dyn(&mut self, prepared: &dyn std::any::Any, prompt: &str, vision_tokens: usize, max_new_tokens: usize)
-        -> Result<String>;
+    fn answer_dyn(
+        &mut self,
+        prepared: &dyn std::any::Any,
+        prompt: &str,
+        vision_tokens: usize,
+        max_new_tokens: usize,
+    ) -> Result<String>;
 }
 
 impl<A: Answerer> DynAnswerer for A
@@ -98,8 +108,16 @@ where
     fn prepare_dyn(&mut self, images: &[image::DynamicImage]) -> Result<Box<dyn std::any::Any>> {
         Ok(Box::new(self.prepare_image(images)?))
     }
-    fn answer_dyn(&mut self, prepared: &dyn std::any::Any, prompt: &str, n: usize, mnt: usize) -> Result<String> {
-        let p = prepared.downcast_ref::<A::Prepared>().ok_or_else(|| anyhow::anyhow!("prepared image of another model"))?;
+    fn answer_dyn(
+        &mut self,
+        prepared: &dyn std::any::Any,
+        prompt: &str,
+        n: usize,
+        mnt: usize,
+    ) -> Result<String> {
+        let p = prepared
+            .downcast_ref::<A::Prepared>()
+            .ok_or_else(|| anyhow::anyhow!("prepared image of another model"))?;
         self.answer(p, prompt, n, mnt)
     }
 }
@@ -118,7 +136,13 @@ impl Answerer for Box<dyn DynAnswerer> {
     fn prepare_image(&mut self, images: &[image::DynamicImage]) -> Result<Self::Prepared> {
         (**self).prepare_dyn(images)
     }
-    fn answer(&mut self, prepared: &Self::Prepared, prompt: &str, n: usize, mnt: usize) -> Result<String> {
+    fn answer(
+        &mut self,
+        prepared: &Self::Prepared,
+        prompt: &str,
+        n: usize,
+        mnt: usize,
+    ) -> Result<String> {
         (**self).answer_dyn(prepared.as_ref(), prompt, n, mnt)
     }
 }
@@ -167,8 +191,16 @@ impl DatasetSpec {
 
 impl RunConfig {
     /// The config of a run over `datasets` (see the fields).
-    pub fn new(datasets: &[Dataset], max_new_tokens: Option<usize>, settings: BTreeMap<String, String>) -> RunConfig {
-        RunConfig { datasets: datasets.iter().map(DatasetSpec::of).collect(), max_new_tokens, settings }
+    pub fn new(
+        datasets: &[Dataset],
+        max_new_tokens: Option<usize>,
+        settings: BTreeMap<String, String>,
+    ) -> RunConfig {
+        RunConfig {
+            datasets: datasets.iter().map(DatasetSpec::of).collect(),
+            max_new_tokens,
+            settings,
+        }
     }
 
     /// The identity compared across runs (paths excluded: the same file may be mounted elsewhere).
@@ -195,7 +227,8 @@ struct ConfigFile {
 /// different `max_new_tokens` / settings, is refused unless `force` (then the file is replaced and
 /// the stored records are kept).
 pub fn check_or_write_config(run_dir: &Path, cfg: &RunConfig, force: bool) -> Result<()> {
-    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
     let path = run_dir.join("config.json");
     let mut merged = cfg.clone();
     if path.exists() {
@@ -227,7 +260,10 @@ impl RunConfig {
     pub fn union(&self, other: &RunConfig) -> std::result::Result<RunConfig, String> {
         let mut d = Vec::new();
         if self.max_new_tokens != other.max_new_tokens {
-            d.push(format!("max_new_tokens {:?} vs {:?}", self.max_new_tokens, other.max_new_tokens));
+            d.push(format!(
+                "max_new_tokens {:?} vs {:?}",
+                self.max_new_tokens, other.max_new_tokens
+            ));
         }
         if self.settings != other.settings {
             d.push(format!("settings {:?} vs {:?}", self.settings, other.settings));
@@ -236,7 +272,10 @@ impl RunConfig {
         for ds in &other.datasets {
             match self.datasets.iter().find(|x| x.name == ds.name) {
                 Some(x) if x.content_hash != ds.content_hash || x.kind != ds.kind => {
-                    d.push(format!("dataset {} has different content or kind ({} {} vs {} {})", ds.name, x.kind, x.content_hash, ds.kind, ds.content_hash))
+                    d.push(format!(
+                        "dataset {} has different content or kind ({} {} vs {} {})",
+                        ds.name, x.kind, x.content_hash, ds.kind, ds.content_hash
+                    ))
                 }
                 Some(_) => {}
                 None => out.datasets.push(ds.clone()),
@@ -253,9 +292,9 @@ impl RunConfig {
 /// Read `RUN_DIR/config.json`.
 pub fn read_config(run_dir: &Path) -> Result<(String, RunConfig)> {
     let path = run_dir.join("config.json");
-    let f: ConfigFile = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("{} is not a run directory (no config.json)", run_dir.display()))?,
-    )
+    let f: ConfigFile = serde_json::from_slice(&std::fs::read(&path).with_context(|| {
+        format!("{} is not a run directory (no config.json)", run_dir.display())
+    })?)
     .with_context(|| format!("{}: not a tokenscale run configuration", path.display()))?;
     Ok((f.fingerprint, f.config))
 }
@@ -326,12 +365,17 @@ pub struct SweepSummary {
 /// An item that fails (its image does not decode, its prompt is too long...) is stored as an
 /// error record and the sweep goes on (`cfg.fail_fast`: the sweep stops with the error);
 /// failing to write the store always stops it.
-pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &SweepConfig) -> Result<SweepSummary> {
+pub fn run_sweep<A: Answerer>(
+    answerer: &mut A,
+    datasets: &[Dataset],
+    cfg: &SweepConfig,
+) -> Result<SweepSummary> {
     if cfg.vision_tokens.is_empty() {
         bail!("no vision-token counts to sweep");
     }
     let mut seen = std::collections::HashSet::new();
-    let vision_tokens: Vec<usize> = cfg.vision_tokens.iter().copied().filter(|n| seen.insert(*n)).collect();
+    let vision_tokens: Vec<usize> =
+        cfg.vision_tokens.iter().copied().filter(|n| seen.insert(*n)).collect();
     let run_cfg = RunConfig::new(datasets, cfg.max_new_tokens, cfg.settings.clone());
     check_or_write_config(&cfg.run_dir, &run_cfg, cfg.force)?;
     let mut store = Store::open(&cfg.run_dir, cfg.shard)?;
@@ -352,7 +396,15 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
             let missing: Vec<usize> = vision_tokens
                 .iter()
                 .copied()
-                .filter(|&n| !store.contains(&(model.clone(), reducer.clone(), n, ds.name.clone(), it.index.clone())))
+                .filter(|&n| {
+                    !store.contains(&(
+                        model.clone(),
+                        reducer.clone(),
+                        n,
+                        ds.name.clone(),
+                        it.index.clone(),
+                    ))
+                })
                 .collect();
             sum.skipped += vision_tokens.len() - missing.len();
             if !missing.is_empty() {
@@ -361,7 +413,8 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
             }
         }
     }
-    let bar = cfg.progress.then(|| Progress::new(&format!("eval {model}/{reducer}"), total, "answers"));
+    let bar =
+        cfg.progress.then(|| Progress::new(&format!("eval {model}/{reducer}"), total, "answers"));
     let mut cache: Option<(usize, String, A::Prepared)> = None;
     'outer: for (di, ii, missing) in work {
         let ds = &datasets[di];
@@ -415,7 +468,11 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
             sum.answer_seconds += secs;
             match answer {
                 Ok(prediction) => {
-                    store.append(Record { prediction, seconds: (secs * 1e6).round() / 1e6, ..base_record(n) })?;
+                    store.append(Record {
+                        prediction,
+                        seconds: (secs * 1e6).round() / 1e6,
+                        ..base_record(n)
+                    })?;
                     sum.answered += 1;
                     if let Some(bar) = &bar {
                         bar.inc(1);
@@ -440,7 +497,9 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
         "model": model, "reducer": reducer, "shard": format!("{}/{}", cfg.shard.k, cfg.shard.count),
         "vision_tokens": cfg.vision_tokens, "summary": &sum,
     });
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(cfg.run_dir.join("sweeps.jsonl")) {
+    if let Ok(mut f) =
+        std::fs::OpenOptions::new().create(true).append(true).open(cfg.run_dir.join("sweeps.jsonl"))
+    {
         use std::io::Write;
         let _ = writeln!(f, "{log}");
     }
@@ -448,7 +507,13 @@ pub fn run_sweep<A: Answerer>(answerer: &mut A, datasets: &[Dataset], cfg: &Swee
 }
 
 /// Store `record` as failed with `error`, say so once, and count it.
-fn failure(store: &mut Store, sum: &mut SweepSummary, bar: Option<&Progress>, record: Record, error: &anyhow::Error) -> Result<()> {
+fn failure(
+    store: &mut Store,
+    sum: &mut SweepSummary,
+    bar: Option<&Progress>,
+    record: Record,
+    error: &anyhow::Error,
+) -> Result<()> {
     let message = format!("{error:#}");
     let line = format!("warning: {message} (recorded; a rerun retries it)");
     match bar {
@@ -550,7 +615,13 @@ impl Answerer for EchoAnswerer {
         std::thread::sleep(self.prepare_sleep);
         Ok(pixel_hash(images))
     }
-    fn answer(&mut self, prepared: &u64, prompt: &str, n: usize, _max_new_tokens: usize) -> Result<String> {
+    fn answer(
+        &mut self,
+        prepared: &u64,
+        prompt: &str,
+        n: usize,
+        _max_new_tokens: usize,
+    ) -> Result<String> {
         std::thread::sleep(self.answer_sleep);
         let key = mix(*prepared, fnv1a(prompt.as_bytes()));
         let Some((kind, ans, opts)) = self.truth.get(&key) else {

@@ -21,27 +21,54 @@ fn scores_match_the_reference_implementation() {
     // (dataset, compat, ptb) -> metrics
     let mut want: BTreeMap<(String, String, bool), BTreeMap<MKey, f64>> = BTreeMap::new();
     for r in exp["records"].as_array().unwrap() {
-        let k = (r["dataset"].as_str().unwrap().to_string(), r["compat"].as_str().unwrap().to_string(), r["ptb"].as_bool().unwrap());
-        let mk = (r["split"].as_str().map(String::from), r["category"].as_str().map(String::from), r["metric"].as_str().unwrap().to_string());
+        let k = (
+            r["dataset"].as_str().unwrap().to_string(),
+            r["compat"].as_str().unwrap().to_string(),
+            r["ptb"].as_bool().unwrap(),
+        );
+        let mk = (
+            r["split"].as_str().map(String::from),
+            r["category"].as_str().map(String::from),
+            r["metric"].as_str().unwrap().to_string(),
+        );
         want.entry(k).or_default().insert(mk, r["value"].as_f64().unwrap());
     }
     assert!(want.len() >= 20);
     let mut checked = 0;
     for ((name, compat, use_ptb), metrics) in &want {
         let ds = Dataset::load(&fixtures().join(format!("{name}.tsv")), None).unwrap();
-        let preds = tokenscale_eval::predfile::read_predictions(&fixtures().join(format!("{name}.pred.jsonl"))).unwrap();
+        let preds = tokenscale_eval::predfile::read_predictions(
+            &fixtures().join(format!("{name}.pred.jsonl")),
+        )
+        .unwrap();
         let map: BTreeMap<String, String> = preds.into_iter().collect();
-        let rows: Vec<Row> = ds.items.iter().map(|it| Row { item: it, prediction: map[&it.index].as_str() }).collect();
+        let rows: Vec<Row> = ds
+            .items
+            .iter()
+            .map(|it| Row { item: it, prediction: map[&it.index].as_str() })
+            .collect();
         let opts = ScoreOptions { compat: Compat::parse(compat).unwrap(), ptb: *use_ptb };
         let got = score::score(&ds.name, ds.kind, &rows, opts).unwrap();
-        let got: BTreeMap<MKey, f64> = got.into_iter().map(|m| ((m.split, m.category, m.metric), m.value)).collect();
-        assert_eq!(got.keys().collect::<Vec<_>>(), metrics.keys().collect::<Vec<_>>(), "{name} {compat}: metric sets differ");
+        let got: BTreeMap<MKey, f64> =
+            got.into_iter().map(|m| ((m.split, m.category, m.metric), m.value)).collect();
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            metrics.keys().collect::<Vec<_>>(),
+            "{name} {compat}: metric sets differ"
+        );
         for (k, v) in metrics {
             let g = got[k];
             if ds.kind == Kind::Caption {
-                assert!((g - v).abs() <= 1e-9, "{name} {compat} ptb={use_ptb} {k:?}: rust {g} vs python {v}");
+                assert!(
+                    (g - v).abs() <= 1e-9,
+                    "{name} {compat} ptb={use_ptb} {k:?}: rust {g} vs python {v}"
+                );
             } else {
-                assert_eq!(g.to_bits(), v.to_bits(), "{name} {compat} {k:?}: rust {g} vs python {v}");
+                assert_eq!(
+                    g.to_bits(),
+                    v.to_bits(),
+                    "{name} {compat} {k:?}: rust {g} vs python {v}"
+                );
             }
             checked += 1;
         }
@@ -69,7 +96,13 @@ fn compat_changes_the_numbers_where_vlmevalkit_changed() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["dataset"] == ds && r["compat"] == compat && r["split"].is_null() && r["category"].is_null() && r["metric"] == "Overall")
+            .find(|r| {
+                r["dataset"] == ds
+                    && r["compat"] == compat
+                    && r["split"].is_null()
+                    && r["category"].is_null()
+                    && r["metric"] == "Overall"
+            })
             .map(|r| r["value"].as_f64().unwrap())
             .unwrap()
     };

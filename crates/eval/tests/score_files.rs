@@ -21,7 +21,8 @@ fn csv_tsv_jsonl_predictions_score_the_same() {
         w.write_record([i, p]).unwrap();
     }
     w.flush().unwrap();
-    let mut w = csv::WriterBuilder::new().delimiter(b'\t').from_path(tmp.path().join("p.tsv")).unwrap();
+    let mut w =
+        csv::WriterBuilder::new().delimiter(b'\t').from_path(tmp.path().join("p.tsv")).unwrap();
     w.write_record(["prediction", "index"]).unwrap();
     for (i, p) in &jsonl {
         w.write_record([p, i]).unwrap();
@@ -35,12 +36,23 @@ fn csv_tsv_jsonl_predictions_score_the_same() {
     let ds = Dataset::load(&fixtures().join("MME.tsv"), None).unwrap();
     let mut recs = BTreeMap::new();
     for (index, prediction) in jsonl {
-        let r = Record { model: "m".into(), reducer: "none".into(), n: 0, dataset: "MME".into(), index, prediction, seconds: 0.0, error: None };
+        let r = Record {
+            model: "m".into(),
+            reducer: "none".into(),
+            n: 0,
+            dataset: "MME".into(),
+            index,
+            prediction,
+            seconds: 0.0,
+            error: None,
+        };
         recs.insert(r.key(), r);
     }
     let out = tmp.path().join("out");
-    let rows = tokenscale_eval::report::write_outputs(&out, &[ds], &recs, ScoreOptions::default()).unwrap();
-    let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("expected.json")).unwrap()).unwrap();
+    let rows = tokenscale_eval::report::write_outputs(&out, &[ds], &recs, ScoreOptions::default())
+        .unwrap();
+    let exp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("expected.json")).unwrap()).unwrap();
     let want = exp["records"]
         .as_array()
         .unwrap()
@@ -51,7 +63,8 @@ fn csv_tsv_jsonl_predictions_score_the_same() {
         .unwrap();
     let got = rows.iter().find(|r| r.metric == "perception").unwrap().value;
     assert_eq!(got, want);
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("scores.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("scores.json")).unwrap()).unwrap();
     let first = &json.as_array().unwrap()[0];
     for k in ["model", "reducer", "n", "dataset", "split", "category", "metric", "value"] {
         assert!(first.get(k).is_some(), "scores.json record lacks {k}");

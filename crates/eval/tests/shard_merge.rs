@@ -42,15 +42,28 @@ fn shards_merge_to_the_one_machine_result() {
     }
     let merged = tmp.path().join("merged");
     merge_runs(&dirs, &merged, &[], ScoreOptions::default(), false).unwrap();
-    for f in ["scores.json", "scores.csv", "scores.md", "predictions/SYNTH_MCQ.csv", "predictions/SYNTH_YORN.jsonl", "predictions/SYNTH_VQA.csv"] {
+    for f in [
+        "scores.json",
+        "scores.csv",
+        "scores.md",
+        "predictions/SYNTH_MCQ.csv",
+        "predictions/SYNTH_YORN.jsonl",
+        "predictions/SYNTH_VQA.csv",
+    ] {
         assert_eq!(read(&one.join(f)), read(&merged.join(f)), "{f} differs");
     }
     // Scores improve with n for the reference answerer (sanity of the table).
-    let scores: Vec<serde_json::Value> = serde_json::from_slice(&read(&one.join("scores.json"))).unwrap();
+    let scores: Vec<serde_json::Value> =
+        serde_json::from_slice(&read(&one.join("scores.json"))).unwrap();
     let overall = |n: u64| {
         scores
             .iter()
-            .find(|r| r["dataset"] == "SYNTH_YORN" && r["n"] == n && r["metric"] == "Overall" && r["category"].is_null())
+            .find(|r| {
+                r["dataset"] == "SYNTH_YORN"
+                    && r["n"] == n
+                    && r["metric"] == "Overall"
+                    && r["category"].is_null()
+            })
             .unwrap()["value"]
             .as_f64()
             .unwrap()
@@ -65,7 +78,8 @@ fn shards_merge_to_the_one_machine_result() {
         let mut a = EchoAnswerer::new("echo", &ds, PromptStyle::Default).unwrap();
         run_sweep(&mut a, &ds, &cfg).unwrap();
     }
-    merge_runs(std::slice::from_ref(&shared), &shared, &[], ScoreOptions::default(), false).unwrap();
+    merge_runs(std::slice::from_ref(&shared), &shared, &[], ScoreOptions::default(), false)
+        .unwrap();
     assert_eq!(read(&one.join("scores.json")), read(&shared.join("scores.json")));
 }
 
@@ -82,7 +96,12 @@ fn different_configuration_is_refused_unless_forced() {
     let mut cfg = SweepConfig::new(&run, vec![1]);
     cfg.max_new_tokens = Some(7);
     let err = format!("{:#}", run_sweep(&mut a, &ds, &cfg).unwrap_err());
-    assert!(err.contains("different configuration") && err.contains("`force`") && err.contains("max_new_tokens"), "{err}");
+    assert!(
+        err.contains("different configuration")
+            && err.contains("`force`")
+            && err.contains("max_new_tokens"),
+        "{err}"
+    );
     cfg.force = true;
     run_sweep(&mut a, &ds, &cfg).unwrap();
     // A different dataset content is refused too.
@@ -133,7 +152,17 @@ fn boxed_answerers_and_conflicting_merges() {
     let mut rec: tokenscale_eval::store::Record = serde_json::from_str(first).unwrap();
     rec.prediction.push_str(" (changed)");
     std::fs::write(&f, text.replacen(first, &serde_json::to_string(&rec).unwrap(), 1)).unwrap();
-    let err = format!("{:#}", merge_runs(&[run.clone(), other.clone()], &tmp.path().join("m"), &[], ScoreOptions::default(), false).unwrap_err());
+    let err = format!(
+        "{:#}",
+        merge_runs(
+            &[run.clone(), other.clone()],
+            &tmp.path().join("m"),
+            &[],
+            ScoreOptions::default(),
+            false
+        )
+        .unwrap_err()
+    );
     assert!(err.contains("different prediction") && err.contains("`force`"), "{err}");
     merge_runs(&[run, other], &tmp.path().join("m2"), &[], ScoreOptions::default(), true).unwrap();
 }

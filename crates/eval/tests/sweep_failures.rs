@@ -20,7 +20,13 @@ impl Answerer for Flaky {
     fn prepare_image(&mut self, _images: &[image::DynamicImage]) -> anyhow::Result<()> {
         Ok(())
     }
-    fn answer(&mut self, _: &(), prompt: &str, n: usize, _max_new_tokens: usize) -> anyhow::Result<String> {
+    fn answer(
+        &mut self,
+        _: &(),
+        prompt: &str,
+        n: usize,
+        _max_new_tokens: usize,
+    ) -> anyhow::Result<String> {
         match self.failing.iter().find(|q| prompt.contains(q.as_str())) {
             Some(_) if self.broken.get() => anyhow::bail!("prompt too long at n={n}"),
             _ => Ok("A".into()),
@@ -41,7 +47,8 @@ fn failed_items_are_recorded_skipped_and_retried() {
     let total = ds.items.len() * 2;
 
     let first = run_sweep(&mut model, &datasets, &cfg).unwrap();
-    let failed_items = ds.items.iter().filter(|it| it.question.contains(ds.items[1].question.as_str())).count();
+    let failed_items =
+        ds.items.iter().filter(|it| it.question.contains(ds.items[1].question.as_str())).count();
     assert_eq!((first.answered, first.failed), (total - 2 * failed_items, 2 * failed_items));
     let (done, failed) = load_run_with_failures(&run).unwrap();
     assert_eq!((done.len(), failed.len()), (first.answered, first.failed));

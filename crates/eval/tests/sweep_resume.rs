@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tokenscale_eval::store::{load_run, read_jsonl};
 use tokenscale_base::rng::SplitMix64;
+use tokenscale_eval::store::{load_run, read_jsonl};
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_tokenscale-sweep-harness");
 const STORE_FILE: &str = "shard-0000-of-0001.jsonl";
@@ -18,7 +18,9 @@ fn lines_in_store(run: &Path) -> usize {
     let Ok(rd) = std::fs::read_dir(&dir) else { return 0 };
     rd.filter_map(|e| e.ok())
         .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
-        .map(|e| std::fs::read(e.path()).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0))
+        .map(|e| {
+            std::fs::read(e.path()).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
+        })
         .sum()
 }
 
@@ -65,7 +67,8 @@ fn sigkill_at_20_random_moments_loses_and_duplicates_nothing() {
     // 20 moments: a record count to wait for (0: before the first record, while the run
     // directory is being set up) plus 0-4 ms more, so kills land inside appends too.
     let mut rng = SplitMix64::new(18);
-    let mut moments: Vec<(usize, u64)> = (0..20).map(|_| (rng.below(expected - 8), rng.below(5) as u64)).collect();
+    let mut moments: Vec<(usize, u64)> =
+        (0..20).map(|_| (rng.below(expected - 8), rng.below(5) as u64)).collect();
     moments.sort();
     let run = tmp.path().join("killed");
     let mut kills = 0;
@@ -102,7 +105,9 @@ fn sigkill_at_20_random_moments_loses_and_duplicates_nothing() {
     }
     // Nothing left to do on a second resume.
     let out = harness(&run, ns, 0, "0/1", &tsvs).stdout(Stdio::piped()).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("answered 0 skipped {expected} ")));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("answered 0 skipped {expected} "))
+    );
 }
 
 /// A second process on the same shard is refused, naming the first; once the first is killed,
@@ -121,7 +126,8 @@ fn a_second_writer_of_a_shard_is_refused_and_a_killed_holder_is_recovered() {
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
     assert!(
-        err.contains("shard-0000-of-0002.lock: shard 0/2 of") && err.contains(&format!("is being written by pid {} on host ", first.id())),
+        err.contains("shard-0000-of-0002.lock: shard 0/2 of")
+            && err.contains(&format!("is being written by pid {} on host ", first.id())),
         "{err}"
     );
     // Another shard of the same run directory is not blocked.
@@ -131,7 +137,14 @@ fn a_second_writer_of_a_shard_is_refused_and_a_killed_holder_is_recovered() {
     let resumed = harness(&run, "1,8", 0, "0/2", &tsvs).stderr(Stdio::piped()).output().unwrap();
     let err = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{err}");
-    assert!(err.contains(&format!("taking over a stale lock of shard 0/2 of {} left by pid {}", run.display(), first.id())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "taking over a stale lock of shard 0/2 of {} left by pid {}",
+            run.display(),
+            first.id()
+        )),
+        "{err}"
+    );
 }
 
 /// A full disk while appending (RLIMIT_FSIZE makes writes past the limit fail with EFBIG): the
@@ -154,7 +167,11 @@ fn full_disk_leaves_no_torn_record() {
     assert!(err.contains("store left valid"), "{err}");
     let f = run.join("store").join("shard-0000-of-0001.jsonl");
     let bytes = std::fs::read(&f).unwrap();
-    assert!(!bytes.is_empty() && bytes.len() <= 1000 && bytes.ends_with(b"\n"), "torn store ({} bytes)", bytes.len());
+    assert!(
+        !bytes.is_empty() && bytes.len() <= 1000 && bytes.ends_with(b"\n"),
+        "torn store ({} bytes)",
+        bytes.len()
+    );
     let (recs, valid) = read_jsonl(&f).unwrap();
     assert_eq!(valid as usize, bytes.len());
     assert!(!recs.is_empty() && recs.len() < expected);

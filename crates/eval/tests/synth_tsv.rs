@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use tokenscale_eval::prompt::{build_prompt, PromptStyle};
 use tokenscale_eval::report::score_records;
 use tokenscale_eval::store::Record;
-use tokenscale_synth::{item_with, prompt_for, write_benchmark, ItemKind, Mix, Split, SynthItem};
 use tokenscale_eval::{Dataset, Kind, ScoreOptions};
+use tokenscale_synth::{item_with, prompt_for, write_benchmark, ItemKind, Mix, Split, SynthItem};
 
 fn regenerate(kind: Kind, index: &str) -> SynthItem {
     let kind = ItemKind::ALL.into_iter().find(|k| k.eval_kind() == kind).unwrap();
@@ -16,14 +16,16 @@ fn regenerate(kind: Kind, index: &str) -> SynthItem {
 
 fn written(count: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
     let tmp = tempfile::tempdir().unwrap();
-    let paths = write_benchmark(&tmp.path().join("bench"), Split::Test, count, &Mix::default()).unwrap();
+    let paths =
+        write_benchmark(&tmp.path().join("bench"), Split::Test, count, &Mix::default()).unwrap();
     (tmp, paths)
 }
 
 #[test]
 fn files_read_back_as_the_items_in_memory() {
     let (tmp, paths) = written(40);
-    let names: Vec<String> = paths.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        paths.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(names, ["SYNTH_MCQ_TEST.tsv", "SYNTH_YORN_TEST.tsv", "SYNTH_VQA_TEST.tsv"]);
     let mut indices = std::collections::HashSet::new();
     for (path, kind) in paths.iter().zip([Kind::Mcq, Kind::Yorn, Kind::Vqa]) {
@@ -34,12 +36,19 @@ fn files_read_back_as_the_items_in_memory() {
         for row in &ds.items {
             assert!(indices.insert(row.index.clone()), "index {} in two files", row.index);
             let it = regenerate(kind, &row.index);
-            assert_eq!(build_prompt(row, kind, PromptStyle::Default), prompt_for(&it), "{}", row.index);
+            assert_eq!(
+                build_prompt(row, kind, PromptStyle::Default),
+                prompt_for(&it),
+                "{}",
+                row.index
+            );
             assert_eq!(row.decode_images().unwrap()[0].to_rgb8(), it.image);
             assert_eq!(row.category.as_deref(), Some(it.category.as_str()));
             assert_eq!(row.extra.get("subtask").map(String::as_str), Some(it.subtask));
             let want = match kind {
-                Kind::Yorn => vec![if it.answer == "yes" { "Yes".to_string() } else { "No".to_string() }],
+                Kind::Yorn => {
+                    vec![if it.answer == "yes" { "Yes".to_string() } else { "No".to_string() }]
+                }
                 Kind::Vqa => vec![it.answer.clone(); 10],
                 _ => vec![it.answer.clone()],
             };
@@ -47,19 +56,33 @@ fn files_read_back_as_the_items_in_memory() {
         }
     }
     // The same call writes the same bytes.
-    let again = write_benchmark(&tmp.path().join("again"), Split::Test, 40, &Mix::default()).unwrap();
+    let again =
+        write_benchmark(&tmp.path().join("again"), Split::Test, 40, &Mix::default()).unwrap();
     for (a, b) in paths.iter().zip(&again) {
         assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
     }
 }
 
-fn score(datasets: &[Dataset], predict: impl Fn(&SynthItem) -> String) -> BTreeMap<(String, String), f64> {
+fn score(
+    datasets: &[Dataset],
+    predict: impl Fn(&SynthItem) -> String,
+) -> BTreeMap<(String, String), f64> {
     let mut records = Vec::new();
     for ds in datasets {
         for row in &ds.items {
             let prediction = predict(&regenerate(ds.kind, &row.index));
-            let (model, reducer, n, dataset, index) = ("m".into(), "r".into(), 1, ds.name.clone(), row.index.clone());
-            records.push(Record { model, reducer, n, dataset, index, prediction, seconds: 0.0, error: None });
+            let (model, reducer, n, dataset, index) =
+                ("m".into(), "r".into(), 1, ds.name.clone(), row.index.clone());
+            records.push(Record {
+                model,
+                reducer,
+                n,
+                dataset,
+                index,
+                prediction,
+                seconds: 0.0,
+                error: None,
+            });
         }
     }
     score_records(datasets, &records, ScoreOptions::default())
@@ -81,7 +104,11 @@ fn scores_split_by_category_and_subtask() {
     }
     for ds in &datasets {
         for group in ["", "coarse", "fine", "subtask=cell_colour", "subtask=border"] {
-            assert!(perfect.contains_key(&(ds.name.clone(), group.to_string())), "{} has no {group:?} row", ds.name);
+            assert!(
+                perfect.contains_key(&(ds.name.clone(), group.to_string())),
+                "{} has no {group:?} row",
+                ds.name
+            );
         }
     }
     // Always "yes": each subtask scores its share of yes answers.
@@ -117,7 +144,13 @@ fn bad_requests_leave_nothing_behind() {
     std::fs::write(&file, "x").unwrap();
     assert!(write_benchmark(&file, Split::Val, 3, &Mix::default()).is_err());
     // Only the kinds the mix asks for.
-    let only = write_benchmark(&tmp.path().join("vqa"), Split::Val, 2, &Mix::parse("mcq=0,yorn=0").unwrap()).unwrap();
+    let only = write_benchmark(
+        &tmp.path().join("vqa"),
+        Split::Val,
+        2,
+        &Mix::parse("mcq=0,yorn=0").unwrap(),
+    )
+    .unwrap();
     assert_eq!(only.len(), 1);
     assert!(only[0].ends_with("SYNTH_VQA_VAL.tsv"));
 }

@@ -11,13 +11,18 @@ static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to `path` whole or not at all (see [`write_atomic_with`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_with(path, |tmp| std::fs::write(tmp, bytes).map_err(|e| named(tmp, "cannot write", e)))
+    write_atomic_with(path, |tmp| {
+        std::fs::write(tmp, bytes).map_err(|e| named(tmp, "cannot write", e))
+    })
 }
 
 /// Calls `write` with a temporary path in `path`'s folder (`.NAME.tmp-PID-N`), then `fsync`s
 /// the temporary file, renames it onto `path` and `fsync`s the folder. When any step fails the
 /// temporary file is removed and `path` keeps its previous content (or stays absent).
-pub fn write_atomic_with<E: From<io::Error>>(path: &Path, write: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E> {
+pub fn write_atomic_with<E: From<io::Error>>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
     let tmp = temp_path(path)?;
     remove_stale_temporaries(path)?;
     let result = write(&tmp).and_then(|()| commit(&tmp, path).map_err(E::from));
@@ -29,12 +34,18 @@ pub fn write_atomic_with<E: From<io::Error>>(path: &Path, write: impl FnOnce(&Pa
 
 /// `fsync`s a folder, so a rename or a new entry in it survives a power cut.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| named(dir, "cannot sync the folder", e))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| named(dir, "cannot sync the folder", e))
 }
 
 /// `fsync`s one written file (its data reaches the disk before a rename publishes it).
 pub fn sync_file(path: &Path) -> io::Result<()> {
-    std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.sync_all()).map_err(|e| named(path, "cannot sync", e))
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| named(path, "cannot sync", e))
 }
 
 /// `fsync`s every file and folder under `dir` (and `dir` itself): a folder written under a
@@ -59,20 +70,25 @@ pub fn sync_tree(dir: &Path) -> io::Result<()> {
 pub fn replace_dir(tmp: &Path, dest: &Path) -> io::Result<()> {
     sync_tree(tmp)?;
     if dest.exists() {
-        std::fs::remove_dir_all(dest).map_err(|e| named(dest, "cannot remove the previous copy", e))?;
+        std::fs::remove_dir_all(dest)
+            .map_err(|e| named(dest, "cannot remove the previous copy", e))?;
     }
-    std::fs::rename(tmp, dest).map_err(|e| named(dest, &format!("cannot move {} into place", tmp.display()), e))?;
+    std::fs::rename(tmp, dest)
+        .map_err(|e| named(dest, &format!("cannot move {} into place", tmp.display()), e))?;
     sync_dir(parent(dest))
 }
 
 fn temp_path(path: &Path) -> io::Result<PathBuf> {
     let dir = parent(path);
     if !dir.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{}: output folder does not exist", dir.display())));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{}: output folder does not exist", dir.display()),
+        ));
     }
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: not a file path", path.display())))?;
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{}: not a file path", path.display()))
+    })?;
     let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
     Ok(dir.join(format!(".{}.tmp-{}-{n}", name.to_string_lossy(), std::process::id())))
 }
@@ -85,10 +101,16 @@ fn remove_stale_temporaries(path: &Path) -> io::Result<()> {
     let Ok(entries) = std::fs::read_dir(parent(path)) else { return Ok(()) };
     for entry in entries.filter_map(|e| e.ok()) {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file_name.strip_prefix(&prefix).and_then(|rest| rest.split('-').next()?.parse::<u32>().ok()) else { continue };
+        let Some(pid) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next()?.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if !crate::lock::process_alive(pid) {
             let stale = entry.path();
-            std::fs::remove_file(&stale).map_err(|e| named(&stale, "cannot remove a stale temporary file", e))?;
+            std::fs::remove_file(&stale)
+                .map_err(|e| named(&stale, "cannot remove a stale temporary file", e))?;
         }
     }
     Ok(())
@@ -117,8 +139,10 @@ mod tests {
     use super::*;
 
     fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> =
-            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         v.sort();
         v
     }

@@ -62,14 +62,19 @@ impl FileLock {
             let holder = read_holder(&mut file).unwrap_or_default();
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
-                format!("{}: {what} is being written by {holder}; wait for it to finish or stop it", path.display()),
+                format!(
+                    "{}: {what} is being written by {holder}; wait for it to finish or stop it",
+                    path.display()
+                ),
             ));
         }
-        let stale = read_holder(&mut file).map_err(|e| named(path, "cannot read the lock file", e))?;
+        let stale =
+            read_holder(&mut file).map_err(|e| named(path, "cannot read the lock file", e))?;
         if stale != Holder::default() {
             eprintln!("note: {}: taking over a stale lock of {what} left by {stale} (no longer holding it)", path.display());
         }
-        let me = format!("pid={}\nhost={}\nstarted={}\n", std::process::id(), host_name(), unix_now());
+        let me =
+            format!("pid={}\nhost={}\nstarted={}\n", std::process::id(), host_name(), unix_now());
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(me.as_bytes()))
@@ -101,7 +106,9 @@ fn read_holder(file: &mut File) -> io::Result<Holder> {
     file.seek(SeekFrom::Start(0))?;
     // A lock file is three short lines; anything longer is not ours and only its start is read.
     file.take(4096).read_to_string(&mut text)?;
-    let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(str::trim);
+    let field = |key: &str| {
+        text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(str::trim)
+    };
     Ok(Holder {
         pid: field("pid").and_then(|v| v.parse().ok()),
         host: field("host").map(str::to_string),
@@ -147,7 +154,10 @@ mod tests {
         let err = FileLock::acquire(&path, "shard 0/1").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("shard.lock: shard 0/1 is being written by pid "), "{msg}");
-        assert!(msg.contains(&format!("pid {} on host {}", std::process::id(), host_name())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {} on host {}", std::process::id(), host_name())),
+            "{msg}"
+        );
         assert_eq!(FileLock::holder(&path).unwrap().pid, Some(std::process::id()));
         drop(first);
         assert_eq!(FileLock::holder(&path).unwrap(), Holder::default());

@@ -5,16 +5,38 @@ use tokenscale_base::rng::SplitMix64;
 /// Numbers that break parsers: zero, signs, type limits and one past them, floats that do not
 /// fit, lengths that would need terabytes.
 const NUMBERS: &[&str] = &[
-    "0", "-1", "1", "255", "256", "65535", "65536", "2147483647", "2147483648", "4294967295", "4294967296",
-    "9007199254740993", "18446744073709551615", "18446744073709551616", "1e308", "-1e308", "1e-400", "NaN", "1.5",
-    "999999999999999999999999999", "100000000",
+    "0",
+    "-1",
+    "1",
+    "255",
+    "256",
+    "65535",
+    "65536",
+    "2147483647",
+    "2147483648",
+    "4294967295",
+    "4294967296",
+    "9007199254740993",
+    "18446744073709551615",
+    "18446744073709551616",
+    "1e308",
+    "-1e308",
+    "1e-400",
+    "NaN",
+    "1.5",
+    "999999999999999999999999999",
+    "100000000",
 ];
 
 /// Bytes that change structure: JSON and TSV punctuation, line ends, NUL, high bytes.
-const BYTES: &[u8] = &[0, 0xff, 0x7f, 0x80, b'"', b'{', b'}', b'[', b']', b',', b':', b'\t', b'\n', b'\r', b'0', b'9', b'-', b'\\'];
+const BYTES: &[u8] = &[
+    0, 0xff, 0x7f, 0x80, b'"', b'{', b'}', b'[', b']', b',', b':', b'\t', b'\n', b'\r', b'0', b'9',
+    b'-', b'\\',
+];
 
 /// Little-endian integers for binary headers (lengths, sizes, offsets).
-const WORDS: &[u64] = &[0, 1, 0x7f, 0xff, 0xffff, 0x7fff_ffff, 0xffff_ffff, 0x1_0000_0000, u64::MAX / 2, u64::MAX];
+const WORDS: &[u64] =
+    &[0, 1, 0x7f, 0xff, 0xffff, 0x7fff_ffff, 0xffff_ffff, 0x1_0000_0000, u64::MAX / 2, u64::MAX];
 
 /// The largest input made (bigger seeds are cut).
 pub const MAX_INPUT: usize = 1 << 20;
@@ -29,7 +51,11 @@ pub struct Mutator {
 impl Mutator {
     /// `seeds` must not be empty.
     pub fn new(seed: u64, seeds: Vec<Vec<u8>>, dictionary: &[&[u8]]) -> Mutator {
-        Mutator { rng: SplitMix64::new(seed), seeds, dictionary: dictionary.iter().map(|d| d.to_vec()).collect() }
+        Mutator {
+            rng: SplitMix64::new(seed),
+            seeds,
+            dictionary: dictionary.iter().map(|d| d.to_vec()).collect(),
+        }
     }
 
     /// A seed with 1 to 4 mutations stacked on it.
@@ -58,7 +84,8 @@ impl Mutator {
             }
             2 => {
                 let at = self.pos(data);
-                let bytes: Vec<u8> = (0..1 + self.rng.below(8)).map(|_| self.rng.next_u64() as u8).collect();
+                let bytes: Vec<u8> =
+                    (0..1 + self.rng.below(8)).map(|_| self.rng.next_u64() as u8).collect();
                 data.splice(at..at, bytes);
             }
             3 if !data.is_empty() => {
@@ -105,7 +132,9 @@ impl Mutator {
 
     /// Replaces one run of ASCII digits (a size, a count, an offset) with a troublesome number.
     fn replace_number(&mut self, data: &mut Vec<u8>) {
-        let digits: Vec<usize> = (0..data.len()).filter(|&i| data[i].is_ascii_digit() && (i == 0 || !data[i - 1].is_ascii_digit())).collect();
+        let digits: Vec<usize> = (0..data.len())
+            .filter(|&i| data[i].is_ascii_digit() && (i == 0 || !data[i - 1].is_ascii_digit()))
+            .collect();
         if digits.is_empty() {
             return;
         }

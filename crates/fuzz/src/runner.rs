@@ -97,7 +97,8 @@ pub fn load_seeds(root: &Path, seeds: &[&str]) -> Result<Vec<Vec<u8>>> {
 pub fn run(target: &Target, root: &Path, inputs: usize, seed: u64) -> Result<Report> {
     let corpus = load_seeds(root, target.seeds)?;
     let work = tempfile::Builder::new().prefix(&format!("fuzz-{}-", target.name)).tempdir()?;
-    (target.prepare)(work.path()).with_context(|| format!("{}: preparing the work folder", target.name))?;
+    (target.prepare)(work.path())
+        .with_context(|| format!("{}: preparing the work folder", target.name))?;
     let input_path = work.path().join(target.input);
     if let Some(parent) = input_path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -109,7 +110,8 @@ pub fn run(target: &Target, root: &Path, inputs: usize, seed: u64) -> Result<Rep
         // A new file each time: ext4 flushes a file truncated and rewritten in place to disk
         // (auto_da_alloc), which made the loop wait on the disk for every input.
         let _ = std::fs::remove_file(&input_path);
-        std::fs::write(&input_path, &data).with_context(|| format!("{}: cannot write", input_path.display()))?;
+        std::fs::write(&input_path, &data)
+            .with_context(|| format!("{}: cannot write", input_path.display()))?;
         report.inputs += 1;
         match check_one(target, work.path(), &input_path) {
             Ok(Outcome { accepted, peak }) => {
@@ -149,7 +151,9 @@ fn check_one(target: &Target, work: &Path, input: &Path) -> std::result::Result<
                 Err(format!("error does not name the file: {message}"))
             }
         }
-        Err(_) => Err(format!("panic: {}", LAST_PANIC.lock().map(|m| m.clone()).unwrap_or_default())),
+        Err(_) => {
+            Err(format!("panic: {}", LAST_PANIC.lock().map(|m| m.clone()).unwrap_or_default()))
+        }
     }
 }
 
@@ -157,16 +161,22 @@ fn check_one(target: &Target, work: &Path, input: &Path) -> std::result::Result<
 pub fn save_crashes(dir: &Path, target: &str, crashes: &[Crash]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     // Inputs of an earlier run of this target would read as findings of this one.
-    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
+    {
         let path = entry?.path();
-        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{target}-"))) {
-            std::fs::remove_file(&path).with_context(|| format!("{}: cannot remove", path.display()))?;
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{target}-")))
+        {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("{}: cannot remove", path.display()))?;
         }
     }
     for (i, crash) in crashes.iter().enumerate() {
         let path = dir.join(format!("{target}-{i}.bin"));
-        std::fs::write(&path, &crash.input).with_context(|| format!("{}: cannot write", path.display()))?;
-        std::fs::write(path.with_extension("txt"), &crash.what).with_context(|| format!("{}: cannot write", path.display()))?;
+        std::fs::write(&path, &crash.input)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        std::fs::write(path.with_extension("txt"), &crash.what)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     Ok(())
 }

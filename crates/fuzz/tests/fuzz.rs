@@ -33,7 +33,10 @@ fn check_allocator_counts() -> Result<()> {
     let block = vec![1u8; 8 << 20];
     let seen = peak_above(baseline);
     drop(block);
-    anyhow::ensure!(seen >= 8 << 20, "the counting allocator saw {seen} bytes of an 8 MiB allocation");
+    anyhow::ensure!(
+        seen >= 8 << 20,
+        "the counting allocator saw {seen} bytes of an 8 MiB allocation"
+    );
     Ok(())
 }
 
@@ -78,8 +81,11 @@ fn main() -> Result<()> {
     }
     let _ = std::panic::take_hook();
     if !failed.is_empty() {
-        anyhow::bail!("crashes in {} (inputs saved under {})", failed.join(", "), crash_dir.display());
+        anyhow::bail!(
+            "crashes in {} (inputs saved under {})",
+            failed.join(", "),
+            crash_dir.display()
+        );
     }
     Ok(())
 }
-

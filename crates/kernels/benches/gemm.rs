@@ -9,7 +9,9 @@
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
-use tokenscale_kernels::{bf16, f16, features, matmul_transposed, Backend, Half16, Kernel, MatMut, MatRef};
+use tokenscale_kernels::{
+    bf16, f16, features, matmul_transposed, Backend, Half16, Kernel, MatMut, MatRef,
+};
 
 /// CPU seconds used by this process (all threads).
 fn process_cpu_seconds() -> f64 {
@@ -37,7 +39,11 @@ fn median_seconds(repeat: usize, mut f: impl FnMut()) -> f64 {
         })
         .collect();
     times.sort_by(f64::total_cmp);
-    if std::env::var_os("GEMM_BENCH_MIN").is_some() { times[0] } else { times[times.len() / 2] }
+    if std::env::var_os("GEMM_BENCH_MIN").is_some() {
+        times[0]
+    } else {
+        times[times.len() / 2]
+    }
 }
 
 fn repeats(n: usize) -> usize {
@@ -49,7 +55,11 @@ fn repeats(n: usize) -> usize {
 }
 
 fn values<T>(count: usize, seed: u32, from_f32: fn(f32) -> T) -> Vec<T> {
-    (0..count as u32).map(|i| from_f32(((i.wrapping_mul(2654435761) ^ seed) >> 8) as f32 / (1u32 << 24) as f32 - 0.5)).collect()
+    (0..count as u32)
+        .map(|i| {
+            from_f32(((i.wrapping_mul(2654435761) ^ seed) >> 8) as f32 / (1u32 << 24) as f32 - 0.5)
+        })
+        .collect()
 }
 
 fn ours<T: Half16>(n: usize, backend: Backend, from_f32: fn(f32) -> T) -> (f64, Kernel) {
@@ -58,8 +68,10 @@ fn ours<T: Half16>(n: usize, backend: Backend, from_f32: fn(f32) -> T) -> (f64, 
     let mut y = vec![0f32; n * n];
     let mut kernel = Kernel::PortableF32Gemm;
     let secs = median_seconds(repeats(n), || {
-        let (xm, wm) = (MatRef::new("x", &x, n, n, n).unwrap(), MatRef::new("w", &w, n, n, n).unwrap());
-        kernel = matmul_transposed(xm, wm, MatMut::new("y", &mut y, n, n, n).unwrap(), backend).unwrap();
+        let (xm, wm) =
+            (MatRef::new("x", &x, n, n, n).unwrap(), MatRef::new("w", &w, n, n, n).unwrap());
+        kernel =
+            matmul_transposed(xm, wm, MatMut::new("y", &mut y, n, n, n).unwrap(), backend).unwrap();
     });
     (2.0 * (n as f64).powi(3) / secs / 1e9, kernel)
 }
@@ -72,8 +84,11 @@ fn gemv_bandwidth(n: usize, k: usize) -> (f64, Kernel) {
     let mut y = vec![0f32; n];
     let mut kernel = Kernel::PortableF32Gemm;
     let secs = median_seconds(20, || {
-        let (xm, wm) = (MatRef::new("x", &x, 1, k, k).unwrap(), MatRef::new("w", &w, n, k, k).unwrap());
-        kernel = matmul_transposed(xm, wm, MatMut::new("y", &mut y, 1, n, n).unwrap(), Backend::Auto).unwrap();
+        let (xm, wm) =
+            (MatRef::new("x", &x, 1, k, k).unwrap(), MatRef::new("w", &w, n, k, k).unwrap());
+        kernel =
+            matmul_transposed(xm, wm, MatMut::new("y", &mut y, 1, n, n).unwrap(), Backend::Auto)
+                .unwrap();
     });
     ((n * k * 2) as f64 / secs / 1e9, kernel)
 }
@@ -84,7 +99,10 @@ fn main() {
         let dims: Vec<usize> = shape.split('x').filter_map(|v| v.parse().ok()).collect();
         let [n, k] = dims[..] else { panic!("--gemv wants NxK, e.g. 11008x4096") };
         let (gbs, kernel) = gemv_bandwidth(n, k);
-        println!("{}", json!({"impl": "tokenscale-kernels", "threads": rayon::current_num_threads(), "gemv": shape, "kernel": kernel.name(), "gb_per_s": gbs}));
+        println!(
+            "{}",
+            json!({"impl": "tokenscale-kernels", "threads": rayon::current_num_threads(), "gemv": shape, "kernel": kernel.name(), "gb_per_s": gbs})
+        );
         return;
     }
     let sizes: Vec<usize> = args

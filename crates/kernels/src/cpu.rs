@@ -46,7 +46,14 @@ fn detect() -> CpuFeatures {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn detect() -> CpuFeatures {
-    CpuFeatures { avx512f: false, avx512bf16: false, avx512fp16: false, f16c: false, amx_bf16: false, amx_permitted: false }
+    CpuFeatures {
+        avx512f: false,
+        avx512bf16: false,
+        avx512fp16: false,
+        f16c: false,
+        amx_bf16: false,
+        amx_permitted: false,
+    }
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -56,7 +63,8 @@ fn request_amx_permission() -> bool {
     // SAFETY: arch_prctl with ARCH_REQ_XCOMP_PERM only asks the kernel to enlarge this process's
     // saved register state; it takes two integers and touches no memory of ours. Old kernels
     // answer with an error, which we treat as "no AMX".
-    let result = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) };
+    let result =
+        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) };
     result == 0
 }
 
@@ -74,5 +82,7 @@ pub fn features() -> CpuFeatures {
 /// `TOKENSCALE_KERNELS=portable` turns every fast path off (read once).
 pub fn portable_forced() -> bool {
     static FORCED: OnceLock<bool> = OnceLock::new();
-    *FORCED.get_or_init(|| std::env::var("TOKENSCALE_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("portable")))
+    *FORCED.get_or_init(|| {
+        std::env::var("TOKENSCALE_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("portable"))
+    })
 }

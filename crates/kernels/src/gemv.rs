@@ -117,15 +117,27 @@ mod x86 {
         while i < full {
             // SAFETY: i + 32 <= len <= both lengths, so 32 weights and 32 values are readable.
             unsafe {
-                acc0 = _mm512_fmadd_ps(widen(w.as_ptr().add(i)), _mm512_loadu_ps(x.as_ptr().add(i)), acc0);
-                acc1 = _mm512_fmadd_ps(widen(w.as_ptr().add(i + 16)), _mm512_loadu_ps(x.as_ptr().add(i + 16)), acc1);
+                acc0 = _mm512_fmadd_ps(
+                    widen(w.as_ptr().add(i)),
+                    _mm512_loadu_ps(x.as_ptr().add(i)),
+                    acc0,
+                );
+                acc1 = _mm512_fmadd_ps(
+                    widen(w.as_ptr().add(i + 16)),
+                    _mm512_loadu_ps(x.as_ptr().add(i + 16)),
+                    acc1,
+                );
             }
             i += 32;
         }
         let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
         for j in full..len {
             let bits = w[j];
-            let wv = if FORMAT_IS_BF16 { f32::from_bits((bits as u32) << 16) } else { half::f16::from_bits(bits).to_f32() };
+            let wv = if FORMAT_IS_BF16 {
+                f32::from_bits((bits as u32) << 16)
+            } else {
+                half::f16::from_bits(bits).to_f32()
+            };
             sum += wv * x[j];
         }
         sum
@@ -150,9 +162,12 @@ mod x86 {
         while i < full {
             // SAFETY: i + 32 <= len <= every row's length and x's, so 32 values of each are readable.
             unsafe {
-                let (x0, x1) = (_mm512_loadu_ps(x.as_ptr().add(i)), _mm512_loadu_ps(x.as_ptr().add(i + 16)));
+                let (x0, x1) =
+                    (_mm512_loadu_ps(x.as_ptr().add(i)), _mm512_loadu_ps(x.as_ptr().add(i + 16)));
                 for r in 0..4 {
-                    _mm_prefetch::<_MM_HINT_T0>(w[r].as_ptr().wrapping_add(i + PREFETCH) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        w[r].as_ptr().wrapping_add(i + PREFETCH) as *const i8
+                    );
                     acc[r][0] = _mm512_fmadd_ps(widen(w[r].as_ptr().add(i)), x0, acc[r][0]);
                     acc[r][1] = _mm512_fmadd_ps(widen(w[r].as_ptr().add(i + 16)), x1, acc[r][1]);
                 }
@@ -163,7 +178,11 @@ mod x86 {
             let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
             for j in full..len {
                 let bits = w[r][j];
-                let wv = if FORMAT_IS_BF16 { f32::from_bits((bits as u32) << 16) } else { half::f16::from_bits(bits).to_f32() };
+                let wv = if FORMAT_IS_BF16 {
+                    f32::from_bits((bits as u32) << 16)
+                } else {
+                    half::f16::from_bits(bits).to_f32()
+                };
                 sum += wv * x[j];
             }
             sum

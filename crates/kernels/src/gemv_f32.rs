@@ -97,8 +97,13 @@ mod x86 {
             unsafe {
                 let xv = _mm512_loadu_ps(x.as_ptr().add(i));
                 for r in 0..4 {
-                    _mm_prefetch::<_MM_HINT_T0>(w[r].as_ptr().wrapping_add(i + PREFETCH) as *const i8);
-                    acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(_mm512_loadu_ps(w[r].as_ptr().add(i)), xv));
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        w[r].as_ptr().wrapping_add(i + PREFETCH) as *const i8
+                    );
+                    acc[r] = _mm512_add_ps(
+                        acc[r],
+                        _mm512_mul_ps(_mm512_loadu_ps(w[r].as_ptr().add(i)), xv),
+                    );
                 }
             }
             i += 16;
@@ -131,7 +136,9 @@ mod tests {
     /// reference dot product, for lengths with and without a tail.
     #[test]
     fn every_output_is_bitwise_the_reference_dot() {
-        for &(out_dim, in_dim, rows) in &[(7, 16, 1), (130, 37, 1), (129, 4096, 1), (67, 100, 3), (5, 1, 2)] {
+        for &(out_dim, in_dim, rows) in
+            &[(7, 16, 1), (130, 37, 1), (129, 4096, 1), (67, 100, 3), (5, 1, 2)]
+        {
             let w = values(out_dim * in_dim, 1 + in_dim as u64);
             let x = values(rows * in_dim, 99 + out_dim as u64);
             let mut yt = vec![f32::NAN; out_dim * rows];
@@ -139,7 +146,11 @@ mod tests {
             for r in 0..out_dim {
                 for j in 0..rows {
                     let expected = dot_f32(&w[r * in_dim..][..in_dim], &x[j * in_dim..][..in_dim]);
-                    assert_eq!(yt[r * rows + j].to_bits(), expected.to_bits(), "row {r}, input {j}, {out_dim}×{in_dim}");
+                    assert_eq!(
+                        yt[r * rows + j].to_bits(),
+                        expected.to_bits(),
+                        "row {r}, input {j}, {out_dim}×{in_dim}"
+                    );
                 }
             }
         }

@@ -28,8 +28,8 @@ mod scratch;
 mod transpose;
 
 pub use cpu::{features, portable_forced, CpuFeatures};
-pub use half::{bf16, f16};
 pub use gemv_f32::{dot_f32, f32_rows_transposed};
+pub use half::{bf16, f16};
 pub use linear::{batched_transposed, linear, BatchShape};
 pub use matrix::{Half16, HalfFormat, MatMut, MatRef};
 
@@ -142,7 +142,12 @@ const GEMV_MAX_ROWS: usize = 2;
 
 /// `y = x · wᵀ`: x is m × k, w is n × k (a linear layer's weight as stored), y is m × n.
 /// Returns the kernel that ran.
-pub fn matmul_transposed<T: Half16>(x: MatRef<T>, w: MatRef<T>, y: MatMut, backend: Backend) -> Result<Kernel, KernelError> {
+pub fn matmul_transposed<T: Half16>(
+    x: MatRef<T>,
+    w: MatRef<T>,
+    y: MatMut,
+    backend: Backend,
+) -> Result<Kernel, KernelError> {
     if x.cols != w.cols || y.rows != x.rows || y.cols != w.rows {
         return Err(KernelError::ShapeMismatch {
             x_rows: x.rows,

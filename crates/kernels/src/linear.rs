@@ -17,7 +17,13 @@ thread_local! {
 }
 
 /// `out` (m × n, contiguous) = x · wᵀ + bias, rounded to `T`. `bias`, when given, has n values.
-pub fn linear<T: Half16>(x: MatRef<T>, w: MatRef<T>, bias: Option<&[T]>, out: &mut [T], backend: Backend) -> Result<Kernel, KernelError> {
+pub fn linear<T: Half16>(
+    x: MatRef<T>,
+    w: MatRef<T>,
+    bias: Option<&[T]>,
+    out: &mut [T],
+    backend: Backend,
+) -> Result<Kernel, KernelError> {
     let (m, n) = (x.rows, w.rows);
     if let Some(b) = bias {
         if b.len() != n {
@@ -39,12 +45,14 @@ pub fn linear<T: Half16>(x: MatRef<T>, w: MatRef<T>, bias: Option<&[T]>, out: &m
         }
         // Chunks are whole rows, so bias index = position in the row.
         let rows_per_chunk = (CHUNK / n).max(1);
-        out.par_chunks_mut(rows_per_chunk * n).zip(y.par_chunks_mut(rows_per_chunk * n)).for_each(|(dst, src)| {
-            if let Some(b) = &bias {
-                crate::matrix::add_bias_rows(src, b);
-            }
-            T::narrow(src, dst);
-        });
+        out.par_chunks_mut(rows_per_chunk * n).zip(y.par_chunks_mut(rows_per_chunk * n)).for_each(
+            |(dst, src)| {
+                if let Some(b) = &bias {
+                    crate::matrix::add_bias_rows(src, b);
+                }
+                T::narrow(src, dst);
+            },
+        );
         Ok(kernel)
     })
 }
@@ -64,7 +72,13 @@ pub struct BatchShape {
 
 /// `out[b] = round(x[b] · w[b]ᵀ)` with x batch × m × k, w batch × n × k and out batch × m × n,
 /// all contiguous; the products run in parallel (each one is often too small to split).
-pub fn batched_transposed<T: Half16>(x: &[T], w: &[T], shape: BatchShape, out: &mut [T], backend: Backend) -> Result<(), KernelError> {
+pub fn batched_transposed<T: Half16>(
+    x: &[T],
+    w: &[T],
+    shape: BatchShape,
+    out: &mut [T],
+    backend: Backend,
+) -> Result<(), KernelError> {
     let BatchShape { batch, m, n, k } = shape;
     MatRef::new("batched x", x, batch * m, k, k)?;
     MatRef::new("batched w", w, batch * n, k, k)?;

@@ -118,7 +118,13 @@ impl_half16!(bf16, HalfFormat::Bf16, narrow_bf16);
 // half converts f16 slices with F16C where the CPU has it.
 impl_half16!(f16, HalfFormat::F16, |src: &[f32], dst: &mut [f16]| dst.convert_from_f32_slice(src));
 
-fn check(name: &'static str, len: usize, rows: usize, cols: usize, row_stride: usize) -> Result<(), KernelError> {
+fn check(
+    name: &'static str,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+) -> Result<(), KernelError> {
     if row_stride < cols {
         return Err(KernelError::StrideTooSmall { name, cols, row_stride });
     }
@@ -140,7 +146,13 @@ pub struct MatRef<'a, T> {
 
 impl<'a, T> MatRef<'a, T> {
     /// `name` is used in the error when `data` cannot hold the described matrix.
-    pub fn new(name: &'static str, data: &'a [T], rows: usize, cols: usize, row_stride: usize) -> Result<Self, KernelError> {
+    pub fn new(
+        name: &'static str,
+        data: &'a [T],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> Result<Self, KernelError> {
         check(name, data.len(), rows, cols, row_stride)?;
         Ok(Self { data, rows, cols, row_stride })
     }
@@ -153,7 +165,12 @@ impl<'a, T> MatRef<'a, T> {
 impl<'a, T: Half16> MatRef<'a, T> {
     /// The same matrix seen as raw 16-bit patterns.
     pub(crate) fn bits(&self) -> MatRef<'a, u16> {
-        MatRef { data: T::slice_to_bits(self.data), rows: self.rows, cols: self.cols, row_stride: self.row_stride }
+        MatRef {
+            data: T::slice_to_bits(self.data),
+            rows: self.rows,
+            cols: self.cols,
+            row_stride: self.row_stride,
+        }
     }
 }
 
@@ -168,7 +185,13 @@ pub struct MatMut<'a> {
 
 impl<'a> MatMut<'a> {
     /// A view of `data` as `rows` × `cols` with `row_stride`; `name` is the argument an error names.
-    pub fn new(name: &'static str, data: &'a mut [f32], rows: usize, cols: usize, row_stride: usize) -> Result<Self, KernelError> {
+    pub fn new(
+        name: &'static str,
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> Result<Self, KernelError> {
         check(name, data.len(), rows, cols, row_stride)?;
         Ok(Self { data, rows, cols, row_stride })
     }
@@ -180,11 +203,24 @@ mod tests {
 
     #[test]
     fn vectorizable_bf16_rounding_equals_half() {
-        let mut values = vec![0.0f32, -0.0, 1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN, f32::MAX, f32::MIN_POSITIVE, 1e-40];
+        let mut values = vec![
+            0.0f32,
+            -0.0,
+            1.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            1e-40,
+        ];
         // Ties and near-ties around several exponents, and a seeded spread of bit patterns.
         for base in [1.0f32, 3.5, -1024.0, 6.1e-5] {
             let bits = base.to_bits();
-            values.extend([bits + 0x7FFF, bits + 0x8000, bits + 0x8001, bits + 0x18000].map(f32::from_bits));
+            values.extend(
+                [bits + 0x7FFF, bits + 0x8000, bits + 0x8001, bits + 0x18000].map(f32::from_bits),
+            );
         }
         let mut state = 0x1234_5678u32;
         values.extend((0..4096).map(|_| {
@@ -197,7 +233,8 @@ mod tests {
         let mut baseline = vec![bf16::ZERO; values.len()];
         narrow_bf16_lanes(&values, &mut baseline);
         assert!(ours.iter().zip(&baseline).all(|(a, b)| a.to_bits() == b.to_bits()));
-        let mut rows: Vec<f32> = values.iter().map(|v| if v.is_nan() { 0.5 } else { *v }).take(4000).collect();
+        let mut rows: Vec<f32> =
+            values.iter().map(|v| if v.is_nan() { 0.5 } else { *v }).take(4000).collect();
         let bias: Vec<f32> = (0..40).map(|i| i as f32 * 0.37 - 3.0).collect();
         let expected: Vec<f32> = rows.iter().enumerate().map(|(i, v)| v + bias[i % 40]).collect();
         add_bias_rows(&mut rows, &bias);

@@ -9,12 +9,19 @@
 /// `src` must be readable for 16 rows of 32 u16 at `src_stride`, `dst` writable for 16 rows of
 /// 32 u16 at `dst_stride`, and the two regions must not overlap.
 #[cfg(any(test, not(target_arch = "x86_64")))]
-pub(crate) unsafe fn transpose_cells_scalar(src: *const u16, src_stride: usize, dst: *mut u16, dst_stride: usize) {
+pub(crate) unsafe fn transpose_cells_scalar(
+    src: *const u16,
+    src_stride: usize,
+    dst: *mut u16,
+    dst_stride: usize,
+) {
     for r in 0..16 {
         for c in 0..16 {
             for e in 0..2 {
                 // SAFETY: r, c < 16 and e < 2 stay inside the regions the caller vouched for.
-                unsafe { *dst.add(c * dst_stride + 2 * r + e) = *src.add(r * src_stride + 2 * c + e) };
+                unsafe {
+                    *dst.add(c * dst_stride + 2 * r + e) = *src.add(r * src_stride + 2 * c + e)
+                };
             }
         }
     }
@@ -23,7 +30,12 @@ pub(crate) unsafe fn transpose_cells_scalar(src: *const u16, src_stride: usize, 
 /// AVX-512 version of [`transpose_cells_scalar`], same contract; needs AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn transpose_cells(src: *const u16, src_stride: usize, dst: *mut u16, dst_stride: usize) {
+pub(crate) unsafe fn transpose_cells(
+    src: *const u16,
+    src_stride: usize,
+    dst: *mut u16,
+    dst_stride: usize,
+) {
     use std::arch::x86_64::*;
     let mut rows = [_mm512_setzero_si512(); 16];
     for (r, row) in rows.iter_mut().enumerate() {
@@ -75,7 +87,8 @@ mod tests {
             return;
         }
         let stride = 40; // wider than a row, so strides are exercised
-        let src: Vec<u16> = (0..16 * stride as u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u16).collect();
+        let src: Vec<u16> =
+            (0..16 * stride as u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u16).collect();
         let mut expected = vec![0u16; 16 * 36];
         let mut got = vec![0u16; 16 * 36];
         // SAFETY: both buffers hold 16 rows of at least 32 u16 at their strides.

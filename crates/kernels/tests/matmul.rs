@@ -3,7 +3,10 @@
 mod common;
 
 use common::{random, reference, worst_ratio};
-use tokenscale_kernels::{bf16, f16, features, matmul_transposed, Backend, Half16, HalfFormat, Kernel, KernelError, MatMut, MatRef};
+use tokenscale_kernels::{
+    bf16, f16, features, matmul_transposed, Backend, Half16, HalfFormat, Kernel, KernelError,
+    MatMut, MatRef,
+};
 
 /// m, n, k: tiny, odd, one-row and one-column, k = 1, k not a multiple of 32, several panels of
 /// columns (256) and several depth blocks (2048) with tails.
@@ -24,7 +27,14 @@ const SHAPES: [(usize, usize, usize); 13] = [
 ];
 
 /// Row strides larger than the rows, and y's padding checked to stay untouched.
-fn check<T: Half16>(m: usize, n: usize, k: usize, strided: bool, backend: Backend, from_f32: fn(f32) -> T) -> Kernel {
+fn check<T: Half16>(
+    m: usize,
+    n: usize,
+    k: usize,
+    strided: bool,
+    backend: Backend,
+    from_f32: fn(f32) -> T,
+) -> Kernel {
     let (ldx, ldw, ldy) = if strided { (k + 5, k + 3, n + 7) } else { (k, k, n) };
     let x = random(m * ldx, 1 + (m * 31 + k) as u64, from_f32);
     let w = random(n * ldw, 2 + (n * 17 + k) as u64, from_f32);
@@ -39,9 +49,16 @@ fn check<T: Half16>(m: usize, n: usize, k: usize, strided: bool, backend: Backen
     .unwrap();
     let (expected, scale) = reference(&x, ldx, &w, ldw, m, n, k);
     let worst = worst_ratio(&y, ldy, &expected, &scale, m, n, k);
-    assert!(worst <= 1.0, "{m}x{n}x{k} strided={strided} {backend:?} via {}: error {worst:.2}× the tolerance", kernel.name());
+    assert!(
+        worst <= 1.0,
+        "{m}x{n}x{k} strided={strided} {backend:?} via {}: error {worst:.2}× the tolerance",
+        kernel.name()
+    );
     for i in 0..m {
-        assert!(y[i * ldy + n..(i + 1) * ldy].iter().all(|&v| v == sentinel), "{m}x{n}x{k}: wrote past column {n} of row {i}");
+        assert!(
+            y[i * ldy + n..(i + 1) * ldy].iter().all(|&v| v == sentinel),
+            "{m}x{n}x{k}: wrote past column {n} of row {i}"
+        );
     }
     kernel
 }
@@ -49,7 +66,8 @@ fn check<T: Half16>(m: usize, n: usize, k: usize, strided: bool, backend: Backen
 fn expected_kernel(format: HalfFormat, m: usize, backend: Backend) -> Kernel {
     let cpu = features();
     // TOKENSCALE_KERNELS=portable runs this whole suite as on a CPU without the fast paths.
-    let forced = std::env::var("TOKENSCALE_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("portable"));
+    let forced =
+        std::env::var("TOKENSCALE_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("portable"));
     let fast = backend == Backend::Auto && !forced;
     if m <= 2 {
         if fast && cpu.avx512f {
@@ -71,7 +89,11 @@ fn all_shapes<T: Half16>(from_f32: fn(f32) -> T) {
         for &(m, n, k) in &SHAPES {
             for strided in [false, true] {
                 let kernel = check(m, n, k, strided, backend, from_f32);
-                assert_eq!(kernel, expected_kernel(T::FORMAT, m, backend), "{m}x{n}x{k} {backend:?}");
+                assert_eq!(
+                    kernel,
+                    expected_kernel(T::FORMAT, m, backend),
+                    "{m}x{n}x{k} {backend:?}"
+                );
             }
         }
     }
@@ -103,7 +125,8 @@ fn empty_dimensions_give_zeros_or_nothing() {
     // m = 0 writes nothing.
     let x0 = MatRef::new("x", &x[..0], 0, 3, 3).unwrap();
     let w3 = MatRef::new("w", &w, 3, 3, 3).unwrap();
-    matmul_transposed(x0, w3, MatMut::new("y", &mut y[..0], 0, 3, 3).unwrap(), Backend::Auto).unwrap();
+    matmul_transposed(x0, w3, MatMut::new("y", &mut y[..0], 0, 3, 3).unwrap(), Backend::Auto)
+        .unwrap();
 }
 
 #[test]
@@ -111,24 +134,44 @@ fn bad_arguments_are_named() {
     let data = vec![bf16::ONE; 10];
     assert_eq!(
         MatRef::new("weight", &data, 3, 4, 4).unwrap_err(),
-        KernelError::TooShort { name: "weight", rows: 3, cols: 4, row_stride: 4, needed: 12, len: 10 }
+        KernelError::TooShort {
+            name: "weight",
+            rows: 3,
+            cols: 4,
+            row_stride: 4,
+            needed: 12,
+            len: 10
+        }
     );
-    assert!(matches!(MatRef::new("x", &data, 2, 4, 3), Err(KernelError::StrideTooSmall { name: "x", .. })));
+    assert!(matches!(
+        MatRef::new("x", &data, 2, 4, 3),
+        Err(KernelError::StrideTooSmall { name: "x", .. })
+    ));
     let message = MatRef::new("weight", &data, 3, 4, 4).unwrap_err().to_string();
-    assert!(message.contains("weight") && message.contains("12") && message.contains("10"), "{message}");
+    assert!(
+        message.contains("weight") && message.contains("12") && message.contains("10"),
+        "{message}"
+    );
     let x = MatRef::new("x", &data, 2, 5, 5).unwrap();
     let w = MatRef::new("w", &data, 2, 4, 4).unwrap();
     let mut y = vec![0f32; 4];
-    let err = matmul_transposed(x, w, MatMut::new("y", &mut y, 2, 2, 2).unwrap(), Backend::Auto).unwrap_err();
+    let err = matmul_transposed(x, w, MatMut::new("y", &mut y, 2, 2, 2).unwrap(), Backend::Auto)
+        .unwrap_err();
     assert!(matches!(err, KernelError::ShapeMismatch { x_cols: 5, w_cols: 4, .. }), "{err}");
 }
 
-fn infinite_weight_gives_an_infinite_column<T: Half16 + PartialEq>(from_f32: fn(f32) -> T, infinity: T) {
+fn infinite_weight_gives_an_infinite_column<T: Half16 + PartialEq>(
+    from_f32: fn(f32) -> T,
+    infinity: T,
+) {
     // An infinite weight makes its output column infinite on every path (every x is non-zero):
     // neither the zero padding of the tile kernel nor the f16 parts may turn it into NaN.
     let (m, n, k) = (40, 40, 40);
     let zero = from_f32(0.0);
-    let x: Vec<T> = random(m * k, 7, from_f32).into_iter().map(|v| if v == zero { from_f32(1.0) } else { v }).collect();
+    let x: Vec<T> = random(m * k, 7, from_f32)
+        .into_iter()
+        .map(|v| if v == zero { from_f32(1.0) } else { v })
+        .collect();
     let mut w = random(n * k, 8, from_f32);
     w[3 * k + 5] = infinity;
     for backend in [Backend::Auto, Backend::Portable] {
@@ -142,7 +185,13 @@ fn infinite_weight_gives_an_infinite_column<T: Half16 + PartialEq>(from_f32: fn(
         .unwrap();
         for i in 0..m {
             for j in 0..n {
-                assert_eq!(y[i * n + j].is_infinite(), j == 3, "{backend:?} {} ({i},{j}) = {}", kernel.name(), y[i * n + j]);
+                assert_eq!(
+                    y[i * n + j].is_infinite(),
+                    j == 3,
+                    "{backend:?} {} ({i},{j}) = {}",
+                    kernel.name(),
+                    y[i * n + j]
+                );
             }
         }
     }
@@ -164,19 +213,34 @@ fn linear_adds_the_bias_in_f32_and_rounds_once() {
     let (exact, scale) = reference(&x, k, &w, k, m, n, k);
     for backend in [Backend::Auto, Backend::Portable] {
         let mut out = vec![bf16::ZERO; m * n];
-        linear(MatRef::new("x", &x, m, k, k).unwrap(), MatRef::new("w", &w, n, k, k).unwrap(), Some(&b), &mut out, backend).unwrap();
+        linear(
+            MatRef::new("x", &x, m, k, k).unwrap(),
+            MatRef::new("w", &w, n, k, k).unwrap(),
+            Some(&b),
+            &mut out,
+            backend,
+        )
+        .unwrap();
         for i in 0..m {
             for j in 0..n {
                 let want = exact[i * n + j] + b[j].to_f64();
                 // One bf16 rounding (half an ulp: 2⁻⁸ relative, 8 significant bits) plus the f32 summation error.
-                let allowed = want.abs() * 2f64.powi(-8) + common::tolerance(k, scale[i * n + j]) + 1e-30;
+                let allowed =
+                    want.abs() * 2f64.powi(-8) + common::tolerance(k, scale[i * n + j]) + 1e-30;
                 let got = out[i * n + j].to_f64();
                 assert!((got - want).abs() <= allowed, "{backend:?} ({i},{j}): {got} vs {want}");
             }
         }
     }
     let mut short = vec![bf16::ZERO; 3];
-    let err = linear(MatRef::new("x", &x, m, k, k).unwrap(), MatRef::new("w", &w, n, k, k).unwrap(), Some(&b[..4]), &mut short, Backend::Auto).unwrap_err();
+    let err = linear(
+        MatRef::new("x", &x, m, k, k).unwrap(),
+        MatRef::new("w", &w, n, k, k).unwrap(),
+        Some(&b[..4]),
+        &mut short,
+        Backend::Auto,
+    )
+    .unwrap_err();
     assert_eq!(err, KernelError::BiasLength { expected: n, len: 4 });
 }
 
@@ -194,11 +258,21 @@ fn batched_products_equal_one_product_per_batch() {
             let (exact, scale) = reference(&x[b * m * k..], k, &w[b * n * k..], k, m, n, k);
             for i in 0..m * n {
                 let (got, want) = (out[b * m * n + i].to_f64(), exact[i]);
-                assert!((got - want).abs() <= want.abs() * 2f64.powi(-8) + common::tolerance(k, scale[i]), "{backend:?} batch {b} element {i}: {got} vs {want}");
+                assert!(
+                    (got - want).abs()
+                        <= want.abs() * 2f64.powi(-8) + common::tolerance(k, scale[i]),
+                    "{backend:?} batch {b} element {i}: {got} vs {want}"
+                );
             }
         }
     }
     let mut short = vec![bf16::ZERO; 3];
-    assert!(matches!(batched_transposed(&x, &w, shape, &mut short, Backend::Auto), Err(KernelError::OutputLength { .. })));
-    assert!(matches!(batched_transposed(&x[..10], &w, shape, &mut short, Backend::Auto), Err(KernelError::TooShort { name: "batched x", .. })));
+    assert!(matches!(
+        batched_transposed(&x, &w, shape, &mut short, Backend::Auto),
+        Err(KernelError::OutputLength { .. })
+    ));
+    assert!(matches!(
+        batched_transposed(&x[..10], &w, shape, &mut short, Backend::Auto),
+        Err(KernelError::TooShort { name: "batched x", .. })
+    ));
 }

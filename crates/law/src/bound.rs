@@ -124,19 +124,29 @@ pub struct BoundReport {
 
 fn check_psi(n: usize, name: &str, v: f64) -> Result<()> {
     if !v.is_finite() || !(-1.0 - 1e-6..=1.0 + 1e-6).contains(&v) {
-        return Err(LawError::Invalid(format!("{name} at n = {n} is {v}; a mean cosine similarity must lie in [-1, 1]")));
+        return Err(LawError::Invalid(format!(
+            "{name} at n = {n} is {v}; a mean cosine similarity must lie in [-1, 1]"
+        )));
     }
     Ok(())
 }
 
 /// Evaluate the bound for n = 1..=max_n (constants) or for the curve's n ≤ max_n.
-pub fn evaluate(psi: &PsiSource, max_n: usize, distance: Option<&[DistanceRow]>) -> Result<BoundReport> {
+pub fn evaluate(
+    psi: &PsiSource,
+    max_n: usize,
+    distance: Option<&[DistanceRow]>,
+) -> Result<BoundReport> {
     if max_n == 0 {
         return Err(LawError::Invalid("max-n must be at least 1".into()));
     }
     let rows_in: Vec<PsiRow> = match psi {
-        PsiSource::Constant { psi_eq, psi_aa, psi_ab } => (1..=max_n).map(|n| PsiRow { n, psi_eq: *psi_eq, psi_aa: *psi_aa, psi_ab: *psi_ab }).collect(),
-        PsiSource::Curve(rows) => rows.iter().filter(|r| r.n >= 1 && r.n <= max_n).cloned().collect(),
+        PsiSource::Constant { psi_eq, psi_aa, psi_ab } => (1..=max_n)
+            .map(|n| PsiRow { n, psi_eq: *psi_eq, psi_aa: *psi_aa, psi_ab: *psi_ab })
+            .collect(),
+        PsiSource::Curve(rows) => {
+            rows.iter().filter(|r| r.n >= 1 && r.n <= max_n).cloned().collect()
+        }
     };
     if rows_in.is_empty() {
         return Err(LawError::Invalid(format!("no ψ rows with 1 ≤ n ≤ {max_n}")));
@@ -191,19 +201,32 @@ pub fn evaluate(psi: &PsiSource, max_n: usize, distance: Option<&[DistanceRow]>)
         notes.push(format!("psi_AA <= psi_AB at {nonpos} n: n_balance undefined there; the Delta-psi = 0 form Upsilon = n(1 - psi_eq) is used"));
     }
     if negative_ups > 0 {
-        notes.push(format!("Upsilon < 0 at {negative_ups} n (psi_eq > 1 from noise?): sqrt left empty there"));
+        notes.push(format!(
+            "Upsilon < 0 at {negative_ups} n (psi_eq > 1 from noise?): sqrt left empty there"
+        ));
     }
-    let mut report = BoundReport { rows, lambda: None, lambda_rmse: None, lambda_r2: None, balance_point: None, notes };
-    report.balance_point = report.rows.iter().find(|r| r.n_balance.is_some_and(|b| r.n as f64 >= b)).map(|r| r.n);
+    let mut report = BoundReport {
+        rows,
+        lambda: None,
+        lambda_rmse: None,
+        lambda_r2: None,
+        balance_point: None,
+        notes,
+    };
+    report.balance_point =
+        report.rows.iter().find(|r| r.n_balance.is_some_and(|b| r.n as f64 >= b)).map(|r| r.n);
     if let Some(dist) = distance {
         for d in dist {
             if !d.d_mean.is_finite() || d.d_std.is_some_and(|s| !s.is_finite()) {
                 return Err(LawError::Invalid(format!("distance at n = {} is not finite", d.n)));
             }
         }
-        let (u, dm): (Vec<f64>, Vec<f64>) = report.rows.iter().filter_map(|r| Some((r.sqrt_upsilon?, r.d_mean?))).unzip();
+        let (u, dm): (Vec<f64>, Vec<f64>) =
+            report.rows.iter().filter_map(|r| Some((r.sqrt_upsilon?, r.d_mean?))).unzip();
         if u.is_empty() {
-            report.notes.push("the distance curve shares no n with the psi curve: lambda not fitted".into());
+            report.notes.push(
+                "the distance curve shares no n with the psi curve: lambda not fitted".into(),
+            );
         } else if let Some(l) = fit_lambda(&u, &dm) {
             let rss: f64 = u.iter().zip(&dm).map(|(a, b)| (l * a - b).powi(2)).sum();
             let mean = dm.iter().sum::<f64>() / dm.len() as f64;
@@ -222,7 +245,8 @@ pub fn evaluate(psi: &PsiSource, max_n: usize, distance: Option<&[DistanceRow]>)
 }
 
 fn open(path: &Path) -> Result<csv::Reader<std::fs::File>> {
-    let f = std::fs::File::open(path).map_err(|e| LawError::Invalid(format!("{}: {e}", path.display())))?;
+    let f = std::fs::File::open(path)
+        .map_err(|e| LawError::Invalid(format!("{}: {e}", path.display())))?;
     Ok(csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(f))
 }
 
@@ -240,13 +264,20 @@ fn num(rec: &csv::StringRecord, i: usize, line: usize) -> Result<f64> {
 pub fn read_psi_csv(path: &Path) -> Result<Vec<PsiRow>> {
     let mut rdr = open(path)?;
     let h = rdr.headers()?.clone();
-    let need = |names: &[&str]| col(&h, names).ok_or_else(|| LawError::Invalid(format!("{}: missing column {}", path.display(), names[0])));
+    let need = |names: &[&str]| {
+        col(&h, names).ok_or_else(|| {
+            LawError::Invalid(format!("{}: missing column {}", path.display(), names[0]))
+        })
+    };
     let (ni, eqi, abi) = (need(&["n"])?, need(&["psi_eq"])?, need(&["psi_ab"])?);
     let aabb = col(&h, &["psi_aabb"]);
     let aa = col(&h, &["psi_aa"]);
     let bb = col(&h, &["psi_bb"]);
     if aabb.is_none() && aa.is_none() {
-        return Err(LawError::Invalid(format!("{}: missing column psi_aabb or psi_aa", path.display())));
+        return Err(LawError::Invalid(format!(
+            "{}: missing column psi_aabb or psi_aa",
+            path.display()
+        )));
     }
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
@@ -259,15 +290,24 @@ pub fn read_psi_csv(path: &Path) -> Result<Vec<PsiRow>> {
         }
         let n = num(&rec, ni, line)?;
         if n.is_nan() || n < 1.0 || n.fract() != 0.0 {
-            return Err(LawError::Invalid(format!("line {line}: n = {n} must be a positive integer")));
+            return Err(LawError::Invalid(format!(
+                "line {line}: n = {n} must be a positive integer"
+            )));
         }
         let psi_aa = match (aabb, aa, bb) {
             (Some(c), _, _) => num(&rec, c, line)?,
-            (None, Some(a), Some(b)) if !empty(b) => 0.5 * (num(&rec, a, line)? + num(&rec, b, line)?),
+            (None, Some(a), Some(b)) if !empty(b) => {
+                0.5 * (num(&rec, a, line)? + num(&rec, b, line)?)
+            }
             (None, Some(a), _) => num(&rec, a, line)?,
             _ => unreachable!(),
         };
-        out.push(PsiRow { n: n as usize, psi_eq: num(&rec, eqi, line)?, psi_aa, psi_ab: num(&rec, abi, line)? });
+        out.push(PsiRow {
+            n: n as usize,
+            psi_eq: num(&rec, eqi, line)?,
+            psi_aa,
+            psi_ab: num(&rec, abi, line)?,
+        });
     }
     Ok(out)
 }
@@ -276,8 +316,10 @@ pub fn read_psi_csv(path: &Path) -> Result<Vec<PsiRow>> {
 pub fn read_distance_csv(path: &Path) -> Result<Vec<DistanceRow>> {
     let mut rdr = open(path)?;
     let h = rdr.headers()?.clone();
-    let ni = col(&h, &["n"]).ok_or_else(|| LawError::Invalid(format!("{}: missing column n", path.display())))?;
-    let mi = col(&h, &["d_mean", "mean", "d"]).ok_or_else(|| LawError::Invalid(format!("{}: missing column d_mean", path.display())))?;
+    let ni = col(&h, &["n"])
+        .ok_or_else(|| LawError::Invalid(format!("{}: missing column n", path.display())))?;
+    let mi = col(&h, &["d_mean", "mean", "d"])
+        .ok_or_else(|| LawError::Invalid(format!("{}: missing column d_mean", path.display())))?;
     let si = col(&h, &["d_std", "std"]);
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
@@ -285,7 +327,9 @@ pub fn read_distance_csv(path: &Path) -> Result<Vec<DistanceRow>> {
         let line = i + 2;
         let n = num(&rec, ni, line)?;
         if n.is_nan() || n < 1.0 || n.fract() != 0.0 {
-            return Err(LawError::Invalid(format!("line {line}: n = {n} must be a positive integer")));
+            return Err(LawError::Invalid(format!(
+                "line {line}: n = {n} must be a positive integer"
+            )));
         }
         let d_std = match si {
             Some(c) if !rec.get(c).unwrap_or("").is_empty() => Some(num(&rec, c, line)?),
@@ -313,7 +357,13 @@ mod tests {
     fn lambda_recovered_exactly() {
         // Binary-exact ψ: n_balance = 0.5/0.0625 − 1 = 7.
         let psi = PsiSource::Constant { psi_eq: 0.5, psi_aa: 0.375, psi_ab: 0.3125 };
-        let dist: Vec<DistanceRow> = (1..=200).map(|n| DistanceRow { n, d_mean: 2.5 * upsilon(n as f64, 0.5, 0.375, 0.3125).sqrt(), d_std: Some(0.1) }).collect();
+        let dist: Vec<DistanceRow> = (1..=200)
+            .map(|n| DistanceRow {
+                n,
+                d_mean: 2.5 * upsilon(n as f64, 0.5, 0.375, 0.3125).sqrt(),
+                d_std: Some(0.1),
+            })
+            .collect();
         let r = evaluate(&psi, 200, Some(&dist)).unwrap();
         assert!((r.lambda.unwrap() - 2.5).abs() < 1e-12);
         assert!(r.lambda_r2.unwrap() > 0.999999);
@@ -334,8 +384,15 @@ mod tests {
 
     #[test]
     fn bad_psi_is_an_error() {
-        assert!(evaluate(&PsiSource::Constant { psi_eq: f64::NAN, psi_aa: 0.3, psi_ab: 0.2 }, 5, None).is_err());
-        assert!(evaluate(&PsiSource::Constant { psi_eq: 1.5, psi_aa: 0.3, psi_ab: 0.2 }, 5, None).is_err());
-        assert!(evaluate(&PsiSource::Constant { psi_eq: 0.5, psi_aa: 0.3, psi_ab: 0.2 }, 0, None).is_err());
+        assert!(evaluate(
+            &PsiSource::Constant { psi_eq: f64::NAN, psi_aa: 0.3, psi_ab: 0.2 },
+            5,
+            None
+        )
+        .is_err());
+        assert!(evaluate(&PsiSource::Constant { psi_eq: 1.5, psi_aa: 0.3, psi_ab: 0.2 }, 5, None)
+            .is_err());
+        assert!(evaluate(&PsiSource::Constant { psi_eq: 0.5, psi_aa: 0.3, psi_ab: 0.2 }, 0, None)
+            .is_err());
     }
 }

@@ -56,11 +56,15 @@ fn csv_table<R: std::io::Read>(reader: R) -> Result<Table> {
 }
 
 fn json_table(text: &str) -> Result<Table> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| LawError::Invalid(format!("invalid JSON: {e}")))?;
-    let list = value.as_array().ok_or_else(|| LawError::Invalid("expected a JSON list of rows".into()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| LawError::Invalid(format!("invalid JSON: {e}")))?;
+    let list =
+        value.as_array().ok_or_else(|| LawError::Invalid("expected a JSON list of rows".into()))?;
     let mut headers: Vec<String> = Vec::new();
     for row in list {
-        let obj = row.as_object().ok_or_else(|| LawError::Invalid("expected every row to be a JSON object".into()))?;
+        let obj = row
+            .as_object()
+            .ok_or_else(|| LawError::Invalid("expected every row to be a JSON object".into()))?;
         for k in obj.keys() {
             if !headers.contains(k) {
                 headers.push(k.clone());
@@ -72,7 +76,11 @@ fn json_table(text: &str) -> Result<Table> {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
-    let rows = list.iter().enumerate().map(|(i, row)| (format!("row {i}"), headers.iter().map(|h| cell(row.get(h))).collect())).collect();
+    let rows = list
+        .iter()
+        .enumerate()
+        .map(|(i, row)| (format!("row {i}"), headers.iter().map(|h| cell(row.get(h))).collect()))
+        .collect();
     Ok(Table { headers, rows })
 }
 
@@ -82,7 +90,10 @@ pub fn parse_scores<R: std::io::Read>(reader: R) -> Result<Vec<SeriesData>> {
 }
 
 /// Parse a CSV score table, keeping the rows `selection` keeps.
-pub fn parse_scores_with<R: std::io::Read>(reader: R, selection: &Selection) -> Result<Vec<SeriesData>> {
+pub fn parse_scores_with<R: std::io::Read>(
+    reader: R,
+    selection: &Selection,
+) -> Result<Vec<SeriesData>> {
     series_of(&csv_table(reader)?, selection)
 }
 
@@ -94,7 +105,11 @@ pub fn read_scores(path: &Path) -> Result<Vec<SeriesData>> {
 /// Read a score table (CSV, or JSON when the file starts with `[`), keeping the rows `selection` keeps.
 pub fn read_scores_with(path: &Path, selection: &Selection) -> Result<Vec<SeriesData>> {
     let parsed = std::fs::read_to_string(path).map_err(LawError::from).and_then(|text| {
-        let table = if text.trim_start().starts_with('[') { json_table(&text)? } else { csv_table(text.as_bytes())? };
+        let table = if text.trim_start().starts_with('[') {
+            json_table(&text)?
+        } else {
+            csv_table(text.as_bytes())?
+        };
         series_of(&table, selection)
     });
     parsed.map_err(|e| LawError::InFile { path: path.to_path_buf(), source: Box::new(e) })
@@ -102,8 +117,12 @@ pub fn read_scores_with(path: &Path, selection: &Selection) -> Result<Vec<Series
 
 fn series_of(table: &Table, selection: &Selection) -> Result<Vec<SeriesData>> {
     let columns = format!("{:?}", table.headers);
-    let n_col = table.column(&["n", "n_l", "tokens", "n_tokens"]).ok_or_else(|| LawError::Invalid(format!("no token-count column (n or n_l) in header {columns}")))?;
-    let s_col = table.column(&["score", "value"]).ok_or_else(|| LawError::Invalid(format!("no score column (score or value) in header {columns}")))?;
+    let n_col = table.column(&["n", "n_l", "tokens", "n_tokens"]).ok_or_else(|| {
+        LawError::Invalid(format!("no token-count column (n or n_l) in header {columns}"))
+    })?;
+    let s_col = table.column(&["score", "value"]).ok_or_else(|| {
+        LawError::Invalid(format!("no score column (score or value) in header {columns}"))
+    })?;
     let series_col = table.column(&["series"]);
     let dataset_col = table.column(&["dataset"]);
     let group_col = table.column(&["figure", "model", "run", "group"]);
@@ -120,13 +139,19 @@ fn series_of(table: &Table, selection: &Selection) -> Result<Vec<SeriesData>> {
             (None, Some(d), Some(m)) => {
                 // model/reducer/metric@dataset[split=…,category=…]
                 let key = |k: &str| table.column(&[k]).map(get).filter(|v| !v.is_empty());
-                let group = [key("model"), key("reducer")].into_iter().flatten().collect::<Vec<_>>().join("/");
-                let qualifiers: Vec<String> = QUALIFIERS.iter().filter_map(|k| key(k).map(|v| format!("{k}={v}"))).collect();
+                let group = [key("model"), key("reducer")]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let qualifiers: Vec<String> =
+                    QUALIFIERS.iter().filter_map(|k| key(k).map(|v| format!("{k}={v}"))).collect();
                 let mut bench = format!("{}@{}", get(m), get(d));
                 if !qualifiers.is_empty() {
                     bench += &format!("[{}]", qualifiers.join(","));
                 }
-                let name = if group.is_empty() { bench.clone() } else { format!("{group}/{bench}") };
+                let name =
+                    if group.is_empty() { bench.clone() } else { format!("{group}/{bench}") };
                 (name, (!group.is_empty()).then_some(group), Some(bench))
             }
             (None, _, _) => {
@@ -143,17 +168,27 @@ fn series_of(table: &Table, selection: &Selection) -> Result<Vec<SeriesData>> {
         };
         let parse = |i: usize, what: &str| -> Result<f64> {
             let raw = get(i);
-            raw.parse::<f64>().map_err(|_| LawError::Invalid(format!("{place}: {what} `{raw}` is not a number")))
+            raw.parse::<f64>()
+                .map_err(|_| LawError::Invalid(format!("{place}: {what} `{raw}` is not a number")))
         };
         let n = parse(n_col, "n")?;
         let s = parse(s_col, "score")?;
         match out.iter_mut().find(|d| d.name == name) {
             Some(d) => d.points.push((n, s)),
-            None => out.push(SeriesData { benchmark: bench.unwrap_or_else(|| name.clone()), name, group, points: vec![(n, s)] }),
+            None => out.push(SeriesData {
+                benchmark: bench.unwrap_or_else(|| name.clone()),
+                name,
+                group,
+                points: vec![(n, s)],
+            }),
         }
     }
     if out.is_empty() {
-        return Err(LawError::Invalid(if selection.is_empty() { "the score table has no rows".into() } else { format!("no row of the score table matches the selection {selection}") }));
+        return Err(LawError::Invalid(if selection.is_empty() {
+            "the score table has no rows".into()
+        } else {
+            format!("no row of the score table matches the selection {selection}")
+        }));
     }
     refuse_repeated_n(&out)?;
     Ok(out)
@@ -169,7 +204,11 @@ fn refuse_repeated_n(series: &[SeriesData]) -> Result<()> {
         repeated.dedup();
         if !repeated.is_empty() {
             let list: Vec<String> = repeated.iter().map(|n| n.to_string()).collect();
-            problems.push(format!("series `{}` has several points at n = {}", s.name, list.join(", ")));
+            problems.push(format!(
+                "series `{}` has several points at n = {}",
+                s.name,
+                list.join(", ")
+            ));
         }
     }
     if problems.is_empty() {
@@ -190,7 +229,11 @@ mod tests {
         let a = parse_scores("series,n,score\ns1,1,2\ns1,8,3\ns2,1,5\n".as_bytes()).unwrap();
         assert_eq!(a.len(), 2);
         assert_eq!(a[0].points, vec![(1.0, 2.0), (8.0, 3.0)]);
-        let b = parse_scores("figure,panel,benchmark,n_l,score\nf,1,Overall@MME,1,992.1\nf,1,Overall@MME,8,1228.3\n".as_bytes()).unwrap();
+        let b = parse_scores(
+            "figure,panel,benchmark,n_l,score\nf,1,Overall@MME,1,992.1\nf,1,Overall@MME,8,1228.3\n"
+                .as_bytes(),
+        )
+        .unwrap();
         assert_eq!(b[0].name, "f/Overall@MME");
         assert_eq!(b[0].benchmark, "Overall@MME");
         assert_eq!(b[0].group.as_deref(), Some("f"));
@@ -215,17 +258,37 @@ m,pool,4,B,,,Overall,0.6
         assert_eq!(names, ["m/pool/Overall@A", "m/pool/Overall@B"]);
         assert_eq!(s[0].points, vec![(1.0, 0.2), (4.0, 0.4)]);
         assert_eq!((s[0].group.as_deref(), s[0].benchmark.as_str()), (Some("m/pool"), "Overall@A"));
-        let all = parse_scores_with(EVAL.as_bytes(), &Selection::parse(&[], true).unwrap()).unwrap();
+        let all =
+            parse_scores_with(EVAL.as_bytes(), &Selection::parse(&[], true).unwrap()).unwrap();
         assert_eq!(all.len(), 3);
         assert_eq!(all[1].name, "m/pool/acc@A[category=red]");
-        let red = parse_scores_with(EVAL.as_bytes(), &Selection::parse(&["category=red".into()], false).unwrap()).unwrap();
+        let red = parse_scores_with(
+            EVAL.as_bytes(),
+            &Selection::parse(&["category=red".into()], false).unwrap(),
+        )
+        .unwrap();
         assert_eq!(red.len(), 1);
-        let b = parse_scores_with(EVAL.as_bytes(), &Selection::parse(&["dataset=B".into(), "category=".into()], false).unwrap()).unwrap();
+        let b = parse_scores_with(
+            EVAL.as_bytes(),
+            &Selection::parse(&["dataset=B".into(), "category=".into()], false).unwrap(),
+        )
+        .unwrap();
         assert_eq!(b.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["m/pool/Overall@B"]);
-        let none = parse_scores_with(EVAL.as_bytes(), &Selection::parse(&["dataset=C".into()], false).unwrap()).unwrap_err();
+        let none = parse_scores_with(
+            EVAL.as_bytes(),
+            &Selection::parse(&["dataset=C".into()], false).unwrap(),
+        )
+        .unwrap_err();
         assert!(none.to_string().contains("dataset=C"), "{none}");
-        let unknown = parse_scores_with(EVAL.as_bytes(), &Selection::parse(&["colour=red".into()], false).unwrap()).unwrap_err();
-        assert!(unknown.to_string().contains("`colour`") && unknown.to_string().contains("dataset"), "{unknown}");
+        let unknown = parse_scores_with(
+            EVAL.as_bytes(),
+            &Selection::parse(&["colour=red".into()], false).unwrap(),
+        )
+        .unwrap_err();
+        assert!(
+            unknown.to_string().contains("`colour`") && unknown.to_string().contains("dataset"),
+            "{unknown}"
+        );
     }
 
     #[test]
@@ -246,7 +309,9 @@ m,pool,4,B,,,Overall,0.6
     #[test]
     fn pooled_series_are_refused() {
         // Old shape naming only the model: both datasets' rows would fall into one series.
-        let e = parse_scores("model,n,score\nm,1,0.2\nm,1,0.3\nm,4,0.5\n".as_bytes()).unwrap_err().to_string();
+        let e = parse_scores("model,n,score\nm,1,0.2\nm,1,0.3\nm,4,0.5\n".as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("series `m` has several points at n = 1"), "{e}");
     }
 }

@@ -17,11 +17,11 @@
 
 use crate::error::LawError;
 use crate::laws::{Direction, Law};
-use tokenscale_base::{fnv1a, SplitMix64};
 use crate::solver::{jacobian, multi_start, ols, residuals, solve, Form, Solution};
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use tokenscale_base::{fnv1a, SplitMix64};
 
 /// The space in which the least-squares problem is posed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -63,7 +63,14 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        Self { space: Space::Score, direction: Direction::HigherIsBetter, bootstrap: 1000, seed: 2025, outlier_threshold: 3.0, curve_points: 100 }
+        Self {
+            space: Space::Score,
+            direction: Direction::HigherIsBetter,
+            bootstrap: 1000,
+            seed: 2025,
+            outlier_threshold: 3.0,
+            curve_points: 100,
+        }
     }
 }
 
@@ -204,7 +211,9 @@ impl FitResult {
     fn form_and_params(&self) -> (Form, Vec<f64>) {
         let get = |k: &str| self.params.get(k).copied().unwrap_or(0.0);
         match (self.law, self.regime.as_ref().map(|r| r.form.as_str())) {
-            (Law::Paper, Some("dpsi0")) => (Form::Law(Law::PaperDpsi0), vec![get("c"), get("beta")]),
+            (Law::Paper, Some("dpsi0")) => {
+                (Form::Law(Law::PaperDpsi0), vec![get("c"), get("beta")])
+            }
             (law, _) => (Form::Law(law), law.param_names().iter().map(|k| get(k)).collect()),
         }
     }
@@ -234,13 +243,24 @@ fn same_n(a: f64, b: f64) -> bool {
 }
 
 /// Fit `law` to `points` (n, score) of `series`, leaving out the points whose n is in `exclude`.
-pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law, opts: &FitOptions) -> Result<FitResult> {
+pub fn fit_series(
+    series: &str,
+    points: &[(f64, f64)],
+    exclude: &[f64],
+    law: Law,
+    opts: &FitOptions,
+) -> Result<FitResult> {
     validate(series, points)?;
     let is_excluded = |n: f64| exclude.iter().any(|&e| same_n(e, n));
     let used: Vec<(f64, f64)> = points.iter().copied().filter(|p| !is_excluded(p.0)).collect();
     let p_count = law.n_params();
     if used.len() < p_count {
-        return Err(LawError::TooFewPoints { series: series.into(), law: law.name().into(), n_points: used.len(), n_params: p_count });
+        return Err(LawError::TooFewPoints {
+            series: series.into(),
+            law: law.name().into(),
+            n_points: used.len(),
+            n_params: p_count,
+        });
     }
     validate(series, &used)?;
     let log = opts.space == Space::Log;
@@ -252,7 +272,11 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
     let ns: Vec<f64> = used.iter().map(|p| p.0).collect();
     let ys: Vec<f64> = used.iter().map(|p| p.1).collect();
     let yt: Vec<f64> = if log { ys.iter().map(|y| y.ln()).collect() } else { ys.clone() };
-    let fail = |detail: &str| LawError::NoConvergence { series: series.into(), law: law.name().into(), detail: detail.into() };
+    let fail = |detail: &str| LawError::NoConvergence {
+        series: series.into(),
+        law: law.name().into(),
+        detail: detail.into(),
+    };
 
     // Point estimate (in a solver form), plus the form used for diagnostics and bootstrap.
     let mut notes = Vec::new();
@@ -270,7 +294,8 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
 
     // Goodness of fit in the fitting space.
     let n_pts = ns.len();
-    let r = residuals(form, &sol.p, &ns, &yt, log).ok_or_else(|| fail("model left its domain at the optimum"))?;
+    let r = residuals(form, &sol.p, &ns, &yt, log)
+        .ok_or_else(|| fail("model left its domain at the optimum"))?;
     let Goodness { rss, r2, rmse, aic, bic, dof } = goodness(law, form, &r, &yt);
     if dof == 0 {
         notes.push("no residual degrees of freedom (points = parameters): exact fit, no studentised residuals, degenerate intervals".into());
@@ -278,8 +303,14 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
 
     // Studentised residuals.
     let stud = studentized(form, &sol.p, &ns, &r, log);
-    let (residual_rows, outliers, excluded) =
-        residual_table(points, &is_excluded, (report_form, &report_p), stud.as_deref(), log, opts.outlier_threshold);
+    let (residual_rows, outliers, excluded) = residual_table(
+        points,
+        &is_excluded,
+        (report_form, &report_p),
+        stud.as_deref(),
+        log,
+        opts.outlier_threshold,
+    );
     if !outliers.is_empty() {
         notes.push(format!("{} point(s) flagged as outliers (|studentised residual| > {}); they are kept in the fit", outliers.len(), opts.outlier_threshold));
     }
@@ -288,16 +319,25 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
     }
 
     // Bootstrap.
-    let seed = opts.seed ^ fnv1a(format!("{series}/{}/{}", law.name(), opts.space.name()).as_bytes());
+    let seed =
+        opts.seed ^ fnv1a(format!("{series}/{}/{}", law.name(), opts.space.name()).as_bytes());
     let fitted_t: Vec<f64> = yt.iter().zip(&r).map(|(y, e)| y + e).collect();
     let (samples, failed) = bootstrap(form, &ns, &fitted_t, &r, log, &sol.p, opts.bootstrap, seed);
     if opts.bootstrap > 0 && failed * 2 > opts.bootstrap {
-        notes.push(format!("{failed} of {} bootstrap refits failed; intervals use the rest", opts.bootstrap));
+        notes.push(format!(
+            "{failed} of {} bootstrap refits failed; intervals use the rest",
+            opts.bootstrap
+        ));
     }
-    let report_samples: Vec<Vec<f64>> = samples.iter().map(|s| to_report(form, s).1).filter(|p| p.iter().all(|v| v.is_finite())).collect();
+    let report_samples: Vec<Vec<f64>> = samples
+        .iter()
+        .map(|s| to_report(form, s).1)
+        .filter(|p| p.iter().all(|v| v.is_finite()))
+        .collect();
     let (params, ci95) = intervals(report_names(law, form), &report_p, &report_samples);
 
-    if let (Law::Paper, Some("general"), Some([lo, hi])) = (law, regime_form, ci95.get("n_balance")) {
+    if let (Law::Paper, Some("general"), Some([lo, hi])) = (law, regime_form, ci95.get("n_balance"))
+    {
         if *lo <= 0.0 || hi / lo > 1e3 {
             notes.push(format!("n_balance is poorly determined: its 95% interval [{lo:.3e}, {hi:.3e}] spans the boundaries (the bootstrap refits move towards a pure power law)"));
         }
@@ -306,14 +346,22 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
     // Curve and band on a log grid over the measured range.
     let nmin = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
     let nmax = points.iter().map(|p| p.0).fold(0.0, f64::max);
-    let curve = curve_with_band((report_form, &report_p), &report_samples, (nmin, nmax), opts.curve_points.max(2));
+    let curve = curve_with_band(
+        (report_form, &report_p),
+        &report_samples,
+        (nmin, nmax),
+        opts.curve_points.max(2),
+    );
 
     // Local exponents and regime.
     let local_law = match report_form {
         Form::Law(l) => l,
         _ => unreachable!(),
     };
-    let local_exponent = points.iter().map(|&(n, _)| LocalExponent { n, value: local_law.local_exponent(&report_p, n) }).collect();
+    let local_exponent = points
+        .iter()
+        .map(|&(n, _)| LocalExponent { n, value: local_law.local_exponent(&report_p, n) })
+        .collect();
     let regime = regime_form.map(|rf| regime_of(rf, &report_p, points));
     let s_lo = report_form.eval(&report_p, nmin);
     let s_hi = report_form.eval(&report_p, nmax);
@@ -322,10 +370,13 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
         Direction::LowerIsBetter => s_hi < s_lo,
     };
     if !improves_with_n {
-        notes.push(format!("the fitted law does not improve from n = {nmin} to n = {nmax} ({} is better)", match opts.direction {
-            Direction::HigherIsBetter => "higher",
-            Direction::LowerIsBetter => "lower",
-        }));
+        notes.push(format!(
+            "the fitted law does not improve from n = {nmin} to n = {nmax} ({} is better)",
+            match opts.direction {
+                Direction::HigherIsBetter => "higher",
+                Direction::LowerIsBetter => "lower",
+            }
+        ));
     }
 
     Ok(FitResult {
@@ -334,7 +385,10 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
         space: opts.space,
         direction: opts.direction,
         formula: match regime_form {
-            Some("dpsi0") => Law::PaperDpsi0.formula().to_string() + "  (paper law, Delta-psi = 0 form: n_balance -> infinity)",
+            Some("dpsi0") => {
+                Law::PaperDpsi0.formula().to_string()
+                    + "  (paper law, Delta-psi = 0 form: n_balance -> infinity)"
+            }
             _ => law.formula().to_string(),
         },
         params,
@@ -352,7 +406,12 @@ pub fn fit_series(series: &str, points: &[(f64, f64)], exclude: &[f64], law: Law
         residuals: residual_rows,
         local_exponent,
         regime,
-        bootstrap: BootstrapInfo { method: "residual bootstrap, percentile 95% interval".into(), resamples: opts.bootstrap, failed, seed },
+        bootstrap: BootstrapInfo {
+            method: "residual bootstrap, percentile 95% interval".into(),
+            resamples: opts.bootstrap,
+            failed,
+            seed,
+        },
         notes,
         curve,
     })
@@ -381,7 +440,14 @@ fn goodness(law: Law, form: Form, r: &[f64], yt: &[f64]) -> Goodness {
     let rss_floor = rss.max(n_pts as f64 * 1e-300);
     let m2ll = n_pts as f64 * ((2.0 * std::f64::consts::PI * rss_floor / n_pts as f64).ln() + 1.0);
     let kk = (law.n_params() + 1) as f64;
-    Goodness { rss, r2, rmse, aic: m2ll + 2.0 * kk, bic: m2ll + kk * (n_pts as f64).ln(), dof: n_pts - form.n_params() }
+    Goodness {
+        rss,
+        r2,
+        rmse,
+        aic: m2ll + 2.0 * kk,
+        bic: m2ll + kk * (n_pts as f64).ln(),
+        dof: n_pts - form.n_params(),
+    }
 }
 
 /// One row per measured point (excluded ones included, without a studentised residual), the
@@ -406,14 +472,30 @@ fn residual_table(
         let res = target - fit_t;
         if is_excluded(n) {
             excluded.push(n);
-            residual_rows.push(ResidualRow { n, score: s, fitted, residual: finite_or_zero(res), studentized: None, outlier: false, excluded: true });
+            residual_rows.push(ResidualRow {
+                n,
+                score: s,
+                fitted,
+                residual: finite_or_zero(res),
+                studentized: None,
+                outlier: false,
+                excluded: true,
+            });
         } else {
             let t = stud.and_then(|v| v[ui]);
             let out = t.is_some_and(|t| t.abs() > outlier_threshold);
             if out {
                 outliers.push(n);
             }
-            residual_rows.push(ResidualRow { n, score: s, fitted, residual: finite_or_zero(res), studentized: t, outlier: out, excluded: false });
+            residual_rows.push(ResidualRow {
+                n,
+                score: s,
+                fitted,
+                residual: finite_or_zero(res),
+                studentized: t,
+                outlier: out,
+                excluded: false,
+            });
             ui += 1;
         }
     }
@@ -422,7 +504,11 @@ fn residual_table(
 
 /// The reported parameters by name, and their 95 % percentile intervals over the bootstrap
 /// samples (degenerate at the estimate when there are none).
-fn intervals(names: &[&str], report_p: &[f64], report_samples: &[Vec<f64>]) -> (BTreeMap<String, f64>, BTreeMap<String, [f64; 2]>) {
+fn intervals(
+    names: &[&str],
+    report_p: &[f64],
+    report_samples: &[Vec<f64>],
+) -> (BTreeMap<String, f64>, BTreeMap<String, [f64; 2]>) {
     let mut params = BTreeMap::new();
     let mut ci95 = BTreeMap::new();
     for (i, name) in names.iter().enumerate() {
@@ -441,12 +527,25 @@ fn intervals(names: &[&str], report_p: &[f64], report_samples: &[Vec<f64>]) -> (
 
 /// The fitted curve at `m` points of a log grid over `[nmin, nmax]`, with the bootstrap's 95 %
 /// band at each (points where the fit is not finite are left out).
-fn curve_with_band((report_form, report_p): (Form, &[f64]), report_samples: &[Vec<f64>], (nmin, nmax): (f64, f64), m: usize) -> Vec<CurvePoint> {
+fn curve_with_band(
+    (report_form, report_p): (Form, &[f64]),
+    report_samples: &[Vec<f64>],
+    (nmin, nmax): (f64, f64),
+    m: usize,
+) -> Vec<CurvePoint> {
     let mut curve = Vec::new();
     for i in 0..m {
-        let n = if nmax > nmin { (nmin.ln() + (nmax.ln() - nmin.ln()) * i as f64 / (m - 1) as f64).exp() } else { nmin };
+        let n = if nmax > nmin {
+            (nmin.ln() + (nmax.ln() - nmin.ln()) * i as f64 / (m - 1) as f64).exp()
+        } else {
+            nmin
+        };
         let fit = report_form.eval(report_p, n);
-        let mut vals: Vec<f64> = report_samples.iter().map(|s| report_form.eval(s, n)).filter(|v| v.is_finite()).collect();
+        let mut vals: Vec<f64> = report_samples
+            .iter()
+            .map(|s| report_form.eval(s, n))
+            .filter(|v| v.is_finite())
+            .collect();
         let (lo, hi) = if vals.is_empty() {
             (fit, fit)
         } else {
@@ -470,7 +569,10 @@ fn regime_of(form: &str, report_p: &[f64], points: &[(f64, f64)]) -> Regime {
     let all: Vec<f64> = points.iter().map(|p| p.0).collect();
     let (sublinear, linear) = match nb {
         None => (vec![], vec![]),
-        Some(nb) => (all.iter().copied().filter(|&n| n < nb).collect(), all.iter().copied().filter(|&n| n >= nb).collect()),
+        Some(nb) => (
+            all.iter().copied().filter(|&n| n < nb).collect(),
+            all.iter().copied().filter(|&n| n >= nb).collect(),
+        ),
     };
     Regime { form: form.to_string(), n_balance: nb, sublinear, linear }
 }
@@ -541,10 +643,18 @@ fn starts(form: Form, ns: &[f64], ys: &[f64], direction: Direction) -> Vec<Vec<f
             let lx: Vec<f64> = ns.iter().map(|n| n.ln()).collect();
             let (a, b) = ols(&lx, ys).unwrap_or((ys[0], 0.0));
             // A start that stays positive at every n (needed in log space when the OLS line dips below 0).
-            let (lo, hi) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &y| (l.min(y), h.max(y)));
-            let (x0, x1) = lx.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)));
+            let (lo, hi) = ys
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &y| (l.min(y), h.max(y)));
+            let (x0, x1) = lx
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)));
             let b1 = if x1 > x0 { (hi - lo) / (x1 - x0) } else { 0.0 };
-            vec![vec![a, b], vec![lo * 0.9 - b1.min(0.0) * x1, b1], vec![ys.iter().sum::<f64>() / ys.len() as f64, 0.0]]
+            vec![
+                vec![a, b],
+                vec![lo * 0.9 - b1.min(0.0) * x1, b1],
+                vec![ys.iter().sum::<f64>() / ys.len() as f64, 0.0],
+            ]
         }
         Form::Law(Law::Saturating) => {
             let mut v = Vec::new();
@@ -555,7 +665,9 @@ fn starts(form: Form, ns: &[f64], ys: &[f64], direction: Direction) -> Vec<Vec<f
                     v.push(vec![s_inf, -b, alpha]);
                 }
             }
-            let (lo, hi) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &y| (l.min(y), h.max(y)));
+            let (lo, hi) = ys
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &y| (l.min(y), h.max(y)));
             match direction {
                 Direction::HigherIsBetter => v.push(vec![hi, hi - lo, 0.5]),
                 Direction::LowerIsBetter => v.push(vec![lo, lo - hi, 0.5]),
@@ -567,7 +679,15 @@ fn starts(form: Form, ns: &[f64], ys: &[f64], direction: Direction) -> Vec<Vec<f
 
 /// The point estimate. For the paper law, the interior optimum (n_b = e^t, then polished in the
 /// raw parameters) competes with the boundary (a pure power law, reported in the Δψ = 0 form).
-fn point_estimate(law: Law, ns: &[f64], ys: &[f64], yt: &[f64], log: bool, dir: Direction, notes: &mut Vec<String>) -> Option<(Form, Solution, Option<&'static str>)> {
+fn point_estimate(
+    law: Law,
+    ns: &[f64],
+    ys: &[f64],
+    yt: &[f64],
+    log: bool,
+    dir: Direction,
+    notes: &mut Vec<String>,
+) -> Option<(Form, Solution, Option<&'static str>)> {
     if law != Law::Paper {
         let form = Form::Law(law);
         let sol = multi_start(form, ns, yt, log, &starts(form, ns, ys, dir))?;
@@ -584,18 +704,28 @@ fn point_estimate(law: Law, ns: &[f64], ys: &[f64], yt: &[f64], log: bool, dir: 
         return Some((form, sol, None));
     }
     let nmax = ns.iter().copied().fold(0.0, f64::max);
-    let interior = multi_start(Form::PaperLogNb, ns, yt, log, &starts(Form::PaperLogNb, ns, ys, dir)).map(|s| {
-        let raw = vec![s.p[0], s.p[1], s.p[2].exp()];
-        // Polish in the raw parameterisation (what scipy's curve_fit sees).
-        let polished = solve(Form::Law(Law::Paper), ns, yt, log, &raw).filter(|p| p.p[2] > 0.0 && p.rss <= s.rss * (1.0 + 1e-9));
-        match polished {
-            Some(p) => Solution { p: vec![p.p[0], p.p[1], p.p[2].ln()], rss: p.rss },
-            None => s,
-        }
-    });
+    let interior =
+        multi_start(Form::PaperLogNb, ns, yt, log, &starts(Form::PaperLogNb, ns, ys, dir)).map(
+            |s| {
+                let raw = vec![s.p[0], s.p[1], s.p[2].exp()];
+                // Polish in the raw parameterisation (what scipy's curve_fit sees).
+                let polished = solve(Form::Law(Law::Paper), ns, yt, log, &raw)
+                    .filter(|p| p.p[2] > 0.0 && p.rss <= s.rss * (1.0 + 1e-9));
+                match polished {
+                    Some(p) => Solution { p: vec![p.p[0], p.p[1], p.p[2].ln()], rss: p.rss },
+                    None => s,
+                }
+            },
+        );
     // Both boundaries (n_b = 0: c·n^β, and n_b → ∞: c·n^{β/2}) are the same pure power-law family,
     // so they tie exactly; the boundary is reported in the Δψ = 0 form.
-    let inf = multi_start(Form::Law(Law::PaperDpsi0), ns, yt, log, &starts(Form::Law(Law::PaperDpsi0), ns, ys, dir));
+    let inf = multi_start(
+        Form::Law(Law::PaperDpsi0),
+        ns,
+        yt,
+        log,
+        &starts(Form::Law(Law::PaperDpsi0), ns, ys, dir),
+    );
     let rss_inf = inf.as_ref().map_or(f64::INFINITY, |s| s.rss);
     if let Some(s) = &interior {
         let nb = s.p[2].exp();
@@ -628,7 +758,13 @@ fn runs_to_loglinear_limit(ns: &[f64], yt: &[f64], log: bool) -> bool {
 }
 
 /// Externally studentised residuals (None entries where undefined).
-fn studentized(form: Form, p: &[f64], ns: &[f64], r: &[f64], log: bool) -> Option<Vec<Option<f64>>> {
+fn studentized(
+    form: Form,
+    p: &[f64],
+    ns: &[f64],
+    r: &[f64],
+    log: bool,
+) -> Option<Vec<Option<f64>>> {
     let n = ns.len();
     let k = form.n_params();
     if n <= k + 1 {
@@ -666,7 +802,16 @@ fn studentized(form: Form, p: &[f64], ns: &[f64], r: &[f64], log: bool) -> Optio
 
 /// Residual bootstrap; returns the successful refits (solver parameters) and the failure count.
 #[allow(clippy::too_many_arguments)]
-fn bootstrap(form: Form, ns: &[f64], fitted_t: &[f64], r: &[f64], log: bool, p0: &[f64], b: usize, seed: u64) -> (Vec<Vec<f64>>, usize) {
+fn bootstrap(
+    form: Form,
+    ns: &[f64],
+    fitted_t: &[f64],
+    r: &[f64],
+    log: bool,
+    p0: &[f64],
+    b: usize,
+    seed: u64,
+) -> (Vec<Vec<f64>>, usize) {
     let n = ns.len();
     let k = form.n_params();
     if b == 0 {
@@ -706,7 +851,13 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// Fit every law in `laws` and return them sorted by AIC (best first). Laws that fail are returned
 /// as errors alongside.
-pub fn fit_all(series: &str, points: &[(f64, f64)], exclude: &[f64], laws: &[Law], opts: &FitOptions) -> (Vec<FitResult>, Vec<(Law, LawError)>) {
+pub fn fit_all(
+    series: &str,
+    points: &[(f64, f64)],
+    exclude: &[f64],
+    laws: &[Law],
+    opts: &FitOptions,
+) -> (Vec<FitResult>, Vec<(Law, LawError)>) {
     let mut ok = Vec::new();
     let mut err = Vec::new();
     for &law in laws {

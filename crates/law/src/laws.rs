@@ -34,7 +34,8 @@ pub enum Law {
 
 impl Law {
     /// Every law, in the order reports list them.
-    pub const ALL: [Law; 5] = [Law::Paper, Law::PaperDpsi0, Law::Power, Law::Loglinear, Law::Saturating];
+    pub const ALL: [Law; 5] =
+        [Law::Paper, Law::PaperDpsi0, Law::Power, Law::Loglinear, Law::Saturating];
 
     /// The law's name in files and on the command line (`paper`, `paper_dpsi0`, `power`,
     /// `loglinear`, `saturating`).
@@ -201,7 +202,11 @@ mod tests {
                     let mut pm = p.clone();
                     pm[k] -= h;
                     let fd = (law.eval(&pp, n) - law.eval(&pm, n)) / (2.0 * h);
-                    assert!((fd - g[k]).abs() <= 1e-6 * (1.0 + fd.abs()), "{law:?} n={n} k={k}: {fd} vs {}", g[k]);
+                    assert!(
+                        (fd - g[k]).abs() <= 1e-6 * (1.0 + fd.abs()),
+                        "{law:?} n={n} k={k}: {fd} vs {}",
+                        g[k]
+                    );
                 }
             }
         }

@@ -65,7 +65,17 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 impl ProbeAccumulator {
     /// An empty accumulator for hidden states of width `dim`, over n = 1 ..= `max_len`.
     pub fn new(dim: usize, max_len: usize) -> Self {
-        Self { dim, max_len, cells: vec![Cell::default(); max_len], pairs: 0, sa: vec![0.0; dim], sb: vec![0.0; dim], diff: vec![0.0; dim], ua: vec![0.0; dim], ub: vec![0.0; dim] }
+        Self {
+            dim,
+            max_len,
+            cells: vec![Cell::default(); max_len],
+            pairs: 0,
+            sa: vec![0.0; dim],
+            sb: vec![0.0; dim],
+            diff: vec![0.0; dim],
+            ua: vec![0.0; dim],
+            ub: vec![0.0; dim],
+        }
     }
 
     /// Width of the hidden states it takes.
@@ -89,7 +99,11 @@ impl ProbeAccumulator {
     pub fn add_pair(&mut self, a: &[f32], b: &[f32]) -> Result<usize> {
         let d = self.dim;
         if d == 0 || !a.len().is_multiple_of(d) || !b.len().is_multiple_of(d) {
-            return Err(LawError::Invalid(format!("hidden-state slices of length {} and {} are not multiples of dim {d}", a.len(), b.len())));
+            return Err(LawError::Invalid(format!(
+                "hidden-state slices of length {} and {} are not multiples of dim {d}",
+                a.len(),
+                b.len()
+            )));
         }
         if a.iter().chain(b).any(|v| !v.is_finite()) {
             return Err(LawError::Invalid("hidden states contain NaN or infinity".into()));
@@ -135,7 +149,9 @@ impl ProbeAccumulator {
     /// Merge another accumulator (same dim and max_len), e.g. from a parallel worker.
     pub fn merge(&mut self, other: &ProbeAccumulator) -> Result<()> {
         if other.dim != self.dim || other.max_len != self.max_len {
-            return Err(LawError::Invalid("cannot merge probe accumulators of different shapes".into()));
+            return Err(LawError::Invalid(
+                "cannot merge probe accumulators of different shapes".into(),
+            ));
         }
         for (c, o) in self.cells.iter_mut().zip(&other.cells) {
             if o.count == 0 {
@@ -224,19 +240,29 @@ pub struct ProbeStats {
 impl ProbeStats {
     /// ψ curves for the bound (ψ_AA := ψ_AABB), n ≥ 2.
     pub fn psi_rows(&self) -> Vec<PsiRow> {
-        self.rows.iter().filter_map(|r| Some(PsiRow { n: r.n, psi_eq: r.psi_eq, psi_aa: r.psi_aabb?, psi_ab: r.psi_ab? })).collect()
+        self.rows
+            .iter()
+            .filter_map(|r| {
+                Some(PsiRow { n: r.n, psi_eq: r.psi_eq, psi_aa: r.psi_aabb?, psi_ab: r.psi_ab? })
+            })
+            .collect()
     }
 
     /// The measured D(n) curve for the bound.
     pub fn distance_rows(&self) -> Vec<DistanceRow> {
-        self.rows.iter().map(|r| DistanceRow { n: r.n, d_mean: r.d_mean, d_std: Some(r.d_std) }).collect()
+        self.rows
+            .iter()
+            .map(|r| DistanceRow { n: r.n, d_mean: r.d_mean, d_std: Some(r.d_std) })
+            .collect()
     }
 
     /// The bound with λ fitted to the measured D(n) and the n_balance curve.
     pub fn bound(&self) -> Result<bound::BoundReport> {
         let psi = self.psi_rows();
         if psi.is_empty() {
-            return Err(LawError::Invalid("the probe reached no n ≥ 2; ψ cross terms and the bound are undefined".into()));
+            return Err(LawError::Invalid(
+                "the probe reached no n ≥ 2; ψ cross terms and the bound are undefined".into(),
+            ));
         }
         bound::evaluate(&PsiSource::Curve(psi), self.max_len, Some(&self.distance_rows()))
     }
@@ -291,7 +317,11 @@ mod tests {
         let d = 7;
         let max_len = 12;
         let mut rng = SplitMix64::new(3);
-        let pairs: Vec<(Vec<f32>, Vec<f32>)> = vec![random_pair(&mut rng, 12, 15, d), random_pair(&mut rng, 9, 10, d), random_pair(&mut rng, 20, 4, d)];
+        let pairs: Vec<(Vec<f32>, Vec<f32>)> = vec![
+            random_pair(&mut rng, 12, 15, d),
+            random_pair(&mut rng, 9, 10, d),
+            random_pair(&mut rng, 20, 4, d),
+        ];
         let mut acc = ProbeAccumulator::new(d, max_len);
         for (a, b) in &pairs {
             acc.add_pair(a, b).unwrap();
@@ -300,7 +330,8 @@ mod tests {
         assert_eq!(stats.rows.len(), 12);
         for row in &stats.rows {
             let n = row.n;
-            let reach: Vec<_> = pairs.iter().filter(|(a, b)| a.len() / d >= n && b.len() / d >= n).collect();
+            let reach: Vec<_> =
+                pairs.iter().filter(|(a, b)| a.len() / d >= n && b.len() / d >= n).collect();
             assert_eq!(row.pairs as usize, reach.len());
             let vals: Vec<_> = reach.iter().map(|(a, b)| brute(a, b, d, n)).collect();
             let k = vals.len() as f64;
@@ -315,7 +346,9 @@ mod tests {
                 assert!((row.psi_aa.unwrap() - mean(&|v| v.2)).abs() < 1e-9);
                 assert!((row.psi_bb.unwrap() - mean(&|v| v.3)).abs() < 1e-9);
                 assert!((row.psi_ab.unwrap() - mean(&|v| v.4)).abs() < 1e-9);
-                assert!((row.psi_aabb.unwrap() - 0.5 * (mean(&|v| v.2) + mean(&|v| v.3))).abs() < 1e-9);
+                assert!(
+                    (row.psi_aabb.unwrap() - 0.5 * (mean(&|v| v.2) + mean(&|v| v.3))).abs() < 1e-9
+                );
             } else {
                 assert!(row.psi_aa.is_none() && row.psi_ab.is_none());
             }
@@ -329,7 +362,11 @@ mod tests {
         a1.merge(&a2).unwrap();
         let m = a1.finish();
         for (x, y) in m.rows.iter().zip(&stats.rows) {
-            assert!((x.d_mean - y.d_mean).abs() < 1e-9 && (x.d_std - y.d_std).abs() < 1e-9 && (x.psi_eq - y.psi_eq).abs() < 1e-12);
+            assert!(
+                (x.d_mean - y.d_mean).abs() < 1e-9
+                    && (x.d_std - y.d_std).abs() < 1e-9
+                    && (x.psi_eq - y.psi_eq).abs() < 1e-12
+            );
         }
         let b = stats.bound().unwrap();
         assert!(b.lambda.is_some());

@@ -26,7 +26,9 @@ impl Selection {
                 .ok_or_else(|| LawError::Invalid(format!("selection term `{term}`: expected COLUMN=VALUE (an empty VALUE selects empty cells)")))?;
             let (column, value) = (column.trim().to_string(), value.trim().to_string());
             if column.is_empty() {
-                return Err(LawError::Invalid(format!("selection term `{term}`: the column name is empty")));
+                return Err(LawError::Invalid(format!(
+                    "selection term `{term}`: the column name is empty"
+                )));
             }
             match filters.iter_mut().find(|f| f.0 == column) {
                 Some(f) => f.1.push(value),
@@ -51,16 +53,26 @@ impl Selection {
             checks.push((i, values.clone()));
         }
         let category_filtered = self.filters.iter().any(|f| f.0.eq_ignore_ascii_case("category"));
-        if let (false, false, Some(i)) = (self.categories, category_filtered, table.column(&["category"])) {
+        if let (false, false, Some(i)) =
+            (self.categories, category_filtered, table.column(&["category"]))
+        {
             checks.push((i, vec![String::new()]));
         }
-        Ok(move |cells: &[String]| checks.iter().all(|(i, values)| values.iter().any(|v| cells.get(*i).map_or(v.is_empty(), |c| c == v))))
+        Ok(move |cells: &[String]| {
+            checks.iter().all(|(i, values)| {
+                values.iter().any(|v| cells.get(*i).map_or(v.is_empty(), |c| c == v))
+            })
+        })
     }
 }
 
 impl fmt::Display for Selection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let terms: Vec<String> = self.filters.iter().flat_map(|(c, vs)| vs.iter().map(move |v| format!("{c}={v}"))).collect();
+        let terms: Vec<String> = self
+            .filters
+            .iter()
+            .flat_map(|(c, vs)| vs.iter().map(move |v| format!("{c}={v}")))
+            .collect();
         write!(f, "{}", terms.join(","))?;
         if self.categories {
             write!(f, "{}with categories", if terms.is_empty() { "" } else { ", " })?;

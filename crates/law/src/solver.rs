@@ -71,7 +71,13 @@ impl LeastSquaresProblem<f64, Dyn, Dyn> for Problem<'_> {
 }
 
 /// Residuals model − target in the fitting space; None where the model leaves its domain.
-pub(crate) fn residuals(form: Form, p: &[f64], ns: &[f64], yt: &[f64], log: bool) -> Option<Vec<f64>> {
+pub(crate) fn residuals(
+    form: Form,
+    p: &[f64],
+    ns: &[f64],
+    yt: &[f64],
+    log: bool,
+) -> Option<Vec<f64>> {
     let mut r = Vec::with_capacity(ns.len());
     for (&n, &y) in ns.iter().zip(yt) {
         let m = form.eval(p, n);
@@ -126,7 +132,13 @@ pub(crate) struct Solution {
 }
 
 /// One LM run from `start`.
-pub(crate) fn solve(form: Form, ns: &[f64], yt: &[f64], log: bool, start: &[f64]) -> Option<Solution> {
+pub(crate) fn solve(
+    form: Form,
+    ns: &[f64],
+    yt: &[f64],
+    log: bool,
+    start: &[f64],
+) -> Option<Solution> {
     let problem = Problem { form, ns, yt, log, p: DVector::from_column_slice(start) };
     residuals(form, start, ns, yt, log)?;
     let (res, report) = LevenbergMarquardt::new().with_patience(400).minimize(problem);
@@ -143,7 +155,13 @@ pub(crate) fn solve(form: Form, ns: &[f64], yt: &[f64], log: bool, start: &[f64]
 }
 
 /// Best of several starts (lowest residual sum of squares).
-pub(crate) fn multi_start(form: Form, ns: &[f64], yt: &[f64], log: bool, starts: &[Vec<f64>]) -> Option<Solution> {
+pub(crate) fn multi_start(
+    form: Form,
+    ns: &[f64],
+    yt: &[f64],
+    log: bool,
+    starts: &[Vec<f64>],
+) -> Option<Solution> {
     let mut best: Option<Solution> = None;
     for s in starts {
         if let Some(sol) = solve(form, ns, yt, log, s) {

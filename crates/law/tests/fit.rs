@@ -6,7 +6,8 @@ use tokenscale_law::fit::fit_all;
 use tokenscale_law::{fit_series, Direction, FitOptions, Law, LawError, Space};
 
 fn paper_series() -> Vec<SeriesData> {
-    read_scores(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/paper-scores.csv")).unwrap()
+    read_scores(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/paper-scores.csv"))
+        .unwrap()
 }
 
 fn get<'a>(all: &'a [SeriesData], name: &str) -> &'a SeriesData {
@@ -33,9 +34,19 @@ fn every_paper_series_every_law_both_spaces_is_finite() {
                 for (k, v) in &f.params {
                     assert!(v.is_finite(), "{} {k}", s.name);
                     let [lo, hi] = f.ci95[k];
-                    assert!(lo.is_finite() && hi.is_finite() && lo <= hi, "{} {:?} {k}: [{lo}, {hi}]", s.name, f.law);
+                    assert!(
+                        lo.is_finite() && hi.is_finite() && lo <= hi,
+                        "{} {:?} {k}: [{lo}, {hi}]",
+                        s.name,
+                        f.law
+                    );
                 }
-                assert!(f.r2.is_finite() && f.rmse.is_finite() && f.aic.is_finite() && f.bic.is_finite());
+                assert!(
+                    f.r2.is_finite()
+                        && f.rmse.is_finite()
+                        && f.aic.is_finite()
+                        && f.bic.is_finite()
+                );
                 assert_eq!(f.residuals.len(), s.points.len());
                 assert_eq!(f.local_exponent.len(), s.points.len());
             }
@@ -49,11 +60,19 @@ fn every_paper_series_every_law_both_spaces_is_finite() {
 fn log_space_power_law_is_the_papers_ols() {
     let all = paper_series();
     let s = get(&all, "scaling_fit_vqq/Overall@POPE");
-    let f = fit_series(&s.name, &s.points, &[], Law::Power, &FitOptions { space: Space::Log, bootstrap: 0, ..Default::default() }).unwrap();
+    let f = fit_series(
+        &s.name,
+        &s.points,
+        &[],
+        Law::Power,
+        &FitOptions { space: Space::Log, bootstrap: 0, ..Default::default() },
+    )
+    .unwrap();
     let lx: Vec<f64> = s.points.iter().map(|p| p.0.ln()).collect();
     let ly: Vec<f64> = s.points.iter().map(|p| p.1.ln()).collect();
     let (mx, my) = (lx.iter().sum::<f64>() / 10.0, ly.iter().sum::<f64>() / 10.0);
-    let b = lx.iter().zip(&ly).map(|(x, y)| (x - mx) * (y - my)).sum::<f64>() / lx.iter().map(|x| (x - mx).powi(2)).sum::<f64>();
+    let b = lx.iter().zip(&ly).map(|(x, y)| (x - mx) * (y - my)).sum::<f64>()
+        / lx.iter().map(|x| (x - mx).powi(2)).sum::<f64>();
     assert!((f.params["alpha"] + b).abs() < 1e-10);
     assert!((f.params["c"] - (my - b * mx).exp()).abs() < 1e-8);
     assert_eq!(f.space, Space::Log);
@@ -68,7 +87,9 @@ fn bootstrap_is_seeded_and_deterministic_with_1000_resamples() {
     let b = fit_series(&s.name, &s.points, &[], Law::Paper, &opts).unwrap();
     assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
     assert_eq!(a.bootstrap.resamples, 1000);
-    let c = fit_series(&s.name, &s.points, &[], Law::Paper, &FitOptions { seed: 43, ..opts.clone() }).unwrap();
+    let c =
+        fit_series(&s.name, &s.points, &[], Law::Paper, &FitOptions { seed: 43, ..opts.clone() })
+            .unwrap();
     assert_ne!(a.ci95["beta"], c.ci95["beta"]);
     // The interval contains the estimate.
     for (k, v) in &a.params {
@@ -87,14 +108,28 @@ fn paper_law_on_a_boundary_says_so() {
     // Concave growth in log-log: no interior optimum; the best paper-law curve is a pure power law.
     let all = paper_series();
     let s = get(&all, "scaling_fit_vqq/Overall@POPE");
-    let f = fit_series(&s.name, &s.points, &[], Law::Paper, &FitOptions { bootstrap: 100, ..Default::default() }).unwrap();
+    let f = fit_series(
+        &s.name,
+        &s.points,
+        &[],
+        Law::Paper,
+        &FitOptions { bootstrap: 100, ..Default::default() },
+    )
+    .unwrap();
     let r = f.regime.as_ref().unwrap();
     assert_eq!(r.form, "dpsi0");
     assert!(r.n_balance.is_none() && !f.params.contains_key("n_balance"));
     assert!(r.sublinear.is_empty() && r.linear.is_empty());
     assert!(f.notes.iter().any(|n| n.contains("not identifiable")));
     // Same curve as the power law: beta/2 = -alpha.
-    let p = fit_series(&s.name, &s.points, &[], Law::Power, &FitOptions { bootstrap: 0, ..Default::default() }).unwrap();
+    let p = fit_series(
+        &s.name,
+        &s.points,
+        &[],
+        Law::Power,
+        &FitOptions { bootstrap: 0, ..Default::default() },
+    )
+    .unwrap();
     assert!((f.params["beta"] / 2.0 + p.params["alpha"]).abs() < 1e-7);
     assert!((f.eval(300.0) - p.eval(300.0)).abs() < 1e-6);
 }
@@ -102,17 +137,32 @@ fn paper_law_on_a_boundary_says_so() {
 #[test]
 fn outliers_flagged_and_exclusions_reported() {
     // A clean power law with one corrupted point.
-    let mut pts: Vec<(f64, f64)> = [1.0f64, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 384.0, 512.0, 768.0]
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| (n, 40.0 * n.powf(0.1) * (1.0 + 0.002 * ((i * 7 % 5) as f64 - 2.0))))
-        .collect();
+    let mut pts: Vec<(f64, f64)> =
+        [1.0f64, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 384.0, 512.0, 768.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (n, 40.0 * n.powf(0.1) * (1.0 + 0.002 * ((i * 7 % 5) as f64 - 2.0))))
+            .collect();
     pts[7].1 *= 0.7;
-    let f = fit_series("t", &pts, &[], Law::Power, &FitOptions { bootstrap: 100, ..Default::default() }).unwrap();
+    let f = fit_series(
+        "t",
+        &pts,
+        &[],
+        Law::Power,
+        &FitOptions { bootstrap: 100, ..Default::default() },
+    )
+    .unwrap();
     assert_eq!(f.outliers, vec![384.0]);
     assert!(f.residuals[7].outlier && f.residuals[7].studentized.unwrap().abs() > 3.0);
     assert_eq!(f.n_points, 10, "flagged points stay in the fit");
-    let g = fit_series("t", &pts, &[384.0], Law::Power, &FitOptions { bootstrap: 100, ..Default::default() }).unwrap();
+    let g = fit_series(
+        "t",
+        &pts,
+        &[384.0],
+        Law::Power,
+        &FitOptions { bootstrap: 100, ..Default::default() },
+    )
+    .unwrap();
     assert_eq!(g.excluded, vec![384.0]);
     assert_eq!(g.n_points, 9);
     assert!(g.residuals[7].excluded && g.residuals[7].studentized.is_none());
@@ -123,15 +173,30 @@ fn outliers_flagged_and_exclusions_reported() {
 #[test]
 fn lower_is_better_metric() {
     // An error rate that falls with n.
-    let pts: Vec<(f64, f64)> = [1.0f64, 4.0, 16.0, 64.0, 256.0, 1024.0].iter().map(|&n| (n, 5.0 + 30.0 * n.powf(-0.5))).collect();
-    let opts = FitOptions { direction: Direction::LowerIsBetter, bootstrap: 100, ..Default::default() };
+    let pts: Vec<(f64, f64)> = [1.0f64, 4.0, 16.0, 64.0, 256.0, 1024.0]
+        .iter()
+        .map(|&n| (n, 5.0 + 30.0 * n.powf(-0.5)))
+        .collect();
+    let opts =
+        FitOptions { direction: Direction::LowerIsBetter, bootstrap: 100, ..Default::default() };
     let f = fit_series("err", &pts, &[], Law::Saturating, &opts).unwrap();
-    assert!((f.params["s_inf"] - 5.0).abs() < 1e-6 && (f.params["c"] + 30.0).abs() < 1e-5 && (f.params["alpha"] - 0.5).abs() < 1e-6);
+    assert!(
+        (f.params["s_inf"] - 5.0).abs() < 1e-6
+            && (f.params["c"] + 30.0).abs() < 1e-5
+            && (f.params["alpha"] - 0.5).abs() < 1e-6
+    );
     assert!(f.improves_with_n);
     assert_eq!(f.direction, Direction::LowerIsBetter);
     let p = fit_series("err", &pts, &[], Law::Power, &opts).unwrap();
     assert!(p.params["alpha"] > 0.0 && p.improves_with_n);
-    let h = fit_series("err", &pts, &[], Law::Power, &FitOptions { bootstrap: 0, ..Default::default() }).unwrap();
+    let h = fit_series(
+        "err",
+        &pts,
+        &[],
+        Law::Power,
+        &FitOptions { bootstrap: 0, ..Default::default() },
+    )
+    .unwrap();
     assert!(!h.improves_with_n);
 }
 
@@ -141,18 +206,30 @@ fn bad_input_gives_clear_errors() {
     let e = fit_series("s", &[(1.0, 2.0), (2.0, 3.0)], &[], Law::Paper, &o).unwrap_err();
     assert!(matches!(e, LawError::TooFewPoints { .. }), "{e}");
     assert!(e.to_string().contains("need at least 3"));
-    let e = fit_series("s", &[(0.0, 2.0), (2.0, 3.0), (4.0, 3.5)], &[], Law::Power, &o).unwrap_err();
+    let e =
+        fit_series("s", &[(0.0, 2.0), (2.0, 3.0), (4.0, 3.5)], &[], Law::Power, &o).unwrap_err();
     assert!(matches!(e, LawError::BadN { .. }), "{e}");
-    let e = fit_series("s", &[(-1.0, 2.0), (2.0, 3.0), (4.0, 3.5)], &[], Law::Power, &o).unwrap_err();
+    let e =
+        fit_series("s", &[(-1.0, 2.0), (2.0, 3.0), (4.0, 3.5)], &[], Law::Power, &o).unwrap_err();
     assert!(matches!(e, LawError::BadN { .. }), "{e}");
-    let e = fit_series("s", &[(1.0, f64::NAN), (2.0, 3.0), (4.0, 3.5)], &[], Law::Power, &o).unwrap_err();
+    let e = fit_series("s", &[(1.0, f64::NAN), (2.0, 3.0), (4.0, 3.5)], &[], Law::Power, &o)
+        .unwrap_err();
     assert!(matches!(e, LawError::BadScore { .. }), "{e}");
-    let e = fit_series("s", &[(1.0, 3.0), (2.0, 3.0), (4.0, 3.0)], &[], Law::Power, &o).unwrap_err();
+    let e =
+        fit_series("s", &[(1.0, 3.0), (2.0, 3.0), (4.0, 3.0)], &[], Law::Power, &o).unwrap_err();
     assert!(matches!(e, LawError::ConstantScores { .. }), "{e}");
-    let e = fit_series("s", &[(1.0, -3.0), (2.0, 3.0), (4.0, 4.0)], &[], Law::Power, &FitOptions { space: Space::Log, ..o.clone() }).unwrap_err();
+    let e = fit_series(
+        "s",
+        &[(1.0, -3.0), (2.0, 3.0), (4.0, 4.0)],
+        &[],
+        Law::Power,
+        &FitOptions { space: Space::Log, ..o.clone() },
+    )
+    .unwrap_err();
     assert!(matches!(e, LawError::NonPositiveForLog { .. }), "{e}");
     // Exclusions can leave too few points.
-    let e = fit_series("s", &[(1.0, 2.0), (2.0, 3.0), (4.0, 3.5)], &[4.0], Law::Saturating, &o).unwrap_err();
+    let e = fit_series("s", &[(1.0, 2.0), (2.0, 3.0), (4.0, 3.5)], &[4.0], Law::Saturating, &o)
+        .unwrap_err();
     assert!(matches!(e, LawError::TooFewPoints { .. }), "{e}");
     // Exactly as many points as parameters: an exact fit, no NaN anywhere.
     let f = fit_series("s", &[(1.0, 2.0), (2.0, 3.0)], &[], Law::Power, &o).unwrap();

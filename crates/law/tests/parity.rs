@@ -11,7 +11,9 @@ fn fixtures() -> PathBuf {
 #[test]
 fn parameters_match_scipy_curve_fit_to_1e_6() {
     let series = read_scores(&fixtures().join("paper-scores.csv")).unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("law_parity.json")).unwrap()).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("law_parity.json")).unwrap())
+            .unwrap();
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() >= 50);
     let mut worst = (0.0f64, String::new());
@@ -24,7 +26,8 @@ fn parameters_match_scipy_curve_fit_to_1e_6() {
         };
         let s = series.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("{name} missing"));
         let opts = FitOptions { space, bootstrap: 0, ..Default::default() };
-        let fit = fit_series(name, &s.points, &[], law, &opts).unwrap_or_else(|e| panic!("{name} {law:?}: {e}"));
+        let fit = fit_series(name, &s.points, &[], law, &opts)
+            .unwrap_or_else(|e| panic!("{name} {law:?}: {e}"));
         if law == Law::Paper {
             assert_eq!(fit.regime.as_ref().unwrap().form, "general", "{name}");
         }
@@ -33,12 +36,30 @@ fn parameters_match_scipy_curve_fit_to_1e_6() {
             let got = fit.params[k];
             let rel = (got - want).abs() / want.abs().max(1e-12);
             if rel > worst.0 {
-                worst = (rel, format!("{name} {} {} {k}: rust {got} scipy {want}", law.name(), space.name()));
+                worst = (
+                    rel,
+                    format!("{name} {} {} {k}: rust {got} scipy {want}", law.name(), space.name()),
+                );
             }
-            assert!(rel <= 1e-6, "{name} {} {} {k}: rust {got} vs scipy {want} (rel {rel:.2e})", law.name(), space.name());
+            assert!(
+                rel <= 1e-6,
+                "{name} {} {} {k}: rust {got} vs scipy {want} (rel {rel:.2e})",
+                law.name(),
+                space.name()
+            );
         }
         let rss_want = case["rss"].as_f64().unwrap();
-        assert!(fit.rss <= rss_want * (1.0 + 1e-9) + 1e-300, "{name} {law:?}: rss {} vs scipy {}", fit.rss, rss_want);
+        assert!(
+            fit.rss <= rss_want * (1.0 + 1e-9) + 1e-300,
+            "{name} {law:?}: rss {} vs scipy {}",
+            fit.rss,
+            rss_want
+        );
     }
-    eprintln!("parity: {} cases, worst relative difference {:.3e} ({})", cases.len(), worst.0, worst.1);
+    eprintln!(
+        "parity: {} cases, worst relative difference {:.3e} ({})",
+        cases.len(),
+        worst.0,
+        worst.1
+    );
 }

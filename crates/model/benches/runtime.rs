@@ -4,9 +4,9 @@
 //!
 //! cargo bench -p tokenscale-model --bench runtime -- DIR [--decode-tokens N] [--repeat K] [--dtype f32|bf16|f16]
 
-use tokenscale_model::{Forward, ForwardOptions};
 use std::path::PathBuf;
 use std::time::Instant;
+use tokenscale_model::{Forward, ForwardOptions};
 
 use anyhow::{Context, Result};
 use tokenscale_model::llava::LlavaPipeline;
@@ -37,19 +37,30 @@ fn gemm_gflops(n: usize, repeat: usize) -> Result<f64> {
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
 fn peak_rss_mib() -> Result<f64> {
-    let bytes = tokenscale_model::dtype::peak_rss_bytes().context("no VmHWM in /proc/self/status")?;
+    let bytes =
+        tokenscale_model::dtype::peak_rss_bytes().context("no VmHWM in /proc/self/status")?;
     Ok(bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let dir = PathBuf::from(args.first().context("usage: runtime DIR [--decode-tokens N] [--repeat K]")?);
+    let dir =
+        PathBuf::from(args.first().context("usage: runtime DIR [--decode-tokens N] [--repeat K]")?);
     let flag = |name: &str, default: usize| -> usize {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     let decode_tokens = flag("--decode-tokens", 32);
     let repeat = flag("--repeat", 3);
-    let dtype_name = args.iter().position(|a| a == "--dtype").and_then(|i| args.get(i + 1)).map(String::as_str).unwrap_or("f32");
+    let dtype_name = args
+        .iter()
+        .position(|a| a == "--dtype")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+        .unwrap_or("f32");
     let dtype = match dtype_name {
         "f32" => DType::F32,
         "bf16" => DType::BF16,
@@ -61,17 +72,26 @@ fn main() -> Result<()> {
     let gemm_2048 = gemm_gflops(2048, 3)?;
 
     let pipe = LlavaPipeline::load(&dir, dtype, &Device::Cpu)?;
-    let image = image::RgbImage::from_fn(480, 360, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]));
+    let image = image::RgbImage::from_fn(480, 360, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    });
     let prompt = tokenscale_model::llava::vicuna_v1_prompt("Describe the image in detail.");
     let mut inputs = pipe.prepare(&image, &prompt)?;
     // The processor yields f32 pixels; the vision tower runs in the checkpoint's dtype.
     inputs.pixel_values = inputs.pixel_values.to_dtype(dtype)?;
     let tokens = inputs.input_ids.len();
 
-    let vision_s = time(repeat, || pipe.model.project(&Forward::INFERENCE, &pipe.model.vision_features(&Forward::INFERENCE, &inputs.pixel_values)?))?;
+    let vision_s = time(repeat, || {
+        pipe.model.project(
+            &Forward::INFERENCE,
+            &pipe.model.vision_features(&Forward::INFERENCE, &inputs.pixel_values)?,
+        )
+    })?;
     let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs)?;
     let llm = &pipe.model.llm;
-    let prefill_s = time(repeat, || llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::LAST))?;
+    let prefill_s = time(repeat, || {
+        llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::LAST)
+    })?;
 
     let mut cache = llm.new_cache();
     llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut cache, ForwardOptions::LAST)?;
@@ -91,7 +111,12 @@ fn main() -> Result<()> {
     let t = tokens as f64;
     let prefill_flops = 2.0 * t * (c.num_hidden_layers * layer_params) as f64
         + 2.0 * (c.hidden_size * c.vocab_size) as f64
-        + c.num_hidden_layers as f64 * 2.0 * 2.0 * t * t * (c.num_attention_heads * c.head_dim()) as f64;
+        + c.num_hidden_layers as f64
+            * 2.0
+            * 2.0
+            * t
+            * t
+            * (c.num_attention_heads * c.head_dim()) as f64;
     let report = serde_json::json!({
         "impl": "tokenscale",
         "dtype": dtype_name,

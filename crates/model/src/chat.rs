@@ -37,13 +37,13 @@ pub mod template;
 pub mod tokenizer;
 
 pub use parser::{
-    image_token_id, placeholder_token, resolve_token_id, tokenize_segments, validate_query_lengths, ChatAndQueryParser, ChatParser, ChatTokens, ParsedRecord,
-    QueryParser, VisionSlots,
+    image_token_id, placeholder_token, resolve_token_id, tokenize_segments, validate_query_lengths,
+    ChatAndQueryParser, ChatParser, ChatTokens, ParsedRecord, QueryParser, VisionSlots,
 };
 pub use record::{
-    conversation_from_simple, conversation_from_vlmeval, parse_any_record, parse_chat_jsonl, parse_chat_record,
-    parse_simple_record, parse_vlmeval_message, read_record_file, record_shape, ChatMessage, ChatRecord, RecordFile, RecordShape,
-    SimpleEntry, VlmEvalItem,
+    conversation_from_simple, conversation_from_vlmeval, parse_any_record, parse_chat_jsonl,
+    parse_chat_record, parse_simple_record, parse_vlmeval_message, read_record_file, record_shape,
+    ChatMessage, ChatRecord, RecordFile, RecordShape, SimpleEntry, VlmEvalItem,
 };
 pub use template::{ChatTemplate, Segment, SepStyle, EXTRA_TEMPLATE_NAMES, TEMPLATE_NAMES};
 
@@ -214,7 +214,11 @@ impl Conversation {
 
     /// The non-empty user messages, in order: the questions that get QED slots / query rows.
     pub fn questions(&self) -> Vec<&str> {
-        self.messages.iter().filter(|m| m.role == Role::User && !m.content.is_empty()).map(|m| m.content.as_str()).collect()
+        self.messages
+            .iter()
+            .filter(|m| m.role == Role::User && !m.content.is_empty())
+            .map(|m| m.content.as_str())
+            .collect()
     }
 
     /// Roles must alternate user, assistant, user, … starting with the user.

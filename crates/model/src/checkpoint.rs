@@ -35,7 +35,8 @@ pub enum Architecture {
 }
 
 /// The `model_type` values [`Architecture::detect`] accepts, for error messages.
-pub const SUPPORTED: &str = "clip_vision_model, clip, llama, mistral, qwen2, llava, modeling_query_adapt_clip_llm";
+pub const SUPPORTED: &str =
+    "clip_vision_model, clip, llama, mistral, qwen2, llava, modeling_query_adapt_clip_llm";
 
 impl Architecture {
     /// Reads `dir/config.json` and classifies it by `model_type`; returns the kind and the parsed
@@ -54,7 +55,10 @@ impl Architecture {
             crate::imgque::MODEL_TYPE => Self::ImgQue,
             t if crate::llama::SUPPORTED_MODEL_TYPES.contains(&t) => Self::CausalLm(t.to_string()),
             "" => bail!("{}: missing field `model_type` (supported: {SUPPORTED})", path.display()),
-            other => bail!("{}: unsupported model_type `{other}` (supported: {SUPPORTED})", path.display()),
+            other => bail!(
+                "{}: unsupported model_type `{other}` (supported: {SUPPORTED})",
+                path.display()
+            ),
         };
         Ok((arch, value))
     }
@@ -84,21 +88,34 @@ pub fn naming_folder<T>(dir: &Path, result: Result<T>) -> Result<T> {
 }
 
 /// The vision tower of a `CLIPVisionModel` or `CLIPModel` folder.
-pub fn load_clip_vision(dir: &Path, dtype: DType, device: &Device) -> Result<ClipVisionTransformer> {
+pub fn load_clip_vision(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<ClipVisionTransformer> {
     naming_folder(dir, load_clip_vision_unnamed(dir, dtype, device))
 }
 
-fn load_clip_vision_unnamed(dir: &Path, dtype: DType, device: &Device) -> Result<ClipVisionTransformer> {
+fn load_clip_vision_unnamed(
+    dir: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<ClipVisionTransformer> {
     let (arch, value) = Architecture::detect(dir)?;
     let origin = dir.join("config.json").display().to_string();
     let config: ClipVisionConfig = match arch {
         Architecture::ClipVision => parse(&value, &origin, "")?,
-        Architecture::Clip => parse(value.get("vision_config").unwrap_or(&serde_json::json!({})), &origin, "vision_config")?,
+        Architecture::Clip => parse(
+            value.get("vision_config").unwrap_or(&serde_json::json!({})),
+            &origin,
+            "vision_config",
+        )?,
         other => bail!("{origin}: expected a CLIP checkpoint, found {}", other.name()),
     };
     let weights = Weights::from_dir(dir, dtype, device)?;
     // transformers v4 writes CLIPVisionModel keys under `vision_model.`; v5 writes them bare.
-    let root = if weights.contains_prefix("vision_model.") { weights.pp("vision_model") } else { weights };
+    let root =
+        if weights.contains_prefix("vision_model.") { weights.pp("vision_model") } else { weights };
     ClipVisionTransformer::load(&root, &config, None)
 }
 
@@ -133,13 +150,19 @@ pub struct Inventory {
 
 /// Counts the tensors and parameters of `weights` per component and per stored dtype.
 pub fn inventory(weights: &Weights) -> Result<Inventory> {
-    let mut inv = Inventory { tensors: 0, parameters: 0, components: BTreeMap::new(), dtypes: BTreeMap::new() };
+    let mut inv = Inventory {
+        tensors: 0,
+        parameters: 0,
+        components: BTreeMap::new(),
+        dtypes: BTreeMap::new(),
+    };
     for (key, dtype, count) in weights.summary()? {
         let parts: Vec<&str> = key.split('.').collect();
         // `model.` (transformers ≥ 4.52) and the query-fused model's `imgque_backbone.` hold
         // several components each: name them by two segments.
         let nested = matches!(parts[0], "model" | "imgque_backbone") && parts.len() > 2;
-        let component = if nested { format!("{}.{}", parts[0], parts[1]) } else { parts[0].to_string() };
+        let component =
+            if nested { format!("{}.{}", parts[0], parts[1]) } else { parts[0].to_string() };
         inv.tensors += 1;
         inv.parameters += count;
         *inv.components.entry(component).or_default() += count;

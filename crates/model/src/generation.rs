@@ -41,7 +41,11 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler with `config`'s temperature, top-p and seed.
     pub fn new(config: &GenerationConfig) -> Self {
-        Self { rng: SplitMix64::new(config.seed), temperature: config.temperature, top_p: config.top_p }
+        Self {
+            rng: SplitMix64::new(config.seed),
+            temperature: config.temperature,
+            top_p: config.top_p,
+        }
     }
 
     /// Picks the next token from a `[V]` logits row. Ties in greedy mode go to the lowest id, as
@@ -125,7 +129,10 @@ pub fn generate_pruned(
         return Ok(Vec::new());
     }
     let mut cache = llm.new_cache_for(prompt_embeds.dim(1)? + config.max_new_tokens);
-    let logits = llm.forward_embeds_pruned(ctx, prompt_embeds, &mut cache, ForwardOptions::LAST, prune)?.output.logits;
+    let logits = llm
+        .forward_embeds_pruned(ctx, prompt_embeds, &mut cache, ForwardOptions::LAST, prune)?
+        .output
+        .logits;
     continue_generation(ctx, llm, &mut cache, logits, config, on_token)
 }
 

@@ -28,5 +28,5 @@ pub use reducers as reduce;
 
 pub use candle_core::{self, DType, Device, Tensor};
 pub use forward::{AttentionCapture, Forward, Mode};
-pub use llama::{ForwardOptions, Logits};
 pub use image;
+pub use llama::{ForwardOptions, Logits};

@@ -53,13 +53,27 @@ pub enum SizeSpec {
     },
 }
 
-fn yes() -> bool { true }
-fn default_size() -> SizeSpec { SizeSpec::Dict { shortest_edge: Some(224), height: None, width: None } }
-fn default_crop() -> SizeSpec { SizeSpec::Dict { shortest_edge: None, height: Some(224), width: Some(224) } }
-fn default_resample() -> u32 { 3 }
-fn default_rescale() -> f64 { 1.0 / 255.0 }
-fn default_mean() -> Vec<f64> { OPENAI_CLIP_MEAN.to_vec() }
-fn default_std() -> Vec<f64> { OPENAI_CLIP_STD.to_vec() }
+fn yes() -> bool {
+    true
+}
+fn default_size() -> SizeSpec {
+    SizeSpec::Dict { shortest_edge: Some(224), height: None, width: None }
+}
+fn default_crop() -> SizeSpec {
+    SizeSpec::Dict { shortest_edge: None, height: Some(224), width: Some(224) }
+}
+fn default_resample() -> u32 {
+    3
+}
+fn default_rescale() -> f64 {
+    1.0 / 255.0
+}
+fn default_mean() -> Vec<f64> {
+    OPENAI_CLIP_MEAN.to_vec()
+}
+fn default_std() -> Vec<f64> {
+    OPENAI_CLIP_STD.to_vec()
+}
 
 /// `preprocessor_config.json` of a `CLIPImageProcessor`, with HF's defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -154,7 +168,11 @@ impl ClipImageProcessorConfig {
             SizeSpec::Int(s) | SizeSpec::Dict { shortest_edge: Some(s), .. } => {
                 let (short, long) = if w <= h { (w, h) } else { (h, w) };
                 let new_long = ((s as u64 * long as u64) as f64 / short as f64) as u32;
-                if w <= h { (s, new_long) } else { (new_long, s) }
+                if w <= h {
+                    (s, new_long)
+                } else {
+                    (new_long, s)
+                }
             }
             SizeSpec::Dict { height, width, .. } => (width.unwrap_or(w), height.unwrap_or(h)),
         }
@@ -203,7 +221,11 @@ pub fn center_crop(img: &RgbImage, crop_w: u32, crop_h: u32) -> RgbImage {
 }
 
 /// Rescale then normalise in f32, in the order and precision HF's numpy code uses.
-fn to_tensor(img: &RgbImage, cfg: &ClipImageProcessorConfig, device: &Device) -> candle_core::Result<Tensor> {
+fn to_tensor(
+    img: &RgbImage,
+    cfg: &ClipImageProcessorConfig,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
     let (w, h) = img.dimensions();
     let (w, h) = (w as usize, h as usize);
     let mut data = vec![0f32; 3 * h * w];

@@ -9,7 +9,9 @@ use anyhow::{bail, Result};
 use crate::chat::Conversation;
 use crate::llava::vicuna_v1_prompt;
 use crate::reduce::{self, Reducer};
-use crate::runtime::{imgque_budget_checked, lm_input_ids, llava_reduction, single_message, Runtime, VisionBudget};
+use crate::runtime::{
+    imgque_budget_checked, llava_reduction, lm_input_ids, single_message, Runtime, VisionBudget,
+};
 
 /// What a chat's prompt will be, before its image is touched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,13 +27,28 @@ impl Runtime {
     /// The plan of [`Runtime::prepare_chat`] for the same arguments (`has_image`: whether an
     /// image comes with the conversation). Refuses what `prepare_chat` would refuse for the
     /// text or the budget, with the same messages.
-    pub fn plan_chat(&self, has_image: bool, conversation: &Conversation, budget: &VisionBudget, drop_query: Option<bool>) -> Result<PromptPlan> {
+    pub fn plan_chat(
+        &self,
+        has_image: bool,
+        conversation: &Conversation,
+        budget: &VisionBudget,
+        drop_query: Option<bool>,
+    ) -> Result<PromptPlan> {
         match self {
             Runtime::ImgQue(p) => {
                 let drop_query = drop_query.unwrap_or(p.drop_query);
                 // Without an image the budget is not used (as `prepare_chat` does).
-                let (tokens, budget_warning) = if has_image { imgque_budget_checked(p, budget)? } else { (p.trained_tokens(), None) };
-                let record = p.parser_with(tokens.0, tokens.1, drop_query)?.parse(&p.tokenizer, &p.clip_tokenizer, &conversation.clone().for_generation(), has_image)?;
+                let (tokens, budget_warning) = if has_image {
+                    imgque_budget_checked(p, budget)?
+                } else {
+                    (p.trained_tokens(), None)
+                };
+                let record = p.parser_with(tokens.0, tokens.1, drop_query)?.parse(
+                    &p.tokenizer,
+                    &p.clip_tokenizer,
+                    &conversation.clone().for_generation(),
+                    has_image,
+                )?;
                 Ok(PromptPlan { prompt_tokens: record.llm.input_ids.len(), budget_warning })
             }
             Runtime::Llava(p) => {
@@ -52,11 +69,17 @@ impl Runtime {
                         }
                     }
                 };
-                Ok(PromptPlan { prompt_tokens: p.input_ids(&vicuna_v1_prompt(question), image_tokens)?.len(), budget_warning: None })
+                Ok(PromptPlan {
+                    prompt_tokens: p.input_ids(&vicuna_v1_prompt(question), image_tokens)?.len(),
+                    budget_warning: None,
+                })
             }
             Runtime::Lm { tokenizer, .. } => {
                 let question = single_message(conversation, drop_query)?;
-                Ok(PromptPlan { prompt_tokens: lm_input_ids(tokenizer, has_image, question, budget)?.len(), budget_warning: None })
+                Ok(PromptPlan {
+                    prompt_tokens: lm_input_ids(tokenizer, has_image, question, budget)?.len(),
+                    budget_warning: None,
+                })
             }
         }
     }

@@ -11,8 +11,8 @@ use crate::chat::{ChatTemplate, Conversation};
 use crate::checkpoint::{load_causal_lm, Architecture};
 use crate::dtype::{DtypePolicy, ResolvedDtype};
 use crate::forward::Forward;
-use crate::imgque_pipeline::ImgQuePipeline;
 use crate::generation::{generate_pruned, GenerationConfig};
+use crate::imgque_pipeline::ImgQuePipeline;
 use crate::llama::{ForwardOptions, Llama, LlamaOutput};
 use crate::llava::{vicuna_v1_prompt, LlavaPipeline};
 use crate::reducers::{Reducer, SpanPrune};
@@ -114,7 +114,10 @@ impl Runtime {
         if let Some(warning) = crate::dtype::warn_if_portable(resolved.dtype) {
             eprintln!("warning: {warning}");
         }
-        let runtime = crate::checkpoint::naming_folder(dir, Self::load_as(dir, arch, resolved.dtype, device))?;
+        let runtime = crate::checkpoint::naming_folder(
+            dir,
+            Self::load_as(dir, arch, resolved.dtype, device),
+        )?;
         Ok(Loaded { runtime, dtype: resolved, load_s: start.elapsed().as_secs_f64() })
     }
 
@@ -127,7 +130,11 @@ impl Runtime {
                 let tokenizer = Tokenizer::from_file(&dir.join("tokenizer.json"))?;
                 Ok(Self::Lm { llm, tokenizer })
             }
-            other => bail!("{}: {} checkpoints do not generate text (use a LLaVA or causal LM folder)", dir.display(), other.name()),
+            other => bail!(
+                "{}: {} checkpoints do not generate text (use a LLaVA or causal LM folder)",
+                dir.display(),
+                other.name()
+            ),
         }
     }
 
@@ -165,7 +172,14 @@ impl Runtime {
 
     /// Templating: LLaVA wraps `prompt` in the vicuna_v1 conversation unless `raw`, in which case
     /// the prompt must carry its own `<image>`. Causal LMs take the prompt as it is.
-    pub fn prepare(&self, ctx: &Forward, image: Option<&RgbImage>, prompt: &str, raw: bool, budget: &VisionBudget) -> Result<Prepared> {
+    pub fn prepare(
+        &self,
+        ctx: &Forward,
+        image: Option<&RgbImage>,
+        prompt: &str,
+        raw: bool,
+        budget: &VisionBudget,
+    ) -> Result<Prepared> {
         match self {
             Self::Llava(p) => {
                 let image = image.ok_or_else(|| anyhow::anyhow!("this model needs an image"))?;
@@ -215,7 +229,10 @@ impl Runtime {
 }
 
 /// LLaVA's budget: `None` for the native count (no reduction), else N and its parsed reducer.
-pub(crate) fn llava_reduction(p: &LlavaPipeline, budget: &VisionBudget) -> Result<Option<(usize, Reducer)>> {
+pub(crate) fn llava_reduction(
+    p: &LlavaPipeline,
+    budget: &VisionBudget,
+) -> Result<Option<(usize, Reducer)>> {
     if budget.short_tokens.is_some() {
         bail!("vision budget: short tokens (n_s) apply to the query-fused model only");
     }
@@ -235,7 +252,12 @@ pub(crate) fn llava_reduction(p: &LlavaPipeline, budget: &VisionBudget) -> Resul
 }
 
 /// A causal LM's prompt ids (it takes no image and no vision budget).
-pub(crate) fn lm_input_ids(tokenizer: &Tokenizer, has_image: bool, prompt: &str, budget: &VisionBudget) -> Result<Vec<u32>> {
+pub(crate) fn lm_input_ids(
+    tokenizer: &Tokenizer,
+    has_image: bool,
+    prompt: &str,
+    budget: &VisionBudget,
+) -> Result<Vec<u32>> {
     if budget.tokens.is_some() {
         bail!("vision budget: a vision-token count needs a vision-language model");
     }
@@ -251,7 +273,11 @@ pub(crate) fn lm_input_ids(tokenizer: &Tokenizer, has_image: bool, prompt: &str,
 
 /// The query-fused model's conversation options: chat template (default: the checkpoint's, else llama-2-vision) and
 /// DropQuery (question text left out of the query decoder's row).
-pub fn configure_imgque(runtime: &mut Runtime, template: Option<&str>, drop_query: bool) -> Result<()> {
+pub fn configure_imgque(
+    runtime: &mut Runtime,
+    template: Option<&str>,
+    drop_query: bool,
+) -> Result<()> {
     match runtime {
         Runtime::ImgQue(p) => {
             if let Some(name) = template {
@@ -260,7 +286,9 @@ pub fn configure_imgque(runtime: &mut Runtime, template: Option<&str>, drop_quer
             p.drop_query = drop_query;
             Ok(())
         }
-        _ if template.is_some() || drop_query => bail!("a chat template and drop_query apply to the query-fused model only"),
+        _ if template.is_some() || drop_query => {
+            bail!("a chat template and drop_query apply to the query-fused model only")
+        }
         _ => Ok(()),
     }
 }
@@ -277,7 +305,10 @@ pub fn imgque_budget(p: &ImgQuePipeline, budget: &VisionBudget) -> Result<(usize
 
 /// [`imgque_budget`] with the warning returned instead of printed (a server says it once, not
 /// once per request).
-pub fn imgque_budget_checked(p: &ImgQuePipeline, budget: &VisionBudget) -> Result<((usize, usize), Option<String>)> {
+pub fn imgque_budget_checked(
+    p: &ImgQuePipeline,
+    budget: &VisionBudget,
+) -> Result<((usize, usize), Option<String>)> {
     if budget.reducer.is_some() {
         bail!("vision budget: a reducer applies to LLaVA; the query-fused model sets its budget with the vision-token count (n_l) and short tokens (n_s)");
     }
@@ -300,7 +331,10 @@ fn imgque_budget_unannounced(p: &ImgQuePipeline, budget: &VisionBudget) -> Resul
 }
 
 /// The one user message that a model other than the query-fused one answers in a chat.
-pub(crate) fn single_message(conversation: &Conversation, drop_query: Option<bool>) -> Result<&str> {
+pub(crate) fn single_message(
+    conversation: &Conversation,
+    drop_query: Option<bool>,
+) -> Result<&str> {
     if drop_query == Some(true) {
         bail!("drop_query applies to the query-fused model only");
     }
@@ -324,7 +358,15 @@ fn prepare_imgque(
     if raw {
         bail!("a raw prompt is not supported for the query-fused model: its prompt is built from the chat template");
     }
-    prepare_imgque_conversation(ctx, p, image, &Conversation::new().user(prompt).for_generation(), budget, p.drop_query, imgque_budget)
+    prepare_imgque_conversation(
+        ctx,
+        p,
+        image,
+        &Conversation::new().user(prompt).for_generation(),
+        budget,
+        p.drop_query,
+        imgque_budget,
+    )
 }
 
 impl Runtime {
@@ -347,7 +389,13 @@ impl Runtime {
     /// Inputs for the next answer of a multi-turn conversation (earlier questions and answers,
     /// then the new question): the query-fused model gives n_l tokens to the first question and
     /// n_s to each later one. Other models take single prompts.
-    pub fn prepare_conversation(&self, ctx: &Forward, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget) -> Result<Prepared> {
+    pub fn prepare_conversation(
+        &self,
+        ctx: &Forward,
+        image: Option<&RgbImage>,
+        conversation: &Conversation,
+        budget: &VisionBudget,
+    ) -> Result<Prepared> {
         Ok(self.prepare_conversation_traced(ctx, image, conversation, budget)?.0)
     }
 
@@ -361,8 +409,18 @@ impl Runtime {
         budget: &VisionBudget,
     ) -> Result<(Prepared, Option<ImgQueTrace>)> {
         match self {
-            Self::ImgQue(p) => prepare_imgque_conversation(ctx, p, image, &conversation.clone().for_generation(), budget, p.drop_query, imgque_budget),
-            _ => bail!("multi-turn conversations are supported for the query-fused model; give one prompt"),
+            Self::ImgQue(p) => prepare_imgque_conversation(
+                ctx,
+                p,
+                image,
+                &conversation.clone().for_generation(),
+                budget,
+                p.drop_query,
+                imgque_budget,
+            ),
+            _ => bail!(
+                "multi-turn conversations are supported for the query-fused model; give one prompt"
+            ),
         }
     }
 
@@ -371,11 +429,27 @@ impl Runtime {
     /// loaded setting); other models take one user message under their own template. A budget
     /// the query-fused model was not trained with is not warned about here: a server takes the
     /// warning from [`Runtime::plan_chat`] and says it once.
-    pub fn prepare_chat(&self, ctx: &Forward, image: Option<&RgbImage>, conversation: &Conversation, budget: &VisionBudget, drop_query: Option<bool>) -> Result<Prepared> {
+    pub fn prepare_chat(
+        &self,
+        ctx: &Forward,
+        image: Option<&RgbImage>,
+        conversation: &Conversation,
+        budget: &VisionBudget,
+        drop_query: Option<bool>,
+    ) -> Result<Prepared> {
         match self {
             Self::ImgQue(p) => {
                 let drop_query = drop_query.unwrap_or(p.drop_query);
-                Ok(prepare_imgque_conversation(ctx, p, image, &conversation.clone().for_generation(), budget, drop_query, imgque_budget_unannounced)?.0)
+                Ok(prepare_imgque_conversation(
+                    ctx,
+                    p,
+                    image,
+                    &conversation.clone().for_generation(),
+                    budget,
+                    drop_query,
+                    imgque_budget_unannounced,
+                )?
+                .0)
             }
             _ => self.prepare(ctx, image, single_message(conversation, drop_query)?, false, budget),
         }
@@ -393,8 +467,14 @@ fn prepare_imgque_conversation(
 ) -> Result<(Prepared, Option<ImgQueTrace>)> {
     let conversation = conversation.clone();
     let Some(image) = image else {
-        let record = p.parser_with(p.trained_tokens().0, p.trained_tokens().1, drop_query)?.parse(&p.tokenizer, &p.clip_tokenizer, &conversation, false)?;
-        let ids = Tensor::new(record.llm.input_ids.as_slice(), p.model.llm.device())?.unsqueeze(0)?;
+        let record = p.parser_with(p.trained_tokens().0, p.trained_tokens().1, drop_query)?.parse(
+            &p.tokenizer,
+            &p.clip_tokenizer,
+            &conversation,
+            false,
+        )?;
+        let ids =
+            Tensor::new(record.llm.input_ids.as_slice(), p.model.llm.device())?.unsqueeze(0)?;
         let embeds = p.model.llm.embed(&ids)?;
         let text = p.template.prompt(&conversation, false)?;
         let prepared = Prepared {
@@ -412,7 +492,9 @@ fn prepare_imgque_conversation(
     let (pixel_values, crop_tokens) = p.encode_views(ctx, image)?;
     let inputs = p.embeddings_with(ctx, &crop_tokens, &conversation, n_l, n_s, drop_query)?;
     let prepared = Prepared {
-        vision_positions: positions_where(&inputs.record.llm.input_tps, |t| t & crate::chat::token_type::QED != 0),
+        vision_positions: positions_where(&inputs.record.llm.input_tps, |t| {
+            t & crate::chat::token_type::QED != 0
+        }),
         input_ids: inputs.record.llm.input_ids,
         pixel_values: Some(pixel_values),
         embeds: inputs.embeds,
@@ -426,11 +508,18 @@ fn prepare_imgque_conversation(
 impl Runtime {
     /// One forward pass over prepared inputs from an empty cache, applying FastV's pruning when
     /// the budget asked for it (then `logits`/later hidden states cover the surviving positions).
-    pub fn forward(&self, ctx: &Forward, prepared: &Prepared, options: ForwardOptions) -> Result<LlamaOutput> {
+    pub fn forward(
+        &self,
+        ctx: &Forward,
+        prepared: &Prepared,
+        options: ForwardOptions,
+    ) -> Result<LlamaOutput> {
         let llm = self.llm();
         let mut cache = llm.new_cache();
         match &prepared.prune {
-            Some(prune) => Ok(llm.forward_embeds_pruned(ctx, &prepared.embeds, &mut cache, options, prune)?.output),
+            Some(prune) => Ok(llm
+                .forward_embeds_pruned(ctx, &prepared.embeds, &mut cache, options, prune)?
+                .output),
             None => llm.forward_embeds(ctx, &prepared.embeds, &mut cache, options),
         }
     }
@@ -443,6 +532,13 @@ impl Runtime {
         config: &GenerationConfig,
         on_token: impl FnMut(u32) -> Result<()>,
     ) -> Result<Vec<u32>> {
-        generate_pruned(ctx, self.llm(), &prepared.embeds, prepared.prune.as_ref(), config, on_token)
+        generate_pruned(
+            ctx,
+            self.llm(),
+            &prepared.embeds,
+            prepared.prune.as_ref(),
+            config,
+            on_token,
+        )
     }
 }

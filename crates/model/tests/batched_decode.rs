@@ -4,11 +4,11 @@
 
 mod common;
 
-use tokenscale_model::{Forward, ForwardOptions};
 use candle_core::{DType, Device, Tensor};
 use common::{fixture, max_abs_diff};
 use tokenscale_model::checkpoint::load_causal_lm;
 use tokenscale_model::llama::{argmax, KvCache, Llama};
+use tokenscale_model::{Forward, ForwardOptions};
 
 /// Prompts of different lengths (ids inside the fixtures' 500-token vocabulary).
 fn prompts() -> Vec<Vec<u32>> {
@@ -18,7 +18,12 @@ fn prompts() -> Vec<Vec<u32>> {
 fn prefill(model: &Llama, prompt: &[u32]) -> (KvCache, Tensor) {
     let mut cache = model.new_cache_for(prompt.len() + 16);
     let ids = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let logits = model.forward_ids(&Forward::INFERENCE, &ids, &mut cache, ForwardOptions::LAST).unwrap().logits.flatten_all().unwrap();
+    let logits = model
+        .forward_ids(&Forward::INFERENCE, &ids, &mut cache, ForwardOptions::LAST)
+        .unwrap()
+        .logits
+        .flatten_all()
+        .unwrap();
     (cache, logits)
 }
 
@@ -27,21 +32,36 @@ fn prefill(model: &Llama, prompt: &[u32]) -> (KvCache, Tensor) {
 fn compare(model: &Llama, steps: usize) -> f32 {
     let prompts = prompts();
     let mut worst = 0f32;
-    let (mut alone, mut batched): (Vec<_>, Vec<_>) = prompts.iter().map(|p| (prefill(model, p), prefill(model, p))).unzip();
+    let (mut alone, mut batched): (Vec<_>, Vec<_>) =
+        prompts.iter().map(|p| (prefill(model, p), prefill(model, p))).unzip();
     let mut next: Vec<u32> = alone.iter().map(|(_, l)| argmax(l).unwrap()).collect();
     for step in 0..steps {
-        let members: Vec<usize> = (0..prompts.len()).filter(|&i| !(i == 3 && step < 2 || i == 0 && step > 4)).collect();
+        let members: Vec<usize> =
+            (0..prompts.len()).filter(|&i| !(i == 3 && step < 2 || i == 0 && step > 4)).collect();
         let tokens: Vec<u32> = members.iter().map(|&i| next[i]).collect();
-        let mut caches: Vec<&mut KvCache> = batched.iter_mut().enumerate().filter(|(i, _)| members.contains(i)).map(|(_, (c, _))| c).collect();
+        let mut caches: Vec<&mut KvCache> = batched
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| members.contains(i))
+            .map(|(_, (c, _))| c)
+            .collect();
         let logits = model.decode_step(&Forward::INFERENCE, &tokens, &mut caches).unwrap();
         assert_eq!(logits.dims(), &[members.len(), model.config.vocab_size]);
         for (row, &i) in members.iter().enumerate() {
             let ids = Tensor::new(&[[next[i]]], &Device::Cpu).unwrap();
-            let want = model.forward_ids(&Forward::INFERENCE, &ids, &mut alone[i].0, ForwardOptions::LAST).unwrap().logits.flatten_all().unwrap();
+            let want = model
+                .forward_ids(&Forward::INFERENCE, &ids, &mut alone[i].0, ForwardOptions::LAST)
+                .unwrap()
+                .logits
+                .flatten_all()
+                .unwrap();
             let got = logits.get(row).unwrap();
             worst = worst.max(max_abs_diff(&got, &want, &format!("step {step}, sequence {i}")));
             let (a, b) = (argmax(&got).unwrap(), argmax(&want).unwrap());
-            assert_eq!(a, b, "step {step}, sequence {i}: batched greedy token differs from the sequence alone");
+            assert_eq!(
+                a, b,
+                "step {step}, sequence {i}: batched greedy token differs from the sequence alone"
+            );
             next[i] = a;
         }
     }

@@ -6,9 +6,9 @@
 
 mod common;
 
-use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::HashMap;
 use std::path::Path;
+use tokenscale_model::{Forward, ForwardOptions};
 
 use candle_core::{DType, Device, Tensor};
 use common::{fixture, ids};
@@ -35,7 +35,8 @@ fn copy_config_files(from: &Path, to: &Path) {
 fn bf16_copy(name: &str, dir: &Path) {
     let source = fixture(name);
     copy_config_files(&source, dir);
-    let tensors = candle_core::safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
     let rounded: HashMap<String, Tensor> = tensors
         .into_iter()
         .map(|(k, t)| {
@@ -52,26 +53,37 @@ fn scalar(t: &Tensor) -> f32 {
 
 /// (max, mean) absolute difference.
 fn errors(got: &Tensor, want: &Tensor) -> (f32, f32) {
-    let d = (got.to_dtype(DType::F32).unwrap() - want).unwrap().abs().unwrap().flatten_all().unwrap();
+    let d =
+        (got.to_dtype(DType::F32).unwrap() - want).unwrap().abs().unwrap().flatten_all().unwrap();
     (d.max(0).unwrap().to_scalar::<f32>().unwrap(), d.mean(0).unwrap().to_scalar::<f32>().unwrap())
 }
 
 fn check(name: &str, logits: &Tensor, reference: &HashMap<String, Tensor>) {
     let (max, mean) = errors(logits, &reference["logits_reference"]);
-    let (torch_max, torch_mean) = (scalar(&reference["torch_bf16_max_error"]), scalar(&reference["torch_bf16_mean_error"]));
+    let (torch_max, torch_mean) =
+        (scalar(&reference["torch_bf16_max_error"]), scalar(&reference["torch_bf16_mean_error"]));
     eprintln!("{name}: ours max {max:.4e} mean {mean:.4e}; PyTorch bf16 max {torch_max:.4e} mean {torch_mean:.4e}");
     assert!(max <= 2.0 * torch_max, "{name}: max |err| {max} > 2 × PyTorch's {torch_max}");
     assert!(mean <= 2.0 * torch_mean, "{name}: mean |err| {mean} > 2 × PyTorch's {torch_mean}");
 }
 
 fn reference(name: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture("bf16").join(format!("{name}.safetensors")), &Device::Cpu).unwrap()
+    candle_core::safetensors::load(
+        fixture("bf16").join(format!("{name}.safetensors")),
+        &Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn open_bf16(name: &str, dir: &Path) -> Runtime {
     bf16_copy(name, dir);
     let loaded = Runtime::open(dir, DtypePolicy::Auto, &Device::Cpu).unwrap();
-    assert_eq!(loaded.dtype.dtype, DType::BF16, "auto picks the storage dtype: {}", loaded.dtype.reason);
+    assert_eq!(
+        loaded.dtype.dtype,
+        DType::BF16,
+        "auto picks the storage dtype: {}",
+        loaded.dtype.reason
+    );
     assert_eq!(loaded.runtime.llm().dtype(), DType::BF16);
     loaded.runtime
 }
@@ -81,9 +93,14 @@ fn llama_in_bf16_is_within_twice_pytorchs_bf16_error() {
     let want = reference("llama_gqa");
     let dir = tempfile::tempdir().unwrap();
     let runtime = open_bf16("llama_gqa", dir.path());
-    let input_ids = Tensor::new(ids(&want["input_ids"]).as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let input_ids = Tensor::new(ids(&want["input_ids"]).as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let llm = runtime.llm();
-    let out = llm.forward_ids(&Forward::INFERENCE, &input_ids, &mut llm.new_cache(), ForwardOptions::ALL).unwrap();
+    let out = llm
+        .forward_ids(&Forward::INFERENCE, &input_ids, &mut llm.new_cache(), ForwardOptions::ALL)
+        .unwrap();
     check("llama_gqa", &out.logits.squeeze(0).unwrap(), &want);
 }
 
@@ -94,9 +111,16 @@ fn llava_in_bf16_is_within_twice_pytorchs_bf16_error() {
     let runtime = open_bf16("llava", dir.path());
     let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
     let prompt = "USER: <image>\nWhat is shown in this image? ASSISTANT:";
-    let prepared = runtime.prepare(&Forward::INFERENCE, Some(&image), prompt, true, &VisionBudget::default()).unwrap();
+    let prepared = runtime
+        .prepare(&Forward::INFERENCE, Some(&image), prompt, true, &VisionBudget::default())
+        .unwrap();
     assert_eq!(prepared.input_ids, ids(&want["input_ids"]), "input ids");
-    let logits = runtime.forward(&Forward::INFERENCE, &prepared, ForwardOptions::ALL).unwrap().logits.squeeze(0).unwrap();
+    let logits = runtime
+        .forward(&Forward::INFERENCE, &prepared, ForwardOptions::ALL)
+        .unwrap()
+        .logits
+        .squeeze(0)
+        .unwrap();
     let tail = want["logits_reference"].dim(0).unwrap();
     let t = logits.dim(0).unwrap();
     check("llava", &logits.narrow(0, t - tail, tail).unwrap(), &want);
@@ -110,9 +134,15 @@ fn imgque_in_bf16_is_within_twice_pytorchs_bf16_error() {
     let dir = tempfile::tempdir().unwrap();
     bf16_copy("imgque", dir.path());
     let loaded = Runtime::open(dir.path(), DtypePolicy::Auto, &Device::Cpu).unwrap();
-    assert_eq!(loaded.dtype.dtype, DType::BF16, "auto picks the storage dtype: {}", loaded.dtype.reason);
+    assert_eq!(
+        loaded.dtype.dtype,
+        DType::BF16,
+        "auto picks the storage dtype: {}",
+        loaded.dtype.reason
+    );
     let pipe = ImgQuePipeline::load(dir.path(), DType::BF16, &Device::Cpu).unwrap();
-    let cases = tokenscale_model::config::read_json_value(&fixture("imgque").join("cases.json")).unwrap();
+    let cases =
+        tokenscale_model::config::read_json_value(&fixture("imgque").join("cases.json")).unwrap();
     let case = &cases["cases"]["one"];
     let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
     let conversation = Conversation::new()
@@ -122,7 +152,17 @@ fn imgque_in_bf16_is_within_twice_pytorchs_bf16_error() {
     let inputs = pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conversation, 8, 4).unwrap();
     assert_eq!(inputs.record.llm.input_ids, ids(&want["input_ids"]), "input ids");
     let llm = &pipe.model.llm;
-    let logits = llm.forward_embeds(&Forward::INFERENCE, &inputs.embeds, &mut llm.new_cache(), ForwardOptions::ALL).unwrap().logits.squeeze(0).unwrap();
+    let logits = llm
+        .forward_embeds(
+            &Forward::INFERENCE,
+            &inputs.embeds,
+            &mut llm.new_cache(),
+            ForwardOptions::ALL,
+        )
+        .unwrap()
+        .logits
+        .squeeze(0)
+        .unwrap();
     let tail = want["logits_reference"].dim(0).unwrap();
     let t = logits.dim(0).unwrap();
     check("imgque", &logits.narrow(0, t - tail, tail).unwrap(), &want);

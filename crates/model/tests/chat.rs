@@ -12,8 +12,10 @@ use common::LlmRowCase;
 use serde::Deserialize;
 use tokenscale_model::chat::token_type::*;
 use tokenscale_model::chat::{
-    image_token_id, parse_any_record, parse_chat_jsonl, parse_chat_record, parse_simple_record, parse_vlmeval_message, record_shape, resolve_token_id, validate_query_lengths,
-    ChatAndQueryParser, ChatParser, ChatTemplate, Conversation, QueryParser, RecordShape, Role, TEMPLATE_NAMES,
+    image_token_id, parse_any_record, parse_chat_jsonl, parse_chat_record, parse_simple_record,
+    parse_vlmeval_message, record_shape, resolve_token_id, validate_query_lengths,
+    ChatAndQueryParser, ChatParser, ChatTemplate, Conversation, QueryParser, RecordShape, Role,
+    TEMPLATE_NAMES,
 };
 use tokenscale_model::tokenizer::Tokenizer;
 
@@ -77,14 +79,18 @@ fn expected() -> Expected {
 
 #[test]
 fn token_type_flags() {
-    assert_eq!([PAD, INST, SYS, IMG, QUE, ANS, BOS, EOS, QED, TXT], [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
+    assert_eq!(
+        [PAD, INST, SYS, IMG, QUE, ANS, BOS, EOS, QED, TXT],
+        [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+    );
     assert_eq!(
         [CTL, QUE_ANS, ANS_EOS, IMG_QED, QUE_QED, QUE_ANS_EOS, QED_EOS, QED_ANS_EOS],
         [199, 48, 160, 264, 272, 176, 384, 416]
     );
     // constants_test.py: is_ctl equals the explicit OR, over every combination of the 10 bits.
     for t in 0u32..1024 {
-        let explicit = t & PAD != 0 || t & INST != 0 || t & SYS != 0 || t & BOS != 0 || t & EOS != 0;
+        let explicit =
+            t & PAD != 0 || t & INST != 0 || t & SYS != 0 || t & BOS != 0 || t & EOS != 0;
         assert_eq!(is_ctl(t), explicit, "{t}");
         assert_eq!(not_ctl(t), !explicit, "{t}");
         assert_eq!(is_the_type(t, QED_EOS), t & QED != 0 || t & EOS != 0, "{t}");
@@ -97,7 +103,8 @@ fn token_type_flags() {
 fn chat_cases_match_python_reference() {
     let exp = expected();
     assert_eq!(exp.chat.len(), 2 * TEMPLATE_NAMES.len() * 13);
-    let toks = [("llama_gqa", llm_tokenizer("llama_gqa")), ("llm_special", llm_tokenizer("llm_special"))];
+    let toks =
+        [("llama_gqa", llm_tokenizer("llama_gqa")), ("llm_special", llm_tokenizer("llm_special"))];
     let mut seen_templates = std::collections::BTreeSet::new();
     for case in &exp.chat {
         let c = &case.row;
@@ -111,7 +118,8 @@ fn chat_cases_match_python_reference() {
             m => panic!("mode {m}"),
         }
         .with_add_endoftext(c.add_endoftext);
-        let segs: Vec<(String, u32)> = parser.segments(&conv).unwrap().into_iter().map(|s| (s.text, s.tp)).collect();
+        let segs: Vec<(String, u32)> =
+            parser.segments(&conv).unwrap().into_iter().map(|s| (s.text, s.tp)).collect();
         assert_eq!(segs, c.segments, "{}: segments", c.name);
         let out = parser.parse(tok, &conv, c.image).unwrap();
         assert_eq!(out.input_ids, c.input_ids, "{}: input_ids", c.name);
@@ -119,7 +127,8 @@ fn chat_cases_match_python_reference() {
         assert_eq!(out.attention_mask, c.attention_mask, "{}: attention_mask", c.name);
         // QED slots: n_l for the first question, n_s for each later one (only with an image).
         let nq = conv.questions().len();
-        let want_qed = if c.image && case.mode == "qed" && nq > 0 { c.n_l + (nq - 1) * c.n_s } else { 0 };
+        let want_qed =
+            if c.image && case.mode == "qed" && nq > 0 { c.n_l + (nq - 1) * c.n_s } else { 0 };
         assert_eq!(out.count_type(QED), want_qed, "{}", c.name);
         let want_img = if c.image && case.mode == "img" { case.num_img_tokens } else { 0 };
         assert_eq!(out.count_type(IMG), want_img, "{}", c.name);
@@ -134,10 +143,11 @@ fn query_cases_match_python_reference() {
     assert_eq!(clip.vocab_size(), exp.clip.vocab_size);
     assert!(!exp.query.is_empty());
     for c in &exp.query {
-        let q = QueryParser::from_clip_tokenizer(&clip, c.n_l, c.n_s, c.append_special_padding, None)
-            .unwrap()
-            .with_drop_query(c.drop_query)
-            .with_fill_ends(c.fill_ends);
+        let q =
+            QueryParser::from_clip_tokenizer(&clip, c.n_l, c.n_s, c.append_special_padding, None)
+                .unwrap()
+                .with_drop_query(c.drop_query)
+                .with_fill_ends(c.fill_ends);
         assert_eq!(q.eos_id, exp.clip.eos_id);
         assert_eq!(q.pad_id, exp.clip.eos_id, "pad := eos when the CLIP tokenizer has none");
         let qs: Vec<&str> = c.questions.iter().map(String::as_str).collect();
@@ -178,7 +188,8 @@ fn query_layout_by_hand() {
     tps.push(EOS);
     assert_eq!(out.input_tps, tps);
     // DropQuery: no question text; pad-id placeholders without special padding.
-    let d = QueryParser::from_clip_tokenizer(&clip, 3, 1, false, None).unwrap().with_drop_query(true);
+    let d =
+        QueryParser::from_clip_tokenizer(&clip, 3, 1, false, None).unwrap().with_drop_query(true);
     let out = d.parse(&clip, &["anything", "else"]).unwrap();
     assert_eq!(out.input_ids, vec![eos, eos, eos, eos]);
     assert_eq!(out.input_tps, vec![QED, QED, EOS, EOS]);
@@ -191,7 +202,10 @@ fn query_layout_by_hand() {
 fn n_l_n_s_validation() {
     let clip = clip_tokenizer();
     let e = QueryParser::from_clip_tokenizer(&clip, 8, 16, true, None).unwrap_err().to_string();
-    assert!(e.contains("n_s (length_que_end_short) = 16") && e.contains("n_l (length_que_end) = 8"), "{e}");
+    assert!(
+        e.contains("n_s (length_que_end_short) = 16") && e.contains("n_l (length_que_end) = 8"),
+        "{e}"
+    );
     let e = validate_query_lengths(0, 0).unwrap_err().to_string();
     assert!(e.contains("n_l") && e.contains("at least 1"), "{e}");
     let e = validate_query_lengths(4, 0).unwrap_err().to_string();
@@ -200,8 +214,14 @@ fn n_l_n_s_validation() {
     assert!(ChatParser::qed(t.clone(), 2, 3, 0).is_err());
     assert!(ChatParser::qed(t, 1, 1, 0).is_ok());
     assert!(validate_query_lengths(1, 1).is_ok());
-    let e = format!("{:#}", QueryParser::from_clip_tokenizer(&clip, 2, 1, false, Some("<nope>")).unwrap_err());
-    assert!(e.contains("CLIP pad token") && e.contains("\"<nope>\" is not in the tokenizer"), "{e}");
+    let e = format!(
+        "{:#}",
+        QueryParser::from_clip_tokenizer(&clip, 2, 1, false, Some("<nope>")).unwrap_err()
+    );
+    assert!(
+        e.contains("CLIP pad token") && e.contains("\"<nope>\" is not in the tokenizer"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -218,7 +238,10 @@ fn token_resolution() {
 #[test]
 fn unknown_template_is_refused() {
     let e = ChatTemplate::by_name("llama-4").unwrap_err().to_string();
-    assert!(e.contains("llama-4") && e.contains("vicuna_v1.1") && e.contains("qwen-7b-chat"), "{e}");
+    assert!(
+        e.contains("llama-4") && e.contains("vicuna_v1.1") && e.contains("qwen-7b-chat"),
+        "{e}"
+    );
     for n in TEMPLATE_NAMES {
         assert_eq!(ChatTemplate::by_name(n).unwrap().name, n);
     }
@@ -236,7 +259,11 @@ fn llama2_prompts_and_quirks() {
     assert_eq!((segs[4].text.as_str(), segs[4].tp), ("<s>[INST]", INST));
     let v = ChatTemplate::by_name("llama-2-vision").unwrap();
     let p = v.prompt(&Conversation::from_turns(&["Q", ""]), false).unwrap();
-    assert!(p.starts_with("<s>[INST] <<SYS>>\nA chat between a curious user") && p.ends_with("<</SYS>>\n\nQ[/INST]"), "{p}");
+    assert!(
+        p.starts_with("<s>[INST] <<SYS>>\nA chat between a curious user")
+            && p.ends_with("<</SYS>>\n\nQ[/INST]"),
+        "{p}"
+    );
     // The same with an explicitly empty system: no system prompt.
     let p = v.prompt(&Conversation::from_turns(&["Q", ""]).with_system(""), false).unwrap();
     assert_eq!(p, "<s>[INST] Q[/INST]");
@@ -247,7 +274,8 @@ fn full_record_parse_counts_match() {
     let llm = llm_tokenizer("llm_special");
     let clip = clip_tokenizer();
     let q = QueryParser::from_clip_tokenizer(&clip, 8, 3, true, None).unwrap();
-    let p = ChatAndQueryParser::new(ChatTemplate::by_name("llama-2-vision").unwrap(), 3, q).unwrap();
+    let p =
+        ChatAndQueryParser::new(ChatTemplate::by_name("llama-2-vision").unwrap(), 3, q).unwrap();
     let conv = parse_chat_record(
         r#"{"image": "a.jpg", "messages": [{"role":"user","content":"What is shown?"},{"role":"assistant","content":"A cat."},{"role":"user","content":"Is it small?"}]}"#,
     )
@@ -267,7 +295,8 @@ fn full_record_parse_counts_match() {
     assert!(r.query.is_none());
     assert_eq!(r.llm.count_type(QED), 0);
     // An image without any question is refused.
-    let e = p.parse(&llm, &clip, &Conversation::from_turns(&["", ""]), true).unwrap_err().to_string();
+    let e =
+        p.parse(&llm, &clip, &Conversation::from_turns(&["", ""]), true).unwrap_err().to_string();
     assert!(e.contains("no non-empty user message"), "{e}");
 }
 
@@ -294,12 +323,24 @@ fn chat_jsonl_records() {
 fn bad_chat_jsonl_records() {
     let good = r#"{"image": null, "messages": [{"role":"user","content":"c"}]}"#;
     let cases = [
-        (r#"{"image": null, "messages": [{"role":"user","content":"a"},{"role":"user","content":"b"}]}"#, "line 2: messages[1]: role \"user\" where \"assistant\" was expected"),
-        (r#"{"image": null, "messages": [{"role":"assistant","content":"a"}]}"#, "line 2: messages[0]: role \"assistant\" where \"user\" was expected"),
-        (r#"{"image": null, "messages": [{"role":"bot","content":"a"}]}"#, "line 2: messages[0]: unknown role \"bot\""),
+        (
+            r#"{"image": null, "messages": [{"role":"user","content":"a"},{"role":"user","content":"b"}]}"#,
+            "line 2: messages[1]: role \"user\" where \"assistant\" was expected",
+        ),
+        (
+            r#"{"image": null, "messages": [{"role":"assistant","content":"a"}]}"#,
+            "line 2: messages[0]: role \"assistant\" where \"user\" was expected",
+        ),
+        (
+            r#"{"image": null, "messages": [{"role":"bot","content":"a"}]}"#,
+            "line 2: messages[0]: unknown role \"bot\"",
+        ),
         (r#"{"image": null, "messages": []}"#, "line 2: \"messages\" is empty"),
         (r#"{"image": null}"#, "line 2: not a chat record"),
-        (r#"{"image": 3, "messages": [{"role":"user","content":"a"}]}"#, "line 2: not a chat record"),
+        (
+            r#"{"image": 3, "messages": [{"role":"user","content":"a"}]}"#,
+            "line 2: not a chat record",
+        ),
         (r#"{"messages": [{"role":"user"}]}"#, "line 2: not a chat record"),
         ("not json", "line 2: not a chat record"),
     ];
@@ -340,19 +381,35 @@ fn simple_role_list() {
 
 #[test]
 fn vlmeval_message_list() {
-    let c = parse_vlmeval_message(r#"[{"type":"image","value":"/d/1.jpg"},{"type":"text","value":"What is it?"}]"#, true).unwrap();
+    let c = parse_vlmeval_message(
+        r#"[{"type":"image","value":"/d/1.jpg"},{"type":"text","value":"What is it?"}]"#,
+        true,
+    )
+    .unwrap();
     assert_eq!(c.image.as_deref(), Some("/d/1.jpg"));
     assert_eq!(c.messages.len(), 2);
     assert_eq!((c.messages[1].role, c.messages[1].content.as_str()), (Role::Assistant, ""));
-    let c = parse_vlmeval_message(r#"[{"type":"text","value":"q"},{"type":"text","value":"a"},{"type":"text","value":"q2"}]"#, false).unwrap();
+    let c = parse_vlmeval_message(
+        r#"[{"type":"text","value":"q"},{"type":"text","value":"a"},{"type":"text","value":"q2"}]"#,
+        false,
+    )
+    .unwrap();
     assert!(c.image.is_none());
-    assert_eq!(c.messages.iter().map(|m| m.role).collect::<Vec<_>>(), vec![Role::User, Role::Assistant, Role::User]);
+    assert_eq!(
+        c.messages.iter().map(|m| m.role).collect::<Vec<_>>(),
+        vec![Role::User, Role::Assistant, Role::User]
+    );
     // An even number of texts already ends with the assistant: nothing appended.
-    let c = parse_vlmeval_message(r#"[{"type":"text","value":"q"},{"type":"text","value":"a"}]"#, true).unwrap();
+    let c =
+        parse_vlmeval_message(r#"[{"type":"text","value":"q"},{"type":"text","value":"a"}]"#, true)
+            .unwrap();
     assert_eq!(c.messages.len(), 2);
     for (bad, want) in [
         (r#"[{"type":"video","value":"v.mp4"}]"#, "item 0: unknown type \"video\""),
-        (r#"[{"type":"image","value":"a"},{"type":"image","value":"b"},{"type":"text","value":"q"}]"#, "item 1: a second image"),
+        (
+            r#"[{"type":"image","value":"a"},{"type":"image","value":"b"},{"type":"text","value":"q"}]"#,
+            "item 1: a second image",
+        ),
         (r#"[{"type":"image","value":"a"}]"#, "no text item"),
         (r#"[{"type":"text"}]"#, "not a VLMEvalKit message list"),
     ] {

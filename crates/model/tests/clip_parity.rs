@@ -15,10 +15,25 @@ fn check(name: &str) {
     let out = tower.forward(&Forward::INFERENCE, &want["pixel_values"]).unwrap();
     assert_eq!(out.hidden_states.len(), tower.num_layers() + 1);
     for (i, h) in out.hidden_states.iter().enumerate() {
-        assert_close(h, &want[&format!("hidden_states.{i}")], TOL, &format!("{name} hidden_states.{i}"));
+        assert_close(
+            h,
+            &want[&format!("hidden_states.{i}")],
+            TOL,
+            &format!("{name} hidden_states.{i}"),
+        );
     }
-    assert_close(out.hidden_states.last().unwrap(), &want["last_hidden_state"], TOL, &format!("{name} last_hidden_state"));
-    assert_close(out.pooler_output.as_ref().unwrap(), &want["pooler_output"], TOL, &format!("{name} pooler_output"));
+    assert_close(
+        out.hidden_states.last().unwrap(),
+        &want["last_hidden_state"],
+        TOL,
+        &format!("{name} last_hidden_state"),
+    );
+    assert_close(
+        out.pooler_output.as_ref().unwrap(),
+        &want["pooler_output"],
+        TOL,
+        &format!("{name} pooler_output"),
+    );
 }
 
 #[test]

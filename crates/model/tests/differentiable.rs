@@ -5,8 +5,8 @@
 
 mod common;
 
-use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::HashMap;
+use tokenscale_model::{Forward, ForwardOptions};
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::{fixture, max_abs_diff};
@@ -19,25 +19,35 @@ fn answer_loss(ctx: &Forward, pipe: &ImgQuePipeline, image: &image::RgbImage) ->
     let conv = Conversation::new().user("what is in the image?").assistant("a cat");
     let crops = pipe.encode_image(ctx, image).unwrap();
     let inputs = pipe.embeddings(ctx, &crops, &conv, 8, 8).unwrap();
-    let out = pipe.model.llm.forward_embeds(ctx, &inputs.embeds, &mut pipe.model.llm.new_cache(), ForwardOptions::ALL).unwrap();
+    let out = pipe
+        .model
+        .llm
+        .forward_embeds(ctx, &inputs.embeds, &mut pipe.model.llm.new_cache(), ForwardOptions::ALL)
+        .unwrap();
     let logits = out.logits.squeeze(0).unwrap();
     let ids = &inputs.record.llm.input_ids;
     let t = ids.len();
     let targets = Tensor::new(&ids[1..], &Device::Cpu).unwrap();
-    let loss = candle_nn::loss::cross_entropy(&logits.narrow(0, 0, t - 1).unwrap(), &targets).unwrap();
+    let loss =
+        candle_nn::loss::cross_entropy(&logits.narrow(0, 0, t - 1).unwrap(), &targets).unwrap();
     (logits, loss)
 }
 
 #[test]
 fn differentiable_mode_matches_and_gradients_are_right() {
     let dir = fixture("imgque");
-    let stored = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let stored =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let vars: HashMap<String, Var> = stored
         .into_iter()
         .map(|(k, t)| (k, Var::from_tensor(&t.to_dtype(DType::F32).unwrap()).unwrap()))
         .collect();
     let tensors = vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-    let pipe = ImgQuePipeline::load_with_weights(&dir, &Weights::from_tensors(tensors, "fixture vars", &Device::Cpu)).unwrap();
+    let pipe = ImgQuePipeline::load_with_weights(
+        &dir,
+        &Weights::from_tensors(tensors, "fixture vars", &Device::Cpu),
+    )
+    .unwrap();
     let image = load_image(&dir.join("small.png")).unwrap();
 
     let (fast_logits, fast_loss) = answer_loss(&Forward::INFERENCE, &pipe, &image);
@@ -50,7 +60,9 @@ fn differentiable_mode_matches_and_gradients_are_right() {
     let grads = loss.backward().unwrap();
     let unused: Vec<&String> = vars
         .iter()
-        .filter(|(k, _)| !k.ends_with("post_layernorm.weight") && !k.ends_with("post_layernorm.bias"))
+        .filter(|(k, _)| {
+            !k.ends_with("post_layernorm.weight") && !k.ends_with("post_layernorm.bias")
+        })
         .filter(|(_, v)| grads.get(v.as_tensor()).is_none())
         .map(|(k, _)| k)
         .collect();
@@ -66,17 +78,29 @@ fn differentiable_mode_matches_and_gradients_are_right() {
         "llm_backbone.model.layers.0.mlp.gate_proj.weight",
     ] {
         let var = &vars[key];
-        let analytic = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().get(3).unwrap().to_scalar::<f32>().unwrap();
+        let analytic = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .get(3)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let original = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let shifted = |delta: f32| {
             let mut values = original.clone();
             values[3] += delta;
-            var.set(&Tensor::from_vec(values, var.as_tensor().shape(), &Device::Cpu).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(values, var.as_tensor().shape(), &Device::Cpu).unwrap())
+                .unwrap();
             answer_loss(&Forward::TRAINING, &pipe, &image).1.to_scalar::<f32>().unwrap()
         };
         let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
         shifted(0.0);
         let tol = 2e-3 + 0.05 * numeric.abs().max(analytic.abs());
-        assert!((numeric - analytic).abs() <= tol, "{key}[3]: analytic {analytic} vs numeric {numeric}");
+        assert!(
+            (numeric - analytic).abs() <= tol,
+            "{key}[3]: analytic {analytic} vs numeric {numeric}"
+        );
     }
 }

@@ -3,8 +3,8 @@
 
 mod common;
 
-use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::HashMap;
+use tokenscale_model::{Forward, ForwardOptions};
 
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, fixture, ids};
@@ -20,7 +20,11 @@ const TOL: f32 = 1e-4;
 
 fn load() -> (ImgQue, HashMap<String, Tensor>, serde_json::Value) {
     let dir = fixture("imgque");
-    let config = ImgQueConfig::from_value(&read_json_value(&dir.join("config.json")).unwrap(), "imgque fixture").unwrap();
+    let config = ImgQueConfig::from_value(
+        &read_json_value(&dir.join("config.json")).unwrap(),
+        "imgque fixture",
+    )
+    .unwrap();
     let weights = Weights::from_dir(&dir, DType::F32, &Device::Cpu).unwrap();
     let model = ImgQue::load(&weights, &config, "imgque fixture").unwrap();
     let want = common::expected("imgque");
@@ -64,13 +68,23 @@ fn hd_views_match_the_reference() {
         let (rows, cols) = sums(&global);
         assert_eq!(rows, i64s(&want[&format!("{name}.global_image_rowsum")]), "{name} global rows");
         assert_eq!(cols, i64s(&want[&format!("{name}.global_image_colsum")]), "{name} global cols");
-        assert_eq!(hd_views(&img, 4, CROP, &Device::Cpu).unwrap().crops(), case["num_crops"].as_u64().unwrap() as usize);
+        assert_eq!(
+            hd_views(&img, 4, CROP, &Device::Cpu).unwrap().crops(),
+            case["num_crops"].as_u64().unwrap() as usize
+        );
     }
     // The torch-bicubic upscale of a global view smaller than 336.
     let img = case_image(&cases["cases"]["small"]);
     let views = hd_views(&img, 4, CROP, &Device::Cpu).unwrap();
     let idx = Tensor::arange_step(0u32, 336, 7, &Device::Cpu).unwrap();
-    let sub = views.pixel_values.get(0).unwrap().index_select(&idx, 1).unwrap().index_select(&idx, 2).unwrap();
+    let sub = views
+        .pixel_values
+        .get(0)
+        .unwrap()
+        .index_select(&idx, 1)
+        .unwrap()
+        .index_select(&idx, 2)
+        .unwrap();
     assert_close(&sub, &want["small.global_pixel_values_s7"], 1e-5, "small global view");
 }
 
@@ -83,24 +97,52 @@ fn forward_matches_the_reference() {
         let img = case_image(case);
         let views = hd_views(&img, 4, CROP, &Device::Cpu).unwrap();
         let crop_tokens = model.encode_crops(&Forward::INFERENCE, &views.pixel_values).unwrap();
-        assert_close(&crop_tokens, &want[&format!("{prefix}crop_tokens")], TOL, &format!("{name} crop tokens"));
+        assert_close(
+            &crop_tokens,
+            &want[&format!("{prefix}crop_tokens")],
+            TOL,
+            &format!("{name} crop tokens"),
+        );
 
         let que_ids = ids(&want[&format!("{name}.que_input_ids")]);
         let que_tps = ids(&want[&format!("{name}.que_input_tps")]);
         let hidden = model.query_hidden(&Forward::INFERENCE, &crop_tokens, &que_ids).unwrap();
-        assert_close(&hidden, &want[&format!("{name}.imgque_hidden")], TOL, &format!("{name} query decoder"));
+        assert_close(
+            &hidden,
+            &want[&format!("{name}.imgque_hidden")],
+            TOL,
+            &format!("{name} query decoder"),
+        );
 
-        let states = model.query_states(&Forward::INFERENCE, &crop_tokens, &que_ids, &que_tps).unwrap();
+        let states =
+            model.query_states(&Forward::INFERENCE, &crop_tokens, &que_ids, &que_tps).unwrap();
         let input_ids = ids(&want[&format!("{name}.input_ids")]);
         let input_tps = ids(&want[&format!("{name}.input_tps")]);
         let embeds = model.fuse(&Forward::INFERENCE, &input_ids, &input_tps, &states).unwrap();
-        assert_close(&embeds.squeeze(0).unwrap(), &want[&format!("{name}.fused_embeds")], TOL, &format!("{name} fused"));
+        assert_close(
+            &embeds.squeeze(0).unwrap(),
+            &want[&format!("{name}.fused_embeds")],
+            TOL,
+            &format!("{name} fused"),
+        );
 
         let llm = &model.llm;
-        let out = llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::ALL.with_hidden_states()).unwrap();
+        let out = llm
+            .forward_embeds(
+                &Forward::INFERENCE,
+                &embeds,
+                &mut llm.new_cache(),
+                ForwardOptions::ALL.with_hidden_states(),
+            )
+            .unwrap();
         for i in 1..out.hidden_states.len() {
             let h = out.hidden_states[i].squeeze(0).unwrap();
-            assert_close(&h, &want[&format!("{name}.hidden_states.{i}")], TOL, &format!("{name} hidden {i}"));
+            assert_close(
+                &h,
+                &want[&format!("{name}.hidden_states.{i}")],
+                TOL,
+                &format!("{name} hidden {i}"),
+            );
         }
         let start = case["logits_tail_start"].as_u64().unwrap() as usize;
         let logits = out.logits.squeeze(0).unwrap();
@@ -129,10 +171,16 @@ fn pipeline_builds_the_same_rows_and_answer() {
         }
         assert!(conv.messages.iter().any(|m| m.role == Role::User));
         let crop_tokens = pipe.encode_image(&Forward::INFERENCE, &case_image(case)).unwrap();
-        let (n_l, n_s) = (case["n_l"].as_u64().unwrap() as usize, case["n_s"].as_u64().unwrap() as usize);
+        let (n_l, n_s) =
+            (case["n_l"].as_u64().unwrap() as usize, case["n_s"].as_u64().unwrap() as usize);
         let inputs = pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conv, n_l, n_s).unwrap();
         common::assert_token_rows(&inputs.record, &want, name);
-        assert_close(&inputs.embeds.squeeze(0).unwrap(), &want[&format!("{name}.fused_embeds")], TOL, &format!("{name} fused"));
+        assert_close(
+            &inputs.embeds.squeeze(0).unwrap(),
+            &want[&format!("{name}.fused_embeds")],
+            TOL,
+            &format!("{name} fused"),
+        );
     }
 }
 
@@ -141,11 +189,20 @@ fn n_l_beyond_the_checkpoint_placeholders_is_a_clear_error() {
     use tokenscale_model::chat::Conversation;
     use tokenscale_model::imgque_pipeline::ImgQuePipeline;
     let pipe = ImgQuePipeline::load(&fixture("imgque"), DType::F32, &Device::Cpu).unwrap();
-    let crop_tokens = pipe.encode_image(&Forward::INFERENCE, &load_image(&fixture("imgque").join("small.png")).unwrap()).unwrap();
+    let crop_tokens = pipe
+        .encode_image(
+            &Forward::INFERENCE,
+            &load_image(&fixture("imgque").join("small.png")).unwrap(),
+        )
+        .unwrap();
     let conv = Conversation::new().user("What is this?");
-    let err = pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conv, 17, 4).err().expect("n_l = 17 exceeds the placeholders");
+    let err = pipe
+        .embeddings(&Forward::INFERENCE, &crop_tokens, &conv, 17, 4)
+        .err()
+        .expect("n_l = 17 exceeds the placeholders");
     assert!(err.to_string().contains("allow n_l ≤ 16"), "{err}");
-    let err = pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conv, 2, 4).err().expect("n_s > n_l");
+    let err =
+        pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conv, 2, 4).err().expect("n_s > n_l");
     assert!(err.to_string().contains("n_s"), "{err}");
     for n_l in 1..=16 {
         let inputs = pipe.embeddings(&Forward::INFERENCE, &crop_tokens, &conv, n_l, 1).unwrap();

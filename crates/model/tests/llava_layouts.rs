@@ -9,8 +9,8 @@
 
 mod common;
 
-use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::HashMap;
+use tokenscale_model::{Forward, ForwardOptions};
 
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, expected, fixture};
@@ -32,26 +32,34 @@ fn renamed(key: &str, layout: &str) -> String {
             }
         }
         "flat-tower-5.x" => key.replacen("vision_tower.vision_model.", "vision_tower.", 1),
-        "nested-flat-tower" => format!("model.{}", key.replacen("vision_tower.vision_model.", "vision_tower.", 1))
-            .replacen("model.language_model.model.", "model.language_model.", 1)
-            .replacen("model.language_model.lm_head.", "lm_head.", 1),
+        "nested-flat-tower" => {
+            format!("model.{}", key.replacen("vision_tower.vision_model.", "vision_tower.", 1))
+                .replacen("model.language_model.model.", "model.language_model.", 1)
+                .replacen("model.language_model.lm_head.", "lm_head.", 1)
+        }
         _ => key.to_string(),
     }
 }
 
 fn logits_of(dir: &std::path::Path) -> Tensor {
-    let pipe = LlavaPipeline::load(dir, DType::F32, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+    let pipe = LlavaPipeline::load(dir, DType::F32, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
     let image = load_image(&fixture("preprocess").join("coffee.png")).unwrap();
     let inputs = pipe.prepare(&image, PROMPT).unwrap();
     let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs).unwrap();
     let llm = &pipe.model.llm;
-    llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::ALL).unwrap().logits.squeeze(0).unwrap()
+    llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::ALL)
+        .unwrap()
+        .logits
+        .squeeze(0)
+        .unwrap()
 }
 
 #[test]
 fn every_llava_layout_gives_the_same_logits() {
     let source = fixture("llava");
-    let tensors = candle_core::safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
     let reference = logits_of(&source);
     assert_close(&reference, &expected("llava")["logits"], 1e-4, "fixture layout vs transformers");
     for layout in ["nested-4.52", "flat-tower-5.x", "nested-flat-tower"] {
@@ -63,8 +71,12 @@ fn every_llava_layout_gives_the_same_logits() {
                 std::fs::copy(&path, dir.path().join(&name)).unwrap();
             }
         }
-        let moved: HashMap<String, Tensor> = tensors.iter().map(|(k, t)| (renamed(k, layout), t.clone())).collect();
-        assert!(moved.keys().all(|k| !k.starts_with("language_model.") || layout == "flat-tower-5.x"), "{layout}: keys renamed");
+        let moved: HashMap<String, Tensor> =
+            tensors.iter().map(|(k, t)| (renamed(k, layout), t.clone())).collect();
+        assert!(
+            moved.keys().all(|k| !k.starts_with("language_model.") || layout == "flat-tower-5.x"),
+            "{layout}: keys renamed"
+        );
         candle_core::safetensors::save(&moved, dir.path().join("model.safetensors")).unwrap();
         let logits = logits_of(dir.path());
         assert_close(&logits, &reference, 0.0, layout);

@@ -3,12 +3,12 @@
 
 mod common;
 
-use tokenscale_model::{Forward, ForwardOptions};
 use candle_core::{DType, Device};
 use common::{assert_close, expected, fixture, ids};
 use tokenscale_model::generation::{generate, GenerationConfig};
 use tokenscale_model::llava::LlavaPipeline;
 use tokenscale_model::preprocess::load_image;
+use tokenscale_model::{Forward, ForwardOptions};
 
 const TOL: f32 = 1e-4;
 const PROMPT: &str = "USER: <image>\nWhat is shown in this image? ASSISTANT:";
@@ -28,10 +28,22 @@ fn llava_matches_transformers() {
 
     let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs).unwrap();
     let llm = &pipe.model.llm;
-    let out = llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::ALL.with_hidden_states()).unwrap();
+    let out = llm
+        .forward_embeds(
+            &Forward::INFERENCE,
+            &embeds,
+            &mut llm.new_cache(),
+            ForwardOptions::ALL.with_hidden_states(),
+        )
+        .unwrap();
     assert_close(&out.logits.squeeze(0).unwrap(), &want["logits"], TOL, "logits");
     for (i, h) in out.hidden_states.iter().enumerate() {
-        assert_close(&h.squeeze(0).unwrap(), &want[&format!("hidden_states.{i}")], TOL, &format!("hidden_states.{i}"));
+        assert_close(
+            &h.squeeze(0).unwrap(),
+            &want[&format!("hidden_states.{i}")],
+            TOL,
+            &format!("hidden_states.{i}"),
+        );
     }
     let config = GenerationConfig { max_new_tokens: 20, ..Default::default() };
     let tokens = generate(&Forward::INFERENCE, llm, &embeds, &config, |_| Ok(())).unwrap();
@@ -46,7 +58,10 @@ fn prompt_longer_than_context_is_an_error() {
     let inputs = pipe.prepare(&image, &long).unwrap();
     let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs).unwrap();
     let llm = &pipe.model.llm;
-    let err = llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::LAST).err().expect("must fail");
+    let err = llm
+        .forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::LAST)
+        .err()
+        .expect("must fail");
     assert!(err.to_string().contains("exceeds the context of 1024"), "{err}");
 }
 
@@ -59,7 +74,8 @@ fn newer_transformers_key_layout_loads_the_same_model() {
     for name in ["config.json", "tokenizer.json", "preprocessor_config.json"] {
         std::fs::copy(src.join(name), tmp.path().join(name)).unwrap();
     }
-    let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
     let renamed: std::collections::HashMap<String, candle_core::Tensor> = tensors
         .into_iter()
         .map(|(k, v)| {
@@ -82,6 +98,8 @@ fn newer_transformers_key_layout_loads_the_same_model() {
     let inputs = pipe.prepare(&image, PROMPT).unwrap();
     let embeds = pipe.embeddings(&Forward::INFERENCE, &inputs).unwrap();
     let llm = &pipe.model.llm;
-    let out = llm.forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::ALL).unwrap();
+    let out = llm
+        .forward_embeds(&Forward::INFERENCE, &embeds, &mut llm.new_cache(), ForwardOptions::ALL)
+        .unwrap();
     assert_close(&out.logits.squeeze(0).unwrap(), &want["logits"], TOL, "logits (new layout)");
 }

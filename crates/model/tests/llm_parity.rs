@@ -3,11 +3,11 @@
 
 mod common;
 
-use tokenscale_model::{Forward, ForwardOptions};
 use candle_core::{DType, Device, Tensor};
 use common::{assert_close, expected, fixture, ids};
 use tokenscale_model::checkpoint::load_causal_lm;
 use tokenscale_model::generation::{generate, GenerationConfig};
+use tokenscale_model::{Forward, ForwardOptions};
 
 const TOL: f32 = 1e-4;
 
@@ -17,11 +17,23 @@ fn check(name: &str, dtype: DType) {
     let input_ids = ids(&want["input_ids"]);
     let ids_t = Tensor::new(input_ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let mut cache = model.new_cache();
-    let out = model.forward_ids(&Forward::INFERENCE, &ids_t, &mut cache, ForwardOptions::ALL.with_hidden_states()).unwrap();
+    let out = model
+        .forward_ids(
+            &Forward::INFERENCE,
+            &ids_t,
+            &mut cache,
+            ForwardOptions::ALL.with_hidden_states(),
+        )
+        .unwrap();
     assert_close(&out.logits.squeeze(0).unwrap(), &want["logits"], TOL, &format!("{name} logits"));
     assert_eq!(out.hidden_states.len(), model.num_layers() + 1);
     for (i, h) in out.hidden_states.iter().enumerate() {
-        assert_close(&h.squeeze(0).unwrap(), &want[&format!("hidden_states.{i}")], TOL, &format!("{name} hidden_states.{i}"));
+        assert_close(
+            &h.squeeze(0).unwrap(),
+            &want[&format!("hidden_states.{i}")],
+            TOL,
+            &format!("{name} hidden_states.{i}"),
+        );
     }
     let embeds = model.embed(&ids_t).unwrap();
     let config = GenerationConfig { max_new_tokens: 20, ..Default::default() };

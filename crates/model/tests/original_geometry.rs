@@ -40,46 +40,71 @@ fn u(v: &serde_json::Value) -> u64 {
 fn hd_views_match_the_original_code_across_geometries() {
     let doc = read_json_value(&fixture("original").join("geometry.json")).unwrap();
     let want = common::tensors("original/geometry.safetensors");
-    let (global_stride, crop_stride) = (u(&doc["global_stride"]) as usize, u(&doc["crop_stride"]) as usize);
+    let (global_stride, crop_stride) =
+        (u(&doc["global_stride"]) as usize, u(&doc["crop_stride"]) as usize);
     let mut failures = Vec::new();
     let mut worst_global = 0f32;
     let cases = doc["cases"].as_array().unwrap();
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let (w, h, nc) = (u(&case["width"]) as u32, u(&case["height"]) as u32, u(&case["num_crops"]) as usize);
+        let (w, h, nc) =
+            (u(&case["width"]) as u32, u(&case["height"]) as u32, u(&case["num_crops"]) as usize);
         let img = formula_image(w, h);
 
         let local = hd_transform(&img, nc, CROP).unwrap();
         let sizes = [u(&case["image_sizes"][0]) as u32, u(&case["image_sizes"][1]) as u32];
         if [local.height(), local.width()] != sizes {
-            failures.push(format!("{name}: local view {}x{} (h x w), original {sizes:?}", local.height(), local.width()));
+            failures.push(format!(
+                "{name}: local view {}x{} (h x w), original {sizes:?}",
+                local.height(),
+                local.width()
+            ));
             continue;
         }
         let (rows, cols) = (local.height() / CROP, local.width() / CROP);
-        let crcs: Vec<u64> = (0..rows).flat_map(|r| (0..cols).map(move |c| (r, c))).map(|(r, c)| crc(&tile(&local, r, c))).collect();
+        let crcs: Vec<u64> = (0..rows)
+            .flat_map(|r| (0..cols).map(move |c| (r, c)))
+            .map(|(r, c)| crc(&tile(&local, r, c)))
+            .collect();
         let want_crcs: Vec<u64> = case["crop_crc32"].as_array().unwrap().iter().map(u).collect();
         if crcs != want_crcs {
-            let bad: Vec<usize> = (0..crcs.len().max(want_crcs.len())).filter(|&i| crcs.get(i) != want_crcs.get(i)).collect();
+            let bad: Vec<usize> = (0..crcs.len().max(want_crcs.len()))
+                .filter(|&i| crcs.get(i) != want_crcs.get(i))
+                .collect();
             failures.push(format!("{name}: local crops {bad:?} differ (of {})", want_crcs.len()));
         }
 
         let square = expand_to_square_black(&img, CROP);
         let want_side = [u(&case["global_square"][0]) as u32, u(&case["global_square"][1]) as u32];
         if [square.width(), square.height()] != want_side {
-            failures.push(format!("{name}: global square {}x{}, original {want_side:?}", square.width(), square.height()));
+            failures.push(format!(
+                "{name}: global square {}x{}, original {want_side:?}",
+                square.width(),
+                square.height()
+            ));
         } else if crc(square.as_raw()) != u(&case["global_crc32"]) {
             failures.push(format!("{name}: global square levels differ"));
         }
 
         let views = hd_views(&img, nc, CROP, &Device::Cpu).unwrap();
         let count = u(&case["views"]) as usize;
-        if views.crops() != count || (views.rows as u64, views.cols as u64) != (u(&case["rows"]), u(&case["cols"])) {
-            failures.push(format!("{name}: {} views in {}x{}, original {count} in {}x{}", views.crops(), views.rows, views.cols, case["rows"], case["cols"]));
+        if views.crops() != count
+            || (views.rows as u64, views.cols as u64) != (u(&case["rows"]), u(&case["cols"]))
+        {
+            failures.push(format!(
+                "{name}: {} views in {}x{}, original {count} in {}x{}",
+                views.crops(),
+                views.rows,
+                views.cols,
+                case["rows"],
+                case["cols"]
+            ));
             continue;
         }
         let pv = &views.pixel_values;
         let global = strided(&pv.get(0).unwrap(), global_stride);
-        let d = common::max_abs_diff(&global, &want[&format!("{w}x{h}.global_s{global_stride}")], name);
+        let d =
+            common::max_abs_diff(&global, &want[&format!("{w}x{h}.global_s{global_stride}")], name);
         worst_global = worst_global.max(d);
         if d > GLOBAL_TOL {
             failures.push(format!("{name}: global view f32 max |Δ| {d:e} > {GLOBAL_TOL:e}"));
@@ -87,12 +112,20 @@ fn hd_views_match_the_original_code_across_geometries() {
         let crop1 = strided(&pv.get(1).unwrap(), crop_stride);
         let d = common::max_abs_diff(&crop1, &want[&format!("{name}.crop1_s{crop_stride}")], name);
         if d != 0.0 {
-            failures.push(format!("{name}: first crop f32 max |Δ| {d:e} (normalisation must be exact)"));
+            failures.push(format!(
+                "{name}: first crop f32 max |Δ| {d:e} (normalisation must be exact)"
+            ));
         }
     }
     println!("{} cases; worst global-view |Δ| {worst_global:e}", cases.len());
     assert!(cases.len() >= 40, "the sweep covers at least 20 sizes x 2 num_crops");
-    assert!(failures.is_empty(), "{} of {} cases differ from the original:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ from the original:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 /// The formula is what the Python script draws (a few pixels checked by hand so a drift in either

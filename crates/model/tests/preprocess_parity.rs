@@ -8,7 +8,9 @@ mod common;
 
 use candle_core::{DType, Device};
 use common::{expected, fixture};
-use tokenscale_model::preprocess::{expand_to_square, load_image, mean_color, ClipImageProcessorConfig};
+use tokenscale_model::preprocess::{
+    expand_to_square, load_image, mean_color, ClipImageProcessorConfig,
+};
 
 const PHOTOS: &[&str] = &["astronaut", "chelsea", "coffee", "hubble", "rocket_portrait"];
 
@@ -21,13 +23,28 @@ fn clip_processor_matches_transformers_on_photos() {
     let mut worst_level = 0i32;
     for name in PHOTOS {
         let img = load_image(&dir.join(format!("{name}.png"))).unwrap();
-        for (variant, input) in [("clip", img.clone()), ("pad_square", expand_to_square(&img, mean_color(&cfg.image_mean)))] {
+        for (variant, input) in [
+            ("clip", img.clone()),
+            ("pad_square", expand_to_square(&img, mean_color(&cfg.image_mean))),
+        ] {
             let got = cfg.resize_and_crop(&input).unwrap();
-            let reference: Vec<u8> = want[&format!("{name}.{variant}_levels")].flatten_all().unwrap().to_vec1().unwrap();
+            let reference: Vec<u8> =
+                want[&format!("{name}.{variant}_levels")].flatten_all().unwrap().to_vec1().unwrap();
             assert_eq!(got.as_raw().len(), reference.len(), "{name}.{variant}: size");
             let diff = got.as_raw().iter().zip(&reference).filter(|(a, b)| a != b).count();
-            let level = got.as_raw().iter().zip(&reference).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap_or(0);
-            println!("{name}.{variant} ({}x{}): {diff} of {} values differ, max {level} levels", img.width(), img.height(), reference.len());
+            let level = got
+                .as_raw()
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                .max()
+                .unwrap_or(0);
+            println!(
+                "{name}.{variant} ({}x{}): {diff} of {} values differ, max {level} levels",
+                img.width(),
+                img.height(),
+                reference.len()
+            );
             differing += diff;
             worst_level = worst_level.max(level);
         }

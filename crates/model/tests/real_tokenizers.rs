@@ -30,7 +30,8 @@ fn tokenizer(name: &str) -> Tokenizer {
 
 fn read_json<T: serde::de::DeserializeOwned>(name: &str) -> T {
     let path = fixtures().join("real_tokenizers").join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[derive(Deserialize)]
@@ -66,15 +67,28 @@ fn check_against_the_original_parser(tokenizer_name: &str) -> Vec<String> {
         if case.image {
             conversation.image = Some("image.png".into());
         }
-        let segments: Vec<(String, u32)> =
-            template.segments(&conversation, case.add_endoftext).unwrap().into_iter().map(|s| (s.text, s.tp)).collect();
+        let segments: Vec<(String, u32)> = template
+            .segments(&conversation, case.add_endoftext)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.text, s.tp))
+            .collect();
         if segments != case.segments {
-            failures.push(format!("{}: segments\n  got  {segments:?}\n  want {:?}", case.name, case.segments));
+            failures.push(format!(
+                "{}: segments\n  got  {segments:?}\n  want {:?}",
+                case.name, case.segments
+            ));
             continue;
         }
-        let query = QueryParser::from_clip_tokenizer(&clip, case.n_l, case.n_s, original.append_special_padding, Some("<|endoftext|>"))
-            .unwrap()
-            .with_drop_query(original.drop_query);
+        let query = QueryParser::from_clip_tokenizer(
+            &clip,
+            case.n_l,
+            case.n_s,
+            original.append_special_padding,
+            Some("<|endoftext|>"),
+        )
+        .unwrap()
+        .with_drop_query(original.drop_query);
         let mut parser = ChatAndQueryParser::new(template, case.pad_id, query).unwrap();
         parser.chat = parser.chat.with_add_endoftext(case.add_endoftext);
         let parsed = parser.parse(&tok, &clip, &conversation, case.image).unwrap();
@@ -90,20 +104,31 @@ fn check_against_the_original_parser(tokenizer_name: &str) -> Vec<String> {
         match (&parsed.query, &original.que_input_ids, &original.que_input_tps) {
             (Some(q), Some(ids), Some(tps)) => {
                 if &q.input_ids != ids || &q.input_tps != tps {
-                    failures.push(format!("{}: query row\n  got  {:?} {:?}\n  want {ids:?} {tps:?}", case.name, q.input_ids, q.input_tps));
+                    failures.push(format!(
+                        "{}: query row\n  got  {:?} {:?}\n  want {ids:?} {tps:?}",
+                        case.name, q.input_ids, q.input_tps
+                    ));
                 }
             }
             (None, None, None) => {}
             _ => failures.push(format!("{}: a query row on one side only", case.name)),
         }
     }
-    assert!(failures.is_empty(), "{} differences from the original parser:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} differences from the original parser:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     templates
 }
 
 #[test]
 fn mistral_tokenizer_llama_2_and_vicuna_templates_match_the_original_parser() {
-    assert_eq!(check_against_the_original_parser("mistral"), ["llama-2", "llama-2-vision", "vicuna_v1.1"]);
+    assert_eq!(
+        check_against_the_original_parser("mistral"),
+        ["llama-2", "llama-2-vision", "vicuna_v1.1"]
+    );
 }
 
 #[test]

@@ -48,8 +48,13 @@ impl Figure for BenchFigure {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let measured = self.series.iter().flat_map(|s| s.points.iter());
-        let (x0, x1) = range_of(measured.clone().map(|p| p.n).chain(self.model.iter().map(|p| p.0))).ok_or_else(|| PlotError::Empty("bench figure without points".into()))?;
-        let (_, y1) = range_of(measured.flat_map(|p| [p.p75, p.median]).chain(self.model.iter().map(|p| p.1))).unwrap_or((0.0, 1.0));
+        let (x0, x1) =
+            range_of(measured.clone().map(|p| p.n).chain(self.model.iter().map(|p| p.0)))
+                .ok_or_else(|| PlotError::Empty("bench figure without points".into()))?;
+        let (_, y1) = range_of(
+            measured.flat_map(|p| [p.p75, p.median]).chain(self.model.iter().map(|p| p.1)),
+        )
+        .unwrap_or((0.0, 1.0));
         let (x0, x1) = pad((x0, x1.max(x0 + 1.0)), 0.04);
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, (FAMILY, 18))
@@ -72,18 +77,32 @@ impl Figure for BenchFigure {
         for (i, s) in self.series.iter().enumerate() {
             let col = color(i);
             chart
-                .draw_series(LineSeries::new(s.points.iter().map(|p| (p.n, p.median)), col.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    s.points.iter().map(|p| (p.n, p.median)),
+                    col.stroke_width(2),
+                ))
                 .map_err(draw_err)?
                 .label(format!("{} (median, p25–p75)", s.label))
                 .legend(line_key(col, 2));
-            chart.draw_series(s.points.iter().map(|p| Circle::new((p.n, p.median), 4, col.filled()))).map_err(draw_err)?;
+            chart
+                .draw_series(s.points.iter().map(|p| Circle::new((p.n, p.median), 4, col.filled())))
+                .map_err(draw_err)?;
             // whiskers: a vertical stroke from p25 to p75 (drawn in data coordinates)
-            chart.draw_series(s.points.iter().map(|p| PathElement::new(vec![(p.n, p.p25), (p.n, p.p75)], col.stroke_width(2)))).map_err(draw_err)?;
+            chart
+                .draw_series(s.points.iter().map(|p| {
+                    PathElement::new(vec![(p.n, p.p25), (p.n, p.p75)], col.stroke_width(2))
+                }))
+                .map_err(draw_err)?;
         }
         if !self.model.is_empty() {
             let col = RGBColor(60, 60, 60);
             chart
-                .draw_series(DashedLineSeries::new(self.model.iter().copied(), 8, 5, col.stroke_width(2)))
+                .draw_series(DashedLineSeries::new(
+                    self.model.iter().copied(),
+                    8,
+                    5,
+                    col.stroke_width(2),
+                ))
                 .map_err(draw_err)?
                 .label(self.model_label.clone())
                 .legend(line_key(col, 2));
@@ -103,11 +122,20 @@ mod tests {
         let fig = BenchFigure {
             title: "time to first token".into(),
             series: vec![
-                TimedSeries { label: "vision + TTFT".into(), points: vec![pt(1.0, 1.0), pt(64.0, 1.6), pt(576.0, 6.0)] },
-                TimedSeries { label: "TTFT".into(), points: vec![pt(1.0, 0.4), pt(64.0, 1.0), pt(576.0, 5.3)] },
+                TimedSeries {
+                    label: "vision + TTFT".into(),
+                    points: vec![pt(1.0, 1.0), pt(64.0, 1.6), pt(576.0, 6.0)],
+                },
+                TimedSeries {
+                    label: "TTFT".into(),
+                    points: vec![pt(1.0, 0.4), pt(64.0, 1.0), pt(576.0, 5.3)],
+                },
             ],
             model_label: "0.9 s + FLOPs / 100 GFLOP/s".into(),
-            model: (1..=576).step_by(5).map(|n| (n as f64, 0.9 + 8.6e-6 * (n * n) as f64)).collect(),
+            model: (1..=576)
+                .step_by(5)
+                .map(|n| (n as f64, 0.9 + 8.6e-6 * (n * n) as f64))
+                .collect(),
         };
         let png = fig.png().unwrap();
         let img = image::load_from_memory(&png).unwrap().to_rgb8();
@@ -116,10 +144,15 @@ mod tests {
         assert!(differing > (820 * 540) / 100, "nearly blank: {differing}");
         // the series colours are really drawn (blue medians, orange TTFT)
         for c in [color(0), color(1)] {
-            assert!(img.pixels().filter(|p| p.0 == [c.0, c.1, c.2]).count() > 100, "colour {c:?} missing");
+            assert!(
+                img.pixels().filter(|p| p.0 == [c.0, c.1, c.2]).count() > 100,
+                "colour {c:?} missing"
+            );
         }
         let svg = fig.svg().unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("vision + TTFT") && svg.contains("GFLOP/s"));
+        assert!(
+            svg.starts_with("<svg") && svg.contains("vision + TTFT") && svg.contains("GFLOP/s")
+        );
         let empty = BenchFigure { series: vec![], model: vec![], ..fig };
         assert!(empty.png().is_err());
     }

@@ -24,12 +24,19 @@ pub(crate) fn color(i: usize) -> RGBColor {
 }
 
 /// Legend key for a line series: a short horizontal stroke in the series' colour.
-pub(crate) fn line_key(col: RGBColor, width: u32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+pub(crate) fn line_key(
+    col: RGBColor,
+    width: u32,
+) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
     move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(width))
 }
 
 /// The legend box every figure uses, at `pos`, in a `size`-point font.
-pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(chart: &mut ChartContext<'a, DB, CT>, pos: SeriesLabelPosition, size: u32) -> Result<()> {
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+    size: u32,
+) -> Result<()> {
     chart
         .configure_series_labels()
         .position(pos)
@@ -42,7 +49,9 @@ pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::Coor
 }
 
 pub(crate) fn range_of(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
-    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
     if lo.is_finite() {
         Some((lo, hi))
     } else {
@@ -120,9 +129,25 @@ impl GridPanel {
     pub fn from_fits(title: &str, fits: &[&FitResult]) -> Self {
         let points = fits
             .first()
-            .map(|f| f.residuals.iter().map(|r| GridPoint { n: r.n, score: r.score, outlier: r.outlier, excluded: r.excluded }).collect())
+            .map(|f| {
+                f.residuals
+                    .iter()
+                    .map(|r| GridPoint {
+                        n: r.n,
+                        score: r.score,
+                        outlier: r.outlier,
+                        excluded: r.excluded,
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
-        let curves = fits.iter().map(|f| GridCurve { label: format!("{} ({} space)", f.law.name(), f.space.name()), points: f.curve.clone() }).collect();
+        let curves = fits
+            .iter()
+            .map(|f| GridCurve {
+                label: format!("{} ({} space)", f.law.name(), f.space.name()),
+                points: f.curve.clone(),
+            })
+            .collect();
         Self { title: title.into(), points, curves }
     }
 }
@@ -172,9 +197,20 @@ impl Figure for ScalingGrid {
         let root = root.titled(&self.title, (FAMILY, 22)).map_err(draw_err)?;
         let areas = root.split_evenly((self.rows(), self.cols.max(1)));
         for (pi, (panel, area)) in self.panels.iter().zip(areas.iter()).enumerate() {
-            let xs = panel.points.iter().map(|p| p.n.log2()).chain(panel.curves.iter().flat_map(|c| c.points.iter().map(|p| p.n.log2())));
-            let (x0, x1) = pad(range_of(xs).ok_or_else(|| PlotError::Empty(format!("panel {}", panel.title)))?, 0.05);
-            let ys = panel.points.iter().map(|p| p.score).chain(panel.curves.iter().flat_map(|c| c.points.iter().map(|p| p.fit)));
+            let xs = panel
+                .points
+                .iter()
+                .map(|p| p.n.log2())
+                .chain(panel.curves.iter().flat_map(|c| c.points.iter().map(|p| p.n.log2())));
+            let (x0, x1) = pad(
+                range_of(xs).ok_or_else(|| PlotError::Empty(format!("panel {}", panel.title)))?,
+                0.05,
+            );
+            let ys = panel
+                .points
+                .iter()
+                .map(|p| p.score)
+                .chain(panel.curves.iter().flat_map(|c| c.points.iter().map(|p| p.fit)));
             let (y0, y1) = pad(range_of(ys).unwrap_or((0.0, 1.0)), 0.12);
             let mut chart = ChartBuilder::on(area)
                 .caption(&panel.title, (FAMILY, 14))
@@ -199,12 +235,21 @@ impl Figure for ScalingGrid {
             for (ci, c) in panel.curves.iter().enumerate() {
                 let col = color(ci);
                 if self.band && c.points.iter().any(|p| p.hi > p.lo) {
-                    let mut poly: Vec<(f64, f64)> = c.points.iter().map(|p| (p.n.log2(), clamp(p.hi))).collect();
+                    let mut poly: Vec<(f64, f64)> =
+                        c.points.iter().map(|p| (p.n.log2(), clamp(p.hi))).collect();
                     poly.extend(c.points.iter().rev().map(|p| (p.n.log2(), clamp(p.lo))));
-                    chart.draw_series(std::iter::once(Polygon::new(poly, col.mix(0.18).filled()))).map_err(draw_err)?;
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(poly, col.mix(0.18).filled())))
+                        .map_err(draw_err)?;
                 }
                 let s = chart
-                    .draw_series(LineSeries::new(c.points.iter().filter(|p| p.fit >= y0 && p.fit <= y1).map(|p| (p.n.log2(), p.fit)), col.stroke_width(2)))
+                    .draw_series(LineSeries::new(
+                        c.points
+                            .iter()
+                            .filter(|p| p.fit >= y0 && p.fit <= y1)
+                            .map(|p| (p.n.log2(), p.fit)),
+                        col.stroke_width(2),
+                    ))
                     .map_err(draw_err)?;
                 if pi == 0 {
                     s.label(c.label.clone()).legend(line_key(col, 2));
@@ -212,11 +257,33 @@ impl Figure for ScalingGrid {
             }
             let black = RGBColor(20, 20, 20);
             chart
-                .draw_series(panel.points.iter().filter(|p| !p.outlier && !p.excluded).map(|p| Circle::new((p.n.log2(), p.score), 3, black.filled())))
+                .draw_series(
+                    panel
+                        .points
+                        .iter()
+                        .filter(|p| !p.outlier && !p.excluded)
+                        .map(|p| Circle::new((p.n.log2(), p.score), 3, black.filled())),
+                )
                 .map_err(draw_err)?;
             let red = RGBColor(214, 39, 40);
-            chart.draw_series(panel.points.iter().filter(|p| p.outlier).map(|p| Cross::new((p.n.log2(), p.score), 5, red.stroke_width(2)))).map_err(draw_err)?;
-            chart.draw_series(panel.points.iter().filter(|p| p.excluded).map(|p| Circle::new((p.n.log2(), p.score), 4, red.stroke_width(1)))).map_err(draw_err)?;
+            chart
+                .draw_series(
+                    panel
+                        .points
+                        .iter()
+                        .filter(|p| p.outlier)
+                        .map(|p| Cross::new((p.n.log2(), p.score), 5, red.stroke_width(2))),
+                )
+                .map_err(draw_err)?;
+            chart
+                .draw_series(
+                    panel
+                        .points
+                        .iter()
+                        .filter(|p| p.excluded)
+                        .map(|p| Circle::new((p.n.log2(), p.score), 4, red.stroke_width(1))),
+                )
+                .map_err(draw_err)?;
             if pi == 0 && !panel.curves.is_empty() {
                 draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 10)?;
             }
@@ -236,14 +303,27 @@ pub struct Line {
     pub values: Vec<Option<f64>>,
 }
 
-fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, n: &[f64], lines: &[(usize, &Line)], y_desc: &str) -> Result<()> {
+fn line_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    n: &[f64],
+    lines: &[(usize, &Line)],
+    y_desc: &str,
+) -> Result<()> {
     line_panel_over(area, title, (n, "n"), lines, y_desc)
 }
 
 /// Lines over any x axis (`x.1` names it).
-pub(crate) fn line_panel_over<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, x: (&[f64], &str), lines: &[(usize, &Line)], y_desc: &str) -> Result<()> {
+pub(crate) fn line_panel_over<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x: (&[f64], &str),
+    lines: &[(usize, &Line)],
+    y_desc: &str,
+) -> Result<()> {
     let (n, x_desc) = x;
-    let lines: Vec<&(usize, &Line)> = lines.iter().filter(|(_, l)| l.values.iter().any(|v| v.is_some())).collect();
+    let lines: Vec<&(usize, &Line)> =
+        lines.iter().filter(|(_, l)| l.values.iter().any(|v| v.is_some())).collect();
     let ys = lines.iter().flat_map(|(_, l)| l.values.iter().flatten().copied());
     let (y0, y1) = pad(range_of(ys).ok_or_else(|| PlotError::Empty(title.into()))?, 0.08);
     let (x0, x1) = range_of(n.iter().copied()).ok_or_else(|| PlotError::Empty(title.into()))?;
@@ -268,7 +348,10 @@ pub(crate) fn line_panel_over<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>,
     for (ci, l) in lines {
         let col = color(*ci);
         chart
-            .draw_series(LineSeries::new(n.iter().zip(&l.values).filter_map(|(x, y)| Some((*x, (*y)?))), col.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                n.iter().zip(&l.values).filter_map(|(x, y)| Some((*x, (*y)?))),
+                col.stroke_width(2),
+            ))
             .map_err(draw_err)?
             .label(l.label.clone())
             .legend(line_key(col, 2));
@@ -304,7 +387,13 @@ impl Figure for PsiFigure {
         let root = root.titled(&self.title, (FAMILY, 20)).map_err(draw_err)?;
         let areas = root.split_evenly((1, 3));
         let l = |label: &str, v: &Vec<Option<f64>>| Line { label: label.into(), values: v.clone() };
-        let (aa, bb, aabb, ab, eq) = (l("psi_cross(AA)", &self.psi_aa), l("psi_cross(BB)", &self.psi_bb), l("psi_cross(AABB)", &self.psi_aabb), l("psi_cross(AB)", &self.psi_ab), l("psi_equal(AB)", &self.psi_eq));
+        let (aa, bb, aabb, ab, eq) = (
+            l("psi_cross(AA)", &self.psi_aa),
+            l("psi_cross(BB)", &self.psi_bb),
+            l("psi_cross(AABB)", &self.psi_aabb),
+            l("psi_cross(AB)", &self.psi_ab),
+            l("psi_equal(AB)", &self.psi_eq),
+        );
         let panels: [(&str, Vec<(usize, &Line)>); 3] = [
             ("AA, (AA+BB)/2, BB", vec![(0, &aa), (1, &aabb), (2, &bb)]),
             ("AABB vs AB", vec![(1, &aabb), (3, &ab)]),
@@ -341,10 +430,24 @@ impl Figure for DistanceFigure {
         (800, 520)
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let band = |k: f64, sign: f64| -> Vec<Option<f64>> { self.d_mean.iter().zip(&self.d_std).map(|(m, s)| Some(m.as_ref()? + sign * k * s.unwrap_or(0.0))).collect() };
-        let ys = self.d_mean.iter().chain(&self.fit).flatten().copied().chain(band(2.0, 1.0).into_iter().flatten()).chain(band(2.0, -1.0).into_iter().flatten());
+        let band = |k: f64, sign: f64| -> Vec<Option<f64>> {
+            self.d_mean
+                .iter()
+                .zip(&self.d_std)
+                .map(|(m, s)| Some(m.as_ref()? + sign * k * s.unwrap_or(0.0)))
+                .collect()
+        };
+        let ys = self
+            .d_mean
+            .iter()
+            .chain(&self.fit)
+            .flatten()
+            .copied()
+            .chain(band(2.0, 1.0).into_iter().flatten())
+            .chain(band(2.0, -1.0).into_iter().flatten());
         let (y0, y1) = pad(range_of(ys).ok_or_else(|| PlotError::Empty("distance".into()))?, 0.05);
-        let (x0, x1) = range_of(self.n.iter().copied()).ok_or_else(|| PlotError::Empty("distance".into()))?;
+        let (x0, x1) =
+            range_of(self.n.iter().copied()).ok_or_else(|| PlotError::Empty("distance".into()))?;
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, (FAMILY, 18))
             .margin(10)
@@ -367,24 +470,33 @@ impl Figure for DistanceFigure {
         for k in [2.0, 1.0] {
             let hi = band(k, 1.0);
             let lo = band(k, -1.0);
-            let mut poly: Vec<(f64, f64)> = self.n.iter().zip(&hi).filter_map(|(x, y)| Some((*x, (*y)?))).collect();
+            let mut poly: Vec<(f64, f64)> =
+                self.n.iter().zip(&hi).filter_map(|(x, y)| Some((*x, (*y)?))).collect();
             poly.extend(self.n.iter().zip(&lo).rev().filter_map(|(x, y)| Some((*x, (*y)?))));
             if poly.len() >= 3 {
                 chart
                     .draw_series(std::iter::once(Polygon::new(poly, base.mix(0.12).filled())))
                     .map_err(draw_err)?
                     .label(format!("mean ± {k}σ"))
-                    .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], base.mix(0.2).filled()));
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 16, y + 5)], base.mix(0.2).filled())
+                    });
             }
         }
         chart
-            .draw_series(LineSeries::new(self.n.iter().zip(&self.d_mean).filter_map(|(x, y)| Some((*x, (*y)?))), base.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                self.n.iter().zip(&self.d_mean).filter_map(|(x, y)| Some((*x, (*y)?))),
+                base.stroke_width(2),
+            ))
             .map_err(draw_err)?
             .label("mean D(n)")
             .legend(line_key(base, 2));
         let fc = color(3);
         chart
-            .draw_series(LineSeries::new(self.n.iter().zip(&self.fit).filter_map(|(x, y)| Some((*x, (*y)?))), fc.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                self.n.iter().zip(&self.fit).filter_map(|(x, y)| Some((*x, (*y)?))),
+                fc.stroke_width(2),
+            ))
             .map_err(draw_err)?
             .label(self.fit_label.clone())
             .legend(line_key(fc, 2));
@@ -409,7 +521,8 @@ impl Figure for BalanceFigure {
         (700, 520)
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
-        let (x0, x1) = range_of(self.n.iter().copied()).ok_or_else(|| PlotError::Empty("balance".into()))?;
+        let (x0, x1) =
+            range_of(self.n.iter().copied()).ok_or_else(|| PlotError::Empty("balance".into()))?;
         // Keep y = n visible; very large n_balance values are clipped to the top.
         let cap = x1 * 3.0;
         let ys = self.n_balance.iter().flatten().map(|v| v.min(cap)).chain([x0, x1]);
@@ -434,7 +547,13 @@ impl Figure for BalanceFigure {
             .map_err(draw_err)?;
         let c0 = color(0);
         chart
-            .draw_series(LineSeries::new(self.n.iter().zip(&self.n_balance).filter_map(|(x, y)| Some((*x, (*y)?.clamp(y0, y1)))), c0.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                self.n
+                    .iter()
+                    .zip(&self.n_balance)
+                    .filter_map(|(x, y)| Some((*x, (*y)?.clamp(y0, y1)))),
+                c0.stroke_width(2),
+            ))
             .map_err(draw_err)?
             .label("(1 - psi_eq)/(psi_AABB - psi_AB) - 1")
             .legend(line_key(c0, 2));
@@ -485,7 +604,10 @@ fn diverging(t: f64) -> RGBColor {
 
 impl Figure for DiffHeatmap {
     fn size(&self) -> (u32, u32) {
-        (Self::LEFT + Self::CELL.0 * self.cols.len().max(1) as u32 + 20, Self::TOP + Self::CELL.1 * self.rows.len().max(1) as u32 + 50)
+        (
+            Self::LEFT + Self::CELL.0 * self.cols.len().max(1) as u32 + 20,
+            Self::TOP + Self::CELL.1 * self.rows.len().max(1) as u32 + 50,
+        )
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         if self.rows.is_empty() || self.cols.is_empty() {
@@ -494,7 +616,10 @@ impl Figure for DiffHeatmap {
         // Benchmarks have different score scales: colour is normalised per row.
         let row_scale: Vec<f64> = (0..self.rows.len())
             .map(|i| {
-                let m = self.values.get(i).map_or(0.0, |r| r.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs())));
+                let m = self
+                    .values
+                    .get(i)
+                    .map_or(0.0, |r| r.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs())));
                 if m > 0.0 {
                     m
                 } else {
@@ -507,14 +632,26 @@ impl Figure for DiffHeatmap {
         let title = TextStyle::from((FAMILY, 18).into_font()).color(&BLACK);
         root.draw(&Text::new(self.title.clone(), (10, 12), title)).map_err(draw_err)?;
         let label = TextStyle::from((FAMILY, 12).into_font()).color(&BLACK);
-        let centred = label.pos(plotters::style::text_anchor::Pos::new(plotters::style::text_anchor::HPos::Center, plotters::style::text_anchor::VPos::Center));
-        let right = label.pos(plotters::style::text_anchor::Pos::new(plotters::style::text_anchor::HPos::Right, plotters::style::text_anchor::VPos::Center));
+        let centred = label.pos(plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Center,
+            plotters::style::text_anchor::VPos::Center,
+        ));
+        let right = label.pos(plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Right,
+            plotters::style::text_anchor::VPos::Center,
+        ));
         for (j, c) in self.cols.iter().enumerate() {
-            root.draw(&Text::new(c.clone(), (left + j as i32 * cw + cw / 2, top - 12), centred.clone())).map_err(draw_err)?;
+            root.draw(&Text::new(
+                c.clone(),
+                (left + j as i32 * cw + cw / 2, top - 12),
+                centred.clone(),
+            ))
+            .map_err(draw_err)?;
         }
         for (i, r) in self.rows.iter().enumerate() {
             let y = top + i as i32 * ch;
-            root.draw(&Text::new(r.clone(), (left - 8, y + ch / 2), right.clone())).map_err(draw_err)?;
+            root.draw(&Text::new(r.clone(), (left - 8, y + ch / 2), right.clone()))
+                .map_err(draw_err)?;
             for j in 0..self.cols.len() {
                 let x = left + j as i32 * cw;
                 let v = self.values.get(i).and_then(|row| row.get(j)).copied().flatten();
@@ -522,10 +659,22 @@ impl Figure for DiffHeatmap {
                     Some(v) => diverging(v / row_scale[i]),
                     None => RGBColor(230, 230, 230),
                 };
-                root.draw(&Rectangle::new([(x, y), (x + cw, y + ch)], fill.filled())).map_err(draw_err)?;
-                root.draw(&Rectangle::new([(x, y), (x + cw, y + ch)], RGBColor(255, 255, 255).stroke_width(1))).map_err(draw_err)?;
-                let text = v.map_or("-".to_string(), |v| if v.abs() >= 100.0 { format!("{v:.0}") } else { format!("{v:.1}") });
-                root.draw(&Text::new(text, (x + cw / 2, y + ch / 2), centred.clone())).map_err(draw_err)?;
+                root.draw(&Rectangle::new([(x, y), (x + cw, y + ch)], fill.filled()))
+                    .map_err(draw_err)?;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cw, y + ch)],
+                    RGBColor(255, 255, 255).stroke_width(1),
+                ))
+                .map_err(draw_err)?;
+                let text = v.map_or("-".to_string(), |v| {
+                    if v.abs() >= 100.0 {
+                        format!("{v:.0}")
+                    } else {
+                        format!("{v:.1}")
+                    }
+                });
+                root.draw(&Text::new(text, (x + cw / 2, y + ch / 2), centred.clone()))
+                    .map_err(draw_err)?;
             }
         }
         let foot = TextStyle::from((FAMILY, 11).into_font()).color(&RGBColor(80, 80, 80));

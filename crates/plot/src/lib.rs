@@ -89,7 +89,8 @@ where
         draw(&root)?;
         root.present().map_err(draw_err)?;
     }
-    let img = image::RgbImage::from_raw(size.0, size.1, buf).ok_or_else(|| PlotError::Png("buffer size".into()))?;
+    let img = image::RgbImage::from_raw(size.0, size.1, buf)
+        .ok_or_else(|| PlotError::Png("buffer size".into()))?;
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).map_err(|e| PlotError::Png(e.to_string()))?;
     Ok(out.into_inner())

@@ -42,14 +42,33 @@ impl Figure for TrainingFigure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let root = root.titled(&self.title, (FAMILY, 20)).map_err(draw_err)?;
         let areas = root.split_evenly((1, 2));
-        let raw = Line { label: "loss".into(), values: self.loss.iter().map(|v| Some(*v)).collect() };
-        let smooth = Line { label: format!("mean of {} steps", self.window), values: moving_average(&self.loss, self.window) };
-        line_panel_over(&areas[0], "answer cross-entropy", (&self.steps, "step"), &[(7, &raw), (0, &smooth)], "loss (nats/token)")?;
+        let raw =
+            Line { label: "loss".into(), values: self.loss.iter().map(|v| Some(*v)).collect() };
+        let smooth = Line {
+            label: format!("mean of {} steps", self.window),
+            values: moving_average(&self.loss, self.window),
+        };
+        line_panel_over(
+            &areas[0],
+            "answer cross-entropy",
+            (&self.steps, "step"),
+            &[(7, &raw), (0, &smooth)],
+            "loss (nats/token)",
+        )?;
         if !self.validation_steps.is_empty() {
-            let lines: Vec<Line> =
-                self.validation.iter().map(|(label, values)| Line { label: label.clone(), values: values.clone() }).collect();
+            let lines: Vec<Line> = self
+                .validation
+                .iter()
+                .map(|(label, values)| Line { label: label.clone(), values: values.clone() })
+                .collect();
             let indexed: Vec<(usize, &Line)> = lines.iter().enumerate().collect();
-            line_panel_over(&areas[1], "validation exact match", (&self.validation_steps, "step"), &indexed, "accuracy")?;
+            line_panel_over(
+                &areas[1],
+                "validation exact match",
+                (&self.validation_steps, "step"),
+                &indexed,
+                "accuracy",
+            )?;
         }
         Ok(())
     }

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tokenscale_eval::score::{mcq, vqa, yorn, Row};
-use tokenscale_synth as synth;
-use tokenscale_synth::{ItemKind};
 use tokenscale_eval::{Dataset, Item, Kind, ScoreOptions};
+use tokenscale_synth as synth;
+use tokenscale_synth::ItemKind;
 
 /// One accuracy number: items of `subset` (along `axis`) answered at n vision tokens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,10 +33,18 @@ pub fn item_score(ds: &Dataset, item: &Item, prediction: &str, opts: ScoreOption
     let hit = |ok: bool| if ok { 1.0 } else { 0.0 };
     let answer = item.answer.as_deref().unwrap_or_default();
     Ok(match ds.kind {
-        Kind::Mcq => hit(mcq::extract(&Row { item, prediction }, opts.compat).to_string() == answer),
+        Kind::Mcq => {
+            hit(mcq::extract(&Row { item, prediction }, opts.compat).to_string() == answer)
+        }
         Kind::Yorn => hit(yorn::extract(prediction) == answer),
-        Kind::Vqa => vqa::sample_score(vqa::method_for(&ds.name), &item.answers(), prediction, opts.compat),
-        other => bail!("{}: {} datasets are not part of the reproduce benchmark (MCQ, Y/N and VQA are)", ds.name, other.as_str()),
+        Kind::Vqa => {
+            vqa::sample_score(vqa::method_for(&ds.name), &item.answers(), prediction, opts.compat)
+        }
+        other => bail!(
+            "{}: {} datasets are not part of the reproduce benchmark (MCQ, Y/N and VQA are)",
+            ds.name,
+            other.as_str()
+        ),
     })
 }
 
@@ -71,7 +79,9 @@ pub fn chance_levels(ds: &Dataset) -> Vec<f64> {
             known.unwrap_or_else(|| match ds.kind {
                 Kind::Mcq => 1.0 / it.options.len().max(1) as f64,
                 Kind::Yorn => 0.5,
-                _ => 1.0 / answers.get(&it.category.as_deref()).map_or(1, |s| s.len().max(1)) as f64,
+                _ => {
+                    1.0 / answers.get(&it.category.as_deref()).map_or(1, |s| s.len().max(1)) as f64
+                }
             })
         })
         .collect()
@@ -125,7 +135,15 @@ pub fn accuracy_table<'a>(
         }
     }
     // Axes in a fixed order; within an axis, kinds in dataset order and the rest sorted.
-    order.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| if AXES[a.0] == "kind" { std::cmp::Ordering::Equal } else { a.1.cmp(&b.1) }));
+    order.sort_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| {
+            if AXES[a.0] == "kind" {
+                std::cmp::Ordering::Equal
+            } else {
+                a.1.cmp(&b.1)
+            }
+        })
+    });
     let mut rows = Vec::new();
     for key in order {
         let (items, chance, scores) = &sums[&key];
@@ -145,7 +163,10 @@ pub fn accuracy_table<'a>(
 
 /// The (n, accuracy) points of one subset, in n order.
 pub fn series(rows: &[AccuracyRow], axis: &str, subset: &str) -> Vec<(f64, f64)> {
-    rows.iter().filter(|r| r.axis == axis && r.subset == subset).map(|r| (r.n as f64, r.accuracy)).collect()
+    rows.iter()
+        .filter(|r| r.axis == axis && r.subset == subset)
+        .map(|r| (r.n as f64, r.accuracy))
+        .collect()
 }
 
 #[cfg(test)]
@@ -160,7 +181,12 @@ mod tests {
         match (right, ds.kind) {
             (true, _) => truth,
             (false, Kind::Yorn) => if truth == "Yes" { "No" } else { "Yes" }.into(),
-            (false, Kind::Mcq) => item.options.iter().map(|o| o.0.to_string()).find(|l| *l != truth).unwrap_or_default(),
+            (false, Kind::Mcq) => item
+                .options
+                .iter()
+                .map(|o| o.0.to_string())
+                .find(|l| *l != truth)
+                .unwrap_or_default(),
             (false, _) => "no idea".into(),
         }
     }
@@ -169,9 +195,18 @@ mod tests {
     fn short_answers_without_a_subtask_guess_among_their_category_answers() {
         let dir = tempfile::tempdir().unwrap();
         let paths = synth::generate(dir.path(), 3, 8, 32).unwrap();
-        let vqa = Dataset::load(paths.iter().find(|p| p.to_string_lossy().contains("VQA")).unwrap(), None).unwrap();
+        let vqa = Dataset::load(
+            paths.iter().find(|p| p.to_string_lossy().contains("VQA")).unwrap(),
+            None,
+        )
+        .unwrap();
         for (it, chance) in vqa.items.iter().zip(chance_levels(&vqa)) {
-            let distinct: HashSet<String> = vqa.items.iter().filter(|o| o.category == it.category).map(|o| vqa::process_answer(&o.answers()[0])).collect();
+            let distinct: HashSet<String> = vqa
+                .items
+                .iter()
+                .filter(|o| o.category == it.category)
+                .map(|o| vqa::process_answer(&o.answers()[0]))
+                .collect();
             assert!((chance - 1.0 / distinct.len() as f64).abs() < 1e-12);
         }
     }
@@ -179,26 +214,54 @@ mod tests {
     #[test]
     fn kind_accuracy_equals_the_benchmark_scorer() {
         let dir = tempfile::tempdir().unwrap();
-        let datasets: Vec<Dataset> = synth::write_benchmark(dir.path(), synth::Split::Test, 12, &synth::Mix::default())
-            .unwrap()
-            .iter()
-            .map(|p| Dataset::load(p, None).unwrap())
-            .collect();
+        let datasets: Vec<Dataset> =
+            synth::write_benchmark(dir.path(), synth::Split::Test, 12, &synth::Mix::default())
+                .unwrap()
+                .iter()
+                .map(|p| Dataset::load(p, None).unwrap())
+                .collect();
         let preds: HashMap<(String, String, usize), String> = datasets
             .iter()
-            .flat_map(|ds| ds.items.iter().flat_map(move |it| [1, 8].map(|n| ((ds.name.clone(), it.index.clone(), n), fake(ds, it, n)))))
+            .flat_map(|ds| {
+                ds.items.iter().flat_map(move |it| {
+                    [1, 8].map(|n| ((ds.name.clone(), it.index.clone(), n), fake(ds, it, n)))
+                })
+            })
             .collect();
         let opts = ScoreOptions::default();
-        let rows = accuracy_table(&datasets, &[1, 8], opts, |ds, it, n| preds.get(&(ds.name.clone(), it.index.clone(), n)).map(String::as_str)).unwrap();
+        let rows = accuracy_table(&datasets, &[1, 8], opts, |ds, it, n| {
+            preds.get(&(ds.name.clone(), it.index.clone(), n)).map(String::as_str)
+        })
+        .unwrap();
         let total: usize = datasets.iter().map(|d| d.items.len()).sum();
         for ds in &datasets {
             let scale = if ds.kind == Kind::Mcq { 100.0 } else { 1.0 };
             for n in [1, 8] {
-                let scored: Vec<Row> = ds.items.iter().map(|item| Row { item, prediction: &preds[&(ds.name.clone(), item.index.clone(), n)] }).collect();
+                let scored: Vec<Row> = ds
+                    .items
+                    .iter()
+                    .map(|item| Row {
+                        item,
+                        prediction: &preds[&(ds.name.clone(), item.index.clone(), n)],
+                    })
+                    .collect();
                 // The last Overall row is the all-splits one (MCQ here has one split, `dev`).
-                let overall = score(&ds.name, ds.kind, &scored, opts).unwrap().into_iter().rfind(|m| m.metric == "Overall").unwrap();
-                let mine = rows.iter().find(|r| r.n == n && r.axis == "kind" && r.subset == kind_label(ds.kind)).unwrap();
-                assert!((mine.accuracy - overall.value * scale).abs() < 1e-9, "{} n={n}: {} vs {}", ds.name, mine.accuracy, overall.value);
+                let overall = score(&ds.name, ds.kind, &scored, opts)
+                    .unwrap()
+                    .into_iter()
+                    .rfind(|m| m.metric == "Overall")
+                    .unwrap();
+                let mine = rows
+                    .iter()
+                    .find(|r| r.n == n && r.axis == "kind" && r.subset == kind_label(ds.kind))
+                    .unwrap();
+                assert!(
+                    (mine.accuracy - overall.value * scale).abs() < 1e-9,
+                    "{} n={n}: {} vs {}",
+                    ds.name,
+                    mine.accuracy,
+                    overall.value
+                );
             }
         }
         let overall: Vec<&AccuracyRow> = rows.iter().filter(|r| r.axis == "overall").collect();
@@ -212,7 +275,12 @@ mod tests {
         assert!((mcq.chance - 25.0).abs() < 1e-9);
         // Short answers: the generator's chance level of each item's subtask, averaged.
         let vqa = datasets.iter().find(|d| d.kind == Kind::Vqa).unwrap();
-        let expected = vqa.items.iter().map(|it| synth::chance_level(subtask(it).unwrap(), ItemKind::ShortAnswer).unwrap()).sum::<f64>() / vqa.items.len() as f64;
+        let expected = vqa
+            .items
+            .iter()
+            .map(|it| synth::chance_level(subtask(it).unwrap(), ItemKind::ShortAnswer).unwrap())
+            .sum::<f64>()
+            / vqa.items.len() as f64;
         let mine = rows.iter().find(|r| r.subset == "VQA").unwrap();
         assert!((mine.chance - 100.0 * expected).abs() < 1e-9);
         assert!(rows.iter().any(|r| r.axis == "category" && r.subset == "fine"));

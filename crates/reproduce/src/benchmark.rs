@@ -5,9 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use image::RgbImage;
+use tokenscale_eval::Dataset;
 use tokenscale_synth as synth;
 use tokenscale_synth::{ItemKind, Mix, Rng, Split, COLORS};
-use tokenscale_eval::Dataset;
 
 use tokenscale_fsio::replace_dir;
 
@@ -29,13 +29,15 @@ pub fn write_test_split(dir: &Path, items: usize, kinds: &[ItemKind]) -> Result<
     let parent = dir.parent().context("the benchmark folder needs a parent folder")?;
     let tmp = parent.join(format!(".data.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let written = synth::write_benchmark(&tmp, Split::Test, items, &mix).context("generating the synthetic benchmark")?;
+    let written = synth::write_benchmark(&tmp, Split::Test, items, &mix)
+        .context("generating the synthetic benchmark")?;
     let same = written.iter().all(|p| {
         let name = p.file_name().unwrap_or_default();
         std::fs::read(dir.join(name)).ok() == std::fs::read(p).ok()
     });
     if same {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()))?;
+        std::fs::remove_dir_all(&tmp)
+            .with_context(|| format!("{}: cannot remove", tmp.display()))?;
     } else {
         replace_dir(&tmp, dir)?;
     }
@@ -64,13 +66,20 @@ pub fn image_pairs(count: usize, seed: u64) -> Result<Vec<ImagePair>> {
         .map(|i| {
             let item = synth::item_with(Split::Test, PAIR_INDEX_BASE + i, &fine);
             let mut changed = item.scene.clone();
-            let occupied: Vec<usize> = (0..changed.cells.len()).filter(|&c| changed.cells[c].is_some()).collect();
+            let occupied: Vec<usize> =
+                (0..changed.cells.len()).filter(|&c| changed.cells[c].is_some()).collect();
             match rng.pick(&occupied).and_then(|&c| changed.cells[c].as_mut()) {
-                Some(shape) => shape.color = (shape.color + 1 + rng.below(COLORS.len() - 1)) % COLORS.len(),
+                Some(shape) => {
+                    shape.color = (shape.color + 1 + rng.below(COLORS.len() - 1)) % COLORS.len()
+                }
                 // An empty grid (probability 0.4^16): the border is the one detail to change.
                 None => changed.border = (changed.border + 1) % COLORS.len(),
             }
-            ImagePair { a: item.image.clone(), b: changed.render(), question: synth::prompt_for(&item) }
+            ImagePair {
+                a: item.image.clone(),
+                b: changed.render(),
+                question: synth::prompt_for(&item),
+            }
         })
         .collect())
 }
@@ -89,7 +98,10 @@ mod tests {
             assert!(differing > 0 && differing <= 144, "{differing} pixels differ");
         }
         let again = image_pairs(3, 5).unwrap();
-        assert!(pairs.iter().zip(&again).all(|(x, y)| x.a == y.a && x.b == y.b && x.question == y.question));
+        assert!(pairs
+            .iter()
+            .zip(&again)
+            .all(|(x, y)| x.a == y.a && x.b == y.b && x.question == y.question));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! on the benchmark (views per image, prompt and query-row text tokens) and the measured time per
 //! answer next to it.
 
-use tokenscale_model::Forward;
 use std::collections::BTreeMap;
 use std::path::Path;
+use tokenscale_model::Forward;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -35,21 +35,43 @@ pub struct CostSummary {
 /// The per-image workload of the benchmark's first item: views K from the HD cut, LLM prompt
 /// tokens besides the vision tokens, and question tokens in the query decoder's row.
 pub fn benchmark_workload(p: &ImgQuePipeline, datasets: &[Dataset]) -> Result<Workload> {
-    let (ds, item) = datasets.iter().find_map(|d| d.items.first().map(|i| (d, i))).context("the benchmark has no items")?;
-    let image = item.decode_images()?.into_iter().next().context("the first benchmark item has no image")?.to_rgb8();
+    let (ds, item) = datasets
+        .iter()
+        .find_map(|d| d.items.first().map(|i| (d, i)))
+        .context("the benchmark has no items")?;
+    let image = item
+        .decode_images()?
+        .into_iter()
+        .next()
+        .context("the first benchmark item has no image")?
+        .to_rgb8();
     let crops = p.encode_image(&Forward::INFERENCE, &image)?.dim(0)? as u64;
-    let conversation = Conversation::new().user(build_prompt(item, ds.kind, PromptStyle::Default)).for_generation();
+    let conversation = Conversation::new()
+        .user(build_prompt(item, ds.kind, PromptStyle::Default))
+        .for_generation();
     let record = p.parser(1, 1)?.parse(&p.tokenizer, &p.clip_tokenizer, &conversation, true)?;
     let is_qed = |t: &u32| *t & token_type::QED != 0;
     let text_tokens = record.llm.input_tps.iter().filter(|t| !is_qed(t)).count() as u64;
-    let query_text_tokens =
-        record.query.as_ref().map_or(0, |q| q.input_tps.iter().filter(|t| **t & token_type::QUE != 0 && !is_qed(t)).count()) as u64;
+    let query_text_tokens = record.query.as_ref().map_or(0, |q| {
+        q.input_tps.iter().filter(|t| **t & token_type::QUE != 0 && !is_qed(t)).count()
+    }) as u64;
     // The runtime computes in f32, so caches and activations are counted in f32.
-    Ok(Workload { text_tokens, crops: Some(crops), query_text_tokens, dtype: Dtype::F32, ..Default::default() })
+    Ok(Workload {
+        text_tokens,
+        crops: Some(crops),
+        query_text_tokens,
+        dtype: Dtype::F32,
+        ..Default::default()
+    })
 }
 
 /// Full rows per component and the per-n totals.
-pub fn cost_table(model_dir: &Path, vision_tokens: &[usize], workload: &Workload, seconds: &BTreeMap<usize, f64>) -> Result<(Vec<Row>, Vec<CostSummary>)> {
+pub fn cost_table(
+    model_dir: &Path,
+    vision_tokens: &[usize],
+    workload: &Workload,
+    seconds: &BTreeMap<usize, f64>,
+) -> Result<(Vec<Row>, Vec<CostSummary>)> {
     let arch = read_config(&model_dir.join("config.json"))?;
     let ns: Vec<u64> = vision_tokens.iter().map(|&n| n as u64).collect();
     let rows = table(&arch, &ns, workload)?;

@@ -8,13 +8,19 @@ use tokenscale_base::fnv1a;
 /// Removes what a killed earlier run left half-written in the output folder: the dot-named
 /// temporaries (`.data.tmp-PID`, `.figures.tmp-PID`, `.NAME.tmp-PID`) of this crate's writers.
 pub fn remove_temporaries(dir: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
+    {
         let path = entry.with_context(|| format!("{}: cannot list", dir.display()))?.path();
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         if !(name.starts_with('.') && name.contains(".tmp")) {
             continue;
         }
-        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
         removed.with_context(|| format!("{}: cannot remove a stale temporary", path.display()))?;
     }
     Ok(())
@@ -29,12 +35,23 @@ pub fn model_fingerprint(dir: &Path) -> Result<String> {
     files.sort();
     let mut parts = Vec::with_capacity(files.len());
     for (rel, path) in &files {
-        let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let content = if meta.len() > 256 << 20 {
-            let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
             format!("{}:{modified}", meta.len())
         } else {
-            format!("{:016x}", fnv1a(&std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?))
+            format!(
+                "{:016x}",
+                fnv1a(
+                    &std::fs::read(path)
+                        .with_context(|| format!("{}: cannot read", path.display()))?
+                )
+            )
         };
         parts.push(format!("{rel}\t{content}"));
     }
@@ -43,7 +60,9 @@ pub fn model_fingerprint(dir: &Path) -> Result<String> {
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, std::path::PathBuf)>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
+    {
         let path = entry.with_context(|| format!("{}: cannot list", dir.display()))?.path();
         if path.is_dir() {
             collect(root, &path, out)?;
@@ -67,7 +86,10 @@ mod tests {
         tokenscale_fsio::write_atomic(&dir.path().join("report.md"), b"whole").unwrap();
         std::fs::create_dir_all(dir.path().join("run")).unwrap();
         remove_temporaries(dir.path()).unwrap();
-        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         left.sort();
         assert_eq!(left, ["report.md", "run"]);
     }

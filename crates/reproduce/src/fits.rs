@@ -53,10 +53,18 @@ pub fn fit_accuracy(series: &str, points: &[(f64, f64)], bootstrap: usize) -> Se
             (fits, errors.into_iter().map(|(l, e)| (l.name().to_string(), e.to_string())).collect())
         }
         // A series no law can take (e.g. constant accuracy): the same reason for every law.
-        Err(e) => (Vec::new(), Law::ALL.iter().map(|l| (l.name().to_string(), e.to_string())).collect()),
+        Err(e) => {
+            (Vec::new(), Law::ALL.iter().map(|l| (l.name().to_string(), e.to_string())).collect())
+        }
     };
     let paper_error = errors.iter().find(|(l, _)| l == Law::Paper.name()).map(|e| e.1.as_str());
-    let regimes = verdict(series, points, fits.iter().find(|f| f.law == Law::Paper), paper_error, bootstrap > 0);
+    let regimes = verdict(
+        series,
+        points,
+        fits.iter().find(|f| f.law == Law::Paper),
+        paper_error,
+        bootstrap > 0,
+    );
     SeriesFits { series: series.to_string(), points: points.to_vec(), fits, errors, regimes }
 }
 
@@ -74,15 +82,28 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-fn verdict(series: &str, points: &[(f64, f64)], paper: Option<&FitResult>, error: Option<&str>, intervals: bool) -> RegimeVerdict {
-    let none = |sentence: String| RegimeVerdict { both_regimes: false, split_by_estimate: false, n_balance: None, n_balance_ci95: None, sentence };
+fn verdict(
+    series: &str,
+    points: &[(f64, f64)],
+    paper: Option<&FitResult>,
+    error: Option<&str>,
+    intervals: bool,
+) -> RegimeVerdict {
+    let none = |sentence: String| RegimeVerdict {
+        both_regimes: false,
+        split_by_estimate: false,
+        n_balance: None,
+        n_balance_ci95: None,
+        sentence,
+    };
     let Some(fit) = paper else {
         return none(format!("The paper law could not be fitted to `{series}` ({}), so this run says nothing about the regimes.", error.unwrap_or("no result")));
     };
     let Some(regime) = &fit.regime else {
         return none(format!("The paper law's fit to `{series}` has no regime report."));
     };
-    let trend = if fit.improves_with_n { "accuracy rises with n" } else { "accuracy does not rise with n" };
+    let trend =
+        if fit.improves_with_n { "accuracy rises with n" } else { "accuracy does not rise with n" };
     let Some(nb) = regime.n_balance else {
         return none(format!(
             "Only one regime can be seen in `{series}` ({trend}): the best paper-law curve is a pure power law (the Δψ = 0 form, β = {}), so the points do not determine n_balance.",
@@ -90,20 +111,27 @@ fn verdict(series: &str, points: &[(f64, f64)], paper: Option<&FitResult>, error
         ));
     };
     let ci = fit.ci95.get("n_balance").copied().filter(|_| intervals);
-    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.0), h.max(p.0)));
-    let ci_text = ci.map_or(" (no interval: no bootstrap)".to_string(), |[a, b]| format!(" (95% CI [{}, {}])", fmt_value(a), fmt_value(b)));
+    let (lo, hi) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.0), h.max(p.0)));
+    let ci_text = ci.map_or(" (no interval: no bootstrap)".to_string(), |[a, b]| {
+        format!(" (95% CI [{}, {}])", fmt_value(a), fmt_value(b))
+    });
     let split = !regime.sublinear.is_empty() && !regime.linear.is_empty();
     let mut doubts = Vec::new();
     if !fit.improves_with_n {
         doubts.push("accuracy does not rise with n".to_string());
     }
     match ci {
-        Some([a, b]) if a < lo || b > hi => doubts.push(format!("the interval reaches past the measured n = {lo}..{hi}")),
+        Some([a, b]) if a < lo || b > hi => {
+            doubts.push(format!("the interval reaches past the measured n = {lo}..{hi}"))
+        }
         None => doubts.push("there is no interval".to_string()),
         _ => {}
     }
     let sentence = if !split {
-        let (which, side) = if regime.linear.is_empty() { ("sublinear", "above") } else { ("linear", "below") };
+        let (which, side) =
+            if regime.linear.is_empty() { ("sublinear", "above") } else { ("linear", "below") };
         format!("Only the {which} regime appears in `{series}` ({trend}): n_balance = {}{ci_text} lies {side} every measured n.", fmt_value(nb))
     } else if doubts.is_empty() {
         format!(
@@ -121,7 +149,13 @@ fn verdict(series: &str, points: &[(f64, f64)], paper: Option<&FitResult>, error
             doubts.join(" and ")
         )
     };
-    RegimeVerdict { both_regimes: split && doubts.is_empty(), split_by_estimate: split, n_balance: Some(nb), n_balance_ci95: ci, sentence }
+    RegimeVerdict {
+        both_regimes: split && doubts.is_empty(),
+        split_by_estimate: split,
+        n_balance: Some(nb),
+        n_balance_ci95: ci,
+        sentence,
+    }
 }
 
 #[cfg(test)]
@@ -134,8 +168,13 @@ mod tests {
     #[test]
     fn a_paper_curve_with_interior_balance_shows_both_regimes() {
         // S = c·[n(n+n_b)/(1+n_b)]^{β/2} with n_b = 8, plus a small wiggle so the fit is not exact.
-        let points: Vec<(f64, f64)> =
-            NS.iter().enumerate().map(|(i, &n)| (n, L::Paper.eval(&[30.0, 0.3, 8.0], n) + if i % 2 == 0 { 0.05 } else { -0.05 })).collect();
+        let points: Vec<(f64, f64)> = NS
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                (n, L::Paper.eval(&[30.0, 0.3, 8.0], n) + if i % 2 == 0 { 0.05 } else { -0.05 })
+            })
+            .collect();
         let fits = fit_accuracy("overall", &points, 1000);
         let v = &fits.regimes;
         assert!(v.both_regimes, "{}", v.sentence);
@@ -149,12 +188,26 @@ mod tests {
 
     #[test]
     fn a_split_without_interval_or_rise_is_not_called_established() {
-        let falling: Vec<(f64, f64)> = NS.iter().enumerate().map(|(i, &n)| (n, 60.0 - L::Paper.eval(&[3.0, 0.3, 8.0], n) + if i % 2 == 0 { 0.05 } else { -0.05 })).collect();
+        let falling: Vec<(f64, f64)> = NS
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                (
+                    n,
+                    60.0 - L::Paper.eval(&[3.0, 0.3, 8.0], n)
+                        + if i % 2 == 0 { 0.05 } else { -0.05 },
+                )
+            })
+            .collect();
         for (points, bootstrap) in [(&falling, 1000), (&falling, 0)] {
             let v = fit_accuracy("overall", points, bootstrap).regimes;
             assert!(!v.both_regimes, "{}", v.sentence);
             if v.split_by_estimate {
-                assert!(v.sentence.starts_with("This run does not establish both regimes"), "{}", v.sentence);
+                assert!(
+                    v.sentence.starts_with("This run does not establish both regimes"),
+                    "{}",
+                    v.sentence
+                );
             }
         }
     }

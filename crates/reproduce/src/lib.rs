@@ -23,16 +23,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use tokenscale_eval::merge::finish_run;
 use tokenscale_answer::ModelAnswerer;
+use tokenscale_eval::merge::finish_run;
 use tokenscale_eval::store::load_run;
 use tokenscale_eval::sweep::{read_config, run_sweep, Answerer, RunConfig, SweepConfig};
-use tokenscale_synth::ItemKind;
 use tokenscale_eval::{Dataset, ScoreOptions};
 use tokenscale_model::checkpoint::Architecture;
-use tokenscale_model::imgque_pipeline::ImgQuePipeline;
 use tokenscale_model::dtype::DtypePolicy;
+use tokenscale_model::imgque_pipeline::ImgQuePipeline;
 use tokenscale_model::Device;
+use tokenscale_synth::ItemKind;
 
 /// The paper's sweep, 1 to 64 vision tokens.
 pub const DEFAULT_VISION_TOKENS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
@@ -102,7 +102,10 @@ impl Options {
             bail!("probe pairs must be at least 1");
         }
         if self.bootstrap != 0 && self.bootstrap < 1000 {
-            bail!("bootstrap resamples must be 0 (no intervals) or at least 1000, got {}", self.bootstrap);
+            bail!(
+                "bootstrap resamples must be 0 (no intervals) or at least 1000, got {}",
+                self.bootstrap
+            );
         }
         let mut ns = self.vision_tokens.clone();
         ns.sort_unstable();
@@ -125,24 +128,43 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let ns = opts.check()?;
     let (arch, _) = Architecture::detect(&opts.model_dir)?;
     if !matches!(arch, Architecture::ImgQue) {
-        bail!("{}: reproduce runs a query-fused (imgque) model, this is a {} checkpoint", opts.model_dir.display(), arch.name());
+        bail!(
+            "{}: reproduce runs a query-fused (imgque) model, this is a {} checkpoint",
+            opts.model_dir.display(),
+            arch.name()
+        );
     }
     let mut timings = Timings(opts.earlier_steps.clone());
     let mut notes = Vec::new();
     // Everything that can refuse the input runs before the output folder is touched.
     let (mut answerer, pipeline) = timings.time("load the model", || {
         let answerer = ModelAnswerer::load(&opts.model_dir, None, None, false, opts.dtype)?;
-        answerer.check_budgets(&ns).with_context(|| format!("{}: vision-token counts", opts.model_dir.display()))?;
-        Ok((answerer, ImgQuePipeline::load(&opts.model_dir, opts.dtype.resolve(&opts.model_dir)?.dtype, &Device::Cpu)?))
+        answerer
+            .check_budgets(&ns)
+            .with_context(|| format!("{}: vision-token counts", opts.model_dir.display()))?;
+        Ok((
+            answerer,
+            ImgQuePipeline::load(
+                &opts.model_dir,
+                opts.dtype.resolve(&opts.model_dir)?.dtype,
+                &Device::Cpu,
+            )?,
+        ))
     })?;
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("{}: cannot create", opts.out.display()))?;
     files::remove_temporaries(&opts.out)?;
-    let datasets = timings.time("generate the benchmark", || benchmark::write_test_split(&opts.out.join("data"), opts.items, &opts.kinds))?;
+    let datasets = timings.time("generate the benchmark", || {
+        benchmark::write_test_split(&opts.out.join("data"), opts.items, &opts.kinds)
+    })?;
 
     let run_dir = opts.out.join("run");
     let fingerprint = files::model_fingerprint(&opts.model_dir)?;
     let settings = BTreeMap::from([("model".to_string(), fingerprint.clone())]);
-    if let Some(note) = discard_stale_run(&run_dir, &RunConfig::new(&datasets, Some(opts.max_new_tokens), settings.clone()))? {
+    if let Some(note) = discard_stale_run(
+        &run_dir,
+        &RunConfig::new(&datasets, Some(opts.max_new_tokens), settings.clone()),
+    )? {
         notes.push(note);
     }
     let mut sweep = SweepConfig::new(&run_dir, ns.clone());
@@ -157,10 +179,15 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         finish_run(&run_dir, &datasets, score_opts)?;
         let records = load_run(&run_dir)?;
         let lookup = |ds: &Dataset, item: &tokenscale_eval::Item, n: usize| {
-            records.get(&(model.clone(), reducer.clone(), n, ds.name.clone(), item.index.clone())).map(|r| r.prediction.as_str())
+            records
+                .get(&(model.clone(), reducer.clone(), n, ds.name.clone(), item.index.clone()))
+                .map(|r| r.prediction.as_str())
         };
         let table = accuracy::accuracy_table(&datasets, &ns, score_opts, lookup)?;
-        Ok((table, mean_seconds(records.values().filter(|r| r.model == model && r.reducer == reducer))))
+        Ok((
+            table,
+            mean_seconds(records.values().filter(|r| r.model == model && r.reducer == reducer)),
+        ))
     })?;
 
     let fits = timings.time("fit the scaling laws", || Ok(fit_subsets(&accuracy, opts)))?;
@@ -207,14 +234,20 @@ fn discard_stale_run(run_dir: &Path, wanted: &RunConfig) -> Result<Option<String
         },
         Err(e) => format!("{e:#}"),
     };
-    std::fs::remove_dir_all(run_dir).with_context(|| format!("{}: cannot remove the stale run", run_dir.display()))?;
-    let note = format!("{} held predictions of another configuration ({reason}); they were discarded", run_dir.display());
+    std::fs::remove_dir_all(run_dir)
+        .with_context(|| format!("{}: cannot remove the stale run", run_dir.display()))?;
+    let note = format!(
+        "{} held predictions of another configuration ({reason}); they were discarded",
+        run_dir.display()
+    );
     eprintln!("note: {note}");
     Ok(Some(note))
 }
 
 /// Mean answer time per n.
-fn mean_seconds<'a>(records: impl Iterator<Item = &'a tokenscale_eval::store::Record>) -> BTreeMap<usize, f64> {
+fn mean_seconds<'a>(
+    records: impl Iterator<Item = &'a tokenscale_eval::store::Record>,
+) -> BTreeMap<usize, f64> {
     let mut sums: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
     for r in records {
         let e = sums.entry(r.n).or_default();
@@ -227,7 +260,11 @@ fn mean_seconds<'a>(records: impl Iterator<Item = &'a tokenscale_eval::store::Re
 /// The series the law is fitted to: overall accuracy, and the coarse and fine questions when the
 /// benchmark has those categories.
 fn fit_subsets(rows: &[accuracy::AccuracyRow], opts: &Options) -> Vec<fits::SeriesFits> {
-    let mut out = vec![fits::fit_accuracy("overall", &accuracy::series(rows, "overall", "all"), opts.bootstrap)];
+    let mut out = vec![fits::fit_accuracy(
+        "overall",
+        &accuracy::series(rows, "overall", "all"),
+        opts.bootstrap,
+    )];
     for category in ["fine", "coarse"] {
         let points = accuracy::series(rows, "category", category);
         if !points.is_empty() {

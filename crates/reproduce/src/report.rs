@@ -13,11 +13,11 @@ use tokenscale_eval::Dataset;
 
 use crate::accuracy::AccuracyRow;
 use crate::cost::CostSummary;
-use tokenscale_fsio::replace_dir;
-use tokenscale_fsio::write_atomic;
 use crate::fits::{fmt_value, SeriesFits};
 use crate::probe::ProbeOutcome;
 use crate::{figures, Options, Timings};
+use tokenscale_fsio::replace_dir;
+use tokenscale_fsio::write_atomic;
 
 /// What the steps produced.
 pub struct Inputs<'a> {
@@ -102,12 +102,24 @@ fn scores<'a>(x: &Inputs<'a>, timings: &Timings) -> Scores<'a> {
         .iter()
         .flat_map(|s| {
             let best = s.fits.iter().map(|f| f.aic).fold(f64::INFINITY, f64::min);
-            s.fits.iter().map(move |f| FitRow { series: &s.series, law: f.law.name(), formula: &f.formula, params: &f.params, ci95: (o.bootstrap > 0).then_some(&f.ci95), r2: f.r2, aic: f.aic, delta_aic: f.aic - best })
+            s.fits.iter().map(move |f| FitRow {
+                series: &s.series,
+                law: f.law.name(),
+                formula: &f.formula,
+                params: &f.params,
+                ci95: (o.bootstrap > 0).then_some(&f.ci95),
+                r2: f.r2,
+                aic: f.aic,
+                delta_aic: f.aic - best,
+            })
         })
         .collect();
     let bound = x.probe.bound.as_ref();
-    let fitted: Vec<(&str, f64, Option<[f64; 2]>)> =
-        x.fits.iter().filter_map(|f| Some((f.series.as_str(), f.regimes.n_balance?, f.regimes.n_balance_ci95))).collect();
+    let fitted: Vec<(&str, f64, Option<[f64; 2]>)> = x
+        .fits
+        .iter()
+        .filter_map(|f| Some((f.series.as_str(), f.regimes.n_balance?, f.regimes.n_balance_ci95)))
+        .collect();
     Scores {
         tokenscale_version: env!("CARGO_PKG_VERSION"),
         model: serde_json::json!({"dir": o.model_dir, "name": x.model_name, "fingerprint": x.fingerprint}),
@@ -118,8 +130,20 @@ fn scores<'a>(x: &Inputs<'a>, timings: &Timings) -> Scores<'a> {
         }),
         accuracy: x.accuracy,
         fits,
-        fit_errors: x.fits.iter().flat_map(|s| s.errors.iter().map(|(law, e)| serde_json::json!({"series": s.series, "law": law, "error": e}))).collect(),
-        regimes: x.fits.iter().map(|s| serde_json::json!({"series": s.series, "verdict": s.regimes})).collect(),
+        fit_errors: x
+            .fits
+            .iter()
+            .flat_map(|s| {
+                s.errors
+                    .iter()
+                    .map(|(law, e)| serde_json::json!({"series": s.series, "law": law, "error": e}))
+            })
+            .collect(),
+        regimes: x
+            .fits
+            .iter()
+            .map(|s| serde_json::json!({"series": s.series, "verdict": s.regimes}))
+            .collect(),
         probe: ProbeSummary {
             pairs: x.probe.stats.pairs,
             vision_tokens: x.probe.vision_tokens,
@@ -138,14 +162,21 @@ fn scores<'a>(x: &Inputs<'a>, timings: &Timings) -> Scores<'a> {
         }),
         cost: x.cost,
         sweep: x.sweep,
-        timings: timings.0.iter().map(|(step, s)| serde_json::json!({"step": step, "seconds": s})).collect(),
+        timings: timings
+            .0
+            .iter()
+            .map(|(step, s)| serde_json::json!({"step": step, "seconds": s}))
+            .collect(),
         notes: x.notes,
     }
 }
 
 /// Writes every output into `out` (figures timed as a step of their own); returns report.md's path.
 pub fn write(out: &Path, x: &Inputs, timings: &mut Timings) -> Result<PathBuf> {
-    write_atomic(&out.join("fits.json"), pretty(&x.fits.iter().flat_map(|s| &s.fits).collect::<Vec<_>>())?.as_bytes())?;
+    write_atomic(
+        &out.join("fits.json"),
+        pretty(&x.fits.iter().flat_map(|s| &s.fits).collect::<Vec<_>>())?.as_bytes(),
+    )?;
     write_atomic(&out.join("probe.json"), pretty(&x.probe.stats)?.as_bytes())?;
     match &x.probe.bound {
         Some(b) => write_atomic(&out.join("bound.json"), pretty(b)?.as_bytes())?,
@@ -156,7 +187,8 @@ pub fn write(out: &Path, x: &Inputs, timings: &mut Timings) -> Result<PathBuf> {
     let figure_files = timings.time("figures", || {
         let tmp = out.join(format!(".figures.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        std::fs::create_dir_all(&tmp)
+            .with_context(|| format!("{}: cannot create", tmp.display()))?;
         let files = figures::write_all(&tmp, x.accuracy, x.fits, x.probe)?;
         replace_dir(&tmp, &out.join("figures"))?;
         Ok(files)
@@ -174,7 +206,9 @@ fn pretty<T: Serialize + ?Sized>(value: &T) -> Result<String> {
 
 fn remove_if_present(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("{}: cannot remove the previous copy", path.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("{}: cannot remove the previous copy", path.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -182,7 +216,16 @@ fn remove_if_present(path: &Path) -> Result<()> {
 fn accuracy_csv(rows: &[AccuracyRow]) -> String {
     let mut s = String::from("n,axis,subset,items,accuracy,chance\n");
     for r in rows {
-        let _ = writeln!(s, "{},{},\"{}\",{},{},{}", r.n, r.axis, r.subset.replace('"', "\"\""), r.items, r.accuracy, r.chance);
+        let _ = writeln!(
+            s,
+            "{},{},\"{}\",{},{},{}",
+            r.n,
+            r.axis,
+            r.subset.replace('"', "\"\""),
+            r.items,
+            r.accuracy,
+            r.chance
+        );
     }
     s
 }
@@ -197,8 +240,13 @@ fn informative(lo: f64, hi: f64) -> bool {
 /// `fitted`: (series, n_balance, 95% interval) of the fits that give one.
 fn compare_n_balance(fitted: &[(&str, f64, Option<[f64; 2]>)], probe: Option<f64>) -> String {
     let Some(p) = probe else {
-        let listed: Vec<String> = fitted.iter().map(|(s, nb, _)| format!("{s} {}", fmt_value(*nb))).collect();
-        let fits_text = if listed.is_empty() { "no fit gives one either".to_string() } else { format!("the fits' ({}) stand alone", listed.join(", ")) };
+        let listed: Vec<String> =
+            fitted.iter().map(|(s, nb, _)| format!("{s} {}", fmt_value(*nb))).collect();
+        let fits_text = if listed.is_empty() {
+            "no fit gives one either".to_string()
+        } else {
+            format!("the fits' ({}) stand alone", listed.join(", "))
+        };
         return format!("The probe gives no n_balance (ψ_AA ≤ ψ_AB at its largest n, or no bound), and {fits_text}.");
     };
     if fitted.is_empty() {
@@ -236,7 +284,8 @@ fn markdown(x: &Inputs, s: &Scores, timings: &Timings, figure_files: &[String]) 
     let o = x.opts;
     let mut md = String::new();
     let _ = writeln!(md, "# tokenscale reproduce\n");
-    let rows: Vec<String> = x.datasets.iter().map(|d| format!("{} {} rows", d.name, d.items.len())).collect();
+    let rows: Vec<String> =
+        x.datasets.iter().map(|d| format!("{} {} rows", d.name, d.items.len())).collect();
     let _ = writeln!(
         md,
         "Model `{}` (`{}`, fingerprint {}). Benchmark: the synthetic generator's test split, {} px images, {} items per kind ({}). Vision tokens n ∈ {{{}}}, greedy answers of at most {} tokens. Probe: {} image pairs, seed {}. tokenscale {}.\n",
@@ -260,16 +309,36 @@ fn markdown(x: &Inputs, s: &Scores, timings: &Timings, figure_files: &[String]) 
     let _ = writeln!(md, "\n## n_balance: fit against probe\n");
     let _ = writeln!(md, "| source | n_balance | note |\n|---|---:|---|");
     for f in x.fits {
-        let ci = f.regimes.n_balance_ci95.map_or("-".to_string(), |[a, b]| format!("95% CI [{}, {}]", fmt_value(a), fmt_value(b)));
-        let _ = writeln!(md, "| fit, {} accuracy | {} | {ci} |", f.series, f.regimes.n_balance.map_or("-".to_string(), fmt_value));
+        let ci = f.regimes.n_balance_ci95.map_or("-".to_string(), |[a, b]| {
+            format!("95% CI [{}, {}]", fmt_value(a), fmt_value(b))
+        });
+        let _ = writeln!(
+            md,
+            "| fit, {} accuracy | {} | {ci} |",
+            f.series,
+            f.regimes.n_balance.map_or("-".to_string(), fmt_value)
+        );
     }
     let p = &s.probe;
     let probe_note = match (p.error, p.balance_point) {
         (Some(e), _) => format!("no bound: {e}"),
-        (None, Some(bp)) => format!("n_balance(n) at n = {}; the curve meets y = n at n = {bp}; λ = {}", p.vision_tokens, p.lambda.map_or("-".into(), fmt_value)),
-        (None, None) => format!("n_balance(n) at n = {}; the curve stays above y = n; λ = {}", p.vision_tokens, p.lambda.map_or("-".into(), fmt_value)),
+        (None, Some(bp)) => format!(
+            "n_balance(n) at n = {}; the curve meets y = n at n = {bp}; λ = {}",
+            p.vision_tokens,
+            p.lambda.map_or("-".into(), fmt_value)
+        ),
+        (None, None) => format!(
+            "n_balance(n) at n = {}; the curve stays above y = n; λ = {}",
+            p.vision_tokens,
+            p.lambda.map_or("-".into(), fmt_value)
+        ),
     };
-    let _ = writeln!(md, "| probe, {} image pairs, last layer | {} | {probe_note} |", p.pairs, p.n_balance.map_or("-".to_string(), fmt_value));
+    let _ = writeln!(
+        md,
+        "| probe, {} image pairs, last layer | {} | {probe_note} |",
+        p.pairs,
+        p.n_balance.map_or("-".to_string(), fmt_value)
+    );
     let _ = writeln!(md, "\n{}", s.n_balance_comparison);
     cost_section(&mut md, x);
     let _ = writeln!(md, "\n## Figures\n");
@@ -295,7 +364,11 @@ fn markdown(x: &Inputs, s: &Scores, timings: &Timings, figure_files: &[String]) 
 
 fn accuracy_table(md: &mut String, x: &Inputs, axes: &[&str]) {
     let ns = x.vision_tokens;
-    let _ = writeln!(md, "| subset | items | chance | {} |", ns.iter().map(|n| format!("n={n}")).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(
+        md,
+        "| subset | items | chance | {} |",
+        ns.iter().map(|n| format!("n={n}")).collect::<Vec<_>>().join(" | ")
+    );
     let _ = writeln!(md, "|---|---:|---:|{}", "---:|".repeat(ns.len()));
     let mut seen: Vec<(&str, &str)> = Vec::new();
     for r in x.accuracy.iter().filter(|r| axes.contains(&r.axis.as_str())) {
@@ -306,13 +379,28 @@ fn accuracy_table(md: &mut String, x: &Inputs, axes: &[&str]) {
         seen.push(key);
         let cells: Vec<String> = ns
             .iter()
-            .map(|n| x.accuracy.iter().find(|a| a.n == *n && a.axis == r.axis && a.subset == r.subset).map_or("-".into(), |a| pct(a.accuracy)))
+            .map(|n| {
+                x.accuracy
+                    .iter()
+                    .find(|a| a.n == *n && a.axis == r.axis && a.subset == r.subset)
+                    .map_or("-".into(), |a| pct(a.accuracy))
+            })
             .collect();
-        let label = if r.axis == "overall" { "all".to_string() } else { format!("{} {}", r.axis, r.subset) };
-        let _ = writeln!(md, "| {label} | {} | {} | {} |", r.items, pct(r.chance), cells.join(" | "));
+        let label = if r.axis == "overall" {
+            "all".to_string()
+        } else {
+            format!("{} {}", r.axis, r.subset)
+        };
+        let _ =
+            writeln!(md, "| {label} | {} | {} | {} |", r.items, pct(r.chance), cells.join(" | "));
     }
     if seen.is_empty() {
-        let _ = writeln!(md, "| (no {} column in the benchmark) | | | {}", axes.join("/"), "|".repeat(ns.len()));
+        let _ = writeln!(
+            md,
+            "| (no {} column in the benchmark) | | | {}",
+            axes.join("/"),
+            "|".repeat(ns.len())
+        );
     }
 }
 
@@ -333,11 +421,20 @@ fn fits_section(md: &mut String, x: &Inputs) {
                 .params
                 .iter()
                 .map(|(k, v)| match r.ci95.get(k).filter(|_| x.opts.bootstrap > 0) {
-                    Some([lo, hi]) => format!("{k} = {} [{}, {}]", fmt_value(*v), fmt_value(*lo), fmt_value(*hi)),
+                    Some([lo, hi]) => {
+                        format!("{k} = {} [{}, {}]", fmt_value(*v), fmt_value(*lo), fmt_value(*hi))
+                    }
                     None => format!("{k} = {}", fmt_value(*v)),
                 })
                 .collect();
-            let _ = writeln!(md, "| {} | {} | {:.3} | {:.2} |", r.law.name(), params.join("; "), r.r2, r.aic - best);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.3} | {:.2} |",
+                r.law.name(),
+                params.join("; "),
+                r.r2,
+                r.aic - best
+            );
         }
         for (law, e) in &f.errors {
             let _ = writeln!(md, "- {law}: not fitted: {e}");
@@ -380,11 +477,18 @@ mod tests {
         let inside = compare_n_balance(&[("overall", 10.0, Some([4.0, 30.0]))], Some(12.0));
         assert!(inside.contains("lies inside"), "{inside}");
         let outside = compare_n_balance(&[("fine", 10.0, Some([8.0, 12.0]))], Some(40.0));
-        assert!(outside.contains("lies outside") && outside.contains("factor of 4.000"), "{outside}");
+        assert!(
+            outside.contains("lies outside") && outside.contains("factor of 4.000"),
+            "{outside}"
+        );
         let wide = compare_n_balance(&[("overall", 14.0, Some([1e-80, 1e30]))], Some(1.6));
         assert!(wide.contains("does not determine n_balance"), "{wide}");
         let no_probe = compare_n_balance(&[("overall", 14.0, None)], None);
-        assert!(no_probe.contains("The probe gives no n_balance") && no_probe.contains("overall 14.000"), "{no_probe}");
+        assert!(
+            no_probe.contains("The probe gives no n_balance")
+                && no_probe.contains("overall 14.000"),
+            "{no_probe}"
+        );
         let no_fit = compare_n_balance(&[], Some(2.0));
         assert!(no_fit.starts_with("No fit gives an n_balance"), "{no_fit}");
     }

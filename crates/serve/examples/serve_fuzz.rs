@@ -52,11 +52,19 @@ fn memory_line() -> String {
 
 fn threads() -> String {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("Threads:")).map_or_else(|| "?".into(), |n| n.trim().to_string())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .map_or_else(|| "?".into(), |n| n.trim().to_string())
 }
 
 /// Sends `count` mutated requests, shared among the clients (each with its own mutator).
-fn send_mutated(endpoint: &str, mutators: &mut [fuzz::Mutator], count: u64, counts: &Mutex<BTreeMap<String, u64>>) {
+fn send_mutated(
+    endpoint: &str,
+    mutators: &mut [fuzz::Mutator],
+    count: u64,
+    counts: &Mutex<BTreeMap<String, u64>>,
+) {
     std::thread::scope(|scope| {
         for (client, mutator) in mutators.iter_mut().enumerate() {
             let share = count / CLIENTS + u64::from((client as u64) < count % CLIENTS);
@@ -64,11 +72,18 @@ fn send_mutated(endpoint: &str, mutators: &mut [fuzz::Mutator], count: u64, coun
                 let mut local = BTreeMap::<String, u64>::new();
                 for _ in 0..share {
                     let body = mutator.next_body();
-                    let key = match ureq::post(endpoint).set("Content-Type", "application/json").send_bytes(&body) {
+                    let key = match ureq::post(endpoint)
+                        .set("Content-Type", "application/json")
+                        .send_bytes(&body)
+                    {
                         Ok(r) => r.status().to_string(),
                         Err(ureq::Error::Status(code, r)) => {
                             if code >= 500 {
-                                eprintln!("{code}: {}\nbody: {}", r.into_string().unwrap_or_default(), String::from_utf8_lossy(&body[..body.len().min(500)]));
+                                eprintln!(
+                                    "{code}: {}\nbody: {}",
+                                    r.into_string().unwrap_or_default(),
+                                    String::from_utf8_lossy(&body[..body.len().min(500)])
+                                );
                             }
                             code.to_string()
                         }
@@ -90,14 +105,33 @@ fn main() -> anyhow::Result<()> {
     let count: u64 = args.get(1).map_or(Ok(100_000), |s| s.parse())?;
     let seed: u64 = args.get(2).map_or(Ok(1), |s| s.parse())?;
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-imgque");
-    let runtime = tokenscale_model::runtime::Runtime::load(&dir, tokenscale_model::DType::F32, &tokenscale_model::Device::Cpu)?;
+    let runtime = tokenscale_model::runtime::Runtime::load(
+        &dir,
+        tokenscale_model::DType::F32,
+        &tokenscale_model::Device::Cpu,
+    )?;
     let allowed = tempfile::tempdir()?;
-    let limits = Limits { max_image_bytes: 1 << 20, max_image_pixels: 1024 * 1024, max_body_bytes: 4 << 20, ..Default::default() };
-    let server = Server::start(runtime, ServeOptions { port: 0, allow_files: Some(allowed.path().to_path_buf()), limits, ..Default::default() })?;
+    let limits = Limits {
+        max_image_bytes: 1 << 20,
+        max_image_pixels: 1024 * 1024,
+        max_body_bytes: 4 << 20,
+        ..Default::default()
+    };
+    let server = Server::start(
+        runtime,
+        ServeOptions {
+            port: 0,
+            allow_files: Some(allowed.path().to_path_buf()),
+            limits,
+            ..Default::default()
+        },
+    )?;
     let endpoint = format!("http://{}/v1/chat/completions", server.addr);
     let mut image = Vec::new();
-    image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(40, 40, |x, y| image::Rgb([x as u8 * 6, y as u8 * 6, 90])))
-        .write_to(&mut Cursor::new(&mut image), image::ImageFormat::Png)?;
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(40, 40, |x, y| {
+        image::Rgb([x as u8 * 6, y as u8 * 6, 90])
+    }))
+    .write_to(&mut Cursor::new(&mut image), image::ImageFormat::Png)?;
     // A few valid requests first, so the baseline includes the warmed-up allocator and caches.
     let warm = r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}"#;
     for _ in 0..20 {
@@ -105,8 +139,11 @@ fn main() -> anyhow::Result<()> {
     }
     println!("baseline: {}", memory_line());
     let counts = Mutex::new(BTreeMap::<String, u64>::new());
-    let mut mutators: Vec<fuzz::Mutator> = (0..CLIENTS).map(|client| fuzz::Mutator::new(seed.wrapping_mul(1000) + client, &image)).collect();
-    let mut checkpoints: Vec<u64> = [1_000, 10_000, 50_000].into_iter().filter(|&c| c < count).collect();
+    let mut mutators: Vec<fuzz::Mutator> = (0..CLIENTS)
+        .map(|client| fuzz::Mutator::new(seed.wrapping_mul(1000) + client, &image))
+        .collect();
+    let mut checkpoints: Vec<u64> =
+        [1_000, 10_000, 50_000].into_iter().filter(|&c| c < count).collect();
     checkpoints.push(count);
     let started = Instant::now();
     let mut sent = 0;
@@ -127,9 +164,15 @@ fn main() -> anyhow::Result<()> {
     }
     println!("a valid request afterwards: {healthy}");
     server.stop()?;
-    let failures: u64 = counts.iter().filter(|(k, _)| !(k.starts_with('2') || k.starts_with('4'))).map(|(_, n)| n).sum();
+    let failures: u64 = counts
+        .iter()
+        .filter(|(k, _)| !(k.starts_with('2') || k.starts_with('4')))
+        .map(|(_, n)| n)
+        .sum();
     if failures > 0 || healthy != 200 {
-        anyhow::bail!("{failures} answers were neither 2xx nor 4xx (or the server stopped answering)");
+        anyhow::bail!(
+            "{failures} answers were neither 2xx nor 4xx (or the server stopped answering)"
+        );
     }
     Ok(())
 }

@@ -72,11 +72,26 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 /// One streamed request: status, total time, time to the first token's chunk, usage.
 fn one_request(endpoint: &str, body: &str) -> Outcome {
     let begin = Instant::now();
-    let response = match ureq::post(endpoint).set("Content-Type", "application/json").send_string(body) {
-        Ok(r) => r,
-        Err(ureq::Error::Status(code, _)) => return Outcome { status: code, latency: begin.elapsed().as_secs_f64(), first_token: None, completion_tokens: 0 },
-        Err(_) => return Outcome { status: 0, latency: begin.elapsed().as_secs_f64(), first_token: None, completion_tokens: 0 },
-    };
+    let response =
+        match ureq::post(endpoint).set("Content-Type", "application/json").send_string(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, _)) => {
+                return Outcome {
+                    status: code,
+                    latency: begin.elapsed().as_secs_f64(),
+                    first_token: None,
+                    completion_tokens: 0,
+                }
+            }
+            Err(_) => {
+                return Outcome {
+                    status: 0,
+                    latency: begin.elapsed().as_secs_f64(),
+                    first_token: None,
+                    completion_tokens: 0,
+                }
+            }
+        };
     let mut first_token = None;
     let mut completion_tokens = 0;
     let mut complete = false;
@@ -99,28 +114,47 @@ fn one_request(endpoint: &str, body: &str) -> Outcome {
             completion_tokens = n;
         }
     }
-    Outcome { status: if complete { 200 } else { 599 }, latency: begin.elapsed().as_secs_f64(), first_token, completion_tokens }
+    Outcome {
+        status: if complete { 200 } else { 599 },
+        latency: begin.elapsed().as_secs_f64(),
+        first_token,
+        completion_tokens,
+    }
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let dir = args.model.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-imgque"));
+    let dir = args.model.clone().unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-imgque")
+    });
     let policy = match args.dtype.as_str() {
         "auto" => DtypePolicy::Auto,
         "bf16" => DtypePolicy::Fixed(tokenscale_model::DType::BF16),
         "f32" => DtypePolicy::Fixed(tokenscale_model::DType::F32),
         other => anyhow::bail!("dtype {other}: use auto, bf16 or f32"),
     };
-    let loaded = tokenscale_model::runtime::Runtime::open(&dir, policy, &tokenscale_model::Device::Cpu)?;
+    let loaded =
+        tokenscale_model::runtime::Runtime::open(&dir, policy, &tokenscale_model::Device::Cpu)?;
     let dtype = format!("{:?}", loaded.dtype.dtype);
-    let options = ServeOptions { port: 0, max_batch: args.max_batch, queue: args.queue, prefill_chunk: args.prefill_chunk, ..Default::default() };
+    let options = ServeOptions {
+        port: 0,
+        max_batch: args.max_batch,
+        queue: args.queue,
+        prefill_chunk: args.prefill_chunk,
+        ..Default::default()
+    };
     let server = Server::start(loaded.runtime, options)?;
     let endpoint = format!("http://{}/v1/chat/completions", server.addr);
     let mut png = Vec::new();
     let size = args.image_size;
-    image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(size, size, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])))
-        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)?;
-    let url = format!("data:image/png;base64,{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &png));
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(size, size, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+    }))
+    .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)?;
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &png)
+    );
     let mut body = json!({
         "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "Describe the image in detail."}]}],
         "max_tokens": args.max_tokens, "temperature": 0, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true},
@@ -170,7 +204,11 @@ fn main() -> Result<()> {
         for o in outcomes.iter().filter(|o| o.status != 200) {
             *failures.entry(o.status).or_insert(0) += 1;
         }
-        let failures = if failures.is_empty() { "0".to_string() } else { failures.iter().map(|(s, n)| format!("{n}×{s}")).collect::<Vec<_>>().join(", ") };
+        let failures = if failures.is_empty() {
+            "0".to_string()
+        } else {
+            failures.iter().map(|(s, n)| format!("{n}×{s}")).collect::<Vec<_>>().join(", ")
+        };
         println!(
             "| {clients} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {failures} | {:.0} |",
             ok.len() as f64 / wall,

@@ -23,7 +23,9 @@ impl Gate {
     /// A place, or `None` when the server is full.
     pub fn try_admit(self: &Arc<Self>) -> Option<Admission> {
         self.held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| (held < self.capacity).then_some(held + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < self.capacity).then_some(held + 1)
+            })
             .ok()
             .map(|_| Admission(Arc::clone(self)))
     }

@@ -5,12 +5,12 @@
 //! whole batch). Requests join and leave between steps; a request whose client went away is
 //! dropped at the next step, freeing its slot.
 
-use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
+use tokenscale_model::{Forward, ForwardOptions};
 
 use anyhow::Result;
 use tokenscale_model::generation::{GenerationConfig, Sampler};
@@ -100,9 +100,15 @@ pub struct EngineOptions {
 }
 
 /// Starts the engine thread; it ends when every handle is dropped and its work is done.
-pub fn spawn(runtime: Arc<Runtime>, options: EngineOptions, metrics: Arc<Metrics>) -> Result<(EngineHandle, std::thread::JoinHandle<()>)> {
+pub fn spawn(
+    runtime: Arc<Runtime>,
+    options: EngineOptions,
+    metrics: Arc<Metrics>,
+) -> Result<(EngineHandle, std::thread::JoinHandle<()>)> {
     let (jobs, inbox) = mpsc::channel();
-    let thread = std::thread::Builder::new().name("tokenscale-engine".into()).spawn(move || Engine::new(&runtime, options, &metrics).run(inbox))?;
+    let thread = std::thread::Builder::new()
+        .name("tokenscale-engine".into())
+        .spawn(move || Engine::new(&runtime, options, &metrics).run(inbox))?;
     Ok((EngineHandle { jobs }, thread))
 }
 
@@ -136,15 +142,29 @@ fn guarded<T>(work: impl FnOnce() -> Result<T>) -> Result<T, String> {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(format!("{e:#}")),
         Err(panic) => {
-            let what = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-            Err(format!("internal error: {}", what.unwrap_or_else(|| "a panic without a message".into())))
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            Err(format!(
+                "internal error: {}",
+                what.unwrap_or_else(|| "a panic without a message".into())
+            ))
         }
     }
 }
 
 impl<'a> Engine<'a> {
     fn new(runtime: &'a Runtime, options: EngineOptions, metrics: &'a Metrics) -> Self {
-        Self { runtime, llm: runtime.llm(), options, metrics, waiting: VecDeque::new(), prefilling: None, running: Vec::new() }
+        Self {
+            runtime,
+            llm: runtime.llm(),
+            options,
+            metrics,
+            waiting: VecDeque::new(),
+            prefilling: None,
+            running: Vec::new(),
+        }
     }
 
     fn run(mut self, inbox: mpsc::Receiver<Job>) {
@@ -167,18 +187,22 @@ impl<'a> Engine<'a> {
 
     fn publish(&self) {
         self.metrics.queue_depth.set(self.waiting.len() as i64);
-        self.metrics.running.set((self.running.len() + usize::from(self.prefilling.is_some())) as i64);
+        self.metrics
+            .running
+            .set((self.running.len() + usize::from(self.prefilling.is_some())) as i64);
     }
 
     /// Requests whose client disconnected free their place now.
     fn drop_abandoned(&mut self) {
-        let before = self.waiting.len() + self.running.len() + usize::from(self.prefilling.is_some());
+        let before =
+            self.waiting.len() + self.running.len() + usize::from(self.prefilling.is_some());
         self.waiting.retain(|job| !job.events.is_closed());
         self.running.retain(|s| !s.job.events.is_closed());
         if self.prefilling.as_ref().is_some_and(|s| s.job.events.is_closed()) {
             self.prefilling = None;
         }
-        let after = self.waiting.len() + self.running.len() + usize::from(self.prefilling.is_some());
+        let after =
+            self.waiting.len() + self.running.len() + usize::from(self.prefilling.is_some());
         self.metrics.abandoned.inc_by((before - after) as u64);
     }
 
@@ -212,10 +236,27 @@ impl<'a> Engine<'a> {
             let total = embeds.dim(1)?;
             if let Some(prune) = &seq.job.prepared.prune {
                 seq.prefilled = total;
-                return Ok(Some(llm.forward_embeds_pruned(&Forward::INFERENCE, embeds, &mut seq.cache, ForwardOptions::LAST, prune)?.output.logits));
+                return Ok(Some(
+                    llm.forward_embeds_pruned(
+                        &Forward::INFERENCE,
+                        embeds,
+                        &mut seq.cache,
+                        ForwardOptions::LAST,
+                        prune,
+                    )?
+                    .output
+                    .logits,
+                ));
             }
             let len = chunk.min(total - seq.prefilled);
-            let logits = llm.forward_embeds(&Forward::INFERENCE, &embeds.narrow(1, seq.prefilled, len)?, &mut seq.cache, ForwardOptions::LAST)?.logits;
+            let logits = llm
+                .forward_embeds(
+                    &Forward::INFERENCE,
+                    &embeds.narrow(1, seq.prefilled, len)?,
+                    &mut seq.cache,
+                    ForwardOptions::LAST,
+                )?
+                .logits;
             seq.prefilled += len;
             Ok((seq.prefilled == total).then_some(logits))
         });
@@ -241,7 +282,8 @@ impl<'a> Engine<'a> {
             for seq in &self.running {
                 faults.check(FaultPoint::DecodeStep, &seq.job.prepared.prompt);
             }
-            let mut caches: Vec<&mut KvCache> = self.running.iter_mut().map(|s| &mut s.cache).collect();
+            let mut caches: Vec<&mut KvCache> =
+                self.running.iter_mut().map(|s| &mut s.cache).collect();
             llm.decode_step(&Forward::INFERENCE, &tokens, &mut caches)
         });
         let running = std::mem::take(&mut self.running);
@@ -297,7 +339,10 @@ impl<'a> Engine<'a> {
                 }
                 match finish {
                     Some(finish) => {
-                        let _ = seq.job.events.send(Event::Done { finish, completion_tokens: seq.generated });
+                        let _ = seq
+                            .job
+                            .events
+                            .send(Event::Done { finish, completion_tokens: seq.generated });
                         None
                     }
                     None => {

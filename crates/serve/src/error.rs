@@ -23,8 +23,21 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, code: Option<&'static str>, param: Option<&str>, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), kind, param: param.map(str::to_string), code, retry_after: None }
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: Option<&'static str>,
+        param: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            kind,
+            param: param.map(str::to_string),
+            code,
+            retry_after: None,
+        }
     }
 
     /// 400: the request is malformed or asks for something this server cannot do.
@@ -33,18 +46,34 @@ impl ApiError {
     }
 
     /// 400 with a machine-readable code (e.g. `context_length_exceeded`).
-    pub fn invalid_code(code: &'static str, param: Option<&str>, message: impl Into<String>) -> Self {
+    pub fn invalid_code(
+        code: &'static str,
+        param: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", Some(code), param, message)
     }
 
     /// 413: the body or one of its images is over a limit.
     pub fn too_large(param: Option<&str>, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", Some("request_too_large"), param, message)
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            Some("request_too_large"),
+            param,
+            message,
+        )
     }
 
     /// 401: the API key is missing or wrong.
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", Some("invalid_api_key"), None, "missing or wrong API key (send `Authorization: Bearer KEY`)")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            Some("invalid_api_key"),
+            None,
+            "missing or wrong API key (send `Authorization: Bearer KEY`)",
+        )
     }
 
     /// 404: no route for `what` (the message lists the endpoints).
@@ -67,7 +96,13 @@ impl ApiError {
 
     /// 503: the server is shutting down.
     pub fn shutting_down() -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", Some("shutting_down"), None, "the server is shutting down and takes no new requests");
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            Some("shutting_down"),
+            None,
+            "the server is shutting down and takes no new requests",
+        );
         e.retry_after = Some(5);
         e
     }

@@ -1,11 +1,11 @@
 //! The HTTP endpoints: `POST /v1/chat/completions` (OpenAI's schema, plain or streamed as
 //! server-sent events), `GET /v1/models`, `GET /health`, `GET /metrics`.
 
-use tokenscale_model::Forward;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use tokenscale_model::Forward;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -56,7 +56,12 @@ pub struct AppState {
 
 impl AppState {
     /// The shared state; the capacity gate holds `max_batch + queue` requests.
-    pub fn new(runtime: Arc<Runtime>, engine: EngineHandle, options: ServeOptions, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        engine: EngineHandle,
+        options: ServeOptions,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let gate = Gate::new(options.max_batch + options.queue);
         let started = unix_now();
         Self {
@@ -98,7 +103,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn count_status(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn count_status(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let response = next.run(request).await;
     state.metrics.record_status(response.status().as_u16());
     response
@@ -106,8 +115,15 @@ async fn count_status(State(state): State<Arc<AppState>>, request: Request, next
 
 /// A panic in a handler answers 500 with a message; the server goes on.
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let what = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-    ApiError::internal(format!("internal error: {}", what.unwrap_or_else(|| "a panic without a message".into()))).into_response()
+    let what = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+    ApiError::internal(format!(
+        "internal error: {}",
+        what.unwrap_or_else(|| "a panic without a message".into())
+    ))
+    .into_response()
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -116,7 +132,10 @@ async fn not_found(uri: Uri) -> ApiError {
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = &state.options.api_key else { return Ok(()) };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
     if given.map(str::trim) == Some(key.as_str()) {
         Ok(())
     } else {
@@ -126,16 +145,21 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     if state.draining.load(Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"}))).into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})))
+            .into_response();
     }
     Json(json!({"status": "ok", "model": state.options.model_name, "held_requests": state.gate.held()})).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+        .into_response()
 }
 
-async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn models(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     authorize(&state, &headers)?;
     Ok(Json(json!({
         "object": "list",
@@ -143,26 +167,42 @@ async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resul
     })))
 }
 
-async fn chat_completions(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     match chat(state, headers, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn chat(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let arrived = Instant::now();
     if state.draining.load(Ordering::Acquire) {
         return Err(ApiError::shutting_down());
     }
     authorize(&state, &headers)?;
     let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(None, format!("the request body is over {} bytes", state.options.limits.max_body_bytes)),
-        _ => ApiError::invalid(None, format!("cannot read the request body: {}", rejection.body_text())),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(
+            None,
+            format!("the request body is over {} bytes", state.options.limits.max_body_bytes),
+        ),
+        _ => ApiError::invalid(
+            None,
+            format!("cannot read the request body: {}", rejection.body_text()),
+        ),
     })?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(None, format!("the request body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(None, format!("the request body is not valid JSON: {e}")))?;
     let request = parse_request(&value, &state.options)?;
-    let admission = state.gate.try_admit().ok_or_else(|| ApiError::overloaded(state.gate.capacity))?;
+    let admission =
+        state.gate.try_admit().ok_or_else(|| ApiError::overloaded(state.gate.capacity))?;
     // The prompt's length is known from its text and budget: a prompt over a limit is refused
     // before its image is decoded or encoded.
     let planned = plan(&state, &request).await?;
@@ -170,12 +210,20 @@ async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Result<Bytes, Byte
     let prepared = prepare(&state, &request).await?;
     let prompt_tokens = prepared.embeds.dim(1).map_err(|e| ApiError::internal(e.to_string()))?;
     if prompt_tokens != planned {
-        return Err(ApiError::internal(format!("the prompt was planned at {planned} tokens but prepared at {prompt_tokens}")));
+        return Err(ApiError::internal(format!(
+            "the prompt was planned at {planned} tokens but prepared at {prompt_tokens}"
+        )));
     }
     state.metrics.prompt_tokens.inc_by(prompt_tokens as u64);
-    let usage = Usage { prompt_tokens, vision_tokens: prepared.vision_tokens, completion_tokens: 0 };
+    let usage =
+        Usage { prompt_tokens, vision_tokens: prepared.vision_tokens, completion_tokens: 0 };
     let events = submit(&state, &request, prepared, arrived, admission)?;
-    let answer = AnswerMeta { id: state.completion_id(), created: unix_now(), model: state.options.model_name.clone(), usage };
+    let answer = AnswerMeta {
+        id: state.completion_id(),
+        created: unix_now(),
+        model: state.options.model_name.clone(),
+        usage,
+    };
     if request.stream {
         Ok(stream_answer(events, answer, request.include_usage))
     } else {
@@ -188,9 +236,16 @@ async fn chat(state: Arc<AppState>, headers: HeaderMap, body: Result<Bytes, Byte
 /// A budget the model was not trained with is logged once per server and counted every time.
 async fn plan(state: &Arc<AppState>, request: &ChatRequest) -> Result<usize, ApiError> {
     let runtime = Arc::clone(&state.runtime);
-    let (has_image, conversation, budget, drop_query) = (request.image.is_some(), request.conversation.clone(), request.budget.clone(), request.drop_query);
+    let (has_image, conversation, budget, drop_query) = (
+        request.image.is_some(),
+        request.conversation.clone(),
+        request.budget.clone(),
+        request.drop_query,
+    );
     let plan = off_the_async_threads("reading the prompt", move || {
-        runtime.plan_chat(has_image, &conversation, &budget, drop_query).map_err(|e| ApiError::invalid(None, format!("{e:#}")))
+        runtime
+            .plan_chat(has_image, &conversation, &budget, drop_query)
+            .map_err(|e| ApiError::invalid(None, format!("{e:#}")))
     })
     .await?;
     if let Some(warning) = &plan.budget_warning {
@@ -203,22 +258,39 @@ async fn plan(state: &Arc<AppState>, request: &ChatRequest) -> Result<usize, Api
 /// Image decoding, templating and the vision encoder, on a blocking thread (CPU work that must
 /// not hold up the async threads).
 async fn prepare(state: &Arc<AppState>, request: &ChatRequest) -> Result<Prepared, ApiError> {
-    let (runtime, limits, request) = (Arc::clone(&state.runtime), state.options.limits.clone(), request.clone());
+    let (runtime, limits, request) =
+        (Arc::clone(&state.runtime), state.options.limits.clone(), request.clone());
     // The turn moves into the blocking work: a client that goes away meanwhile does not let
     // another request's encoder start beside this one.
-    let turn = Arc::clone(&state.preparing).acquire_owned().await.map_err(|_| ApiError::shutting_down())?;
+    let turn = Arc::clone(&state.preparing)
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::shutting_down())?;
     off_the_async_threads("preparing the inputs", move || {
         let _turn = turn;
-        let image = request.image.as_ref().map(|source| load_image(source, "messages", &limits)).transpose()?;
+        let image = request
+            .image
+            .as_ref()
+            .map(|source| load_image(source, "messages", &limits))
+            .transpose()?;
         runtime
-            .prepare_chat(&Forward::INFERENCE, image.as_ref(), &request.conversation, &request.budget, request.drop_query)
+            .prepare_chat(
+                &Forward::INFERENCE,
+                image.as_ref(),
+                &request.conversation,
+                &request.budget,
+                request.drop_query,
+            )
             .map_err(|e| ApiError::invalid(None, format!("{e:#}")))
     })
     .await
 }
 
 /// Runs CPU work on a blocking thread; a panic there answers 500, the server goes on.
-async fn off_the_async_threads<T: Send + 'static>(what: &str, work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+async fn off_the_async_threads<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(ApiError::internal(format!("internal error while {what}"))),
@@ -242,7 +314,13 @@ fn check_prompt(state: &AppState, prompt_tokens: usize, max_tokens: usize) -> Re
     Ok(())
 }
 
-fn submit(state: &AppState, request: &ChatRequest, prepared: Prepared, arrived: Instant, admission: Admission) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
+fn submit(
+    state: &AppState,
+    request: &ChatRequest,
+    prepared: Prepared,
+    arrived: Instant,
+    admission: Admission,
+) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
     let (events, receiver) = mpsc::unbounded_channel();
     let config = GenerationConfig {
         max_new_tokens: request.max_tokens,
@@ -281,7 +359,10 @@ struct AnswerMeta {
     usage: Usage,
 }
 
-async fn whole_answer(mut events: mpsc::UnboundedReceiver<Event>, mut answer: AnswerMeta) -> Result<Response, ApiError> {
+async fn whole_answer(
+    mut events: mpsc::UnboundedReceiver<Event>,
+    mut answer: AnswerMeta,
+) -> Result<Response, ApiError> {
     let mut content = String::new();
     loop {
         match events.recv().await {
@@ -305,7 +386,9 @@ async fn whole_answer(mut events: mpsc::UnboundedReceiver<Event>, mut answer: An
                 .into_response());
             }
             Some(Event::Failed(message)) => return Err(ApiError::internal(message)),
-            None => return Err(ApiError::internal("the engine stopped before the answer was complete")),
+            None => {
+                return Err(ApiError::internal("the engine stopped before the answer was complete"))
+            }
         }
     }
 }
@@ -329,10 +412,18 @@ fn sse(value: &Value) -> Bytes {
 /// of text, a last chunk with `finish_reason`, the usage chunk when asked, then `data: [DONE]`.
 /// When the client goes away the body is dropped, the forwarding task ends and the engine
 /// sees the closed channel and frees the slot.
-fn stream_answer(mut events: mpsc::UnboundedReceiver<Event>, mut answer: AnswerMeta, include_usage: bool) -> Response {
+fn stream_answer(
+    mut events: mpsc::UnboundedReceiver<Event>,
+    mut answer: AnswerMeta,
+    include_usage: bool,
+) -> Response {
     let (out, body) = mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
-        if out.send(sse(&chunk(&answer, json!({"role": "assistant", "content": ""}), None))).await.is_err() {
+        if out
+            .send(sse(&chunk(&answer, json!({"role": "assistant", "content": ""}), None)))
+            .await
+            .is_err()
+        {
             return;
         }
         loop {
@@ -356,7 +447,12 @@ fn stream_answer(mut events: mpsc::UnboundedReceiver<Event>, mut answer: AnswerM
                     return;
                 }
                 None => {
-                    let _ = out.send(sse(&ApiError::internal("the engine stopped before the answer was complete").body())).await;
+                    let _ = out
+                        .send(sse(&ApiError::internal(
+                            "the engine stopped before the answer was complete",
+                        )
+                        .body()))
+                        .await;
                     return;
                 }
             };
@@ -365,6 +461,9 @@ fn stream_answer(mut events: mpsc::UnboundedReceiver<Event>, mut answer: AnswerM
             }
         }
     });
-    let body = Body::from_stream(futures_util::stream::unfold(body, |mut body| async move { body.recv().await.map(|bytes| (Ok::<Bytes, Infallible>(bytes), body)) }));
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    let body = Body::from_stream(futures_util::stream::unfold(body, |mut body| async move {
+        body.recv().await.map(|bytes| (Ok::<Bytes, Infallible>(bytes), body))
+    }));
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body)
+        .into_response()
 }

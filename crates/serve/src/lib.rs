@@ -52,7 +52,11 @@ impl Server {
 
     /// [`Server::start`] with faults the engine injects (tests of the failure paths).
     #[cfg(feature = "fault-injection")]
-    pub fn start_with_faults(runtime: Runtime, options: ServeOptions, faults: FaultPlan) -> Result<Self> {
+    pub fn start_with_faults(
+        runtime: Runtime,
+        options: ServeOptions,
+        faults: FaultPlan,
+    ) -> Result<Self> {
         Self::start_with(runtime, options, faults)
     }
 
@@ -60,24 +64,29 @@ impl Server {
         options.validate()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, address) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new().name("tokenscale-serve".into()).spawn(move || -> Result<()> {
-            let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            tokio.block_on(async move {
-                let listener = match bind(&options).await {
-                    Ok(listener) => listener,
-                    Err(e) => {
-                        let _ = bound.send(Err(format!("{e:#}")));
-                        return Err(e);
-                    }
-                };
-                let _ = bound.send(listener.local_addr().map_err(|e| e.to_string()));
-                run(runtime, options, faults, listener, async move {
-                    let _ = stopped.await;
+        let thread = std::thread::Builder::new().name("tokenscale-serve".into()).spawn(
+            move || -> Result<()> {
+                let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+                tokio.block_on(async move {
+                    let listener = match bind(&options).await {
+                        Ok(listener) => listener,
+                        Err(e) => {
+                            let _ = bound.send(Err(format!("{e:#}")));
+                            return Err(e);
+                        }
+                    };
+                    let _ = bound.send(listener.local_addr().map_err(|e| e.to_string()));
+                    run(runtime, options, faults, listener, async move {
+                        let _ = stopped.await;
+                    })
+                    .await
                 })
-                .await
-            })
-        })?;
-        let addr = address.recv().context("the server thread ended before binding")?.map_err(anyhow::Error::msg)?;
+            },
+        )?;
+        let addr = address
+            .recv()
+            .context("the server thread ended before binding")?
+            .map_err(anyhow::Error::msg)?;
         Ok(Self { addr, stop: Some(stop), thread: Some(thread) })
     }
 
@@ -91,7 +100,9 @@ impl Server {
             let _ = stop.send(());
         }
         match self.thread.take() {
-            Some(thread) => thread.join().map_err(|_| anyhow::anyhow!("the server thread panicked"))?,
+            Some(thread) => {
+                thread.join().map_err(|_| anyhow::anyhow!("the server thread panicked"))?
+            }
             None => Ok(()),
         }
     }
@@ -109,7 +120,13 @@ pub fn serve(runtime: Runtime, options: ServeOptions) -> Result<()> {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     tokio.block_on(async move {
         let listener = bind(&options).await?;
-        eprintln!("listening on http://{} (model {}; batch {}, queue {})", listener.local_addr()?, options.model_name, options.max_batch, options.queue);
+        eprintln!(
+            "listening on http://{} (model {}; batch {}, queue {})",
+            listener.local_addr()?,
+            options.model_name,
+            options.max_batch,
+            options.queue
+        );
         run(runtime, options, FaultPlan::default(), listener, termination()).await?;
         eprintln!("stopped: every running request was answered");
         Ok(())
@@ -144,11 +161,22 @@ async fn termination() {
     }
 }
 
-async fn run(runtime: Runtime, options: ServeOptions, faults: FaultPlan, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+async fn run(
+    runtime: Runtime,
+    options: ServeOptions,
+    faults: FaultPlan,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let runtime = Arc::new(runtime);
     let metrics = Arc::new(metrics::Metrics::new());
-    let engine_options = engine::EngineOptions { max_batch: options.max_batch, prefill_chunk: options.prefill_chunk, faults };
-    let (engine, engine_thread) = engine::spawn(Arc::clone(&runtime), engine_options, Arc::clone(&metrics))?;
+    let engine_options = engine::EngineOptions {
+        max_batch: options.max_batch,
+        prefill_chunk: options.prefill_chunk,
+        faults,
+    };
+    let (engine, engine_thread) =
+        engine::spawn(Arc::clone(&runtime), engine_options, Arc::clone(&metrics))?;
     let state = Arc::new(http::AppState::new(runtime, engine, options, metrics));
     let app = http::router(Arc::clone(&state));
     let draining = Arc::clone(&state);

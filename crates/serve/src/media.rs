@@ -22,24 +22,41 @@ pub enum ImageSource {
 }
 
 /// Where a request's image comes from (checked, not yet read or decoded).
-pub fn image_source(url: &str, param: &str, options: &ServeOptions) -> Result<ImageSource, ApiError> {
+pub fn image_source(
+    url: &str,
+    param: &str,
+    options: &ServeOptions,
+) -> Result<ImageSource, ApiError> {
     let limits = &options.limits;
     if let Some(rest) = url.strip_prefix("data:") {
         let Some((header, payload)) = rest.split_once(',') else {
-            return Err(ApiError::invalid(Some(param), "a data: URL needs a comma before its payload (data:image/png;base64,...)"));
+            return Err(ApiError::invalid(
+                Some(param),
+                "a data: URL needs a comma before its payload (data:image/png;base64,...)",
+            ));
         };
         if !header.ends_with(";base64") {
-            return Err(ApiError::invalid(Some(param), "a data: URL must be base64-encoded (data:image/png;base64,...)"));
+            return Err(ApiError::invalid(
+                Some(param),
+                "a data: URL must be base64-encoded (data:image/png;base64,...)",
+            ));
         }
         // Four base64 characters per three bytes: refuse by the encoded length before decoding.
         if payload.len() / 4 * 3 > limits.max_image_bytes + 3 {
-            return Err(ApiError::too_large(Some(param), format!("the image is over {} bytes", limits.max_image_bytes)));
+            return Err(ApiError::too_large(
+                Some(param),
+                format!("the image is over {} bytes", limits.max_image_bytes),
+            ));
         }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(payload.trim_end())
-            .map_err(|e| ApiError::invalid(Some(param), format!("the data: URL is not valid base64: {e}")))?;
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(payload.trim_end()).map_err(|e| {
+                ApiError::invalid(Some(param), format!("the data: URL is not valid base64: {e}"))
+            })?;
         if bytes.len() > limits.max_image_bytes {
-            return Err(ApiError::too_large(Some(param), format!("the image is {} bytes; at most {}", bytes.len(), limits.max_image_bytes)));
+            return Err(ApiError::too_large(
+                Some(param),
+                format!("the image is {} bytes; at most {}", bytes.len(), limits.max_image_bytes),
+            ));
         }
         return Ok(ImageSource::Bytes(bytes));
     }
@@ -60,7 +77,12 @@ pub fn image_source(url: &str, param: &str, options: &ServeOptions) -> Result<Im
 
 /// `path` resolved (links followed, `..` removed) and required to lie inside `allowed`.
 fn allowed_file(path: &Path, allowed: &Path, param: &str) -> Result<ImageSource, ApiError> {
-    let outside = || ApiError::invalid(Some(param), "the image path is not a file inside the folder this server allows");
+    let outside = || {
+        ApiError::invalid(
+            Some(param),
+            "the image path is not a file inside the folder this server allows",
+        )
+    };
     let root = allowed.canonicalize().map_err(|_| outside())?;
     let joined = if path.is_absolute() { path.to_path_buf() } else { root.join(path) };
     let resolved = joined.canonicalize().map_err(|_| outside())?;
@@ -71,15 +93,24 @@ fn allowed_file(path: &Path, allowed: &Path, param: &str) -> Result<ImageSource,
 }
 
 /// Reads and decodes the image within the limits (blocking: run it off the async threads).
-pub fn load_image(source: &ImageSource, param: &str, limits: &Limits) -> Result<RgbImage, ApiError> {
+pub fn load_image(
+    source: &ImageSource,
+    param: &str,
+    limits: &Limits,
+) -> Result<RgbImage, ApiError> {
     let bytes = match source {
         ImageSource::Bytes(bytes) => std::borrow::Cow::Borrowed(bytes.as_slice()),
         ImageSource::File(path) => {
             let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
             if size > limits.max_image_bytes as u64 {
-                return Err(ApiError::too_large(Some(param), format!("the image file is over {} bytes", limits.max_image_bytes)));
+                return Err(ApiError::too_large(
+                    Some(param),
+                    format!("the image file is over {} bytes", limits.max_image_bytes),
+                ));
             }
-            std::borrow::Cow::Owned(std::fs::read(path).map_err(|e| ApiError::invalid(Some(param), format!("cannot read the image file: {e}")))?)
+            std::borrow::Cow::Owned(std::fs::read(path).map_err(|e| {
+                ApiError::invalid(Some(param), format!("cannot read the image file: {e}"))
+            })?)
         }
     };
     let reader = || {
@@ -91,13 +122,21 @@ pub fn load_image(source: &ImageSource, param: &str, limits: &Limits) -> Result<
     if probe.format().is_none() {
         return Err(ApiError::invalid(Some(param), "the image is neither PNG nor JPEG"));
     }
-    let (width, height) = probe.into_dimensions().map_err(|e| ApiError::invalid(Some(param), format!("cannot read the image header: {e}")))?;
+    let (width, height) = probe.into_dimensions().map_err(|e| {
+        ApiError::invalid(Some(param), format!("cannot read the image header: {e}"))
+    })?;
     let pixels = width as u64 * height as u64;
     if pixels == 0 {
         return Err(ApiError::invalid(Some(param), "the image has no pixels"));
     }
     if pixels > limits.max_image_pixels {
-        return Err(ApiError::too_large(Some(param), format!("the image is {width}×{height} = {pixels} pixels; at most {}", limits.max_image_pixels)));
+        return Err(ApiError::too_large(
+            Some(param),
+            format!(
+                "the image is {width}×{height} = {pixels} pixels; at most {}",
+                limits.max_image_pixels
+            ),
+        ));
     }
     let mut decoder = reader()?;
     let mut bounds = image::Limits::default();
@@ -106,6 +145,8 @@ pub fn load_image(source: &ImageSource, param: &str, limits: &Limits) -> Result<
     // RGBA at 16 bits per channel is the most a PNG decodes to; twice that leaves the decoder room.
     bounds.max_alloc = Some(pixels.saturating_mul(16));
     decoder.limits(bounds);
-    let decoded = decoder.decode().map_err(|e| ApiError::invalid(Some(param), format!("cannot decode the image: {e}")))?;
+    let decoded = decoder
+        .decode()
+        .map_err(|e| ApiError::invalid(Some(param), format!("cannot decode the image: {e}")))?;
     Ok(tokenscale_model::preprocess::to_rgb(decoded))
 }

@@ -57,21 +57,54 @@ impl Metrics {
         let requests = Family::<StatusLabel, Counter>::default();
         let errors = Family::<StatusLabel, Counter>::default();
         let (queue_depth, running) = (Gauge::default(), Gauge::default());
-        let (generated_tokens, prompt_tokens, abandoned, untrained_budget) = (Counter::default(), Counter::default(), Counter::default(), Counter::default());
+        let (generated_tokens, prompt_tokens, abandoned, untrained_budget) =
+            (Counter::default(), Counter::default(), Counter::default(), Counter::default());
         let decode_tokens_per_s = Gauge::<f64, AtomicU64>::default();
         // 5 ms to about 80 s.
         let time_to_first_token = Histogram::new(exponential_buckets(0.005, 2.0, 15));
         registry.register("requests", "HTTP requests answered, by status code", requests.clone());
-        registry.register("errors", "HTTP requests answered with a 4xx or 5xx status, by status code", errors.clone());
+        registry.register(
+            "errors",
+            "HTTP requests answered with a 4xx or 5xx status, by status code",
+            errors.clone(),
+        );
         registry.register("queue_depth", "Requests waiting for a decode slot", queue_depth.clone());
         registry.register("running_sequences", "Sequences prefilling or decoding", running.clone());
         registry.register("generated_tokens", "Answer tokens generated", generated_tokens.clone());
-        registry.register("prompt_tokens", "Prompt tokens (vision tokens included) of accepted requests", prompt_tokens.clone());
-        registry.register("abandoned_requests", "Requests dropped because their client disconnected", abandoned.clone());
+        registry.register(
+            "prompt_tokens",
+            "Prompt tokens (vision tokens included) of accepted requests",
+            prompt_tokens.clone(),
+        );
+        registry.register(
+            "abandoned_requests",
+            "Requests dropped because their client disconnected",
+            abandoned.clone(),
+        );
         registry.register("untrained_budget_requests", "Requests at a vision-token budget the model was not trained with (the warning is logged once)", untrained_budget.clone());
-        registry.register("decode_tokens_per_second", "Tokens per second of the last batched decode step", decode_tokens_per_s.clone());
-        registry.register("time_to_first_token_seconds", "From a request's arrival to its first answer token", time_to_first_token.clone());
-        Self { registry, requests, errors, queue_depth, running, generated_tokens, prompt_tokens, abandoned, untrained_budget, decode_tokens_per_s, time_to_first_token }
+        registry.register(
+            "decode_tokens_per_second",
+            "Tokens per second of the last batched decode step",
+            decode_tokens_per_s.clone(),
+        );
+        registry.register(
+            "time_to_first_token_seconds",
+            "From a request's arrival to its first answer token",
+            time_to_first_token.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            errors,
+            queue_depth,
+            running,
+            generated_tokens,
+            prompt_tokens,
+            abandoned,
+            untrained_budget,
+            decode_tokens_per_s,
+            time_to_first_token,
+        }
     }
 
     /// Counts one answered request under its status (and as an error when ≥ 400).

@@ -82,12 +82,22 @@ impl ServeOptions {
         if self.prefill_chunk == 0 {
             anyhow::bail!("serve options: the prefill chunk must be at least 1 position");
         }
-        if self.limits.max_tokens == 0 || self.limits.default_max_tokens == 0 || self.limits.default_max_tokens > self.limits.max_tokens {
-            anyhow::bail!("serve options: 1 ≤ default max_tokens ({}) ≤ the max_tokens limit ({})", self.limits.default_max_tokens, self.limits.max_tokens);
+        if self.limits.max_tokens == 0
+            || self.limits.default_max_tokens == 0
+            || self.limits.default_max_tokens > self.limits.max_tokens
+        {
+            anyhow::bail!(
+                "serve options: 1 ≤ default max_tokens ({}) ≤ the max_tokens limit ({})",
+                self.limits.default_max_tokens,
+                self.limits.max_tokens
+            );
         }
         if let Some(dir) = &self.allow_files {
             if !dir.is_dir() {
-                anyhow::bail!("{}: the folder allowed for local images is not a folder", dir.display());
+                anyhow::bail!(
+                    "{}: the folder allowed for local images is not a folder",
+                    dir.display()
+                );
             }
         }
         Ok(())

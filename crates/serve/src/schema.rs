@@ -66,7 +66,10 @@ pub fn parse_request(body: &Value, options: &ServeOptions) -> Result<ChatRequest
     }
     let (conversation, image) = parse_messages(fields.get("messages"), options)?;
     let limits = &options.limits;
-    let max_tokens = match (optional_uint(fields, "max_completion_tokens")?, optional_uint(fields, "max_tokens")?) {
+    let max_tokens = match (
+        optional_uint(fields, "max_completion_tokens")?,
+        optional_uint(fields, "max_tokens")?,
+    ) {
         (Some(n), _) => (n, "max_completion_tokens"),
         (None, Some(n)) => (n, "max_tokens"),
         (None, None) => (limits.default_max_tokens as u64, "max_tokens"),
@@ -89,18 +92,29 @@ pub fn parse_request(body: &Value, options: &ServeOptions) -> Result<ChatRequest
     let stream = optional_bool(fields, "stream")?.unwrap_or(false);
     let include_usage = match fields.get("stream_options").filter(|v| !v.is_null()) {
         None => false,
-        Some(Value::Object(o)) => optional_bool(o, "include_usage").map_err(|e| rename(e, "stream_options.include_usage"))?.unwrap_or(false),
-        Some(_) => return Err(ApiError::invalid(Some("stream_options"), "`stream_options` must be an object")),
+        Some(Value::Object(o)) => optional_bool(o, "include_usage")
+            .map_err(|e| rename(e, "stream_options.include_usage"))?
+            .unwrap_or(false),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                Some("stream_options"),
+                "`stream_options` must be an object",
+            ))
+        }
     };
-    let budget = VisionBudget {
-        tokens: optional_count(fields, "vision_tokens")?,
-        short_tokens: optional_count(fields, "short_tokens")?,
-        reducer: match fields.get("reducer").filter(|v| !v.is_null()) {
-            None => None,
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= 64 => Some(s.clone()),
-            Some(_) => return Err(ApiError::invalid(Some("reducer"), "`reducer` must be a reducer name (pool, uniform, visionzip, fastv, fastv:K)")),
-        },
-    };
+    let budget =
+        VisionBudget {
+            tokens: optional_count(fields, "vision_tokens")?,
+            short_tokens: optional_count(fields, "short_tokens")?,
+            reducer: match fields.get("reducer").filter(|v| !v.is_null()) {
+                None => None,
+                Some(Value::String(s)) if !s.is_empty() && s.len() <= 64 => Some(s.clone()),
+                Some(_) => return Err(ApiError::invalid(
+                    Some("reducer"),
+                    "`reducer` must be a reducer name (pool, uniform, visionzip, fastv, fastv:K)",
+                )),
+            },
+        };
     Ok(ChatRequest {
         conversation,
         image,
@@ -122,7 +136,11 @@ fn checked_max_tokens((n, field): (u64, &str), limits: &Limits) -> Result<usize,
         return Err(ApiError::invalid(Some(field), format!("`{field}` must be at least 1")));
     }
     if n > limits.max_tokens as u64 {
-        return Err(ApiError::invalid_code("max_tokens_exceeded", Some(field), format!("`{field}` is {n}; this server allows at most {}", limits.max_tokens)));
+        return Err(ApiError::invalid_code(
+            "max_tokens_exceeded",
+            Some(field),
+            format!("`{field}` is {n}; this server allows at most {}", limits.max_tokens),
+        ));
     }
     Ok(n as usize)
 }
@@ -135,7 +153,9 @@ fn rename(mut e: ApiError, param: &str) -> ApiError {
 fn optional_uint(fields: &Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
     match fields.get(name).filter(|v| !v.is_null()) {
         None => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| ApiError::invalid(Some(name), format!("`{name}` must be a non-negative integer"))),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::invalid(Some(name), format!("`{name}` must be a non-negative integer"))
+        }),
     }
 }
 
@@ -144,16 +164,27 @@ fn optional_count(fields: &Map<String, Value>, name: &str) -> Result<Option<usiz
     match optional_uint(fields, name)? {
         None => Ok(None),
         Some(n) if (1..=MAX_VISION_TOKENS).contains(&n) => Ok(Some(n as usize)),
-        Some(n) => Err(ApiError::invalid(Some(name), format!("`{name}` is {n}; it must be from 1 to {MAX_VISION_TOKENS}"))),
+        Some(n) => Err(ApiError::invalid(
+            Some(name),
+            format!("`{name}` is {n}; it must be from 1 to {MAX_VISION_TOKENS}"),
+        )),
     }
 }
 
-fn optional_number(fields: &Map<String, Value>, name: &str, low: f64, high: f64) -> Result<Option<f64>, ApiError> {
+fn optional_number(
+    fields: &Map<String, Value>,
+    name: &str,
+    low: f64,
+    high: f64,
+) -> Result<Option<f64>, ApiError> {
     match fields.get(name).filter(|v| !v.is_null()) {
         None => Ok(None),
         Some(v) => match v.as_f64() {
             Some(x) if (low..=high).contains(&x) => Ok(Some(x)),
-            _ => Err(ApiError::invalid(Some(name), format!("`{name}` must be a number from {low} to {high}"))),
+            _ => Err(ApiError::invalid(
+                Some(name),
+                format!("`{name}` must be a number from {low} to {high}"),
+            )),
         },
     }
 }
@@ -161,7 +192,9 @@ fn optional_number(fields: &Map<String, Value>, name: &str, low: f64, high: f64)
 fn optional_bool(fields: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApiError> {
     match fields.get(name).filter(|v| !v.is_null()) {
         None => Ok(None),
-        Some(v) => v.as_bool().map(Some).ok_or_else(|| ApiError::invalid(Some(name), format!("`{name}` must be true or false"))),
+        Some(v) => v.as_bool().map(Some).ok_or_else(|| {
+            ApiError::invalid(Some(name), format!("`{name}` must be true or false"))
+        }),
     }
 }
 
@@ -172,7 +205,10 @@ fn parse_stop(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
         Some(one) => vec![one],
     };
     if stops.len() > MAX_STOPS {
-        return Err(ApiError::invalid(Some("stop"), format!("`stop` has {} sequences; at most {MAX_STOPS}", stops.len())));
+        return Err(ApiError::invalid(
+            Some("stop"),
+            format!("`stop` has {} sequences; at most {MAX_STOPS}", stops.len()),
+        ));
     }
     stops
         .into_iter()
@@ -185,23 +221,35 @@ fn parse_stop(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
 
 /// The messages as a conversation (system message first, then user and assistant turns
 /// alternating from the user) and the one image among their parts.
-fn parse_messages(value: Option<&Value>, options: &ServeOptions) -> Result<(Conversation, Option<ImageSource>), ApiError> {
+fn parse_messages(
+    value: Option<&Value>,
+    options: &ServeOptions,
+) -> Result<(Conversation, Option<ImageSource>), ApiError> {
     let Some(messages) = value.and_then(Value::as_array).filter(|m| !m.is_empty()) else {
-        return Err(ApiError::invalid(Some("messages"), "`messages` must be a non-empty list of messages"));
+        return Err(ApiError::invalid(
+            Some("messages"),
+            "`messages` must be a non-empty list of messages",
+        ));
     };
     let mut conversation = Conversation::new();
     let mut image: Option<ImageSource> = None;
     for (i, message) in messages.iter().enumerate() {
         let param = format!("messages[{i}]");
         let Some(fields) = message.as_object() else {
-            return Err(ApiError::invalid(Some(&param), format!("`{param}` must be an object with `role` and `content`")));
+            return Err(ApiError::invalid(
+                Some(&param),
+                format!("`{param}` must be an object with `role` and `content`"),
+            ));
         };
         let role = fields.get("role").and_then(Value::as_str).unwrap_or_default();
         let (text, images) = parse_content(fields.get("content"), &param, options)?;
         match role {
             "system" | "developer" => {
                 if i != 0 || !images.is_empty() {
-                    return Err(ApiError::invalid(Some(&param), "a system message must come first and hold text only"));
+                    return Err(ApiError::invalid(
+                        Some(&param),
+                        "a system message must come first and hold text only",
+                    ));
                 }
                 conversation = conversation.with_system(text);
             }
@@ -211,28 +259,52 @@ fn parse_messages(value: Option<&Value>, options: &ServeOptions) -> Result<(Conv
                 }
                 for (part, source) in images {
                     if image.is_some() {
-                        return Err(ApiError::invalid(Some(&part), "this model takes one image per conversation; this is a second one"));
+                        return Err(ApiError::invalid(
+                            Some(&part),
+                            "this model takes one image per conversation; this is a second one",
+                        ));
                     }
                     image = Some(source);
                 }
-                conversation = if role == "user" { conversation.user(text) } else { conversation.assistant(text) };
+                conversation = if role == "user" {
+                    conversation.user(text)
+                } else {
+                    conversation.assistant(text)
+                };
             }
-            _ => return Err(ApiError::invalid(Some(&format!("{param}.role")), "`role` must be \"system\", \"user\" or \"assistant\"")),
+            _ => {
+                return Err(ApiError::invalid(
+                    Some(&format!("{param}.role")),
+                    "`role` must be \"system\", \"user\" or \"assistant\"",
+                ))
+            }
         }
     }
     conversation.validate().map_err(|e| ApiError::invalid(Some("messages"), e.to_string()))?;
     if conversation.messages.last().map(|m| m.role) != Some(tokenscale_model::chat::Role::User) {
-        return Err(ApiError::invalid(Some("messages"), "the last message must be the user's (the question to answer)"));
+        return Err(ApiError::invalid(
+            Some("messages"),
+            "the last message must be the user's (the question to answer)",
+        ));
     }
     Ok((conversation, image))
 }
 
 /// A message's text (text parts joined by newlines) and its images with the part that held each.
-fn parse_content(value: Option<&Value>, param: &str, options: &ServeOptions) -> Result<(String, Vec<(String, ImageSource)>), ApiError> {
+fn parse_content(
+    value: Option<&Value>,
+    param: &str,
+    options: &ServeOptions,
+) -> Result<(String, Vec<(String, ImageSource)>), ApiError> {
     let parts = match value {
         Some(Value::String(s)) => return Ok((s.clone(), Vec::new())),
         Some(Value::Array(parts)) => parts,
-        _ => return Err(ApiError::invalid(Some(&format!("{param}.content")), "`content` must be a string or a list of parts")),
+        _ => {
+            return Err(ApiError::invalid(
+                Some(&format!("{param}.content")),
+                "`content` must be a string or a list of parts",
+            ))
+        }
     };
     let mut texts = Vec::new();
     let mut images = Vec::new();
@@ -242,14 +314,21 @@ fn parse_content(value: Option<&Value>, param: &str, options: &ServeOptions) -> 
         match kind {
             "text" => match part.get("text").and_then(Value::as_str) {
                 Some(text) => texts.push(text.to_string()),
-                None => return Err(ApiError::invalid(Some(&format!("{part_param}.text")), "a text part needs a string `text`")),
+                None => {
+                    return Err(ApiError::invalid(
+                        Some(&format!("{part_param}.text")),
+                        "a text part needs a string `text`",
+                    ))
+                }
             },
             "image_url" => {
                 let url_param = format!("{part_param}.image_url");
                 // OpenAI sends `{"url": ...}`; some clients send the URL string itself.
                 let url = match part.get("image_url") {
                     Some(Value::String(url)) => url.as_str(),
-                    Some(Value::Object(o)) => o.get("url").and_then(Value::as_str).unwrap_or_default(),
+                    Some(Value::Object(o)) => {
+                        o.get("url").and_then(Value::as_str).unwrap_or_default()
+                    }
                     _ => "",
                 };
                 if url.is_empty() {
@@ -257,7 +336,12 @@ fn parse_content(value: Option<&Value>, param: &str, options: &ServeOptions) -> 
                 }
                 images.push((part_param.clone(), image_source(url, &url_param, options)?));
             }
-            _ => return Err(ApiError::invalid(Some(&format!("{part_param}.type")), "a content part's `type` must be \"text\" or \"image_url\"")),
+            _ => {
+                return Err(ApiError::invalid(
+                    Some(&format!("{part_param}.type")),
+                    "a content part's `type` must be \"text\" or \"image_url\"",
+                ))
+            }
         }
     }
     Ok((texts.join("\n"), images))

@@ -16,8 +16,17 @@ use tokenscale_serve::{Limits, ServeOptions};
 #[test]
 fn mutated_requests_get_only_client_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = Limits { max_image_bytes: 1 << 20, max_image_pixels: 1024 * 1024, max_body_bytes: 4 << 20, ..Default::default() };
-    let server = start(ServeOptions { allow_files: Some(dir.path().to_path_buf()), limits, ..Default::default() });
+    let limits = Limits {
+        max_image_bytes: 1 << 20,
+        max_image_pixels: 1024 * 1024,
+        max_body_bytes: 4 << 20,
+        ..Default::default()
+    };
+    let server = start(ServeOptions {
+        allow_files: Some(dir.path().to_path_buf()),
+        limits,
+        ..Default::default()
+    });
     let endpoint = url(&server, "/v1/chat/completions");
     let image = png(40, 3);
     let counts: Vec<BTreeMap<u16, usize>> = std::thread::scope(|scope| {
@@ -30,7 +39,11 @@ fn mutated_requests_get_only_client_errors() {
                     for i in 0..600 {
                         let body = mutator.next_body();
                         let (status, text, _) = post_raw(endpoint, &body, &[]);
-                        assert!(status < 500, "worker {worker}, request {i}: {status} {text}\nbody: {}", String::from_utf8_lossy(&body[..body.len().min(2000)]));
+                        assert!(
+                            status < 500,
+                            "worker {worker}, request {i}: {status} {text}\nbody: {}",
+                            String::from_utf8_lossy(&body[..body.len().min(2000)])
+                        );
                         *counts.entry(status).or_insert(0) += 1;
                     }
                     counts
@@ -45,7 +58,10 @@ fn mutated_requests_get_only_client_errors() {
             *total.entry(status).or_insert(0) += n;
         }
     }
-    assert!(total.get(&400).copied().unwrap_or(0) > 600, "most mutations must be refused: {total:?}");
+    assert!(
+        total.get(&400).copied().unwrap_or(0) > 600,
+        "most mutations must be refused: {total:?}"
+    );
     let (status, answer) = post(&endpoint, &ask(&image, "Still there?", json!({"max_tokens": 3})));
     assert_eq!(status, 200, "{answer}");
 }

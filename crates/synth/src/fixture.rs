@@ -49,15 +49,20 @@ pub fn picture(shapes: &[Shape], size: u32, rng: &mut Rng) -> String {
         draw(&mut img, s, gx * cell + cell / 2 + jitter, gy * cell + cell / 2 - jitter, r);
     }
     let mut buf = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img).write_to(&mut buf, image::ImageFormat::Png).expect("png encode");
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut buf, image::ImageFormat::Png)
+        .expect("png encode");
     base64::engine::general_purpose::STANDARD.encode(buf.into_inner())
 }
 
 fn random_shapes(rng: &mut Rng, count: usize) -> Vec<Shape> {
-    (0..count).map(|_| Shape { shape: rng.below(SHAPES.len()), color: rng.below(COLORS.len()) }).collect()
+    (0..count)
+        .map(|_| Shape { shape: rng.below(SHAPES.len()), color: rng.below(COLORS.len()) })
+        .collect()
 }
 
-const NUMBER_WORDS: [&str; 10] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+const NUMBER_WORDS: [&str; 10] =
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
 
 /// Write `SYNTH_MCQ.tsv`, `SYNTH_YORN.tsv` and `SYNTH_VQA.tsv` (about `items` rows each) into
 /// `dir`; the same seed gives byte-identical files.
@@ -67,14 +72,28 @@ pub fn generate(dir: &Path, seed: u64, items: usize, image_size: u32) -> Result<
     let mut paths = Vec::new();
 
     // MCQ: single-shape pictures; "which shape" / "which colour" with 4 shuffled options.
-    let mut t = String::from("index\timage\tquestion\thint\tA\tB\tC\tD\tanswer\tcategory\tl2-category\tsplit\n");
+    let mut t = String::from(
+        "index\timage\tquestion\thint\tA\tB\tC\tD\tanswer\tcategory\tl2-category\tsplit\n",
+    );
     for i in 0..items {
         let shapes = random_shapes(&mut rng, 1);
         let img = picture(&shapes, image_size, &mut rng);
         let (q, truth, pool, cat, l2): (&str, &str, Vec<&str>, &str, &str) = if i % 2 == 0 {
-            ("Which shape is shown in the image?", SHAPES[shapes[0].shape], SHAPES.to_vec(), "shape", "perception")
+            (
+                "Which shape is shown in the image?",
+                SHAPES[shapes[0].shape],
+                SHAPES.to_vec(),
+                "shape",
+                "perception",
+            )
         } else {
-            ("What is the colour of the shape?", COLORS[shapes[0].color].0, COLORS.iter().map(|c| c.0).collect(), "colour", "perception")
+            (
+                "What is the colour of the shape?",
+                COLORS[shapes[0].color].0,
+                COLORS.iter().map(|c| c.0).collect(),
+                "colour",
+                "perception",
+            )
         };
         let mut opts: Vec<&str> = pool.into_iter().filter(|x| *x != truth).collect();
         rng.shuffle(&mut opts);
@@ -101,7 +120,11 @@ pub fn generate(dir: &Path, seed: u64, items: usize, image_size: u32) -> Result<
         let shapes = random_shapes(&mut rng, k);
         let img = picture(&shapes, image_size, &mut rng);
         let present_c = COLORS[shapes[0].color].0;
-        let absent_c = COLORS.iter().map(|c| c.0).find(|c| !shapes.iter().any(|s| COLORS[s.color].0 == *c)).unwrap();
+        let absent_c = COLORS
+            .iter()
+            .map(|c| c.0)
+            .find(|c| !shapes.iter().any(|s| COLORS[s.color].0 == *c))
+            .unwrap();
         let mut qs = [
             (format!("Is there a {present_c} shape in the image? Please answer yes or no."), "Yes"),
             (format!("Is there a {absent_c} shape in the image? Please answer yes or no."), "No"),

@@ -190,7 +190,13 @@ pub fn item_with(split: Split, index: u64, mix: &Mix) -> SynthItem {
     build(scene, 0, &cands, kind, &mut rng)
 }
 
-fn build(scene: Scene, subtask: usize, cands: &[Candidate], kind: ItemKind, rng: &mut Rng) -> SynthItem {
+fn build(
+    scene: Scene,
+    subtask: usize,
+    cands: &[Candidate],
+    kind: ItemKind,
+    rng: &mut Rng,
+) -> SynthItem {
     let (question, options, answer, subject) = match kind {
         ItemKind::YesNo => {
             let (c, value) = pick::claim_question(subtask, cands, rng);
@@ -206,11 +212,26 @@ fn build(scene: Scene, subtask: usize, cands: &[Candidate], kind: ItemKind, rng:
             let at = rng.below(4).min(options.len());
             options.insert(at, c.answer);
             let letter = char::from(b'A' + at as u8).to_string();
-            (ask(subtask, c.subject), options.iter().map(|o| o.to_string()).collect(), letter, c.subject)
+            (
+                ask(subtask, c.subject),
+                options.iter().map(|o| o.to_string()).collect(),
+                letter,
+                c.subject,
+            )
         }
     };
     let (name, category) = SUBTASKS[subtask];
-    SynthItem { image: scene.render(), question, options, answer, kind, category, subtask: name, scene, subject }
+    SynthItem {
+        image: scene.render(),
+        question,
+        options,
+        answer,
+        kind,
+        category,
+        subtask: name,
+        scene,
+        subject,
+    }
 }
 
 /// The item as the evaluator reads it back from the TSV: the question cell, no hint, the options
@@ -219,7 +240,12 @@ fn as_read(item: &SynthItem) -> QuestionText {
     QuestionText {
         question: item.question.clone(),
         hint: None,
-        options: item.options.iter().enumerate().map(|(i, o)| (char::from(b'A' + i as u8), o.clone())).collect(),
+        options: item
+            .options
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (char::from(b'A' + i as u8), o.clone()))
+            .collect(),
     }
 }
 

@@ -91,7 +91,9 @@ impl Mix {
                 bail!("mix entry {part:?} is not name=weight");
             };
             let (name, value) = (name.trim(), value.trim());
-            let weight: f64 = value.parse().map_err(|_| anyhow::anyhow!("mix entry {part:?}: weight {value:?} is not a number"))?;
+            let weight: f64 = value.parse().map_err(|_| {
+                anyhow::anyhow!("mix entry {part:?}: weight {value:?} is not a number")
+            })?;
             mix = match ItemKind::parse(name) {
                 Some(kind) => mix.with_kind(kind, weight)?,
                 None => mix.with_subtask(name, weight)?,

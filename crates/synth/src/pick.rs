@@ -29,7 +29,9 @@ fn balanced<'a>(cands: &'a [Candidate], values: &[&str], rng: &mut Rng) -> Optio
 
 /// The candidate an open question asks about.
 pub fn open_question(subtask: usize, cands: &[Candidate], rng: &mut Rng) -> Candidate {
-    balanced(cands, &answer_set(subtask), rng).copied().unwrap_or_else(|| cands[rng.below(cands.len())])
+    balanced(cands, &answer_set(subtask), rng)
+        .copied()
+        .unwrap_or_else(|| cands[rng.below(cands.len())])
 }
 
 /// The answer of the open question about a fresh random scene.
@@ -52,7 +54,8 @@ fn with_decoys(
 ) -> Option<(Candidate, Vec<&'static str>)> {
     for _ in 0..DECOY_TRIES {
         let c = open_question(subtask, cands, rng);
-        let decoys: Vec<&'static str> = (0..n).filter_map(|_| typical_answer(subtask, rng)).collect();
+        let decoys: Vec<&'static str> =
+            (0..n).filter_map(|_| typical_answer(subtask, rng)).collect();
         let mut all = decoys.clone();
         all.push(c.answer);
         all.sort_unstable();
@@ -65,26 +68,36 @@ fn with_decoys(
 }
 
 /// A multiple-choice question: the candidate and three distractors.
-pub fn choice_question(subtask: usize, cands: &[Candidate], rng: &mut Rng) -> (Candidate, Vec<&'static str>) {
+pub fn choice_question(
+    subtask: usize,
+    cands: &[Candidate],
+    rng: &mut Rng,
+) -> (Candidate, Vec<&'static str>) {
     if let Some(found) = with_decoys(subtask, cands, 3, rng, |_, _| true) {
         return found;
     }
     let c = open_question(subtask, cands, rng);
-    let mut others: Vec<&'static str> = answer_set(subtask).into_iter().filter(|v| *v != c.answer).collect();
+    let mut others: Vec<&'static str> =
+        answer_set(subtask).into_iter().filter(|v| *v != c.answer).collect();
     rng.shuffle(&mut others);
     others.truncate(3);
     (c, others)
 }
 
 /// A yes/no question: the candidate and the claimed value (a word of `claim_set`).
-pub fn claim_question(subtask: usize, cands: &[Candidate], rng: &mut Rng) -> (Candidate, &'static str) {
+pub fn claim_question(
+    subtask: usize,
+    cands: &[Candidate],
+    rng: &mut Rng,
+) -> (Candidate, &'static str) {
     let claims = claim_set(subtask);
     let claimable = |v: &str| claims.contains(&v);
     let want_yes = rng.chance(0.5);
     let found = if want_yes {
         with_decoys(subtask, cands, 1, rng, |truth, _| claimable(truth)).map(|(c, _)| (c, c.answer))
     } else {
-        with_decoys(subtask, cands, 1, rng, |_, decoys| claimable(decoys[0])).map(|(c, d)| (c, d[0]))
+        with_decoys(subtask, cands, 1, rng, |_, decoys| claimable(decoys[0]))
+            .map(|(c, d)| (c, d[0]))
     };
     found.unwrap_or_else(|| {
         let c = open_question(subtask, cands, rng);

@@ -45,7 +45,8 @@ pub const COUNTS: [&str; 7] = ["0", "1", "2", "3", "4", "5", "6"];
 pub const YN_SUFFIX: &str = " Please answer yes or no.";
 
 /// Neighbour directions of the relation subtasks: (phrase, row step, column step).
-pub const DIRECTIONS: [(&str, i32, i32); 4] = [("left of", 0, -1), ("right of", 0, 1), ("above", -1, 0), ("below", 1, 0)];
+pub const DIRECTIONS: [(&str, i32, i32); 4] =
+    [("left of", 0, -1), ("right of", 0, 1), ("above", -1, 0), ("below", 1, 0)];
 
 /// What a question is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,15 +98,25 @@ impl Subject {
             Subject::ColourCount(colour) => p.color == colour,
             _ => false,
         };
-        matches!(self, Subject::ShapeCount(_) | Subject::ColourCount(_))
-            .then(|| scene.cells.iter().enumerate().filter(|(_, c)| c.as_ref().is_some_and(counts)).map(|(i, _)| i).collect())
+        matches!(self, Subject::ShapeCount(_) | Subject::ColourCount(_)).then(|| {
+            scene
+                .cells
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.as_ref().is_some_and(counts))
+                .map(|(i, _)| i)
+                .collect()
+        })
     }
 
     /// The row-major index of the shape a relation question names by colour and shape (its
     /// anchor); `None` for other subjects or when the scene has no such shape.
     pub fn anchor_cell(&self, scene: &Scene) -> Option<usize> {
         match *self {
-            Subject::Neighbour { colour, shape, .. } => scene.cells.iter().position(|p| p.is_some_and(|p| p.color == colour && p.shape == shape)),
+            Subject::Neighbour { colour, shape, .. } => scene
+                .cells
+                .iter()
+                .position(|p| p.is_some_and(|p| p.color == colour && p.shape == shape)),
             _ => None,
         }
     }
@@ -141,10 +152,14 @@ pub fn claim_set(subtask: usize) -> Vec<&'static str> {
 /// The questions `subtask` can ask about `scene`.
 pub fn candidates(subtask: usize, scene: &Scene) -> Vec<Candidate> {
     let cells = || (0..GRID).flat_map(|r| (0..GRID).map(move |c| (r, c)));
-    let count = |f: &dyn Fn(usize, usize) -> bool| scene.cells.iter().flatten().filter(|p| f(p.shape, p.color)).count();
+    let count = |f: &dyn Fn(usize, usize) -> bool| {
+        scene.cells.iter().flatten().filter(|p| f(p.shape, p.color)).count()
+    };
     let count_word = |n: usize| COUNTS.get(n).copied();
     match SUBTASKS[subtask].0 {
-        "background" => vec![Candidate { subject: Subject::Background, answer: TINTS[scene.background].0 }],
+        "background" => {
+            vec![Candidate { subject: Subject::Background, answer: TINTS[scene.background].0 }]
+        }
         "border" => vec![Candidate { subject: Subject::Border, answer: COLORS[scene.border].0 }],
         "cell_colour" => cells()
             .map(|(r, c)| Candidate {
@@ -160,10 +175,16 @@ pub fn candidates(subtask: usize, scene: &Scene) -> Vec<Candidate> {
             .collect(),
         // Counts above 6 are not asked: the answer set stops there.
         "count_shape" => (0..SHAPES.len())
-            .filter_map(|s| count_word(count(&|shape, _| shape == s)).map(|answer| Candidate { subject: Subject::ShapeCount(s), answer }))
+            .filter_map(|s| {
+                count_word(count(&|shape, _| shape == s))
+                    .map(|answer| Candidate { subject: Subject::ShapeCount(s), answer })
+            })
             .collect(),
         "count_colour" => (0..COLORS.len())
-            .filter_map(|k| count_word(count(&|_, colour| colour == k)).map(|answer| Candidate { subject: Subject::ColourCount(k), answer }))
+            .filter_map(|k| {
+                count_word(count(&|_, colour| colour == k))
+                    .map(|answer| Candidate { subject: Subject::ColourCount(k), answer })
+            })
             .collect(),
         name => {
             let want_colour = name == "relation_colour";
@@ -182,7 +203,14 @@ pub fn candidates(subtask: usize, scene: &Scene) -> Vec<Candidate> {
                     }
                     let Some(n) = scene.at(nr as usize, nc as usize) else { continue };
                     let answer = if want_colour { COLORS[n.color].0 } else { SHAPES[n.shape] };
-                    out.push(Candidate { subject: Subject::Neighbour { colour: anchor.color, shape: anchor.shape, dir }, answer });
+                    out.push(Candidate {
+                        subject: Subject::Neighbour {
+                            colour: anchor.color,
+                            shape: anchor.shape,
+                            dir,
+                        },
+                        answer,
+                    });
                 }
             }
             out
@@ -221,7 +249,9 @@ pub fn claim(subtask: usize, subject: Subject, value: &str) -> String {
     let q = match (SUBTASKS[subtask].0, subject) {
         (_, Subject::Background) => format!("Is the background {value}?"),
         (_, Subject::Border) => format!("Is the border {value}?"),
-        ("cell_shape", Subject::Cell(r, c)) => format!("Is there a {value} in {}?", cell_text(r, c)),
+        ("cell_shape", Subject::Cell(r, c)) => {
+            format!("Is there a {value} in {}?", cell_text(r, c))
+        }
         (_, Subject::Cell(r, c)) => format!("Is there a {value} shape in {}?", cell_text(r, c)),
         (_, Subject::ShapeCount(s)) => format!("Is the number of {} {value}?", SHAPES_PLURAL[s]),
         (_, Subject::ColourCount(k)) => format!("Is the number of {} shapes {value}?", COLORS[k].0),

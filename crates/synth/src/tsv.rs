@@ -13,7 +13,11 @@ const VQA_ANNOTATORS: usize = 10;
 
 /// `SYNTH_MCQ_TEST.tsv`, `SYNTH_YORN_TRAIN.tsv`, …
 pub fn file_name(split: Split, kind: ItemKind) -> String {
-    format!("SYNTH_{}_{}.tsv", kind.as_str().to_ascii_uppercase(), split.as_str().to_ascii_uppercase())
+    format!(
+        "SYNTH_{}_{}.tsv",
+        kind.as_str().to_ascii_uppercase(),
+        split.as_str().to_ascii_uppercase()
+    )
 }
 
 /// Encodes `image` as PNG bytes (for the TSV's base64 `image` cell).
@@ -34,7 +38,9 @@ fn answer_cell(item: &SynthItem) -> String {
         ItemKind::Mcq => item.answer.clone(),
         // VLMEvalKit's Y/N scorer compares with "Yes" / "No".
         ItemKind::YesNo => if item.answer == "yes" { "Yes" } else { "No" }.to_string(),
-        ItemKind::ShortAnswer => tokenscale_vlmeval::py::repr_list(&vec![item.answer.clone(); VQA_ANNOTATORS]),
+        ItemKind::ShortAnswer => {
+            tokenscale_vlmeval::py::repr_list(&vec![item.answer.clone(); VQA_ANNOTATORS])
+        }
     }
 }
 
@@ -48,7 +54,8 @@ fn table(split: Split, count: usize, mix: &Mix, kind: ItemKind) -> Result<String
     for row in 0..count {
         let index = generator_index(kind, row);
         let item = item_with(split, index, &mix);
-        let png = png_bytes(&item.image).with_context(|| format!("{} row {row} (index {index})", file_name(split, kind)))?;
+        let png = png_bytes(&item.image)
+            .with_context(|| format!("{} row {row} (index {index})", file_name(split, kind)))?;
         let image = base64::engine::general_purpose::STANDARD.encode(png);
         t += &format!("{index}\t{image}\t{}\t", item.question);
         for option in &item.options {
@@ -69,7 +76,8 @@ pub fn write_benchmark(dir: &Path, split: Split, count: usize, mix: &Mix) -> Res
         bail!("the benchmark needs at least one item per file (count is 0)");
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let kinds: Vec<ItemKind> = ItemKind::ALL.into_iter().filter(|k| mix.kind_weights()[k.position()] > 0.0).collect();
+    let kinds: Vec<ItemKind> =
+        ItemKind::ALL.into_iter().filter(|k| mix.kind_weights()[k.position()] > 0.0).collect();
     // A folder in a file's place would make its rename fail after others had succeeded.
     for kind in &kinds {
         let target = dir.join(file_name(split, *kind));
@@ -87,7 +95,10 @@ pub fn write_benchmark(dir: &Path, split: Split, count: usize, mix: &Mix) -> Res
         let target = dir.join(file_name(split, kind));
         let tmp = dir.join(format!(".{}.tmp", file_name(split, kind)));
         let result = table(split, count, mix, kind)
-            .and_then(|text| std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display())))
+            .and_then(|text| {
+                std::fs::write(&tmp, text)
+                    .with_context(|| format!("cannot write {}", tmp.display()))
+            })
             .and_then(|()| Ok(tokenscale_fsio::sync_file(&tmp)?));
         written.push((tmp, target));
         if let Err(e) = result {
@@ -98,7 +109,8 @@ pub fn write_benchmark(dir: &Path, split: Split, count: usize, mix: &Mix) -> Res
     for (i, (tmp, target)) in written.iter().enumerate() {
         if let Err(e) = std::fs::rename(tmp, target) {
             remove_temps(&written[i..]);
-            return Err(e).with_context(|| format!("cannot move {} to {}", tmp.display(), target.display()));
+            return Err(e)
+                .with_context(|| format!("cannot move {} to {}", tmp.display(), target.display()));
         }
     }
     tokenscale_fsio::sync_dir(dir)?;

@@ -2,12 +2,12 @@
 //! scene by an independent reading of the question, balance, and the closed vocabulary.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use tokenscale_vlmeval::prompt::PromptStyle;
 use tokenscale_synth as synth;
 use tokenscale_synth::{
-    item, item_with, png_bytes, prompt_for, prompt_with_style, split_words, words, Category, ItemKind, Mix, Scene, Split,
-    SynthItem, COLORS, SHAPES, TINTS,
+    item, item_with, png_bytes, prompt_for, prompt_with_style, split_words, words, Category,
+    ItemKind, Mix, Scene, Split, SynthItem, COLORS, SHAPES, TINTS,
 };
+use tokenscale_vlmeval::prompt::PromptStyle;
 
 fn colour_name(i: usize) -> &'static str {
     COLORS[i].0
@@ -48,17 +48,28 @@ fn count(scene: &Scene, thing: &str) -> usize {
 /// anchor is the only red circle.
 fn neighbour(scene: &Scene, text: &str) -> (&'static str, &'static str) {
     let rest = text.strip_prefix("directly ").unwrap_or_else(|| panic!("{text:?}"));
-    let (step, anchor) = [("left of the ", (0, -1)), ("right of the ", (0, 1)), ("above the ", (-1, 0)), ("below the ", (1, 0))]
-        .iter()
-        .find_map(|(p, step)| rest.strip_prefix(p).map(|a| (*step, a)))
-        .unwrap_or_else(|| panic!("no direction in {text:?}"));
+    let (step, anchor) = [
+        ("left of the ", (0, -1)),
+        ("right of the ", (0, 1)),
+        ("above the ", (-1, 0)),
+        ("below the ", (1, 0)),
+    ]
+    .iter()
+    .find_map(|(p, step)| rest.strip_prefix(p).map(|a| (*step, a)))
+    .unwrap_or_else(|| panic!("no direction in {text:?}"));
     let (colour, shape) = anchor.split_once(' ').unwrap();
-    let places: Vec<(usize, usize)> =
-        (0..4).flat_map(|r| (0..4).map(move |c| (r, c))).filter(|&(r, c)| cell(scene, r, c) == Some((colour, shape))).collect();
+    let places: Vec<(usize, usize)> = (0..4)
+        .flat_map(|r| (0..4).map(move |c| (r, c)))
+        .filter(|&(r, c)| cell(scene, r, c) == Some((colour, shape)))
+        .collect();
     assert_eq!(places.len(), 1, "anchor {anchor:?} is not unique: {places:?}");
     let (r, c) = (places[0].0 as i32 + step.0, places[0].1 as i32 + step.1);
-    assert!((0..4).contains(&r) && (0..4).contains(&c), "{text:?}: the neighbour is outside the grid");
-    cell(scene, r as usize, c as usize).unwrap_or_else(|| panic!("{text:?}: the neighbour cell is empty"))
+    assert!(
+        (0..4).contains(&r) && (0..4).contains(&c),
+        "{text:?}: the neighbour is outside the grid"
+    );
+    cell(scene, r as usize, c as usize)
+        .unwrap_or_else(|| panic!("{text:?}: the neighbour cell is empty"))
 }
 
 /// The answer to an open question, and whether it is a coarse one.
@@ -90,7 +101,9 @@ fn open_answer(scene: &Scene, q: &str) -> (String, bool) {
 
 /// The truth of a yes/no claim, and whether it is a coarse one.
 fn claim_truth(scene: &Scene, q: &str) -> (bool, bool) {
-    let q = q.strip_suffix("? Please answer yes or no.").unwrap_or_else(|| panic!("{q:?} lacks the Y/N suffix"));
+    let q = q
+        .strip_suffix("? Please answer yes or no.")
+        .unwrap_or_else(|| panic!("{q:?} lacks the Y/N suffix"));
     if let Some(v) = q.strip_prefix("Is the background ") {
         return (TINTS[scene.background].0 == v, true);
     }
@@ -138,14 +151,28 @@ fn check_answer(it: &SynthItem) {
             assert_eq!(it.options.len(), 4, "{:?}", it.options);
             let distinct: HashSet<&String> = it.options.iter().collect();
             assert_eq!(distinct.len(), 4, "repeated option in {:?}", it.options);
-            let at = ["A", "B", "C", "D"].iter().position(|l| *l == it.answer).unwrap_or_else(|| panic!("answer {:?}", it.answer));
+            let at = ["A", "B", "C", "D"]
+                .iter()
+                .position(|l| *l == it.answer)
+                .unwrap_or_else(|| panic!("answer {:?}", it.answer));
             assert_eq!(it.options[at], answer, "{:?} {:?}", it.question, it.options);
             assert_eq!(it.options.iter().filter(|o| **o == answer).count(), 1);
             coarse
         }
     };
-    assert_eq!(it.category == Category::Coarse, coarse, "{:?} is filed as {:?}", it.question, it.category);
-    assert_eq!(it.subtask.starts_with("background") || it.subtask.starts_with("border"), coarse, "{}", it.subtask);
+    assert_eq!(
+        it.category == Category::Coarse,
+        coarse,
+        "{:?} is filed as {:?}",
+        it.question,
+        it.category
+    );
+    assert_eq!(
+        it.subtask.starts_with("background") || it.subtask.starts_with("border"),
+        coarse,
+        "{}",
+        it.subtask
+    );
 }
 
 #[test]
@@ -153,9 +180,13 @@ fn same_split_and_index_give_the_same_item() {
     for index in [0, 1, 77, 123_456_789] {
         let (a, b) = (item(Split::Train, index), item(Split::Train, index));
         assert_eq!(png_bytes(&a.image).unwrap(), png_bytes(&b.image).unwrap());
-        assert_eq!((&a.question, &a.options, &a.answer, a.kind), (&b.question, &b.options, &b.answer, b.kind));
+        assert_eq!(
+            (&a.question, &a.options, &a.answer, a.kind),
+            (&b.question, &b.options, &b.answer, b.kind)
+        );
         // The picture depends on (split, index) only: another mix asks something else about it.
-        let c = item_with(Split::Train, index, &Mix::default().with_subtask("coarse", 0.0).unwrap());
+        let c =
+            item_with(Split::Train, index, &Mix::default().with_subtask("coarse", 0.0).unwrap());
         assert_eq!(c.image, a.image);
         assert_eq!(c.category, Category::Fine);
     }
@@ -213,12 +244,19 @@ fn images_show_the_scene() {
                         if Some(px(x, y)) == shape {
                             shape_pixels += 1;
                         } else {
-                            assert_eq!(px(x, y), TINTS[s.background].1, "item {i}: row {r}, column {c}, pixel ({x}, {y})");
+                            assert_eq!(
+                                px(x, y),
+                                TINTS[s.background].1,
+                                "item {i}: row {r}, column {c}, pixel ({x}, {y})"
+                            );
                         }
                     }
                 }
                 // A 9-px cross, the smallest shape, covers 45 pixels.
-                assert!(shape.is_none() || shape_pixels >= 45, "item {i}: row {r}, column {c}: {shape_pixels} pixels");
+                assert!(
+                    shape.is_none() || shape_pixels >= 45,
+                    "item {i}: row {r}, column {c}: {shape_pixels} pixels"
+                );
             }
         }
     }
@@ -230,7 +268,9 @@ fn share(items: &[SynthItem], f: impl Fn(&SynthItem) -> bool) -> f64 {
 
 #[test]
 fn yes_no_and_option_letters_are_balanced() {
-    let yn: Vec<SynthItem> = (0..4000).map(|i| item_with(Split::Train, i, &Mix::default().only_kind(ItemKind::YesNo))).collect();
+    let yn: Vec<SynthItem> = (0..4000)
+        .map(|i| item_with(Split::Train, i, &Mix::default().only_kind(ItemKind::YesNo)))
+        .collect();
     let yes = share(&yn, |it| it.answer == "yes");
     assert!((0.45..=0.55).contains(&yes), "yes share {yes}");
     for (name, _) in synth::SUBTASKS {
@@ -238,7 +278,9 @@ fn yes_no_and_option_letters_are_balanced() {
         let yes = share(&sub, |it| it.answer == "yes");
         assert!((0.38..=0.62).contains(&yes), "{name}: yes share {yes} over {}", sub.len());
     }
-    let mcq: Vec<SynthItem> = (0..4000).map(|i| item_with(Split::Train, i, &Mix::default().only_kind(ItemKind::Mcq))).collect();
+    let mcq: Vec<SynthItem> = (0..4000)
+        .map(|i| item_with(Split::Train, i, &Mix::default().only_kind(ItemKind::Mcq)))
+        .collect();
     for letter in ["A", "B", "C", "D"] {
         let s = share(&mcq, |it| it.answer == letter);
         assert!((0.22..=0.28).contains(&s), "letter {letter}: share {s}");
@@ -247,8 +289,9 @@ fn yes_no_and_option_letters_are_balanced() {
 
 #[test]
 fn short_answers_are_spread_over_the_answer_set() {
-    let items: Vec<SynthItem> =
-        (0..6000).map(|i| item_with(Split::Train, i, &Mix::default().only_kind(ItemKind::ShortAnswer))).collect();
+    let items: Vec<SynthItem> = (0..6000)
+        .map(|i| item_with(Split::Train, i, &Mix::default().only_kind(ItemKind::ShortAnswer)))
+        .collect();
     for (name, _) in synth::SUBTASKS {
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         let sub: Vec<&SynthItem> = items.iter().filter(|it| it.subtask == name).collect();
@@ -270,29 +313,46 @@ fn every_prompt_word_is_in_the_vocabulary() {
     let mut used = BTreeSet::new();
     for i in 0..5000 {
         let it = item(Split::Train, i);
-        let texts =
-            [prompt_for(&it), prompt_with_style(&it, PromptStyle::Llava), it.answer.clone(), it.options.join(" ")];
+        let texts = [
+            prompt_for(&it),
+            prompt_with_style(&it, PromptStyle::Llava),
+            it.answer.clone(),
+            it.options.join(" "),
+        ];
         for w in texts.iter().flat_map(|t| split_words(t)) {
-            assert!(vocabulary.contains(&w), "{w:?} (item {i}: {:?}) is not in words()", it.question);
+            assert!(
+                vocabulary.contains(&w),
+                "{w:?} (item {i}: {:?}) is not in words()",
+                it.question
+            );
             used.insert(w);
         }
     }
     let unused: Vec<&String> = vocabulary.difference(&used).collect();
     assert!(unused.is_empty(), "words() lists words no prompt uses: {unused:?}");
-    assert_eq!(split_words("Question: Is it 3?\nA. red"), ["question", ":", "is", "it", "3", "?", "a", ".", "red"]);
+    assert_eq!(
+        split_words("Question: Is it 3?\nA. red"),
+        ["question", ":", "is", "it", "3", "?", "a", ".", "red"]
+    );
 }
 
 #[test]
 fn prompts_are_the_eval_prompts() {
     let mcq = item_with(Split::Test, 5, &Mix::default().only_kind(ItemKind::Mcq));
     let p = prompt_for(&mcq);
-    assert!(p.starts_with(&format!("Question: {}\nOptions:\nA. {}\n", mcq.question, mcq.options[0])), "{p:?}");
+    assert!(
+        p.starts_with(&format!("Question: {}\nOptions:\nA. {}\n", mcq.question, mcq.options[0])),
+        "{p:?}"
+    );
     assert!(p.ends_with("Please select the correct answer from the options above. \n"), "{p:?}");
     let yn = item_with(Split::Test, 5, &Mix::default().only_kind(ItemKind::YesNo));
     assert_eq!(prompt_for(&yn), yn.question);
     assert!(yn.question.ends_with("? Please answer yes or no."));
     let vqa = item_with(Split::Test, 5, &Mix::default().only_kind(ItemKind::ShortAnswer));
-    assert_eq!(prompt_for(&vqa), format!("{}\nAnswer the question using a single word or phrase.", vqa.question));
+    assert_eq!(
+        prompt_for(&vqa),
+        format!("{}\nAnswer the question using a single word or phrase.", vqa.question)
+    );
 }
 
 #[test]
@@ -333,7 +393,9 @@ fn answers_cannot_be_read_from_the_text() {
             ItemKind::Mcq => it.options[(it.answer.as_bytes()[0] - b'A') as usize].clone(),
             _ => it.answer.clone(),
         };
-        let claimed = |it: &SynthItem| it.question.split('?').next().unwrap_or("").rsplit(' ').next().unwrap_or("").to_string();
+        let claimed = |it: &SynthItem| {
+            it.question.split('?').next().unwrap_or("").rsplit(' ').next().unwrap_or("").to_string()
+        };
         let mut seen: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
         for it in learn {
             let key = if kind == ItemKind::Mcq { String::new() } else { claimed(it) };
@@ -345,7 +407,11 @@ fn answers_cannot_be_read_from_the_text() {
                 let key = if kind == ItemKind::Mcq { String::new() } else { claimed(it) };
                 let counts = seen.get(&key).cloned().unwrap_or_default();
                 let guess = match kind {
-                    ItemKind::Mcq => it.options.iter().max_by_key(|o| counts.get(*o).copied().unwrap_or(0)).cloned(),
+                    ItemKind::Mcq => it
+                        .options
+                        .iter()
+                        .max_by_key(|o| counts.get(*o).copied().unwrap_or(0))
+                        .cloned(),
                     _ => counts.iter().max_by_key(|x| x.1).map(|x| x.0.clone()),
                 };
                 guess == Some(truth(it))
@@ -354,7 +420,9 @@ fn answers_cannot_be_read_from_the_text() {
         hits as f64 / check.len() as f64
     }
     for (kind, limit) in [(ItemKind::Mcq, 0.31), (ItemKind::YesNo, 0.56)] {
-        let items: Vec<SynthItem> = (0..12_000).map(|i| item_with(Split::Val, i, &Mix::default().only_kind(kind))).collect();
+        let items: Vec<SynthItem> = (0..12_000)
+            .map(|i| item_with(Split::Val, i, &Mix::default().only_kind(kind)))
+            .collect();
         for (name, _) in synth::SUBTASKS {
             let acc = text_only(kind, name, &items);
             assert!(acc <= limit, "{kind:?} {name}: the text alone gives {acc:.3}");
@@ -369,7 +437,12 @@ fn the_answer_cell_holds_the_short_answer() {
     for i in 0..2000 {
         let it = item_with(Split::Train, i, &mix);
         let Some(at) = it.subject.answer_cell(&it.scene) else {
-            assert!(!it.subtask.starts_with("cell_") && !it.subtask.starts_with("relation_"), "{}: {}", it.subtask, it.question);
+            assert!(
+                !it.subtask.starts_with("cell_") && !it.subtask.starts_with("relation_"),
+                "{}: {}",
+                it.subtask,
+                it.question
+            );
             continue;
         };
         let held = it.scene.cells[at];
@@ -399,10 +472,19 @@ fn a_relation_questions_anchor_is_the_named_shape_and_its_answer_cell_the_neighb
         let at = anchor.expect("a relation question's anchor is in the scene");
         let held = it.scene.cells[at].expect("the anchor cell holds a shape");
         assert_eq!((held.color, held.shape), (colour, shape), "{}", it.question);
-        assert!(it.question.contains(&format!("{} {}", colour_name(colour), shape_name(shape))), "{}", it.question);
+        assert!(
+            it.question.contains(&format!("{} {}", colour_name(colour), shape_name(shape))),
+            "{}",
+            it.question
+        );
         let (_, dr, dc) = DIRECTIONS[dir];
         let (r, c) = ((at / 4) as i32 + dr, (at % 4) as i32 + dc);
-        assert_eq!(it.subject.answer_cell(&it.scene), Some((r * 4 + c) as usize), "{}", it.question);
+        assert_eq!(
+            it.subject.answer_cell(&it.scene),
+            Some((r * 4 + c) as usize),
+            "{}",
+            it.question
+        );
         checked += 1;
     }
     assert!(checked > 200, "{checked} relation questions");

@@ -50,9 +50,11 @@ pub(crate) fn batch_gradients(
 ) -> Result<(GradStore, BatchSums)> {
     let shard = &shard; // each thread borrows the one closure
     let shards = SHARDS.min(batch);
-    let ranges: Vec<_> = (0..shards).map(|s| s * batch / shards..(s + 1) * batch / shards).collect();
+    let ranges: Vec<_> =
+        (0..shards).map(|s| s * batch / shards..(s + 1) * batch / shards).collect();
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).clamp(1, shards);
-    let mut results: Vec<Option<Result<(GradStore, BatchSums)>>> = (0..shards).map(|_| None).collect();
+    let mut results: Vec<Option<Result<(GradStore, BatchSums)>>> =
+        (0..shards).map(|_| None).collect();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {

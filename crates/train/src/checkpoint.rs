@@ -43,7 +43,9 @@ fn complete_checkpoints(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
         return Ok(Vec::new());
     }
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot read", dir.display()))? {
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("{}: cannot read", dir.display()))?
+    {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) {
@@ -60,21 +62,27 @@ fn complete_checkpoints(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
 pub fn latest_checkpoint(out: &Path) -> Result<Option<Checkpoint>> {
     let Some((_, dir)) = complete_checkpoints(out)?.pop() else { return Ok(None) };
     let path = dir.join("state.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let mut ck: Checkpoint = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut ck: Checkpoint =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     ck.dir = dir;
     Ok(Some(ck))
 }
 
 fn copy_files(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("{}: cannot create", to.display()))?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("{}: cannot read", from.display()))? {
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("{}: cannot read", from.display()))?
+    {
         let path = entry?.path();
         let target = to.join(path.file_name().context("file without a name")?);
         if path.is_dir() {
             copy_files(&path, &target)?;
         } else if path.file_name().is_some_and(|n| n != "model.safetensors") {
-            std::fs::copy(&path, &target).with_context(|| format!("{}: cannot copy to {}", path.display(), target.display()))?;
+            std::fs::copy(&path, &target).with_context(|| {
+                format!("{}: cannot copy to {}", path.display(), target.display())
+            })?;
         }
     }
     Ok(())
@@ -82,7 +90,8 @@ fn copy_files(from: &Path, to: &Path) -> Result<()> {
 
 fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     write_atomic_with(path, |tmp| {
-        candle_core::safetensors::save(tensors, tmp).with_context(|| format!("{}: cannot write", tmp.display()))
+        candle_core::safetensors::save(tensors, tmp)
+            .with_context(|| format!("{}: cannot write", tmp.display()))
     })
 }
 
@@ -101,7 +110,8 @@ pub fn write_checkpoint(
     let final_dir = root.join(format!("step-{:07}", ck.step));
     let tmp = root.join(format!(".tmp-step-{:07}", ck.step));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()))?;
+        std::fs::remove_dir_all(&tmp)
+            .with_context(|| format!("{}: cannot remove", tmp.display()))?;
     }
     copy_files(model_dir, &tmp)?;
     save_tensors(params, &tmp.join("model.safetensors"))?;
@@ -113,7 +123,8 @@ pub fn write_checkpoint(
     write_atomic(&out.join("validation.csv"), validation_csv(&ck.validation).as_bytes())?;
     let all = complete_checkpoints(out)?;
     for (_, old) in all.iter().take(all.len().saturating_sub(KEEP)) {
-        std::fs::remove_dir_all(old).with_context(|| format!("{}: cannot remove", old.display()))?;
+        std::fs::remove_dir_all(old)
+            .with_context(|| format!("{}: cannot remove", old.display()))?;
     }
     Ok(final_dir)
 }

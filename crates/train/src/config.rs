@@ -196,8 +196,9 @@ impl TrainConfig {
             mix = mix.with_subtask(name, *weight)?;
         }
         for (name, weight) in &self.kind_weights {
-            let kind = tokenscale_synth::ItemKind::parse(name)
-                .with_context(|| format!("field `kind_weights`: unknown kind {name:?} (mcq, yn, short)"))?;
+            let kind = tokenscale_synth::ItemKind::parse(name).with_context(|| {
+                format!("field `kind_weights`: unknown kind {name:?} (mcq, yn, short)")
+            })?;
             mix = mix.with_kind(kind, *weight)?;
         }
         Ok(mix)

@@ -82,7 +82,18 @@ impl SynthSource {
         let counted_cells = item.subject.counted_cells(&item.scene);
         let summary = Some((item.scene.background as u32, item.scene.border as u32));
         let asks_summary = matches!(item.subject, Subject::Background | Subject::Border);
-        Example { image: item.image, prompt, answer: item.answer, cells, answer_cell, asked_cell, anchor_cell, counted_cells, summary, asks_summary }
+        Example {
+            image: item.image,
+            prompt,
+            answer: item.answer,
+            cells,
+            answer_cell,
+            asked_cell,
+            anchor_cell,
+            counted_cells,
+            summary,
+            asks_summary,
+        }
     }
 }
 
@@ -92,11 +103,19 @@ const VOCABULARY_SAMPLE: u64 = 4000;
 
 impl ExampleSource for SynthSource {
     fn example(&self, index: u64) -> Result<Example> {
-        Ok(Self::convert(tokenscale_synth::item_with(tokenscale_synth::Split::Train, index, &self.mix)))
+        Ok(Self::convert(tokenscale_synth::item_with(
+            tokenscale_synth::Split::Train,
+            index,
+            &self.mix,
+        )))
     }
 
     fn validation_example(&self, index: u64) -> Result<Example> {
-        Ok(Self::convert(tokenscale_synth::item_with(tokenscale_synth::Split::Val, index, &self.mix)))
+        Ok(Self::convert(tokenscale_synth::item_with(
+            tokenscale_synth::Split::Val,
+            index,
+            &self.mix,
+        )))
     }
 
     fn words(&self) -> BTreeSet<String> {
@@ -107,7 +126,10 @@ impl ExampleSource for SynthSource {
             crate::tiny::words_of(&w.to_uppercase(), &mut words);
             let mut chars = w.chars();
             if let Some(first) = chars.next() {
-                crate::tiny::words_of(&format!("{}{}", first.to_uppercase(), chars.as_str()), &mut words);
+                crate::tiny::words_of(
+                    &format!("{}{}", first.to_uppercase(), chars.as_str()),
+                    &mut words,
+                );
             }
         }
         for i in 0..VOCABULARY_SAMPLE {

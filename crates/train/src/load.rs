@@ -12,8 +12,10 @@ impl TrainConfig {
     /// The config in JSON file `path` (fields left out keep their defaults; unknown ones are an
     /// error), checked with [`TrainConfig::validate`].
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let config: Self = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let config: Self =
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         config.validate(&path.display().to_string())?;
         Ok(config)
     }
@@ -32,14 +34,22 @@ impl TrainConfig {
             let Some(field) = loss.layer else { continue };
             let layer = (field.value)(self);
             if !(1..=self.model.llm_layers).contains(&layer) {
-                bail!("{origin}: field `{}` = {layer} must be in 1..={} (the LLM's layers)", field.name, self.model.llm_layers);
+                bail!(
+                    "{origin}: field `{}` = {layer} must be in 1..={} (the LLM's layers)",
+                    field.name,
+                    self.model.llm_layers
+                );
             }
         }
         if self.stop_after == Some(0) {
             bail!("{origin}: field `stop_after` must be at least 1");
         }
         if self.aux_routed_weight > 0.0 && self.routed_from_slot >= self.model.max_vision_tokens {
-            bail!("{origin}: field `routed_from_slot` = {} must be below max_vision_tokens = {}", self.routed_from_slot, self.model.max_vision_tokens);
+            bail!(
+                "{origin}: field `routed_from_slot` = {} must be below max_vision_tokens = {}",
+                self.routed_from_slot,
+                self.model.max_vision_tokens
+            );
         }
         for loss in &AUX_LOSSES {
             let weight = (loss.weight)(self);
@@ -49,7 +59,10 @@ impl TrainConfig {
         }
         if let Some(n) = self.fixed_vision_tokens {
             if n == 0 || n > self.model.max_vision_tokens {
-                bail!("{origin}: field `fixed_vision_tokens` = {n} must be in 1..={}", self.model.max_vision_tokens);
+                bail!(
+                    "{origin}: field `fixed_vision_tokens` = {n} must be in 1..={}",
+                    self.model.max_vision_tokens
+                );
             }
         }
         Ok(())

@@ -40,10 +40,15 @@ pub struct ValidationRow {
 
 /// Reads the terms of a checkpoint written when fewer auxiliary losses existed (they were 0):
 /// losses are only ever added at the end of the registry, so a shorter list is a prefix.
-fn aux_terms_of_any_age<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<AuxTerms, D::Error> {
+fn aux_terms_of_any_age<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<AuxTerms, D::Error> {
     let stored = Vec::<f64>::deserialize(d)?;
     if stored.len() > AUX_TERMS {
-        return Err(serde::de::Error::custom(format!("{} auxiliary terms, this build knows {AUX_TERMS}", stored.len())));
+        return Err(serde::de::Error::custom(format!(
+            "{} auxiliary terms, this build knows {AUX_TERMS}",
+            stored.len()
+        )));
     }
     let mut terms = [0.0; AUX_TERMS];
     terms[..stored.len()].copy_from_slice(&stored);
@@ -85,7 +90,9 @@ mod tests {
 
     fn row_with_terms(terms: usize) -> String {
         let terms = vec!["0.5"; terms].join(",");
-        format!(r#"{{"step":1,"loss":1.0,"aux_loss":0.5,"aux_terms":[{terms}],"lr":0.1,"mean_vision_tokens":2.0,"seconds":0.1}}"#)
+        format!(
+            r#"{{"step":1,"loss":1.0,"aux_loss":0.5,"aux_terms":[{terms}],"lr":0.1,"mean_vision_tokens":2.0,"seconds":0.1}}"#
+        )
     }
 
     #[test]
@@ -93,9 +100,16 @@ mod tests {
         let row: LossRow = serde_json::from_str(&row_with_terms(10)).unwrap();
         assert_eq!(row.aux_terms[..10], [0.5; 10]);
         assert!(row.aux_terms[10..].iter().all(|&t| t == 0.0), "{row:?}");
-        let err = serde_json::from_str::<LossRow>(&row_with_terms(AUX_TERMS + 1)).err().unwrap().to_string();
+        let err = serde_json::from_str::<LossRow>(&row_with_terms(AUX_TERMS + 1))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains(&format!("this build knows {AUX_TERMS}")), "{err}");
         let header = loss_csv(&[row]).lines().next().unwrap().to_string();
-        assert!(header.starts_with("step,loss,aux_loss,aux_cell,aux_slot,") && header.ends_with(",aux_anchor_fetch,lr,mean_vision_tokens,seconds"), "{header}");
+        assert!(
+            header.starts_with("step,loss,aux_loss,aux_cell,aux_slot,")
+                && header.ends_with(",aux_anchor_fetch,lr,mean_vision_tokens,seconds"),
+            "{header}"
+        );
     }
 }

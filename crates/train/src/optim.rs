@@ -41,7 +41,8 @@ pub struct AdamW {
 impl AdamW {
     /// `params` sorted by name, so the update order never depends on a hash map.
     pub fn new(params: &HashMap<String, Var>, config: AdamWConfig) -> Result<Self> {
-        let mut named: Vec<(String, Var)> = params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut named: Vec<(String, Var)> =
+            params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let mut first = HashMap::new();
         let mut second = HashMap::new();
@@ -90,10 +91,19 @@ impl AdamW {
     }
 
     /// Restores moments saved by [`AdamW::state_tensors`]; every parameter must be present.
-    pub fn load_state(&mut self, saved: &HashMap<String, Tensor>, step: u64, origin: &str) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        saved: &HashMap<String, Tensor>,
+        step: u64,
+        origin: &str,
+    ) -> Result<()> {
         for (name, _) in &self.params {
-            let m = saved.get(&format!("m.{name}")).with_context(|| format!("{origin}: missing tensor `m.{name}`"))?;
-            let v = saved.get(&format!("v.{name}")).with_context(|| format!("{origin}: missing tensor `v.{name}`"))?;
+            let m = saved
+                .get(&format!("m.{name}"))
+                .with_context(|| format!("{origin}: missing tensor `m.{name}`"))?;
+            let v = saved
+                .get(&format!("v.{name}"))
+                .with_context(|| format!("{origin}: missing tensor `v.{name}`"))?;
             self.first.insert(name.clone(), m.clone());
             self.second.insert(name.clone(), v.clone());
         }

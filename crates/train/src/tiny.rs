@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
-use tokenscale_model::imgque_pipeline::ImgQuePipeline;
 use tokenscale_fsio::write_atomic;
+use tokenscale_model::imgque_pipeline::ImgQuePipeline;
 use tokenscale_model::weights::Weights;
 
 use crate::init::{initial_value, Gaussian};
@@ -79,13 +79,28 @@ impl TinyShape {
     /// Refuses shapes the model cannot be built with; errors start with `origin` and name the field.
     pub fn validate(&self, origin: &str) -> Result<()> {
         let checks = [
-            (self.vision_hidden.is_multiple_of(64) && self.vision_hidden > 0, "vision_hidden must be a positive multiple of 64"),
-            (self.patch > 0 && self.crop.is_multiple_of(self.patch), "crop must be a multiple of patch"),
-            (self.vision_heads > 0 && self.vision_hidden.is_multiple_of(self.vision_heads), "vision_heads must divide vision_hidden"),
-            (self.llm_heads > 0 && self.llm_hidden.is_multiple_of(self.llm_heads), "llm_heads must divide llm_hidden"),
+            (
+                self.vision_hidden.is_multiple_of(64) && self.vision_hidden > 0,
+                "vision_hidden must be a positive multiple of 64",
+            ),
+            (
+                self.patch > 0 && self.crop.is_multiple_of(self.patch),
+                "crop must be a multiple of patch",
+            ),
+            (
+                self.vision_heads > 0 && self.vision_hidden.is_multiple_of(self.vision_heads),
+                "vision_heads must divide vision_hidden",
+            ),
+            (
+                self.llm_heads > 0 && self.llm_hidden.is_multiple_of(self.llm_heads),
+                "llm_heads must divide llm_hidden",
+            ),
             (self.max_vision_tokens >= 1, "max_vision_tokens must be at least 1"),
             (self.num_crops >= 1, "num_crops must be at least 1"),
-            ((self.llm_hidden / self.llm_heads.max(1)).is_multiple_of(2), "llm_hidden / llm_heads must be even (RoPE)"),
+            (
+                (self.llm_hidden / self.llm_heads.max(1)).is_multiple_of(2),
+                "llm_hidden / llm_heads must be even (RoPE)",
+            ),
         ];
         for (ok, what) in checks {
             if !ok {
@@ -154,7 +169,8 @@ fn json_bytes(value: &serde_json::Value) -> Result<Vec<u8>> {
 /// preprocessor_config.json for a model whose tokenizers know `words`.
 pub fn write_model_files(dir: &Path, shape: &TinyShape, words: &BTreeSet<String>) -> Result<()> {
     shape.validate(&dir.display().to_string())?;
-    std::fs::create_dir_all(dir.join("clip")).with_context(|| format!("{}: cannot create", dir.display()))?;
+    std::fs::create_dir_all(dir.join("clip"))
+        .with_context(|| format!("{}: cannot create", dir.display()))?;
     let llm_tok = word_level_tokenizer(&LLM_SPECIALS, words);
     let clip_tok = word_level_tokenizer(&CLIP_SPECIALS, words);
     let llm_vocab = llm_tok["model"]["vocab"].as_object().map_or(0, |v| v.len());
@@ -200,7 +216,10 @@ pub fn write_model_files(dir: &Path, shape: &TinyShape, words: &BTreeSet<String>
     write_atomic(&dir.join("clip").join("tokenizer.json"), &json_bytes(&clip_tok)?)?;
     let clip_config = serde_json::json!({"pad_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "bos_token": "<|startoftext|>"});
     write_atomic(&dir.join("clip").join("tokenizer_config.json"), &json_bytes(&clip_config)?)?;
-    write_atomic(&dir.join("preprocessor_config.json"), &json_bytes(&serde_json::json!({"num_crops": s.num_crops}))?)?;
+    write_atomic(
+        &dir.join("preprocessor_config.json"),
+        &json_bytes(&serde_json::json!({"num_crops": s.num_crops}))?,
+    )?;
     Ok(())
 }
 
@@ -208,14 +227,16 @@ pub fn write_model_files(dir: &Path, shape: &TinyShape, words: &BTreeSet<String>
 /// the loader itself is run against a recording store to list them.
 pub fn initial_parameters(dir: &Path, seed: u64) -> Result<HashMap<String, Tensor>> {
     let config = tokenscale_model::config::read_json_value(&dir.join("config.json"))?;
-    let decoder_vocab = config
-        .get("imgque_vocab_size")
-        .and_then(|v| v.as_u64())
-        .with_context(|| format!("{}: missing field `imgque_vocab_size`", dir.join("config.json").display()))?
-        as usize;
+    let decoder_vocab =
+        config.get("imgque_vocab_size").and_then(|v| v.as_u64()).with_context(|| {
+            format!("{}: missing field `imgque_vocab_size`", dir.join("config.json").display())
+        })? as usize;
     let hidden = config["imgque_config"]["hidden_size"].as_u64().unwrap_or(64) as usize;
     let decoder_embed = "imgque_backbone.imgque_model.embed_tokens.weight".to_string();
-    let known = HashMap::from([(decoder_embed.clone(), Tensor::zeros((decoder_vocab, hidden), DType::F32, &Device::Cpu)?)]);
+    let known = HashMap::from([(
+        decoder_embed.clone(),
+        Tensor::zeros((decoder_vocab, hidden), DType::F32, &Device::Cpu)?,
+    )]);
     let listing = Weights::recording(known, DType::F32, &Device::Cpu);
     ImgQuePipeline::load_with_weights(dir, &listing)?;
     let mut asked = listing.asked();

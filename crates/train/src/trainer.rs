@@ -61,8 +61,11 @@ impl<'a> Trainer<'a> {
                         ck.dir.display()
                     );
                 }
-                let tensors = candle_core::safetensors::load(ck.dir.join("model.safetensors"), &Device::Cpu)
-                    .with_context(|| format!("{}: cannot read model.safetensors", ck.dir.display()))?;
+                let tensors =
+                    candle_core::safetensors::load(ck.dir.join("model.safetensors"), &Device::Cpu)
+                        .with_context(|| {
+                            format!("{}: cannot read model.safetensors", ck.dir.display())
+                        })?;
                 (ck.dir.clone(), tensors, Some(ck))
             }
             None => {
@@ -82,13 +85,30 @@ impl<'a> Trainer<'a> {
         let mut optimizer = AdamW::new(&params, adam)?;
         let mut trainer_state = (Vec::new(), Vec::new(), 0);
         if let Some(ck) = state {
-            let saved = candle_core::safetensors::load(ck.dir.join("optimizer.safetensors"), &Device::Cpu)
-                .with_context(|| format!("{}: cannot read optimizer.safetensors", ck.dir.display()))?;
-            optimizer.load_state(&saved, ck.step, &ck.dir.join("optimizer.safetensors").display().to_string())?;
+            let saved =
+                candle_core::safetensors::load(ck.dir.join("optimizer.safetensors"), &Device::Cpu)
+                    .with_context(|| {
+                        format!("{}: cannot read optimizer.safetensors", ck.dir.display())
+                    })?;
+            optimizer.load_state(
+                &saved,
+                ck.step,
+                &ck.dir.join("optimizer.safetensors").display().to_string(),
+            )?;
             trainer_state = (ck.history.clone(), ck.validation.clone(), ck.step);
         }
         let (history, validation, step) = trainer_state;
-        Ok(Self { config, out: out.to_path_buf(), source, pipeline, params, optimizer, history, validation, step })
+        Ok(Self {
+            config,
+            out: out.to_path_buf(),
+            source,
+            pipeline,
+            params,
+            optimizer,
+            history,
+            validation,
+            step,
+        })
     }
 
     /// The model being trained, loaded as every subcommand loads the query-fused model.
@@ -105,7 +125,8 @@ impl<'a> Trainer<'a> {
             let index = step * self.config.batch as u64 + j as u64;
             let example = self.source.example(index)?;
             let n = self.config.vision_tokens(step, j);
-            let ExampleLoss { loss, answer_tokens, answer, aux } = example_loss(&self.pipeline, &self.params, &self.config, &example, n)?;
+            let ExampleLoss { loss, answer_tokens, answer, aux } =
+                example_loss(&self.pipeline, &self.params, &self.config, &example, n)?;
             total = Some(match total {
                 Some(t) => (t + loss)?,
                 None => loss,
@@ -122,7 +143,8 @@ impl<'a> Trainer<'a> {
         let step = self.step;
         let batch = self.config.batch;
         let this = &*self;
-        let (mut grads, sums) = batch_gradients(batch, &self.params, |range| this.shard(step, range))?;
+        let (mut grads, sums) =
+            batch_gradients(batch, &self.params, |range| this.shard(step, range))?;
         let tokens = sums.tokens;
         for var in self.params.values() {
             if let Some(g) = grads.remove(var.as_tensor()) {
@@ -151,8 +173,13 @@ impl<'a> Trainer<'a> {
         let crops = p.encode_image(&Forward::INFERENCE, &example.image)?;
         let conv = Conversation::new().user(example.prompt.clone()).for_generation();
         let inputs = p.embeddings(&Forward::INFERENCE, &crops, &conv, n, n)?;
-        let config = GenerationConfig { max_new_tokens: 4, stop_tokens: p.stop_tokens(), ..Default::default() };
-        let mut tokens = generate(&Forward::INFERENCE, &p.model.llm, &inputs.embeds, &config, |_| Ok(()))?;
+        let config = GenerationConfig {
+            max_new_tokens: 4,
+            stop_tokens: p.stop_tokens(),
+            ..Default::default()
+        };
+        let mut tokens =
+            generate(&Forward::INFERENCE, &p.model.llm, &inputs.embeds, &config, |_| Ok(()))?;
         if tokens.last().is_some_and(|t| config.stop_tokens.contains(t)) {
             tokens.pop();
         }
@@ -197,6 +224,13 @@ impl<'a> Trainer<'a> {
             history: self.history.clone(),
             validation: self.validation.clone(),
         };
-        write_checkpoint(&self.out, &model_dir(&self.out), &ck, &self.parameters(), &self.model_parameters(), &self.optimizer.state_tensors())
+        write_checkpoint(
+            &self.out,
+            &model_dir(&self.out),
+            &ck,
+            &self.parameters(),
+            &self.model_parameters(),
+            &self.optimizer.state_tensors(),
+        )
     }
 }

@@ -15,7 +15,8 @@ use tokenscale_train::optim::{AdamW, AdamWConfig};
 use tokenscale_train::tiny::{words_of, TinyShape};
 use tokenscale_train::{TrainConfig, Trainer};
 
-const COLOURS: [(&str, [u8; 3]); 3] = [("red", [220, 20, 20]), ("green", [20, 200, 20]), ("blue", [20, 20, 220])];
+const COLOURS: [(&str, [u8; 3]); 3] =
+    [("red", [220, 20, 20]), ("green", [20, 200, 20]), ("blue", [20, 20, 220])];
 const PROMPT: &str = "What colour is the image?";
 
 struct Plain;
@@ -23,7 +24,18 @@ struct Plain;
 impl Plain {
     fn make(index: u64) -> Example {
         let (name, rgb) = COLOURS[(index % 3) as usize];
-        Example { image: RgbImage::from_pixel(24, 24, Rgb(rgb)), prompt: PROMPT.into(), answer: name.into(), cells: Vec::new(), answer_cell: None, asked_cell: None, anchor_cell: None, counted_cells: None, summary: None, asks_summary: false }
+        Example {
+            image: RgbImage::from_pixel(24, 24, Rgb(rgb)),
+            prompt: PROMPT.into(),
+            answer: name.into(),
+            cells: Vec::new(),
+            answer_cell: None,
+            asked_cell: None,
+            anchor_cell: None,
+            counted_cells: None,
+            summary: None,
+            asks_summary: false,
+        }
     }
 }
 
@@ -110,10 +122,22 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
     b.train_step().unwrap();
     let (pa, pb) = (a.parameters(), b.parameters());
     for (k, ta) in &pa {
-        let diff = (ta - &pb[k]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let diff = (ta - &pb[k])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(diff, 0.0, "{k} differs after resuming");
     }
-    assert_eq!(a.history.iter().map(|r| r.loss).collect::<Vec<_>>(), b.history.iter().map(|r| r.loss).collect::<Vec<_>>());
+    assert_eq!(
+        a.history.iter().map(|r| r.loss).collect::<Vec<_>>(),
+        b.history.iter().map(|r| r.loss).collect::<Vec<_>>()
+    );
     let mut other = toy_config(4);
     other.lr = 5e-3;
     let err = Trainer::open(resumed.path(), other, &Plain).err().unwrap().to_string();
@@ -123,12 +147,25 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
 #[test]
 fn adamw_equals_candle_nn_on_matrices() {
     let init: Vec<f32> = (0..12).map(|i| (i as f32 * 0.37).sin()).collect();
-    let target = Tensor::from_vec((0..12).map(|i| i as f32 / 12.0).collect::<Vec<_>>(), (3, 4), &Device::Cpu).unwrap();
-    let ours = Var::from_tensor(&Tensor::from_vec(init.clone(), (3, 4), &Device::Cpu).unwrap()).unwrap();
+    let target = Tensor::from_vec(
+        (0..12).map(|i| i as f32 / 12.0).collect::<Vec<_>>(),
+        (3, 4),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let ours =
+        Var::from_tensor(&Tensor::from_vec(init.clone(), (3, 4), &Device::Cpu).unwrap()).unwrap();
     let theirs = Var::from_tensor(&Tensor::from_vec(init, (3, 4), &Device::Cpu).unwrap()).unwrap();
     let config = AdamWConfig { weight_decay: 0.1, ..Default::default() };
-    let mut opt = AdamW::new(&HashMap::from([("w".to_string(), ours.clone())]), config.clone()).unwrap();
-    let params = candle_nn::ParamsAdamW { lr: 0.05, beta1: config.beta1, beta2: config.beta2, eps: config.eps, weight_decay: 0.1 };
+    let mut opt =
+        AdamW::new(&HashMap::from([("w".to_string(), ours.clone())]), config.clone()).unwrap();
+    let params = candle_nn::ParamsAdamW {
+        lr: 0.05,
+        beta1: config.beta1,
+        beta2: config.beta2,
+        eps: config.eps,
+        weight_decay: 0.1,
+    };
     let mut reference = candle_nn::AdamW::new(vec![theirs.clone()], params).unwrap();
     for _ in 0..5 {
         let loss = (ours.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap();
@@ -136,7 +173,14 @@ fn adamw_equals_candle_nn_on_matrices() {
         let loss = (theirs.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap();
         reference.backward_step(&loss).unwrap();
     }
-    let diff = (ours.as_tensor() - theirs.as_tensor()).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+    let diff = (ours.as_tensor() - theirs.as_tensor())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap();
     assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
 }
 
@@ -157,14 +201,25 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     config.validation_items = 0;
     let out = tempfile::tempdir().unwrap();
     let mut trainer = Trainer::open(out.path(), config.clone(), &source).unwrap();
-    let values = |t: &Trainer, k: &str| t.parameters()[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let heads = ["aux_cells.weight", "aux_slots.weight", "aux_routed.weight", "aux_query.weight", "aux_prev.weight", "aux_summary.weight"];
+    let values =
+        |t: &Trainer, k: &str| t.parameters()[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let heads = [
+        "aux_cells.weight",
+        "aux_slots.weight",
+        "aux_routed.weight",
+        "aux_query.weight",
+        "aux_prev.weight",
+        "aux_summary.weight",
+    ];
     let before = heads.map(|k| values(&trainer, k));
     trainer.train_step().unwrap();
     let row = trainer.train_step().unwrap();
     assert!(row.aux_loss > 0.0 && row.loss > 0.0, "{row:?}");
     assert!((row.aux_terms.iter().sum::<f64>() - row.aux_loss).abs() < 1e-9, "{row:?}");
-    assert!(row.aux_terms[0] > 0.0 && row.aux_terms[5] == 0.0, "the cell head is on, the attention loss off: {row:?}");
+    assert!(
+        row.aux_terms[0] > 0.0 && row.aux_terms[5] == 0.0,
+        "the cell head is on, the attention loss off: {row:?}"
+    );
     assert!(row.aux_terms[8] > 0.0, "the summary head is on: {row:?}");
     let after = heads.map(|k| values(&trainer, k));
     for (k, (b, a)) in heads.iter().zip(before.iter().zip(&after)) {
@@ -173,17 +228,29 @@ fn the_auxiliary_heads_train_but_are_not_shipped() {
     let ck = trainer.checkpoint().unwrap();
     let csv = std::fs::read_to_string(out.path().join("loss.csv")).unwrap();
     assert!(csv.starts_with("step,loss,aux_loss,aux_cell,aux_slot,aux_routed,aux_query,aux_prev,aux_attend,aux_anchor,aux_count,aux_summary,aux_fetch,aux_llm_slot,aux_anchor_query,aux_early_answer,aux_anchor_fetch,lr,"), "{csv}");
-    let shipped = candle_core::safetensors::load(out.path().join("model/model.safetensors"), &Device::Cpu).unwrap();
-    assert!(!shipped.keys().any(|k| k.starts_with("aux_")), "the model folder has no auxiliary tensors");
+    let shipped =
+        candle_core::safetensors::load(out.path().join("model/model.safetensors"), &Device::Cpu)
+            .unwrap();
+    assert!(
+        !shipped.keys().any(|k| k.starts_with("aux_")),
+        "the model folder has no auxiliary tensors"
+    );
     let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
-    assert!(heads.iter().all(|k| kept.contains_key(*k)), "the checkpoint keeps the heads for resuming");
+    assert!(
+        heads.iter().all(|k| kept.contains_key(*k)),
+        "the checkpoint keeps the heads for resuming"
+    );
     assert_eq!(Trainer::open(out.path(), config.clone(), &source).unwrap().step, 2);
 
     // A later stage that starts from the checkpoint folder inherits the trained heads; one that
     // starts from the model folder, or asks for fresh heads, gets fresh ones.
     let mut next = config.clone();
     next.seed = 99;
-    for (from, fresh_heads, inherits) in [(ck.clone(), false, true), (out.path().join("model"), false, false), (ck.clone(), true, false)] {
+    for (from, fresh_heads, inherits) in [
+        (ck.clone(), false, true),
+        (out.path().join("model"), false, false),
+        (ck.clone(), true, false),
+    ] {
         next.init_from = Some(from);
         next.fresh_heads = fresh_heads;
         let stage = tempfile::tempdir().unwrap();
@@ -225,7 +292,11 @@ fn a_deeper_model_starts_from_a_shallower_one_only_with_init_partial() {
     assert_eq!(params[positions].dims(), [37, 64]);
     for (key, value) in shallow.iter().filter(|(k, _)| k.as_str() != positions) {
         let new = params[key].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(new, value.flatten_all().unwrap().to_vec1::<f32>().unwrap(), "{key} carried over");
+        assert_eq!(
+            new,
+            value.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            "{key} carried over"
+        );
     }
 }
 
@@ -268,11 +339,18 @@ fn the_attention_loss_reads_the_llm_layers_probabilities() {
     let pipeline = trainer.pipeline();
     let example = source.example(0).unwrap();
     let crops = pipeline.encode_image(&Forward::INFERENCE, &example.image).unwrap();
-    let conv = tokenscale_model::chat::Conversation::new().user(example.prompt.clone()).for_generation();
+    let conv =
+        tokenscale_model::chat::Conversation::new().user(example.prompt.clone()).for_generation();
     let inputs = pipeline.embeddings(&Forward::INFERENCE, &crops, &conv, 16, 16).unwrap();
     let llm = &pipeline.model.llm;
     let capture = AttentionCapture::new();
-    llm.forward_embeds(&Forward::INFERENCE.capturing(&capture), &inputs.embeds, &mut llm.new_cache(), ForwardOptions::LAST).unwrap();
+    llm.forward_embeds(
+        &Forward::INFERENCE.capturing(&capture),
+        &inputs.embeds,
+        &mut llm.new_cache(),
+        ForwardOptions::LAST,
+    )
+    .unwrap();
     let probs = capture.take();
     assert_eq!(probs.len(), 2);
     let t = inputs.embeds.dim(1).unwrap();
@@ -336,7 +414,11 @@ fn stop_after_ends_a_run_early_on_the_full_schedule() {
     assert_eq!(config.last_step(), 10);
     config.stop_after = Some(4);
     assert_eq!(config.last_step(), 4);
-    assert_eq!(config.learning_rate(3), toy_config(10).learning_rate(3), "the schedule still spans `steps`");
+    assert_eq!(
+        config.learning_rate(3),
+        toy_config(10).learning_rate(3),
+        "the schedule still spans `steps`"
+    );
     config.stop_after = Some(40);
     assert_eq!(config.last_step(), 10);
     config.stop_after = Some(0);
@@ -359,7 +441,10 @@ fn the_count_loss_spreads_attention_over_the_sink_and_the_counted_slots() {
     assert!(row.aux_terms[7] > 1.0 && row.aux_terms[7] < 10.0, "{row:?}");
     assert!((row.aux_terms[7] - row.aux_loss).abs() < 1e-9, "{row:?}");
     config.aux_count_layer = 3;
-    let err = Trainer::open(tempfile::tempdir().unwrap().path(), config, &source).err().unwrap().to_string();
+    let err = Trainer::open(tempfile::tempdir().unwrap().path(), config, &source)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("aux_count_layer"), "{err}");
 }
 
@@ -371,7 +456,12 @@ fn whole_image_questions_look_at_the_last_slot_with_summary_lookup() {
     let mut config = grid_config(4);
     config.aux_attend_weight = 1.0;
     config.aux_attend_layer = 2;
-    let step = |config: &TrainConfig| Trainer::open(tempfile::tempdir().unwrap().path(), config.clone(), &source).unwrap().train_step().unwrap();
+    let step = |config: &TrainConfig| {
+        Trainer::open(tempfile::tempdir().unwrap().path(), config.clone(), &source)
+            .unwrap()
+            .train_step()
+            .unwrap()
+    };
     let off = step(&config);
     assert_eq!((off.aux_terms[5], off.aux_terms[8]), (0.0, 0.0), "{off:?}");
     config.aux_summary_weight = 1.0;
@@ -385,7 +475,8 @@ fn whole_image_questions_look_at_the_last_slot_with_summary_lookup() {
 #[test]
 fn the_llm_side_heads_supervise_what_the_lookups_carry() {
     use tokenscale_train::data::SynthSource;
-    let source = SynthSource { mix: only_subtasks(&["cell_shape", "relation_shape", "count_shape"]) };
+    let source =
+        SynthSource { mix: only_subtasks(&["cell_shape", "relation_shape", "count_shape"]) };
     let mut config = grid_config(12);
     config.aux_attend_layer = 2;
     config.aux_anchor_layer = 2;
@@ -405,16 +496,29 @@ fn the_llm_side_heads_supervise_what_the_lookups_carry() {
     let (on, trainer, _out) = step(&config);
     // Each term is a cross-entropy over a handful of classes (early answer: the vocabulary) at a
     // random start: positive and finite.
-    for (i, name) in [(9, "fetch"), (10, "llm_slot"), (11, "anchor_query"), (12, "early_answer"), (13, "anchor_fetch")] {
+    for (i, name) in [
+        (9, "fetch"),
+        (10, "llm_slot"),
+        (11, "anchor_query"),
+        (12, "early_answer"),
+        (13, "anchor_fetch"),
+    ] {
         assert!(on.aux_terms[i] > 0.1 && on.aux_terms[i] < 20.0, "{name}: {on:?}");
     }
     assert!((on.aux_terms.iter().sum::<f64>() - on.aux_loss).abs() < 1e-9, "{on:?}");
     let ck = trainer.checkpoint().unwrap();
     let kept = candle_core::safetensors::load(ck.join("model.safetensors"), &Device::Cpu).unwrap();
-    for head in ["aux_fetch.weight", "aux_llm_slots.weight", "aux_anchor_query.weight", "aux_anchor_fetch.weight"] {
+    for head in [
+        "aux_fetch.weight",
+        "aux_llm_slots.weight",
+        "aux_anchor_query.weight",
+        "aux_anchor_fetch.weight",
+    ] {
         assert!(kept.contains_key(head), "{head} is checkpointed");
     }
-    let shipped = candle_core::safetensors::load(trainer.out.join("model/model.safetensors"), &Device::Cpu).unwrap();
+    let shipped =
+        candle_core::safetensors::load(trainer.out.join("model/model.safetensors"), &Device::Cpu)
+            .unwrap();
     assert!(!shipped.keys().any(|k| k.starts_with("aux_")), "no auxiliary tensor is shipped");
 
     // The early answer reads a state through the final norm and the LM head. On the state after
@@ -423,21 +527,40 @@ fn the_llm_side_heads_supervise_what_the_lookups_carry() {
     let pipeline = trainer.pipeline();
     let example = source.example(0).unwrap();
     let crops = pipeline.encode_image(&Forward::INFERENCE, &example.image).unwrap();
-    let conv = tokenscale_model::chat::Conversation::new().user(example.prompt.clone()).for_generation();
+    let conv =
+        tokenscale_model::chat::Conversation::new().user(example.prompt.clone()).for_generation();
     let inputs = pipeline.embeddings(&Forward::INFERENCE, &crops, &conv, 16, 16).unwrap();
-    let fresh = Trainer::open(tempfile::tempdir().unwrap().path(), config.clone(), &source).unwrap();
+    let fresh =
+        Trainer::open(tempfile::tempdir().unwrap().path(), config.clone(), &source).unwrap();
     let llm = &fresh.pipeline().model.llm;
-    let out = llm.forward_embeds(&Forward::INFERENCE, &inputs.embeds, &mut llm.new_cache(), ForwardOptions::ALL.with_hidden_states()).unwrap();
+    let out = llm
+        .forward_embeds(
+            &Forward::INFERENCE,
+            &inputs.embeds,
+            &mut llm.new_cache(),
+            ForwardOptions::ALL.with_hidden_states(),
+        )
+        .unwrap();
     let normed = out.hidden_states.last().unwrap();
     let lens = llm.logits_of(&Forward::INFERENCE, normed).unwrap();
     let eps = llm.config.rms_norm_eps;
-    let rescale = ((normed.sqr().unwrap().mean_keepdim(2).unwrap() + eps).unwrap().sqrt().unwrap().recip()).unwrap();
+    let rescale =
+        ((normed.sqr().unwrap().mean_keepdim(2).unwrap() + eps).unwrap().sqrt().unwrap().recip())
+            .unwrap();
     let expected = out.logits.broadcast_mul(&rescale).unwrap();
-    let max_abs = |t: &candle_core::Tensor| t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let max_abs = |t: &candle_core::Tensor| {
+        t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    };
     let (gap, scale) = (max_abs(&(lens - &expected).unwrap()), max_abs(&expected));
-    assert!(gap <= 1e-5 * scale, "logit lens on the final state differs from the logits by {gap} (logits up to {scale})");
+    assert!(
+        gap <= 1e-5 * scale,
+        "logit lens on the final state differs from the logits by {gap} (logits up to {scale})"
+    );
 
     config.aux_anchor_layer = 3;
-    let err = Trainer::open(tempfile::tempdir().unwrap().path(), config, &source).err().unwrap().to_string();
+    let err = Trainer::open(tempfile::tempdir().unwrap().path(), config, &source)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("aux_anchor_layer"), "{err}");
 }

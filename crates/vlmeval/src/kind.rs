@@ -44,7 +44,9 @@ impl Kind {
             "vqa" => Kind::Vqa,
             "ocrbench" => Kind::Ocrbench,
             "caption" => Kind::Caption,
-            _ => anyhow::bail!("unknown dataset kind {s:?}; known kinds: mcq, yorn, vqa, ocrbench, caption"),
+            _ => anyhow::bail!(
+                "unknown dataset kind {s:?}; known kinds: mcq, yorn, vqa, ocrbench, caption"
+            ),
         })
     }
 }

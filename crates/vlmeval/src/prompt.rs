@@ -122,7 +122,8 @@ fn mcq_llava<Q: Question + ?Sized>(item: &Q) -> String {
 }
 
 /// LLaVA's system prompt in VLMEvalKit (`vlmeval/vlm/llava/llava.py`).
-pub const LLAVA_SYSTEM: &str = "A chat between a curious human and an artificial intelligence assistant. \
+pub const LLAVA_SYSTEM: &str =
+    "A chat between a curious human and an artificial intelligence assistant. \
 The assistant gives helpful, detailed, and polite answers to the human's questions. ";
 
 /// The full text VLMEvalKit's LLaVA wrapper feeds the model: the message (images first, each
@@ -161,7 +162,11 @@ mod tests {
     use super::*;
 
     fn item(hint: Option<&str>, q: &str, opts: &[(char, &str)]) -> QuestionText {
-        QuestionText { question: q.into(), hint: hint.map(Into::into), options: opts.iter().map(|(l, t)| (*l, t.to_string())).collect() }
+        QuestionText {
+            question: q.into(),
+            hint: hint.map(Into::into),
+            options: opts.iter().map(|(l, t)| (*l, t.to_string())).collect(),
+        }
     }
 
     #[test]
@@ -176,9 +181,14 @@ mod tests {
             "H\nQ?\nA. x\nB. y\nAnswer with the option's letter from the given choices directly."
         );
         let cn = item(None, "这是什么", &[('A', "x")]);
-        assert!(build_prompt(&cn, Kind::Mcq, PromptStyle::Llava).ends_with("\n请直接回答选项字母。"));
+        assert!(
+            build_prompt(&cn, Kind::Mcq, PromptStyle::Llava).ends_with("\n请直接回答选项字母。")
+        );
         let none = item(None, "Q", &[]);
-        assert_eq!(build_prompt(&none, Kind::Mcq, PromptStyle::Llava), "Q\nAnswer the question directly.");
+        assert_eq!(
+            build_prompt(&none, Kind::Mcq, PromptStyle::Llava),
+            "Q\nAnswer the question directly."
+        );
         assert_eq!(build_prompt(&none, Kind::Mcq, PromptStyle::Default), "Question: Q\n");
         assert_eq!(
             build_prompt(&none, Kind::Vqa, PromptStyle::Llava),

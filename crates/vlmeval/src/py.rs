@@ -190,7 +190,9 @@ pub fn parse_list(text: &str) -> Option<Vec<String>> {
                         return None;
                     }
                     let ch = chars[k];
-                    if ch == q && (!triple || (k + 2 < end && chars[k + 1] == q && chars[k + 2] == q)) {
+                    if ch == q
+                        && (!triple || (k + 2 < end && chars[k + 1] == q && chars[k + 2] == q))
+                    {
                         k += qlen;
                         break;
                     }
@@ -309,7 +311,9 @@ pub fn repr_str(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }

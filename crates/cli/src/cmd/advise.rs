@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use tokenscale_cost::advise::input::{read_bench_latency, read_cost_table};
-use tokenscale_cost::advise::{advise, select, to_csv, to_json, to_markdown, AdviseOptions, CostModel, Target};
+use tokenscale_cost::advise::{
+    advise, select, to_csv, to_json, to_markdown, AdviseOptions, CostModel, Target,
+};
 use tokenscale_cost::{read_config, Dtype, Reducer, Workload};
 use tokenscale_law::fit::Space;
 use tokenscale_law::Law;
@@ -78,7 +80,13 @@ pub struct Args {
 }
 
 fn target(args: &Args) -> Result<Option<Target>> {
-    let check = |flag: &str, v: f64| if v.is_finite() { Ok(v) } else { bail!("--{flag} {v}: expected a finite number") };
+    let check = |flag: &str, v: f64| {
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            bail!("--{flag} {v}: expected a finite number")
+        }
+    };
     Ok(match (args.min_score, args.max_flops, args.max_latency) {
         (Some(x), _, _) => Some(Target::MinScore(check("min-score", x)?)),
         (_, Some(f), _) => Some(Target::MaxFlops(check("max-flops", f)?)),
@@ -88,7 +96,9 @@ fn target(args: &Args) -> Result<Option<Target>> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let law = Law::from_name(&args.law).with_context(|| format!("--law {}: unknown (paper, paper_dpsi0, power, loglinear, saturating)", args.law))?;
+    let law = Law::from_name(&args.law).with_context(|| {
+        format!("--law {}: unknown (paper, paper_dpsi0, power, loglinear, saturating)", args.law)
+    })?;
     let space: Space = args.space.into();
     let render = match args.format {
         Format::Md => to_markdown,
@@ -97,7 +107,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let target = target(&args)?;
     let all = args.rows.read(&args.scores)?;
-    let series = select(&all, &args.benchmark, &args.scores.display().to_string()).context("--benchmark")?;
+    let series =
+        select(&all, &args.benchmark, &args.scores.display().to_string()).context("--benchmark")?;
     let (cost, mut latency) = match (&args.cost, &args.config) {
         (Some(path), _) => {
             let (table, latency) = read_cost_table(path)?;
@@ -122,8 +133,15 @@ pub fn run(args: Args) -> Result<()> {
         }
         latency = Some(read_bench_latency(path)?);
     }
-    if let Some(m) = args.lower_is_better.iter().find(|m| !all.iter().any(|s| tokenscale_cost::advise::names_series(s, m))) {
-        bail!("--lower-is-better `{m}`: no series or benchmark matches in {}", args.scores.display());
+    if let Some(m) = args
+        .lower_is_better
+        .iter()
+        .find(|m| !all.iter().any(|s| tokenscale_cost::advise::names_series(s, m)))
+    {
+        bail!(
+            "--lower-is-better `{m}`: no series or benchmark matches in {}",
+            args.scores.display()
+        );
     }
     let opts = AdviseOptions { law, space, target, lower_is_better: args.lower_is_better.clone() };
     let advice = advise(&series, &cost, latency.as_ref(), &opts)?;

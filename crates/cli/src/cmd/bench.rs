@@ -3,21 +3,21 @@
 //! tokens): vision + embedding time, time to first token, prefill and decode speed, peak RSS;
 //! bench.jsonl, bench.md and a figure (bench.svg/.png) with the FLOPs model overlaid.
 
-use tokenscale_model::Forward;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use tokenscale_model::Forward;
 
 use anyhow::{bail, Context, Result};
 use tokenscale_base::progress::Progress;
-use tokenscale_model::generation::GenerationConfig;
-use tokenscale_model::preprocess::load_image;
-use tokenscale_model::runtime::{Runtime, VisionBudget};
-use tokenscale_model::dtype::peak_rss_bytes;
-use tokenscale_model::Device;
 use tokenscale_cost::timing::{first_token_flops, AffineFit};
 use tokenscale_cost::{read_config, Arch, Reducer};
 use tokenscale_fsio::write_atomic;
+use tokenscale_model::dtype::peak_rss_bytes;
+use tokenscale_model::generation::GenerationConfig;
+use tokenscale_model::preprocess::load_image;
+use tokenscale_model::runtime::{Runtime, VisionBudget};
+use tokenscale_model::Device;
 use tokenscale_plot::{BenchFigure, Figure, TimedPoint, TimedSeries};
 
 #[derive(clap::Args)]
@@ -86,7 +86,11 @@ fn list_images(dir: &Path, sample: usize, seed: u64) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot read image folder", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|x| x.to_str()).is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png")))
+        .filter(|p| {
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        })
         .collect();
     files.sort();
     if files.is_empty() {
@@ -103,10 +107,17 @@ fn list_images(dir: &Path, sample: usize, seed: u64) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn time_one(runtime: &Runtime, image: &tokenscale_model::image::RgbImage, args: &Args, n: usize) -> Result<(usize, usize, f64, f64, f64, Option<f64>)> {
-    let budget = VisionBudget { tokens: Some(n), short_tokens: None, reducer: args.reducer.clone() };
+fn time_one(
+    runtime: &Runtime,
+    image: &tokenscale_model::image::RgbImage,
+    args: &Args,
+    n: usize,
+) -> Result<(usize, usize, f64, f64, f64, Option<f64>)> {
+    let budget =
+        VisionBudget { tokens: Some(n), short_tokens: None, reducer: args.reducer.clone() };
     let start = Instant::now();
-    let prepared = runtime.prepare(&Forward::INFERENCE, Some(image), &args.prompt, false, &budget)?;
+    let prepared =
+        runtime.prepare(&Forward::INFERENCE, Some(image), &args.prompt, false, &budget)?;
     let vision_s = start.elapsed().as_secs_f64();
     // No stop tokens: every answer decodes exactly max_new_tokens.
     let config = GenerationConfig { max_new_tokens: args.max_new_tokens, ..Default::default() };
@@ -151,15 +162,23 @@ pub fn run(args: Args) -> Result<()> {
     for &n in &args.vision_tokens {
         time_one(&runtime, &first, &args, n).with_context(|| format!("warm-up at n = {n}"))?;
     }
-    let bar = Progress::new("bench", (images.len() * args.vision_tokens.len() * args.repeat) as u64, "timings");
+    let bar = Progress::new(
+        "bench",
+        (images.len() * args.vision_tokens.len() * args.repeat) as u64,
+        "timings",
+    );
     let mut rows = Vec::new();
     for path in &images {
         let image = load_image(path)?;
         for &n in &args.vision_tokens {
             for repeat in 0..args.repeat {
-                let (prompt_tokens, new_tokens, vision_s, ttft_s, prefill, decode) = time_one(&runtime, &image, &args, n)?;
+                let (prompt_tokens, new_tokens, vision_s, ttft_s, prefill, decode) =
+                    time_one(&runtime, &image, &args, n)?;
                 rows.push(Timing {
-                    image: path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                    image: path
+                        .file_name()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
                     n,
                     repeat,
                     prompt_tokens,
@@ -175,7 +194,8 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     bar.finish();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
     write_atomic(&args.out.join("load.json"), serde_json::to_string_pretty(&load)?.as_bytes())?;
     let mut jsonl = String::new();
     for r in &rows {
@@ -189,7 +209,11 @@ pub fn run(args: Args) -> Result<()> {
         let sel: Vec<&Timing> = rows.iter().filter(|r| r.n == n).collect();
         let col = |f: &dyn Fn(&Timing) -> Option<f64>| -> String {
             let v: Vec<f64> = sel.iter().filter_map(|r| f(r)).collect();
-            if v.is_empty() { "–".into() } else { fmt(quartiles(v)) }
+            if v.is_empty() {
+                "–".into()
+            } else {
+                fmt(quartiles(v))
+            }
         };
         let _ = writeln!(
             md,
@@ -223,7 +247,8 @@ fn timed(label: &str, args: &Args, rows: &[Timing], time: fn(&Timing) -> f64) ->
         .vision_tokens
         .iter()
         .map(|&n| {
-            let (p25, median, p75) = quartiles(rows.iter().filter(|r| r.n == n).map(time).collect());
+            let (p25, median, p75) =
+                quartiles(rows.iter().filter(|r| r.n == n).map(time).collect());
             TimedPoint { n: n as f64, p25, median, p75 }
         })
         .collect();
@@ -240,8 +265,15 @@ fn figure(args: &Args, rows: &[Timing]) -> Result<String> {
         label: String::new(),
         text: format!("measured times only (no FLOPs model: {e:#})"),
     });
-    let title = format!("time to first token vs n ({})", tokenscale_model::hub::model_name(&args.model));
-    BenchFigure { title, series: vec![latency, ttft], model_label: model.label, model: model.curve }.save(&args.out, "bench")?;
+    let title =
+        format!("time to first token vs n ({})", tokenscale_model::hub::model_name(&args.model));
+    BenchFigure {
+        title,
+        series: vec![latency, ttft],
+        model_label: model.label,
+        model: model.curve,
+    }
+    .save(&args.out, "bench")?;
     Ok(model.text)
 }
 
@@ -258,18 +290,33 @@ fn flops_model(args: &Args, rows: &[Timing], latency: &TimedSeries) -> Result<Fl
     let arch = read_config(&args.model.join("config.json"))?;
     let reducer = args.reducer.as_deref().map(Reducer::parse).transpose()?;
     // The prompt minus its vision tokens, as measured (one value: it does not depend on n).
-    let (_, text, _) = quartiles(rows.iter().map(|r| r.prompt_tokens.saturating_sub(r.n) as f64).collect());
+    let (_, text, _) =
+        quartiles(rows.iter().map(|r| r.prompt_tokens.saturating_sub(r.n) as f64).collect());
     let text = text.round() as u64;
     let flops = |n: u64| first_token_flops(&arch, n, text, reducer, None).map(|f| f as f64);
     let xs = args.vision_tokens.iter().map(|&n| flops(n as u64)).collect::<Result<Vec<_>>>()?;
     let ys: Vec<f64> = latency.points.iter().map(|p| p.median).collect();
-    let fit = AffineFit::fit(&xs, &ys).context("the FLOPs take fewer than two distinct values (give at least two --vision-tokens)")?;
-    let (lo, hi) = (*args.vision_tokens.iter().min().unwrap_or(&1) as u64, *args.vision_tokens.iter().max().unwrap_or(&1) as u64);
+    let fit = AffineFit::fit(&xs, &ys).context(
+        "the FLOPs take fewer than two distinct values (give at least two --vision-tokens)",
+    )?;
+    let (lo, hi) = (
+        *args.vision_tokens.iter().min().unwrap_or(&1) as u64,
+        *args.vision_tokens.iter().max().unwrap_or(&1) as u64,
+    );
     let step = ((hi - lo) / 200).max(1);
-    let curve = (lo..=hi).step_by(step as usize).chain([hi]).map(|n| Ok((n as f64, fit.eval(flops(n)?)))).collect::<Result<Vec<_>>>()?;
-    let crops = if matches!(arch, Arch::ImgQue(_)) { "; query-fused model: full crop grid, question tokens not counted" } else { "" };
+    let curve = (lo..=hi)
+        .step_by(step as usize)
+        .chain([hi])
+        .map(|n| Ok((n as f64, fit.eval(flops(n)?))))
+        .collect::<Result<Vec<_>>>()?;
+    let crops = if matches!(arch, Arch::ImgQue(_)) {
+        "; query-fused model: full crop grid, question tokens not counted"
+    } else {
+        ""
+    };
     let label = format!("a + b·FLOPs(n), least squares: {}", fit.describe_seconds());
-    let per_n: Vec<String> = args.vision_tokens.iter().zip(&xs).map(|(n, f)| format!("{n}: {:.3}", f / 1e9)).collect();
+    let per_n: Vec<String> =
+        args.vision_tokens.iter().zip(&xs).map(|(n, f)| format!("{n}: {:.3}", f / 1e9)).collect();
     let text = format!(
         "vision + TTFT and TTFT (median, p25–p75 whiskers) against n; dashed: the FLOPs model time ≈ a + b·FLOPs fitted by least squares to the vision + TTFT medians, {} — FLOPs before the first token from tokenscale-cost ({text} text tokens{crops}), GFLOPs per n: {}.",
         fit.describe_seconds(),

@@ -3,8 +3,8 @@
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use tokenscale_law::bound::{evaluate, read_distance_csv, read_psi_csv, PsiSource};
 use tokenscale_fsio::write_atomic;
+use tokenscale_law::bound::{evaluate, read_distance_csv, read_psi_csv, PsiSource};
 use tokenscale_plot::{BalanceFigure, DistanceFigure, Figure, PsiFigure};
 
 #[derive(clap::Args)]
@@ -41,8 +41,12 @@ fn opt(v: Option<f64>) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let psi = match (&args.psi, args.psi_eq, args.psi_aa, args.psi_ab) {
-        (Some(p), _, _, _) => PsiSource::Curve(read_psi_csv(p).with_context(|| format!("reading {}", p.display()))?),
-        (None, Some(psi_eq), Some(psi_aa), Some(psi_ab)) => PsiSource::Constant { psi_eq, psi_aa, psi_ab },
+        (Some(p), _, _, _) => {
+            PsiSource::Curve(read_psi_csv(p).with_context(|| format!("reading {}", p.display()))?)
+        }
+        (None, Some(psi_eq), Some(psi_aa), Some(psi_ab)) => {
+            PsiSource::Constant { psi_eq, psi_aa, psi_ab }
+        }
         _ => bail!("give either --psi FILE.csv or all of --psi-eq, --psi-aa and --psi-ab"),
     };
     let distance = match &args.distance {
@@ -54,7 +58,12 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Writes `bound.json`, `bound.csv` and (unless `no_figures`) the figures of a bound report.
-pub fn write_report(report: &tokenscale_law::bound::BoundReport, out: &std::path::Path, max_n: usize, no_figures: bool) -> Result<()> {
+pub fn write_report(
+    report: &tokenscale_law::bound::BoundReport,
+    out: &std::path::Path,
+    max_n: usize,
+    no_figures: bool,
+) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write_atomic(&out.join("bound.json"), serde_json::to_string_pretty(report)?.as_bytes())?;
     let mut csv = String::from("n,psi_eq,psi_aa,psi_ab,delta_psi,upsilon,sqrt_upsilon,bound,n_balance,regime,d_mean,d_std\n");
@@ -62,19 +71,49 @@ pub fn write_report(report: &tokenscale_law::bound::BoundReport, out: &std::path
         let _ = writeln!(
             csv,
             "{},{},{},{},{},{},{},{},{},{},{},{}",
-            r.n, r.psi_eq, r.psi_aa, r.psi_ab, r.delta_psi, r.upsilon, opt(r.sqrt_upsilon), opt(r.bound), opt(r.n_balance), r.regime, opt(r.d_mean), opt(r.d_std)
+            r.n,
+            r.psi_eq,
+            r.psi_aa,
+            r.psi_ab,
+            r.delta_psi,
+            r.upsilon,
+            opt(r.sqrt_upsilon),
+            opt(r.bound),
+            opt(r.n_balance),
+            r.regime,
+            opt(r.d_mean),
+            opt(r.d_std)
         );
     }
     write_atomic(&out.join("bound.csv"), csv.as_bytes())?;
     if !no_figures {
         let n: Vec<f64> = report.rows.iter().map(|r| r.n as f64).collect();
         let (fit, label) = match report.lambda {
-            Some(l) => (report.rows.iter().map(|r| r.bound).collect(), format!("lambda sqrt(Upsilon(n)), lambda = {l:.4}")),
-            None => (report.rows.iter().map(|r| r.sqrt_upsilon).collect(), "sqrt(Upsilon(n)) (lambda not fitted: no --distance)".to_string()),
+            Some(l) => (
+                report.rows.iter().map(|r| r.bound).collect(),
+                format!("lambda sqrt(Upsilon(n)), lambda = {l:.4}"),
+            ),
+            None => (
+                report.rows.iter().map(|r| r.sqrt_upsilon).collect(),
+                "sqrt(Upsilon(n)) (lambda not fitted: no --distance)".to_string(),
+            ),
         };
-        DistanceFigure { title: "E[D(n)] and the bound".into(), n: n.clone(), d_mean: report.rows.iter().map(|r| r.d_mean).collect(), d_std: report.rows.iter().map(|r| r.d_std).collect(), fit, fit_label: label }.save(out, "bound_distance")?;
+        DistanceFigure {
+            title: "E[D(n)] and the bound".into(),
+            n: n.clone(),
+            d_mean: report.rows.iter().map(|r| r.d_mean).collect(),
+            d_std: report.rows.iter().map(|r| r.d_std).collect(),
+            fit,
+            fit_label: label,
+        }
+        .save(out, "bound_distance")?;
         if report.rows.iter().any(|r| r.n_balance.is_some()) {
-            BalanceFigure { title: "n_balance(n) against y = n".into(), n: n.clone(), n_balance: report.rows.iter().map(|r| r.n_balance).collect() }.save(out, "bound_balance")?;
+            BalanceFigure {
+                title: "n_balance(n) against y = n".into(),
+                n: n.clone(),
+                n_balance: report.rows.iter().map(|r| r.n_balance).collect(),
+            }
+            .save(out, "bound_balance")?;
         }
         let none = vec![None; n.len()];
         PsiFigure {
@@ -89,7 +128,11 @@ pub fn write_report(report: &tokenscale_law::bound::BoundReport, out: &std::path
         .save(out, "bound_psi")?;
     }
     match report.lambda {
-        Some(l) => eprintln!("lambda = {l:.6} (RMSE {:.4}, R2 {:.4})", report.lambda_rmse.unwrap_or(0.0), report.lambda_r2.unwrap_or(0.0)),
+        Some(l) => eprintln!(
+            "lambda = {l:.6} (RMSE {:.4}, R2 {:.4})",
+            report.lambda_rmse.unwrap_or(0.0),
+            report.lambda_r2.unwrap_or(0.0)
+        ),
         None => eprintln!("lambda not fitted (no --distance)"),
     }
     match report.balance_point {
@@ -108,7 +151,8 @@ mod tests {
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("tokenscale-bound-{}-{name}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("tokenscale-bound-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
@@ -125,13 +169,26 @@ mod tests {
         }
         std::fs::write(&dist, body).unwrap();
         let out = dir.join("out");
-        run(Args { psi: None, psi_eq: Some(0.5), psi_aa: Some(0.375), psi_ab: Some(0.3125), distance: Some(dist), max_n: 100, out: out.clone(), no_figures: false }).unwrap();
-        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bound.json")).unwrap()).unwrap();
+        run(Args {
+            psi: None,
+            psi_eq: Some(0.5),
+            psi_aa: Some(0.375),
+            psi_ab: Some(0.3125),
+            distance: Some(dist),
+            max_n: 100,
+            out: out.clone(),
+            no_figures: false,
+        })
+        .unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("bound.json")).unwrap())
+                .unwrap();
         assert!((j["lambda"].as_f64().unwrap() - 3.0).abs() < 1e-9);
         assert_eq!(j["balance_point"], 7);
         let csv = std::fs::read_to_string(out.join("bound.csv")).unwrap();
         assert_eq!(csv.lines().count(), 101);
-        for f in ["bound_distance.png", "bound_distance.svg", "bound_balance.png", "bound_psi.svg"] {
+        for f in ["bound_distance.png", "bound_distance.svg", "bound_balance.png", "bound_psi.svg"]
+        {
             assert!(std::fs::metadata(out.join(f)).unwrap().len() > 500, "{f}");
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -147,14 +204,37 @@ mod tests {
         }
         std::fs::write(&psi, body).unwrap();
         let out = dir.join("out");
-        run(Args { psi: Some(psi), psi_eq: None, psi_aa: None, psi_ab: None, distance: None, max_n: 50, out: out.clone(), no_figures: false }).unwrap();
-        let text = std::fs::read_to_string(out.join("bound.json")).unwrap() + &std::fs::read_to_string(out.join("bound.csv")).unwrap();
+        run(Args {
+            psi: Some(psi),
+            psi_eq: None,
+            psi_aa: None,
+            psi_ab: None,
+            distance: None,
+            max_n: 50,
+            out: out.clone(),
+            no_figures: false,
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(out.join("bound.json")).unwrap()
+            + &std::fs::read_to_string(out.join("bound.csv")).unwrap();
         assert!(!text.to_lowercase().contains("nan") && !text.contains("inf,"));
-        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bound.json")).unwrap()).unwrap();
+        let j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("bound.json")).unwrap())
+                .unwrap();
         assert!(j["notes"][0].as_str().unwrap().contains("n_balance undefined"));
         assert!(!out.join("bound_balance.png").exists());
         // Neither source of psi given.
-        assert!(run(Args { psi: None, psi_eq: Some(0.5), psi_aa: None, psi_ab: None, distance: None, max_n: 5, out, no_figures: true }).is_err());
+        assert!(run(Args {
+            psi: None,
+            psi_eq: Some(0.5),
+            psi_aa: None,
+            psi_ab: None,
+            distance: None,
+            max_n: 5,
+            out,
+            no_figures: true
+        })
+        .is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use tokenscale_cost::{parse_list, read_config, table, to_csv, to_json, to_markdown, Dtype, Reducer, Workload};
+use tokenscale_cost::{
+    parse_list, read_config, table, to_csv, to_json, to_markdown, Dtype, Reducer, Workload,
+};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -5,14 +5,15 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use tokenscale_synth::questions::{ask, candidates};
-use tokenscale_synth as synth;
-use tokenscale_synth::{ItemKind, Rng, Scene, SynthItem, SUBTASKS};
 use tokenscale_answer::ModelAnswerer;
 use tokenscale_eval::sweep::Answerer;
+use tokenscale_synth as synth;
+use tokenscale_synth::questions::{ask, candidates};
+use tokenscale_synth::{ItemKind, Rng, Scene, SynthItem, SUBTASKS};
 
 /// The questions asked, by subtask: two coarse, four fine.
-const ASKED: [&str; 6] = ["background", "border", "cell_colour", "cell_shape", "cell_colour", "count_colour"];
+const ASKED: [&str; 6] =
+    ["background", "border", "cell_colour", "cell_shape", "cell_colour", "count_colour"];
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -62,11 +63,16 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--vision-tokens: give at least one budget");
     }
     let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
     });
     let (dir, origin) = match &args.model {
         Some(dir) => (dir.clone(), dir.display().to_string()),
-        None => (crate::embedded::default_model_dir()?, "embedded tiny query-fused model (trained by `tokenscale train`)".to_string()),
+        None => (
+            crate::embedded::default_model_dir()?,
+            "embedded tiny query-fused model (trained by `tokenscale train`)".to_string(),
+        ),
     };
     let mut model = ModelAnswerer::load(&dir, None, None, false, args.dtype.policy())?;
     model.check_budgets(&args.vision_tokens)?;
@@ -77,12 +83,18 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.save_image {
         tokenscale_fsio::write_atomic(path, &synth::png_bytes(&image)?)?;
     }
-    let prepared = model.prepare_image(&[tokenscale_model::image::DynamicImage::ImageRgb8(image.clone())])?;
+    let prepared =
+        model.prepare_image(&[tokenscale_model::image::DynamicImage::ImageRgb8(image.clone())])?;
     println!("model:   {origin}");
-    println!("picture: seed {seed}, {}x{} px{}", image.width(), image.height(), match &args.save_image {
-        Some(p) => format!(", saved to {}", p.display()),
-        None => " (--save-image FILE to keep it)".to_string(),
-    });
+    println!(
+        "picture: seed {seed}, {}x{} px{}",
+        image.width(),
+        image.height(),
+        match &args.save_image {
+            Some(p) => format!(", saved to {}", p.display()),
+            None => " (--save-image FILE to keep it)".to_string(),
+        }
+    );
     let header: Vec<String> = args.vision_tokens.iter().map(|n| format!("n = {n}")).collect();
     println!("\n| question | category | truth | {} |", header.join(" | "));
     println!("|---|---|---|{}", "---|".repeat(header.len()));
@@ -96,10 +108,20 @@ pub fn run(args: Args) -> Result<()> {
             right[i] += ok as usize;
             cells.push(format!("{} {}", answer.trim(), if ok { "✓" } else { "✗" }));
         }
-        println!("| {} | {} | {} | {} |", item.question, item.category.as_str(), item.answer, cells.join(" | "));
+        println!(
+            "| {} | {} | {} | {} |",
+            item.question,
+            item.category.as_str(),
+            item.answer,
+            cells.join(" | ")
+        );
     }
-    let totals: Vec<String> =
-        args.vision_tokens.iter().zip(&right).map(|(n, r)| format!("n = {n}: {r}/{}", items.len())).collect();
+    let totals: Vec<String> = args
+        .vision_tokens
+        .iter()
+        .zip(&right)
+        .map(|(n, r)| format!("n = {n}: {r}/{}", items.len()))
+        .collect();
     println!("\nright answers: {}", totals.join(", "));
     Ok(())
 }

@@ -20,7 +20,8 @@ pub struct Args {
 }
 
 /// Weight formats other than safetensors: skipped unless asked for.
-const OTHER_WEIGHTS: &[&str] = &[".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt", ".onnx", ".gguf", ".ot", ".tflite"];
+const OTHER_WEIGHTS: &[&str] =
+    &[".bin", ".pt", ".pth", ".h5", ".msgpack", ".ckpt", ".onnx", ".gguf", ".ot", ".tflite"];
 
 /// hf-hub's per-file progress, reported through the shared progress lines.
 struct FileProgress(Option<Progress>);
@@ -48,24 +49,49 @@ pub fn run(args: Args) -> Result<()> {
     let cache_dir = tokenscale_model::hub::cache_dir()?;
     let cache = Cache::new(cache_dir.clone());
     let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| cache.token());
-    let api = ApiBuilder::from_cache(cache).with_token(token).with_progress(false).build().context("cannot start the Hugging Face client")?;
+    let api = ApiBuilder::from_cache(cache)
+        .with_token(token)
+        .with_progress(false)
+        .build()
+        .context("cannot start the Hugging Face client")?;
     let revision = args.revision.clone().unwrap_or_else(|| "main".into());
     let id = Repo::with_revision(args.repo.clone(), RepoType::Model, revision.clone());
     let cached = Cache::new(cache_dir.clone()).repo(id.clone());
     let repo = api.repo(id);
-    let info = repo.info().with_context(|| format!("{}@{revision}: cannot list the repository's files (network, name or access token?)", args.repo))?;
-    let files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).filter(|f| args.all_files || !OTHER_WEIGHTS.iter().any(|ext| f.ends_with(ext))).collect();
-    eprintln!("{}@{revision} (commit {}): {} files into {}", args.repo, info.sha, files.len(), cache_dir.display());
+    let info = repo.info().with_context(|| {
+        format!(
+            "{}@{revision}: cannot list the repository's files (network, name or access token?)",
+            args.repo
+        )
+    })?;
+    let files: Vec<String> = info
+        .siblings
+        .into_iter()
+        .map(|s| s.rfilename)
+        .filter(|f| args.all_files || !OTHER_WEIGHTS.iter().any(|ext| f.ends_with(ext)))
+        .collect();
+    eprintln!(
+        "{}@{revision} (commit {}): {} files into {}",
+        args.repo,
+        info.sha,
+        files.len(),
+        cache_dir.display()
+    );
     for (i, file) in files.iter().enumerate() {
         if cached.get(file).is_some() {
             eprintln!("[{}/{}] {file}: already in the cache", i + 1, files.len());
             continue;
         }
         eprintln!("[{}/{}] {file}", i + 1, files.len());
-        repo.download_with_progress(file, FileProgress(None)).with_context(|| format!("{}: downloading {file}", args.repo))?;
+        repo.download_with_progress(file, FileProgress(None))
+            .with_context(|| format!("{}: downloading {file}", args.repo))?;
     }
     let snapshot = tokenscale_model::hub::snapshot_in(&cache_dir, &args.repo, Some(&revision))?;
     println!("{}", snapshot.display());
-    eprintln!("use it as --model {}{}", args.repo, args.revision.as_deref().map_or(String::new(), |r| format!("@{r}")));
+    eprintln!(
+        "use it as --model {}{}",
+        args.repo,
+        args.revision.as_deref().map_or(String::new(), |r| format!("@{r}"))
+    );
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use tokenscale_eval::merge::finish_run;
 use tokenscale_answer::ModelAnswerer;
+use tokenscale_eval::merge::finish_run;
 use tokenscale_eval::score::{Compat, ScoreOptions};
 use tokenscale_eval::store::Shard;
 use tokenscale_eval::sweep::{run_sweep, SweepConfig};
@@ -86,7 +86,13 @@ pub fn run(args: Args) -> Result<()> {
     cfg.settings = settings;
     let mut failed = 0;
     for dir in &args.model {
-        let mut answerer = ModelAnswerer::load(dir, args.reducer.as_deref(), args.template.map(super::choices::Template::name), args.drop_query, args.dtype.policy())?;
+        let mut answerer = ModelAnswerer::load(
+            dir,
+            args.reducer.as_deref(),
+            args.template.map(super::choices::Template::name),
+            args.drop_query,
+            args.dtype.policy(),
+        )?;
         answerer.check_budgets(&args.vision_tokens)?;
         let summary = run_sweep(&mut answerer, &datasets, &cfg)?;
         failed += summary.failed;
@@ -103,7 +109,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     let rows = finish_run(&args.out, &datasets, opts)?;
     for r in rows.iter().filter(|r| r.category.is_none()) {
-        println!("{}\t{}\t{}\t{}\t{}\t{:.4}", r.model, r.reducer, r.n, r.dataset, r.metric, r.value);
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{:.4}",
+            r.model, r.reducer, r.n, r.dataset, r.metric, r.value
+        );
     }
     println!("wrote {}/scores.json, scores.csv, scores.md, predictions/", args.out.display());
     if failed > 0 {

@@ -4,11 +4,11 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use tokenscale_base::progress::Progress;
+use tokenscale_fsio::write_atomic;
 use tokenscale_law::data::SeriesData;
 use tokenscale_law::fit::{fit_series, validate, FitOptions, FitResult, Space};
 use tokenscale_law::{Direction, Law, LawError};
-use tokenscale_base::progress::Progress;
-use tokenscale_fsio::write_atomic;
 use tokenscale_plot::{DiffHeatmap, Figure, GridPanel, ScalingGrid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -43,7 +43,11 @@ pub struct Args {
     #[arg(long = "lower-is-better", value_name = "METRIC", num_args = 1..)]
     pub lower_is_better: Vec<String>,
     /// Laws to fit (comma separated): paper, paper_dpsi0, power, loglinear, saturating.
-    #[arg(long, value_delimiter = ',', default_value = "paper,paper_dpsi0,power,loglinear,saturating")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "paper,paper_dpsi0,power,loglinear,saturating"
+    )]
     pub laws: Vec<String>,
     /// Laws drawn in the scaling grid (comma separated).
     #[arg(long, value_delimiter = ',', default_value = "power,paper")]
@@ -65,7 +69,11 @@ pub struct Args {
 fn parse_laws(names: &[String]) -> Result<Vec<Law>> {
     names
         .iter()
-        .map(|s| Law::from_name(s.trim()).with_context(|| format!("unknown law `{s}` (paper, paper_dpsi0, power, loglinear, saturating)")))
+        .map(|s| {
+            Law::from_name(s.trim()).with_context(|| {
+                format!("unknown law `{s}` (paper, paper_dpsi0, power, loglinear, saturating)")
+            })
+        })
         .collect()
 }
 
@@ -74,7 +82,9 @@ fn matches_metric(s: &SeriesData, key: &str) -> bool {
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
 }
 
 fn fmt(v: f64) -> String {
@@ -116,9 +126,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut exclude: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for e in &args.exclude {
-        let (name, n) = e.rsplit_once(':').with_context(|| format!("--exclude `{e}`: expected SERIES:N"))?;
-        let n: f64 = n.trim().parse().with_context(|| format!("--exclude `{e}`: `{n}` is not a number"))?;
-        let hits: Vec<&SeriesData> = series.iter().filter(|s| s.name == name || s.benchmark == name).collect();
+        let (name, n) =
+            e.rsplit_once(':').with_context(|| format!("--exclude `{e}`: expected SERIES:N"))?;
+        let n: f64 =
+            n.trim().parse().with_context(|| format!("--exclude `{e}`: `{n}` is not a number"))?;
+        let hits: Vec<&SeriesData> =
+            series.iter().filter(|s| s.name == name || s.benchmark == name).collect();
         if hits.is_empty() {
             bail!("--exclude `{e}`: no series or benchmark named `{name}`");
         }
@@ -139,16 +152,28 @@ pub fn run(args: Args) -> Result<()> {
         SpaceArg::Log => vec![Space::Log],
         SpaceArg::Both => vec![Space::Score, Space::Log],
     };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
 
     let mut fits: Vec<FitResult> = Vec::new();
     let mut errors: Vec<serde_json::Value> = Vec::new();
     let progress = Progress::new("fit", (series.len() * spaces.len() * laws.len()) as u64, "fits");
     for s in &series {
-        let direction = if args.lower_is_better.iter().any(|m| matches_metric(s, m)) { Direction::LowerIsBetter } else { Direction::HigherIsBetter };
+        let direction = if args.lower_is_better.iter().any(|m| matches_metric(s, m)) {
+            Direction::LowerIsBetter
+        } else {
+            Direction::HigherIsBetter
+        };
         let ex = exclude.get(&s.name).cloned().unwrap_or_default();
         for &space in &spaces {
-            let opts = FitOptions { space, direction, bootstrap: args.bootstrap, seed: args.seed, outlier_threshold: args.outlier_threshold, ..Default::default() };
+            let opts = FitOptions {
+                space,
+                direction,
+                bootstrap: args.bootstrap,
+                seed: args.seed,
+                outlier_threshold: args.outlier_threshold,
+                ..Default::default()
+            };
             for &law in &laws {
                 match fit_series(&s.name, &s.points, &ex, law, &opts) {
                     Ok(f) => fits.push(f),
@@ -162,18 +187,33 @@ pub fn run(args: Args) -> Result<()> {
     progress.finish();
     let json = serde_json::to_string_pretty(&fits)?;
     write_atomic(&args.out.join("fits.json"), json.as_bytes())?;
-    write_atomic(&args.out.join("fit_errors.json"), serde_json::to_string_pretty(&errors)?.as_bytes())?;
+    write_atomic(
+        &args.out.join("fit_errors.json"),
+        serde_json::to_string_pretty(&errors)?.as_bytes(),
+    )?;
     write_atomic(&args.out.join("fits.md"), markdown(&args, &series, &fits, &errors).as_bytes())?;
 
     let mut written = vec!["fits.json".to_string(), "fit_errors.json".into(), "fits.md".into()];
     if !args.no_figures {
         written.extend(figures(&args.out, &series, &fits, &grid_laws, &spaces)?);
     }
-    eprintln!("fitted {} law/series/space combinations ({} failed) from {}; wrote {} in {}", fits.len(), errors.len(), args.file.display(), written.join(", "), args.out.display());
+    eprintln!(
+        "fitted {} law/series/space combinations ({} failed) from {}; wrote {} in {}",
+        fits.len(),
+        errors.len(),
+        args.file.display(),
+        written.join(", "),
+        args.out.display()
+    );
     Ok(())
 }
 
-fn markdown(args: &Args, series: &[SeriesData], fits: &[FitResult], errors: &[serde_json::Value]) -> String {
+fn markdown(
+    args: &Args,
+    series: &[SeriesData],
+    fits: &[FitResult],
+    errors: &[serde_json::Value],
+) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Scaling-law fits\n");
     let _ = writeln!(md, "Input: `{}`. Bootstrap: {} residual resamples, seed {}. Outliers: |externally studentised residual| > {} (flagged, kept in the fit). AIC/BIC: Gaussian likelihood with sigma^2 = RSS/N, k = law parameters + 1. Metrics are in each fit's space (`score` = least squares on scores, `log` = least squares on ln score).\n", args.file.display(), args.bootstrap, args.seed, args.outlier_threshold);
@@ -181,12 +221,19 @@ fn markdown(args: &Args, series: &[SeriesData], fits: &[FitResult], errors: &[se
         let mine: Vec<&FitResult> = fits.iter().filter(|f| f.series == s.name).collect();
         let _ = writeln!(md, "## {}\n", s.name);
         if let Some(f) = mine.first() {
-            let _ = writeln!(md, "Direction: {}.\n", match f.direction {
-                Direction::HigherIsBetter => "higher is better",
-                Direction::LowerIsBetter => "lower is better",
-            });
+            let _ = writeln!(
+                md,
+                "Direction: {}.\n",
+                match f.direction {
+                    Direction::HigherIsBetter => "higher is better",
+                    Direction::LowerIsBetter => "lower is better",
+                }
+            );
         }
-        let _ = writeln!(md, "| law | space | parameters (95% CI) | R² | RMSE | AIC | ΔAIC | outliers | excluded |");
+        let _ = writeln!(
+            md,
+            "| law | space | parameters (95% CI) | R² | RMSE | AIC | ΔAIC | outliers | excluded |"
+        );
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
         let mut best: BTreeMap<&str, f64> = BTreeMap::new();
         for f in &mine {
@@ -194,36 +241,86 @@ fn markdown(args: &Args, series: &[SeriesData], fits: &[FitResult], errors: &[se
             *e = e.min(f.aic);
         }
         for f in &mine {
-            let params: Vec<String> = f.params.iter().map(|(k, v)| {
-                let [lo, hi] = f.ci95[k];
-                format!("{k} = {} [{}, {}]", fmt(*v), fmt(lo), fmt(hi))
-            }).collect();
-            let list = |v: &[f64]| if v.is_empty() { "-".to_string() } else { v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ") };
-            let _ = writeln!(md, "| {} | {} | {} | {:.4} | {} | {:.2} | {:.2} | {} | {} |", f.law.name(), f.space.name(), params.join("; "), f.r2, fmt(f.rmse), f.aic, f.aic - best[f.space.name()], list(&f.outliers), list(&f.excluded));
+            let params: Vec<String> = f
+                .params
+                .iter()
+                .map(|(k, v)| {
+                    let [lo, hi] = f.ci95[k];
+                    format!("{k} = {} [{}, {}]", fmt(*v), fmt(lo), fmt(hi))
+                })
+                .collect();
+            let list = |v: &[f64]| {
+                if v.is_empty() {
+                    "-".to_string()
+                } else {
+                    v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+                }
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.4} | {} | {:.2} | {:.2} | {} | {} |",
+                f.law.name(),
+                f.space.name(),
+                params.join("; "),
+                f.r2,
+                fmt(f.rmse),
+                f.aic,
+                f.aic - best[f.space.name()],
+                list(&f.outliers),
+                list(&f.excluded)
+            );
         }
         for f in mine.iter().filter(|f| f.law == Law::Paper) {
             if let Some(r) = &f.regime {
-                let list = |v: &[f64]| if v.is_empty() { "none".to_string() } else { v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ") };
+                let list = |v: &[f64]| {
+                    if v.is_empty() {
+                        "none".to_string()
+                    } else {
+                        v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+                    }
+                };
                 let nb = r.n_balance.map_or("infinite (Delta-psi = 0 form)".to_string(), fmt);
                 let _ = writeln!(md, "\nRegime ({} space, paper law, form `{}`): n_balance = {nb}; sublinear n: {}; linear n: {}.", f.space.name(), r.form, list(&r.sublinear), list(&r.linear));
             }
         }
         for f in &mine {
-            let le: Vec<String> = f.local_exponent.iter().map(|l| format!("{}: {}", l.n, l.value.map_or("-".into(), |v| format!("{v:.4}")))).collect();
-            let _ = writeln!(md, "\nLocal exponent d ln S / d ln n, {} ({}): {}", f.law.name(), f.space.name(), le.join(", "));
+            let le: Vec<String> = f
+                .local_exponent
+                .iter()
+                .map(|l| format!("{}: {}", l.n, l.value.map_or("-".into(), |v| format!("{v:.4}"))))
+                .collect();
+            let _ = writeln!(
+                md,
+                "\nLocal exponent d ln S / d ln n, {} ({}): {}",
+                f.law.name(),
+                f.space.name(),
+                le.join(", ")
+            );
             for note in &f.notes {
                 let _ = writeln!(md, "- note ({}, {}): {note}", f.law.name(), f.space.name());
             }
         }
         for e in errors.iter().filter(|e| e["series"] == s.name.as_str()) {
-            let _ = writeln!(md, "- could not fit {} ({} space): {}", e["law"].as_str().unwrap_or(""), e["space"].as_str().unwrap_or(""), e["error"].as_str().unwrap_or(""));
+            let _ = writeln!(
+                md,
+                "- could not fit {} ({} space): {}",
+                e["law"].as_str().unwrap_or(""),
+                e["space"].as_str().unwrap_or(""),
+                e["error"].as_str().unwrap_or("")
+            );
         }
         let _ = writeln!(md);
     }
     md
 }
 
-fn figures(out: &Path, series: &[SeriesData], fits: &[FitResult], grid_laws: &[Law], spaces: &[Space]) -> Result<Vec<String>> {
+fn figures(
+    out: &Path,
+    series: &[SeriesData],
+    fits: &[FitResult],
+    grid_laws: &[Law],
+    spaces: &[Space],
+) -> Result<Vec<String>> {
     let mut written = Vec::new();
     // Groups in file order (figure / model); series without a group form one grid.
     let mut groups: Vec<Option<String>> = Vec::new();
@@ -239,9 +336,16 @@ fn figures(out: &Path, series: &[SeriesData], fits: &[FitResult], grid_laws: &[L
             .filter_map(|s| {
                 let chosen: Vec<&FitResult> = spaces
                     .iter()
-                    .flat_map(|sp| grid_laws.iter().filter_map(move |l| fits.iter().find(|f| f.series == s.name && f.law == *l && f.space == *sp)))
+                    .flat_map(|sp| {
+                        grid_laws.iter().filter_map(move |l| {
+                            fits.iter()
+                                .find(|f| f.series == s.name && f.law == *l && f.space == *sp)
+                        })
+                    })
                     .collect();
-                (!chosen.is_empty()).then(|| GridPanel::from_fits(if g.is_some() { &s.benchmark } else { &s.name }, &chosen))
+                (!chosen.is_empty()).then(|| {
+                    GridPanel::from_fits(if g.is_some() { &s.benchmark } else { &s.name }, &chosen)
+                })
             })
             .collect();
         if panels.is_empty() {
@@ -270,19 +374,38 @@ fn figures(out: &Path, series: &[SeriesData], fits: &[FitResult], grid_laws: &[L
         }
         ns.sort_by(|x, y| x.partial_cmp(y).unwrap());
         if !rows.is_empty() {
-            let get = |g: &String, bench: &str, n: f64| series.iter().find(|s| s.group.as_ref() == Some(g) && s.benchmark == bench).and_then(|s| s.points.iter().find(|p| p.0 == n).map(|p| p.1));
-            let values: Vec<Vec<Option<f64>>> = rows.iter().map(|r| ns.iter().map(|&n| Some(get(a, r, n)? - get(b, r, n)?)).collect()).collect();
+            let get = |g: &String, bench: &str, n: f64| {
+                series
+                    .iter()
+                    .find(|s| s.group.as_ref() == Some(g) && s.benchmark == bench)
+                    .and_then(|s| s.points.iter().find(|p| p.0 == n).map(|p| p.1))
+            };
+            let values: Vec<Vec<Option<f64>>> = rows
+                .iter()
+                .map(|r| ns.iter().map(|&n| Some(get(a, r, n)? - get(b, r, n)?)).collect())
+                .collect();
             let mut csv = String::from("benchmark,n,a,b,difference\n");
             for (r, row) in rows.iter().zip(&values) {
                 for (n, v) in ns.iter().zip(row) {
                     if let Some(v) = v {
-                        let _ = writeln!(csv, "\"{}\",{n},{},{},{v}", r.replace('"', "\"\""), get(a, r, *n).unwrap_or_default(), get(b, r, *n).unwrap_or_default());
+                        let _ = writeln!(
+                            csv,
+                            "\"{}\",{n},{},{},{v}",
+                            r.replace('"', "\"\""),
+                            get(a, r, *n).unwrap_or_default(),
+                            get(b, r, *n).unwrap_or_default()
+                        );
                     }
                 }
             }
             let stem = format!("diff_{}_minus_{}", sanitize(a), sanitize(b));
             write_atomic(&out.join(format!("{stem}.csv")), csv.as_bytes())?;
-            let heat = DiffHeatmap { title: format!("{a} minus {b} (score difference)"), rows, cols: ns.iter().map(|n| n.to_string()).collect(), values };
+            let heat = DiffHeatmap {
+                title: format!("{a} minus {b} (score difference)"),
+                rows,
+                cols: ns.iter().map(|n| n.to_string()).collect(),
+                values,
+            };
             heat.save(out, &stem)?;
             written.push(format!("{stem}.csv/.svg/.png"));
         }
@@ -309,7 +432,13 @@ mod tests {
             space: SpaceArg::Score,
             exclude: vec![],
             lower_is_better: vec![],
-            laws: vec!["paper".into(), "paper_dpsi0".into(), "power".into(), "loglinear".into(), "saturating".into()],
+            laws: vec![
+                "paper".into(),
+                "paper_dpsi0".into(),
+                "power".into(),
+                "loglinear".into(),
+                "saturating".into(),
+            ],
             grid_laws: vec!["power".into(), "paper".into()],
             bootstrap: 1000,
             seed: 2025,
@@ -357,7 +486,9 @@ ft,11,Overall@MMStar,768,30.2000
         let fits: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
         assert!(fits.len() >= 16, "{}", fits.len());
         for f in &fits {
-            for key in ["series", "law", "space", "params", "ci95", "r2", "rmse", "aic", "bic", "outliers"] {
+            for key in
+                ["series", "law", "space", "params", "ci95", "r2", "rmse", "aic", "bic", "outliers"]
+            {
                 assert!(f.get(key).is_some(), "missing {key}");
             }
             for (k, v) in f["params"].as_object().unwrap() {
@@ -366,19 +497,46 @@ ft,11,Overall@MMStar,768,30.2000
                 assert_eq!(ci.len(), 2);
             }
         }
-        let paper = fits.iter().find(|f| f["law"] == "paper" && f["space"] == "score" && f["series"] == "vqq/Overall@MMStar").unwrap();
-        assert!(paper["params"]["c"].is_f64() && paper["params"]["beta"].is_f64() && paper["params"]["n_balance"].is_f64());
-        let ft = fits.iter().find(|f| f["law"] == "power" && f["series"] == "ft/Overall@MMStar").unwrap();
+        let paper = fits
+            .iter()
+            .find(|f| {
+                f["law"] == "paper" && f["space"] == "score" && f["series"] == "vqq/Overall@MMStar"
+            })
+            .unwrap();
+        assert!(
+            paper["params"]["c"].is_f64()
+                && paper["params"]["beta"].is_f64()
+                && paper["params"]["n_balance"].is_f64()
+        );
+        let ft = fits
+            .iter()
+            .find(|f| f["law"] == "power" && f["series"] == "ft/Overall@MMStar")
+            .unwrap();
         assert_eq!(ft["excluded"], serde_json::json!([768.0]));
         let md = std::fs::read_to_string(out.join("fits.md")).unwrap();
-        assert!(md.contains("## vqq/Overall@MMStar") && md.contains("Regime") && md.contains("Local exponent"));
-        for f in ["grid_vqq.png", "grid_vqq.svg", "grid_ft.png", "diff_vqq_minus_ft.png", "diff_vqq_minus_ft.svg", "diff_vqq_minus_ft.csv"] {
+        assert!(
+            md.contains("## vqq/Overall@MMStar")
+                && md.contains("Regime")
+                && md.contains("Local exponent")
+        );
+        for f in [
+            "grid_vqq.png",
+            "grid_vqq.svg",
+            "grid_ft.png",
+            "diff_vqq_minus_ft.png",
+            "diff_vqq_minus_ft.svg",
+            "diff_vqq_minus_ft.csv",
+        ] {
             let bytes = std::fs::read(out.join(f)).unwrap_or_else(|_| panic!("{f} missing"));
             assert!(bytes.len() > 500, "{f}");
         }
         assert_eq!(&std::fs::read(out.join("grid_vqq.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
         // no temporary files left behind
-        assert!(std::fs::read_dir(&out).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+        assert!(std::fs::read_dir(&out).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.')));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -412,7 +570,9 @@ ft,11,Overall@MMStar,768,30.2000
         a.exclude = vec!["s:8".into(), "s:16".into()];
         a.no_figures = true;
         run(a).unwrap();
-        let errs: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(dir.join("o2/fit_errors.json")).unwrap()).unwrap();
+        let errs: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("o2/fit_errors.json")).unwrap())
+                .unwrap();
         assert_eq!(errs.len(), 5);
         assert!(errs[0]["error"].as_str().unwrap().contains("need at least"));
         let _ = std::fs::remove_dir_all(&dir);

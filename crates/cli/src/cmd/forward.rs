@@ -3,9 +3,9 @@
 //! `hidden_states.0` (embeddings) … `hidden_states.L` (after the final norm), all floats in f32.
 //! The query-fused model adds `crop_tokens`, `query_states` and `fused_embeds` (docs/running-models.md).
 
-use tokenscale_model::{Forward, ForwardOptions};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use tokenscale_model::{Forward, ForwardOptions};
 
 use anyhow::{Context, Result};
 use tokenscale_fsio::write_atomic_with;
@@ -46,15 +46,30 @@ pub fn run(args: Args) -> Result<()> {
     args.chat.apply(&mut runtime)?;
     let (prepared, trace) = match &args.record {
         Some(path) => {
-            let (prepared, _, trace) = super::prepare_record_traced(&runtime, path, args.image.as_deref(), &args.budget.to_budget())?;
+            let (prepared, _, trace) = super::prepare_record_traced(
+                &runtime,
+                path,
+                args.image.as_deref(),
+                &args.budget.to_budget(),
+            )?;
             (prepared, trace)
         }
         None => {
             let image = args.image.as_deref().map(load_image).transpose()?;
-            runtime.prepare_traced(&Forward::INFERENCE, image.as_ref(), args.prompt.as_deref().unwrap_or_default(), args.raw_prompt, &args.budget.to_budget())?
+            runtime.prepare_traced(
+                &Forward::INFERENCE,
+                image.as_ref(),
+                args.prompt.as_deref().unwrap_or_default(),
+                args.raw_prompt,
+                &args.budget.to_budget(),
+            )?
         }
     };
-    let out = runtime.forward(&Forward::INFERENCE, &prepared, ForwardOptions::ALL.with_hidden_states())?;
+    let out = runtime.forward(
+        &Forward::INFERENCE,
+        &prepared,
+        ForwardOptions::ALL.with_hidden_states(),
+    )?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let ids: Vec<i64> = prepared.input_ids.iter().map(|&t| t as i64).collect();
     tensors.insert("input_ids".into(), Tensor::new(ids, &Device::Cpu)?);
@@ -71,7 +86,8 @@ pub fn run(args: Args) -> Result<()> {
         tensors.insert(format!("hidden_states.{i}"), h.squeeze(0)?.to_dtype(DType::F32)?);
     }
     write_atomic_with(&args.out, |tmp| {
-        tokenscale_model::candle_core::safetensors::save(&tensors, tmp).with_context(|| format!("{}: cannot write", args.out.display()))
+        tokenscale_model::candle_core::safetensors::save(&tensors, tmp)
+            .with_context(|| format!("{}: cannot write", args.out.display()))
     })?;
     eprintln!(
         "wrote {} ({} tokens, {} vision tokens, {} hidden states)",

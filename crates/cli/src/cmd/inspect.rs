@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use tokenscale_model::checkpoint::{inventory, Architecture};
-use tokenscale_model::weights::Weights;
 use tokenscale_model::dtype::{dtype_name, human_bytes};
 use tokenscale_model::runtime::Runtime;
+use tokenscale_model::weights::Weights;
 use tokenscale_model::{DType, Device};
 
 #[derive(clap::Args)]
@@ -66,7 +66,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("compute dtype: {}", compute.reason);
     let room = available.map_or("not reported".to_string(), human_bytes);
-    println!("memory:        {} of parameters; {room} available", human_bytes(compute.compute_bytes));
+    println!(
+        "memory:        {} of parameters; {room} available",
+        human_bytes(compute.compute_bytes)
+    );
     if let Some((load_s, peak)) = loaded {
         let peak = peak.map_or("not reported".to_string(), human_bytes);
         println!("loaded in:     {load_s:.2} s, peak RSS {peak}");

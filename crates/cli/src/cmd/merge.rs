@@ -28,7 +28,18 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let opts = ScoreOptions { compat: Compat::parse(&args.vlmeval_compat)?, ptb: args.ptb };
-    let rows = tokenscale_eval::merge::merge_runs(&args.run_dirs, &args.out, &args.data, opts, args.force)?;
-    println!("merged {} run dirs into {} ({} score rows)", args.run_dirs.len(), args.out.display(), rows.len());
+    let rows = tokenscale_eval::merge::merge_runs(
+        &args.run_dirs,
+        &args.out,
+        &args.data,
+        opts,
+        args.force,
+    )?;
+    println!(
+        "merged {} run dirs into {} ({} score rows)",
+        args.run_dirs.len(),
+        args.out.display(),
+        rows.len()
+    );
     Ok(())
 }

@@ -50,8 +50,16 @@ impl DtypeArgs {
 
     /// Loads `dir` under this policy; with `verbose`, says on stderr which dtype was chosen and
     /// why, how long loading took and the peak resident memory so far.
-    pub fn load(&self, dir: &std::path::Path, verbose: bool) -> anyhow::Result<tokenscale_model::runtime::Runtime> {
-        let loaded = tokenscale_model::runtime::Runtime::open(dir, self.policy(), &tokenscale_model::Device::Cpu)?;
+    pub fn load(
+        &self,
+        dir: &std::path::Path,
+        verbose: bool,
+    ) -> anyhow::Result<tokenscale_model::runtime::Runtime> {
+        let loaded = tokenscale_model::runtime::Runtime::open(
+            dir,
+            self.policy(),
+            &tokenscale_model::Device::Cpu,
+        )?;
         if verbose {
             report_load(&loaded);
         }
@@ -61,7 +69,12 @@ impl DtypeArgs {
 
 /// One stderr line: dtype and why, load time, peak RSS.
 pub fn report_load(loaded: &tokenscale_model::runtime::Loaded) {
-    eprintln!("loaded in {:.2} s, dtype {}, {}", loaded.load_s, loaded.dtype.reason, peak_rss_text());
+    eprintln!(
+        "loaded in {:.2} s, dtype {}, {}",
+        loaded.load_s,
+        loaded.dtype.reason,
+        peak_rss_text()
+    );
 }
 
 /// "peak RSS 1234.5 MiB" (or that the platform does not report it).
@@ -84,7 +97,9 @@ pub fn model_folder(value: &str) -> Result<std::path::PathBuf, String> {
 
 /// `--reducer` values, checked when the flags are read: pool, uniform, visionzip, fastv, fastv:K.
 pub fn reducer_name(value: &str) -> Result<String, String> {
-    tokenscale_model::reduce::Reducer::parse(value).map(|_| value.to_string()).map_err(|e| format!("{e:#}"))
+    tokenscale_model::reduce::Reducer::parse(value)
+        .map(|_| value.to_string())
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// `--data` values: a benchmark TSV, or a VLMEvalKit benchmark name (`MME`) found in the LMUData folder.
@@ -107,9 +122,13 @@ pub struct SelectArgs {
 
 impl SelectArgs {
     /// The series of the score table at `path` that these flags select.
-    pub fn read(&self, path: &std::path::Path) -> anyhow::Result<Vec<tokenscale_law::data::SeriesData>> {
+    pub fn read(
+        &self,
+        path: &std::path::Path,
+    ) -> anyhow::Result<Vec<tokenscale_law::data::SeriesData>> {
         use anyhow::Context;
-        let selection = tokenscale_law::data::Selection::parse(&self.select, self.categories).context("--select")?;
+        let selection = tokenscale_law::data::Selection::parse(&self.select, self.categories)
+            .context("--select")?;
         Ok(tokenscale_law::data::read_scores_with(path, &selection)?)
     }
 }
@@ -127,7 +146,11 @@ pub struct ChatArgs {
 
 impl ChatArgs {
     pub fn apply(&self, runtime: &mut tokenscale_model::runtime::Runtime) -> anyhow::Result<()> {
-        tokenscale_model::runtime::configure_imgque(runtime, self.template.map(choices::Template::name), self.drop_query)
+        tokenscale_model::runtime::configure_imgque(
+            runtime,
+            self.template.map(choices::Template::name),
+            self.drop_query,
+        )
     }
 }
 
@@ -164,7 +187,12 @@ pub fn prepare_record_traced(
     }
     let image = image.map(std::path::Path::to_path_buf).or(record.image);
     let image = image.as_deref().map(tokenscale_model::preprocess::load_image).transpose()?;
-    let (prepared, trace) = runtime.prepare_conversation_traced(&tokenscale_model::Forward::INFERENCE, image.as_ref(), &record.conversation, budget)?;
+    let (prepared, trace) = runtime.prepare_conversation_traced(
+        &tokenscale_model::Forward::INFERENCE,
+        image.as_ref(),
+        &record.conversation,
+        budget,
+    )?;
     Ok((prepared, record.conversation, trace))
 }
 
@@ -178,22 +206,22 @@ impl BudgetArgs {
     }
 }
 pub mod advise;
+pub mod bench;
+pub mod bound;
+pub mod choices;
+pub mod ckpt;
+pub mod cost;
 pub mod demo;
 pub mod download;
 pub mod eval;
+pub mod fit;
 pub mod forward;
 pub mod inspect;
-pub mod probe;
-pub mod run;
-pub mod serve;
-pub mod bound;
-pub mod cost;
-pub mod bench;
-pub mod choices;
-pub mod ckpt;
-pub mod fit;
-pub mod score;
 pub mod merge;
+pub mod probe;
 pub mod reproduce;
-pub mod train;
+pub mod run;
+pub mod score;
+pub mod serve;
 pub mod synth;
+pub mod train;

@@ -3,19 +3,19 @@
 //! `{image_a, image_b, question}` for vision-language models. The hidden states of the branch
 //! positions at one layer are streamed into D(n), ψ_eq, ψ_AA, ψ_BB, ψ_AB; then λ and n_balance.
 
-use tokenscale_model::{Forward, ForwardOptions};
 use std::fmt::Write as _;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use tokenscale_model::{Forward, ForwardOptions};
 
 use anyhow::{bail, Context, Result};
-use tokenscale_base::progress::Progress;
 use serde::Deserialize;
+use tokenscale_base::progress::Progress;
+use tokenscale_fsio::write_atomic;
 use tokenscale_law::probe::ProbeAccumulator;
 use tokenscale_model::preprocess::load_image;
 use tokenscale_model::runtime::{Runtime, VisionBudget};
 use tokenscale_model::{DType, Tensor};
-use tokenscale_fsio::write_atomic;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -88,7 +88,12 @@ fn layer_index(layer: i64, count: usize) -> Result<usize> {
 /// Hidden states `[T, H]` (f32) of a full forward at the chosen layer.
 fn hidden(runtime: &Runtime, embeds: &Tensor, layer: i64) -> Result<Tensor> {
     let llm = runtime.llm();
-    let out = llm.forward_embeds(&Forward::INFERENCE, embeds, &mut llm.new_cache(), ForwardOptions::LAST.with_hidden_states())?;
+    let out = llm.forward_embeds(
+        &Forward::INFERENCE,
+        embeds,
+        &mut llm.new_cache(),
+        ForwardOptions::LAST.with_hidden_states(),
+    )?;
     let i = layer_index(layer, out.hidden_states.len())?;
     Ok(out.hidden_states[i].squeeze(0)?.to_dtype(DType::F32)?)
 }
@@ -99,7 +104,12 @@ fn rows(h: &Tensor, positions: &[usize]) -> Result<Vec<f32>> {
 }
 
 /// Branch hidden states of one pair, `(A rows, B rows)`, or `None` when the branches do not diverge.
-fn branches(runtime: &Runtime, pair: &Pair, args: &Args, base: &Path) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+fn branches(
+    runtime: &Runtime,
+    pair: &Pair,
+    args: &Args,
+    base: &Path,
+) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
     match pair {
         Pair::Text { prompt, chosen, rejected } => {
             let tok = runtime.tokenizer();
@@ -112,7 +122,9 @@ fn branches(runtime: &Runtime, pair: &Pair, args: &Args, base: &Path) -> Result<
                 return Ok(None);
             }
             let llm = runtime.llm();
-            let embed = |ids: &[u32]| -> Result<Tensor> { llm.embed(&Tensor::new(&ids[..shared + n], llm.device())?.unsqueeze(0)?) };
+            let embed = |ids: &[u32]| -> Result<Tensor> {
+                llm.embed(&Tensor::new(&ids[..shared + n], llm.device())?.unsqueeze(0)?)
+            };
             let positions: Vec<usize> = (shared..shared + n).collect();
             let ha = hidden(runtime, &embed(&a)?, args.layer)?;
             let hb = hidden(runtime, &embed(&b)?, args.layer)?;
@@ -125,11 +137,18 @@ fn branches(runtime: &Runtime, pair: &Pair, args: &Args, base: &Path) -> Result<
             let budget: VisionBudget = args.budget.to_budget();
             let side = |path: &PathBuf| -> Result<Vec<f32>> {
                 let path = if path.is_absolute() { path.clone() } else { base.join(path) };
-                let prepared = runtime.prepare(&Forward::INFERENCE, Some(&load_image(&path)?), question, false, &budget)?;
+                let prepared = runtime.prepare(
+                    &Forward::INFERENCE,
+                    Some(&load_image(&path)?),
+                    question,
+                    false,
+                    &budget,
+                )?;
                 if prepared.prune.is_some() {
                     bail!("fastv prunes inside the LLM; probe image pairs with pool, uniform or visionzip");
                 }
-                let positions = &prepared.vision_positions[..prepared.vision_positions.len().min(args.max_len)];
+                let positions =
+                    &prepared.vision_positions[..prepared.vision_positions.len().min(args.max_len)];
                 rows(&hidden(runtime, &prepared.embeds, args.layer)?, positions)
             };
             Ok(Some((side(image_a)?, side(image_b)?)))
@@ -139,12 +158,16 @@ fn branches(runtime: &Runtime, pair: &Pair, args: &Args, base: &Path) -> Result<
 
 pub fn run(args: Args) -> Result<()> {
     let runtime = args.dtype.load(&args.model, false)?;
-    let file = std::fs::File::open(&args.pairs).with_context(|| format!("{}: cannot open", args.pairs.display()))?;
+    let file = std::fs::File::open(&args.pairs)
+        .with_context(|| format!("{}: cannot open", args.pairs.display()))?;
     let base = args.pairs.parent().map(Path::to_path_buf).unwrap_or_default();
     let lines: Vec<(usize, String)> = std::io::BufReader::new(file)
         .lines()
         .enumerate()
-        .map(|(i, l)| l.map(|l| (i + 1, l)).with_context(|| format!("{}: line {}: cannot read", args.pairs.display(), i + 1)))
+        .map(|(i, l)| {
+            l.map(|l| (i + 1, l))
+                .with_context(|| format!("{}: line {}: cannot read", args.pairs.display(), i + 1))
+        })
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -161,9 +184,12 @@ pub fn run(args: Args) -> Result<()> {
         let pair: Pair = serde_json::from_str(text).map_err(|e| {
             anyhow::anyhow!("{}: line {line}: expected {{prompt, chosen, rejected}} or {{image_a, image_b, question}}: {e}", args.pairs.display())
         })?;
-        match branches(&runtime, &pair, &args, &base).with_context(|| format!("{}: line {line}", args.pairs.display()))? {
+        match branches(&runtime, &pair, &args, &base)
+            .with_context(|| format!("{}: line {line}", args.pairs.display()))?
+        {
             Some((a, b)) => {
-                acc.add_pair(&a, &b).with_context(|| format!("{}: line {line}", args.pairs.display()))?;
+                acc.add_pair(&a, &b)
+                    .with_context(|| format!("{}: line {line}", args.pairs.display()))?;
             }
             None => skipped += 1,
         }
@@ -174,17 +200,36 @@ pub fn run(args: Args) -> Result<()> {
         bail!("{}: no pair has diverging branches", args.pairs.display());
     }
     let stats = acc.finish();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
     write_atomic(&args.out.join("probe.json"), serde_json::to_string_pretty(&stats)?.as_bytes())?;
     let mut csv = String::from("n,pairs,d_mean,d_std,psi_eq,psi_aa,psi_bb,psi_aabb,psi_ab\n");
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for r in &stats.rows {
-        let _ = writeln!(csv, "{},{},{},{},{},{},{},{},{}", r.n, r.pairs, r.d_mean, r.d_std, r.psi_eq, opt(r.psi_aa), opt(r.psi_bb), opt(r.psi_aabb), opt(r.psi_ab));
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{}",
+            r.n,
+            r.pairs,
+            r.d_mean,
+            r.d_std,
+            r.psi_eq,
+            opt(r.psi_aa),
+            opt(r.psi_bb),
+            opt(r.psi_aabb),
+            opt(r.psi_ab)
+        );
     }
     write_atomic(&args.out.join("probe.csv"), csv.as_bytes())?;
-    eprintln!("{} pairs measured, {skipped} without diverging branches skipped; longest n = {}", stats.pairs, stats.rows.len());
+    eprintln!(
+        "{} pairs measured, {skipped} without diverging branches skipped; longest n = {}",
+        stats.pairs,
+        stats.rows.len()
+    );
     match stats.bound() {
-        Ok(report) => super::bound::write_report(&report, &args.out, stats.rows.len(), args.no_figures)?,
+        Ok(report) => {
+            super::bound::write_report(&report, &args.out, stats.rows.len(), args.no_figures)?
+        }
         Err(e) => eprintln!("note: no bound: {e}"),
     }
     eprintln!("wrote probe.json, probe.csv in {}", args.out.display());

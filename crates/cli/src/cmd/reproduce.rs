@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use tokenscale_synth::ItemKind;
 use tokenscale_reproduce::{run as reproduce, Options, DEFAULT_VISION_TOKENS};
+use tokenscale_synth::ItemKind;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,7 +58,10 @@ pub fn run(args: Args) -> Result<()> {
         kinds: args
             .kinds
             .iter()
-            .map(|k| ItemKind::parse(k.trim()).ok_or_else(|| anyhow!("--kinds: unknown kind `{k}` (mcq, yorn, vqa)")))
+            .map(|k| {
+                ItemKind::parse(k.trim())
+                    .ok_or_else(|| anyhow!("--kinds: unknown kind `{k}` (mcq, yorn, vqa)"))
+            })
             .collect::<Result<_>>()?,
         vision_tokens: args.vision_tokens,
         pairs: args.pairs,
@@ -72,7 +75,9 @@ pub fn run(args: Args) -> Result<()> {
     opts.check()?;
     opts.model_dir = match (args.model, args.retrain) {
         (Some(dir), _) => dir,
-        (None, true) => retrain(&opts.out.join("train"), &args.train_config, &mut opts.earlier_steps)?,
+        (None, true) => {
+            retrain(&opts.out.join("train"), &args.train_config, &mut opts.earlier_steps)?
+        }
         (None, false) => crate::embedded::default_model_dir()?,
     };
     let outcome = reproduce(&opts)?;
@@ -89,19 +94,31 @@ pub fn run(args: Args) -> Result<()> {
 /// and auxiliary heads); returns the last stage's model folder and records each stage's time.
 fn retrain(dir: &Path, configs: &[PathBuf], steps: &mut Vec<(String, f64)>) -> Result<PathBuf> {
     let stages: Vec<(String, String)> = if configs.is_empty() {
-        crate::embedded::TRAINING_STAGES.iter().enumerate().map(|(i, text)| (format!("shipped stage {}", i + 1), text.to_string())).collect()
+        crate::embedded::TRAINING_STAGES
+            .iter()
+            .enumerate()
+            .map(|(i, text)| (format!("shipped stage {}", i + 1), text.to_string()))
+            .collect()
     } else {
         configs
             .iter()
-            .map(|p| Ok((p.display().to_string(), std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?)))
+            .map(|p| {
+                Ok((
+                    p.display().to_string(),
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("{}: cannot read", p.display()))?,
+                ))
+            })
             .collect::<Result<_>>()?
     };
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let mut previous: Option<PathBuf> = None;
     let mut last_model: Option<PathBuf> = None;
     for (i, (origin, text)) in stages.iter().enumerate() {
-        let mut config: serde_json::Value = serde_json::from_str(text).with_context(|| format!("{origin}: not a JSON training configuration"))?;
-        let object = config.as_object_mut().with_context(|| format!("{origin}: not a JSON object"))?;
+        let mut config: serde_json::Value = serde_json::from_str(text)
+            .with_context(|| format!("{origin}: not a JSON training configuration"))?;
+        let object =
+            config.as_object_mut().with_context(|| format!("{origin}: not a JSON object"))?;
         if let Some(model) = &previous {
             object.insert("init_from".into(), model.display().to_string().into());
         }
@@ -109,12 +126,20 @@ fn retrain(dir: &Path, configs: &[PathBuf], steps: &mut Vec<(String, f64)>) -> R
         tokenscale_fsio::write_atomic(&path, serde_json::to_string_pretty(&config)?.as_bytes())?;
         let out = dir.join(format!("stage{}", i + 1));
         let start = std::time::Instant::now();
-        super::train::run(super::train::Args { config: Some(path), out: out.clone(), max_steps: None })
-            .with_context(|| format!("--retrain: stage {} ({origin})", i + 1))?;
-        steps.push((format!("train stage {} (this invocation)", i + 1), start.elapsed().as_secs_f64()));
+        super::train::run(super::train::Args {
+            config: Some(path),
+            out: out.clone(),
+            max_steps: None,
+        })
+        .with_context(|| format!("--retrain: stage {} ({origin})", i + 1))?;
+        steps.push((
+            format!("train stage {} (this invocation)", i + 1),
+            start.elapsed().as_secs_f64(),
+        ));
         // The stage's last checkpoint rather than its model folder: it also hands the auxiliary
         // heads on to the next stage.
-        let last = tokenscale_train::checkpoint::latest_checkpoint(&out)?.with_context(|| format!("{}: the stage left no checkpoint", out.display()))?;
+        let last = tokenscale_train::checkpoint::latest_checkpoint(&out)?
+            .with_context(|| format!("{}: the stage left no checkpoint", out.display()))?;
         previous = Some(last.dir);
         last_model = Some(out.join("model"));
     }

@@ -1,14 +1,14 @@
 //! `tokenscale run`: generate an answer for an image and a prompt, streaming it to stdout.
 
-use tokenscale_model::Forward;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
+use tokenscale_model::Forward;
 
 use anyhow::{bail, Result};
+use tokenscale_model::chat::{Conversation, Role};
 use tokenscale_model::generation::GenerationConfig;
 use tokenscale_model::preprocess::load_image;
-use tokenscale_model::chat::{Conversation, Role};
 use tokenscale_model::runtime::{Prepared, Runtime};
 use tokenscale_model::tokenizer::TokenStream;
 
@@ -62,8 +62,13 @@ pub fn run(args: Args) -> Result<()> {
     let config = config_from(&args, &runtime);
     let budget = args.budget.to_budget();
     if let Some(path) = &args.record {
-        let (prepared, conversation) = super::prepare_record(&runtime, path, args.image.as_deref(), &budget)?;
-        if conversation.messages.last().is_some_and(|m| m.role == Role::Assistant && !m.content.is_empty()) {
+        let (prepared, conversation) =
+            super::prepare_record(&runtime, path, args.image.as_deref(), &budget)?;
+        if conversation
+            .messages
+            .last()
+            .is_some_and(|m| m.role == Role::Assistant && !m.content.is_empty())
+        {
             bail!("{}: the record ends with an assistant answer, so there is no question to answer (`forward --chat` scores it)", path.display());
         }
         stream(&runtime, &prepared, &config)?;
@@ -75,19 +80,35 @@ pub fn run(args: Args) -> Result<()> {
     for (turn, question) in args.prompt.iter().enumerate() {
         let started = Instant::now();
         let prepared = if args.prompt.len() == 1 {
-            runtime.prepare(&Forward::INFERENCE, image.as_ref(), question, args.raw_prompt, &budget)?
+            runtime.prepare(
+                &Forward::INFERENCE,
+                image.as_ref(),
+                question,
+                args.raw_prompt,
+                &budget,
+            )?
         } else {
             conversation = conversation.user(question.as_str());
-            let prepared = runtime.prepare_conversation(&Forward::INFERENCE, image.as_ref(), &conversation, &budget)?;
+            let prepared = runtime.prepare_conversation(
+                &Forward::INFERENCE,
+                image.as_ref(),
+                &conversation,
+                &budget,
+            )?;
             let new = prepared.vision_tokens - seen;
             seen = prepared.vision_tokens;
-            println!("[turn {}: {new} vision tokens, {seen} in the conversation] {question}", turn + 1);
+            println!(
+                "[turn {}: {new} vision tokens, {seen} in the conversation] {question}",
+                turn + 1
+            );
             prepared
         };
         let vision_s = started.elapsed().as_secs_f64();
         let (answer, timing) = stream(&runtime, &prepared, &config)?;
         if args.verbose {
-            let decode = timing.decode_tokens_per_s().map_or("–".to_string(), |r| format!("{r:.2} tokens/s"));
+            let decode = timing
+                .decode_tokens_per_s()
+                .map_or("–".to_string(), |r| format!("{r:.2} tokens/s"));
             eprintln!(
                 "{} prompt tokens ({} vision): inputs {vision_s:.2} s, time to first token {:.2} s, {} new tokens, decode {decode}, {}",
                 prepared.input_ids.len(),
@@ -111,7 +132,8 @@ struct Timing {
 
 impl Timing {
     fn decode_tokens_per_s(&self) -> Option<f64> {
-        (self.tokens > 1).then(|| (self.tokens - 1) as f64 / (self.total_s - self.first_token_s).max(1e-9))
+        (self.tokens > 1)
+            .then(|| (self.tokens - 1) as f64 / (self.total_s - self.first_token_s).max(1e-9))
     }
 }
 
@@ -126,7 +148,11 @@ fn config_from(args: &Args, runtime: &Runtime) -> GenerationConfig {
 }
 
 /// Streams the answer to stdout as it is generated; returns it whole, with its timing.
-fn stream(runtime: &Runtime, prepared: &Prepared, config: &GenerationConfig) -> Result<(String, Timing)> {
+fn stream(
+    runtime: &Runtime,
+    prepared: &Prepared,
+    config: &GenerationConfig,
+) -> Result<(String, Timing)> {
     let mut pieces = TokenStream::new(runtime.tokenizer());
     let mut answer = String::new();
     let mut stdout = std::io::stdout();

@@ -50,11 +50,13 @@ pub fn run(args: Args) -> Result<()> {
     let mut records = BTreeMap::new();
     for (d, p) in args.data.iter().zip(&args.pred) {
         let ds = Dataset::load(d, kind)?;
-        let model = args
-            .model
-            .clone()
-            .unwrap_or_else(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()));
-        let known: std::collections::HashSet<&str> = ds.items.iter().map(|i| i.index.as_str()).collect();
+        let model = args.model.clone().unwrap_or_else(|| {
+            p.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into())
+        });
+        let known: std::collections::HashSet<&str> =
+            ds.items.iter().map(|i| i.index.as_str()).collect();
         let mut unknown = 0;
         for (index, prediction) in tokenscale_eval::predfile::read_predictions(p)? {
             if !known.contains(index.as_str()) {
@@ -74,13 +76,24 @@ pub fn run(args: Args) -> Result<()> {
             records.entry(r.key()).or_insert(r);
         }
         if unknown > 0 {
-            eprintln!("warning: {}: {unknown} predictions have an index that is not in {}", p.display(), d.display());
+            eprintln!(
+                "warning: {}: {unknown} predictions have an index that is not in {}",
+                p.display(),
+                d.display()
+            );
         }
         datasets.push(ds);
     }
     let rows = tokenscale_eval::report::write_outputs(&args.out, &datasets, &records, opts)?;
     for r in rows.iter().filter(|r| r.category.is_none()) {
-        println!("{}\t{}\t{}\t{}\t{:.4}", r.dataset, r.split.as_deref().unwrap_or("-"), r.metric, r.n, r.value);
+        println!(
+            "{}\t{}\t{}\t{}\t{:.4}",
+            r.dataset,
+            r.split.as_deref().unwrap_or("-"),
+            r.metric,
+            r.n,
+            r.value
+        );
     }
     println!("wrote {}/scores.json, scores.csv, scores.md, predictions/", args.out.display());
     Ok(())

@@ -62,7 +62,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     let name = match (&args.served_name, &args.model) {
         (Some(name), _) => name.clone(),
-        (None, Some(dir)) => dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        (None, Some(dir)) => dir
+            .file_name()
+            .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
         (None, None) => "tiny-imgque".into(),
     };
     let defaults = Limits::default();

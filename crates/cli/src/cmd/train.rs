@@ -28,13 +28,15 @@ pub fn run(args: Args) -> Result<()> {
         Some(path) => TrainConfig::from_file(path)?,
         None => TrainConfig::default(),
     };
-    std::fs::create_dir_all(&args.out).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", args.out.display()))?;
     let source = SynthSource { mix: config.mix()? };
     let mut trainer = Trainer::open(&args.out, config.clone(), &source)?;
     if trainer.step > 0 {
         eprintln!("resuming {} at step {}", args.out.display(), trainer.step);
     }
-    let stop = args.max_steps.map_or(config.last_step(), |m| (trainer.step + m).min(config.last_step()));
+    let stop =
+        args.max_steps.map_or(config.last_step(), |m| (trainer.step + m).min(config.last_step()));
     let bar = Progress::new("train", config.last_step(), "steps");
     bar.resume_at(trainer.step);
     let mut recent = Vec::new();
@@ -54,12 +56,22 @@ pub fn run(args: Args) -> Result<()> {
             }
             let dir = trainer.checkpoint()?;
             training_figure(&trainer).save(&args.out, "loss")?;
-            let line = format!("step {}: validation exact match {} → {}", trainer.step, scores.join(", "), dir.display());
+            let line = format!(
+                "step {}: validation exact match {} → {}",
+                trainer.step,
+                scores.join(", "),
+                dir.display()
+            );
             bar.println(&line);
         }
     }
     bar.finish();
-    println!("{}: model after {} of {} steps", args.out.join("model").display(), trainer.step, config.steps);
+    println!(
+        "{}: model after {} of {} steps",
+        args.out.join("model").display(),
+        trainer.step,
+        config.steps
+    );
     Ok(())
 }
 
@@ -75,7 +87,13 @@ fn training_figure(trainer: &Trainer) -> TrainingFigure {
         .map(|&n| {
             let values = validation_steps
                 .iter()
-                .map(|&s| trainer.validation.iter().find(|v| v.step as f64 == s && v.vision_tokens == n).map(|v| v.accuracy))
+                .map(|&s| {
+                    trainer
+                        .validation
+                        .iter()
+                        .find(|v| v.step as f64 == s && v.vision_tokens == n)
+                        .map(|v| v.accuracy)
+                })
                 .collect();
             (format!("n = {n}"), values)
         })

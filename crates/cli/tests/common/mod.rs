@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 /// Starts `command`, waits until `ready()` holds (a point of progress), then `extra` more, and
 /// SIGKILLs it if it still runs; true when it was killed.
 pub fn kill_when(command: &mut Command, ready: impl Fn() -> bool, extra: Duration) -> bool {
-    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the binary");
+    let mut child =
+        command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the binary");
     let start = Instant::now();
     while !ready() && start.elapsed() < Duration::from_secs(60) {
         if child.try_wait().expect("poll the child").is_some() {
@@ -42,7 +43,8 @@ fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         if path.is_dir() {
             collect(root, &path, out);
         } else {
-            let rel = path.strip_prefix(root).expect("inside the root").to_string_lossy().into_owned();
+            let rel =
+                path.strip_prefix(root).expect("inside the root").to_string_lossy().into_owned();
             out.insert(rel, std::fs::read(&path).expect("read a file"));
         }
     }

@@ -30,13 +30,19 @@ impl CostTable {
         points.sort_unstable();
         points.dedup();
         if let Some(w) = points.windows(2).find(|w| w[0].0 == w[1].0) {
-            bail!("{origin}: n = {} is listed twice with different total FLOPs ({} and {})", w[0].0, w[0].1, w[1].1);
+            bail!(
+                "{origin}: n = {} is listed twice with different total FLOPs ({} and {})",
+                w[0].0,
+                w[0].1,
+                w[1].1
+            );
         }
         if points.is_empty() {
             bail!("{origin}: no total rows (expected the `component` = total rows of `tokenscale cost`)");
         }
         let mut table = Self { origin: origin.into(), points, quadratic: false };
-        table.quadratic = table.points.len() >= 3 && table.points.iter().all(|&(n, f)| table.quadratic_at(n) == Some(f));
+        table.quadratic = table.points.len() >= 3
+            && table.points.iter().all(|&(n, f)| table.quadratic_at(n) == Some(f));
         Ok(table)
     }
 
@@ -51,7 +57,10 @@ impl CostTable {
             (true, 3) => "quadratic in n through the 3 listed points".into(),
             (true, k) => format!("quadratic in n (exact at all {k} listed points)"),
             (false, 1) => "only the listed n".into(),
-            (false, _) => "piecewise linear in n between the listed points (they are not one quadratic)".into(),
+            (false, _) => {
+                "piecewise linear in n between the listed points (they are not one quadratic)"
+                    .into()
+            }
         }
     }
 
@@ -73,10 +82,14 @@ impl CostTable {
     /// common denominator, exact in i128), rounded to the nearest integer; None on overflow.
     fn quadratic_at(&self, n: u64) -> Option<u64> {
         let k = self.points.len();
-        let [(a, ya), (b, yb), (c, yc)] = [self.points[0], self.points[k / 2], self.points[k - 1]].map(|(n, f)| (n as i128, f as i128));
+        let [(a, ya), (b, yb), (c, yc)] = [self.points[0], self.points[k / 2], self.points[k - 1]]
+            .map(|(n, f)| (n as i128, f as i128));
         let n = n as i128;
-        let term = |y: i128, p: i128, q: i128, r: i128| y.checked_mul(p)?.checked_mul(q)?.checked_mul(r);
-        let num = term(ya, n - b, n - c, b - c)?.checked_sub(term(yb, n - a, n - c, a - c)?)?.checked_add(term(yc, n - a, n - b, a - b)?)?;
+        let term =
+            |y: i128, p: i128, q: i128, r: i128| y.checked_mul(p)?.checked_mul(q)?.checked_mul(r);
+        let num = term(ya, n - b, n - c, b - c)?
+            .checked_sub(term(yb, n - a, n - c, a - c)?)?
+            .checked_add(term(yc, n - a, n - b, a - b)?)?;
         // a < b < c, so the denominator (a−b)(a−c)(b−c) is negative: flip both signs.
         let (num, d) = (-num, -((a - b) * (a - c) * (b - c)));
         u64::try_from(num.checked_mul(2)?.checked_add(d)?.div_euclid(2 * d)).ok()
@@ -141,11 +154,13 @@ pub fn read_cost_table(path: &Path) -> Result<(CostTable, Option<LatencyTable>)>
 /// optional `latency_s`, measured seconds per n, e.g. pasted from a benchmark).
 pub fn parse_cost_csv(text: &str, origin: &str) -> Result<(CostTable, Option<LatencyTable>)> {
     let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers = rdr.headers().with_context(|| format!("{origin}: cannot read the CSV header"))?.clone();
+    let headers =
+        rdr.headers().with_context(|| format!("{origin}: cannot read the CSV header"))?.clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let list = headers.iter().collect::<Vec<_>>().join(", ");
     let n_col = col("n").with_context(|| format!("{origin}: no `n` column (header: {list})"))?;
-    let flops_col = col("flops").with_context(|| format!("{origin}: no `flops` column (header: {list})"))?;
+    let flops_col =
+        col("flops").with_context(|| format!("{origin}: no `flops` column (header: {list})"))?;
     let component_col = col("component");
     let latency_col = col("latency_s");
     let (mut flops, mut latency) = (Vec::new(), Vec::new());
@@ -155,7 +170,11 @@ pub fn parse_cost_csv(text: &str, origin: &str) -> Result<(CostTable, Option<Lat
         if component_col.is_some_and(|c| rec.get(c) != Some("total")) {
             continue;
         }
-        let field = |c: usize, name: &str| rec.get(c).filter(|s| !s.is_empty()).with_context(|| format!("{origin}: line {line}: `{name}` is empty"));
+        let field = |c: usize, name: &str| {
+            rec.get(c)
+                .filter(|s| !s.is_empty())
+                .with_context(|| format!("{origin}: line {line}: `{name}` is empty"))
+        };
         let n = whole(field(n_col, "n")?, origin, line, "n")?;
         flops.push((n, whole(field(flops_col, "flops")?, origin, line, "flops")?));
         if let Some(c) = latency_col {
@@ -173,28 +192,37 @@ pub fn parse_cost_csv(text: &str, origin: &str) -> Result<(CostTable, Option<Lat
 
 /// JSON as `tokenscale cost --format json` writes it: a list of `{n, component, flops, …}`.
 pub fn parse_cost_json(text: &str, origin: &str) -> Result<(CostTable, Option<LatencyTable>)> {
-    let value: Value = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid JSON: {e}"))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: invalid JSON: {e}"))?;
     let rows = value.as_array().with_context(|| format!("{origin}: expected a list of rows"))?;
     let mut flops = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         if row.get("component").is_some_and(|c| c != "total") {
             continue;
         }
-        let get = |name: &str| row.get(name).and_then(Value::as_u64).with_context(|| format!("{origin}: row {i}: field `{name}` missing or not a whole number"));
+        let get = |name: &str| {
+            row.get(name).and_then(Value::as_u64).with_context(|| {
+                format!("{origin}: row {i}: field `{name}` missing or not a whole number")
+            })
+        };
         flops.push((get("n")?, get("flops")?));
     }
     Ok((CostTable::new(origin, flops)?, None))
 }
 
 fn whole(raw: &str, origin: &str, line: usize, name: &str) -> Result<u64> {
-    raw.parse::<u64>().with_context(|| format!("{origin}: line {line}: `{name}` = `{raw}` is not a whole number"))
+    raw.parse::<u64>()
+        .with_context(|| format!("{origin}: line {line}: `{name}` = `{raw}` is not a whole number"))
 }
 
 fn latency_table(origin: &str, what: &str, samples: Vec<(u64, f64)>) -> LatencyTable {
     let mut ns: Vec<u64> = samples.iter().map(|s| s.0).collect();
     ns.sort_unstable();
     ns.dedup();
-    let points = ns.iter().map(|&n| (n, median(samples.iter().filter(|s| s.0 == n).map(|s| s.1).collect()))).collect();
+    let points = ns
+        .iter()
+        .map(|&n| (n, median(samples.iter().filter(|s| s.0 == n).map(|s| s.1).collect())))
+        .collect();
     LatencyTable { origin: origin.into(), measure: format!("{what}, median per n"), points }
 }
 
@@ -211,8 +239,11 @@ pub fn parse_bench_jsonl(text: &str, origin: &str) -> Result<LatencyTable> {
     let mut samples = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let line_no = i + 1;
-        let row: Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{origin}: line {line_no}: invalid JSON: {e}"))?;
-        let n = row.get("n").and_then(Value::as_u64).with_context(|| format!("{origin}: line {line_no}: field `n` missing or not a whole number"))?;
+        let row: Value = serde_json::from_str(line)
+            .map_err(|e| anyhow::anyhow!("{origin}: line {line_no}: invalid JSON: {e}"))?;
+        let n = row.get("n").and_then(Value::as_u64).with_context(|| {
+            format!("{origin}: line {line_no}: field `n` missing or not a whole number")
+        })?;
         let secs = |name: &str| {
             row.get(name).and_then(Value::as_f64).filter(|v| v.is_finite() && *v >= 0.0).with_context(|| format!("{origin}: line {line_no}: field `{name}` missing or not a number of seconds"))
         };
@@ -243,7 +274,10 @@ mod tests {
         assert_eq!(t.flops(3), Some(40.0));
         let t = CostTable::new("t", vec![(10, 100), (20, 300)]).unwrap();
         assert_eq!(t.flops(15), Some(200.0));
-        assert!(CostTable::new("t", vec![(1, 1), (1, 2)]).unwrap_err().to_string().contains("n = 1 is listed twice"));
+        assert!(CostTable::new("t", vec![(1, 1), (1, 2)])
+            .unwrap_err()
+            .to_string()
+            .contains("n = 1 is listed twice"));
     }
 
     #[test]

@@ -36,13 +36,25 @@ pub fn to_markdown(a: &Advice) -> String {
     let mut md = String::from("# Vision-token budget advice\n\n");
     let _ = writeln!(md, "Cost: {}.  ", a.cost_source);
     let _ = writeln!(md, "Latency: {}.  ", a.latency_source.as_deref().unwrap_or("none given"));
-    let _ = writeln!(md, "Law: `{}` fitted in {} space (the point estimate of `tokenscale fit`).\n", a.law.name(), a.space.name());
+    let _ = writeln!(
+        md,
+        "Law: `{}` fitted in {} space (the point estimate of `tokenscale fit`).\n",
+        a.law.name(),
+        a.space.name()
+    );
     for b in &a.benchmarks {
         let _ = writeln!(md, "## {}\n", b.series);
         match &b.law {
             Some(l) => {
-                let params: Vec<String> = l.params.iter().map(|(k, v)| format!("{k} = {v:.4}")).collect();
-                let _ = writeln!(md, "Law: {} with {}; R² = {:.4}.\n", l.formula, params.join(", "), l.r2);
+                let params: Vec<String> =
+                    l.params.iter().map(|(k, v)| format!("{k} = {v:.4}")).collect();
+                let _ = writeln!(
+                    md,
+                    "Law: {} with {}; R² = {:.4}.\n",
+                    l.formula,
+                    params.join(", "),
+                    l.r2
+                );
             }
             None => md.push_str("Law: none (see the notes).\n\n"),
         }
@@ -54,8 +66,23 @@ pub fn to_markdown(a: &Advice) -> String {
         });
         for p in &b.points {
             let mark = |on: bool| if on { "●" } else { "" };
-            let timing = if timed { format!(" {} | {} |", opt(p.latency_s, |t| format!("{t:.3}")), p.pareto_latency.map_or("–", mark)) } else { String::new() };
-            let _ = writeln!(md, "| {} | {:.4} | {} | {} |{timing}", p.n, p.score, opt(p.flops, |f| human(f as u64)), mark(p.pareto_flops));
+            let timing = if timed {
+                format!(
+                    " {} | {} |",
+                    opt(p.latency_s, |t| format!("{t:.3}")),
+                    p.pareto_latency.map_or("–", mark)
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {:.4} | {} | {} |{timing}",
+                p.n,
+                p.score,
+                opt(p.flops, |f| human(f as u64)),
+                mark(p.pareto_flops)
+            );
         }
         if let Some(t) = &b.target {
             let _ = writeln!(md, "\nTarget {}: {}.", target_text(t.target, b.direction), t.summary);
@@ -103,7 +130,14 @@ pub fn to_csv(a: &Advice) -> String {
         let Some(t) = &b.target else { continue };
         let note = csv_field(&t.summary);
         let row = |kind: &str, c: &Option<Choice>| match c {
-            Some(c) => format!("{head},{kind},{},{},{},{},,,{},{note}\n", c.n, c.score, num(c.flops), num(c.latency_s), c.extrapolated),
+            Some(c) => format!(
+                "{head},{kind},{},{},{},{},,,{},{note}\n",
+                c.n,
+                c.score,
+                num(c.flops),
+                num(c.latency_s),
+                c.extrapolated
+            ),
             None => format!("{head},{kind},,,,,,,,{note}\n"),
         };
         s.push_str(&row("law", &t.by_law));

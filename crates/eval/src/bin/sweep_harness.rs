@@ -17,11 +17,14 @@ use tokenscale_eval::{Dataset, EchoAnswerer, ScoreOptions, SweepConfig};
 /// so writes past it fail with EFBIG as on a full disk.
 fn limit_file_size() {
     #[cfg(unix)]
-    if let Some(bytes) = std::env::var("TOKENSCALE_HARNESS_FSIZE").ok().and_then(|s| s.parse::<u64>().ok()) {
+    if let Some(bytes) =
+        std::env::var("TOKENSCALE_HARNESS_FSIZE").ok().and_then(|s| s.parse::<u64>().ok())
+    {
         // SAFETY: plain libc calls with valid arguments.
         unsafe {
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let lim = libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: libc::RLIM_INFINITY };
+            let lim =
+                libc::rlimit { rlim_cur: bytes as libc::rlim_t, rlim_max: libc::RLIM_INFINITY };
             libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
         }
     }
@@ -31,7 +34,9 @@ fn main() -> anyhow::Result<()> {
     limit_file_size();
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("gen") {
-        let dir = args.get(2).ok_or_else(|| anyhow::anyhow!("usage: {} gen DIR [SEED] [ITEMS]", args[0]))?;
+        let dir = args
+            .get(2)
+            .ok_or_else(|| anyhow::anyhow!("usage: {} gen DIR [SEED] [ITEMS]", args[0]))?;
         let seed: u64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(0);
         let items: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(40);
         for p in tokenscale_synth::generate(dir.as_ref(), seed, items, 64)? {
@@ -40,11 +45,15 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if args.len() < 6 {
-        anyhow::bail!("usage: {0} gen DIR [SEED] [ITEMS]\n       {0} RUN_DIR N_LIST SLEEP_MS SHARD TSV...", args[0]);
+        anyhow::bail!(
+            "usage: {0} gen DIR [SEED] [ITEMS]\n       {0} RUN_DIR N_LIST SLEEP_MS SHARD TSV...",
+            args[0]
+        );
     }
     let ns: Vec<usize> = args[2].split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
     let sleep: u64 = args[3].parse()?;
-    let datasets: Vec<Dataset> = args[5..].iter().map(|p| Dataset::load(p.as_ref(), None)).collect::<Result<_, _>>()?;
+    let datasets: Vec<Dataset> =
+        args[5..].iter().map(|p| Dataset::load(p.as_ref(), None)).collect::<Result<_, _>>()?;
     let mut a = EchoAnswerer::new("echo-reference", &datasets, PromptStyle::Default)?;
     a.answer_sleep = std::time::Duration::from_millis(sleep);
     let mut cfg = SweepConfig::new(&args[1], ns);

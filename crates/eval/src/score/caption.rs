@@ -60,7 +60,12 @@ pub fn bleu(gts: &[Vec<String>], res: &[String]) -> [f64; 4] {
         let w = py::split(hyp);
         let testlen = w.len();
         // min((abs(l - testlen), l) for l in reflens)[1]
-        let reflen = reflens.iter().map(|&l| ((l as i64 - testlen as i64).abs(), l)).min().map(|x| x.1).unwrap_or(0);
+        let reflen = reflens
+            .iter()
+            .map(|&l| ((l as i64 - testlen as i64).abs(), l))
+            .min()
+            .map(|x| x.1)
+            .unwrap_or(0);
         let c = precook(&w, n);
         for k in 0..n {
             total_guess[k] += (testlen + 1).saturating_sub(k + 1);
@@ -93,7 +98,8 @@ fn lcs(a: &[&str], b: &[&str]) -> usize {
     // Same recurrence as my_lcs (the traversal order does not change the LCS length).
     for i in 1..=string.len() {
         for j in 1..=sub.len() {
-            cur[j] = if string[i - 1] == sub[j - 1] { prev[j - 1] + 1 } else { prev[j].max(cur[j - 1]) };
+            cur[j] =
+                if string[i - 1] == sub[j - 1] { prev[j - 1] + 1 } else { prev[j].max(cur[j - 1]) };
         }
         std::mem::swap(&mut prev, &mut cur);
     }
@@ -137,9 +143,11 @@ pub fn cider(gts: &[Vec<String>], res: &[String]) -> f64 {
 fn cider_inner<'a>(gts: &'a [Vec<String>], res: &'a [String]) -> f64 {
     let n = 4;
     let sigma: f64 = 6.0;
-    let refs_words: Vec<Vec<Vec<&'a str>>> = gts.iter().map(|refs| refs.iter().map(|r| py::split(r)).collect()).collect();
+    let refs_words: Vec<Vec<Vec<&'a str>>> =
+        gts.iter().map(|refs| refs.iter().map(|r| py::split(r)).collect()).collect();
     let hyp_words: Vec<Vec<&'a str>> = res.iter().map(|h| py::split(h)).collect();
-    let crefs: Vec<Vec<Counts>> = refs_words.iter().map(|rs| rs.iter().map(|w| precook(w, n)).collect()).collect();
+    let crefs: Vec<Vec<Counts>> =
+        refs_words.iter().map(|rs| rs.iter().map(|w| precook(w, n)).collect()).collect();
     let ctest: Vec<Counts> = hyp_words.iter().map(|w| precook(w, n)).collect();
     let mut df: HashMap<&Ngram, f64> = HashMap::new();
     for refs in &crefs {
@@ -196,8 +204,14 @@ struct Vecd<'a> {
     length: usize,
 }
 
-fn counts2vec<'a>(c: &Counts<'a>, df: &HashMap<&Ngram<'a>, f64>, ref_len: f64, n: usize) -> Vecd<'a> {
-    let mut v = Vecd { vec: vec![vec![]; n], idx: vec![HashMap::new(); n], norm: vec![0.0; n], length: 0 };
+fn counts2vec<'a>(
+    c: &Counts<'a>,
+    df: &HashMap<&Ngram<'a>, f64>,
+    ref_len: f64,
+    n: usize,
+) -> Vecd<'a> {
+    let mut v =
+        Vecd { vec: vec![vec![]; n], idx: vec![HashMap::new(); n], norm: vec![0.0; n], length: 0 };
     for g in &c.order {
         let tf = c.map[g];
         let d = df.get(g).copied().unwrap_or(0.0).max(1.0).ln();
@@ -225,7 +239,8 @@ pub fn score(rows: &[Row], ptb: bool) -> Vec<Metric> {
         return vec![];
     }
     if ptb {
-        gts = gts.iter().map(|refs| refs.iter().map(|s| super::ptb::tokenize(s)).collect()).collect();
+        gts =
+            gts.iter().map(|refs| refs.iter().map(|s| super::ptb::tokenize(s)).collect()).collect();
         res = res.iter().map(|s| super::ptb::tokenize(s)).collect();
     }
     let b = bleu(&gts, &res);

@@ -35,7 +35,10 @@ pub fn can_infer_option(answer: &str, choices: &[(char, String)], compat: Compat
         answer_mod = answer_mod.replace(c, " ");
     }
     let splits: Vec<&str> = py::split(&answer_mod).into_iter().map(py::strip).collect();
-    let count = choices.iter().filter(|(l, _)| splits.iter().any(|s| s.len() == 1 && s.starts_with(*l))).count();
+    let count = choices
+        .iter()
+        .filter(|(l, _)| splits.iter().any(|s| s.len() == 1 && s.starts_with(*l)))
+        .count();
     let has = |ch: char| splits.iter().position(|s| s.len() == 1 && s.starts_with(ch));
     if count == 1 {
         for (ch, _) in choices {
@@ -74,7 +77,11 @@ pub fn can_infer_text(answer: &str, choices: &[(char, String)], compat: Compat) 
             return None;
         }
     }
-    let cands: Vec<char> = choices.iter().filter(|(_, t)| answer.contains(&t.to_lowercase())).map(|(l, _)| *l).collect();
+    let cands: Vec<char> = choices
+        .iter()
+        .filter(|(_, t)| answer.contains(&t.to_lowercase()))
+        .map(|(l, _)| *l)
+        .collect();
     if cands.len() == 1 {
         Some(cands[0])
     } else {
@@ -125,12 +132,21 @@ pub fn score(dataset: &str, rows: &[Row], compat: Compat) -> anyhow::Result<Vec<
         let mut mains: Vec<(i64, &Row)> = Vec::new();
         for r in &rows {
             let idx: i64 = r.item.index.trim().parse().map_err(|_| {
-                anyhow::anyhow!("line {}: column 'index': circular evaluation needs integer indices, got {:?}", r.item.line, r.item.index)
+                anyhow::anyhow!(
+                    "line {}: column 'index': circular evaluation needs integer indices, got {:?}",
+                    r.item.line,
+                    r.item.index
+                )
             })?;
             let g = match r.item.extra.get("g_index") {
-                Some(g) if compat == Compat::Head => g.trim().parse::<f64>().map(|x| x as i64).map_err(|_| {
-                    anyhow::anyhow!("line {}: column 'g_index': not an integer: {g:?}", r.item.line)
-                })?,
+                Some(g) if compat == Compat::Head => {
+                    g.trim().parse::<f64>().map(|x| x as i64).map_err(|_| {
+                        anyhow::anyhow!(
+                            "line {}: column 'g_index': not an integer: {g:?}",
+                            r.item.line
+                        )
+                    })?
+                }
                 _ => idx % 1_000_000,
             };
             groups.entry(g).or_default().push(r);
@@ -141,9 +157,10 @@ pub fn score(dataset: &str, rows: &[Row], compat: Compat) -> anyhow::Result<Vec<
         for (g, main) in mains {
             let members = &groups[&g];
             // Exact matching: the group scores 1 only if every copy is extracted and correct.
-            let hit = members
-                .iter()
-                .all(|r| can_infer(r.prediction, &r.item.options, compat).map(|c| c.to_string()) == Some(gt(r)));
+            let hit = members.iter().all(|r| {
+                can_infer(r.prediction, &r.item.options, compat).map(|c| c.to_string())
+                    == Some(gt(r))
+            });
             scored.push((main, if hit { 1.0 } else { 0.0 }));
         }
     } else {
@@ -162,7 +179,8 @@ pub fn report_acc(scored: &[(&Row, f64)]) -> Vec<Metric> {
     let splits: BTreeSet<Option<String>> = scored.iter().map(|(r, _)| split_of(r)).collect();
     let mut out = Vec::new();
     for sp in &splits {
-        let in_split: Vec<&(&Row, f64)> = scored.iter().filter(|(r, _)| &split_of(r) == sp).collect();
+        let in_split: Vec<&(&Row, f64)> =
+            scored.iter().filter(|(r, _)| &split_of(r) == sp).collect();
         let hits: Vec<f64> = in_split.iter().map(|x| x.1).collect();
         out.push(Metric::new(sp.clone(), None, "Overall", py::np_mean(&hits)));
         // Later groups overwrite earlier ones of the same (abbreviated) name, as in the dict.
@@ -177,7 +195,11 @@ pub fn report_acc(scored: &[(&Row, f64)]) -> Vec<Metric> {
             };
             let abilities: BTreeSet<String> = scored.iter().filter_map(|(r, _)| get(r)).collect();
             for ab in abilities {
-                let h: Vec<f64> = in_split.iter().filter(|(r, _)| get(r).as_deref() == Some(ab.as_str())).map(|x| x.1).collect();
+                let h: Vec<f64> = in_split
+                    .iter()
+                    .filter(|(r, _)| get(r).as_deref() == Some(ab.as_str()))
+                    .map(|x| x.1)
+                    .collect();
                 if h.is_empty() {
                     continue; // NaN in VLMEvalKit's table
                 }
@@ -215,7 +237,10 @@ mod tests {
         assert_eq!(can_infer("Cannot determine the answer", &c, h), Some('Z'));
         // Letter not among the last 5 tokens: HEAD refuses, 0ff0c3e accepts.
         assert_eq!(can_infer("B is what I would say here for sure", &c, h), None);
-        assert_eq!(can_infer("B is what I would say here for sure", &c, Compat::V0ff0c3e), Some('B'));
+        assert_eq!(
+            can_infer("B is what I would say here for sure", &c, Compat::V0ff0c3e),
+            Some('B')
+        );
         assert_eq!(can_infer("I think the answer is **C** because A B", &c, h), Some('C'));
         assert_eq!(can_infer("the answer is c", &c, h), Some('C'));
     }

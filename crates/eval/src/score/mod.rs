@@ -76,13 +76,23 @@ pub struct Metric {
 
 impl Metric {
     /// A metric from its parts (the name is copied).
-    pub fn new(split: Option<String>, category: Option<String>, metric: &str, value: f64) -> Metric {
+    pub fn new(
+        split: Option<String>,
+        category: Option<String>,
+        metric: &str,
+        value: f64,
+    ) -> Metric {
         Metric { split, category, metric: metric.to_string(), value }
     }
 }
 
 /// Score a dataset's predictions with the rules its name and kind select.
-pub fn score(dataset: &str, kind: Kind, rows: &[Row], opts: ScoreOptions) -> anyhow::Result<Vec<Metric>> {
+pub fn score(
+    dataset: &str,
+    kind: Kind,
+    rows: &[Row],
+    opts: ScoreOptions,
+) -> anyhow::Result<Vec<Metric>> {
     Ok(match kind {
         Kind::Mcq => mcq::score(dataset, rows, opts.compat)?,
         Kind::Yorn => yorn::score(dataset, rows)?,

@@ -8,13 +8,16 @@
 //! survive into the scores.
 
 /// pycocoevalcap's PUNCTUATIONS.
-const PUNCTUATIONS: [&str; 17] =
-    ["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"];
+const PUNCTUATIONS: [&str; 17] = [
+    "''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--",
+    "...", ";",
+];
 
 const ABBREVIATIONS: &[&str] = &[
-    "mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "jr.", "sr.", "vs.", "etc.", "inc.", "ltd.", "co.", "corp.", "mt.",
-    "jan.", "feb.", "mar.", "apr.", "jun.", "jul.", "aug.", "sep.", "sept.", "oct.", "nov.", "dec.", "no.", "ft.",
-    "gen.", "gov.", "sen.", "rep.", "rev.", "capt.", "col.", "lt.", "sgt.", "ave.", "blvd.", "e.g.", "i.e.",
+    "mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "jr.", "sr.", "vs.", "etc.", "inc.", "ltd.",
+    "co.", "corp.", "mt.", "jan.", "feb.", "mar.", "apr.", "jun.", "jul.", "aug.", "sep.", "sept.",
+    "oct.", "nov.", "dec.", "no.", "ft.", "gen.", "gov.", "sen.", "rep.", "rev.", "capt.", "col.",
+    "lt.", "sgt.", "ave.", "blvd.", "e.g.", "i.e.",
 ];
 
 fn is_word_char(c: char) -> bool {
@@ -37,7 +40,9 @@ fn split_chunk(chunk: &str, out: &mut Vec<String>, last_in_line: bool) {
             '{' => Some("-lcb-".to_string()),
             '"' => Some("``".to_string()),
             '$' | '#' => Some(c.to_string()),
-            '\'' if s.len() > 1 && !(s.len() >= 3 && s[1].is_ascii_digit() && s[2].is_ascii_digit()) => {
+            '\'' if s.len() > 1
+                && !(s.len() >= 3 && s[1].is_ascii_digit() && s[2].is_ascii_digit()) =>
+            {
                 if s.len() > 1 && s[1] == '\'' {
                     s.remove(0);
                     Some("``".to_string())
@@ -125,14 +130,21 @@ fn split_clitics(w: &str) -> Vec<String> {
     // Times glued to am/pm ("5:00pm", "10.30pm") are split; "7am" is not.
     for suf in ["am", "pm"] {
         if let Some(stem) = w.strip_suffix(suf) {
-            if !stem.is_empty() && stem.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '.') && stem.chars().next().unwrap().is_ascii_digit()
+            if !stem.is_empty()
+                && stem.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '.')
+                && stem.chars().next().unwrap().is_ascii_digit()
                 && stem.contains([':', '.'])
             {
                 return vec![stem.into(), suf.into()];
             }
         }
     }
-    for (full, a, b) in [("cannot", "can", "not"), ("gonna", "gon", "na"), ("gotta", "got", "ta"), ("wanna", "wan", "na")] {
+    for (full, a, b) in [
+        ("cannot", "can", "not"),
+        ("gonna", "gon", "na"),
+        ("gotta", "got", "ta"),
+        ("wanna", "wan", "na"),
+    ] {
         if w == full {
             return vec![a.into(), b.into()];
         }
@@ -177,6 +189,9 @@ mod tests {
             tokenize("Don't can't won't it's the dog's bone; dogs' toys: yes!"),
             "do n't ca n't wo n't it 's the dog 's bone dogs toys yes"
         );
-        assert_eq!(tokenize("I'm we're cannot gonna 'quoted' word's end."), "i 'm we 're can not gon na quoted word 's end");
+        assert_eq!(
+            tokenize("I'm we're cannot gonna 'quoted' word's end."),
+            "i 'm we 're can not gon na quoted word 's end"
+        );
     }
 }

@@ -12,10 +12,13 @@ use std::collections::BTreeSet;
 /// pattern is `(?!<=\d)(\.)(?!\d)` — a look-ahead typo, so it is effectively `\.(?!\d)` — and
 /// `re.UNICODE` is passed as `count`, so at most 32 periods are removed.
 pub fn process_punctuation(in_text: &str) -> String {
-    const PUNCT: [char; 21] =
-        [';', '/', '[', ']', '"', '{', '}', '(', ')', '=', '+', '\\', '_', '-', '>', '<', '@', '`', ',', '?', '!'];
+    const PUNCT: [char; 21] = [
+        ';', '/', '[', ']', '"', '{', '}', '(', ')', '=', '+', '\\', '_', '-', '>', '<', '@', '`',
+        ',', '?', '!',
+    ];
     let chars: Vec<char> = in_text.chars().collect();
-    let comma_strip = chars.windows(3).any(|w| py::is_digit(w[0]) && w[1] == ',' && py::is_digit(w[2]));
+    let comma_strip =
+        chars.windows(3).any(|w| py::is_digit(w[0]) && w[1] == ',' && py::is_digit(w[2]));
     let mut out = in_text.to_string();
     for p in PUNCT {
         let touches = in_text.contains(&format!("{p} ")) || in_text.contains(&format!(" {p}"));
@@ -83,10 +86,21 @@ pub fn score(dataset: &str, rows: &[Row]) -> Result<Vec<Metric>> {
 }
 
 /// MME's perception subtasks (their scores sum to the perception score).
-pub const MME_PERCEPTION: [&str; 10] =
-    ["OCR", "artwork", "celebrity", "color", "count", "existence", "landmark", "position", "posters", "scene"];
+pub const MME_PERCEPTION: [&str; 10] = [
+    "OCR",
+    "artwork",
+    "celebrity",
+    "color",
+    "count",
+    "existence",
+    "landmark",
+    "position",
+    "posters",
+    "scene",
+];
 /// MME's reasoning subtasks (their scores sum to the reasoning score).
-pub const MME_REASONING: [&str; 4] = ["code_reasoning", "commonsense_reasoning", "numerical_calculation", "text_translation"];
+pub const MME_REASONING: [&str; 4] =
+    ["code_reasoning", "commonsense_reasoning", "numerical_calculation", "text_translation"];
 
 /// `MME_rating`. Categories absent from the data are left out of the totals (VLMEvalKit raises
 /// a KeyError instead).
@@ -152,7 +166,11 @@ fn f1(y_true: &[bool], y_pred: &[bool]) -> (f64, f64, f64) {
     let fn_ = y_true.iter().zip(y_pred).filter(|(t, p)| **t && !**p).count() as f64;
     let precision = if tp + fp != 0.0 { tp / (tp + fp) } else { 0.0 };
     let recall = if tp + fn_ != 0.0 { tp / (tp + fn_) } else { 0.0 };
-    let f1 = if precision + recall != 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+    let f1 = if precision + recall != 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
+    };
     (f1, precision, recall)
 }
 
@@ -172,7 +190,8 @@ fn pope(rows: &[&Row]) -> Vec<Metric> {
         }
     }
     let block = |sub: &[&(Option<String>, &Row)], cat: Option<String>, out: &mut Vec<Metric>| {
-        let t: Vec<bool> = sub.iter().map(|(_, r)| r.item.answer.as_deref() == Some("Yes")).collect();
+        let t: Vec<bool> =
+            sub.iter().map(|(_, r)| r.item.answer.as_deref() == Some("Yes")).collect();
         let p: Vec<bool> = sub.iter().map(|(_, r)| extract(r.prediction) == "Yes").collect();
         let (f, pr, rc) = f1(&t, &p);
         let sc: Vec<f64> = sub.iter().map(|(_, r)| score_of(r)).collect();
@@ -188,7 +207,8 @@ fn pope(rows: &[&Row]) -> Vec<Metric> {
     block(&all, None, &mut out);
     let cats: BTreeSet<String> = ex.iter().filter_map(|(c, _)| c.clone()).collect();
     for c in cats {
-        let sub: Vec<&(Option<String>, &Row)> = ex.iter().filter(|(x, _)| x.as_deref() == Some(c.as_str())).collect();
+        let sub: Vec<&(Option<String>, &Row)> =
+            ex.iter().filter(|(x, _)| x.as_deref() == Some(c.as_str())).collect();
         block(&sub, Some(c), &mut out);
     }
     out
@@ -243,10 +263,17 @@ fn hallusion(rows: &[&Row]) -> Result<Vec<Metric>> {
     let all: Vec<usize> = (0..rows.len()).collect();
     block(&all, None, &mut out);
     for level in ["category", "l2-category"] {
-        let get = |r: &Row| if level == "category" { r.item.category.clone() } else { r.item.l2_category.clone() };
+        let get = |r: &Row| {
+            if level == "category" {
+                r.item.category.clone()
+            } else {
+                r.item.l2_category.clone()
+            }
+        };
         let cats: BTreeSet<String> = rows.iter().filter_map(|r| get(r)).collect();
         for c in cats {
-            let sel: Vec<usize> = (0..rows.len()).filter(|&i| get(rows[i]).as_deref() == Some(c.as_str())).collect();
+            let sel: Vec<usize> =
+                (0..rows.len()).filter(|&i| get(rows[i]).as_deref() == Some(c.as_str())).collect();
             block(&sel, Some(c), &mut out);
         }
     }
@@ -258,10 +285,20 @@ fn default_rating(rows: &[&Row]) -> Vec<Metric> {
     let sc: Vec<f64> = rows.iter().map(|r| score_of(r)).collect();
     let mut out = vec![Metric::new(None, None, "Overall", mean100(&sc))];
     for level in ["category", "l2-category"] {
-        let get = |r: &Row| if level == "category" { r.item.category.clone() } else { r.item.l2_category.clone() };
+        let get = |r: &Row| {
+            if level == "category" {
+                r.item.category.clone()
+            } else {
+                r.item.l2_category.clone()
+            }
+        };
         let cats: BTreeSet<String> = rows.iter().filter_map(|r| get(r)).collect();
         for c in cats {
-            let v: Vec<f64> = rows.iter().filter(|r| get(r).as_deref() == Some(c.as_str())).map(|r| score_of(r)).collect();
+            let v: Vec<f64> = rows
+                .iter()
+                .filter(|r| get(r).as_deref() == Some(c.as_str()))
+                .map(|r| score_of(r))
+                .collect();
             out.push(Metric::new(None, Some(c), "acc", mean100(&v)));
         }
     }

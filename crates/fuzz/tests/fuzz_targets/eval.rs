@@ -17,18 +17,64 @@ const TSV_WORDS: &[&[u8]] = &[
 ];
 
 const PREDICTION_WORDS: &[&[u8]] = &[
-    b"index", b"prediction", b"\"index\"", b"\"prediction\"", b",", b"\t", b"\n", b"\"", b"null", b"[]", b"{}", b"1e400",
-    b"PK\x03\x04", b"xl/worksheets/sheet1.xml", b"<row>", b"<c r=\"A1\" t=\"s\">", b"<v>4294967295</v>",
+    b"index",
+    b"prediction",
+    b"\"index\"",
+    b"\"prediction\"",
+    b",",
+    b"\t",
+    b"\n",
+    b"\"",
+    b"null",
+    b"[]",
+    b"{}",
+    b"1e400",
+    b"PK\x03\x04",
+    b"xl/worksheets/sheet1.xml",
+    b"<row>",
+    b"<c r=\"A1\" t=\"s\">",
+    b"<v>4294967295</v>",
 ];
 
 const SCORE_WORDS: &[&[u8]] = &[
-    b"series", b"n", b"score", b"figure", b"panel", b"benchmark", b"n_l", b"model", b"reducer", b"dataset", b"metric",
-    b"value", b"\"value\"", b"\"n\"", b",", b"\n", b"nan", b"inf", b"-inf", b"1e309", b"[", b"]", b"null",
+    b"series",
+    b"n",
+    b"score",
+    b"figure",
+    b"panel",
+    b"benchmark",
+    b"n_l",
+    b"model",
+    b"reducer",
+    b"dataset",
+    b"metric",
+    b"value",
+    b"\"value\"",
+    b"\"n\"",
+    b",",
+    b"\n",
+    b"nan",
+    b"inf",
+    b"-inf",
+    b"1e309",
+    b"[",
+    b"]",
+    b"null",
 ];
 
 const STORE_WORDS: &[&[u8]] = &[
-    b"\"model\"", b"\"reducer\"", b"\"n\"", b"\"dataset\"", b"\"index\"", b"\"prediction\"", b"\"seconds\"", b"\"error\"",
-    b"\n", b"null", b"18446744073709551616", b"\"\\ud800\"",
+    b"\"model\"",
+    b"\"reducer\"",
+    b"\"n\"",
+    b"\"dataset\"",
+    b"\"index\"",
+    b"\"prediction\"",
+    b"\"seconds\"",
+    b"\"error\"",
+    b"\n",
+    b"null",
+    b"18446744073709551616",
+    b"\"\\ud800\"",
 ];
 
 pub fn targets() -> Vec<Target> {
@@ -36,7 +82,11 @@ pub fn targets() -> Vec<Target> {
         Target {
             name: "tsv_mcq",
             input: "MMBench_DEV_EN.tsv",
-            seeds: &["crates/eval/tests/fixtures/eval/MMBench_DEV_EN.tsv", "crates/eval/tests/fixtures/eval/OCRVQA_TEST.tsv", "crates/fuzz/seeds/tsv"],
+            seeds: &[
+                "crates/eval/tests/fixtures/eval/MMBench_DEV_EN.tsv",
+                "crates/eval/tests/fixtures/eval/OCRVQA_TEST.tsv",
+                "crates/fuzz/seeds/tsv",
+            ],
             dictionary: TSV_WORDS,
             prepare: image_beside,
             read: read_tsv,
@@ -44,15 +94,30 @@ pub fn targets() -> Vec<Target> {
         Target {
             name: "tsv_yes_no",
             input: "MME.tsv",
-            seeds: &["crates/eval/tests/fixtures/eval/DocVQA_VAL.tsv", "crates/eval/tests/fixtures/eval/ChartQA_TEST.tsv", "crates/fuzz/seeds/tsv"],
+            seeds: &[
+                "crates/eval/tests/fixtures/eval/DocVQA_VAL.tsv",
+                "crates/eval/tests/fixtures/eval/ChartQA_TEST.tsv",
+                "crates/fuzz/seeds/tsv",
+            ],
             dictionary: TSV_WORDS,
             prepare: image_beside,
             read: read_tsv,
         },
         pred("predictions_csv", "MME.pred.csv", &["crates/fuzz/seeds/predictions_csv"]),
         pred("predictions_tsv", "MME.pred.tsv", &["crates/fuzz/seeds/predictions_tsv"]),
-        pred("predictions_jsonl", "MME.pred.jsonl", &["crates/eval/tests/fixtures/eval/MME.pred.jsonl", "crates/eval/tests/fixtures/eval/OCRVQA_TEST.pred.jsonl"]),
-        pred("predictions_xlsx", "MME.pred.xlsx", &["crates/eval/tests/fixtures/eval/MME.pred.xlsx"]),
+        pred(
+            "predictions_jsonl",
+            "MME.pred.jsonl",
+            &[
+                "crates/eval/tests/fixtures/eval/MME.pred.jsonl",
+                "crates/eval/tests/fixtures/eval/OCRVQA_TEST.pred.jsonl",
+            ],
+        ),
+        pred(
+            "predictions_xlsx",
+            "MME.pred.xlsx",
+            &["crates/eval/tests/fixtures/eval/MME.pred.xlsx"],
+        ),
         Target {
             name: "scores_csv",
             input: "scores.csv",

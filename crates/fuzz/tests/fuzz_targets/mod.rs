@@ -24,7 +24,9 @@ pub fn nothing(_: &Path) -> Result<()> {
 pub fn copy_fixture(fixture: &str, dest: &Path, skip: &str) -> Result<()> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(fixture);
     std::fs::create_dir_all(dest)?;
-    for entry in std::fs::read_dir(&src).with_context(|| format!("{}: cannot list", src.display()))? {
+    for entry in
+        std::fs::read_dir(&src).with_context(|| format!("{}: cannot list", src.display()))?
+    {
         let path = entry?.path();
         let name = path.file_name().context("entry without a name")?;
         if name == skip || name == "expected.safetensors" || name == "cases.json" {
@@ -33,7 +35,8 @@ pub fn copy_fixture(fixture: &str, dest: &Path, skip: &str) -> Result<()> {
         if path.is_dir() {
             copy_fixture(&format!("{fixture}/{}", name.to_string_lossy()), &dest.join(name), skip)?;
         } else {
-            std::fs::copy(&path, dest.join(name)).with_context(|| format!("{}: cannot copy", path.display()))?;
+            std::fs::copy(&path, dest.join(name))
+                .with_context(|| format!("{}: cannot copy", path.display()))?;
         }
     }
     Ok(())

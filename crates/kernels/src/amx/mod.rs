@@ -19,8 +19,8 @@ use rayon::prelude::*;
 use crate::matrix::{MatMut, MatRef};
 
 mod pack;
-use pack::{pack_weights, pack_x};
 pub(crate) use pack::Operands;
+use pack::{pack_weights, pack_x};
 
 /// y columns (= weight rows) per task; a multiple of 32.
 const PANEL_COLS: usize = 256;
@@ -48,7 +48,13 @@ struct TileConfig {
 
 /// Every one of the 8 tiles is 16 rows × 64 bytes: tmm0-3 the f32 block of y, tmm4-5 x, tmm6-7 w.
 fn full_tiles() -> TileConfig {
-    let mut c = TileConfig { palette: 1, start_row: 0, reserved: [0; 14], bytes_per_row: [0; 16], rows: [0; 16] };
+    let mut c = TileConfig {
+        palette: 1,
+        start_row: 0,
+        reserved: [0; 14],
+        bytes_per_row: [0; 16],
+        rows: [0; 16],
+    };
     for t in 0..8 {
         c.bytes_per_row[t] = 64;
         c.rows[t] = 16;
@@ -120,7 +126,14 @@ struct PackedX<'a> {
 }
 
 /// Columns `cols` of y (for all rows): for each depth block, pack the weights and sweep x.
-fn panel_product(x: &PackedX, w: &MatRef<u16>, out: OutPtr, ldy: usize, cols: std::ops::Range<usize>, s: &mut Scratch) {
+fn panel_product(
+    x: &PackedX,
+    w: &MatRef<u16>,
+    out: OutPtr,
+    ldy: usize,
+    cols: std::ops::Range<usize>,
+    s: &mut Scratch,
+) {
     let (m, k) = (x.rows, w.cols);
     let width = round_up(cols.len(), 32);
     let passes = x.operands.passes();
@@ -130,11 +143,21 @@ fn panel_product(x: &PackedX, w: &MatRef<u16>, out: OutPtr, ldy: usize, cols: st
     for first in (0..original_steps).step_by(block) {
         let steps = block.min(original_steps - first);
         let k0 = first * TILE_ROW;
-        pack_weights(w, cols.start, width, k0, k.min(k0 + steps * TILE_ROW) - k0, steps, x.operands, &mut s.packed_w);
+        pack_weights(
+            w,
+            cols.start,
+            width,
+            k0,
+            k.min(k0 + steps * TILE_ROW) - k0,
+            steps,
+            x.operands,
+            &mut s.packed_w,
+        );
         let expanded = steps * passes;
         let accumulate = first > 0;
         for row in (0..m).step_by(32) {
-            let a_ptr = x.lines[((row / 32) * x.steps + first * passes) * 32..].as_ptr() as *const u16;
+            let a_ptr =
+                x.lines[((row / 32) * x.steps + first * passes) * 32..].as_ptr() as *const u16;
             for col in (0..width).step_by(32) {
                 let b_ptr = s.packed_w[(col / 16) * expanded * 16..].as_ptr() as *const u16;
                 let first_col = cols.start + col;
@@ -148,7 +171,17 @@ fn panel_product(x: &PackedX, w: &MatRef<u16>, out: OutPtr, ldy: usize, cols: st
                 } else {
                     let rows_here = 32.min(m - row);
                     let cols_here = 32.min(cols.end - first_col);
-                    edge_block(out, ldy, (row, first_col), (rows_here, cols_here), accumulate, a_ptr, b_ptr, expanded, &mut s.edge_y);
+                    edge_block(
+                        out,
+                        ldy,
+                        (row, first_col),
+                        (rows_here, cols_here),
+                        accumulate,
+                        a_ptr,
+                        b_ptr,
+                        expanded,
+                        &mut s.edge_y,
+                    );
                 }
             }
         }
@@ -176,12 +209,20 @@ fn edge_block(
     unsafe {
         if accumulate {
             for r in 0..rows {
-                std::ptr::copy_nonoverlapping(out.0.add((row + r) * ldy + col), scratch.as_mut_ptr().add(r * 32), cols);
+                std::ptr::copy_nonoverlapping(
+                    out.0.add((row + r) * ldy + col),
+                    scratch.as_mut_ptr().add(r * 32),
+                    cols,
+                );
             }
         }
         kernel_2x2(a_ptr, b_ptr, steps, scratch.as_mut_ptr(), 32, accumulate);
         for r in 0..rows {
-            std::ptr::copy_nonoverlapping(scratch.as_ptr().add(r * 32), out.0.add((row + r) * ldy + col), cols);
+            std::ptr::copy_nonoverlapping(
+                scratch.as_ptr().add(r * 32),
+                out.0.add((row + r) * ldy + col),
+                cols,
+            );
         }
     }
 }
@@ -192,7 +233,14 @@ fn edge_block(
 /// Tiles configured by `full_tiles`; `a` readable for `steps` packed pairs of x tiles (rows 0..16
 /// then 16..32 of each step); `b` readable for two column groups of `steps` packed tiles; `c`
 /// readable/writable for 32 rows of 32 f32 at `c_stride`.
-unsafe fn kernel_2x2(a: *const u16, b: *const u16, steps: usize, c: *mut f32, c_stride: usize, accumulate: bool) {
+unsafe fn kernel_2x2(
+    a: *const u16,
+    b: *const u16,
+    steps: usize,
+    c: *mut f32,
+    c_stride: usize,
+    accumulate: bool,
+) {
     let c_bytes = c_stride * 4;
     // SAFETY: all addresses below stay inside the regions of the contract above.
     unsafe {
@@ -203,7 +251,13 @@ unsafe fn kernel_2x2(a: *const u16, b: *const u16, steps: usize, c: *mut f32, c_
             asm!("tileloadd tmm2, [{p} + {s}*1]", p = in(reg) c_low, s = in(reg) c_bytes, options(nostack, readonly));
             asm!("tileloadd tmm3, [{p} + {s}*1]", p = in(reg) c_low.add(16), s = in(reg) c_bytes, options(nostack, readonly));
         } else {
-            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            );
         }
         let b_second = b.add(steps * TILE);
         for t in 0..steps {

@@ -78,15 +78,22 @@ fn split_line_avx512(raw: &[u16; TILE_ROW]) -> Parts {
         let second = _mm512_cvtph_ps(_mm256_loadu_si256(raw.as_ptr().add(16) as *const __m256i));
         // cvtne2ps_pbh(a, b) puts b's 16 values first; rounding is to nearest even.
         let high: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(second, first));
-        let high_first = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(high))));
-        let high_second = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64::<1>(high))));
+        let high_first = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+            _mm512_castsi512_si256(high),
+        )));
+        let high_second = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+            _mm512_extracti64x4_epi64::<1>(high),
+        )));
         let infinity = _mm512_set1_ps(f32::INFINITY);
         let finite_first = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(first), infinity);
         let finite_second = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(second), infinity);
         let rest_first = _mm512_maskz_sub_ps(finite_first, first, high_first);
         let rest_second = _mm512_maskz_sub_ps(finite_second, second, high_second);
         let low: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(rest_second, rest_first));
-        let finite_only = _mm512_cvtne2ps_pbh(_mm512_maskz_mov_ps(finite_second, second), _mm512_maskz_mov_ps(finite_first, first));
+        let finite_only = _mm512_cvtne2ps_pbh(
+            _mm512_maskz_mov_ps(finite_second, second),
+            _mm512_maskz_mov_ps(finite_first, first),
+        );
         let high_finite: __m512i = std::mem::transmute(finite_only);
         _mm512_storeu_si512(parts.hi.as_mut_ptr() as *mut __m512i, high);
         _mm512_storeu_si512(parts.hi_finite.as_mut_ptr() as *mut __m512i, high_finite);
@@ -114,7 +121,8 @@ pub(crate) fn pack_x(x: &MatRef<u16>, operands: Operands, packed: &mut Vec<Line>
             for t in 0..steps {
                 let mut raw = [0u16; TILE_ROW];
                 if let Some(row) = source {
-                    let chunk = &row[(t * TILE_ROW).min(row.len())..((t + 1) * TILE_ROW).min(row.len())];
+                    let chunk =
+                        &row[(t * TILE_ROW).min(row.len())..((t + 1) * TILE_ROW).min(row.len())];
                     raw[..chunk.len()].copy_from_slice(chunk);
                 }
                 match operands {
@@ -137,7 +145,16 @@ pub(crate) fn pack_x(x: &MatRef<u16>, operands: Operands, packed: &mut Vec<Line>
 /// starts at line `(g·steps·passes + e)·16`, and its line p holds, for each of the 16 rows, the
 /// pair (2p, 2p + 1) of that step's 32 k.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pack_weights(w: &MatRef<u16>, first: usize, width: usize, k0: usize, depth: usize, steps: usize, operands: Operands, packed: &mut Vec<Line>) {
+pub(crate) fn pack_weights(
+    w: &MatRef<u16>,
+    first: usize,
+    width: usize,
+    k0: usize,
+    depth: usize,
+    steps: usize,
+    operands: Operands,
+    packed: &mut Vec<Line>,
+) {
     let passes = operands.passes();
     let expanded = steps * passes;
     // Every tile is written below (pads included), so old contents need no clearing.
@@ -158,7 +175,14 @@ pub(crate) fn pack_weights(w: &MatRef<u16>, first: usize, width: usize, k0: usiz
             if whole && operands == Operands::Bf16 {
                 // SAFETY: 16 weight rows from row0 with 32 values from kk exist in w; the tile is
                 // whole; AVX-512F comes with AMX (checked by the caller).
-                unsafe { transpose_cells(w.data[row0 * w.row_stride + kk..].as_ptr(), w.row_stride, tile(g, t), TILE_ROW) };
+                unsafe {
+                    transpose_cells(
+                        w.data[row0 * w.row_stride + kk..].as_ptr(),
+                        w.row_stride,
+                        tile(g, t),
+                        TILE_ROW,
+                    )
+                };
                 continue;
             }
             // Gather (zero-padded) rows, split them if f16, transpose each part into its tiles.
@@ -184,7 +208,14 @@ pub(crate) fn pack_weights(w: &MatRef<u16>, first: usize, width: usize, k0: usiz
             };
             for (p, part) in parts.iter().enumerate() {
                 // SAFETY: `part` is 16 rows of 32 u16 (stride 32); the tile is whole.
-                unsafe { transpose_cells(part.as_ptr() as *const u16, TILE_ROW, tile(g, t * passes + p), TILE_ROW) };
+                unsafe {
+                    transpose_cells(
+                        part.as_ptr() as *const u16,
+                        TILE_ROW,
+                        tile(g, t * passes + p),
+                        TILE_ROW,
+                    )
+                };
             }
         }
     }
@@ -219,7 +250,11 @@ mod tests {
                     assert_eq!(hf, h);
                     checked += 1;
                 } else {
-                    assert!((h == v || h.is_nan() && v.is_nan()) && hf == 0.0 && l == 0.0, "{:#06x}", raw[i]);
+                    assert!(
+                        (h == v || h.is_nan() && v.is_nan()) && hf == 0.0 && l == 0.0,
+                        "{:#06x}",
+                        raw[i]
+                    );
                 }
             }
         }

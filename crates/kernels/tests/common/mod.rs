@@ -24,7 +24,15 @@ pub fn random<T: Half16>(count: usize, seed: u64, from_f32: fn(f32) -> T) -> Vec
 
 /// Exact y = x · wᵀ of the (already 16-bit) inputs, in f64, and Σ|x·w| per element (the scale
 /// of the rounding error of any f32 summation order).
-pub fn reference<T: Half16>(x: &[T], ldx: usize, w: &[T], ldw: usize, m: usize, n: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
+pub fn reference<T: Half16>(
+    x: &[T],
+    ldx: usize,
+    w: &[T],
+    ldw: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let mut y = vec![0f64; m * n];
     let mut scale = vec![0f64; m * n];
     for i in 0..m {
@@ -46,7 +54,15 @@ pub fn tolerance(k: usize, scale: f64) -> f64 {
 }
 
 /// The worst error relative to the tolerance (≤ 1 passes) over the m × n block of y.
-pub fn worst_ratio(y: &[f32], ldy: usize, expected: &[f64], scale: &[f64], m: usize, n: usize, k: usize) -> f64 {
+pub fn worst_ratio(
+    y: &[f32],
+    ldy: usize,
+    expected: &[f64],
+    scale: &[f64],
+    m: usize,
+    n: usize,
+    k: usize,
+) -> f64 {
     let mut worst = 0f64;
     for i in 0..m {
         for j in 0..n {

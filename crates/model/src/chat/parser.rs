@@ -96,7 +96,9 @@ pub fn validate_query_lengths(n_l: usize, n_s: usize) -> Result<()> {
 /// missing"). An explicitly named token that the tokenizer lacks is an error.
 pub fn resolve_token_id(tok: &Tokenizer, token: Option<&str>, fallback: u32) -> Result<u32> {
     match token {
-        Some(t) => tok.token_id(t).with_context(|| format!("{}: token {t:?} is not in the tokenizer", tok.origin())),
+        Some(t) => tok
+            .token_id(t)
+            .with_context(|| format!("{}: token {t:?} is not in the tokenizer", tok.origin())),
         None => Ok(fallback),
     }
 }
@@ -172,7 +174,12 @@ impl ChatParser {
 
     /// Tokenises `conv`. Vision slots are inserted only when `has_image` (the original's
     /// `enable_que_end = has_image`); an image with no non-empty question is an error.
-    pub fn parse(&self, tok: &Tokenizer, conv: &Conversation, has_image: bool) -> Result<ChatTokens> {
+    pub fn parse(
+        &self,
+        tok: &Tokenizer,
+        conv: &Conversation,
+        has_image: bool,
+    ) -> Result<ChatTokens> {
         let segs = self.segments(conv)?;
         let mut out = ChatTokens::default();
         let mut question = 0usize;
@@ -229,7 +236,13 @@ pub fn placeholder_token(i: usize) -> String {
 
 impl QueryParser {
     /// Errors unless n_l ≥ n_s ≥ 1.
-    pub fn new(n_l: usize, n_s: usize, eos_id: u32, pad_id: u32, placeholder_base: Option<u32>) -> Result<Self> {
+    pub fn new(
+        n_l: usize,
+        n_s: usize,
+        eos_id: u32,
+        pad_id: u32,
+        placeholder_base: Option<u32>,
+    ) -> Result<Self> {
         validate_query_lengths(n_l, n_s)?;
         Ok(Self { n_l, n_s, eos_id, pad_id, placeholder_base, drop_query: false, fill_ends: 0 })
     }
@@ -245,9 +258,9 @@ impl QueryParser {
         append_special_padding: bool,
         pad_token: Option<&str>,
     ) -> Result<Self> {
-        let eos_id = clip
-            .token_id("<|endoftext|>")
-            .with_context(|| format!("{}: CLIP tokenizer has no <|endoftext|> (eos) token", clip.origin()))?;
+        let eos_id = clip.token_id("<|endoftext|>").with_context(|| {
+            format!("{}: CLIP tokenizer has no <|endoftext|> (eos) token", clip.origin())
+        })?;
         let pad_id = resolve_token_id(clip, pad_token, eos_id).context("CLIP pad token")?;
         let base = append_special_padding
             .then(|| clip.token_id(&placeholder_token(0)).unwrap_or(clip.vocab_size() as u32));
@@ -336,7 +349,13 @@ impl ChatAndQueryParser {
 
     /// LLM row (QED slots when `has_image`) and query row (when `has_image`); the number of QED
     /// slots must equal the number of QED|EOS query outputs.
-    pub fn parse(&self, llm_tok: &Tokenizer, clip_tok: &Tokenizer, conv: &Conversation, has_image: bool) -> Result<ParsedRecord> {
+    pub fn parse(
+        &self,
+        llm_tok: &Tokenizer,
+        clip_tok: &Tokenizer,
+        conv: &Conversation,
+        has_image: bool,
+    ) -> Result<ParsedRecord> {
         let llm = self.chat.parse(llm_tok, conv, has_image)?;
         if !has_image {
             return Ok(ParsedRecord { llm, query: None });
@@ -344,7 +363,8 @@ impl ChatAndQueryParser {
         // As the original's query parser: the text of the LLM row's QUE segments, which for
         // llama-2 without a system prompt is "[INST] {question}" for the first question.
         let segments = self.chat.segments(conv)?;
-        let questions: Vec<&str> = segments.iter().filter(|s| s.tp == QUE).map(|s| s.text.as_str()).collect();
+        let questions: Vec<&str> =
+            segments.iter().filter(|s| s.tp == QUE).map(|s| s.text.as_str()).collect();
         let query = self.query.parse(clip_tok, &questions)?;
         let (slots, outs) = (llm.count_type(QED), query.count_type(QED_EOS));
         if slots != outs {

@@ -44,7 +44,9 @@ impl ChatRecord {
             let role = match m.role.as_str() {
                 "user" => Role::User,
                 "assistant" => Role::Assistant,
-                other => bail!("messages[{i}]: unknown role {other:?} (expected \"user\" or \"assistant\")"),
+                other => bail!(
+                    "messages[{i}]: unknown role {other:?} (expected \"user\" or \"assistant\")"
+                ),
             };
             conv.messages.push(Message { role, content: m.content });
         }
@@ -55,7 +57,8 @@ impl ChatRecord {
 
 /// One chat JSONL line (no line number in errors; see [`parse_chat_jsonl`]).
 pub fn parse_chat_record(line: &str) -> Result<Conversation> {
-    let rec: ChatRecord = serde_json::from_str(line).map_err(|e| anyhow!("not a chat record ({e})"))?;
+    let rec: ChatRecord =
+        serde_json::from_str(line).map_err(|e| anyhow!("not a chat record ({e})"))?;
     rec.into_conversation()
 }
 
@@ -113,8 +116,9 @@ pub fn conversation_from_simple(entries: &[SimpleEntry]) -> (Conversation, Vec<S
 
 /// A JSON array of simple entries.
 pub fn parse_simple_record(json: &str) -> Result<(Conversation, Vec<String>)> {
-    let entries: Vec<SimpleEntry> = serde_json::from_str(json)
-        .map_err(|e| anyhow!("not a simple role list [{{\"role\": ..., \"content\": ...}}] ({e})"))?;
+    let entries: Vec<SimpleEntry> = serde_json::from_str(json).map_err(|e| {
+        anyhow!("not a simple role list [{{\"role\": ..., \"content\": ...}}] ({e})")
+    })?;
     Ok(conversation_from_simple(&entries))
 }
 
@@ -131,13 +135,18 @@ pub struct VlmEvalItem {
 /// VLMEvalKit message list: texts alternate user / assistant (user first); at most one image.
 /// With `add_endoftext` an empty assistant message is appended when the last text is the
 /// user's, so the prompt ends with the assistant's turn (the original appends "" by count parity).
-pub fn conversation_from_vlmeval(items: &[VlmEvalItem], add_endoftext: bool) -> Result<Conversation> {
+pub fn conversation_from_vlmeval(
+    items: &[VlmEvalItem],
+    add_endoftext: bool,
+) -> Result<Conversation> {
     let mut conv = Conversation::default();
     for (i, it) in items.iter().enumerate() {
         match it.kind.as_str() {
             "image" => {
                 if conv.image.is_some() {
-                    bail!("item {i}: a second image (only one image per message list is supported)");
+                    bail!(
+                        "item {i}: a second image (only one image per message list is supported)"
+                    );
                 }
                 conv.image = image_ref(Some(it.value.clone()));
             }
@@ -159,8 +168,9 @@ pub fn conversation_from_vlmeval(items: &[VlmEvalItem], add_endoftext: bool) -> 
 
 /// A JSON array of VLMEvalKit items.
 pub fn parse_vlmeval_message(json: &str, add_endoftext: bool) -> Result<Conversation> {
-    let items: Vec<VlmEvalItem> = serde_json::from_str(json)
-        .map_err(|e| anyhow!("not a VLMEvalKit message list [{{\"type\": ..., \"value\": ...}}] ({e})"))?;
+    let items: Vec<VlmEvalItem> = serde_json::from_str(json).map_err(|e| {
+        anyhow!("not a VLMEvalKit message list [{{\"type\": ..., \"value\": ...}}] ({e})")
+    })?;
     conversation_from_vlmeval(&items, add_endoftext)
 }
 
@@ -219,9 +229,11 @@ pub struct RecordFile {
 pub fn read_record_file(path: &Path) -> Result<RecordFile> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).with_context(|| format!("{origin}: cannot read"))?;
-    let (conversation, warnings) = parse_any_record(&text, false).with_context(|| format!("{origin}: not a conversation record"))?;
+    let (conversation, warnings) = parse_any_record(&text, false)
+        .with_context(|| format!("{origin}: not a conversation record"))?;
     conversation.validate().with_context(|| format!("{origin}: invalid conversation"))?;
-    let image = conversation.image.as_ref().map(|r| path.parent().unwrap_or(Path::new(".")).join(r));
+    let image =
+        conversation.image.as_ref().map(|r| path.parent().unwrap_or(Path::new(".")).join(r));
     let warnings = warnings.into_iter().map(|w| format!("{origin}: {w}")).collect();
     Ok(RecordFile { conversation, image, warnings })
 }

@@ -53,8 +53,16 @@ pub struct ChatTemplate {
 }
 
 /// The seed's templates.
-pub const TEMPLATE_NAMES: [&str; 8] =
-    ["llama-2", "llama-2-vision", "vicuna_v1.1", "qwen-7b-chat", "phi-3", "microsoft-phi-3", "llama-3", "llama-3-vision"];
+pub const TEMPLATE_NAMES: [&str; 8] = [
+    "llama-2",
+    "llama-2-vision",
+    "vicuna_v1.1",
+    "qwen-7b-chat",
+    "phi-3",
+    "microsoft-phi-3",
+    "llama-3",
+    "llama-3-vision",
+];
 
 /// tokenscale's own: "plain" is vicuna_v1.1 without a system prompt ("<s> USER: q ASSISTANT: a</s>"),
 /// for the small models trained here, whose word-level vocabulary has no system-prompt words.
@@ -63,7 +71,8 @@ pub const EXTRA_TEMPLATE_NAMES: [&str; 1] = ["plain"];
 const VICUNA_SYSTEM: &str = "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.";
 const LLAMA2_SYS: &str = "[INST] <<SYS>>\n{}\n<</SYS>>\n\n";
 const LLAMA3_SYS: &str = "<|start_header_id|>system<|end_header_id|>\n\n{}<|eot_id|>";
-const LLAMA3_ROLES: [&str; 2] = ["<|start_header_id|>user<|end_header_id|>", "<|start_header_id|>assistant<|end_header_id|>"];
+const LLAMA3_ROLES: [&str; 2] =
+    ["<|start_header_id|>user<|end_header_id|>", "<|start_header_id|>assistant<|end_header_id|>"];
 
 impl ChatTemplate {
     /// The template by its fastchat / `chat_template_extend` name; an unknown name is an error
@@ -71,8 +80,16 @@ impl ChatTemplate {
     pub fn by_name(name: &str) -> Result<Self> {
         let (name, style, system_template, default_system, roles) = match name {
             "llama-2" => ("llama-2", SepStyle::Llama2, LLAMA2_SYS, "", ["[INST]", "[/INST]"]),
-            "llama-2-vision" => ("llama-2-vision", SepStyle::Llama2, LLAMA2_SYS, VICUNA_SYSTEM, ["[INST]", "[/INST]"]),
-            "vicuna_v1.1" => ("vicuna_v1.1", SepStyle::AddColonTwo, "{}", VICUNA_SYSTEM, ["USER", "ASSISTANT"]),
+            "llama-2-vision" => (
+                "llama-2-vision",
+                SepStyle::Llama2,
+                LLAMA2_SYS,
+                VICUNA_SYSTEM,
+                ["[INST]", "[/INST]"],
+            ),
+            "vicuna_v1.1" => {
+                ("vicuna_v1.1", SepStyle::AddColonTwo, "{}", VICUNA_SYSTEM, ["USER", "ASSISTANT"])
+            }
             "plain" => ("plain", SepStyle::AddColonTwo, "{}", "", ["USER", "ASSISTANT"]),
             "qwen-7b-chat" => (
                 "qwen-7b-chat",
@@ -81,12 +98,28 @@ impl ChatTemplate {
                 "You are a helpful assistant.",
                 ["<|im_start|>user", "<|im_start|>assistant"],
             ),
-            "phi-3" => ("phi-3", SepStyle::Phi3, "{}", "You are a helpful assistant.", ["<|user|>", "<|assistant|>"]),
-            "microsoft-phi-3" => {
-                ("microsoft-phi-3", SepStyle::Phi3, "<|system|>\n{}<|end|>\n", "", ["<|user|>", "<|assistant|>"])
-            }
+            "phi-3" => (
+                "phi-3",
+                SepStyle::Phi3,
+                "{}",
+                "You are a helpful assistant.",
+                ["<|user|>", "<|assistant|>"],
+            ),
+            "microsoft-phi-3" => (
+                "microsoft-phi-3",
+                SepStyle::Phi3,
+                "<|system|>\n{}<|end|>\n",
+                "",
+                ["<|user|>", "<|assistant|>"],
+            ),
             "llama-3" => ("llama-3", SepStyle::Llama3, LLAMA3_SYS, "", LLAMA3_ROLES),
-            "llama-3-vision" => ("llama-3-vision", SepStyle::Llama3, LLAMA3_SYS, "You are a helpful assistant.", LLAMA3_ROLES),
+            "llama-3-vision" => (
+                "llama-3-vision",
+                SepStyle::Llama3,
+                LLAMA3_SYS,
+                "You are a helpful assistant.",
+                LLAMA3_ROLES,
+            ),
             other => bail!(
                 "unknown chat template \"{other}\" (expected one of: {}, {})",
                 TEMPLATE_NAMES.join(", "),
@@ -112,7 +145,11 @@ impl ChatTemplate {
         let sys = self.system_prompt(conv.system.as_deref());
         let [user_role, asst_role] = self.roles;
         let mut s = Vec::new();
-        let msgs = conv.messages.iter().enumerate().map(|(i, m)| (i, m.role == Role::User, m.content.as_str()));
+        let msgs = conv
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i, m.role == Role::User, m.content.as_str()));
         match self.style {
             SepStyle::Llama2 => {
                 s.push(Segment::new("<s>", BOS));
@@ -164,7 +201,10 @@ impl ChatTemplate {
                     s.push(Segment::new(format!("{p}<|im_end|>\n"), SYS));
                 }
                 for (_, user, m) in msgs {
-                    s.push(Segment::new(format!("{}\n", if user { user_role } else { asst_role }), INST));
+                    s.push(Segment::new(
+                        format!("{}\n", if user { user_role } else { asst_role }),
+                        INST,
+                    ));
                     if !m.is_empty() {
                         s.push(Segment::new(m, if user { QUE } else { ANS }));
                         s.push(Segment::new("<|im_end|>\n", if user { INST } else { EOS }));
@@ -176,7 +216,10 @@ impl ChatTemplate {
                     s.push(Segment::new(p.clone(), SYS));
                 }
                 for (_, user, m) in msgs {
-                    s.push(Segment::new(format!("{}\n", if user { user_role } else { asst_role }), INST));
+                    s.push(Segment::new(
+                        format!("{}\n", if user { user_role } else { asst_role }),
+                        INST,
+                    ));
                     if !m.is_empty() {
                         s.push(Segment::new(m, if user { QUE } else { ANS }));
                         s.push(Segment::new("<|end|>\n", EOS));
@@ -192,7 +235,10 @@ impl ChatTemplate {
                     s.push(Segment::new(p.clone(), SYS));
                 }
                 for (_, user, m) in msgs {
-                    s.push(Segment::new(format!("{}\n\n", if user { user_role } else { asst_role }), INST));
+                    s.push(Segment::new(
+                        format!("{}\n\n", if user { user_role } else { asst_role }),
+                        INST,
+                    ));
                     if !m.is_empty() {
                         s.push(Segment::new(m, if user { QUE } else { ANS }));
                         s.push(Segment::new("<|eot_id|>", if user { INST } else { EOS }));

@@ -16,25 +16,32 @@ impl Tokenizer {
         if !path.is_file() {
             anyhow::bail!("{}: tokenizer file not found", path.display());
         }
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
         Ok(Self { inner, origin: path.display().to_string() })
     }
 
     /// Parses `tokenizer.json` contents; `origin` names them in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| anyhow!("{origin}: {e}"))?;
+        let inner =
+            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| anyhow!("{origin}: {e}"))?;
         Ok(Self { inner, origin: origin.to_string() })
     }
 
     /// Encodes with the tokenizer's own special-token handling (e.g. a BOS from its post-processor).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| anyhow!("{}: cannot encode: {e}", self.origin))?;
+        let enc = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| anyhow!("{}: cannot encode: {e}", self.origin))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Decodes `ids` to text, dropping special tokens when `skip_special_tokens`.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special_tokens).map_err(|e| anyhow!("{}: cannot decode: {e}", self.origin))
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| anyhow!("{}: cannot decode: {e}", self.origin))
     }
 
     /// The id of the exact token string `token` (special tokens included), if the vocabulary
@@ -80,7 +87,8 @@ impl<'a> TokenStream<'a> {
 
     /// Adds a token and returns the newly completed text, if any.
     pub fn push(&mut self, token: u32) -> Result<String> {
-        let piece = self.inner.step(token).map_err(|e| anyhow!("{}: cannot decode: {e}", self.origin))?;
+        let piece =
+            self.inner.step(token).map_err(|e| anyhow!("{}: cannot decode: {e}", self.origin))?;
         Ok(piece.unwrap_or_default())
     }
 }

@@ -91,7 +91,10 @@ impl Source {
 
     /// Stored dtype name (`F32`, `BF16`, …), shape and bytes of one tensor.
     fn raw(&self, key: &str) -> Result<RawTensor<'_>> {
-        let view = self.store.get(key).with_context(|| format!("{}: missing tensor `{key}`", self.origin()))?;
+        let view = self
+            .store
+            .get(key)
+            .with_context(|| format!("{}: missing tensor `{key}`", self.origin()))?;
         let dtype = serde_json::to_value(view.dtype())?.as_str().unwrap_or_default().to_string();
         Ok(RawTensor { dtype, shape: view.shape().to_vec(), data: view.data() })
     }
@@ -105,7 +108,8 @@ struct RawTensor<'a> {
 
 impl safetensors::View for RawTensor<'_> {
     fn dtype(&self) -> safetensors::Dtype {
-        serde_json::from_value(serde_json::Value::String(self.dtype.clone())).expect("dtype checked when planned")
+        serde_json::from_value(serde_json::Value::String(self.dtype.clone()))
+            .expect("dtype checked when planned")
     }
     fn shape(&self) -> &[usize] {
         &self.shape
@@ -174,10 +178,14 @@ pub fn latest_checkpoint(root: &Path) -> Result<(u64, PathBuf)> {
         bail!("{}: training folder not found", root.display());
     }
     let mut best: Option<(u64, PathBuf)> = None;
-    for entry in std::fs::read_dir(root).with_context(|| format!("{}: cannot read", root.display()))? {
+    for entry in
+        std::fs::read_dir(root).with_context(|| format!("{}: cannot read", root.display()))?
+    {
         let path = entry?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        let Some(n) = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<u64>().ok()) else { continue };
+        let Some(n) = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
         if path.is_dir() && best.as_ref().is_none_or(|(b, _)| n > *b) {
             best = Some((n, path));
         }
@@ -208,7 +216,10 @@ fn existing_files(dir: &Path, names: &[&str]) -> Vec<(PathBuf, PathBuf)> {
 fn check_target(target: &Path, overwrite: bool) -> Result<()> {
     let config = target.join("config.json");
     if config.exists() && !overwrite {
-        bail!("{}: already exists (the `overwrite` option replaces the checkpoint)", config.display());
+        bail!(
+            "{}: already exists (the `overwrite` option replaces the checkpoint)",
+            config.display()
+        );
     }
     if target.exists() && !target.is_dir() {
         bail!("{}: exists and is not a folder", target.display());
@@ -227,10 +238,14 @@ fn remove_stale_temporaries(parent: &Path, name: &str) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(parent) else { return Ok(()) };
     for entry in entries.filter_map(|e| e.ok()) {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file_name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(pid) = file_name.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if pid == std::process::id() || !tokenscale_fsio::process_alive(pid) {
             let path = entry.path();
-            std::fs::remove_dir_all(&path).with_context(|| format!("{}: cannot remove stale temporary folder", path.display()))?;
+            std::fs::remove_dir_all(&path).with_context(|| {
+                format!("{}: cannot remove stale temporary folder", path.display())
+            })?;
         }
     }
     Ok(())
@@ -246,8 +261,17 @@ fn parent_of(path: &Path) -> PathBuf {
 fn check_dtypes(plan: &Plan) -> Result<()> {
     for t in &plan.tensors {
         let raw = plan.sources[t.source].raw(&t.source_key)?;
-        if serde_json::from_value::<safetensors::Dtype>(serde_json::Value::String(raw.dtype.clone())).is_err() {
-            bail!("{}: tensor `{}` has dtype {} the writer does not know", plan.sources[t.source].origin(), t.source_key, raw.dtype);
+        if serde_json::from_value::<safetensors::Dtype>(serde_json::Value::String(
+            raw.dtype.clone(),
+        ))
+        .is_err()
+        {
+            bail!(
+                "{}: tensor `{}` has dtype {} the writer does not know",
+                plan.sources[t.source].origin(),
+                t.source_key,
+                raw.dtype
+            );
         }
     }
     Ok(())
@@ -265,18 +289,25 @@ pub fn plan_update(root: &Path, target: Option<&Path>, overwrite: bool) -> Resul
     // `config.text_config.max_position_embeddings = 1024`: of the nested imgque config for the
     // full model, of the config itself for the stage-1 CLIP model.
     let (field, text_config) = if config.get("imgque_config").is_some() {
-        let iq = config.get_mut("imgque_config").and_then(|v| v.as_object_mut()).with_context(|| {
-            format!("{}: field `imgque_config` must be an object", config_path.display())
-        })?;
-        ("imgque_config.text_config", iq.entry("text_config").or_insert_with(|| serde_json::json!({})))
+        let iq =
+            config.get_mut("imgque_config").and_then(|v| v.as_object_mut()).with_context(|| {
+                format!("{}: field `imgque_config` must be an object", config_path.display())
+            })?;
+        (
+            "imgque_config.text_config",
+            iq.entry("text_config").or_insert_with(|| serde_json::json!({})),
+        )
     } else {
-        let map = config.as_object_mut().with_context(|| format!("{}: not a JSON object", config_path.display()))?;
+        let map = config
+            .as_object_mut()
+            .with_context(|| format!("{}: not a JSON object", config_path.display()))?;
         ("text_config", map.entry("text_config").or_insert_with(|| serde_json::json!({})))
     };
     let text = text_config
         .as_object_mut()
         .with_context(|| format!("{}: field `{field}` must be an object", config_path.display()))?;
-    let before = text.insert("max_position_embeddings".into(), serde_json::json!(UPDATED_TEXT_MAX_POSITIONS));
+    let before = text
+        .insert("max_position_embeddings".into(), serde_json::json!(UPDATED_TEXT_MAX_POSITIONS));
     notes.push(format!(
         "config: {field}.max_position_embeddings {} -> {UPDATED_TEXT_MAX_POSITIONS}",
         before.map(|v| v.to_string()).unwrap_or_else(|| "(unset)".into())
@@ -353,7 +384,8 @@ pub fn plan_swap_llm(ckpt: &Path, llm: &Path, out: &Path, overwrite: bool) -> Re
         );
     }
     let old_llm_name = config.get("llm_model_name_or_path").cloned();
-    let map = config.as_object_mut().with_context(|| format!("{ckpt_origin}: not a JSON object"))?;
+    let map =
+        config.as_object_mut().with_context(|| format!("{ckpt_origin}: not a JSON object"))?;
     map.insert("llm_config".into(), llm_value.clone());
     map.insert("llm_model_name_or_path".into(), serde_json::json!(llm.display().to_string()));
     let mut notes = vec![
@@ -412,7 +444,10 @@ pub fn plan_swap_llm(ckpt: &Path, llm: &Path, out: &Path, overwrite: bool) -> Re
         if new_llm.tie_word_embeddings {
             notes.push("tied embeddings: no lm_head.weight is written; llm_config.tie_word_embeddings = true makes the loader use llm_backbone.model.embed_tokens.weight".into());
         } else {
-            bail!("{}: missing tensor `lm_head.weight` (and tie_word_embeddings is false)", new.origin());
+            bail!(
+                "{}: missing tensor `lm_head.weight` (and tie_word_embeddings is false)",
+                new.origin()
+            );
         }
     }
     let mut dtypes_old: BTreeMap<String, usize> = BTreeMap::new();
@@ -443,7 +478,10 @@ pub fn plan_swap_llm(ckpt: &Path, llm: &Path, out: &Path, overwrite: bool) -> Re
     }
     copies.extend(processor);
     if !ckpt.join("clip").join("tokenizer.json").is_file() {
-        bail!("{}: missing clip/tokenizer.json (the CLIP tokenizer of the query decoder)", ckpt.display());
+        bail!(
+            "{}: missing clip/tokenizer.json (the CLIP tokenizer of the query decoder)",
+            ckpt.display()
+        );
     }
     copies.push((ckpt.join("clip"), PathBuf::from("clip")));
     let plan = Plan {
@@ -486,12 +524,21 @@ impl Plan {
         for (a, b) in &self.renamed {
             out(&mut s, format!("  {a} -> {b}"));
         }
-        out(&mut s, format!("writes {} tensors (stored dtypes kept) to model.safetensors, and config.json", self.tensors.len()));
+        out(
+            &mut s,
+            format!(
+                "writes {} tensors (stored dtypes kept) to model.safetensors, and config.json",
+                self.tensors.len()
+            ),
+        );
         for (src, rel) in &self.copies {
             out(&mut s, format!("copies {} -> {}", src.display(), rel.display()));
         }
         if self.target.join("config.json").exists() {
-            out(&mut s, format!("replaces the checkpoint files in {} (`overwrite`)", self.target.display()));
+            out(
+                &mut s,
+                format!("replaces the checkpoint files in {} (`overwrite`)", self.target.display()),
+            );
         }
         s
     }
@@ -500,11 +547,16 @@ impl Plan {
     pub fn execute(&self) -> Result<Report> {
         check_target(&self.target, self.overwrite)?;
         let parent = parent_of(&self.target);
-        let name = self.target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "checkpoint".into());
+        let name = self
+            .target
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "checkpoint".into());
         remove_stale_temporaries(&parent, &name)?;
         let tmp = parent.join(format!(".{name}.ckpt-tmp-{}", std::process::id()));
         std::fs::create_dir(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-        let result = self.write_into(&tmp).and_then(|report| self.move_into_place(&tmp).map(|_| report));
+        let result =
+            self.write_into(&tmp).and_then(|report| self.move_into_place(&tmp).map(|_| report));
         if tmp.exists() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
@@ -514,7 +566,11 @@ impl Plan {
     }
 
     fn write_into(&self, dir: &Path) -> Result<Report> {
-        let progress = tokenscale_base::progress::Progress::new(&format!("writing {}", self.target.display()), (self.tensors.len() + self.copies.len()) as u64, "tensors and files");
+        let progress = tokenscale_base::progress::Progress::new(
+            &format!("writing {}", self.target.display()),
+            (self.tensors.len() + self.copies.len()) as u64,
+            "tensors and files",
+        );
         let mut raws = Vec::with_capacity(self.tensors.len());
         for t in &self.tensors {
             raws.push((t.key.clone(), self.sources[t.source].raw(&t.source_key)?));
@@ -525,7 +581,8 @@ impl Plan {
         safetensors::serialize_to_file(raws, Some(metadata), &weights)
             .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", weights.display()))?;
         let config = serde_json::to_string_pretty(&self.config)? + "\n";
-        std::fs::write(dir.join("config.json"), config).with_context(|| format!("{}: cannot write", dir.join("config.json").display()))?;
+        std::fs::write(dir.join("config.json"), config)
+            .with_context(|| format!("{}: cannot write", dir.join("config.json").display()))?;
         for (src, rel) in &self.copies {
             copy_path(src, &dir.join(rel))?;
             progress.inc(1);
@@ -539,7 +596,12 @@ impl Plan {
         let written = Source::open(dir)?;
         let keys = written.keys();
         if keys.len() != self.tensors.len() {
-            bail!("{}: {} tensors written, {} planned", written.origin(), keys.len(), self.tensors.len());
+            bail!(
+                "{}: {} tensors written, {} planned",
+                written.origin(),
+                keys.len(),
+                self.tensors.len()
+            );
         }
         let mut dtypes: BTreeMap<String, usize> = BTreeMap::new();
         let mut bytes = 0u64;
@@ -565,12 +627,19 @@ impl Plan {
                 Some("F16") => DType::F16,
                 _ => DType::F32,
             };
-            ImgQuePipeline::load(dir, dtype, &Device::Cpu).context("the written checkpoint does not load")?;
+            ImgQuePipeline::load(dir, dtype, &Device::Cpu)
+                .context("the written checkpoint does not load")?;
             true
         } else {
             false
         };
-        Ok(Report { target: dir.to_path_buf(), tensors: keys.len(), bytes, dtypes, pipeline_loaded })
+        Ok(Report {
+            target: dir.to_path_buf(),
+            tensors: keys.len(),
+            bytes,
+            dtypes,
+            pipeline_loaded,
+        })
     }
 
     /// A new target: one rename of the whole folder. An existing target (a training root, or
@@ -591,14 +660,18 @@ impl Plan {
         let target = &self.target;
         let empty = target.is_dir() && std::fs::read_dir(target)?.next().is_none();
         if empty {
-            std::fs::remove_dir(target).with_context(|| format!("{}: cannot replace empty folder", target.display()))?;
+            std::fs::remove_dir(target)
+                .with_context(|| format!("{}: cannot replace empty folder", target.display()))?;
         }
         if !target.exists() {
-            return std::fs::rename(tmp, target).with_context(|| format!("{}: cannot move {} into place", target.display(), tmp.display()));
+            return std::fs::rename(tmp, target).with_context(|| {
+                format!("{}: cannot move {} into place", target.display(), tmp.display())
+            });
         }
         let config = target.join("config.json");
         if config.exists() {
-            std::fs::remove_file(&config).with_context(|| format!("{}: cannot remove", config.display()))?;
+            std::fs::remove_file(&config)
+                .with_context(|| format!("{}: cannot remove", config.display()))?;
         }
         // Weights of an older layout would shadow or mix with the new file.
         let index = target.join("model.safetensors.index.json");
@@ -610,16 +683,20 @@ impl Plan {
                     }
                 }
             }
-            std::fs::remove_file(&index).with_context(|| format!("{}: cannot remove", index.display()))?;
+            std::fs::remove_file(&index)
+                .with_context(|| format!("{}: cannot remove", index.display()))?;
         }
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(tmp)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(tmp)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
         entries.sort_by_key(|p| p.file_name() == Some("config.json".as_ref()));
         for src in entries {
             let dest = target.join(src.file_name().context("temporary entry without a name")?);
             if dest.is_dir() {
-                std::fs::remove_dir_all(&dest).with_context(|| format!("{}: cannot replace", dest.display()))?;
+                std::fs::remove_dir_all(&dest)
+                    .with_context(|| format!("{}: cannot replace", dest.display()))?;
             }
-            std::fs::rename(&src, &dest).with_context(|| format!("{}: cannot move into place", dest.display()))?;
+            std::fs::rename(&src, &dest)
+                .with_context(|| format!("{}: cannot move into place", dest.display()))?;
         }
         tokenscale_fsio::sync_dir(target)?;
         Ok(())
@@ -628,25 +705,32 @@ impl Plan {
 
 fn copy_path(src: &Path, dest: &Path) -> Result<()> {
     if src.is_dir() {
-        std::fs::create_dir_all(dest).with_context(|| format!("{}: cannot create", dest.display()))?;
-        for entry in std::fs::read_dir(src).with_context(|| format!("{}: cannot read", src.display()))? {
+        std::fs::create_dir_all(dest)
+            .with_context(|| format!("{}: cannot create", dest.display()))?;
+        for entry in
+            std::fs::read_dir(src).with_context(|| format!("{}: cannot read", src.display()))?
+        {
             let entry = entry?;
             copy_path(&entry.path(), &dest.join(entry.file_name()))?;
         }
         Ok(())
     } else {
-        std::fs::copy(src, dest).with_context(|| format!("{}: cannot copy to {}", src.display(), dest.display()))?;
+        std::fs::copy(src, dest)
+            .with_context(|| format!("{}: cannot copy to {}", src.display(), dest.display()))?;
         Ok(())
     }
 }
 
 /// A truncated file is an error naming it instead of a failure inside the mapping.
 fn check_header(path: &Path) -> Result<()> {
-    let len = std::fs::metadata(path).with_context(|| format!("{}: cannot open", path.display()))?.len();
-    let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let len =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot open", path.display()))?.len();
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut head = [0u8; 8];
-    std::io::Read::read_exact(&mut file, &mut head)
-        .map_err(|_| anyhow::anyhow!("{}: truncated safetensors file (no header)", path.display()))?;
+    std::io::Read::read_exact(&mut file, &mut head).map_err(|_| {
+        anyhow::anyhow!("{}: truncated safetensors file (no header)", path.display())
+    })?;
     let n = u64::from_le_bytes(head);
     if n == 0 || 8 + n > len {
         bail!("{}: truncated or corrupt safetensors file (header length {n})", path.display());

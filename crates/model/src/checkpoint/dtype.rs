@@ -79,9 +79,13 @@ fn config_dtype(dir: &Path) -> Option<DType> {
     let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     let named = |v: &serde_json::Value| {
-        ["torch_dtype", "dtype"].iter().find_map(|k| v.get(*k).and_then(|d| d.as_str()).map(str::to_string))
+        ["torch_dtype", "dtype"]
+            .iter()
+            .find_map(|k| v.get(*k).and_then(|d| d.as_str()).map(str::to_string))
     };
-    let name = named(&json).or_else(|| ["text_config", "llm_config"].iter().find_map(|k| json.get(*k).and_then(named)))?;
+    let name = named(&json).or_else(|| {
+        ["text_config", "llm_config"].iter().find_map(|k| json.get(*k).and_then(named))
+    })?;
     match name.as_str() {
         "bfloat16" => Some(DType::BF16),
         "float16" => Some(DType::F16),
@@ -102,7 +106,8 @@ impl DtypePolicy {
                 }
                 let count: u64 = shape.iter().map(|&d| d as u64).product();
                 elements += count;
-                *stored.entry(dtype_name(dtype).to_string()).or_default() += count * dtype.size_in_bytes() as u64;
+                *stored.entry(dtype_name(dtype).to_string()).or_default() +=
+                    count * dtype.size_in_bytes() as u64;
             }
         }
         let majority = stored_majority(&stored, config_dtype(dir));
@@ -114,7 +119,8 @@ impl DtypePolicy {
         let (dtype, reason) = match self {
             Self::Auto => {
                 let dtype = majority.unwrap_or(DType::F32);
-                let mixed = if stored.len() > 1 { ", mixed: the majority's dtype chosen" } else { "" };
+                let mixed =
+                    if stored.len() > 1 { ", mixed: the majority's dtype chosen" } else { "" };
                 (dtype, format!("{} (auto; stored: {describe}{mixed})", dtype_name(dtype)))
             }
             Self::Fixed(dtype) => {
@@ -138,7 +144,8 @@ fn stored_majority(stored: &BTreeMap<String, u64>, config: Option<DType>) -> Opt
         _ => None,
     };
     let most = *stored.values().max()?;
-    let tied: Vec<DType> = stored.iter().filter(|(_, b)| **b == most).filter_map(|(n, _)| parse(n)).collect();
+    let tied: Vec<DType> =
+        stored.iter().filter(|(_, b)| **b == most).filter_map(|(n, _)| parse(n)).collect();
     if let Some(config) = config.filter(|c| tied.contains(c)) {
         return Some(config);
     }
@@ -161,7 +168,13 @@ pub fn human_bytes(bytes: u64) -> String {
 /// (`memory.max − memory.current`, cgroup v2), where the platform reports them.
 pub fn available_memory() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u64 = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     let mut room = kib * 1024;
     let read = |name: &str| std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(name)).ok();
     if let (Some(max), Some(current)) = (read("memory.max"), read("memory.current")) {
@@ -181,7 +194,9 @@ pub fn check_fits(dir: &Path, resolved: &ResolvedDtype) -> Result<()> {
     let Some(room) = available_memory() else { return Ok(()) };
     let need = resolved.compute_bytes + HEADROOM;
     if need > room {
-        let hint = if resolved.dtype == DType::F32 && resolved.stored.keys().any(|k| k == "bf16" || k == "f16") {
+        let hint = if resolved.dtype == DType::F32
+            && resolved.stored.keys().any(|k| k == "bf16" || k == "f16")
+        {
             "; run it in its 16-bit storage dtype (dtype auto or bf16/f16)"
         } else {
             ""
@@ -247,9 +262,18 @@ mod tests {
     #[test]
     fn the_majority_of_bytes_decides_and_the_config_breaks_ties() {
         assert_eq!(stored_majority(&bytes(&[("bf16", 100), ("f32", 4)]), None), Some(DType::BF16));
-        assert_eq!(stored_majority(&bytes(&[("bf16", 4), ("f32", 100)]), Some(DType::BF16)), Some(DType::F32));
-        assert_eq!(stored_majority(&bytes(&[("bf16", 50), ("f16", 50)]), Some(DType::F16)), Some(DType::F16));
-        assert_eq!(stored_majority(&bytes(&[("bf16", 50), ("f16", 50)]), Some(DType::F32)), Some(DType::BF16));
+        assert_eq!(
+            stored_majority(&bytes(&[("bf16", 4), ("f32", 100)]), Some(DType::BF16)),
+            Some(DType::F32)
+        );
+        assert_eq!(
+            stored_majority(&bytes(&[("bf16", 50), ("f16", 50)]), Some(DType::F16)),
+            Some(DType::F16)
+        );
+        assert_eq!(
+            stored_majority(&bytes(&[("bf16", 50), ("f16", 50)]), Some(DType::F32)),
+            Some(DType::BF16)
+        );
         assert_eq!(stored_majority(&bytes(&[]), None), None);
     }
 

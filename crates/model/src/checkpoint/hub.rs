@@ -16,13 +16,19 @@ pub fn cache_dir() -> Result<PathBuf> {
     if let Some(home) = var("HF_HOME") {
         return Ok(home.join("hub"));
     }
-    let home = var("HOME").context("cannot find the Hugging Face cache: none of HF_HUB_CACHE, HF_HOME, HOME is set")?;
+    let home = var("HOME").context(
+        "cannot find the Hugging Face cache: none of HF_HUB_CACHE, HF_HOME, HOME is set",
+    )?;
     Ok(home.join(".cache").join("huggingface").join("hub"))
 }
 
 /// Whether `spec` reads as a Hub repository id `ORG/NAME` (one slash, no path syntax).
 pub fn is_repo_id(spec: &str) -> bool {
-    let part_ok = |p: &str| !p.is_empty() && !p.starts_with('.') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
     match spec.split_once('/') {
         Some((org, name)) => part_ok(org) && part_ok(name),
         None => false,
@@ -47,9 +53,16 @@ pub fn snapshot_in(cache: &Path, repo_id: &str, revision: Option<&str>) -> Resul
     let snapshot = repo.join("snapshots").join(&commit);
     if !snapshot.is_dir() {
         if !repo.is_dir() {
-            bail!("{repo_id}: not in the Hugging Face cache {} (no folder {})", cache.display(), repo.display());
+            bail!(
+                "{repo_id}: not in the Hugging Face cache {} (no folder {})",
+                cache.display(),
+                repo.display()
+            );
         }
-        bail!("{repo_id}: revision `{revision}` is not in the Hugging Face cache (no folder {})", snapshot.display());
+        bail!(
+            "{repo_id}: revision `{revision}` is not in the Hugging Face cache (no folder {})",
+            snapshot.display()
+        );
     }
     Ok(snapshot)
 }
@@ -75,10 +88,12 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
 /// A short name for a model folder: `NAME` for a cache snapshot `…/models--ORG--NAME/snapshots/C`
 /// (whose own folder name is a commit hash), else the folder's name.
 pub fn model_name(dir: &Path) -> String {
-    let parts: Vec<String> = dir.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let parts: Vec<String> =
+        dir.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
     if let [.., repo, snapshots, _] = parts.as_slice() {
         if snapshots == "snapshots" {
-            if let Some((_, name)) = repo.strip_prefix("models--").and_then(|r| r.split_once("--")) {
+            if let Some((_, name)) = repo.strip_prefix("models--").and_then(|r| r.split_once("--"))
+            {
                 return name.to_string();
             }
         }
@@ -110,7 +125,10 @@ mod tests {
         let id = "llava-hf/llava-1.5-7b-hf";
         assert_eq!(snapshot_in(tmp.path(), id, None).unwrap(), repo.join("snapshots/bbb222"));
         assert_eq!(snapshot_in(tmp.path(), id, Some("v1")).unwrap(), repo.join("snapshots/aaa111"));
-        assert_eq!(snapshot_in(tmp.path(), id, Some("aaa111")).unwrap(), repo.join("snapshots/aaa111"));
+        assert_eq!(
+            snapshot_in(tmp.path(), id, Some("aaa111")).unwrap(),
+            repo.join("snapshots/aaa111")
+        );
         let e = snapshot_in(tmp.path(), id, Some("v2")).unwrap_err().to_string();
         assert!(e.contains("revision `v2`"), "{e}");
         assert_eq!(model_name(&repo.join("snapshots/aaa111")), "llava-1.5-7b-hf");

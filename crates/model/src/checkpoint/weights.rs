@@ -23,13 +23,19 @@ struct Located {
 enum Store {
     /// Tensors read from the files on request (no memory map: a mapped checkpoint counts in the
     /// process's resident memory next to the copies the model keeps, doubling peak RSS).
-    Files { paths: Vec<PathBuf>, index: HashMap<String, Located> },
+    Files {
+        paths: Vec<PathBuf>,
+        index: HashMap<String, Located>,
+    },
     Embedded(SliceSafetensors<'static>),
     /// Tensors held in memory (a model being trained: its parameters, shared with the optimiser).
     Tensors(HashMap<String, Tensor>),
     /// Answers every shaped request with zeros and writes down what was asked for: loading a
     /// model through it lists the parameters that model needs, in the loader's own names.
-    Recording { known: HashMap<String, Tensor>, asked: Mutex<Vec<(String, Vec<usize>)>> },
+    Recording {
+        known: HashMap<String, Tensor>,
+        asked: Mutex<Vec<(String, Vec<usize>)>>,
+    },
 }
 
 struct Inner {
@@ -58,19 +64,25 @@ pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
-        let text = std::fs::read_to_string(&index).with_context(|| format!("{}: cannot read", index.display()))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", index.display()))?;
+        let text = std::fs::read_to_string(&index)
+            .with_context(|| format!("{}: cannot read", index.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: invalid JSON", index.display()))?;
         let map = json
             .get("weight_map")
             .and_then(|m| m.as_object())
             .with_context(|| format!("{}: missing field `weight_map`", index.display()))?;
-        let mut files: Vec<PathBuf> = map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
+        let mut files: Vec<PathBuf> =
+            map.values().filter_map(|v| v.as_str()).map(|f| dir.join(f)).collect();
         files.sort();
         files.dedup();
         for file in &files {
             if !file.is_file() {
-                bail!("{}: shard {} listed in `weight_map` is missing", index.display(), file.display());
+                bail!(
+                    "{}: shard {} listed in `weight_map` is missing",
+                    index.display(),
+                    file.display()
+                );
             }
         }
         return Ok(files);
@@ -82,7 +94,10 @@ pub fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     found.sort();
     if found.is_empty() {
-        bail!("{}: no model.safetensors, model.safetensors.index.json or *.safetensors file", dir.display());
+        bail!(
+            "{}: no model.safetensors, model.safetensors.index.json or *.safetensors file",
+            dir.display()
+        );
     }
     Ok(found)
 }
@@ -102,8 +117,15 @@ impl Weights {
         let keys = index.keys().cloned().collect();
         let origin = files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ");
         let bytes = index.values().map(|l| l.end - l.start).sum();
-        let label = format!("loading {}", files.first().and_then(|f| f.parent()).map_or(origin.clone(), |d| d.display().to_string()));
-        let mut weights = Self::new(Store::Files { paths: files.to_vec(), index }, origin, keys, dtype, device);
+        let label = format!(
+            "loading {}",
+            files
+                .first()
+                .and_then(|f| f.parent())
+                .map_or(origin.clone(), |d| d.display().to_string())
+        );
+        let mut weights =
+            Self::new(Store::Files { paths: files.to_vec(), index }, origin, keys, dtype, device);
         if let Some(inner) = Arc::get_mut(&mut weights.inner) {
             inner.loading = Some(Progress::new(&label, bytes, "bytes"));
         }
@@ -117,8 +139,14 @@ impl Weights {
 
     /// Serves tensors from a safetensors buffer built into the binary (`origin` names it in
     /// errors).
-    pub fn from_static(bytes: &'static [u8], origin: &str, dtype: DType, device: &Device) -> Result<Self> {
-        let store = SliceSafetensors::new(bytes).with_context(|| format!("{origin}: not a valid safetensors buffer"))?;
+    pub fn from_static(
+        bytes: &'static [u8],
+        origin: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let store = SliceSafetensors::new(bytes)
+            .with_context(|| format!("{origin}: not a valid safetensors buffer"))?;
         let keys = store.tensors().into_iter().map(|(k, _)| k).collect();
         Ok(Self::new(Store::Embedded(store), origin.to_string(), keys, dtype, device))
     }
@@ -146,7 +174,13 @@ impl Weights {
         }
     }
 
-    fn new(store: Store, origin: String, mut keys: Vec<String>, dtype: DType, device: &Device) -> Self {
+    fn new(
+        store: Store,
+        origin: String,
+        mut keys: Vec<String>,
+        dtype: DType,
+        device: &Device,
+    ) -> Self {
         keys.sort();
         let inner = Inner { store, origin, keys, dtype, device: device.clone(), loading: None };
         Self { inner: Arc::new(inner), prefix: String::new() }
@@ -154,7 +188,11 @@ impl Weights {
 
     /// The same checkpoint seen under `prefix.` (appended to the current prefix).
     pub fn pp(&self, prefix: &str) -> Self {
-        let prefix = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}.{prefix}", self.prefix) };
+        let prefix = if self.prefix.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{}.{prefix}", self.prefix)
+        };
         Self { inner: self.inner.clone(), prefix }
     }
 
@@ -203,7 +241,8 @@ impl Weights {
         if let Store::Recording { asked, .. } = &self.inner.store {
             if !self.contains(name) {
                 let key = self.key(name);
-                let mut asked = asked.lock().map_err(|_| anyhow::anyhow!("parameter listing poisoned"))?;
+                let mut asked =
+                    asked.lock().map_err(|_| anyhow::anyhow!("parameter listing poisoned"))?;
                 if !asked.iter().any(|(k, _)| *k == key) {
                     asked.push((key, shape.to_vec()));
                 }
@@ -232,17 +271,21 @@ impl Weights {
         let device = &self.inner.device;
         let raw = match &self.inner.store {
             Store::Files { paths, index } => {
-                let located = index.get(&key).with_context(|| format!("{}: missing tensor `{key}`", self.inner.origin))?;
+                let located = index
+                    .get(&key)
+                    .with_context(|| format!("{}: missing tensor `{key}`", self.inner.origin))?;
                 if let Some(loading) = &self.inner.loading {
                     loading.inc(located.end - located.start);
                 }
-                read_tensor(&paths[located.file], located, device).with_context(|| format!("tensor `{key}`"))
+                read_tensor(&paths[located.file], located, device)
+                    .with_context(|| format!("tensor `{key}`"))
                     .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
             }
             Store::Embedded(st) => st.load(&key, device),
-            Store::Tensors(map) | Store::Recording { known: map, .. } => {
-                map.get(&key).cloned().ok_or_else(|| candle_core::Error::Msg(format!("no tensor `{key}`")))
-            }
+            Store::Tensors(map) | Store::Recording { known: map, .. } => map
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg(format!("no tensor `{key}`"))),
         }
         .with_context(|| format!("{}: cannot read tensor `{key}`", self.inner.origin))?;
         raw.to_dtype(self.inner.dtype)
@@ -262,8 +305,10 @@ impl Weights {
             }
             Store::Embedded(st) => st.tensors(),
             Store::Tensors(map) | Store::Recording { known: map, .. } => {
-                let mut rows: Vec<(String, String, usize)> =
-                    map.iter().map(|(k, t)| (k.clone(), format!("{:?}", t.dtype()), t.elem_count())).collect();
+                let mut rows: Vec<(String, String, usize)> = map
+                    .iter()
+                    .map(|(k, t)| (k.clone(), format!("{:?}", t.dtype()), t.elem_count()))
+                    .collect();
                 rows.sort();
                 return Ok(rows);
             }
@@ -279,16 +324,24 @@ impl Weights {
 
 /// Checks the header length and the data size before mapping, so a truncated file is an error
 /// naming the file instead of a failure deep inside the mapping.
-fn validate_safetensors_file(path: &Path) -> Result<(u64, serde_json::Map<String, serde_json::Value>)> {
-    let bytes_len = std::fs::metadata(path).with_context(|| format!("{}: cannot open", path.display()))?.len();
-    let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+fn validate_safetensors_file(
+    path: &Path,
+) -> Result<(u64, serde_json::Map<String, serde_json::Value>)> {
+    let bytes_len =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot open", path.display()))?.len();
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut head = [0u8; 8];
-    std::io::Read::read_exact(&mut file, &mut head)
-        .map_err(|_| anyhow::anyhow!("{}: truncated safetensors file (no header)", path.display()))?;
+    std::io::Read::read_exact(&mut file, &mut head).map_err(|_| {
+        anyhow::anyhow!("{}: truncated safetensors file (no header)", path.display())
+    })?;
     let header_len = u64::from_le_bytes(head);
     // Compared without adding to the declared length, which may be near u64::MAX.
     if header_len == 0 || header_len > bytes_len.saturating_sub(8) {
-        bail!("{}: truncated or corrupt safetensors file (header length {header_len})", path.display());
+        bail!(
+            "{}: truncated or corrupt safetensors file (header length {header_len})",
+            path.display()
+        );
     }
     let mut header = vec![0u8; header_len as usize];
     std::io::Read::read_exact(&mut file, &mut header)
@@ -301,7 +354,9 @@ fn validate_safetensors_file(path: &Path) -> Result<(u64, serde_json::Map<String
             if key == "__metadata__" {
                 continue;
             }
-            if let Some(end) = entry.get("data_offsets").and_then(|o| o.get(1)).and_then(|e| e.as_u64()) {
+            if let Some(end) =
+                entry.get("data_offsets").and_then(|o| o.get(1)).and_then(|e| e.as_u64())
+            {
                 data_end = data_end.max(end);
             }
         }
@@ -326,7 +381,10 @@ fn validate_safetensors_file(path: &Path) -> Result<(u64, serde_json::Map<String
 /// against the file's size).
 pub fn tensor_table(path: &Path) -> Result<Vec<(DType, Vec<usize>)>> {
     let (data_start, header) = validate_safetensors_file(path)?;
-    header.iter().map(|(key, entry)| locate(path, 0, data_start, key, entry).map(|l| (l.dtype, l.shape))).collect()
+    header
+        .iter()
+        .map(|(key, entry)| locate(path, 0, data_start, key, entry).map(|l| (l.dtype, l.shape)))
+        .collect()
 }
 
 fn dtype_named(name: &str) -> Option<DType> {
@@ -343,7 +401,13 @@ fn dtype_named(name: &str) -> Option<DType> {
 }
 
 /// One header entry as a byte range of the file, checked against its dtype and shape.
-fn locate(path: &Path, file: usize, data_start: u64, key: &str, entry: &serde_json::Value) -> Result<Located> {
+fn locate(
+    path: &Path,
+    file: usize,
+    data_start: u64,
+    key: &str,
+    entry: &serde_json::Value,
+) -> Result<Located> {
     let bad = |what: &str| anyhow::anyhow!("{}: tensor `{key}`: {what}", path.display());
     let name = entry.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad("missing `dtype`"))?;
     let dtype = dtype_named(name).ok_or_else(|| bad(&format!("unsupported dtype {name}")))?;
@@ -355,18 +419,25 @@ fn locate(path: &Path, file: usize, data_start: u64, key: &str, entry: &serde_js
         .map(|d| d.as_u64().map(|d| d as usize))
         .collect::<Option<_>>()
         .ok_or_else(|| bad("`shape` is not a list of sizes"))?;
-    let offsets = entry.get("data_offsets").and_then(|o| o.as_array()).ok_or_else(|| bad("missing `data_offsets`"))?;
-    let (begin, end) = match (offsets.first().and_then(|v| v.as_u64()), offsets.get(1).and_then(|v| v.as_u64())) {
-        (Some(b), Some(e)) if b <= e => (b, e),
-        _ => return Err(bad("invalid `data_offsets`")),
-    };
+    let offsets = entry
+        .get("data_offsets")
+        .and_then(|o| o.as_array())
+        .ok_or_else(|| bad("missing `data_offsets`"))?;
+    let (begin, end) =
+        match (offsets.first().and_then(|v| v.as_u64()), offsets.get(1).and_then(|v| v.as_u64())) {
+            (Some(b), Some(e)) if b <= e => (b, e),
+            _ => return Err(bad("invalid `data_offsets`")),
+        };
     // Checked: a shape whose size wraps around could otherwise match a small byte range.
     let want = shape
         .iter()
         .try_fold(dtype.size_in_bytes(), |bytes, &d| bytes.checked_mul(d))
         .ok_or_else(|| bad(&format!("shape {shape:?} is too large")))?;
     if (end - begin) as usize != want {
-        return Err(bad(&format!("{} data bytes for shape {shape:?} of {name} ({want} expected)", end - begin)));
+        return Err(bad(&format!(
+            "{} data bytes for shape {shape:?} of {name} ({want} expected)",
+            end - begin
+        )));
     }
     Ok(Located { file, dtype, shape, start: data_start + begin, end: data_start + end })
 }
@@ -379,22 +450,33 @@ impl Plain for f32 {}
 fn read_tensor(path: &Path, located: &Located, device: &Device) -> Result<Tensor> {
     use half::vec::HalfBitsVecExt;
     use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     file.seek(SeekFrom::Start(located.start))?;
     let count: usize = located.shape.iter().product();
     // Read straight into the tensor's own buffer: one copy (the read), no intermediate bytes.
     // The buffer starts as zeroed plain numbers (u16, f32), which the allocator hands out as
     // fresh zero pages: `vec![bf16::ZERO; n]` would write every element first (~8% of a bf16
     // load in a profile, half of it page faults taken before the read).
-    let mut read = |bytes: &mut [u8]| file.read_exact(bytes).with_context(|| format!("{}: cannot read", path.display()));
+    let mut read = |bytes: &mut [u8]| {
+        file.read_exact(bytes).with_context(|| format!("{}: cannot read", path.display()))
+    };
     let tensor = match located.dtype {
         DType::BF16 | DType::F16 if cfg!(target_endian = "little") => {
             let mut bits = vec![0u16; count];
             read(as_bytes_mut(&mut bits))?;
             if located.dtype == DType::BF16 {
-                Tensor::from_vec(bits.reinterpret_into::<tokenscale_kernels::bf16>(), located.shape.as_slice(), device)?
+                Tensor::from_vec(
+                    bits.reinterpret_into::<tokenscale_kernels::bf16>(),
+                    located.shape.as_slice(),
+                    device,
+                )?
             } else {
-                Tensor::from_vec(bits.reinterpret_into::<tokenscale_kernels::f16>(), located.shape.as_slice(), device)?
+                Tensor::from_vec(
+                    bits.reinterpret_into::<tokenscale_kernels::f16>(),
+                    located.shape.as_slice(),
+                    device,
+                )?
             }
         }
         DType::F32 if cfg!(target_endian = "little") => {

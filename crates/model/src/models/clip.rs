@@ -11,15 +11,33 @@ use crate::fused;
 use crate::nn::{self, Activation, LayerNorm, Linear};
 use crate::weights::Weights;
 
-fn default_hidden() -> usize { 768 }
-fn default_intermediate() -> usize { 3072 }
-fn default_layers() -> usize { 12 }
-fn default_heads() -> usize { 12 }
-fn default_image_size() -> usize { 224 }
-fn default_patch_size() -> usize { 32 }
-fn default_act() -> String { "quick_gelu".into() }
-fn default_eps() -> f64 { 1e-5 }
-fn default_channels() -> usize { 3 }
+fn default_hidden() -> usize {
+    768
+}
+fn default_intermediate() -> usize {
+    3072
+}
+fn default_layers() -> usize {
+    12
+}
+fn default_heads() -> usize {
+    12
+}
+fn default_image_size() -> usize {
+    224
+}
+fn default_patch_size() -> usize {
+    32
+}
+fn default_act() -> String {
+    "quick_gelu".into()
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_channels() -> usize {
+    3
+}
 
 /// HF `CLIPVisionConfig`, with HF's defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -76,7 +94,12 @@ struct Attention {
 impl Attention {
     /// The attention output and, when `detail`, the probabilities `[B, heads, T, T]` and the raw
     /// keys (`k_proj` output, before any scaling) averaged over heads, `[B, T, head_dim]`.
-    fn forward_detailed(&self, ctx: &Forward, xs: &Tensor, detail: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+    fn forward_detailed(
+        &self,
+        ctx: &Forward,
+        xs: &Tensor,
+        detail: bool,
+    ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
         let (b, t, h) = xs.dims3()?;
         let shape = |x: Tensor| -> Result<Tensor> {
             debug_assert_eq!(x.dims3().ok(), Some((b, t, self.heads * self.head_dim)));
@@ -93,7 +116,11 @@ impl Attention {
         // With the fast path, a layer whose probabilities are wanted (VisionZip) still returns
         // the same hidden states as without: the probabilities are computed beside it, and not
         // counted again (the fast path recorded the layer's products).
-        let scores = if fast.is_some() { crate::matvec::matmul(&q, &k.t()?)? } else { nn::matmul(ctx, &q, &k.t()?)? };
+        let scores = if fast.is_some() {
+            crate::matvec::matmul(&q, &k.t()?)?
+        } else {
+            nn::matmul(ctx, &q, &k.t()?)?
+        };
         let probs = nn::softmax_last_dim(ctx, &scores)?;
         let context = match fast {
             Some(context) => context,
@@ -114,10 +141,19 @@ struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn forward_detailed(&self, ctx: &Forward, xs: &Tensor, detail: bool) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
-        let (attn, detail) = self.attn.forward_detailed(ctx, &self.ln1.forward(ctx, xs)?, detail)?;
+    fn forward_detailed(
+        &self,
+        ctx: &Forward,
+        xs: &Tensor,
+        detail: bool,
+    ) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
+        let (attn, detail) =
+            self.attn.forward_detailed(ctx, &self.ln1.forward(ctx, xs)?, detail)?;
         let h = fused::add(ctx, xs, &attn)?;
-        let mlp = self.fc2.forward(ctx, &self.act.apply(ctx, &self.fc1.forward(ctx, &self.ln2.forward(ctx, &h)?)?)?)?;
+        let mlp = self.fc2.forward(
+            ctx,
+            &self.act.apply(ctx, &self.fc1.forward(ctx, &self.ln2.forward(ctx, &h)?)?)?,
+        )?;
         Ok((fused::add(ctx, &h, &mlp)?, detail))
     }
 }
@@ -156,16 +192,30 @@ impl ClipVisionTransformer {
     pub fn load(w: &Weights, config: &ClipVisionConfig, num_layers: Option<usize>) -> Result<Self> {
         let c = config;
         if c.patch_size == 0 || !c.image_size.is_multiple_of(c.patch_size) {
-            bail!("vision config: image_size {} is not a multiple of patch_size {}", c.image_size, c.patch_size);
+            bail!(
+                "vision config: image_size {} is not a multiple of patch_size {}",
+                c.image_size,
+                c.patch_size
+            );
         }
         if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
-            bail!("vision config: hidden_size {} is not divisible by num_attention_heads {}", c.hidden_size, c.num_attention_heads);
+            bail!(
+                "vision config: hidden_size {} is not divisible by num_attention_heads {}",
+                c.hidden_size,
+                c.num_attention_heads
+            );
         }
         let act = Activation::parse(&c.hidden_act, "hidden_act")?;
         let h = c.hidden_size;
         let emb = w.pp("embeddings");
-        let patch_embedding =
-            nn::conv2d(&emb, "patch_embedding", [h, c.num_channels, c.patch_size, c.patch_size], c.patch_size, 0, false)?;
+        let patch_embedding = nn::conv2d(
+            &emb,
+            "patch_embedding",
+            [h, c.num_channels, c.patch_size, c.patch_size],
+            c.patch_size,
+            0,
+            false,
+        )?;
         let class_embedding = emb.get("class_embedding", &[h])?;
         let position_embedding = emb.get("position_embedding.weight", &[c.num_patches() + 1, h])?;
         let pre_layrnorm = nn::layer_norm(w, "pre_layrnorm", h, c.layer_norm_eps)?;
@@ -197,7 +247,15 @@ impl ClipVisionTransformer {
         } else {
             None
         };
-        Ok(Self { config: c.clone(), patch_embedding, class_embedding, position_embedding, pre_layrnorm, layers, post_layernorm })
+        Ok(Self {
+            config: c.clone(),
+            patch_embedding,
+            class_embedding,
+            position_embedding,
+            pre_layrnorm,
+            layers,
+            post_layernorm,
+        })
     }
 
     /// Number of encoder layers loaded (may be fewer than the config's).
@@ -220,12 +278,19 @@ impl ClipVisionTransformer {
     ) -> Result<(ClipVisionOutput, Option<ClipLayerAttention>)> {
         if let Some(l) = layer {
             if l >= self.layers.len() {
-                bail!("CLIP attention of layer {l} requested but the tower has {} layers", self.layers.len());
+                bail!(
+                    "CLIP attention of layer {l} requested but the tower has {} layers",
+                    self.layers.len()
+                );
             }
         }
         let c = &self.config;
         let dims = pixel_values.dims();
-        if dims.len() != 4 || dims[1] != c.num_channels || dims[2] != c.image_size || dims[3] != c.image_size {
+        if dims.len() != 4
+            || dims[1] != c.num_channels
+            || dims[2] != c.image_size
+            || dims[3] != c.image_size
+        {
             bail!(
                 "pixel_values has shape {:?}, expected [B, {}, {}, {}]",
                 dims,
@@ -237,9 +302,12 @@ impl ClipVisionTransformer {
         let b = dims[0];
         // As HF does: the pixels take the tower's dtype (a 16-bit tower gets 16-bit pixels).
         let pixel_values = pixel_values.to_dtype(self.patch_embedding.weight().dtype())?;
-        let patches = nn::conv(ctx, &self.patch_embedding, &pixel_values)?.flatten_from(2)?.transpose(1, 2)?;
+        let patches = nn::conv(ctx, &self.patch_embedding, &pixel_values)?
+            .flatten_from(2)?
+            .transpose(1, 2)?;
         let cls = self.class_embedding.reshape((1, 1, c.hidden_size))?.repeat((b, 1, 1))?;
-        let xs = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
+        let xs = Tensor::cat(&[&cls, &patches], 1)?
+            .broadcast_add(&self.position_embedding.unsqueeze(0)?)?;
         let mut xs = self.pre_layrnorm.forward(ctx, &xs)?;
         let mut hidden_states = Vec::with_capacity(self.layers.len() + 1);
         hidden_states.push(xs.clone());

@@ -21,8 +21,12 @@ pub const MODEL_TYPE: &str = "modeling_query_adapt_clip_llm";
 /// The only supported `fusion_name`: QED|EOS outputs linearly projected into the LLM's slots.
 pub const FUSION_LINEAR: &str = "img_multi_que_clip_fusion_linear";
 
-fn default_n_l() -> usize { 8 }
-fn default_max_pos() -> usize { 2048 }
+fn default_n_l() -> usize {
+    8
+}
+fn default_max_pos() -> usize {
+    2048
+}
 
 #[derive(Debug, Clone, Deserialize)]
 struct RawConfig {
@@ -90,11 +94,13 @@ impl ImgQueConfig {
             }
         }
         let iq: RawImgQueConfig = parse(&raw.imgque_config, origin, "imgque_config")?;
-        let vision: ClipVisionConfig = parse(&iq.vision_config, origin, "imgque_config.vision_config")?;
+        let vision: ClipVisionConfig =
+            parse(&iq.vision_config, origin, "imgque_config.vision_config")?;
         if !vision.hidden_size.is_multiple_of(64) {
             bail!("{origin}: field `imgque_config.vision_config.hidden_size` = {} must be a multiple of 64 (query-decoder heads are hidden/64)", vision.hidden_size);
         }
-        let text_layers = iq.text_config.get("num_hidden_layers").and_then(|v| v.as_u64()).unwrap_or(12) as usize;
+        let text_layers =
+            iq.text_config.get("num_hidden_layers").and_then(|v| v.as_u64()).unwrap_or(12) as usize;
         let llm = LlamaConfig::from_value(&raw.llm_config, origin, "llm_config")?;
         // The original stores the unreduced n_l when n_s is missing and then fails its own
         // n_l ≥ n_s check; a missing n_s here means "same as n_l".
@@ -178,7 +184,8 @@ impl ImgQue {
         let vocab = dw.get_unchecked("embed_tokens.weight")?.dim(0)?;
         let decoder = Llama::load_parts(&dw, &dw, &c.decoder_config(vocab)?, origin)?;
         let proj = nn::linear(w, "fusion_backbone.imgque_proj", vh, c.llm.hidden_size, false)?;
-        let llm = Llama::load_parts(&w.pp("llm_backbone.model"), &w.pp("llm_backbone"), &c.llm, origin)?;
+        let llm =
+            Llama::load_parts(&w.pp("llm_backbone.model"), &w.pp("llm_backbone"), &c.llm, origin)?;
         Ok(Self { config: c.clone(), vision, pos_layrnorm, merge, token_lf, decoder, proj, llm })
     }
 
@@ -207,27 +214,47 @@ impl ImgQue {
 
     /// Runs the query decoder over [all crop tokens][query ids] (causal, positions 0..L−1) and
     /// returns the final-norm states of the query part: `[Lq, vision_hidden]`.
-    pub fn query_hidden(&self, ctx: &Forward, crop_tokens: &Tensor, que_ids: &[u32]) -> Result<Tensor> {
+    pub fn query_hidden(
+        &self,
+        ctx: &Forward,
+        crop_tokens: &Tensor,
+        que_ids: &[u32],
+    ) -> Result<Tensor> {
         let (k, per, h) = crop_tokens.dims3()?;
         let vision = crop_tokens.reshape((1, k * per, h))?;
         let ids = Tensor::new(que_ids, crop_tokens.device())?.unsqueeze(0)?;
         let query = self.decoder.embed(&ids)?;
         let row = Tensor::cat(&[&vision, &query], 1)?;
         let mut cache = KvCache::new(self.decoder.num_layers());
-        let out = self.decoder.forward_embeds(ctx, &row, &mut cache, ForwardOptions::LAST.with_hidden_states())?;
+        let out = self.decoder.forward_embeds(
+            ctx,
+            &row,
+            &mut cache,
+            ForwardOptions::LAST.with_hidden_states(),
+        )?;
         let hidden = out.hidden_states.last().context("query decoder has no layers")?.squeeze(0)?;
         Ok(hidden.narrow(0, k * per, que_ids.len())?)
     }
 
     /// The query decoder's states at the query positions typed QED or EOS, in order:
     /// `[n, vision_hidden]` — the vision tokens the LLM receives.
-    pub fn query_states(&self, ctx: &Forward, crop_tokens: &Tensor, que_ids: &[u32], que_tps: &[u32]) -> Result<Tensor> {
+    pub fn query_states(
+        &self,
+        ctx: &Forward,
+        crop_tokens: &Tensor,
+        que_ids: &[u32],
+        que_tps: &[u32],
+    ) -> Result<Tensor> {
         if que_ids.len() != que_tps.len() {
             bail!("query ids ({}) and types ({}) differ in length", que_ids.len(), que_tps.len());
         }
         let hidden = self.query_hidden(ctx, crop_tokens, que_ids)?;
-        let picks: Vec<u32> =
-            que_tps.iter().enumerate().filter(|(_, &t)| t & QED_EOS != 0).map(|(i, _)| i as u32).collect();
+        let picks: Vec<u32> = que_tps
+            .iter()
+            .enumerate()
+            .filter(|(_, &t)| t & QED_EOS != 0)
+            .map(|(i, _)| i as u32)
+            .collect();
         if picks.is_empty() {
             bail!("the query row has no QED/EOS positions");
         }
@@ -236,16 +263,30 @@ impl ImgQue {
 
     /// LLM input embeddings `[1, T, H]` with the QED-typed slots overwritten, in order, by the
     /// projected query states.
-    pub fn fuse(&self, ctx: &Forward, input_ids: &[u32], input_tps: &[u32], query_states: &Tensor) -> Result<Tensor> {
+    pub fn fuse(
+        &self,
+        ctx: &Forward,
+        input_ids: &[u32],
+        input_tps: &[u32],
+        query_states: &Tensor,
+    ) -> Result<Tensor> {
         if input_ids.len() != input_tps.len() {
-            bail!("input ids ({}) and types ({}) differ in length", input_ids.len(), input_tps.len());
+            bail!(
+                "input ids ({}) and types ({}) differ in length",
+                input_ids.len(),
+                input_tps.len()
+            );
         }
         let device = self.llm.device();
         let text = self.llm.embed(&Tensor::new(input_ids, device)?.unsqueeze(0)?)?.squeeze(0)?;
-        let slots: Vec<usize> = input_tps.iter().enumerate().filter(|(_, &t)| t & QED != 0).map(|(i, _)| i).collect();
+        let slots: Vec<usize> =
+            input_tps.iter().enumerate().filter(|(_, &t)| t & QED != 0).map(|(i, _)| i).collect();
         let n = query_states.dim(0)?;
         if slots.len() != n {
-            bail!("the prompt has {} QED slots but the query decoder gives {n} states", slots.len());
+            bail!(
+                "the prompt has {} QED slots but the query decoder gives {n} states",
+                slots.len()
+            );
         }
         let projected = self.proj.forward(ctx, query_states)?;
         let mut rows = Vec::with_capacity(input_ids.len());

@@ -54,7 +54,9 @@ pub struct ImgQueInputs {
 fn json_string(value: &serde_json::Value, key: &str) -> Option<String> {
     match value.get(key) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(serde_json::Value::Object(o)) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
+        Some(serde_json::Value::Object(o)) => {
+            o.get("content").and_then(|c| c.as_str()).map(str::to_string)
+        }
         _ => None,
     }
 }
@@ -87,17 +89,19 @@ impl ImgQuePipeline {
         let clip_tokenizer = Tokenizer::from_file(&dir.join("clip").join("tokenizer.json"))?;
         let processor_path = dir.join("preprocessor_config.json");
         let processor = read_json_value(&processor_path)?;
-        let num_crops = processor
-            .get("num_crops")
-            .and_then(|v| v.as_u64())
-            .with_context(|| format!("{}: missing field `num_crops`", processor_path.display()))? as usize;
+        let num_crops =
+            processor.get("num_crops").and_then(|v| v.as_u64()).with_context(|| {
+                format!("{}: missing field `num_crops`", processor_path.display())
+            })? as usize;
         let llm_pad_id = config
             .llm
             .pad_token_id()
             .or_else(|| tokenizer.token_id("<pad>"))
             .or_else(|| tokenizer.token_id("<unk>"))
             .or_else(|| config.llm.eos_token_ids().first().copied())
-            .with_context(|| format!("{origin}: no pad, unk or eos token id for the LLM's QED slots"))?;
+            .with_context(|| {
+                format!("{origin}: no pad, unk or eos token id for the LLM's QED slots")
+            })?;
         let clip_config = read_json_value(&dir.join("clip").join("tokenizer_config.json")).ok();
         let clip_pad_token = clip_config.as_ref().and_then(|c| json_string(c, "pad_token"));
         Ok(Self {
@@ -139,7 +143,12 @@ impl ImgQuePipeline {
     }
 
     /// [`Self::parser`] with DropQuery chosen per call (a server's requests choose their own).
-    pub fn parser_with(&self, n_l: usize, n_s: usize, drop_query: bool) -> Result<ChatAndQueryParser> {
+    pub fn parser_with(
+        &self,
+        n_l: usize,
+        n_s: usize,
+        drop_query: bool,
+    ) -> Result<ChatAndQueryParser> {
         let query = QueryParser::from_clip_tokenizer(
             &self.clip_tokenizer,
             n_l,
@@ -160,7 +169,14 @@ impl ImgQuePipeline {
 
     /// Token rows and fused embeddings for a conversation about the image whose crop tokens are
     /// given, with n_l tokens for the first question and n_s for each later one.
-    pub fn embeddings(&self, ctx: &Forward, crop_tokens: &Tensor, conversation: &Conversation, n_l: usize, n_s: usize) -> Result<ImgQueInputs> {
+    pub fn embeddings(
+        &self,
+        ctx: &Forward,
+        crop_tokens: &Tensor,
+        conversation: &Conversation,
+        n_l: usize,
+        n_s: usize,
+    ) -> Result<ImgQueInputs> {
         self.embeddings_with(ctx, crop_tokens, conversation, n_l, n_s, self.drop_query)
     }
 
@@ -174,9 +190,16 @@ impl ImgQuePipeline {
         n_s: usize,
         drop_query: bool,
     ) -> Result<ImgQueInputs> {
-        let record = self.parser_with(n_l, n_s, drop_query)?.parse(&self.tokenizer, &self.clip_tokenizer, conversation, true)?;
-        let query = record.query.as_ref().context("an image needs at least one non-empty question")?;
-        let states = self.model.query_states(ctx, crop_tokens, &query.input_ids, &query.input_tps)?;
+        let record = self.parser_with(n_l, n_s, drop_query)?.parse(
+            &self.tokenizer,
+            &self.clip_tokenizer,
+            conversation,
+            true,
+        )?;
+        let query =
+            record.query.as_ref().context("an image needs at least one non-empty question")?;
+        let states =
+            self.model.query_states(ctx, crop_tokens, &query.input_ids, &query.input_tps)?;
         let embeds = self.model.fuse(ctx, &record.llm.input_ids, &record.llm.input_tps, &states)?;
         let vision_tokens = states.dim(0)?;
         Ok(ImgQueInputs { record, embeds, vision_tokens, query_states: states })

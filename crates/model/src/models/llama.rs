@@ -42,9 +42,15 @@ pub struct RopeScaling {
     pub rope_theta: Option<f64>,
 }
 
-fn default_eps() -> f64 { 1e-6 }
-fn default_max_pos() -> usize { 2048 }
-fn default_act() -> String { "silu".into() }
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_max_pos() -> usize {
+    2048
+}
+fn default_act() -> String {
+    "silu".into()
+}
 
 /// The fields of an HF Llama / Mistral / Qwen2 `config.json` this runtime uses.
 #[derive(Debug, Clone, Deserialize)]
@@ -114,14 +120,21 @@ impl LlamaConfig {
         let Some(map) = value.as_object_mut() else {
             bail!("{origin}: field `{field}` must be an object");
         };
-        let model_type = map.get("model_type").and_then(|v| v.as_str()).unwrap_or("llama").to_string();
+        let model_type =
+            map.get("model_type").and_then(|v| v.as_str()).unwrap_or("llama").to_string();
         let defaults = match model_type.as_str() {
-            "llama" => serde_json::json!({"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
-                "num_attention_heads": 32, "vocab_size": 32000, "max_position_embeddings": 2048}),
-            "mistral" => serde_json::json!({"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-                "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000, "max_position_embeddings": 131072}),
-            "qwen2" => serde_json::json!({"hidden_size": 4096, "intermediate_size": 22016, "num_hidden_layers": 32,
-                "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 151936, "max_position_embeddings": 32768}),
+            "llama" => {
+                serde_json::json!({"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+                "num_attention_heads": 32, "vocab_size": 32000, "max_position_embeddings": 2048})
+            }
+            "mistral" => {
+                serde_json::json!({"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000, "max_position_embeddings": 131072})
+            }
+            "qwen2" => {
+                serde_json::json!({"hidden_size": 4096, "intermediate_size": 22016, "num_hidden_layers": 32,
+                "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 151936, "max_position_embeddings": 32768})
+            }
             other => bail!(
                 "{origin}: unsupported model_type `{other}` in `{}` (supported: {})",
                 if field.is_empty() { "model_type" } else { field },
@@ -184,7 +197,10 @@ impl LlamaConfig {
                 SUPPORTED_MODEL_TYPES.join(", ")
             );
         }
-        if self.num_attention_heads == 0 || self.kv_heads() == 0 || !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
+        if self.num_attention_heads == 0
+            || self.kv_heads() == 0
+            || !self.num_attention_heads.is_multiple_of(self.kv_heads())
+        {
             bail!(
                 "{origin}: num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads,
@@ -314,7 +330,8 @@ impl DecoderState {
     /// which must all still be in the pass): their hidden states, and their RoPE angles, so
     /// survivors keep their original position ids.
     pub fn keep_positions(&mut self, offsets: &[usize]) -> Result<()> {
-        let idx = Tensor::new(offsets.iter().map(|&k| k as u32).collect::<Vec<_>>(), self.xs.device())?;
+        let idx =
+            Tensor::new(offsets.iter().map(|&k| k as u32).collect::<Vec<_>>(), self.xs.device())?;
         self.xs = self.xs.index_select(&idx, 1)?;
         self.cos = self.all_cos.index_select(&idx, 0)?;
         self.sin = self.all_sin.index_select(&idx, 0)?;
@@ -399,7 +416,13 @@ impl Attention {
     /// One new position for each of several sequences: row i of `xs` (`[B, 1, H]`) belongs to
     /// `slots[i]` at the position of `ropes[i]`. The projections are one product over the
     /// batch; RoPE and attention run per sequence against its own cache.
-    fn forward_rows(&self, ctx: &Forward, xs: &Tensor, ropes: &[(Tensor, Tensor)], slots: &mut [&mut LayerKv]) -> Result<Tensor> {
+    fn forward_rows(
+        &self,
+        ctx: &Forward,
+        xs: &Tensor,
+        ropes: &[(Tensor, Tensor)],
+        slots: &mut [&mut LayerKv],
+    ) -> Result<Tensor> {
         let q = self.q.forward_rows(ctx, xs)?;
         let k = self.k.forward_rows(ctx, xs)?;
         let v = self.v.forward_rows(ctx, xs)?;
@@ -429,7 +452,12 @@ impl Mlp {
     }
 
     /// The MLP with `product` as its linear layers ([`Linear::forward_rows`] for a decode batch).
-    fn forward_with(&self, ctx: &Forward, xs: &Tensor, product: fn(&Linear, &Forward, &Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    fn forward_with(
+        &self,
+        ctx: &Forward,
+        xs: &Tensor,
+        product: fn(&Linear, &Forward, &Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let (gate, up) = (product(&self.gate, ctx, xs)?, product(&self.up, ctx, xs)?);
         let gated = match self.act {
             Activation::Silu => fused::silu_mul(ctx, &gate, &up)?,
@@ -476,7 +504,12 @@ impl Llama {
 
     /// Like [`Llama::load`], with the decoder (`embed_tokens`, `layers`, `norm`) read from `model`
     /// and `lm_head` from `head`. Fails on a missing or mis-shaped tensor.
-    pub fn load_parts(model: &Weights, head: &Weights, config: &LlamaConfig, origin: &str) -> Result<Self> {
+    pub fn load_parts(
+        model: &Weights,
+        head: &Weights,
+        config: &LlamaConfig,
+        origin: &str,
+    ) -> Result<Self> {
         let c = config;
         c.validate(origin)?;
         let h = c.hidden_size;
@@ -507,7 +540,12 @@ impl Llama {
                     act,
                 },
                 input_layernorm: nn::rms_norm(&lw, "input_layernorm", h, c.rms_norm_eps)?,
-                post_attention_layernorm: nn::rms_norm(&lw, "post_attention_layernorm", h, c.rms_norm_eps)?,
+                post_attention_layernorm: nn::rms_norm(
+                    &lw,
+                    "post_attention_layernorm",
+                    h,
+                    c.rms_norm_eps,
+                )?,
             });
         }
         let norm = nn::rms_norm(model, "norm", h, c.rms_norm_eps)?;
@@ -516,12 +554,23 @@ impl Llama {
         } else if c.tie_word_embeddings {
             Linear::new(embed_weight.clone(), None)
         } else {
-            bail!("{origin}: missing tensor `{}` (and tie_word_embeddings is false)", head.key("lm_head.weight"));
+            bail!(
+                "{origin}: missing tensor `{}` (and tie_word_embeddings is false)",
+                head.key("lm_head.weight")
+            );
         };
         let inv: Vec<f32> = c.inv_freq()?.into_iter().map(|f| f as f32).collect();
         let inv_freq = Tensor::new(inv, model.device())?;
         let norm_dtype = embed_weight.dtype();
-        Ok(Self { config: c.clone(), embed_tokens: Embedding::new(embed_weight, h), layers, norm, lm_head, inv_freq, norm_dtype })
+        Ok(Self {
+            config: c.clone(),
+            embed_tokens: Embedding::new(embed_weight, h),
+            layers,
+            norm,
+            lm_head,
+            inv_freq,
+            norm_dtype,
+        })
     }
 
     /// Number of decoder layers.
@@ -542,7 +591,10 @@ impl Llama {
     /// A cache whose layers allocate room for `positions` tokens at once (capped at the
     /// context length), so a generation of known length never regrows it.
     pub fn new_cache_for(&self, positions: usize) -> KvCache {
-        KvCache::with_capacity(self.layers.len(), positions.min(self.config.max_position_embeddings))
+        KvCache::with_capacity(
+            self.layers.len(),
+            positions.min(self.config.max_position_embeddings),
+        )
     }
 
     /// The device the weights live on.
@@ -572,7 +624,8 @@ impl Llama {
     }
 
     fn rope_tables(&self, start: usize, len: usize) -> Result<(Tensor, Tensor)> {
-        let positions = Tensor::arange(start as u32, (start + len) as u32, self.device())?.to_dtype(DType::F32)?;
+        let positions = Tensor::arange(start as u32, (start + len) as u32, self.device())?
+            .to_dtype(DType::F32)?;
         let freqs = positions.unsqueeze(1)?.matmul(&self.inv_freq.unsqueeze(0)?)?;
         Ok((freqs.cos()?.to_dtype(self.dtype())?, freqs.sin()?.to_dtype(self.dtype())?))
     }
@@ -595,7 +648,13 @@ impl Llama {
     }
 
     /// Runs the decoder over `embeds` (`[B, T, H]`) appended after what `cache` holds.
-    pub fn forward_embeds(&self, ctx: &Forward, embeds: &Tensor, cache: &mut KvCache, options: ForwardOptions) -> Result<LlamaOutput> {
+    pub fn forward_embeds(
+        &self,
+        ctx: &Forward,
+        embeds: &Tensor,
+        cache: &mut KvCache,
+        options: ForwardOptions,
+    ) -> Result<LlamaOutput> {
         self.forward_embeds_with(ctx, embeds, cache, options, &mut NoHook)
     }
 
@@ -615,7 +674,13 @@ impl Llama {
         hook.begin(self.layers.len(), b, t)?;
         let past = self.check_context(cache, t)?;
         let (cos, sin) = self.rope_tables(past, t)?;
-        let mut state = DecoderState { xs: embeds.clone(), all_cos: cos.clone(), all_sin: sin.clone(), cos, sin };
+        let mut state = DecoderState {
+            xs: embeds.clone(),
+            all_cos: cos.clone(),
+            all_sin: sin.clone(),
+            cos,
+            sin,
+        };
         let mut hidden_states = Vec::new();
         for (i, (layer, slot)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             hook.before_layer(i, &mut state)?;
@@ -624,7 +689,9 @@ impl Llama {
             }
             let want_row = hook.wants_last_row(i);
             let normed = layer.input_layernorm.forward(ctx, &state.xs)?;
-            let (attn, row) = layer.attn.forward_detailed(ctx, &normed, &state.cos, &state.sin, slot, want_row)?;
+            let (attn, row) = layer
+                .attn
+                .forward_detailed(ctx, &normed, &state.cos, &state.sin, slot, want_row)?;
             if want_row {
                 hook.after_attention(i, row)?;
             }
@@ -649,7 +716,13 @@ impl Llama {
     }
 
     /// Embeds `ids` (`[B, T]` token ids) and runs [`Llama::forward_embeds`] on them.
-    pub fn forward_ids(&self, ctx: &Forward, ids: &Tensor, cache: &mut KvCache, options: ForwardOptions) -> Result<LlamaOutput> {
+    pub fn forward_ids(
+        &self,
+        ctx: &Forward,
+        ids: &Tensor,
+        cache: &mut KvCache,
+        options: ForwardOptions,
+    ) -> Result<LlamaOutput> {
         self.forward_embeds(ctx, &self.embed(ids)?, cache, options)
     }
 
@@ -660,9 +733,18 @@ impl Llama {
     /// sequence against its own cache. Returns the next-token logits `[B, V]`. In f32 every row
     /// is bitwise what [`Self::forward_ids`] gives that sequence alone; 16-bit products may
     /// round differently with the batch size.
-    pub fn decode_step(&self, ctx: &Forward, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+    pub fn decode_step(
+        &self,
+        ctx: &Forward,
+        tokens: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor> {
         if tokens.is_empty() || tokens.len() != caches.len() {
-            bail!("decode step: {} tokens for {} caches (one token per sequence, at least one)", tokens.len(), caches.len());
+            bail!(
+                "decode step: {} tokens for {} caches (one token per sequence, at least one)",
+                tokens.len(),
+                caches.len()
+            );
         }
         let mut ropes = Vec::with_capacity(tokens.len());
         for cache in caches.iter_mut() {
@@ -672,10 +754,20 @@ impl Llama {
         let ids = Tensor::new(tokens, self.device())?.unsqueeze(1)?;
         let mut xs = self.embed(&ids)?;
         for (l, layer) in self.layers.iter().enumerate() {
-            let mut slots: Vec<&mut LayerKv> = caches.iter_mut().map(|c| &mut c.layers[l]).collect();
-            let attn = layer.attn.forward_rows(ctx, &layer.input_layernorm.forward(ctx, &xs)?, &ropes, &mut slots)?;
+            let mut slots: Vec<&mut LayerKv> =
+                caches.iter_mut().map(|c| &mut c.layers[l]).collect();
+            let attn = layer.attn.forward_rows(
+                ctx,
+                &layer.input_layernorm.forward(ctx, &xs)?,
+                &ropes,
+                &mut slots,
+            )?;
             let h = fused::add(ctx, &xs, &attn)?;
-            let mlp = layer.mlp.forward_with(ctx, &layer.post_attention_layernorm.forward(ctx, &h)?, Linear::forward_rows)?;
+            let mlp = layer.mlp.forward_with(
+                ctx,
+                &layer.post_attention_layernorm.forward(ctx, &h)?,
+                Linear::forward_rows,
+            )?;
             xs = fused::add(ctx, &h, &mlp)?;
         }
         Ok(self.lm_head.forward_rows(ctx, &self.norm.forward(ctx, &xs)?)?.squeeze(1)?)

@@ -28,7 +28,12 @@ pub fn vicuna_v1_prompt(question: &str) -> String {
 
 /// Token ids of `prompt` (with special tokens, so BOS first), its one image token `image_id`
 /// repeated `vision_tokens` times, as transformers' `LlavaProcessor` expands `<image>`.
-pub fn llava_input_ids(tokenizer: &Tokenizer, prompt: &str, image_id: u32, vision_tokens: usize) -> Result<Vec<u32>> {
+pub fn llava_input_ids(
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    image_id: u32,
+    vision_tokens: usize,
+) -> Result<Vec<u32>> {
     let ids = tokenizer.encode(prompt, true)?;
     let count = ids.iter().filter(|&&t| t == image_id).count();
     if count != 1 {
@@ -45,10 +50,18 @@ pub fn llava_input_ids(tokenizer: &Tokenizer, prompt: &str, image_id: u32, visio
     Ok(out)
 }
 
-fn default_projector_act() -> String { "gelu".into() }
-fn default_feature_layer() -> serde_json::Value { serde_json::Value::from(-2) }
-fn default_strategy() -> String { "default".into() }
-fn yes() -> bool { true }
+fn default_projector_act() -> String {
+    "gelu".into()
+}
+fn default_feature_layer() -> serde_json::Value {
+    serde_json::Value::from(-2)
+}
+fn default_strategy() -> String {
+    "default".into()
+}
+fn yes() -> bool {
+    true
+}
 
 #[derive(Debug, Clone, Deserialize)]
 struct RawLlavaConfig {
@@ -94,10 +107,11 @@ impl LlavaConfig {
         let vision: ClipVisionConfig = parse(&raw.vision_config, origin, "vision_config")?;
         let text = LlamaConfig::from_value(&raw.text_config, origin, "text_config")?;
         let image_token_index = raw.image_token_index.unwrap_or(32000);
-        let vision_feature_layer = raw
-            .vision_feature_layer
-            .as_i64()
-            .with_context(|| format!("{origin}: field `vision_feature_layer`: only a single layer index is supported"))?;
+        let vision_feature_layer = raw.vision_feature_layer.as_i64().with_context(|| {
+            format!(
+                "{origin}: field `vision_feature_layer`: only a single layer index is supported"
+            )
+        })?;
         let keep_cls = match raw.vision_feature_select_strategy.as_str() {
             "default" => false,
             "full" => true,
@@ -145,20 +159,39 @@ impl Llava {
             (w.clone(), w.pp("language_model.model"), w.pp("language_model"))
         };
         let layers = config.vision.num_hidden_layers as i64;
-        let feature_index = if config.vision_feature_layer < 0 { layers + 1 + config.vision_feature_layer } else { config.vision_feature_layer };
+        let feature_index = if config.vision_feature_layer < 0 {
+            layers + 1 + config.vision_feature_layer
+        } else {
+            config.vision_feature_layer
+        };
         if feature_index < 0 || feature_index > layers {
-            bail!("{origin}: field `vision_feature_layer` = {} is out of range for {layers} layers", config.vision_feature_layer);
+            bail!(
+                "{origin}: field `vision_feature_layer` = {} is out of range for {layers} layers",
+                config.vision_feature_layer
+            );
         }
         // The hub's checkpoints nest the tower under `vision_model.`; a LLaVA that transformers 5
         // builds from its config and saves writes it flat (`vision_tower.embeddings.*`).
-        let tower = if root.contains_prefix("vision_tower.vision_model.") { root.pp("vision_tower.vision_model") } else { root.pp("vision_tower") };
-        let vision = ClipVisionTransformer::load(&tower, &config.vision, Some(feature_index as usize))?;
+        let tower = if root.contains_prefix("vision_tower.vision_model.") {
+            root.pp("vision_tower.vision_model")
+        } else {
+            root.pp("vision_tower")
+        };
+        let vision =
+            ClipVisionTransformer::load(&tower, &config.vision, Some(feature_index as usize))?;
         let pw = root.pp("multi_modal_projector");
         let (vh, th) = (config.vision.hidden_size, config.text.hidden_size);
         let proj1 = nn::linear(&pw, "linear_1", vh, th, config.projector_bias)?;
         let proj2 = nn::linear(&pw, "linear_2", th, th, config.projector_bias)?;
         let llm = Llama::load_parts(&lm_model, &lm_head, &config.text, origin)?;
-        Ok(Self { config: config.clone(), vision, proj1, proj2, llm, feature_index: feature_index as usize })
+        Ok(Self {
+            config: config.clone(),
+            vision,
+            proj1,
+            proj2,
+            llm,
+            feature_index: feature_index as usize,
+        })
     }
 
     /// The selected CLIP layer (CLS dropped per the strategy), `[B, tokens, vision_hidden]`.
@@ -178,34 +211,73 @@ impl Llava {
     /// pools before the projector; `visionzip` works at the selected layer (and, as VisionZip
     /// does, always keeps CLS among the dominant tokens); `fastv` reduces inside the LLM, so here
     /// it returns every token. `n` = [`LlavaConfig::image_tokens`] is the identity.
-    pub fn reduced_vision_features(&self, ctx: &Forward, pixel_values: &Tensor, n: usize, reducer: Reducer) -> Result<Tensor> {
+    pub fn reduced_vision_features(
+        &self,
+        ctx: &Forward,
+        pixel_values: &Tensor,
+        n: usize,
+        reducer: Reducer,
+    ) -> Result<Tensor> {
         self.reduce_features(&self.encode_image(ctx, pixel_values, reducer)?, n, reducer)
     }
 
     /// The CLIP work for one image that every budget shares (sweeps compute it once per image).
-    pub fn encode_image(&self, ctx: &Forward, pixel_values: &Tensor, reducer: Reducer) -> Result<VisionCache> {
+    pub fn encode_image(
+        &self,
+        ctx: &Forward,
+        pixel_values: &Tensor,
+        reducer: Reducer,
+    ) -> Result<VisionCache> {
         let b = pixel_values.dim(0)?;
         if b != 1 {
             bail!("token reduction works on one image at a time (got a batch of {b})");
         }
         if !reducers::plugin(reducer).needs_attention() {
-            return Ok(VisionCache { features: self.vision_features(ctx, pixel_values)?, attention: None });
+            return Ok(VisionCache {
+                features: self.vision_features(ctx, pixel_values)?,
+                attention: None,
+            });
         }
         if self.feature_index == 0 {
             bail!("{} needs an encoder layer's attention, but vision_feature_layer selects the embeddings", reducer.name());
         }
-        let (out, attn) = self.vision.forward_with_attention(ctx, pixel_values, Some(self.feature_index - 1))?;
-        let attn = attn.with_context(|| format!("{}: no attention from the selected layer", reducer.name()))?;
+        let (out, attn) =
+            self.vision.forward_with_attention(ctx, pixel_values, Some(self.feature_index - 1))?;
+        let attn = attn
+            .with_context(|| format!("{}: no attention from the selected layer", reducer.name()))?;
         let hidden = out.hidden_states[self.feature_index].squeeze(0)?;
         let t = hidden.dim(0)?;
-        let cls: Vec<f32> =
-            attn.probs.squeeze(0)?.narrow(1, 0, 1)?.squeeze(1)?.narrow(1, 1, t - 1)?.to_dtype(DType::F32)?.sum(0)?.to_vec1()?;
-        let features = if self.config.keep_cls { hidden.unsqueeze(0)? } else { hidden.narrow(0, 1, t - 1)?.unsqueeze(0)? };
-        Ok(VisionCache { features, attention: Some(LayerAttention { hidden, keys_mean: attn.keys_mean.squeeze(0)?, cls_attention: cls }) })
+        let cls: Vec<f32> = attn
+            .probs
+            .squeeze(0)?
+            .narrow(1, 0, 1)?
+            .squeeze(1)?
+            .narrow(1, 1, t - 1)?
+            .to_dtype(DType::F32)?
+            .sum(0)?
+            .to_vec1()?;
+        let features = if self.config.keep_cls {
+            hidden.unsqueeze(0)?
+        } else {
+            hidden.narrow(0, 1, t - 1)?.unsqueeze(0)?
+        };
+        Ok(VisionCache {
+            features,
+            attention: Some(LayerAttention {
+                hidden,
+                keys_mean: attn.keys_mean.squeeze(0)?,
+                cls_attention: cls,
+            }),
+        })
     }
 
     /// Brings cached features to `n` tokens with `reducer`: `[1, n, vision_hidden]` (all tokens for fastv).
-    pub fn reduce_features(&self, cache: &VisionCache, n: usize, reducer: Reducer) -> Result<Tensor> {
+    pub fn reduce_features(
+        &self,
+        cache: &VisionCache,
+        n: usize,
+        reducer: Reducer,
+    ) -> Result<Tensor> {
         let available = self.config.image_tokens();
         reducers::check_budget(n, available)?;
         let plugin = reducers::plugin(reducer);
@@ -230,7 +302,12 @@ impl Llava {
     pub fn merge_embeddings(&self, ids: &[u32], image_embeds: &Tensor) -> Result<Tensor> {
         let device = self.llm.device();
         let text = self.llm.embed(&Tensor::new(ids, device)?.unsqueeze(0)?)?.squeeze(0)?;
-        let slots: Vec<usize> = ids.iter().enumerate().filter(|(_, &t)| t == self.config.image_token_index).map(|(i, _)| i).collect();
+        let slots: Vec<usize> = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, &t)| t == self.config.image_token_index)
+            .map(|(i, _)| i)
+            .collect();
         let n = image_embeds.dim(0)?;
         if slots.len() != n {
             bail!("the prompt has {} image tokens but the image gives {n} embeddings", slots.len());
@@ -317,7 +394,14 @@ impl LlavaPipeline {
             ClipImageProcessorConfig::clip_336()
         };
         let config = read_json_value(&config_path)?;
-        Self::from_parts(&config, &config_path.display().to_string(), &weights, tokenizer, processor, dir)
+        Self::from_parts(
+            &config,
+            &config_path.display().to_string(),
+            &weights,
+            tokenizer,
+            processor,
+            dir,
+        )
     }
 
     /// Builds the pipeline from already-read parts (used for checkpoints embedded in the binary).
@@ -363,7 +447,14 @@ impl LlavaPipeline {
     /// Inputs at a vision-token budget: `n` tokens made by `reducer` (see [`crate::reducers`]).
     /// For pool/uniform/visionzip the prompt holds `n` image tokens; for fastv it holds all of
     /// them and `prune` says what the LLM's prefill drops (`None` when `n` keeps everything).
-    pub fn prepare_budget(&self, ctx: &Forward, image: &image::RgbImage, prompt: &str, n: usize, reducer: Reducer) -> Result<BudgetInputs> {
+    pub fn prepare_budget(
+        &self,
+        ctx: &Forward,
+        image: &image::RgbImage,
+        prompt: &str,
+        n: usize,
+        reducer: Reducer,
+    ) -> Result<BudgetInputs> {
         reducers::check_budget(n, self.model.config.image_tokens())?;
         let pixel_values = self.pixel_values(image)?;
         let cache = self.model.encode_image(ctx, &pixel_values, reducer)?;

@@ -144,9 +144,15 @@ fn elements<T: Float>(t: &Tensor) -> Result<Vec<T>> {
     Ok(t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<T>()?)
 }
 
-fn append_typed<T: CacheElement>(cache: &mut LayerKv, k: &Tensor, v: &Tensor, (b, kv, t, hd): (usize, usize, usize, usize)) -> Result<()> {
+fn append_typed<T: CacheElement>(
+    cache: &mut LayerKv,
+    k: &Tensor,
+    v: &Tensor,
+    (b, kv, t, hd): (usize, usize, usize, usize),
+) -> Result<()> {
     let needed = cache.len + t;
-    let compatible = T::buffers(&mut cache.data).is_some_and(|buf| buf.batch == b && buf.kv_heads == kv && buf.head_dim == hd);
+    let compatible = T::buffers(&mut cache.data)
+        .is_some_and(|buf| buf.batch == b && buf.kv_heads == kv && buf.head_dim == hd);
     if !compatible {
         if cache.len > 0 {
             bail!("KV cache: appending [{b}, {kv}, {t}, {hd}] {:?} to a cache of another shape or dtype", k.dtype());
@@ -156,10 +162,19 @@ fn append_typed<T: CacheElement>(cache: &mut LayerKv, k: &Tensor, v: &Tensor, (b
     }
     if needed > cache.capacity {
         let capacity = needed.max(2 * cache.capacity).max(cache.reserve);
-        let mut grown = Buffers { batch: b, kv_heads: kv, head_dim: hd, k: vec![T::of(0.0); b * kv * capacity * hd], vt: vec![T::of(0.0); b * kv * hd * capacity] };
+        let mut grown = Buffers {
+            batch: b,
+            kv_heads: kv,
+            head_dim: hd,
+            k: vec![T::of(0.0); b * kv * capacity * hd],
+            vt: vec![T::of(0.0); b * kv * hd * capacity],
+        };
         if let Some(old) = T::buffers(&mut cache.data) {
             for bh in 0..b * kv {
-                let (src, dst) = (&old.k[bh * cache.capacity * hd..][..cache.len * hd], &mut grown.k[bh * capacity * hd..][..cache.len * hd]);
+                let (src, dst) = (
+                    &old.k[bh * cache.capacity * hd..][..cache.len * hd],
+                    &mut grown.k[bh * capacity * hd..][..cache.len * hd],
+                );
                 dst.copy_from_slice(src);
                 for d in 0..hd {
                     let src = &old.vt[(bh * hd + d) * cache.capacity..][..cache.len];
@@ -173,9 +188,11 @@ fn append_typed<T: CacheElement>(cache: &mut LayerKv, k: &Tensor, v: &Tensor, (b
     let capacity = cache.capacity;
     let start = cache.len;
     let (new_k, new_v) = (elements::<T>(k)?, elements::<T>(v)?);
-    let buf = T::buffers(&mut cache.data).ok_or_else(|| anyhow::anyhow!("KV cache: buffers missing after allocation"))?;
+    let buf = T::buffers(&mut cache.data)
+        .ok_or_else(|| anyhow::anyhow!("KV cache: buffers missing after allocation"))?;
     for bh in 0..b * kv {
-        buf.k[(bh * capacity + start) * hd..][..t * hd].copy_from_slice(&new_k[bh * t * hd..][..t * hd]);
+        buf.k[(bh * capacity + start) * hd..][..t * hd]
+            .copy_from_slice(&new_k[bh * t * hd..][..t * hd]);
         for j in 0..t {
             for d in 0..hd {
                 buf.vt[(bh * hd + d) * capacity + start + j] = new_v[(bh * t + j) * hd + d];
@@ -189,8 +206,13 @@ fn append_typed<T: CacheElement>(cache: &mut LayerKv, k: &Tensor, v: &Tensor, (b
 impl<T: Float> Buffers<T> {
     fn tensors(&self, len: usize, capacity: usize, device: &Device) -> Result<(Tensor, Tensor)> {
         let (b, kv, hd) = (self.batch, self.kv_heads, self.head_dim);
-        let k = Tensor::from_slice(&self.k, (b, kv, capacity, hd), device)?.narrow(2, 0, len)?.contiguous()?;
-        let v = Tensor::from_slice(&self.vt, (b, kv, hd, capacity), device)?.narrow(3, 0, len)?.transpose(2, 3)?.contiguous()?;
+        let k = Tensor::from_slice(&self.k, (b, kv, capacity, hd), device)?
+            .narrow(2, 0, len)?
+            .contiguous()?;
+        let v = Tensor::from_slice(&self.vt, (b, kv, hd, capacity), device)?
+            .narrow(3, 0, len)?
+            .transpose(2, 3)?
+            .contiguous()?;
         Ok((k, v))
     }
 }
@@ -199,35 +221,87 @@ impl<T: Float> Buffers<T> {
 pub trait Half16Or32: Float {
     /// `y[r][c] = Σ_k x[r·xs + k] · w[c·ws + k]` for r < rows, c < cols, k < depth.
     #[allow(clippy::too_many_arguments)]
-    fn product(x: &[Self], xs: usize, w: &[Self], ws: usize, rows: usize, cols: usize, depth: usize, y: &mut [f32]) -> Result<()>;
+    fn product(
+        x: &[Self],
+        xs: usize,
+        w: &[Self],
+        ws: usize,
+        rows: usize,
+        cols: usize,
+        depth: usize,
+        y: &mut [f32],
+    ) -> Result<()>;
 }
 
 #[allow(clippy::too_many_arguments)] // the strided product's shape, as in `Half16Or32::product`
-fn half_product<T: Half16>(x: &[T], xs: usize, w: &[T], ws: usize, rows: usize, cols: usize, depth: usize, y: &mut [f32]) -> Result<()> {
+fn half_product<T: Half16>(
+    x: &[T],
+    xs: usize,
+    w: &[T],
+    ws: usize,
+    rows: usize,
+    cols: usize,
+    depth: usize,
+    y: &mut [f32],
+) -> Result<()> {
     let x = MatRef::new("attention lhs", x, rows, depth, xs)?;
     let w = MatRef::new("attention rhs", w, cols, depth, ws)?;
-    tokenscale_kernels::matmul_transposed(x, w, MatMut::new("attention out", y, rows, cols, cols)?, Backend::Auto)?;
+    tokenscale_kernels::matmul_transposed(
+        x,
+        w,
+        MatMut::new("attention out", y, rows, cols, cols)?,
+        Backend::Auto,
+    )?;
     Ok(())
 }
 
 impl Half16Or32 for bf16 {
-    fn product(x: &[Self], xs: usize, w: &[Self], ws: usize, rows: usize, cols: usize, depth: usize, y: &mut [f32]) -> Result<()> {
+    fn product(
+        x: &[Self],
+        xs: usize,
+        w: &[Self],
+        ws: usize,
+        rows: usize,
+        cols: usize,
+        depth: usize,
+        y: &mut [f32],
+    ) -> Result<()> {
         half_product(x, xs, w, ws, rows, cols, depth, y)
     }
 }
 
 impl Half16Or32 for f16 {
-    fn product(x: &[Self], xs: usize, w: &[Self], ws: usize, rows: usize, cols: usize, depth: usize, y: &mut [f32]) -> Result<()> {
+    fn product(
+        x: &[Self],
+        xs: usize,
+        w: &[Self],
+        ws: usize,
+        rows: usize,
+        cols: usize,
+        depth: usize,
+        y: &mut [f32],
+    ) -> Result<()> {
         half_product(x, xs, w, ws, rows, cols, depth, y)
     }
 }
 
 impl Half16Or32 for f32 {
-    fn product(x: &[f32], xs: usize, w: &[f32], ws: usize, rows: usize, cols: usize, depth: usize, y: &mut [f32]) -> Result<()> {
+    fn product(
+        x: &[f32],
+        xs: usize,
+        w: &[f32],
+        ws: usize,
+        rows: usize,
+        cols: usize,
+        depth: usize,
+        y: &mut [f32],
+    ) -> Result<()> {
         if rows == 0 || cols == 0 {
             return Ok(());
         }
-        let fits = |len: usize, n: usize, stride: usize| stride >= depth && len >= (n - 1) * stride + depth;
+        let fits = |len: usize, n: usize, stride: usize| {
+            stride >= depth && len >= (n - 1) * stride + depth
+        };
         if !fits(x.len(), rows, xs) || !fits(w.len(), cols, ws) || y.len() < rows * cols {
             bail!("attention product: {rows}×{depth} · ({cols}×{depth})ᵀ does not fit the buffers");
         }
@@ -263,7 +337,10 @@ impl Half16Or32 for f32 {
 
 /// The fast path applies (CPU, a supported dtype, and nothing that needs candle's graph).
 fn fast_path_applies(ctx: &Forward, q: &Tensor) -> bool {
-    q.device().is_cpu() && !ctx.differentiable() && !ctx.capturing_attention() && matches!(q.dtype(), DType::F32 | DType::BF16 | DType::F16)
+    q.device().is_cpu()
+        && !ctx.differentiable()
+        && !ctx.capturing_attention()
+        && matches!(q.dtype(), DType::F32 | DType::BF16 | DType::F16)
 }
 
 /// Causal attention of `q` (`[B, heads, T, hd]`, contiguous, RoPE applied) over the cached
@@ -271,7 +348,15 @@ fn fast_path_applies(ctx: &Forward, q: &Tensor) -> bool {
 /// sees the cached positions and new positions ≤ i. Returns the context `[B, T, heads·hd]`
 /// and, when `last_probs`, the last query's attention over every key averaged over heads
 /// (`[B, past + T]`, f32).
-pub fn causal(ctx: &Forward, q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut LayerKv, shape: Heads, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
+pub fn causal(
+    ctx: &Forward,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    cache: &mut LayerKv,
+    shape: Heads,
+    last_probs: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     if fast_path_applies(ctx, q) && q.is_contiguous() {
         cache.append(k, v)?;
         return match q.dtype() {
@@ -284,7 +369,15 @@ pub fn causal(ctx: &Forward, q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut Lay
 }
 
 /// The decoder's attention written with candle's ops (differentiable; records attention).
-fn candle_path(ctx: &Forward, q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut LayerKv, shape: Heads, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
+fn candle_path(
+    ctx: &Forward,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    cache: &mut LayerKv,
+    shape: Heads,
+    last_probs: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     let (b, _, t, _) = q.dims4()?;
     let past = cache.len();
     let (k_all, v_all) = match cache.tensors(q.device())? {
@@ -306,16 +399,28 @@ fn candle_path(ctx: &Forward, q: &Tensor, k: &Tensor, v: &Tensor, cache: &mut La
         scores = scores.broadcast_add(&mask)?;
     }
     let probs = crate::nn::softmax_last_dim(ctx, &scores)?;
-    let context = crate::nn::matmul(ctx, &probs, &v_all.contiguous()?)?.reshape((b, heads, t, head_dim))?;
+    let context =
+        crate::nn::matmul(ctx, &probs, &v_all.contiguous()?)?.reshape((b, heads, t, head_dim))?;
     let probs = probs.reshape((b, heads, t, total))?;
     ctx.record_attention(&probs);
-    let last = if last_probs { Some(probs.narrow(2, t - 1, 1)?.squeeze(2)?.to_dtype(DType::F32)?.mean(1)?) } else { None };
+    let last = if last_probs {
+        Some(probs.narrow(2, t - 1, 1)?.squeeze(2)?.to_dtype(DType::F32)?.mean(1)?)
+    } else {
+        None
+    };
     let context = context.transpose(1, 2)?.reshape((b, t, heads * head_dim))?;
     Ok((context, last))
 }
 
 /// Context rows `[B, T, heads·hd]`, gathered from the per-head outputs in parallel.
-fn gather_context<T: CacheElement>(outs: &[HeadOut], b: usize, heads: usize, t: usize, hd: usize, device: &Device) -> Result<Tensor> {
+fn gather_context<T: CacheElement>(
+    outs: &[HeadOut],
+    b: usize,
+    heads: usize,
+    t: usize,
+    hd: usize,
+    device: &Device,
+) -> Result<Tensor> {
     let width = heads * hd;
     let mut ctx = vec![T::of(0.0); b * t * width];
     ctx.par_chunks_mut(width).enumerate().for_each(|(row, out)| {
@@ -346,13 +451,23 @@ pub fn bidirectional(ctx: &Forward, q: &Tensor, k: &Tensor, v: &Tensor) -> Resul
     }
 }
 
-fn bidirectional_typed<T: CacheElement>(ctx: &Forward, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
+fn bidirectional_typed<T: CacheElement>(
+    ctx: &Forward,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+) -> Result<Option<Tensor>> {
     let (b, heads, t, hd) = q.dims4()?;
     if k.dims() != q.dims() || v.dims() != q.dims() {
         bail!("attention: q {:?}, k {:?}, v {:?} differ in shape", q.dims(), k.dims(), v.dims());
     }
-    let ((q_storage, q_layout), (k_storage, k_layout), (v_storage, v_layout)) = (q.storage_and_layout(), k.storage_and_layout(), v.storage_and_layout());
-    let (Some(qs), Some(ks), Some(vs)) = (cpu_slice::<T>(&q_storage, q_layout)?, cpu_slice::<T>(&k_storage, k_layout)?, cpu_slice::<T>(&v_storage, v_layout)?) else {
+    let ((q_storage, q_layout), (k_storage, k_layout), (v_storage, v_layout)) =
+        (q.storage_and_layout(), k.storage_and_layout(), v.storage_and_layout());
+    let (Some(qs), Some(ks), Some(vs)) = (
+        cpu_slice::<T>(&q_storage, q_layout)?,
+        cpu_slice::<T>(&k_storage, k_layout)?,
+        cpu_slice::<T>(&v_storage, v_layout)?,
+    ) else {
         return Ok(None);
     };
     ctx.count(Op::Matmul, || (2 * b * heads * t * t * hd) as u64);
@@ -368,7 +483,8 @@ fn bidirectional_typed<T: CacheElement>(ctx: &Forward, q: &Tensor, k: &Tensor, v
                     values_t[d * t + j] = x;
                 }
             }
-            let (query, keys) = (&qs[bh * per_head..][..per_head], &ks[bh * per_head..][..per_head]);
+            let (query, keys) =
+                (&qs[bh * per_head..][..per_head], &ks[bh * per_head..][..per_head]);
             head::<T>(query, keys, &values_t, t, t, 0, hd, 1.0, false, false)
         })
         .collect::<Result<_>>()?;
@@ -377,7 +493,10 @@ fn bidirectional_typed<T: CacheElement>(ctx: &Forward, q: &Tensor, k: &Tensor, v
 
 /// The elements of a contiguous CPU tensor of type `T` (its storage and layout), borrowed;
 /// `None` when it is not one.
-fn cpu_slice<'a, T: CacheElement>(storage: &'a Storage, layout: &candle_core::Layout) -> Result<Option<&'a [T]>> {
+fn cpu_slice<'a, T: CacheElement>(
+    storage: &'a Storage,
+    layout: &candle_core::Layout,
+) -> Result<Option<&'a [T]>> {
     let Storage::Cpu(cpu) = storage else { return Ok(None) };
     let Some((start, end)) = layout.contiguous_offsets() else { return Ok(None) };
     Ok(Some(&cpu.as_slice::<T>()?[start..end]))
@@ -386,14 +505,22 @@ fn cpu_slice<'a, T: CacheElement>(storage: &'a Storage, layout: &candle_core::La
 /// Additive mask `[T, past + T]`: 0 where key j ≤ past + i, −∞ after.
 pub fn causal_mask(t: usize, past: usize, dtype: DType, device: &Device) -> Result<Tensor> {
     let total = past + t;
-    let data: Vec<f32> = (0..t).flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })).collect();
+    let data: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
     Ok(Tensor::from_vec(data, (t, total), device)?.to_dtype(dtype)?)
 }
 
 /// One query head's output rows `[T, hd]` and, if asked, its last row of probabilities.
 type HeadOut = (Vec<f32>, Option<Vec<f32>>);
 
-fn fast<T: CacheElement>(ctx: &Forward, q: &Tensor, cache: &LayerKv, shape: Heads, last_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
+fn fast<T: CacheElement>(
+    ctx: &Forward,
+    q: &Tensor,
+    cache: &LayerKv,
+    shape: Heads,
+    last_probs: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     let (b, heads, t, hd) = q.dims4()?;
     let Heads { kv_heads, .. } = shape;
     if heads != shape.heads || hd != shape.head_dim || heads % kv_heads != 0 {
@@ -403,10 +530,16 @@ fn fast<T: CacheElement>(ctx: &Forward, q: &Tensor, cache: &LayerKv, shape: Head
     let total = cache.len;
     let past = total - t;
     let capacity = cache.capacity;
-    let buf = cache.data.as_ref().and_then(T::get).ok_or_else(|| anyhow::anyhow!("attention: empty KV cache"))?;
+    let buf = cache
+        .data
+        .as_ref()
+        .and_then(T::get)
+        .ok_or_else(|| anyhow::anyhow!("attention: empty KV cache"))?;
     let (storage, layout) = q.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else { bail!("attention: query not on the CPU") };
-    let Some((q_start, q_end)) = layout.contiguous_offsets() else { bail!("attention: query not contiguous") };
+    let Some((q_start, q_end)) = layout.contiguous_offsets() else {
+        bail!("attention: query not contiguous")
+    };
     let qs = &cpu.as_slice::<T>()?[q_start..q_end];
     let scale = 1.0 / (hd as f32).sqrt();
     // The MACs of q·Kᵀ and p·V as `nn::matmul` counts them (every key, masked ones included).
@@ -442,7 +575,18 @@ fn fast<T: CacheElement>(ctx: &Forward, q: &Tensor, cache: &LayerKv, shape: Head
 /// One query head: scores, softmax (causal: query i sees keys ≤ past + i; otherwise every key)
 /// and the product with the values, in row blocks.
 #[allow(clippy::too_many_arguments)]
-fn head<T: CacheElement>(query: &[T], keys: &[T], values_t: &[T], capacity: usize, t: usize, past: usize, hd: usize, scale: f32, last_probs: bool, causal: bool) -> Result<HeadOut> {
+fn head<T: CacheElement>(
+    query: &[T],
+    keys: &[T],
+    values_t: &[T],
+    capacity: usize,
+    t: usize,
+    past: usize,
+    hd: usize,
+    scale: f32,
+    last_probs: bool,
+    causal: bool,
+) -> Result<HeadOut> {
     let total = past + t;
     let mut out = vec![0f32; t * hd];
     let mut last = None;
@@ -455,7 +599,9 @@ fn head<T: CacheElement>(query: &[T], keys: &[T], values_t: &[T], capacity: usiz
         let scores = &mut scores[..rows * visible];
         T::product(&query[first * hd..], hd, keys, hd, rows, visible, hd, scores)?;
         let probs = &mut probs[..rows * visible];
-        for (r, (srow, prow)) in scores.chunks_mut(visible).zip(probs.chunks_mut(visible)).enumerate() {
+        for (r, (srow, prow)) in
+            scores.chunks_mut(visible).zip(probs.chunks_mut(visible)).enumerate()
+        {
             let limit = if causal { past + first + r + 1 } else { total }; // keys < limit are visible
             for s in srow[..limit].iter_mut() {
                 *s *= scale;
@@ -474,7 +620,16 @@ fn head<T: CacheElement>(query: &[T], keys: &[T], values_t: &[T], capacity: usiz
             }
         }
         // out rows = probs (rows × visible) · V (visible × hd): Vᵀ's rows hold one dimension each.
-        T::product(probs, visible, values_t, capacity, rows, hd, visible, &mut out[first * hd..][..rows * hd])?;
+        T::product(
+            probs,
+            visible,
+            values_t,
+            capacity,
+            rows,
+            hd,
+            visible,
+            &mut out[first * hd..][..rows * hd],
+        )?;
     }
     // 16-bit: the product is rounded once to the dtype, as PyTorch's bf16 matmul does.
     out.iter_mut().for_each(|o| *o = T::narrowed(*o));

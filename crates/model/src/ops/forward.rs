@@ -67,9 +67,11 @@ pub struct Forward<'a> {
 
 impl Forward<'static> {
     /// Plain inference: fused kernels, nothing captured or counted.
-    pub const INFERENCE: Forward<'static> = Forward { mode: Mode::Inference, capture: None, ops: None };
+    pub const INFERENCE: Forward<'static> =
+        Forward { mode: Mode::Inference, capture: None, ops: None };
     /// The differentiable formulas (training), nothing captured or counted.
-    pub const TRAINING: Forward<'static> = Forward { mode: Mode::Training, capture: None, ops: None };
+    pub const TRAINING: Forward<'static> =
+        Forward { mode: Mode::Training, capture: None, ops: None };
 }
 
 impl<'a> Forward<'a> {

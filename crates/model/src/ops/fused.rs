@@ -91,7 +91,10 @@ fn usable(ctx: &Forward, t: &Tensor) -> bool {
 }
 
 /// Runs `f` over the contiguous elements of a CPU tensor; `None` when it is not one.
-fn with_slice<T: Float, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> candle_core::Result<Option<R>> {
+fn with_slice<T: Float, R>(
+    t: &Tensor,
+    f: impl FnOnce(&[T]) -> R,
+) -> candle_core::Result<Option<R>> {
     if t.dtype() != T::DTYPE {
         return Ok(None);
     }
@@ -102,18 +105,25 @@ fn with_slice<T: Float, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> candle_core
 }
 
 /// `out[i] = op(a[i], b[i])` over two same-shaped tensors, in parallel.
-fn zip_map<T: Float>(ctx: &Forward, a: &Tensor, b: &Tensor, op: impl Fn(f32, f32) -> f32 + Sync) -> candle_core::Result<Option<Tensor>> {
+fn zip_map<T: Float>(
+    ctx: &Forward,
+    a: &Tensor,
+    b: &Tensor,
+    op: impl Fn(f32, f32) -> f32 + Sync,
+) -> candle_core::Result<Option<Tensor>> {
     if a.dims() != b.dims() || !usable(ctx, a) || !usable(ctx, b) {
         return Ok(None);
     }
     let out = with_slice::<T, _>(a, |xa| {
         with_slice::<T, _>(b, |xb| {
             let mut out = vec![T::of(0.0); xa.len()];
-            out.par_chunks_mut(CHUNK).zip(xa.par_chunks(CHUNK)).zip(xb.par_chunks(CHUNK)).for_each(|((o, x), y)| {
-                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                    *o = T::of(op(x.to_f32(), y.to_f32()));
-                }
-            });
+            out.par_chunks_mut(CHUNK).zip(xa.par_chunks(CHUNK)).zip(xb.par_chunks(CHUNK)).for_each(
+                |((o, x), y)| {
+                    for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                        *o = T::of(op(x.to_f32(), y.to_f32()));
+                    }
+                },
+            );
             out
         })
     })?;
@@ -124,7 +134,11 @@ fn zip_map<T: Float>(ctx: &Forward, a: &Tensor, b: &Tensor, op: impl Fn(f32, f32
 }
 
 /// `out[i] = op(a[i])`, in parallel.
-fn map<T: Float>(ctx: &Forward, a: &Tensor, op: impl Fn(f32) -> f32 + Sync) -> candle_core::Result<Option<Tensor>> {
+fn map<T: Float>(
+    ctx: &Forward,
+    a: &Tensor,
+    op: impl Fn(f32) -> f32 + Sync,
+) -> candle_core::Result<Option<Tensor>> {
     if !usable(ctx, a) {
         return Ok(None);
     }
@@ -145,7 +159,11 @@ fn map<T: Float>(ctx: &Forward, a: &Tensor, op: impl Fn(f32) -> f32 + Sync) -> c
 
 /// `a + b` for same-shaped tensors (residual connections).
 pub fn add(ctx: &Forward, a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    let fused = if a.dtype() == b.dtype() { with_float!(a.dtype(), T => zip_map::<T>(ctx, a, b, |x, y| x + y))? } else { None };
+    let fused = if a.dtype() == b.dtype() {
+        with_float!(a.dtype(), T => zip_map::<T>(ctx, a, b, |x, y| x + y))?
+    } else {
+        None
+    };
     match fused {
         Some(out) => Ok(out),
         None => a + b,
@@ -173,15 +191,25 @@ pub fn split_heads(ctx: &Forward, x: &Tensor, heads: usize) -> candle_core::Resu
 /// its own. Each value is computed exactly as candle's `rope` does in the tensor's type (a
 /// product rounded to it, then the sum rounded), so the result is bitwise the same as
 /// `nn::rope(split_heads(x))`; that is also what it falls back to (training, other devices).
-pub fn split_heads_rope(ctx: &Forward, x: &Tensor, heads: usize, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+pub fn split_heads_rope(
+    ctx: &Forward,
+    x: &Tensor,
+    heads: usize,
+    cos: &Tensor,
+    sin: &Tensor,
+) -> candle_core::Result<Tensor> {
     let (b, t, width) = x.dims3()?;
     let d = width / heads.max(1);
-    let tables_fit = cos.dims() == [t, d / 2] && sin.dims() == [t, d / 2] && cos.dtype() == x.dtype() && sin.dtype() == x.dtype();
-    let fused = if heads > 0 && width % heads == 0 && d.is_multiple_of(2) && tables_fit && usable(ctx, x) {
-        with_float!(x.dtype(), T => split_heads_rope_typed::<T>(x, (b, t, heads, d), cos, sin))?
-    } else {
-        None
-    };
+    let tables_fit = cos.dims() == [t, d / 2]
+        && sin.dims() == [t, d / 2]
+        && cos.dtype() == x.dtype()
+        && sin.dtype() == x.dtype();
+    let fused =
+        if heads > 0 && width % heads == 0 && d.is_multiple_of(2) && tables_fit && usable(ctx, x) {
+            with_float!(x.dtype(), T => split_heads_rope_typed::<T>(x, (b, t, heads, d), cos, sin))?
+        } else {
+            None
+        };
     match fused {
         Some(out) => Ok(out),
         None => crate::nn::rope(ctx, &split_heads(ctx, x, heads)?, cos, sin),
@@ -194,7 +222,9 @@ fn split_heads_rope_typed<T: Float>(
     cos: &Tensor,
     sin: &Tensor,
 ) -> candle_core::Result<Option<Tensor>> {
-    let (Some(cos), Some(sin)) = (with_slice::<T, _>(cos, |c| c.to_vec())?, with_slice::<T, _>(sin, |s| s.to_vec())?) else {
+    let (Some(cos), Some(sin)) =
+        (with_slice::<T, _>(cos, |c| c.to_vec())?, with_slice::<T, _>(sin, |s| s.to_vec())?)
+    else {
         return Ok(None);
     };
     let half = d / 2;
@@ -221,7 +251,13 @@ fn split_heads_rope_typed<T: Float>(
     }
 }
 
-fn split_heads_typed<T: Float>(x: &Tensor, b: usize, t: usize, heads: usize, d: usize) -> candle_core::Result<Option<Tensor>> {
+fn split_heads_typed<T: Float>(
+    x: &Tensor,
+    b: usize,
+    t: usize,
+    heads: usize,
+    d: usize,
+) -> candle_core::Result<Option<Tensor>> {
     let out = with_slice::<T, _>(x, |xs| {
         let mut out = vec![T::of(0.0); xs.len()];
         // One task per (batch, head): t rows of d values gathered from stride heads·d.
@@ -268,7 +304,9 @@ pub fn exp_f32(x: f32) -> f32 {
     let er = p * r * r + r + 1.0;
     let n = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     let (half, rest) = (n >> 1, n - (n >> 1));
-    let scaled = er * f32::from_bits(((half + 127) << 23) as u32) * f32::from_bits(((rest + 127) << 23) as u32);
+    let scaled = er
+        * f32::from_bits(((half + 127) << 23) as u32)
+        * f32::from_bits(((rest + 127) << 23) as u32);
     if x < LOW {
         0.0
     } else if x > HIGH {
@@ -376,7 +414,12 @@ pub fn quick_gelu(ctx: &Forward, x: &Tensor) -> candle_core::Result<Tensor> {
 /// (and no copy of the mask per query group). `mask` is `[rows_per_group, cols]` and applies to
 /// row `r` of every `[rows, cols]` block as `mask[r % rows_per_group]` (grouped-query attention
 /// stacks the query heads of a group along the rows).
-pub fn scaled_masked_softmax(ctx: &Forward, scores: &Tensor, scale: f32, mask: Option<&Tensor>) -> candle_core::Result<Tensor> {
+pub fn scaled_masked_softmax(
+    ctx: &Forward,
+    scores: &Tensor,
+    scale: f32,
+    mask: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
     let fused = with_float!(scores.dtype(), T => softmax_rows::<T>(ctx, scores, scale, mask))?;
     match fused {
         Some(out) => Ok(out),
@@ -385,7 +428,8 @@ pub fn scaled_masked_softmax(ctx: &Forward, scores: &Tensor, scale: f32, mask: O
             if let Some(mask) = mask {
                 let rows = s.dim(candle_core::D::Minus2)?;
                 let per = mask.dim(0)?;
-                let mask = if rows != per { mask.repeat((rows / per.max(1), 1))? } else { mask.clone() };
+                let mask =
+                    if rows != per { mask.repeat((rows / per.max(1), 1))? } else { mask.clone() };
                 s = s.broadcast_add(&mask)?;
             }
             softmax_last_dim(ctx, &s)
@@ -409,7 +453,12 @@ pub fn softmax_last_dim(ctx: &Forward, xs: &Tensor) -> candle_core::Result<Tenso
     exp.broadcast_div(&exp.sum_keepdim(candle_core::D::Minus1)?)
 }
 
-fn softmax_rows<T: Float>(ctx: &Forward, scores: &Tensor, scale: f32, mask: Option<&Tensor>) -> candle_core::Result<Option<Tensor>> {
+fn softmax_rows<T: Float>(
+    ctx: &Forward,
+    scores: &Tensor,
+    scale: f32,
+    mask: Option<&Tensor>,
+) -> candle_core::Result<Option<Tensor>> {
     if !usable(ctx, scores) || scores.rank() < 2 {
         return Ok(None);
     }
@@ -429,30 +478,33 @@ fn softmax_rows<T: Float>(ctx: &Forward, scores: &Tensor, scale: f32, mask: Opti
     let out = with_slice::<T, _>(scores, |xs| {
         let mut out = vec![T::of(0.0); xs.len()];
         let rows_per_task = (CHUNK / cols.max(1)).max(1);
-        out.par_chunks_mut(rows_per_task * cols).zip(xs.par_chunks(rows_per_task * cols)).enumerate().for_each(|(task, (o, x))| {
-            let mut row_buf = vec![0f32; cols];
-            for (i, (orow, xrow)) in o.chunks_mut(cols).zip(x.chunks(cols)).enumerate() {
-                let row = task * rows_per_task + i;
-                let m = mask_values.as_ref().map(|m| &m[(row % rows % per) * cols..][..cols]);
-                // PyTorch rounds the scaled scores and the masked sum to the dtype.
-                for (b, &v) in row_buf.iter_mut().zip(xrow) {
-                    *b = T::narrowed(v.to_f32() * scale);
-                }
-                if let Some(m) = m {
-                    for (b, &mv) in row_buf.iter_mut().zip(m) {
-                        *b = T::narrowed(*b + mv);
+        out.par_chunks_mut(rows_per_task * cols)
+            .zip(xs.par_chunks(rows_per_task * cols))
+            .enumerate()
+            .for_each(|(task, (o, x))| {
+                let mut row_buf = vec![0f32; cols];
+                for (i, (orow, xrow)) in o.chunks_mut(cols).zip(x.chunks(cols)).enumerate() {
+                    let row = task * rows_per_task + i;
+                    let m = mask_values.as_ref().map(|m| &m[(row % rows % per) * cols..][..cols]);
+                    // PyTorch rounds the scaled scores and the masked sum to the dtype.
+                    for (b, &v) in row_buf.iter_mut().zip(xrow) {
+                        *b = T::narrowed(v.to_f32() * scale);
+                    }
+                    if let Some(m) = m {
+                        for (b, &mv) in row_buf.iter_mut().zip(m) {
+                            *b = T::narrowed(*b + mv);
+                        }
+                    }
+                    let Some(sum) = exp_shifted_sum(&mut row_buf) else {
+                        orow.iter_mut().for_each(|o| *o = T::of(f32::NAN));
+                        continue;
+                    };
+                    let inv = 1.0 / sum;
+                    for (o, &b) in orow.iter_mut().zip(&row_buf) {
+                        *o = T::of(b * inv);
                     }
                 }
-                let Some(sum) = exp_shifted_sum(&mut row_buf) else {
-                    orow.iter_mut().for_each(|o| *o = T::of(f32::NAN));
-                    continue;
-                };
-                let inv = 1.0 / sum;
-                for (o, &b) in orow.iter_mut().zip(&row_buf) {
-                    *o = T::of(b * inv);
-                }
-            }
-        });
+            });
         out
     })?;
     match out {
@@ -469,7 +521,16 @@ mod tests {
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         let a = a.to_dtype(DType::F32).unwrap();
         let b = b.to_dtype(DType::F32).unwrap();
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     /// RoPE applied while splitting into heads is bitwise candle's rope of the split heads, in
@@ -479,17 +540,27 @@ mod tests {
         let dev = Device::Cpu;
         for dtype in [DType::F32, DType::BF16, DType::F16] {
             for (t, heads, d) in [(7, 4, 16), (1, 3, 8)] {
-                let x = Tensor::randn(0f32, 3.0, (2, t, heads * d), &dev).unwrap().to_dtype(dtype).unwrap();
+                let x = Tensor::randn(0f32, 3.0, (2, t, heads * d), &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
                 let angles = Tensor::randn(0f32, 2.0, (t, d / 2), &dev).unwrap();
                 let cos = angles.cos().unwrap().to_dtype(dtype).unwrap();
                 let sin = angles.sin().unwrap().to_dtype(dtype).unwrap();
                 let ctx = &Forward::INFERENCE;
                 let fused = split_heads_rope(ctx, &x, heads, &cos, &sin).unwrap();
-                let reference = crate::nn::rope(ctx, &split_heads(ctx, &x, heads).unwrap(), &cos, &sin).unwrap();
+                let reference =
+                    crate::nn::rope(ctx, &split_heads(ctx, &x, heads).unwrap(), &cos, &sin)
+                        .unwrap();
                 assert_eq!(fused.dims(), reference.dims());
-                let bits = |v: &Tensor| v.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let bits = |v: &Tensor| {
+                    v.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+                };
                 let (a, b) = (bits(&fused), bits(&reference));
-                assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "{dtype:?} t={t}");
+                assert!(
+                    a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "{dtype:?} t={t}"
+                );
             }
         }
     }
@@ -502,10 +573,13 @@ mod tests {
         assert_eq!(max_diff(&add(&Forward::INFERENCE, &a, &b).unwrap(), &(&a + &b).unwrap()), 0.0);
         // f32 rounding of a different (but exact-math equal) formula: relative 1e-6.
         let want = (a.silu().unwrap() * &b).unwrap();
-        let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let scale =
+            want.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
         let diff = max_diff(&silu_mul(&Forward::INFERENCE, &a, &b).unwrap(), &want);
         assert!(diff <= 1e-6 * scale, "silu·up differs by {diff} (scale {scale})");
-        assert!(max_diff(&gelu_erf(&Forward::INFERENCE, &a).unwrap(), &a.gelu_erf().unwrap()) <= 1e-6);
+        assert!(
+            max_diff(&gelu_erf(&Forward::INFERENCE, &a).unwrap(), &a.gelu_erf().unwrap()) <= 1e-6
+        );
         let quick = (&a * candle_nn::ops::sigmoid(&(&a * 1.702).unwrap()).unwrap()).unwrap();
         assert!(max_diff(&quick_gelu(&Forward::INFERENCE, &a).unwrap(), &quick) <= 1e-6);
     }
@@ -514,7 +588,8 @@ mod tests {
     fn fused_softmax_equals_scale_mask_softmax_with_groups() {
         let dev = Device::Cpu;
         for dtype in [DType::F32, DType::BF16] {
-            let scores = Tensor::randn(0f32, 3.0, (2, 3, 8, 11), &dev).unwrap().to_dtype(dtype).unwrap();
+            let scores =
+                Tensor::randn(0f32, 3.0, (2, 3, 8, 11), &dev).unwrap().to_dtype(dtype).unwrap();
             // 4 query rows per group, 2 groups stacked: mask row r % 4.
             let mut m = vec![0f32; 4 * 11];
             for r in 0..4 {
@@ -523,9 +598,17 @@ mod tests {
                 }
             }
             let mask = Tensor::from_vec(m, (4, 11), &dev).unwrap().to_dtype(dtype).unwrap();
-            let got = scaled_masked_softmax(&Forward::INFERENCE, &scores, 0.125, Some(&mask)).unwrap();
-            let scaled = (scores.to_dtype(DType::F32).unwrap() * 0.125).unwrap().to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap();
-            let masked = scaled.broadcast_add(&mask.to_dtype(DType::F32).unwrap().repeat((2, 1)).unwrap()).unwrap();
+            let got =
+                scaled_masked_softmax(&Forward::INFERENCE, &scores, 0.125, Some(&mask)).unwrap();
+            let scaled = (scores.to_dtype(DType::F32).unwrap() * 0.125)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
+            let masked = scaled
+                .broadcast_add(&mask.to_dtype(DType::F32).unwrap().repeat((2, 1)).unwrap())
+                .unwrap();
             let want = candle_nn::ops::softmax_last_dim(&masked).unwrap();
             let tol = if dtype == DType::F32 { 1e-6 } else { 4e-3 };
             assert!(max_diff(&got, &want) <= tol, "{dtype:?}");
@@ -553,15 +636,22 @@ mod tests {
     #[test]
     fn exp_shifted_sum_equals_the_sequential_loop() {
         for len in [1usize, 15, 16, 17, 577, 1000] {
-            let values: Vec<f32> = (0..len).map(|i| ((i * 7919 % 1013) as f32 / 50.0) - 10.0).collect();
+            let values: Vec<f32> =
+                (0..len).map(|i| ((i * 7919 % 1013) as f32 / 50.0) - 10.0).collect();
             let mut row = values.clone();
             let sum = exp_shifted_sum(&mut row).unwrap();
             let max = values.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
             let want: Vec<f64> = values.iter().map(|&v| ((v - max) as f64).exp()).collect();
             let want_sum: f64 = want.iter().sum();
-            assert!(((sum as f64 - want_sum) / want_sum).abs() < 1e-6, "{len}: sum {sum} vs {want_sum}");
+            assert!(
+                ((sum as f64 - want_sum) / want_sum).abs() < 1e-6,
+                "{len}: sum {sum} vs {want_sum}"
+            );
             for (got, want) in row.iter().zip(&want) {
-                assert!((*got as f64 - want).abs() <= 3e-7 * want.max(1e-30), "{len}: {got} vs {want}");
+                assert!(
+                    (*got as f64 - want).abs() <= 3e-7 * want.max(1e-30),
+                    "{len}: {got} vs {want}"
+                );
             }
         }
         let mut masked = vec![f32::NEG_INFINITY; 20];
@@ -577,7 +667,8 @@ mod tests {
         let dev = Device::Cpu;
         for dtype in [DType::F32, DType::BF16] {
             let x = Tensor::randn(0f32, 1.0, (2, 5, 12), &dev).unwrap().to_dtype(dtype).unwrap();
-            let want = x.reshape((2, 5, 3, 4)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+            let want =
+                x.reshape((2, 5, 3, 4)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
             let got = split_heads(&Forward::INFERENCE, &x, 3).unwrap();
             assert_eq!(got.dims(), want.dims());
             assert_eq!(max_diff(&got, &want), 0.0);
@@ -590,8 +681,12 @@ mod tests {
         let g = Tensor::randn(0f32, 2.0, (5, 300), &dev).unwrap().to_dtype(DType::BF16).unwrap();
         let u = Tensor::randn(0f32, 2.0, (5, 300), &dev).unwrap().to_dtype(DType::BF16).unwrap();
         // PyTorch: silu in bf16 (computed in f32, rounded), then the bf16 product (rounded).
-        let silu_rounded = g.to_dtype(DType::F32).unwrap().silu().unwrap().to_dtype(DType::BF16).unwrap();
-        let want = (silu_rounded.to_dtype(DType::F32).unwrap() * u.to_dtype(DType::F32).unwrap()).unwrap().to_dtype(DType::BF16).unwrap();
+        let silu_rounded =
+            g.to_dtype(DType::F32).unwrap().silu().unwrap().to_dtype(DType::BF16).unwrap();
+        let want = (silu_rounded.to_dtype(DType::F32).unwrap() * u.to_dtype(DType::F32).unwrap())
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
         assert_eq!(max_diff(&silu_mul(&Forward::INFERENCE, &g, &u).unwrap(), &want), 0.0);
     }
 }

@@ -26,7 +26,11 @@ use crate::opcount::Op;
 fn linear_f32_rows(linear: &Linear, x: &Tensor, max_rows: usize) -> Result<Option<Tensor>> {
     let w = linear.weight();
     let (out_dim, in_dim) = w.dims2()?;
-    if x.dtype() != DType::F32 || w.dtype() != DType::F32 || x.dims().last() != Some(&in_dim) || !w.is_contiguous() {
+    if x.dtype() != DType::F32
+        || w.dtype() != DType::F32
+        || x.dims().last() != Some(&in_dim)
+        || !w.is_contiguous()
+    {
         return Ok(None);
     }
     let rows = x.elem_count() / in_dim.max(1);
@@ -35,14 +39,22 @@ fn linear_f32_rows(linear: &Linear, x: &Tensor, max_rows: usize) -> Result<Optio
     }
     let (storage, layout) = w.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else { return Ok(None) };
-    let weights = &cpu.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + out_dim * in_dim];
+    let weights =
+        &cpu.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + out_dim * in_dim];
     let input: Vec<f32> = x.flatten_all()?.to_vec1()?;
     // Output transposed, `[out_dim, rows]`: a task owns whole weight rows.
     let mut yt = vec![0f32; out_dim * rows];
     if !tokenscale_kernels::f32_rows_transposed(weights, &input, in_dim, &mut yt) {
         return Ok(None);
     }
-    let y = if rows == 1 { yt } else { (0..rows).flat_map(|j| (0..out_dim).map(move |r| (r, j))).map(|(r, j)| yt[r * rows + j]).collect() };
+    let y = if rows == 1 {
+        yt
+    } else {
+        (0..rows)
+            .flat_map(|j| (0..out_dim).map(move |r| (r, j)))
+            .map(|(r, j)| yt[r * rows + j])
+            .collect()
+    };
     let mut shape = x.dims().to_vec();
     if let Some(last) = shape.last_mut() {
         *last = out_dim;
@@ -150,7 +162,11 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 fn matmul_half<T: WithDType + Half16>(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (da, db) = (a.dims(), b.dims());
     let rank = da.len();
-    if rank < 2 || db.len() != rank || da[..rank - 2] != db[..rank - 2] || da[rank - 1] != db[rank - 2] {
+    if rank < 2
+        || db.len() != rank
+        || da[..rank - 2] != db[..rank - 2]
+        || da[rank - 1] != db[rank - 2]
+    {
         anyhow::bail!("matmul: shapes {da:?} and {db:?} do not fit [.., m, k] · [.., k, n]");
     }
     let (m, k, n) = (da[rank - 2], da[rank - 1], db[rank - 1]);
@@ -162,7 +178,8 @@ fn matmul_half<T: WithDType + Half16>(a: &Tensor, b: &Tensor) -> Result<Tensor> 
     };
     let mut out = vec![T::from_f64(0.0); batch * m * n];
     let shape = tokenscale_kernels::BatchShape { batch, m, n, k };
-    tokenscale_kernels::batched_transposed(&x, &w, shape, &mut out, Backend::Auto).with_context(|| format!("matmul {da:?} · {db:?}"))?;
+    tokenscale_kernels::batched_transposed(&x, &w, shape, &mut out, Backend::Auto)
+        .with_context(|| format!("matmul {da:?} · {db:?}"))?;
     let mut dims = da.to_vec();
     dims[rank - 1] = n;
     Ok(Tensor::from_vec(out, dims, a.device())?)
@@ -197,7 +214,16 @@ mod tests {
             let fast = linear_f32_rows(&layer, &x, 1).unwrap().expect("fast path applies");
             let reference = layer.forward(&x).unwrap();
             assert_eq!(fast.dims(), reference.dims());
-            let diff = (fast - reference).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+            let diff = (fast - reference)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(diff <= 1e-4, "{out_dim}x{in_dim}: {diff}");
         }
         let two_rows = Tensor::zeros((1, 2, 4), DType::F32, &dev).unwrap();
@@ -211,10 +237,20 @@ mod tests {
     fn half_path_equals_the_f32_forward_of_the_same_values() {
         let dev = Device::Cpu;
         for dtype in [DType::BF16, DType::F16] {
-            for (rows, out_dim, in_dim, bias) in [(1, 70, 64, true), (2, 33, 31, false), (45, 130, 96, true), (3, 1, 1, false)] {
-                let w = Tensor::randn(0f32, 1.0, (out_dim, in_dim), &dev).unwrap().to_dtype(dtype).unwrap();
-                let b = bias.then(|| Tensor::randn(0f32, 1.0, out_dim, &dev).unwrap().to_dtype(dtype).unwrap());
-                let x = Tensor::randn(0f32, 1.0, (1, rows, in_dim), &dev).unwrap().to_dtype(dtype).unwrap();
+            for (rows, out_dim, in_dim, bias) in
+                [(1, 70, 64, true), (2, 33, 31, false), (45, 130, 96, true), (3, 1, 1, false)]
+            {
+                let w = Tensor::randn(0f32, 1.0, (out_dim, in_dim), &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let b = bias.then(|| {
+                    Tensor::randn(0f32, 1.0, out_dim, &dev).unwrap().to_dtype(dtype).unwrap()
+                });
+                let x = Tensor::randn(0f32, 1.0, (1, rows, in_dim), &dev)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
                 let layer = Linear::new(w.clone(), b.clone());
                 let fast = match dtype {
                     DType::BF16 => linear_half::<bf16>(&layer, &x).unwrap(),
@@ -223,14 +259,18 @@ mod tests {
                 let fast = fast.expect("16-bit path applies to contiguous CPU tensors");
                 assert_eq!(fast.dtype(), dtype);
                 assert_eq!(fast.dims(), &[1, rows, out_dim]);
-                let upcast = Linear::new(w.to_dtype(DType::F32).unwrap(), b.map(|b| b.to_dtype(DType::F32).unwrap()));
+                let upcast = Linear::new(
+                    w.to_dtype(DType::F32).unwrap(),
+                    b.map(|b| b.to_dtype(DType::F32).unwrap()),
+                );
                 let reference = upcast.forward(&x.to_dtype(DType::F32).unwrap()).unwrap();
                 let fast = fast.to_dtype(DType::F32).unwrap();
                 // Half an ulp of the 16-bit result (2⁻⁸ relative for bf16, 2⁻¹¹ for f16) + slack.
                 let rel = if dtype == DType::BF16 { 2f32.powi(-8) } else { 2f32.powi(-11) };
                 let allowed = ((reference.abs().unwrap() * rel as f64).unwrap() + 1e-3).unwrap();
                 let excess = ((fast - &reference).unwrap().abs().unwrap() - allowed).unwrap();
-                let worst = excess.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+                let worst =
+                    excess.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
                 assert!(worst <= 0.0, "{dtype:?} {rows}x{out_dim}x{in_dim}: exceeds by {worst}");
             }
         }
@@ -240,21 +280,37 @@ mod tests {
     fn half_matmul_equals_the_f32_product_of_the_same_values() {
         let dev = Device::Cpu;
         for dtype in [DType::BF16, DType::F16] {
-            let a = Tensor::randn(0f32, 1.0, (2, 3, 37, 64), &dev).unwrap().to_dtype(dtype).unwrap();
-            let keys = Tensor::randn(0f32, 1.0, (2, 3, 41, 64), &dev).unwrap().to_dtype(dtype).unwrap();
-            let values = Tensor::randn(0f32, 1.0, (2, 3, 41, 24), &dev).unwrap().to_dtype(dtype).unwrap();
+            let a =
+                Tensor::randn(0f32, 1.0, (2, 3, 37, 64), &dev).unwrap().to_dtype(dtype).unwrap();
+            let keys =
+                Tensor::randn(0f32, 1.0, (2, 3, 41, 64), &dev).unwrap().to_dtype(dtype).unwrap();
+            let values =
+                Tensor::randn(0f32, 1.0, (2, 3, 41, 24), &dev).unwrap().to_dtype(dtype).unwrap();
             let scores = keys.t().unwrap(); // [.., 64, 41], a transposed view (the attention case)
-            let probs = Tensor::randn(0f32, 1.0, (2, 3, 37, 41), &dev).unwrap().to_dtype(dtype).unwrap();
+            let probs =
+                Tensor::randn(0f32, 1.0, (2, 3, 37, 41), &dev).unwrap().to_dtype(dtype).unwrap();
             for (lhs, rhs) in [(&a, &scores), (&probs, &values)] {
                 let got = matmul(lhs, rhs).unwrap();
                 assert_eq!(got.dtype(), dtype);
-                let want = lhs.to_dtype(DType::F32).unwrap().matmul(&rhs.to_dtype(DType::F32).unwrap()).unwrap();
+                let want = lhs
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .matmul(&rhs.to_dtype(DType::F32).unwrap())
+                    .unwrap();
                 assert_eq!(got.dims(), want.dims());
                 let rel = if dtype == DType::BF16 { 2f32.powi(-8) } else { 2f32.powi(-11) };
                 let allowed = ((want.abs().unwrap() * rel as f64).unwrap() + 1e-3).unwrap();
-                let excess = ((got.to_dtype(DType::F32).unwrap() - &want).unwrap().abs().unwrap() - allowed).unwrap();
-                let worst = excess.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-                assert!(worst <= 0.0, "{dtype:?} {:?}·{:?}: exceeds by {worst}", lhs.dims(), rhs.dims());
+                let excess = ((got.to_dtype(DType::F32).unwrap() - &want).unwrap().abs().unwrap()
+                    - allowed)
+                    .unwrap();
+                let worst =
+                    excess.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+                assert!(
+                    worst <= 0.0,
+                    "{dtype:?} {:?}·{:?}: exceeds by {worst}",
+                    lhs.dims(),
+                    rhs.dims()
+                );
             }
             let bad = matmul(&a, &values).unwrap_err().to_string();
             assert!(bad.contains("do not fit"), "{bad}");

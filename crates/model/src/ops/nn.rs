@@ -50,7 +50,13 @@ impl Linear {
 
 /// Loads `{name}.weight` (`[out_dim, in_dim]`) and, when `bias`, `{name}.bias` (`[out_dim]`);
 /// fails on a missing or mis-shaped tensor.
-pub fn linear(w: &Weights, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
+pub fn linear(
+    w: &Weights,
+    name: &str,
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+) -> Result<Linear> {
     let w = w.pp(name);
     let weight = w.get("weight", &[out_dim, in_dim])?;
     let bias = if bias { Some(w.get("bias", &[out_dim])?) } else { None };
@@ -86,7 +92,12 @@ impl LayerNorm {
     /// Normalises `xs` over its last dimension: `(x − mean) / sqrt(var + eps) · weight + bias`.
     pub fn forward(&self, ctx: &Forward, xs: &Tensor) -> candle_core::Result<Tensor> {
         if !ctx.differentiable() {
-            return candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps as f32);
+            return candle_nn::ops::layer_norm(
+                &xs.contiguous()?,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+            );
         }
         let mean = xs.mean_keepdim(D::Minus1)?;
         let centred = xs.broadcast_sub(&mean)?;

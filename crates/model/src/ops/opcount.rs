@@ -70,18 +70,36 @@ mod tests {
         let inner = OpCounter::start();
         let inner_ctx = Forward::INFERENCE.counting(&inner);
         // one row (the row-parallel path) and several rows (the layer's forward), with a bias
-        let layer = Linear::new(Tensor::zeros((6, 10), candle_core::DType::F32, &dev).unwrap(), Some(Tensor::zeros(6, candle_core::DType::F32, &dev).unwrap()));
-        layer.forward(&inner_ctx, &Tensor::zeros((1, 1, 10), candle_core::DType::F32, &dev).unwrap()).unwrap();
-        layer.forward(&inner_ctx, &Tensor::zeros((2, 9, 10), candle_core::DType::F32, &dev).unwrap()).unwrap();
+        let layer = Linear::new(
+            Tensor::zeros((6, 10), candle_core::DType::F32, &dev).unwrap(),
+            Some(Tensor::zeros(6, candle_core::DType::F32, &dev).unwrap()),
+        );
+        layer
+            .forward(&inner_ctx, &Tensor::zeros((1, 1, 10), candle_core::DType::F32, &dev).unwrap())
+            .unwrap();
+        layer
+            .forward(&inner_ctx, &Tensor::zeros((2, 9, 10), candle_core::DType::F32, &dev).unwrap())
+            .unwrap();
         assert_eq!(inner.macs_of(Op::Linear), 6 * 10 + 2 * 9 * 6 * 10);
         // 3×3, stride 2, padding 1 over 8×8 → 4×4 outputs, each the full 3·3·3 kernel
-        let conv = Conv2d::new(Tensor::zeros((5, 3, 3, 3), candle_core::DType::F32, &dev).unwrap(), None, Conv2dConfig { stride: 2, padding: 1, ..Default::default() });
-        crate::nn::conv(&inner_ctx, &conv, &Tensor::zeros((1, 3, 8, 8), candle_core::DType::F32, &dev).unwrap()).unwrap();
+        let conv = Conv2d::new(
+            Tensor::zeros((5, 3, 3, 3), candle_core::DType::F32, &dev).unwrap(),
+            None,
+            Conv2dConfig { stride: 2, padding: 1, ..Default::default() },
+        );
+        crate::nn::conv(
+            &inner_ctx,
+            &conv,
+            &Tensor::zeros((1, 3, 8, 8), candle_core::DType::F32, &dev).unwrap(),
+        )
+        .unwrap();
         assert_eq!(inner.macs_of(Op::Conv), 5 * 4 * 4 * 3 * 3 * 3);
         assert_eq!(inner.macs(), 6 * 10 + 2 * 9 * 6 * 10 + 5 * 16 * 27);
         assert_eq!(outer.macs(), 2 * 3 * 5 * 7 * 4, "a counter counts only the passes given it");
         // a pass without a counter (here on another thread) is nobody's
-        std::thread::spawn(move || crate::nn::matmul(&Forward::INFERENCE, &a, &b).unwrap()).join().unwrap();
+        std::thread::spawn(move || crate::nn::matmul(&Forward::INFERENCE, &a, &b).unwrap())
+            .join()
+            .unwrap();
         assert_eq!(outer.macs_of(Op::Matmul), 2 * 3 * 5 * 7 * 4);
     }
 }

@@ -82,7 +82,8 @@ pub fn normalize(img: &RgbImage) -> Vec<f32> {
     for (x, y, p) in img.enumerate_pixels() {
         for c in 0..3 {
             let v = p[c] as f32 / 255.0;
-            out[c * w * h + y as usize * w + x as usize] = (v - OPENAI_CLIP_MEAN[c] as f32) / OPENAI_CLIP_STD[c] as f32;
+            out[c * w * h + y as usize * w + x as usize] =
+                (v - OPENAI_CLIP_MEAN[c] as f32) / OPENAI_CLIP_STD[c] as f32;
         }
     }
     out

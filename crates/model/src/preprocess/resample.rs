@@ -38,7 +38,11 @@ impl Filter {
         match self {
             Self::Bilinear => {
                 let x = x.abs();
-                if x < 1.0 { 1.0 - x } else { 0.0 }
+                if x < 1.0 {
+                    1.0 - x
+                } else {
+                    0.0
+                }
             }
             Self::Bicubic => {
                 const A: f64 = -0.5;
@@ -52,7 +56,11 @@ impl Filter {
                 }
             }
             Self::Lanczos => {
-                if (-3.0..3.0).contains(&x) { sinc(x) * sinc(x / 3.0) } else { 0.0 }
+                if (-3.0..3.0).contains(&x) {
+                    sinc(x) * sinc(x / 3.0)
+                } else {
+                    0.0
+                }
             }
         }
     }
@@ -88,7 +96,9 @@ fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Coefficients
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
         let count = xmax.saturating_sub(xmin);
-        let mut k: Vec<f64> = (0..count).map(|x| filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss)).collect();
+        let mut k: Vec<f64> = (0..count)
+            .map(|x| filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss))
+            .collect();
         let total: f64 = k.iter().sum();
         if total != 0.0 {
             k.iter_mut().for_each(|w| *w /= total);
@@ -127,7 +137,11 @@ fn pass_horizontal(src: &RgbImage, out_w: u32, filter: Filter) -> RgbImage {
                     acc[ch] += row[p + ch] as i64 * kx;
                 }
             }
-            out.put_pixel(xx as u32, y as u32, image::Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]));
+            out.put_pixel(
+                xx as u32,
+                y as u32,
+                image::Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]),
+            );
         }
     }
     out
@@ -150,7 +164,11 @@ fn pass_vertical(src: &RgbImage, out_h: u32, filter: Filter) -> RgbImage {
                     acc[ch] += raw[p + ch] as i64 * ky;
                 }
             }
-            out.put_pixel(x as u32, yy as u32, image::Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]));
+            out.put_pixel(
+                x as u32,
+                yy as u32,
+                image::Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]),
+            );
         }
     }
     out
@@ -166,8 +184,20 @@ pub fn vertical_first(in_w: u32, in_h: u32, out_w: u32, out_h: u32) -> bool {
 /// `PIL.Image.resize((width, height), filter)` on an RGB image (Pillow 13.0).
 pub fn resize(src: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
     let (w, h) = src.dimensions();
-    let horizontal = |img: RgbImage| if img.width() != width { pass_horizontal(&img, width, filter) } else { img };
-    let vertical = |img: RgbImage| if img.height() != height { pass_vertical(&img, height, filter) } else { img };
+    let horizontal = |img: RgbImage| {
+        if img.width() != width {
+            pass_horizontal(&img, width, filter)
+        } else {
+            img
+        }
+    };
+    let vertical = |img: RgbImage| {
+        if img.height() != height {
+            pass_vertical(&img, height, filter)
+        } else {
+            img
+        }
+    };
     if vertical_first(w, h, width, height) {
         horizontal(vertical(src.clone()))
     } else {

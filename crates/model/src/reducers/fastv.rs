@@ -26,7 +26,10 @@ impl TokenReducer for FastV {
 
     fn prune(&self, span: ImageSpan, keep: usize, llm_layers: usize) -> Result<SpanPrune> {
         if self.layer > llm_layers {
-            bail!("reducer fastv:{}: K must be within 1..={llm_layers} (the LLM's layers)", self.layer);
+            bail!(
+                "reducer fastv:{}: K must be within 1..={llm_layers} (the LLM's layers)",
+                self.layer
+            );
         }
         if span.start + span.len >= span.prompt_len {
             bail!("fastv needs at least one prompt token after the image");
@@ -81,7 +84,10 @@ impl DecoderHook for SpanPruneHook<'_> {
             bail!("pruned forward needs batch size 1, got {batch}");
         }
         if p.layer == 0 || p.layer > layers {
-            bail!("FastV layer K = {} is out of range: 1 ≤ K ≤ {layers} (the decoder's layers)", p.layer);
+            bail!(
+                "FastV layer K = {} is out of range: 1 ≤ K ≤ {layers} (the decoder's layers)",
+                p.layer
+            );
         }
         if p.len == 0 || p.start + p.len >= t {
             bail!("the pruned span [{}, {}) must be non-empty and followed by at least one token (input has {t})", p.start, p.start + p.len);
@@ -128,20 +134,27 @@ impl Llama {
     ) -> Result<PrunedOutput> {
         let mut hook = SpanPruneHook { prune, t: 0, scores_row: None, selection: None };
         let output = self.forward_embeds_with(ctx, embeds, cache, options, &mut hook)?;
-        let (span_scores, kept_in_span, kept) = hook.selection.context("FastV: the decoder never reached layer K")?;
+        let (span_scores, kept_in_span, kept) =
+            hook.selection.context("FastV: the decoder never reached layer K")?;
         Ok(PrunedOutput { output, kept, kept_in_span, span_scores })
     }
 }
 
 /// FastV's selection from the last query's head-averaged attention row `[1, past + t]`:
 /// (span scores, kept offsets within the span, kept offsets within the input).
-fn select_span(row: Option<Tensor>, t: usize, p: &SpanPrune) -> Result<(Vec<f32>, Vec<usize>, Vec<usize>)> {
+fn select_span(
+    row: Option<Tensor>,
+    t: usize,
+    p: &SpanPrune,
+) -> Result<(Vec<f32>, Vec<usize>, Vec<usize>)> {
     let row = row.context("FastV: no attention row from layer K − 1")?;
     let past = row.dim(1)? - t;
     let row: Vec<f32> = row.squeeze(0)?.to_vec1()?;
     let scores = row[past + p.start..past + p.start + p.len].to_vec();
     let in_span = top_k_sorted(&scores, p.keep);
-    let kept = (0..p.start).chain(in_span.iter().map(|&j| p.start + j)).chain(p.start + p.len..t).collect();
+    let kept = (0..p.start)
+        .chain(in_span.iter().map(|&j| p.start + j))
+        .chain(p.start + p.len..t)
+        .collect();
     Ok((scores, in_span, kept))
 }
-

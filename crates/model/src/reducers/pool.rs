@@ -45,7 +45,11 @@ pub fn adaptive_avg_pool_1d(x: &Tensor, n: usize) -> Result<Tensor> {
 }
 
 /// 2D adaptive average pooling of a row-major `h`×`w` grid `x` (`[h·w, D]`) to `[oh·ow, D]`.
-pub fn adaptive_avg_pool_2d(x: &Tensor, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Result<Tensor> {
+pub fn adaptive_avg_pool_2d(
+    x: &Tensor,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+) -> Result<Tensor> {
     let (len, _) = x.dims2()?;
     if len != h * w {
         bail!("2D pooling: {len} tokens do not form a {h}×{w} grid");
@@ -77,8 +81,9 @@ pub fn pool(x: &Tensor, grid: Option<(usize, usize)>, n: usize) -> Result<Tensor
     let (len, _) = x.dims2()?;
     check_budget(n, len)?;
     match (grid, perfect_square(n)) {
-        (Some((h, w)), Some(s)) if h * w == len && s <= h && s <= w => adaptive_avg_pool_2d(x, (h, w), (s, s)),
+        (Some((h, w)), Some(s)) if h * w == len && s <= h && s <= w => {
+            adaptive_avg_pool_2d(x, (h, w), (s, s))
+        }
         _ => adaptive_avg_pool_1d(x, n),
     }
 }
-

@@ -26,7 +26,9 @@ pub fn uniform(x: &Tensor, n: usize) -> Result<Tensor> {
     if n == len {
         return Ok(x.clone());
     }
-    let idx = Tensor::new(uniform_indices(len, n).into_iter().map(|i| i as u32).collect::<Vec<_>>(), x.device())?;
+    let idx = Tensor::new(
+        uniform_indices(len, n).into_iter().map(|i| i as u32).collect::<Vec<_>>(),
+        x.device(),
+    )?;
     Ok(x.index_select(&idx, 0)?)
 }
-

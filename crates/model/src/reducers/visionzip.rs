@@ -17,7 +17,14 @@ impl TokenReducer for VisionZip {
     fn reduce(&self, tokens: &ImageTokens, n: usize) -> Result<Tensor> {
         let attention = tokens.attention.context("visionzip needs a cache made for visionzip")?;
         let (dominant, contextual) = visionzip_split(n);
-        Ok(visionzip(&attention.hidden, &attention.keys_mean, &attention.cls_attention, dominant, contextual)?.0)
+        Ok(visionzip(
+            &attention.hidden,
+            &attention.keys_mean,
+            &attention.cls_attention,
+            dominant,
+            contextual,
+        )?
+        .0)
     }
 }
 
@@ -50,19 +57,31 @@ pub fn visionzip(
 ) -> Result<(Tensor, VisionZipSelection)> {
     let (t, _) = hidden.dims2()?;
     if cls_attention.len() + 1 != t || keys_mean.dim(0)? != t {
-        bail!("visionzip: {t} tokens but {} attention values and {} keys", cls_attention.len(), keys_mean.dim(0)?);
+        bail!(
+            "visionzip: {t} tokens but {} attention values and {} keys",
+            cls_attention.len(),
+            keys_mean.dim(0)?
+        );
     }
-    if dominant == 0 || dominant + contextual > t || (contextual > 0 && dominant + contextual == t) {
-        bail!("visionzip: {dominant} dominant + {contextual} contextual tokens do not fit {t} tokens");
+    if dominant == 0 || dominant + contextual > t || (contextual > 0 && dominant + contextual == t)
+    {
+        bail!(
+            "visionzip: {dominant} dominant + {contextual} contextual tokens do not fit {t} tokens"
+        );
     }
     let device = hidden.device();
     let ids = |v: &[usize]| Tensor::new(v.iter().map(|&i| i as u32).collect::<Vec<_>>(), device);
     // Dominant: CLS + the top (dominant − 1) patches by CLS attention, in sequence order.
-    let mut dom: Vec<usize> = std::iter::once(0).chain(top_k_sorted(cls_attention, dominant - 1).into_iter().map(|i| i + 1)).collect();
+    let mut dom: Vec<usize> = std::iter::once(0)
+        .chain(top_k_sorted(cls_attention, dominant - 1).into_iter().map(|i| i + 1))
+        .collect();
     dom.sort_unstable();
     let dominant_tokens = hidden.index_select(&ids(&dom)?, 0)?;
     if contextual == 0 {
-        return Ok((dominant_tokens, VisionZipSelection { dominant: dom, targets: vec![], assignment: vec![] }));
+        return Ok((
+            dominant_tokens,
+            VisionZipSelection { dominant: dom, targets: vec![], assignment: vec![] },
+        ));
     }
     let mut is_dom = vec![false; t];
     dom.iter().for_each(|&i| is_dom[i] = true);

@@ -10,17 +10,27 @@ pub fn fixture(name: &str) -> PathBuf {
 
 pub fn expected(name: &str) -> HashMap<String, Tensor> {
     let path = fixture(name).join("expected.safetensors");
-    candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    candle_core::safetensors::load(&path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A safetensors file under tests/fixtures (`folder/file.safetensors`).
 pub fn tensors(rel: &str) -> HashMap<String, Tensor> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel);
-    candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    candle_core::safetensors::load(&path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 pub fn ids(t: &Tensor) -> Vec<u32> {
-    t.to_dtype(DType::I64).unwrap().flatten_all().unwrap().to_vec1::<i64>().unwrap().into_iter().map(|v| v as u32).collect()
+    t.to_dtype(DType::I64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|v| v as u32)
+        .collect()
 }
 
 /// Largest absolute difference, after checking the shapes agree.
@@ -28,7 +38,16 @@ pub fn max_abs_diff(got: &Tensor, want: &Tensor, what: &str) -> f32 {
     let got = got.to_dtype(DType::F32).unwrap();
     let want = want.to_dtype(DType::F32).unwrap();
     assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    (got - want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 pub fn assert_close(got: &Tensor, want: &Tensor, tol: f32, what: &str) {
@@ -42,7 +61,10 @@ pub fn formula_image(w: u32, h: u32) -> image::RgbImage {
     image::RgbImage::from_fn(w, h, |x, y| {
         let (x, y) = (x as u64, y as u64);
         let level = |c: u64| {
-            let v = x * (3 + c) + y * (5 + 2 * c) + ((x * y * (c + 1)) >> 4) + 96 * ((x / 17 + y / 13) % 2);
+            let v = x * (3 + c)
+                + y * (5 + 2 * c)
+                + ((x * y * (c + 1)) >> 4)
+                + 96 * ((x / 17 + y / 13) % 2);
             (v % 256) as u8
         };
         image::Rgb([level(0), level(1), level(2)])
@@ -51,7 +73,11 @@ pub fn formula_image(w: u32, h: u32) -> image::RgbImage {
 
 /// The LLM and query rows of a parsed record against `{name}.input_ids` / `.input_tps` /
 /// `.que_input_ids` / `.que_input_tps` of a reference file.
-pub fn assert_token_rows(record: &tokenscale_model::chat::ParsedRecord, want: &HashMap<String, Tensor>, name: &str) {
+pub fn assert_token_rows(
+    record: &tokenscale_model::chat::ParsedRecord,
+    want: &HashMap<String, Tensor>,
+    name: &str,
+) {
     let query = record.query.as_ref().unwrap_or_else(|| panic!("{name}: no query row"));
     assert_eq!(record.llm.input_ids, ids(&want[&format!("{name}.input_ids")]), "{name} LLM ids");
     assert_eq!(record.llm.input_tps, ids(&want[&format!("{name}.input_tps")]), "{name} LLM types");

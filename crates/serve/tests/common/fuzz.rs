@@ -102,7 +102,8 @@ impl Mutator {
             11 => json!({}),
             12 => {
                 let depth = 1 + self.rng.below(300);
-                serde_json::from_str(&format!("{}{}", "[".repeat(depth), "]".repeat(depth))).unwrap_or(Value::Null)
+                serde_json::from_str(&format!("{}{}", "[".repeat(depth), "]".repeat(depth)))
+                    .unwrap_or(Value::Null)
             }
             13 => json!([1, "two", null, {"three": 3}]),
             14 => json!(self.rng.next_u64() as i64),
@@ -155,7 +156,9 @@ impl Mutator {
                 2 => {
                     // Remove the last key of the path from its parent.
                     if let (Some((last, parent)), true) = (path.split_last(), !path.is_empty()) {
-                        if let (Some(Value::Object(map)), Value::String(k)) = (Self::at(&mut v, parent), last) {
+                        if let (Some(Value::Object(map)), Value::String(k)) =
+                            (Self::at(&mut v, parent), last)
+                        {
                             map.remove(k);
                         }
                     }
@@ -167,8 +170,28 @@ impl Mutator {
                     }
                 }
                 _ => {
-                    let field = *self.pick(&["max_tokens", "vision_tokens", "short_tokens", "temperature", "top_p", "seed", "n", "max_completion_tokens"]);
-                    let value = self.pick(&[json!(-1), json!(0), json!(1u64 << 62), json!(1e300), json!(512), json!(100_000), json!(2.5), json!("7")]).clone();
+                    let field = *self.pick(&[
+                        "max_tokens",
+                        "vision_tokens",
+                        "short_tokens",
+                        "temperature",
+                        "top_p",
+                        "seed",
+                        "n",
+                        "max_completion_tokens",
+                    ]);
+                    let value = self
+                        .pick(&[
+                            json!(-1),
+                            json!(0),
+                            json!(1u64 << 62),
+                            json!(1e300),
+                            json!(512),
+                            json!(100_000),
+                            json!(2.5),
+                            json!("7"),
+                        ])
+                        .clone();
                     if let Some(map) = v.as_object_mut() {
                         map.insert(field.to_string(), value);
                     }

@@ -7,18 +7,20 @@ use std::path::PathBuf;
 use base64::Engine;
 use serde_json::{json, Value};
 use tokenscale_model::runtime::Runtime;
-use tokenscale_serve::{Server, ServeOptions};
+use tokenscale_serve::{ServeOptions, Server};
 
 pub fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/tiny-imgque")
 }
 
 pub fn load() -> Runtime {
-    Runtime::load(&model_dir(), tokenscale_model::DType::F32, &tokenscale_model::Device::Cpu).expect("the shipped model loads")
+    Runtime::load(&model_dir(), tokenscale_model::DType::F32, &tokenscale_model::Device::Cpu)
+        .expect("the shipped model loads")
 }
 
 pub fn start(options: ServeOptions) -> Server {
-    Server::start(load(), ServeOptions { port: 0, model_name: "tiny-imgque".into(), ..options }).expect("server starts")
+    Server::start(load(), ServeOptions { port: 0, model_name: "tiny-imgque".into(), ..options })
+        .expect("server starts")
 }
 
 pub fn url(server: &Server, path: &str) -> String {
@@ -27,9 +29,13 @@ pub fn url(server: &Server, path: &str) -> String {
 
 /// A PNG of `size`×`size` pixels: a gradient shifted by `seed`.
 pub fn png(size: u32, seed: u8) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(size, size, |x, y| image::Rgb([(x * 7) as u8 ^ seed, (y * 5) as u8, seed.wrapping_mul(31)]));
+    let img = image::RgbImage::from_fn(size, size, |x, y| {
+        image::Rgb([(x * 7) as u8 ^ seed, (y * 5) as u8, seed.wrapping_mul(31)])
+    });
     let mut bytes = Vec::new();
-    image::DynamicImage::ImageRgb8(img).write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).expect("png encodes");
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .expect("png encodes");
     bytes
 }
 
@@ -74,7 +80,10 @@ pub fn post_raw(url: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, Strin
 
 pub fn post(url: &str, body: &Value) -> (u16, Value) {
     let (status, text, _) = post_raw(url, body.to_string().as_bytes(), &[]);
-    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}")))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}")),
+    )
 }
 
 pub fn get(url: &str) -> (u16, String) {
@@ -86,10 +95,16 @@ pub fn get(url: &str) -> (u16, String) {
 }
 
 pub fn content(answer: &Value) -> String {
-    answer["choices"][0]["message"]["content"].as_str().unwrap_or_else(|| panic!("no content in {answer}")).to_string()
+    answer["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no content in {answer}"))
+        .to_string()
 }
 
 /// The `data:` payloads of a server-sent-events body, in order.
 pub fn sse_events(text: &str) -> Vec<String> {
-    text.split("\n\n").filter_map(|frame| frame.strip_prefix("data: ")).map(str::to_string).collect()
+    text.split("\n\n")
+        .filter_map(|frame| frame.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
 }

@@ -9,7 +9,9 @@ use super::inputs::{slot_positions, AuxInputs, Slot};
 
 /// The captured attention probabilities of LLM layer `layer` (1-based).
 fn layer_attention(attention: &[Tensor], layer: usize) -> Result<&Tensor> {
-    attention.get(layer - 1).with_context(|| format!("attention layer {layer}: only {} attention layers ran", attention.len()))
+    attention.get(layer - 1).with_context(|| {
+        format!("attention layer {layer}: only {} attention layers ran", attention.len())
+    })
 }
 
 /// −log of the attention that head 0 of `layer` (1-based), at the answer position, pays to the
@@ -45,7 +47,13 @@ pub(super) fn count_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
     let Some(counted) = x.targets.example.counted_cells.as_deref() else { return Ok(None) };
     let probs = layer_attention(x.attention, x.config.aux_count_layer)?;
     let slots = slot_positions(x.tps);
-    let targets: Vec<u32> = std::iter::once(0).chain(counted.iter().filter_map(|&c| slots.get(c).map(|&i| i as u32))).collect();
-    let picked = probs.get(0)?.get(0)?.get(x.answer_position)?.index_select(&Tensor::new(targets.as_slice(), &Device::Cpu)?, 0)?;
+    let targets: Vec<u32> = std::iter::once(0)
+        .chain(counted.iter().filter_map(|&c| slots.get(c).map(|&i| i as u32)))
+        .collect();
+    let picked = probs
+        .get(0)?
+        .get(0)?
+        .get(x.answer_position)?
+        .index_select(&Tensor::new(targets.as_slice(), &Device::Cpu)?, 0)?;
     Ok(Some((picked + 1e-9)?.log()?.mean_all()?.neg()?))
 }

@@ -22,7 +22,12 @@ pub(crate) fn slot_grid(shape: &TinyShape) -> usize {
 }
 
 /// A fresh auxiliary head `{prefix}.weight` / `{prefix}.bias` (width `h` → `rows` classes).
-pub(crate) fn fresh_head(prefix: &str, rows: usize, h: usize, seed: u64) -> Result<HashMap<String, Tensor>> {
+pub(crate) fn fresh_head(
+    prefix: &str,
+    rows: usize,
+    h: usize,
+    seed: u64,
+) -> Result<HashMap<String, Tensor>> {
     let mut rng = Gaussian::new(seed);
     let weight: Vec<f32> = (0..rows * h).map(|_| (0.02 * rng.sample()) as f32).collect();
     Ok(HashMap::from([
@@ -39,21 +44,32 @@ impl HeadParams<'_> {
     /// The weight and bias of head `prefix`.
     pub fn tensors(&self, prefix: &str) -> Result<(&Tensor, &Tensor)> {
         let get = |k: String| {
-            self.0.get(&k).map(Var::as_tensor).with_context(|| format!("the run has no `{k}` (its auxiliary weight was 0 when it started)"))
+            self.0.get(&k).map(Var::as_tensor).with_context(|| {
+                format!("the run has no `{k}` (its auxiliary weight was 0 when it started)")
+            })
         };
         Ok((get(format!("{prefix}.weight"))?, get(format!("{prefix}.bias"))?))
     }
 
     /// Cross-entropy of head `prefix` predicting, from each row of `tokens` `[k, h]`, the
     /// content of the matching cell of `cells` (k of them).
-    pub fn cell_prediction_loss(&self, prefix: &str, tokens: &Tensor, cells: &[(u32, u32)]) -> Result<Tensor> {
+    pub fn cell_prediction_loss(
+        &self,
+        prefix: &str,
+        tokens: &Tensor,
+        cells: &[(u32, u32)],
+    ) -> Result<Tensor> {
         let (w, b) = self.tensors(prefix)?;
         let (w, b) = (w.narrow(0, 0, CELL_CLASSES)?, b.narrow(0, 0, CELL_CLASSES)?);
         let logits = tokens.matmul(&w.t()?)?.broadcast_add(&b)?;
         let colours = Tensor::new(cells.iter().map(|c| c.0).collect::<Vec<_>>(), &Device::Cpu)?;
         let shapes = Tensor::new(cells.iter().map(|c| c.1).collect::<Vec<_>>(), &Device::Cpu)?;
-        let colour_loss = candle_nn::loss::cross_entropy(&logits.narrow(1, 0, COLOUR_CLASSES)?, &colours)?;
-        let shape_loss = candle_nn::loss::cross_entropy(&logits.narrow(1, COLOUR_CLASSES, SHAPE_CLASSES)?, &shapes)?;
+        let colour_loss =
+            candle_nn::loss::cross_entropy(&logits.narrow(1, 0, COLOUR_CLASSES)?, &colours)?;
+        let shape_loss = candle_nn::loss::cross_entropy(
+            &logits.narrow(1, COLOUR_CLASSES, SHAPE_CLASSES)?,
+            &shapes,
+        )?;
         Ok((colour_loss + shape_loss)?)
     }
 

@@ -35,7 +35,9 @@ impl<'e> Targets<'e> {
     pub(super) fn of(config: &TrainConfig, example: &'e Example, n: usize) -> Self {
         let lookup = match (example.asked_cell, example.anchor_cell) {
             (Some(cell), _) => Some(Slot::Cell(cell)),
-            (None, Some(_)) if config.aux_anchor_weight > 0.0 => example.answer_cell.map(Slot::Cell),
+            (None, Some(_)) if config.aux_anchor_weight > 0.0 => {
+                example.answer_cell.map(Slot::Cell)
+            }
             _ if example.asks_summary && config.summary_lookup => Some(Slot::Last),
             _ => None,
         };
@@ -81,5 +83,9 @@ impl AuxInputs<'_> {
 
 /// The sequence positions of the LLM input's QED slots, in order.
 pub(super) fn slot_positions(tps: &[u32]) -> Vec<usize> {
-    tps.iter().enumerate().filter(|(_, &t)| t & tokenscale_model::chat::token_type::QED != 0).map(|(i, _)| i).collect()
+    tps.iter()
+        .enumerate()
+        .filter(|(_, &t)| t & tokenscale_model::chat::token_type::QED != 0)
+        .map(|(i, _)| i)
+        .collect()
 }

@@ -13,12 +13,19 @@ use crate::data::COUNT_CLASSES;
 /// The LLM's states after `layer` layers (0: its input) at every position: `[T, llm_hidden]`.
 /// `field` is the config field that chose the layer.
 fn llm_states(hidden_states: &[Tensor], layer: usize, field: &str) -> Result<Tensor> {
-    let states = hidden_states.get(layer).with_context(|| format!("field `{field}`: the LLM has no state after {layer} layers"))?;
+    let states = hidden_states
+        .get(layer)
+        .with_context(|| format!("field `{field}`: the LLM has no state after {layer} layers"))?;
     Ok(states.squeeze(0)?)
 }
 
 /// The LLM's state after `layer` layers at `position`: `[1, llm_hidden]`.
-fn llm_state(hidden_states: &[Tensor], layer: usize, position: usize, field: &str) -> Result<Tensor> {
+fn llm_state(
+    hidden_states: &[Tensor],
+    layer: usize,
+    position: usize,
+    field: &str,
+) -> Result<Tensor> {
     Ok(llm_states(hidden_states, layer, field)?.narrow(0, position, 1)?)
 }
 
@@ -26,7 +33,8 @@ fn llm_state(hidden_states: &[Tensor], layer: usize, position: usize, field: &st
 /// the row and column of the cell the question asks about.
 pub(super) fn query_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
     let Some(Slot::Cell(cell)) = x.targets.lookup else { return Ok(None) };
-    let state = llm_state(x.hidden_states, x.config.aux_query_layer, x.answer_position, "aux_query_layer")?;
+    let state =
+        llm_state(x.hidden_states, x.config.aux_query_layer, x.answer_position, "aux_query_layer")?;
     Ok(Some(x.heads.row_column_loss(x.head()?, &state, cell)?))
 }
 
@@ -40,11 +48,15 @@ pub(super) fn previous_token_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
     if positions.is_empty() {
         return Ok(None);
     }
-    let state = x.hidden_states.get(1).context("aux_prev_weight: the LLM has no layers")?.squeeze(0)?;
+    let state =
+        x.hidden_states.get(1).context("aux_prev_weight: the LLM has no layers")?.squeeze(0)?;
     let state = state.index_select(&Tensor::new(positions.as_slice(), &Device::Cpu)?, 0)?;
     let (w, b) = x.heads.tensors(x.head()?)?;
     let logits = state.matmul(&w.t()?)?.broadcast_add(b)?;
-    Ok(Some(candle_nn::loss::cross_entropy(&logits, &Tensor::new(previous.as_slice(), &Device::Cpu)?)?))
+    Ok(Some(candle_nn::loss::cross_entropy(
+        &logits,
+        &Tensor::new(previous.as_slice(), &Device::Cpu)?,
+    )?))
 }
 
 /// `aux_fetch`: a head on the state after `aux_attend_layer` layers at the answer position names
@@ -53,13 +65,20 @@ pub(super) fn previous_token_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
 pub(super) fn fetch_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
     let (example, n) = (x.targets.example, x.targets.n);
     let cell = example.answer_cell.filter(|&c| c < n).and_then(|c| example.cells.get(c));
-    let count = example.counted_cells.as_ref().filter(|counted| counted.iter().all(|&c| c < n)).map(|c| c.len());
+    let count = example
+        .counted_cells
+        .as_ref()
+        .filter(|counted| counted.iter().all(|&c| c < n))
+        .map(|c| c.len());
     let (w, b) = x.heads.tensors(x.head()?)?;
-    let state = || llm_state(x.hidden_states, x.config.aux_attend_layer, x.answer_position, "aux_attend_layer");
+    let state = || {
+        llm_state(x.hidden_states, x.config.aux_attend_layer, x.answer_position, "aux_attend_layer")
+    };
     let loss = if let Some(cell) = cell {
         x.heads.cell_prediction_loss(x.head()?, &state()?, std::slice::from_ref(cell))?
     } else if let Some(count) = count.filter(|&c| c < COUNT_CLASSES) {
-        let (w, b) = (w.narrow(0, CELL_CLASSES, COUNT_CLASSES)?, b.narrow(0, CELL_CLASSES, COUNT_CLASSES)?);
+        let (w, b) =
+            (w.narrow(0, CELL_CLASSES, COUNT_CLASSES)?, b.narrow(0, CELL_CLASSES, COUNT_CLASSES)?);
         let logits = state()?.matmul(&w.t()?)?.broadcast_add(&b)?;
         candle_nn::loss::cross_entropy(&logits, &Tensor::new(&[count as u32], &Device::Cpu)?)?
     } else {
@@ -81,7 +100,8 @@ pub(super) fn llm_slot_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let states = llm_states(x.hidden_states, x.config.aux_attend_layer - 1, "aux_attend_layer")?;
-    let picks = Tensor::new(slots[..k].iter().map(|&i| i as u32).collect::<Vec<_>>(), &Device::Cpu)?;
+    let picks =
+        Tensor::new(slots[..k].iter().map(|&i| i as u32).collect::<Vec<_>>(), &Device::Cpu)?;
     let tokens = states.index_select(&picks, 0)?;
     Ok(Some(x.heads.cell_prediction_loss(x.head()?, &tokens, &example.cells[..k])?))
 }
@@ -90,8 +110,15 @@ pub(super) fn llm_slot_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
 /// names the colour and shape of a relation question's anchor.
 pub(super) fn anchor_query_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
     let example = x.targets.example;
-    let Some(anchor) = example.anchor_cell.and_then(|a| example.cells.get(a)) else { return Ok(None) };
-    let state = llm_state(x.hidden_states, x.config.aux_anchor_layer - 1, x.answer_position, "aux_anchor_layer")?;
+    let Some(anchor) = example.anchor_cell.and_then(|a| example.cells.get(a)) else {
+        return Ok(None);
+    };
+    let state = llm_state(
+        x.hidden_states,
+        x.config.aux_anchor_layer - 1,
+        x.answer_position,
+        "aux_anchor_layer",
+    )?;
     Ok(Some(x.heads.cell_prediction_loss(x.head()?, &state, std::slice::from_ref(anchor))?))
 }
 
@@ -99,7 +126,12 @@ pub(super) fn anchor_query_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
 /// through the final norm and the LM head, names the answer's first token.
 pub(super) fn early_answer_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
     let target = x.ids[x.answer_position + 1];
-    let state = llm_state(x.hidden_states, x.config.aux_attend_layer, x.answer_position, "aux_attend_layer")?;
+    let state = llm_state(
+        x.hidden_states,
+        x.config.aux_attend_layer,
+        x.answer_position,
+        "aux_attend_layer",
+    )?;
     let logits = x.pipeline.model.llm.logits_of(&Forward::TRAINING, &state)?;
     Ok(Some(candle_nn::loss::cross_entropy(&logits, &Tensor::new(&[target], &Device::Cpu)?)?))
 }
@@ -107,7 +139,14 @@ pub(super) fn early_answer_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
 /// `aux_anchor_fetch`: a head on the state after `aux_anchor_layer` layers at the answer position
 /// names the row and column of a relation question's anchor (when the budget has its slot).
 pub(super) fn anchor_fetch_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
-    let Some(cell) = x.targets.example.anchor_cell.filter(|&a| a < x.targets.n) else { return Ok(None) };
-    let state = llm_state(x.hidden_states, x.config.aux_anchor_layer, x.answer_position, "aux_anchor_layer")?;
+    let Some(cell) = x.targets.example.anchor_cell.filter(|&a| a < x.targets.n) else {
+        return Ok(None);
+    };
+    let state = llm_state(
+        x.hidden_states,
+        x.config.aux_anchor_layer,
+        x.answer_position,
+        "aux_anchor_layer",
+    )?;
     Ok(Some(x.heads.row_column_loss(x.head()?, &state, cell)?))
 }

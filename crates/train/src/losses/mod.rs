@@ -18,8 +18,8 @@ use anyhow::{bail, Result};
 use candle_core::{Device, Tensor, Var};
 use tokenscale_model::chat::token_type::{ANS, EOS};
 use tokenscale_model::chat::Conversation;
-use tokenscale_model::{AttentionCapture, Forward, ForwardOptions};
 use tokenscale_model::imgque_pipeline::ImgQuePipeline;
+use tokenscale_model::{AttentionCapture, Forward, ForwardOptions};
 
 use crate::config::TrainConfig;
 use crate::data::Example;
@@ -72,17 +72,24 @@ pub(crate) fn example_loss(
     let wanted = |reads: Reads| AUX_LOSSES.iter().any(|l| l.reads == reads && applies(l));
     let (want_query, want_attention) = (wanted(Reads::LlmStates), wanted(Reads::LlmAttention));
     let capture = AttentionCapture::new();
-    let ctx = if want_attention { Forward::TRAINING.capturing(&capture) } else { Forward::TRAINING };
-    let options = if want_query { ForwardOptions::ALL.with_hidden_states() } else { ForwardOptions::ALL };
+    let ctx =
+        if want_attention { Forward::TRAINING.capturing(&capture) } else { Forward::TRAINING };
+    let options =
+        if want_query { ForwardOptions::ALL.with_hidden_states() } else { ForwardOptions::ALL };
     let out = llm.forward_embeds(&ctx, &inputs.embeds, &mut llm.new_cache(), options);
     let attention = capture.take();
     let out = out?;
     let (ids, tps) = (&inputs.record.llm.input_ids, &inputs.record.llm.input_tps);
     let (rows, answer_ids) = answer_targets(ids, tps);
     if rows.is_empty() {
-        bail!("example with prompt {:?}: the answer {:?} gives no target tokens", example.prompt, example.answer);
+        bail!(
+            "example with prompt {:?}: the answer {:?} gives no target tokens",
+            example.prompt,
+            example.answer
+        );
     }
-    let logits = out.logits.squeeze(0)?.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
+    let logits =
+        out.logits.squeeze(0)?.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
     let answer_ids = Tensor::new(answer_ids.as_slice(), &Device::Cpu)?;
     let answer_tokens = answer_ids.dim(0)?;
     let mut loss = (candle_nn::loss::cross_entropy(&logits, &answer_ids)? * answer_tokens as f64)?;

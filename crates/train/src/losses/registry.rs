@@ -104,7 +104,12 @@ fn always(_: &Targets) -> bool {
     true
 }
 
-const fn head(prefix: &'static str, width: Width, classes: Classes, seed_salt: u64) -> Option<Head> {
+const fn head(
+    prefix: &'static str,
+    width: Width,
+    classes: Classes,
+    seed_salt: u64,
+) -> Option<Head> {
     Some(Head { prefix, width, classes, seed_salt })
 }
 
@@ -276,7 +281,10 @@ pub(crate) const AUX_LOSSES: [AuxLoss; 14] = [
 
 /// Whether parameter `name` belongs to an auxiliary head (checkpointed, never shipped).
 pub(crate) fn is_head_parameter(name: &str) -> bool {
-    AUX_LOSSES.iter().filter_map(|l| l.head).any(|h| name.strip_prefix(h.prefix).is_some_and(|rest| rest.starts_with('.')))
+    AUX_LOSSES
+        .iter()
+        .filter_map(|l| l.head)
+        .any(|h| name.strip_prefix(h.prefix).is_some_and(|rest| rest.starts_with('.')))
 }
 
 #[cfg(test)]
@@ -298,17 +306,35 @@ mod tests {
     fn the_registry_names_every_auxiliary_field_of_the_config_and_reads_it() {
         let defaults = serde_json::to_value(TrainConfig::default()).unwrap();
         let aux_fields = |suffix: &str| -> BTreeSet<String> {
-            defaults.as_object().unwrap().keys().filter(|k| k.starts_with("aux_") && k.ends_with(suffix)).cloned().collect()
+            defaults
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| k.starts_with("aux_") && k.ends_with(suffix))
+                .cloned()
+                .collect()
         };
-        let weights: BTreeSet<String> = AUX_LOSSES.iter().map(|l| l.weight_field.to_string()).collect();
+        let weights: BTreeSet<String> =
+            AUX_LOSSES.iter().map(|l| l.weight_field.to_string()).collect();
         assert_eq!(weights, aux_fields("_weight"));
-        let layers: BTreeSet<String> = AUX_LOSSES.iter().filter_map(|l| l.layer).map(|f| f.name.to_string()).collect();
+        let layers: BTreeSet<String> =
+            AUX_LOSSES.iter().filter_map(|l| l.layer).map(|f| f.name.to_string()).collect();
         assert_eq!(layers, aux_fields("_layer"));
         for loss in &AUX_LOSSES {
             assert_eq!(loss.weight_field, format!("{}_weight", loss.name));
-            assert_eq!((loss.weight)(&config_with(loss.weight_field, Value::from(0.25))), 0.25, "{}", loss.name);
+            assert_eq!(
+                (loss.weight)(&config_with(loss.weight_field, Value::from(0.25))),
+                0.25,
+                "{}",
+                loss.name
+            );
             if let Some(layer) = loss.layer {
-                assert_eq!((layer.value)(&config_with(layer.name, Value::from(7))), 7, "{}", loss.name);
+                assert_eq!(
+                    (layer.value)(&config_with(layer.name, Value::from(7))),
+                    7,
+                    "{}",
+                    loss.name
+                );
             }
         }
     }
@@ -325,8 +351,13 @@ mod tests {
 
     #[test]
     fn only_head_parameters_are_kept_out_of_the_model() {
-        assert!(is_head_parameter("aux_cells.weight") && is_head_parameter("aux_anchor_fetch.bias"));
-        assert!(!is_head_parameter("aux_cellsx.weight"), "a prefix of a longer name is not the head");
+        assert!(
+            is_head_parameter("aux_cells.weight") && is_head_parameter("aux_anchor_fetch.bias")
+        );
+        assert!(
+            !is_head_parameter("aux_cellsx.weight"),
+            "a prefix of a longer name is not the head"
+        );
         assert!(!is_head_parameter("llm.embed_tokens.weight"));
     }
 }

@@ -44,12 +44,19 @@ pub(super) fn slot_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
     // matching the question's row and column words against it.
     let side = slot_grid(&x.config.model);
     if side * side != example.cells.len() {
-        bail!("aux_slot_weight: the scene has {} cells, the slot head names a {side}×{side} grid", example.cells.len());
+        bail!(
+            "aux_slot_weight: the scene has {} cells, the slot head names a {side}×{side} grid",
+            example.cells.len()
+        );
     }
     let (w, b) = x.heads.tensors(x.head()?)?;
-    let logits = tokens.matmul(&w.narrow(0, CELL_CLASSES, 2 * side)?.t()?)?.broadcast_add(&b.narrow(0, CELL_CLASSES, 2 * side)?)?;
-    let rows = Tensor::new((0..k as u32).map(|j| j / side as u32).collect::<Vec<_>>(), &Device::Cpu)?;
-    let cols = Tensor::new((0..k as u32).map(|j| j % side as u32).collect::<Vec<_>>(), &Device::Cpu)?;
+    let logits = tokens
+        .matmul(&w.narrow(0, CELL_CLASSES, 2 * side)?.t()?)?
+        .broadcast_add(&b.narrow(0, CELL_CLASSES, 2 * side)?)?;
+    let rows =
+        Tensor::new((0..k as u32).map(|j| j / side as u32).collect::<Vec<_>>(), &Device::Cpu)?;
+    let cols =
+        Tensor::new((0..k as u32).map(|j| j % side as u32).collect::<Vec<_>>(), &Device::Cpu)?;
     let identity = (candle_nn::loss::cross_entropy(&logits.narrow(1, 0, side)?, &rows)?
         + candle_nn::loss::cross_entropy(&logits.narrow(1, side, side)?, &cols)?)?;
     Ok(Some((content + identity)?))
@@ -61,7 +68,9 @@ pub(super) fn routed_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
     let example = x.targets.example;
     let from = x.config.routed_from_slot;
     let n = x.query_states.dim(0)?;
-    let Some(cell) = example.answer_cell.and_then(|a| example.cells.get(a)) else { return Ok(None) };
+    let Some(cell) = example.answer_cell.and_then(|a| example.cells.get(a)) else {
+        return Ok(None);
+    };
     if n <= from {
         return Ok(None);
     }
@@ -76,7 +85,12 @@ pub(super) fn summary_loss(x: &AuxInputs) -> Result<Option<Tensor>> {
     let last = x.query_states.narrow(0, x.query_states.dim(0)? - 1, 1)?;
     let (w, b) = x.heads.tensors(x.head()?)?;
     let logits = last.matmul(&w.t()?)?.broadcast_add(b)?;
-    let loss = (candle_nn::loss::cross_entropy(&logits.narrow(1, 0, TINT_CLASSES)?, &Tensor::new(&[tint], &Device::Cpu)?)?
-        + candle_nn::loss::cross_entropy(&logits.narrow(1, TINT_CLASSES, BORDER_CLASSES)?, &Tensor::new(&[border], &Device::Cpu)?)?)?;
+    let loss = (candle_nn::loss::cross_entropy(
+        &logits.narrow(1, 0, TINT_CLASSES)?,
+        &Tensor::new(&[tint], &Device::Cpu)?,
+    )? + candle_nn::loss::cross_entropy(
+        &logits.narrow(1, TINT_CLASSES, BORDER_CLASSES)?,
+        &Tensor::new(&[border], &Device::Cpu)?,
+    )?)?;
     Ok(Some(loss))
 }
